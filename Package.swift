@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = []
+
+let package = Package(
+    name: "switchyard",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "switchyard", targets: ["switchyard"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, each imported by exactly one wrapper target (see ARCHITECTURE.md).
+        .systemLibrary(
+            name: "CLibevent", pkgConfig: "libevent",
+            providers: [.apt(["libevent-dev"])]),
+        .systemLibrary(
+            name: "CYAML", pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]),
+
+        .target(name: "HTTP1", swiftSettings: strict),
+        .target(name: "EventHTTP", dependencies: ["CLibevent", "HTTP1"], swiftSettings: strict),
+        .target(name: "YAMLSource", dependencies: ["CYAML"], swiftSettings: strict),
+        .target(name: "Policy", dependencies: ["YAMLSource"], swiftSettings: strict),
+        .target(name: "Routing", dependencies: ["Policy"], swiftSettings: strict),
+        .target(name: "Models", swiftSettings: strict),
+        .target(
+            name: "Sidecar",
+            dependencies: [
+                "EventHTTP", "HTTP1", "Policy", "Routing", "Models",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "switchyard",
+            dependencies: [
+                "Sidecar", "Policy", "Routing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
+        .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1"]),
+        .testTarget(name: "YAMLSourceTests", dependencies: ["YAMLSource"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models"]),
+        .testTarget(name: "SidecarTests", dependencies: ["Sidecar", "EventHTTP", "HTTP1", "Policy"]),
+        .testTarget(name: "CLITests", dependencies: []),
+    ]
+)

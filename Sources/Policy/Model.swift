@@ -1,0 +1,333 @@
+/// The configuration model: what `routes/*.yaml` and `policies/*.yaml` say, after checking.
+///
+/// Every value here has passed the loader's checks: names are unique, references resolve,
+/// weights sum to 100. Values are immutable and `Sendable`, so a whole `Config` can be handed
+/// to every worker thread and replaced whole on reload.
+
+/// A position in a config file, for diagnostics. Lines and columns count from 1.
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// The wire protocol a client or a backend speaks (SPEC §3 "Protocols").
+public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
+    /// TF Serving REST: `{"instances": [...]}` or `{"inputs": ...}` → `{"predictions": [...]}`.
+    case tfserving
+    /// Open Inference Protocol v2 (KServe, MLServer, Triton).
+    case v2
+    /// Opaque JSON, forwarded as it is.
+    case json
+}
+
+/// The whole checked configuration: routes in match order and one policy per model.
+public struct Config: Sendable {
+    /// Routes in the order they are tried: files in lexical order, entries in file order.
+    public var routes: [Route]
+    /// Policies by model name.
+    public var models: [String: ModelPolicy]
+    /// The files read, relative to the config directory, with a SHA-256-free checksum
+    /// (FNV-1a 64 of the bytes, hex) so `/config` and reload can tell what changed.
+    public var files: [ConfigFile]
+
+    public init(routes: [Route], models: [String: ModelPolicy], files: [ConfigFile]) {
+        self.routes = routes
+        self.models = models
+        self.files = files
+    }
+}
+
+public struct ConfigFile: Sendable, Hashable {
+    /// Path as given to the loader (config directory joined with `routes/x.yaml`).
+    public var path: String
+    public var checksum: String
+
+    public init(path: String, checksum: String) {
+        self.path = path
+        self.checksum = checksum
+    }
+}
+
+// MARK: - Routes
+
+public struct Route: Sendable {
+    /// Unique across all route files, `[a-z0-9_-]+`.
+    public var name: String
+    public var match: RouteMatch
+    /// The model (policy) this route sends to.
+    public var model: String
+    /// What the client speaks; defaults to `.json`.
+    public var wireProtocol: WireProtocol
+    /// How this route pins a version, if it does.
+    public var pin: VersionPin?
+    public var location: SourceLocation
+
+    public init(
+        name: String, match: RouteMatch, model: String, wireProtocol: WireProtocol,
+        pin: VersionPin?, location: SourceLocation
+    ) {
+        self.name = name
+        self.match = match
+        self.model = model
+        self.wireProtocol = wireProtocol
+        self.pin = pin
+        self.location = location
+    }
+}
+
+public struct RouteMatch: Sendable {
+    public var path: PathMatch
+    /// Upper-case method (`POST`), or nil for any.
+    public var method: String?
+    /// Header names lower-cased; values compared exactly; all must match.
+    public var headers: [(name: String, value: String)]
+
+    public init(path: PathMatch, method: String?, headers: [(name: String, value: String)]) {
+        self.path = path
+        self.method = method
+        self.headers = headers
+    }
+}
+
+public enum PathMatch: Sendable, Hashable {
+    /// The request path (target without query) equals this.
+    case exact(String)
+    /// The request path starts with this.
+    case prefix(String)
+    /// A template such as `/v1/models/churn/versions/{version}:predict`.
+    case template(PathTemplate)
+}
+
+/// A path template split into literal text and at most one capture per name.
+/// A capture matches one or more characters up to the next literal (never `/`).
+public struct PathTemplate: Sendable, Hashable {
+    public enum Segment: Sendable, Hashable {
+        case literal(String)
+        /// `{version}` or `{label}`: both name a version or a label of the route's model.
+        case capture(String)
+    }
+
+    public var source: String
+    public var segments: [Segment]
+
+    public init(source: String, segments: [Segment]) {
+        self.source = source
+        self.segments = segments
+    }
+}
+
+/// How a route picks a version instead of the split.
+public enum VersionPin: Sendable, Hashable {
+    /// `version: candidate` on the route: a version or label name, checked at load time.
+    case fixed(String)
+    /// `{version}` / `{label}` in the route's template: the captured text names it.
+    case pathCapture(String)
+    /// `version_from: header:x-model-version`: header name lower-cased.
+    case header(String)
+}
+
+// MARK: - Policies
+
+public struct ModelPolicy: Sendable {
+    public var model: String
+    /// Versions by name, and their names in file order.
+    public var versions: [String: VersionSpec]
+    public var versionOrder: [String]
+    /// Label → version name.
+    public var labels: [String: String]
+    /// Weights by version name (labels resolved), in file order. Sum is 10000 (0.01 % units).
+    public var split: [SplitEntry]
+    public var sticky: KeySource?
+    /// Version name (label resolved).
+    public var fallback: String?
+    public var shadows: [ShadowSpec]
+    public var compare: CompareSpec?
+    public var guardSpec: GuardSpec?
+    public var location: SourceLocation
+
+    public init(
+        model: String, versions: [String: VersionSpec], versionOrder: [String],
+        labels: [String: String], split: [SplitEntry], sticky: KeySource?, fallback: String?,
+        shadows: [ShadowSpec], compare: CompareSpec?, guardSpec: GuardSpec?, location: SourceLocation
+    ) {
+        self.model = model
+        self.versions = versions
+        self.versionOrder = versionOrder
+        self.labels = labels
+        self.split = split
+        self.sticky = sticky
+        self.fallback = fallback
+        self.shadows = shadows
+        self.compare = compare
+        self.guardSpec = guardSpec
+        self.location = location
+    }
+
+    /// The version a version-or-label name refers to: a version name wins over a label.
+    public func resolve(_ name: String) -> String? {
+        if versions[name] != nil { return name }
+        return labels[name]
+    }
+}
+
+public struct SplitEntry: Sendable, Hashable {
+    /// Version name (labels resolved).
+    public var version: String
+    /// Weight in hundredths of a percent: 0...10000.
+    public var weight: Int
+
+    public init(version: String, weight: Int) {
+        self.version = version
+        self.weight = weight
+    }
+}
+
+public struct VersionSpec: Sendable {
+    public var name: String
+    public var backend: Backend
+    /// The protocol this version speaks; nil means "the route's" (SPEC §9).
+    public var wireProtocol: WireProtocol?
+    public var location: SourceLocation
+
+    public init(name: String, backend: Backend, wireProtocol: WireProtocol?, location: SourceLocation) {
+        self.name = name
+        self.backend = backend
+        self.wireProtocol = wireProtocol
+        self.location = location
+    }
+}
+
+public enum Backend: Sendable {
+    case remote(RemoteBackend)
+    case embedded(EmbeddedBackend)
+}
+
+public struct RemoteBackend: Sendable, Hashable {
+    /// `http` only.
+    public var host: String
+    public var port: Int
+    /// nil: keep the request's path and query. Otherwise the path to send to (query kept).
+    public var path: String?
+    /// The whole exchange, connect included. Default 1000.
+    public var timeoutMilliseconds: Int
+    /// Per worker. Default 64.
+    public var maxConnections: Int
+
+    public init(host: String, port: Int, path: String?, timeoutMilliseconds: Int, maxConnections: Int) {
+        self.host = host
+        self.port = port
+        self.path = path
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxConnections = maxConnections
+    }
+}
+
+public enum EmbeddedKind: String, Sendable, Hashable {
+    case xgboost, linear, table
+}
+
+public struct EmbeddedBackend: Sendable, Hashable {
+    public var kind: EmbeddedKind
+    /// Absolute or config-dir-joined path, resolved against the policy file's directory.
+    public var file: String
+    /// For tables: where the lookup key comes from.
+    public var key: KeySource?
+
+    public init(kind: EmbeddedKind, file: String, key: KeySource?) {
+        self.kind = kind
+        self.file = file
+        self.key = key
+    }
+}
+
+/// Where a key (sticky key, table key) is read from a request.
+public enum KeySource: Sendable, Hashable, CustomStringConvertible {
+    /// Header name lower-cased.
+    case header(String)
+    case cookie(String)
+    case query(String)
+    /// A JSON pointer (RFC 6901) into the request body, e.g. `/instances/0/customer_id`.
+    case body(String)
+
+    public var description: String {
+        switch self {
+        case .header(let n): return "header:\(n)"
+        case .cookie(let n): return "cookie:\(n)"
+        case .query(let n): return "query:\(n)"
+        case .body(let p): return "body:\(p)"
+        }
+    }
+}
+
+public struct ShadowSpec: Sendable, Hashable {
+    /// Version name (label resolved).
+    public var version: String
+    /// 0...100, resolution 0.01.
+    public var percent: Double
+
+    public init(version: String, percent: Double) {
+        self.version = version
+        self.percent = percent
+    }
+}
+
+public struct CompareSpec: Sendable, Hashable {
+    /// A JSON pointer, e.g. `/predictions`.
+    public var output: String
+    public var tolerance: Double
+    public var threshold: Double?
+    /// Resolved path of the JSONL comparison log.
+    public var log: String?
+    /// Share of comparisons written to the log, 0...1. Default 1.
+    public var sample: Double
+
+    public init(output: String, tolerance: Double, threshold: Double?, log: String?, sample: Double) {
+        self.output = output
+        self.tolerance = tolerance
+        self.threshold = threshold
+        self.log = log
+        self.sample = sample
+    }
+}
+
+public struct GuardSpec: Sendable, Hashable {
+    /// Version name (label resolved).
+    public var version: String
+    public var maxErrorRatio: Double?
+    public var maxP99Milliseconds: Double?
+    public var minRequests: Int
+    public var windowSeconds: Int
+
+    public init(version: String, maxErrorRatio: Double?, maxP99Milliseconds: Double?, minRequests: Int, windowSeconds: Int) {
+        self.version = version
+        self.maxErrorRatio = maxErrorRatio
+        self.maxP99Milliseconds = maxP99Milliseconds
+        self.minRequests = minRequests
+        self.windowSeconds = windowSeconds
+    }
+}
+
+// MARK: - Diagnostics
+
+/// One problem found in a config, rendered compiler-style:
+/// `policies/churn.yaml:12:7: error: split weights sum to 90, expected 100`.
+public struct Diagnostic: Sendable, Hashable, CustomStringConvertible, Error {
+    public var location: SourceLocation
+    public var message: String
+
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location
+        self.message = message
+    }
+
+    public var description: String { "\(location): error: \(message)" }
+}

@@ -1,0 +1,3 @@
+import Testing
+
+@Test func placeholderSidecarTests() { #expect(Bool(true)) }
