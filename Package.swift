@@ -31,14 +31,14 @@ let package = Package(
         .target(
             name: "Sidecar",
             dependencies: [
-                "EventHTTP", "HTTP1", "Policy", "Routing", "Models",
+                "EventHTTP", "HTTP1", "YAMLSource", "Policy", "Routing", "Models",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "Sidecar", "Policy", "Routing",
+                "Sidecar", "Policy", "Routing", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -50,7 +50,9 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models"]),
-        .testTarget(name: "SidecarTests", dependencies: ["Sidecar", "EventHTTP", "HTTP1", "Policy"]),
-        .testTarget(name: "CLITests", dependencies: []),
+        .testTarget(
+            name: "SidecarTests",
+            dependencies: ["Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "CLITests", dependencies: ["switchyard"]),
     ]
 )

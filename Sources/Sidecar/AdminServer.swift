@@ -1,0 +1,144 @@
+import EventHTTP
+import HTTP1
+import Models
+import Policy
+
+/// The admin listener (SPEC §5), on the admin loop: health, readiness, the effective config
+/// and reload. The data port never serves these. Requests that change state are accepted only
+/// from loopback peers, even when the listener binds a pod address.
+final class AdminServer {
+    unowned let sidecar: Sidecar
+    private var server: HTTPServer?
+
+    init(sidecar: Sidecar) {
+        self.sidecar = sidecar
+    }
+
+    func listen(loop: EventLoop, host: String, port: Int) throws -> Int {
+        let server = try HTTPServer(loop: loop, host: host, port: port, options: ServerOptions()) {
+            [unowned self] request, writer in
+            self.handle(request, writer)
+        }
+        self.server = server
+        return server.port
+    }
+
+    private func handle(_ request: ServerRequest, _ writer: ResponseWriter) {
+        let (status, body) = route(request)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: status.contentType)
+        writer.respond(status: status.code, headers: headers, body: ByteBuffer(bytes: body))
+    }
+
+    private struct Status {
+        var code: Int
+        var contentType = "application/json"
+    }
+
+    private func route(_ request: ServerRequest) -> (Status, [UInt8]) {
+        let method = request.head.method
+        let path = request.head.path
+        switch (method, path) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            return (Status(code: 200), JSON.fields([("status", .string("ok"))]).serialized())
+        case ("GET", "/readyz"), ("HEAD", "/readyz"):
+            if sidecar.isReady {
+                return (Status(code: 200), JSON.fields([("status", .string("ready"))]).serialized())
+            }
+            return (Status(code: 503), JSON.fields([("status", .string("not_ready"))]).serialized())
+        case ("GET", "/config"):
+            return (Status(code: 200), ConfigDocument.render(sidecar.snapshot).serialized())
+        case ("POST", "/reload"):
+            guard request.isPeerLoopback else {
+                return (Status(code: 403), error("forbidden", "reload is accepted only from loopback peers"))
+            }
+            switch sidecar.reload(trigger: "POST /reload") {
+            case .success(let generation):
+                return (Status(code: 200), JSON.fields([("generation", .number(Double(generation)))]).serialized())
+            case .failure(let diagnostics):
+                return (
+                    Status(code: 422),
+                    JSON.fields([
+                        ("error", .string("invalid_config")),
+                        ("diagnostics", .array(diagnostics.map { .string($0.description) })),
+                    ]).serialized()
+                )
+            }
+        case (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"):
+            return (Status(code: 405), error("method_not_allowed", "\(method) is not allowed on \(path)"))
+        default:
+            return (Status(code: 404), error("not_found", "no admin endpoint \(path)"))
+        }
+    }
+
+    private func error(_ code: String, _ detail: String) -> [UInt8] {
+        JSON.fields([("error", .string(code)), ("detail", .string(detail))]).serialized()
+    }
+}
+
+/// `GET /config`: the effective config as JSON, its generation and file checksums.
+enum ConfigDocument {
+    static func render(_ snapshot: ConfigSnapshot) -> JSON {
+        let config = snapshot.config
+        let routes: [JSON] = config.routes.map { route in
+            var fields: [(String, JSON)] = [("name", .string(route.name))]
+            switch route.match.path {
+            case .exact(let p): fields.append(("path", .string(p)))
+            case .prefix(let p): fields.append(("prefix", .string(p)))
+            case .template(let t): fields.append(("template", .string(t.source)))
+            }
+            if let method = route.match.method { fields.append(("method", .string(method))) }
+            if !route.match.headers.isEmpty {
+                fields.append(("headers", .fields(route.match.headers.map { ($0.name, .string($0.value)) })))
+            }
+            fields.append(("model", .string(route.model)))
+            fields.append(("protocol", .string(route.wireProtocol.rawValue)))
+            switch route.pin {
+            case .fixed(let v): fields.append(("version", .string(v)))
+            case .pathCapture(let c): fields.append(("version_from", .string("path:\(c)")))
+            case .header(let h): fields.append(("version_from", .string("header:\(h)")))
+            case nil: break
+            }
+            return .fields(fields)
+        }
+        let models: [(String, JSON)] = config.models.keys.sorted().map { name in
+            let policy = config.models[name]!
+            var versions: [(String, JSON)] = []
+            for v in policy.versionOrder {
+                guard let spec = policy.versions[v] else { continue }
+                var fields: [(String, JSON)] = []
+                switch spec.backend {
+                case .remote(let r):
+                    fields.append(("url", .string("http://\(r.host):\(r.port)\(r.path ?? "")")))
+                    fields.append(("timeout_ms", .number(Double(r.timeoutMilliseconds))))
+                    fields.append(("max_connections", .number(Double(r.maxConnections))))
+                case .embedded(let e):
+                    fields.append(("embedded", .string(e.kind.rawValue)))
+                    fields.append(("file", .string(e.file)))
+                    if let key = e.key { fields.append(("key", .string(key.description))) }
+                }
+                if let p = spec.wireProtocol { fields.append(("protocol", .string(p.rawValue))) }
+                versions.append((v, .fields(fields)))
+            }
+            var fields: [(String, JSON)] = [
+                ("versions", .fields(versions)),
+                ("labels", .fields(policy.labels.keys.sorted().map { ($0, .string(policy.labels[$0]!)) })),
+                ("split", .fields(policy.split.map { ($0.version, .number(Double($0.weight) / 100)) })),
+            ]
+            if let sticky = policy.sticky { fields.append(("sticky", .string(sticky.description))) }
+            if let fallback = policy.fallback { fields.append(("fallback", .string(fallback))) }
+            if !policy.shadows.isEmpty {
+                fields.append(("shadow", .array(policy.shadows.map {
+                    .fields([("version", .string($0.version)), ("percent", .number($0.percent))])
+                })))
+            }
+            return (name, .fields(fields))
+        }
+        return .fields([
+            ("generation", .number(Double(snapshot.generation))),
+            ("files", .array(config.files.map { .fields([("path", .string($0.path)), ("checksum", .string($0.checksum))]) })),
+            ("routes", .array(routes)),
+            ("models", .fields(models)),
+        ])
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Policy
+
+/// Notices changes under a config directory by polling: the YAML files' resolved paths and
+/// contents, and the model files' resolved paths, sizes and modification times. Resolving
+/// paths catches the Kubernetes ConfigMap `..data` symlink swap, where no file is written in
+/// place. Admin loop thread only.
+final class ConfigWatcher {
+    let directory: String
+    /// The model files the current config names.
+    private let modelFiles: () -> [String]
+    private var last: [String: String] = [:]
+
+    init(directory: String, modelFiles: @escaping () -> [String]) {
+        self.directory = directory
+        self.modelFiles = modelFiles
+        last = fingerprint()
+    }
+
+    /// Records the current state as seen (after a reload attempt).
+    func remember() { last = fingerprint() }
+
+    /// Whether anything changed since the last check; the new state becomes the reference,
+    /// so a broken edit is reported once, not every poll.
+    func hasChanged() -> Bool {
+        let now = fingerprint()
+        defer { last = now }
+        return now != last
+    }
+
+    private func fingerprint() -> [String: String] {
+        var out: [String: String] = [:]
+        let fm = FileManager.default
+        for sub in ["routes", "policies"] {
+            let dir = (directory as NSString).appendingPathComponent(sub)
+            out[dir] = (dir as NSString).resolvingSymlinksInPath
+            guard let names = try? fm.contentsOfDirectory(atPath: dir) else { continue }
+            for name in names where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+                let path = (dir as NSString).appendingPathComponent(name)
+                let resolved = (path as NSString).resolvingSymlinksInPath
+                let bytes = fm.contents(atPath: resolved) ?? Data()
+                out[path] = "\(resolved) \(fnv1a(bytes))"
+            }
+        }
+        for model in modelFiles() {
+            let resolvedModel = (model as NSString).resolvingSymlinksInPath
+            let attributes = try? fm.attributesOfItem(atPath: resolvedModel)
+            let size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
+            let mtime = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            out[model] = "\(resolvedModel) \(size) \(mtime)"
+        }
+        return out
+    }
+
+    private func fnv1a(_ data: Data) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in data {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+}

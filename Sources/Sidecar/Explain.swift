@@ -1,0 +1,105 @@
+import HTTP1
+import Models
+import Policy
+import Routing
+
+/// `switchyard explain`: the decision for one request, sent nowhere.
+public struct Explanation: Sendable {
+    /// True when the request would reach a version; false for a 404 / 503 decision.
+    public var isRouted: Bool
+    public var text: String
+    public var json: JSON
+
+    /// `headers` as given on the command line (`Name: value`), `body` the request body if any.
+    public static func explain(
+        snapshot: ConfigSnapshot, method: String, target: String, headers: [(name: String, value: String)],
+        body: [UInt8]?
+    ) -> Explanation {
+        let path: String
+        let query: String?
+        if let q = target.firstIndex(of: "?") {
+            path = String(target[..<q])
+            query = String(target[target.index(after: q)...])
+        } else {
+            path = target
+            query = nil
+        }
+        let parsedBody: JSON? = body.flatMap { bytes in bytes.withUnsafeBytes { try? JSONParser.parse($0) } }
+        let facts = RequestFacts(
+            method: method.uppercased(), path: path, query: query, headers: headers,
+            bodyKey: { pointer in parsedBody?.value(atPointer: pointer)?.keyString })
+        var generator = SystemRandomNumberGenerator()
+        let config = snapshot.config
+        switch decide(facts, config: config, using: &generator) {
+        case .noRoute:
+            return refusal(SidecarError.noRoute(method, path[...]), route: nil)
+        case .unknownVersion(let route, let name):
+            return refusal(.unknownVersion(model: route.model, name: name), route: route)
+        case .guardOpen(let route, let version):
+            return refusal(.guardOpen(model: route.model, version: version), route: route)
+        case .routed(let decision):
+            let policy = config.models[decision.model]!
+            var lines: [String] = []
+            var fields: [(String, JSON)] = []
+            let route = decision.route
+            lines.append("route: \(route.name) (\(route.location))")
+            lines.append("model: \(decision.model)")
+            lines.append("version: \(decision.version)")
+            lines.append("why: \(decision.reason)")
+            fields.append(("route", .string(route.name)))
+            fields.append(("model", .string(decision.model)))
+            fields.append(("version", .string(decision.version)))
+            if let requested = decision.requested {
+                fields.append(("requested", .string(requested)))
+            }
+            fields.append(("reason", .string("\(decision.reason)")))
+            let split = policy.split.map { "\($0.version) \(percentText($0.weight))" }.joined(separator: ", ")
+            lines.append("split: \(split)")
+            fields.append(("split", .fields(policy.split.map { ($0.version, .number(Double($0.weight) / 100)) })))
+            if let spec = policy.versions[decision.version] {
+                lines.append("backend: \(describe(spec.backend))")
+                fields.append(("backend", .string(describe(spec.backend))))
+            }
+            lines.append("protocol: \(route.wireProtocol.rawValue)")
+            fields.append(("protocol", .string(route.wireProtocol.rawValue)))
+            lines.append("fallback: \(decision.fallback ?? "none")")
+            fields.append(("fallback", decision.fallback.map(JSON.string) ?? .null))
+            lines.append("shadows: \(decision.shadows.isEmpty ? "none" : decision.shadows.joined(separator: ", "))")
+            fields.append(("shadows", .array(decision.shadows.map(JSON.string))))
+            return Explanation(isRouted: true, text: lines.joined(separator: "\n"), json: .fields(fields))
+        }
+    }
+
+    private static func refusal(_ error: SidecarError, route: Route?) -> Explanation {
+        var lines: [String] = []
+        var fields: [(String, JSON)] = []
+        if let route {
+            lines.append("route: \(route.name) (\(route.location))")
+            lines.append("model: \(route.model)")
+            fields.append(("route", .string(route.name)))
+            fields.append(("model", .string(route.model)))
+        } else {
+            lines.append("route: none")
+            fields.append(("route", .null))
+        }
+        lines.append("response: \(error.status) \(error.code): \(error.detail)")
+        fields.append(("status", .number(Double(error.status))))
+        fields.append(("error", .string(error.code)))
+        fields.append(("detail", .string(error.detail)))
+        return Explanation(isRouted: false, text: lines.joined(separator: "\n"), json: .fields(fields))
+    }
+
+    private static func percentText(_ hundredths: Int) -> String {
+        hundredths % 100 == 0 ? "\(hundredths / 100)%" : "\(Double(hundredths) / 100)%"
+    }
+
+    private static func describe(_ backend: Backend) -> String {
+        switch backend {
+        case .remote(let r):
+            let path = r.path.map { "path replaced by \($0)" } ?? "request path kept"
+            return "remote http://\(r.host):\(r.port) (\(path)), timeout \(r.timeoutMilliseconds) ms"
+        case .embedded(let e):
+            return "embedded \(e.kind.rawValue) \(e.file)" + (e.key.map { " keyed by \($0)" } ?? "")
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import HTTP1
+
+/// Header rewriting for the remote path (SPEC §4): the sidecar rebuilds every upstream request
+/// and every client response; framing and hop-by-hop fields never cross it.
+enum Forwarding {
+    /// Fields the sidecar sets itself on the upstream request, or that describe the client's framing.
+    private static let requestOwned: Set<String> = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
+    /// Fields the sidecar sets itself on the client response.
+    private static let responseOwned: Set<String> = [
+        "content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback",
+    ]
+
+    /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
+    /// `Connection` field names are dropped, as are `owned` ones.
+    static func endToEnd(_ headers: HTTPHeaders, dropping owned: Set<String>) -> HTTPHeaders {
+        var named: Set<String> = []
+        for value in headers.values(name: "connection") {
+            for token in value.split(separator: ",") {
+                named.insert(token.trimmingSpaces().lowercased())
+            }
+        }
+        var out = HTTPHeaders()
+        for field in headers {
+            let lower = field.name.lowercased()
+            if HopByHop.names.contains(lower) || owned.contains(lower) || named.contains(lower) { continue }
+            out.add(name: field.name, value: field.value)
+        }
+        return out
+    }
+
+    /// The upstream request's fields: the client's end-to-end fields, `x-forwarded-for` with the
+    /// peer appended, the request id, and `accept-encoding: identity` when the sidecar must read
+    /// the response body (SPEC §9 "Encodings").
+    static func upstreamHeaders(
+        _ client: HTTPHeaders, peerAddress: String, requestID: String, mustReadBody: Bool, isShadow: Bool = false
+    ) -> HTTPHeaders {
+        var headers = endToEnd(client, dropping: requestOwned)
+        let prior = client.values(name: "x-forwarded-for")
+        headers.add(name: "x-forwarded-for", value: (prior + [peerAddress]).joined(separator: ", "))
+        headers.add(name: "x-request-id", value: requestID)
+        if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
+        if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
+        return headers
+    }
+
+    /// The client response's fields from an upstream response.
+    static func responseHeaders(_ upstream: HTTPHeaders) -> HTTPHeaders {
+        endToEnd(upstream, dropping: responseOwned)
+    }
+
+    /// A client-supplied request id is kept when it is short printable ASCII; otherwise a new one is made.
+    static func acceptableRequestID(_ value: String?) -> String? {
+        guard let value, !value.isEmpty, value.utf8.count <= 200 else { return nil }
+        for b in value.utf8 where b < 0x21 || b > 0x7E { return nil }
+        return value
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> Substring {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return s
+    }
+}

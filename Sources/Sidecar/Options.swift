@@ -1,0 +1,53 @@
+import HTTP1
+
+/// Everything `switchyard serve` can be told, with SPEC §2 and §8 defaults. The CLI fills it;
+/// tests build it directly.
+public struct SidecarOptions: Sendable {
+    /// The config directory holding `routes/` and `policies/`.
+    public var configDirectory: String = "."
+    /// Data listener. Default `127.0.0.1:8480`; port 0 picks a free port (tests).
+    public var listenHost: String = "127.0.0.1"
+    public var listenPort: Int = 8480
+    /// Admin listener (SPEC §5). Default `127.0.0.1:8481`; port 0 picks a free port.
+    public var adminHost: String = "127.0.0.1"
+    public var adminPort: Int = 8481
+    /// Worker threads, each with its own event loop; default: the number of cores.
+    public var workers: Int = SidecarOptions.defaultWorkerCount
+
+    /// Request head and body limits: 32 KiB / 100 header fields, 1 MiB body.
+    public var requestLimits = HTTPLimits()
+    /// From a request's first byte to the end of its head. Default 5 s.
+    public var headerTimeoutMilliseconds = 5_000
+    /// From the end of a request's head to the end of its body. Default 10 s.
+    public var bodyTimeoutMilliseconds = 10_000
+    /// Between requests on a keep-alive connection. Default 10 s.
+    public var idleTimeoutMilliseconds = 10_000
+    /// The largest backend response body accepted. Default 8 MiB.
+    public var maxResponseBytes = 8 << 20
+    /// Requests that may wait for a backend connection, per backend and worker. Default 1024.
+    public var maxQueuedPerBackend = 1_024
+    /// How long SIGTERM waits for in-flight requests. Default 10 s.
+    public var drainTimeoutMilliseconds = 10_000
+    /// How often the config directory is checked for changes (0 turns polling off). Default 2 s.
+    public var configPollMilliseconds = 2_000
+
+    public init() {}
+
+    public static var defaultWorkerCount: Int {
+        max(1, ProcessInfoCores.count)
+    }
+}
+
+enum ProcessInfoCores {
+    static var count: Int {
+        #if canImport(Glibc)
+        return Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        #else
+        return 1
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

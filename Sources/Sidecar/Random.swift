@@ -1,0 +1,45 @@
+import Models
+
+/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast generator for per-worker entropy
+/// (split draws, shadow sampling, request ids). Seeded once per worker from the system.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// 16 lower-case hex digits.
+    mutating func requestID() -> String {
+        let value = next()
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var out = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { out[i] = digits[Int((value >> UInt64(60 - 4 * i)) & 0xF)] }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension JSON {
+    /// The text a key source compares: a string as it is, an integral number without `.0`,
+    /// other scalars as JSON. Arrays and objects are not keys.
+    var keyString: String? {
+        switch self {
+        case .string(let s): return s
+        case .number, .bool: return String(decoding: serialized(), as: UTF8.self)
+        default: return nil
+        }
+    }
+}
+
+extension JSON {
+    /// An object from ordered (key, value) pairs.
+    public static func fields(_ pairs: [(String, JSON)]) -> JSON {
+        .object(JSONObject(pairs.map { (key: $0.0, value: $0.1) }))
+    }
+}

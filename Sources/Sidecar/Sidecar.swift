@@ -1,0 +1,197 @@
+import EventHTTP
+import Foundation
+import HTTP1
+import Logging
+import Policy
+
+/// The running sidecar: worker threads serving the data port, and the admin loop (on the
+/// thread that calls `run`) serving the admin port, signals, reloads and the drain.
+public final class Sidecar: @unchecked Sendable {
+    public let options: SidecarOptions
+    let logger: Logger
+    let adminLoop: EventLoop
+    private var workers: [Worker] = []
+    private var threads: [Thread] = []
+    private var admin: AdminServer?
+    private let state = SharedState()
+
+    /// The data port actually bound (useful with port 0).
+    public private(set) var listenPort = 0
+    /// The admin port actually bound.
+    public private(set) var adminPort = 0
+
+    /// Loads the config (every problem reported at once) and binds both listeners.
+    /// Throws `SidecarStartError`.
+    public init(options: SidecarOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        let snapshot: ConfigSnapshot
+        switch ConfigSnapshot.load(directory: options.configDirectory) {
+        case .success(let s): snapshot = s
+        case .failure(let diagnostics): throw SidecarStartError.invalidConfig(diagnostics)
+        }
+        state.install(snapshot)
+        adminLoop = try EventLoop()
+
+        var port = options.listenPort
+        for index in 0..<max(1, options.workers) {
+            let worker = try Worker(index: index, snapshot: snapshot, options: options, logger: logger)
+            do {
+                port = try worker.listen(host: options.listenHost, port: port)
+            } catch {
+                throw SidecarStartError.bindFailed("\(options.listenHost):\(options.listenPort)", "\(error)")
+            }
+            workers.append(worker)
+        }
+        listenPort = port
+        let admin = AdminServer(sidecar: self)
+        do {
+            adminPort = try admin.listen(loop: adminLoop, host: options.adminHost, port: options.adminPort)
+        } catch {
+            throw SidecarStartError.bindFailed("\(options.adminHost):\(options.adminPort)", "\(error)")
+        }
+        self.admin = admin
+        logger.info(
+            "config loaded",
+            metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"])
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
+    public func run() {
+        for worker in workers {
+            let thread = Thread { worker.loop.run() }
+            thread.name = "switchyard-worker-\(worker.index)"
+            thread.stackSize = 1 << 20
+            threads.append(thread)
+            thread.start()
+        }
+        state.setReady(true)
+        adminLoop.onSignal(SIGTERM) { [unowned self] in self.beginDrain(signal: "SIGTERM") }
+        adminLoop.onSignal(SIGINT) { [unowned self] in self.beginDrain(signal: "SIGINT") }
+        adminLoop.onSignal(SIGHUP) { [unowned self] in _ = self.reload(trigger: "SIGHUP") }
+        signal(SIGPIPE, SIG_IGN)
+        if options.configPollMilliseconds > 0 {
+            watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in self.snapshot.modelFiles }
+            schedulePoll()
+        }
+        logger.info(
+            "serving",
+            metadata: ["listen": "\(options.listenHost):\(listenPort)", "admin": "\(options.adminHost):\(adminPort)",
+                       "workers": "\(workers.count)"])
+        adminLoop.run()
+        logger.info("stopped")
+    }
+
+    // MARK: - Reload
+
+    private var watcher: ConfigWatcher?
+
+    private func schedulePoll() {
+        _ = adminLoop.scheduleTimer(afterMilliseconds: options.configPollMilliseconds) { [weak self] in
+            guard let self, !self.state.isDraining else { return }
+            if self.watcher?.hasChanged() == true { _ = self.reload(trigger: "file change") }
+            self.schedulePoll()
+        }
+    }
+
+    /// The current snapshot (any thread).
+    public var snapshot: ConfigSnapshot { state.snapshot }
+    public var isReady: Bool { state.isReady }
+
+    /// Loads and checks the config directory again and, if it is valid, swaps it into every
+    /// worker. On failure the old config keeps serving. Admin loop thread.
+    func reload(trigger: String) -> Result<Int, [Diagnostic]> {
+        let next = state.snapshot.generation + 1
+        switch ConfigSnapshot.load(directory: options.configDirectory, generation: next) {
+        case .failure(let diagnostics):
+            state.countReload(success: false)
+            logger.error(
+                "reload failed; the previous config keeps serving",
+                metadata: ["trigger": "\(trigger)", "diagnostics": "\(diagnostics.map(\.description).joined(separator: "\n"))"])
+            return .failure(diagnostics)
+        case .success(let snapshot):
+            state.install(snapshot)
+            state.countReload(success: true)
+            watcher?.remember()
+            for worker in workers {
+                worker.loop.execute { worker.install(snapshot) }
+            }
+            logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(snapshot.generation)"])
+            return .success(snapshot.generation)
+        }
+    }
+
+    // MARK: - Drain
+
+    private func beginDrain(signal name: String) {
+        guard !state.isDraining else { return }
+        state.setDraining()
+        logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": "\(options.drainTimeoutMilliseconds)"])
+        let remaining = Counter(workers.count)
+        let adminLoop = self.adminLoop
+        let logger = self.logger
+        for worker in workers {
+            worker.loop.execute {
+                worker.drain(deadlineMilliseconds: self.options.drainTimeoutMilliseconds) { unfinished in
+                    if unfinished > 0 {
+                        logger.warning("drain deadline passed", metadata: ["worker": "\(worker.index)", "unfinished": "\(unfinished)"])
+                    }
+                    worker.loop.stop()
+                    if remaining.decrement() == 0 {
+                        adminLoop.execute { adminLoop.stop() }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts the same drain as SIGTERM (any thread); `run` returns when it is done.
+    public func shutdown() {
+        adminLoop.execute { [self] in self.beginDrain(signal: "shutdown") }
+    }
+
+    /// Blocks until every worker thread has returned from its loop (after a drain).
+    public func waitForWorkers() {
+        while threads.contains(where: { $0.isExecuting }) { usleep(1_000) }
+    }
+}
+
+public enum SidecarStartError: Error, CustomStringConvertible {
+    case invalidConfig([Diagnostic])
+    case bindFailed(String, String)
+
+    public var description: String {
+        switch self {
+        case .invalidConfig(let d): return d.map(\.description).joined(separator: "\n")
+        case .bindFailed(let address, let why): return "cannot listen on \(address): \(why)"
+        }
+    }
+}
+
+/// State read from several threads: the current snapshot, readiness, reload counts.
+final class SharedState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _snapshot: ConfigSnapshot?
+    private var _ready = false
+    private var _draining = false
+    private(set) var reloadSuccesses = 0
+    private(set) var reloadFailures = 0
+
+    var snapshot: ConfigSnapshot { lock.withLock { _snapshot! } }
+    var isReady: Bool { lock.withLock { _ready && !_draining } }
+    var isDraining: Bool { lock.withLock { _draining } }
+
+    func install(_ s: ConfigSnapshot) { lock.withLock { _snapshot = s } }
+    func setReady(_ r: Bool) { lock.withLock { _ready = r } }
+    func setDraining() { lock.withLock { _draining = true } }
+    func countReload(success: Bool) {
+        lock.withLock { if success { reloadSuccesses += 1 } else { reloadFailures += 1 } }
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int
+    init(_ value: Int) { self.value = value }
+    func decrement() -> Int { lock.withLock { value -= 1; return value } }
+}

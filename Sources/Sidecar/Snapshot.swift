@@ -1,0 +1,68 @@
+import Models
+import Policy
+
+/// One loaded, checked configuration with its embedded models, shared read-only by every
+/// worker. A reload builds a new snapshot away from the workers and swaps it in whole, so a
+/// request runs start to end on the snapshot it started with.
+public final class ConfigSnapshot: Sendable {
+    public let config: Config
+    /// Embedded models by model name, then version name.
+    let embedded: [String: [String: LoadedModel]]
+    /// Increases by one on every successful reload; the first load is 1.
+    public let generation: Int
+
+    init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
+        self.config = config
+        self.embedded = embedded
+        self.generation = generation
+    }
+
+    func model(_ model: String, version: String) -> LoadedModel? {
+        embedded[model]?[version]
+    }
+
+    /// Loads the config directory and every model file it names; returns every problem found,
+    /// models included, as compiler-style diagnostics.
+    public static func load(directory: String, generation: Int = 1) -> Result<ConfigSnapshot, [Diagnostic]> {
+        let config: Config
+        switch ConfigLoader.load(directory: directory) {
+        case .success(let c): config = c
+        case .failure(let diagnostics): return .failure(diagnostics)
+        }
+        var diagnostics: [Diagnostic] = []
+        var embedded: [String: [String: LoadedModel]] = [:]
+        for name in config.models.keys.sorted() {
+            let policy = config.models[name]!
+            for versionName in policy.versionOrder {
+                guard let spec = policy.versions[versionName], case .embedded(let e) = spec.backend else { continue }
+                do {
+                    let model = try ModelLoader.load(kind: e.kind.rawValue, path: e.file)
+                    embedded[name, default: [:]][versionName] = model
+                } catch {
+                    diagnostics.append(Diagnostic(spec.location, "version '\(versionName)': \(error)"))
+                }
+            }
+        }
+        if !diagnostics.isEmpty { return .failure(diagnostics) }
+        return .success(ConfigSnapshot(config: config, embedded: embedded, generation: generation))
+    }
+
+    /// Every embedded model file the config names.
+    var modelFiles: [String] {
+        config.models.values.flatMap { policy in
+            policy.versions.values.compactMap { spec -> String? in
+                if case .embedded(let e) = spec.backend { return e.file }
+                return nil
+            }
+        }
+    }
+
+    /// One line for `validate` and the start-up log: what was loaded.
+    public var summary: String {
+        let versions = config.models.values.reduce(0) { $0 + $1.versions.count }
+        let embeddedCount = embedded.values.reduce(0) { $0 + $1.count }
+        func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+        return "\(plural(config.routes.count, "route")), \(plural(config.models.count, "model")), "
+            + "\(plural(versions, "version")) (\(embeddedCount) embedded), \(plural(config.files.count, "file"))"
+    }
+}

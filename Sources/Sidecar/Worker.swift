@@ -1,0 +1,356 @@
+import EventHTTP
+import Foundation
+import HTTP1
+import Logging
+import Models
+import Policy
+import Routing
+
+/// One worker thread: its event loop, its share of the data listener, its upstream pools and
+/// its copy of the current config snapshot. Everything here runs on the worker's own loop
+/// thread; other threads reach it only through `loop.execute`.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let loop: EventLoop
+    let options: SidecarOptions
+    let logger: Logger
+    private(set) var server: HTTPServer?
+    private(set) var snapshot: ConfigSnapshot
+    private var pools: [PoolKey: UpstreamPool] = [:]
+    var random: SplitMix64
+    private(set) var isDraining = false
+
+    struct PoolKey: Hashable {
+        var host: String
+        var port: Int
+        var maxConnections: Int
+    }
+
+    init(index: Int, snapshot: ConfigSnapshot, options: SidecarOptions, logger: Logger) throws {
+        self.index = index
+        self.loop = try EventLoop()
+        self.options = options
+        self.snapshot = snapshot
+        self.logger = logger
+        var seed = SystemRandomNumberGenerator()
+        self.random = SplitMix64(seed: seed.next())
+    }
+
+    /// Binds this worker's listener (on the loop thread, before `run`). Every worker binds the
+    /// same port with `SO_REUSEPORT`; the kernel spreads connections among them.
+    func listen(host: String, port: Int) throws -> Int {
+        var serverOptions = ServerOptions()
+        serverOptions.limits = options.requestLimits
+        serverOptions.headerTimeoutMilliseconds = options.headerTimeoutMilliseconds
+        serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
+        serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
+        let server = try HTTPServer(loop: loop, host: host, port: port, options: serverOptions) {
+            [unowned self] request, writer in
+            self.handle(request, writer)
+        }
+        self.server = server
+        return server.port
+    }
+
+    /// Replaces the snapshot (loop thread). Pools of backends that remain are kept; the others
+    /// close once their in-flight requests are done.
+    func install(_ next: ConfigSnapshot) {
+        snapshot = next
+        let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
+        for (key, pool) in pools where !wanted.contains(key) {
+            pool.close()
+            pools[key] = nil
+        }
+    }
+
+    /// Stops accepting; in-flight requests finish. Calls `done` (loop thread) when none remain
+    /// or the deadline passes.
+    func drain(deadlineMilliseconds: Int, done: @escaping @Sendable (_ unfinished: Int) -> Void) {
+        isDraining = true
+        server?.stopAccepting()
+        let start = loop.nowMilliseconds
+        func check() {
+            guard let server = self.server else { return done(0) }
+            server.closeIdleConnections()
+            let active = server.activeRequests
+            if active == 0 || Int(loop.nowMilliseconds - start) >= deadlineMilliseconds {
+                done(active)
+                return
+            }
+            _ = loop.scheduleTimer(afterMilliseconds: 20) { check() }
+        }
+        check()
+    }
+
+    // MARK: - Requests
+
+    func handle(_ request: ServerRequest, _ writer: ResponseWriter) {
+        let exchange = Exchange(
+            request: request, writer: writer, snapshot: snapshot,
+            requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
+                ?? random.requestID())
+        let outcome = decide(exchange.facts, config: exchange.snapshot.config, using: &random)
+        switch outcome {
+        case .noRoute:
+            respond(exchange, error: .noRoute(request.head.method, request.head.path), version: nil)
+        case .unknownVersion(let route, let name):
+            respond(exchange, error: .unknownVersion(model: route.model, name: name), version: nil)
+        case .guardOpen(let route, let version):
+            respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
+        case .routed(let decision):
+            exchange.decision = decision
+            answer(exchange, version: decision.version) { [self] result in
+                self.conclude(exchange, version: decision.version, result: result)
+            }
+        }
+    }
+
+    /// What one version did with the request.
+    enum VersionResult {
+        /// A response to send as it is (a success, or the client's own mistake).
+        case answered(Reply)
+        /// The version failed (connect error, timeout, 5xx, bad response, embedded error, table
+        /// miss): `fallback` may answer instead. `reply` is the backend's own 5xx, if it sent one.
+        case failed(SidecarError, reply: Reply?)
+    }
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: ByteBuffer
+    }
+
+    private func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
+        switch result {
+        case .answered(let reply):
+            respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
+        case .failed(let error, let reply):
+            if exchange.failedVersion == nil, let fallback = exchange.decision?.fallback, fallback != version {
+                exchange.failedVersion = version
+                logger.debug(
+                    "falling back",
+                    metadata: ["request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
+                               "reason": "\(error.code)"])
+                answer(exchange, version: fallback) { [self] result in
+                    self.conclude(exchange, version: fallback, result: result)
+                }
+                return
+            }
+            if let reply {
+                respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
+            } else {
+                respond(exchange, error: error, version: version)
+            }
+        }
+    }
+
+    private func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
+        guard let decision = exchange.decision,
+            let policy = exchange.snapshot.config.models[decision.model],
+            let spec = policy.versions[version]
+        else {
+            preconditionFailure("a routing decision named a version that the checked config does not have")
+        }
+        switch spec.backend {
+        case .remote(let remote):
+            forward(exchange, version: version, remote: remote, completion: completion)
+        case .embedded(let embedded):
+            completion(evaluate(exchange, model: decision.model, version: version, backend: embedded))
+        }
+    }
+
+    // MARK: Remote
+
+    private func forward(
+        _ exchange: Exchange, version: String, remote: RemoteBackend, completion: @escaping (VersionResult) -> Void
+    ) {
+        let head = exchange.request.head
+        let routeProtocol = exchange.decision?.wireProtocol ?? .json
+        let mustRead = routeProtocol != .json
+        let target: String
+        if let path = remote.path {
+            target = head.query.map { "\(path)?\($0)" } ?? path
+        } else {
+            target = head.target
+        }
+        let upstream = UpstreamRequest(
+            method: head.method, target: target,
+            headers: Forwarding.upstreamHeaders(
+                head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID,
+                mustReadBody: mustRead),
+            body: exchange.request.body)
+        pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { result in
+            switch result {
+            case .success(let response):
+                let reply = Reply(
+                    status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
+                    body: response.body)
+                if response.head.status >= 500 {
+                    completion(.failed(
+                        SidecarError(status: 502, code: "upstream_error", detail: "version '\(version)' answered \(response.head.status)"),
+                        reply: reply))
+                    return
+                }
+                if mustRead {
+                    if response.wasReadUntilClose {
+                        completion(.failed(.badResponse(version, "response had no length and is not read as opaque json"), reply: nil))
+                        return
+                    }
+                    let parses = response.body.withUnsafeReadableBytes { (try? JSONParser.parse($0)) != nil }
+                    if !parses {
+                        completion(.failed(.badResponse(version, "response body is not JSON"), reply: nil))
+                        return
+                    }
+                }
+                completion(.answered(reply))
+            case .failure(let error):
+                switch error {
+                case .connectFailed(let why):
+                    completion(.failed(.connectFailed(version, why), reply: nil))
+                case .timeout:
+                    completion(.failed(.timeout(version, remote.timeoutMilliseconds), reply: nil))
+                case .badResponse(let why):
+                    completion(.failed(.badResponse(version, why), reply: nil))
+                case .overloaded:
+                    completion(.failed(.overloaded(version), reply: nil))
+                case .closed:
+                    completion(.failed(.draining, reply: nil))
+                }
+            }
+        }
+    }
+
+    private func pool(for remote: RemoteBackend) -> UpstreamPool {
+        let key = Worker.poolKey(remote)
+        if let pool = pools[key] { return pool }
+        var limits = HTTPLimits()
+        limits.maxBodyBytes = options.maxResponseBytes
+        let pool = UpstreamPool(
+            loop: loop, host: remote.host, port: remote.port, maxConnections: remote.maxConnections,
+            maxQueued: options.maxQueuedPerBackend, limits: limits)
+        pools[key] = pool
+        return pool
+    }
+
+    static func poolKey(_ remote: RemoteBackend) -> PoolKey {
+        PoolKey(host: remote.host, port: remote.port, maxConnections: remote.maxConnections)
+    }
+
+    static func remoteBackends(_ config: Config) -> [RemoteBackend] {
+        config.models.values.flatMap { policy in
+            policy.versions.values.compactMap { spec -> RemoteBackend? in
+                if case .remote(let r) = spec.backend { return r }
+                return nil
+            }
+        }
+    }
+
+    // MARK: Embedded
+
+    private func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
+        guard let loaded = exchange.snapshot.model(model, version: version) else {
+            preconditionFailure("an embedded version was checked but its model was not loaded")
+        }
+        do {
+            let predictions: [JSON]
+            switch loaded {
+            case .table(let table):
+                guard let source = backend.key else {
+                    preconditionFailure("a table version was checked without its key")
+                }
+                guard let key = keyValue(source, in: exchange.facts) else {
+                    return .failed(
+                        SidecarError(status: 404, code: "no_prediction", detail: "version '\(version)': the request has no \(source) key"),
+                        reply: nil)
+                }
+                guard let value = table.lookup(key) else {
+                    return .failed(
+                        SidecarError(status: 404, code: "no_prediction", detail: "version '\(version)': no prediction for key '\(key)'"),
+                        reply: nil)
+                }
+                predictions = [value]
+            case .model(let evaluator):
+                let body = try exchange.bodyJSON()
+                let rows = try TFServingCodec.decodeInstances(
+                    body, featureNames: evaluator.featureNames, featureCount: evaluator.featureCount)
+                predictions = try evaluator.predict(rows)
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/json")
+            return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: TFServingCodec.encodePredictions(predictions))))
+        } catch let error as ModelError {
+            let sidecarError = SidecarError(error)
+            if error.status >= 500 || error.status == 404 {
+                return .failed(sidecarError, reply: nil)
+            }
+            return .answered(errorReply(sidecarError, requestID: exchange.requestID))
+        } catch {
+            return .failed(SidecarError(status: 500, code: "model_error", detail: "\(error)"), reply: nil)
+        }
+    }
+
+    // MARK: Responses
+
+    private func errorReply(_ error: SidecarError, requestID: String) -> Reply {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        return Reply(status: error.status, headers: headers, body: ByteBuffer(bytes: error.body(requestID: requestID)))
+    }
+
+    private func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
+        respond(exchange, reply: errorReply(error, requestID: exchange.requestID), version: version,
+                failedVersion: exchange.failedVersion)
+    }
+
+    private func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
+        var headers = reply.headers
+        if let version { headers.add(name: "x-switchyard-version", value: version) }
+        if let failedVersion { headers.add(name: "x-switchyard-fallback", value: failedVersion) }
+        headers.add(name: "x-request-id", value: exchange.requestID)
+        exchange.writer.respond(status: reply.status, headers: headers, body: reply.body)
+    }
+}
+
+/// One request on its way through a worker.
+final class Exchange {
+    let request: ServerRequest
+    let writer: ResponseWriter
+    let snapshot: ConfigSnapshot
+    let requestID: String
+    var decision: Decision?
+    /// Set once the chosen version failed and the fallback was asked.
+    var failedVersion: String?
+    private var parsedBody: Result<JSON, ModelError>?
+
+    init(request: ServerRequest, writer: ResponseWriter, snapshot: ConfigSnapshot, requestID: String) {
+        self.request = request
+        self.writer = writer
+        self.snapshot = snapshot
+        self.requestID = requestID
+    }
+
+    /// The request body as JSON, parsed once, on first use.
+    func bodyJSON() throws(ModelError) -> JSON {
+        if let parsedBody { return try parsedBody.get() }
+        let result: Result<JSON, ModelError> = request.body.withUnsafeReadableBytes { bytes in
+            do {
+                return .success(try JSONParser.parse(bytes))
+            } catch {
+                return .failure(ModelError(status: 400, code: "bad_request", detail: "request body is not JSON: \(error)"))
+            }
+        }
+        parsedBody = result
+        return try result.get()
+    }
+
+    lazy var facts: RequestFacts = {
+        let head = request.head
+        return RequestFacts(
+            method: head.method, path: String(head.path), query: head.query.map(String.init),
+            headers: head.headers.fields,
+            bodyKey: { [unowned self] pointer in
+                guard let body = try? self.bodyJSON(), let value = body.value(atPointer: pointer) else { return nil }
+                return value.keyString
+            })
+    }()
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Sidecar
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the sidecar.",
+        discussion: "Reads DIR/routes/*.yaml and DIR/policies/*.yaml, serves predictions on --listen and the admin API on --admin.")
+
+    @Option(name: .long, help: ArgumentHelp("Config directory holding routes/ and policies/.", valueName: "DIR"))
+    var config = "."
+
+    @Option(name: .long, help: ArgumentHelp("Data listener address.", valueName: "HOST:PORT"))
+    var listen = "127.0.0.1:8480"
+
+    @Option(name: .long, help: ArgumentHelp("Admin listener address (/metrics, /healthz, /readyz, /config, /reload).", valueName: "HOST:PORT"))
+    var admin = "127.0.0.1:8481"
+
+    @Option(name: .long, help: "Worker threads, each with its own event loop (default: CPU cores).")
+    var workers: Int = SidecarOptions.defaultWorkerCount
+
+    @Option(name: .long, help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .long, help: "Largest request body in bytes (413 beyond).")
+    var maxBodyBytes = 1 << 20
+
+    @Option(name: .long, help: "Largest request head in bytes (431 beyond).")
+    var maxHeaderBytes = 32 * 1024
+
+    @Option(name: .long, help: "Most request header fields (431 beyond).")
+    var maxHeaders = 100
+
+    @Option(name: .long, help: "Milliseconds from a request's first byte to the end of its head (408 beyond).")
+    var headerTimeoutMs = 5_000
+
+    @Option(name: .long, help: "Milliseconds from the end of a request's head to the end of its body (408 beyond).")
+    var bodyTimeoutMs = 10_000
+
+    @Option(name: .long, help: "Milliseconds an idle keep-alive connection stays open.")
+    var idleTimeoutMs = 10_000
+
+    @Option(name: .long, help: "Largest backend response body in bytes (502 beyond).")
+    var maxResponseBytes = 8 << 20
+
+    @Option(name: .long, help: "Seconds SIGTERM waits for in-flight requests.")
+    var drainTimeout: Double = 10
+
+    @Option(name: .long, help: "Milliseconds between checks of the config directory for changes (0: off).")
+    var configPollMs = 2_000
+
+    func validate() throws {
+        _ = try parseAddress(listen, option: "--listen")
+        _ = try parseAddress(admin, option: "--admin")
+        guard workers >= 1, workers <= 256 else { throw ValidationError("--workers must be between 1 and 256") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        for (name, value) in [
+            ("--max-body-bytes", maxBodyBytes), ("--max-header-bytes", maxHeaderBytes), ("--max-headers", maxHeaders),
+            ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs),
+            ("--idle-timeout-ms", idleTimeoutMs), ("--max-response-bytes", maxResponseBytes),
+        ] where value < 1 {
+            throw ValidationError("\(name) must be at least 1")
+        }
+        guard drainTimeout >= 0, drainTimeout.isFinite else { throw ValidationError("--drain-timeout must be ≥ 0") }
+        guard configPollMs >= 0 else { throw ValidationError("--config-poll-ms must be ≥ 0") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let format = logFormat
+        LoggingSystem.bootstrap { label in
+            var handler: LogHandler =
+                format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchyard")
+
+        var options = SidecarOptions()
+        options.configDirectory = config
+        (options.listenHost, options.listenPort) = try parseAddress(listen, option: "--listen")
+        (options.adminHost, options.adminPort) = try parseAddress(admin, option: "--admin")
+        options.workers = workers
+        options.requestLimits.maxBodyBytes = maxBodyBytes
+        options.requestLimits.maxHeaderBytes = maxHeaderBytes
+        options.requestLimits.maxHeaderCount = maxHeaders
+        options.headerTimeoutMilliseconds = headerTimeoutMs
+        options.bodyTimeoutMilliseconds = bodyTimeoutMs
+        options.idleTimeoutMilliseconds = idleTimeoutMs
+        options.maxResponseBytes = maxResponseBytes
+        options.drainTimeoutMilliseconds = Int(drainTimeout * 1000)
+        options.configPollMilliseconds = configPollMs
+
+        let sidecar: Sidecar
+        do {
+            sidecar = try Sidecar(options: options, logger: logger)
+        } catch let error as SidecarStartError {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw Exit.problem
+        }
+        sidecar.run()
+        sidecar.waitForWorkers()
+    }
+}
+
+enum LogFormat: String, ExpressibleByArgument {
+    case text, json
+}
+
+/// `HOST:PORT` → (host, port). IPv4 literals and names; port 0...65535.
+func parseAddress(_ text: String, option: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+        (0...65535).contains(port), colon > text.startIndex
+    else {
+        throw ValidationError("\(option) expects HOST:PORT, got '\(text)'")
+    }
+    return (String(text[..<colon]), port)
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import Sidecar
+import Testing
+
+/// A sidecar running in this process on free ports, stopped by `stop()`.
+final class RunningSidecar: @unchecked Sendable {
+    let sidecar: Sidecar
+    private let finished = NSCondition()
+    private var done = false
+
+    var port: Int { sidecar.listenPort }
+    var adminPort: Int { sidecar.adminPort }
+
+    init(config: String, workers: Int = 1, configure: (inout SidecarOptions) -> Void = { _ in }) throws {
+        var options = SidecarOptions()
+        options.configDirectory = config
+        options.listenPort = 0
+        options.adminPort = 0
+        options.workers = workers
+        options.configPollMilliseconds = 0
+        configure(&options)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        sidecar = try Sidecar(options: options, logger: logger)
+        let sidecar = self.sidecar
+        let finished = self.finished
+        let runner = Thread { [self] in
+            sidecar.run()
+            sidecar.waitForWorkers()
+            finished.lock()
+            self.done = true
+            finished.broadcast()
+            finished.unlock()
+        }
+        runner.start()
+        for _ in 0..<200 where !sidecar.isReady { usleep(5_000) }
+    }
+
+    /// Drains and waits (at most 15 s) for `run` to return; true if it did.
+    @discardableResult
+    func stop() -> Bool {
+        sidecar.shutdown()
+        finished.lock()
+        defer { finished.unlock() }
+        let deadline = Date().addingTimeInterval(15)
+        while !done {
+            if !finished.wait(until: deadline) { return false }
+        }
+        return true
+    }
+}
