@@ -80,13 +80,13 @@ public enum ConfigLoader {
 
     // MARK: - Files
 
-    private static func normalize(_ directory: String) -> String {
+    static func normalize(_ directory: String) -> String {
         var d = directory
         while d.count > 1, d.hasSuffix("/") { d.removeLast() }
         return d.isEmpty ? "." : d
     }
 
-    private static func join(_ base: String, _ name: String) -> String {
+    static func join(_ base: String, _ name: String) -> String {
         if base == "." { return name }
         return base.hasSuffix("/") ? base + name : base + "/" + name
     }

@@ -9,20 +9,24 @@ struct PolicyInfo {
     var versionNames: [String]
     /// Label → version, nil when the label's target is wrong (already reported).
     var labels: [(name: String, version: String?)]
+    /// False when `versions` itself is missing or malformed: names cannot be checked then.
+    var versionsKnown = true
     /// The checked policy; nil when the file had any problem.
     var policy: ModelPolicy?
 
     enum Lookup: Equatable {
         case version(String)
-        /// A declared label whose target was already reported as wrong.
-        case brokenLabel
+        /// Cannot tell: a label whose target was already reported as wrong, or no usable
+        /// `versions` at all.
+        case unchecked
         case unknown
     }
 
     func lookup(_ name: String) -> Lookup {
         if versionNames.contains(name) { return .version(name) }
+        if !versionsKnown { return .unchecked }
         if let label = labels.first(where: { $0.name == name }) {
-            return label.version.map { .version($0) } ?? .brokenLabel
+            return label.version.map { .version($0) } ?? .unchecked
         }
         return .unknown
     }
@@ -53,7 +57,9 @@ struct PolicyChecker {
         // Versions.
         var versionNames: [String] = []
         var versions: [String: VersionSpec] = [:]
+        var versionsKnown = false
         if let node = fields.required("versions"), let entries = scope.namedEntries(node, for: "'versions'", context: "versions") {
+            versionsKnown = true
             if entries.isEmpty { scope.error(node, "no versions in 'versions'; expected at least one") }
             for entry in entries {
                 versionNames.append(entry.name)
@@ -84,14 +90,14 @@ struct PolicyChecker {
 
         var info = PolicyInfo(
             model: model ?? "", location: scope.location((modelNode ?? root).mark), versionNames: versionNames,
-            labels: labels, policy: nil)
+            labels: labels, versionsKnown: versionsKnown, policy: nil)
 
         /// A version or label name, resolved to a version; reports unknown names.
         func resolve(_ node: YAMLNode, in what: String) -> String? {
             guard let name = scope.name(node, for: what) else { return nil }
             switch info.lookup(name) {
             case .version(let version): return version
-            case .brokenLabel: return nil
+            case .unchecked: return nil
             case .unknown:
                 scope.error(node, "unknown version or label '\(name)' in \(what); expected one of: \(info.knownNames)")
                 return nil

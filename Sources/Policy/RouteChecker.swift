@@ -80,7 +80,7 @@ struct RouteChecker {
 
         if let model, let modelNode, models[model] == nil, !hasUnreadablePolicy {
             if models.isEmpty {
-                scope.error(modelNode, "unknown model '\(model)'; no policy files in \(policiesDirectory)")
+                scope.error(modelNode, "unknown model '\(model)'; \(policiesDirectory)/ has no policy files")
             } else {
                 scope.error(
                     modelNode,

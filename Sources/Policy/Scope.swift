@@ -142,7 +142,8 @@ struct FileScope {
     func integer(_ node: YAMLNode, for key: String, in range: ClosedRange<Int>) -> Int? {
         guard let value = integer(node, for: "'\(key)'") else { return nil }
         guard range.contains(value) else {
-            error(node, "\(key) \(node.text) is out of range; expected \(range.lowerBound)...\(range.upperBound)")
+            let expected = range.upperBound == Int.max ? "\(range.lowerBound) or more" : "\(range.lowerBound)...\(range.upperBound)"
+            error(node, "\(key) \(node.text) is out of range; expected \(expected)")
             return nil
         }
         return value
