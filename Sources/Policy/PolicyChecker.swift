@@ -290,7 +290,8 @@ struct PolicyChecker {
 
     /// Why `path` cannot be read (strerror text), or nil when one byte can be read from it.
     static func readProblem(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY)
+        // Non-blocking, so that a FIFO named by mistake cannot hang a load.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         if fd < 0 { return String(cString: strerror(errno)) }
         defer { close(fd) }
         var byte: UInt8 = 0
