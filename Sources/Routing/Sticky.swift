@@ -19,9 +19,10 @@ public import Policy
 /// 3. Score the entry `weight / -ln(u)`.
 /// 4. The highest score wins; on an exact tie the earlier entry wins.
 ///
-/// Each entry's chance of winning is its weight over the total, the order of entries does not
-/// matter, raising one weight only moves keys to that version, and removing a version (or
-/// setting its weight to 0) only moves the keys it had.
+/// Each entry's chance of winning is its weight over the total and the order of entries does not
+/// matter. Only the ratios between weights count, so when one weight rises and the others shrink
+/// in proportion (weights always sum to 10000), keys move only to the raised version; removing a
+/// version (or setting its weight to 0) moves only the keys it had.
 ///
 /// Reproduce an assignment in Python (`pip install xxhash`):
 ///
