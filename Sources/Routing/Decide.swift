@@ -54,8 +54,15 @@ public struct Decision: Sendable, CustomStringConvertible {
     public var wireProtocol: WireProtocol
 
     public init(
-        route: Route, routeIndex: Int, model: String, version: String, requested: String?,
-        reason: Reason, guardRedirect: String?, fallback: String?, shadows: [String],
+        route: Route,
+        routeIndex: Int,
+        model: String,
+        version: String,
+        requested: String?,
+        reason: Reason,
+        guardRedirect: String?,
+        fallback: String?,
+        shadows: [String],
         wireProtocol: WireProtocol
     ) {
         self.route = route
@@ -169,7 +176,10 @@ public func effectiveSplit(_ policy: ModelPolicy, guards: GuardState) -> [SplitE
 /// `config` must be as the loader checks it: every route's model has a policy whose split weights
 /// sum to 10000. Anything else is a programmer mistake and traps.
 public func decide<G: RandomNumberGenerator>(
-    _ request: RequestFacts, config: Config, guards: GuardState = .init(), using entropy: inout G
+    _ request: RequestFacts,
+    config: Config,
+    guards: GuardState = .init(),
+    using entropy: inout G
 ) -> RoutingOutcome {
     guard let (index, route, captures) = firstMatch(request, in: config.routes) else { return .noRoute }
     guard let policy = config.models[route.model] else {
@@ -185,15 +195,25 @@ public func decide<G: RandomNumberGenerator>(
         if tripped.contains(version) { return .guardOpen(route: route, version: version) }
         return .routed(
             Decision(
-                route: route, routeIndex: index, model: route.model, version: version,
-                requested: requested, reason: reason, guardRedirect: nil, fallback: fallback(version),
-                shadows: [], wireProtocol: route.wireProtocol))
+                route: route,
+                routeIndex: index,
+                model: route.model,
+                version: version,
+                requested: requested,
+                reason: reason,
+                guardRedirect: nil,
+                fallback: fallback(version),
+                shadows: [],
+                wireProtocol: route.wireProtocol
+            )
+        )
     }
 
     let total = policy.split.reduce(0) { $0 + max($1.weight, 0) }
     precondition(
         total == splitTotal,
-        "Model '\(policy.model)' has split weights summing to \(total), not \(splitTotal) hundredths of a percent.")
+        "Model '\(policy.model)' has split weights summing to \(total), not \(splitTotal) hundredths of a percent."
+    )
 
     let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
     let chosen: String
@@ -220,9 +240,18 @@ public func decide<G: RandomNumberGenerator>(
     let shadows = policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
     return .routed(
         Decision(
-            route: route, routeIndex: index, model: route.model, version: version, requested: nil,
-            reason: reason, guardRedirect: guardRedirect, fallback: fallback(version), shadows: shadows,
-            wireProtocol: route.wireProtocol))
+            route: route,
+            routeIndex: index,
+            model: route.model,
+            version: version,
+            requested: nil,
+            reason: reason,
+            guardRedirect: guardRedirect,
+            fallback: fallback(version),
+            shadows: shadows,
+            wireProtocol: route.wireProtocol
+        )
+    )
 }
 
 /// Split weights are in hundredths of a percent and sum to this.
@@ -230,7 +259,9 @@ let splitTotal = 10_000
 
 /// The version or label `pin` names for this request, or nil when the request is not pinned.
 private func pinnedName(
-    _ pin: VersionPin, request: RequestFacts, captures: [String: String]
+    _ pin: VersionPin,
+    request: RequestFacts,
+    captures: [String: String]
 ) -> (String, Decision.Reason)? {
     switch pin {
     case .fixed(let name):
@@ -257,7 +288,9 @@ func version(atBucket bucket: Int, split: [SplitEntry]) -> String {
 /// Whether `shadow` gets a copy: by the sticky key's hash when there is one, else by a draw.
 /// 100 % and 0 % decide without drawing.
 private func isSampled<G: RandomNumberGenerator>(
-    _ shadow: ShadowSpec, key: String?, entropy: inout G
+    _ shadow: ShadowSpec,
+    key: String?,
+    entropy: inout G
 ) -> Bool {
     if shadow.percent >= 100 { return true }
     if shadow.percent <= 0 { return false }

@@ -5,7 +5,8 @@ public import Policy
 /// A route matches when its path matches, its method (if any) equals the request's upper-cased,
 /// and every header it lists has that exact value in its first occurrence.
 public func firstMatch(
-    _ request: RequestFacts, in routes: [Route]
+    _ request: RequestFacts,
+    in routes: [Route]
 ) -> (index: Int, route: Route, captures: [String: String])? {
     for (index, route) in routes.enumerated() {
         if let captures = matches(request, route.match) {
@@ -44,14 +45,20 @@ public func templateCaptures(_ template: PathTemplate, path: String) -> [String:
     let bytes = Array(path.utf8)
     guard
         matchSegments(
-            template.segments[...], literals: literals[...], path: bytes[...], captures: &captures)
+            template.segments[...],
+            literals: literals[...],
+            path: bytes[...],
+            captures: &captures
+        )
     else { return nil }
     return captures
 }
 
 private func matchSegments(
-    _ segments: ArraySlice<PathTemplate.Segment>, literals: ArraySlice<[UInt8]>,
-    path: ArraySlice<UInt8>, captures: inout [String: String]
+    _ segments: ArraySlice<PathTemplate.Segment>,
+    literals: ArraySlice<[UInt8]>,
+    path: ArraySlice<UInt8>,
+    captures: inout [String: String]
 ) -> Bool {
     guard let segment = segments.first else { return path.isEmpty }
     let restSegments = segments.dropFirst()
@@ -61,7 +68,11 @@ private func matchSegments(
         let literal = literals.first!
         guard path.starts(with: literal) else { return false }
         return matchSegments(
-            restSegments, literals: restLiterals, path: path.dropFirst(literal.count), captures: &captures)
+            restSegments,
+            literals: restLiterals,
+            path: path.dropFirst(literal.count),
+            captures: &captures
+        )
     case .capture(let name):
         var end = path.startIndex
         while end < path.endIndex, path[end] != UInt8(ascii: "/") {

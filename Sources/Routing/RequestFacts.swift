@@ -15,7 +15,9 @@ public struct RequestFacts: Sendable {
     public var bodyKey: (@Sendable (String) -> String?)?
 
     public init(
-        method: String, path: String, query: String? = nil,
+        method: String,
+        path: String,
+        query: String? = nil,
         headers: [(name: String, value: String)] = [],
         bodyKey: (@Sendable (String) -> String?)? = nil
     ) {
@@ -146,5 +148,8 @@ func asciiLowercased(_ byte: UInt8) -> UInt8 {
 
 func asciiUppercased(_ text: String) -> String {
     guard text.utf8.contains(where: { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) else { return text }
-    return String(decoding: text.utf8.map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 & ~0x20 : $0 }, as: UTF8.self)
+    return String(
+        decoding: text.utf8.map { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") ? $0 & ~0x20 : $0 },
+        as: UTF8.self
+    )
 }

@@ -40,8 +40,10 @@ func keyValueReadsTheSource(_ testCase: KeyCase) {
 
 @Test func keyValueReadsTheBodyThroughTheSidecarsResolver() {
     let withBody = RequestFacts(
-        method: "POST", path: "/p",
-        bodyKey: { pointer in pointer == "/instances/0/customer_id" ? "c-17" : nil })
+        method: "POST",
+        path: "/p",
+        bodyKey: { pointer in pointer == "/instances/0/customer_id" ? "c-17" : nil }
+    )
     #expect(keyValue(.body("/instances/0/customer_id"), in: withBody) == "c-17")
     #expect(keyValue(.body("/instances/1/customer_id"), in: withBody) == nil)
     #expect(keyValue(.body("/instances/0/customer_id"), in: request("/p")) == nil)

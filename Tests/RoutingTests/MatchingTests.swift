@@ -16,9 +16,24 @@ let matchCases: [MatchCase] = [
     MatchCase(method: "POST", path: "/v1/models/churn:predict", headers: [("X-Tenant", "acme")], expected: "churn v1"),
     MatchCase(method: "post", path: "/v1/models/churn:predict", headers: [("x-tenant", "acme")], expected: "churn v1"),
     // Wrong method, wrong header value, header value case, missing header: on to the catch-all.
-    MatchCase(method: "GET", path: "/v1/models/churn:predict", headers: [("x-tenant", "acme")], expected: "churn-any v1"),
-    MatchCase(method: "POST", path: "/v1/models/churn:predict", headers: [("x-tenant", "ACME")], expected: "churn-any v1"),
-    MatchCase(method: "POST", path: "/v1/models/churn:predict", headers: [("x-tenant", "globex")], expected: "churn-any v1"),
+    MatchCase(
+        method: "GET",
+        path: "/v1/models/churn:predict",
+        headers: [("x-tenant", "acme")],
+        expected: "churn-any v1"
+    ),
+    MatchCase(
+        method: "POST",
+        path: "/v1/models/churn:predict",
+        headers: [("x-tenant", "ACME")],
+        expected: "churn-any v1"
+    ),
+    MatchCase(
+        method: "POST",
+        path: "/v1/models/churn:predict",
+        headers: [("x-tenant", "globex")],
+        expected: "churn-any v1"
+    ),
     MatchCase(method: "POST", path: "/v1/models/churn:predict", expected: "churn-any v1"),
     // Exact means exact: a trailing slash is another path.
     MatchCase(method: "POST", path: "/v2/churn/predict/", expected: "no route"),
@@ -45,7 +60,9 @@ func routesMatchInOrder(_ testCase: MatchCase) {
     var entropy = TrappingGenerator()
     let outcome = decide(
         RequestFacts(method: testCase.method, path: testCase.path, headers: headers),
-        config: sampleConfig(), using: &entropy)
+        config: sampleConfig(),
+        using: &entropy
+    )
     #expect(outcome.summary == testCase.expected)
 }
 
@@ -67,16 +84,18 @@ func routesMatchInOrder(_ testCase: MatchCase) {
     #expect(decide(request("/x"), config: sampleConfig(routes: []), using: &entropy).summary == "no route")
 }
 
-@Test(arguments: [
-    ("/m/{model}/v/{version}", "/m/churn/v/v2", ["model": "churn", "version": "v2"]),
-    ("/v/{version}:predict", "/v/a:b:predict", ["version": "a:b"]),
-    ("/v/{version}:predict", "/v/a:predict:predict", ["version": "a:predict"]),
-    ("/v/{version}", "/v/é", ["version": "é"]),
-    ("/v/{version}", "/v/", nil),
-    ("/v/{version}", "/v/a/", nil),
-    ("/v/{version}", "/w/a", nil),
-    ("{label}", "stable", ["label": "stable"]),
-] as [(String, String, [String: String]?)])
+@Test(
+    arguments: [
+        ("/m/{model}/v/{version}", "/m/churn/v/v2", ["model": "churn", "version": "v2"]),
+        ("/v/{version}:predict", "/v/a:b:predict", ["version": "a:b"]),
+        ("/v/{version}:predict", "/v/a:predict:predict", ["version": "a:predict"]),
+        ("/v/{version}", "/v/é", ["version": "é"]),
+        ("/v/{version}", "/v/", nil),
+        ("/v/{version}", "/v/a/", nil),
+        ("/v/{version}", "/w/a", nil),
+        ("{label}", "stable", ["label": "stable"]),
+    ] as [(String, String, [String: String]?)]
+)
 func templatesCaptureTheFewestCharacters(_ source: String, _ path: String, _ expected: [String: String]?) {
     #expect(templateCaptures(parseTemplate(source), path: path) == expected)
 }

@@ -15,25 +15,48 @@ struct PinCase: Sendable, CustomTestStringConvertible {
 
 let pinCases: [PinCase] = [
     PinCase(
-        path: "/v2/churn/predict", expected: "churn-api-v2 v2", requested: "candidate",
-        reason: .pinnedByRoute("candidate"), explanation: "pinned by route: candidate → v2", fallback: "v1"),
+        path: "/v2/churn/predict",
+        expected: "churn-api-v2 v2",
+        requested: "candidate",
+        reason: .pinnedByRoute("candidate"),
+        explanation: "pinned by route: candidate → v2",
+        fallback: "v1"
+    ),
     PinCase(
-        path: "/v1/models/churn/versions/v3:predict", expected: "churn-pinned v3", requested: "v3",
-        reason: .pinnedByPath("v3"), explanation: "pinned by path: v3", fallback: "v1"),
+        path: "/v1/models/churn/versions/v3:predict",
+        expected: "churn-pinned v3",
+        requested: "v3",
+        reason: .pinnedByPath("v3"),
+        explanation: "pinned by path: v3",
+        fallback: "v1"
+    ),
     PinCase(
-        path: "/v1/models/churn/versions/stable:predict", expected: "churn-pinned v1", requested: "stable",
-        reason: .pinnedByPath("stable"), explanation: "pinned by path: stable → v1", fallback: nil),
+        path: "/v1/models/churn/versions/stable:predict",
+        expected: "churn-pinned v1",
+        requested: "stable",
+        reason: .pinnedByPath("stable"),
+        explanation: "pinned by path: stable → v1",
+        fallback: nil
+    ),
     PinCase(
-        path: "/churn/predict", headers: [("X-Model-Version", "candidate")], expected: "churn-by-header v2",
-        requested: "candidate", reason: .pinnedByHeader(header: "x-model-version", value: "candidate"),
-        explanation: "pinned by header x-model-version: candidate → v2", fallback: "v1"),
+        path: "/churn/predict",
+        headers: [("X-Model-Version", "candidate")],
+        expected: "churn-by-header v2",
+        requested: "candidate",
+        reason: .pinnedByHeader(header: "x-model-version", value: "candidate"),
+        explanation: "pinned by header x-model-version: candidate → v2",
+        fallback: "v1"
+    ),
     // The first header wins, the sticky key is ignored when pinned.
     PinCase(
         path: "/churn/predict",
         headers: [("x-model-version", "v4"), ("x-model-version", "v2"), ("x-user-id", "u3")],
-        expected: "churn-by-header v4", requested: "v4",
+        expected: "churn-by-header v4",
+        requested: "v4",
         reason: .pinnedByHeader(header: "x-model-version", value: "v4"),
-        explanation: "pinned by header x-model-version: v4", fallback: "v1"),
+        explanation: "pinned by header x-model-version: v4",
+        fallback: "v1"
+    ),
     // Unknown names are a 404, never the split.
     PinCase(path: "/v1/models/churn/versions/v9:predict", expected: "unknown churn-pinned v9"),
     PinCase(path: "/v1/models/churn/versions/Stable:predict", expected: "unknown churn-pinned Stable"),
@@ -48,7 +71,9 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
     var entropy = TrappingGenerator()
     let outcome = decide(
         RequestFacts(method: "POST", path: testCase.path, headers: testCase.headers),
-        config: sampleConfig(policy), using: &entropy)
+        config: sampleConfig(policy),
+        using: &entropy
+    )
     #expect(outcome.summary == testCase.expected)
     guard let decision = outcome.decision else { return }
     #expect(decision.requested == testCase.requested)
@@ -71,7 +96,10 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
 @Test func withoutTheVersionHeaderTheRequestFollowsTheSplit() {
     var entropy = SplitMix64(seed: 7)
     let sticky = decide(
-        request("/churn/predict", headers: [("x-user-id", "u3")]), config: sampleConfig(), using: &entropy)
+        request("/churn/predict", headers: [("x-user-id", "u3")]),
+        config: sampleConfig(),
+        using: &entropy
+    )
     #expect(sticky.summary == "churn-by-header v2")
     #expect(sticky.decision?.requested == nil)
     #expect(sticky.decision?.reason == .stickySplit(key: "u3", source: .header("x-user-id")))
@@ -85,13 +113,18 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
         return
     }
     #expect(why == .stickyKeyMissing(.header("x-user-id")))
-    #expect(random?.reason.description == "split: random bucket \(bucket) of 10000 (sticky key header:x-user-id missing)")
+    #expect(
+        random?.reason.description == "split: random bucket \(bucket) of 10000 (sticky key header:x-user-id missing)"
+    )
 }
 
 @Test func anEmptyStickyKeyCountsAsMissing() {
     var entropy = SplitMix64(seed: 7)
     let decision = decide(
-        request("/churn/predict", headers: [("x-user-id", "")]), config: sampleConfig(), using: &entropy).decision
+        request("/churn/predict", headers: [("x-user-id", "")]),
+        config: sampleConfig(),
+        using: &entropy
+    ).decision
     guard case .randomSplit(_, let why) = decision?.reason else {
         Issue.record("expected a random split, got \(String(describing: decision?.reason))")
         return
@@ -102,7 +135,8 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
 @Test func withoutStickyTheSplitIsRandomAndSaysWhy() {
     var entropy = SplitMix64(seed: 7)
     let decision = decide(
-        request("/churn/predict", headers: [("x-user-id", "u3")]), config: sampleConfig(churnPolicy(sticky: nil)),
+        request("/churn/predict", headers: [("x-user-id", "u3")]),
+        config: sampleConfig(churnPolicy(sticky: nil)),
         using: &entropy
     ).decision
     guard case .randomSplit(let bucket, .noStickyConfigured) = decision?.reason else {
@@ -111,7 +145,8 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
     }
     #expect(
         decision?.explanation
-            == "split: random bucket \(bucket) of 10000 (no sticky key configured) → \(decision?.version ?? "?")")
+            == "split: random bucket \(bucket) of 10000 (no sticky key configured) → \(decision?.version ?? "?")"
+    )
 }
 
 @Test func theFallbackIsOmittedWhenItIsTheChosenVersion() {
@@ -124,6 +159,8 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
     #expect(toV2.decision?.version == "v2")
     #expect(toV2.decision?.fallback == "v1")
     let noFallback = sampleConfig(churnPolicy(fallback: nil))
-    #expect(decide(request("/churn", headers: [("x-user-id", "u3")]), config: noFallback, using: &entropy)
-        .decision?.fallback == nil)
+    #expect(
+        decide(request("/churn", headers: [("x-user-id", "u3")]), config: noFallback, using: &entropy)
+            .decision?.fallback == nil
+    )
 }

@@ -34,10 +34,14 @@ import Testing
 
     // Python: u = ((xxh64(b"u1\x00shadow\x00v3") >> 11) + 0.5) / 2**53 is 0.0801, for u2 0.1700.
     let tenPercent = sampleConfig(churnPolicy(shadows: [ShadowSpec(version: "v3", percent: 10)]))
-    #expect(decide(request("/churn", headers: [("x-user-id", "u1")]), config: tenPercent, using: &entropy)
-        .decision?.shadows == ["v3"])
-    #expect(decide(request("/churn", headers: [("x-user-id", "u2")]), config: tenPercent, using: &entropy)
-        .decision?.shadows == [])
+    #expect(
+        decide(request("/churn", headers: [("x-user-id", "u1")]), config: tenPercent, using: &entropy)
+            .decision?.shadows == ["v3"]
+    )
+    #expect(
+        decide(request("/churn", headers: [("x-user-id", "u2")]), config: tenPercent, using: &entropy)
+            .decision?.shadows == []
+    )
 }
 
 @Test func fullAndEmptyShadowsDrawNothing() {
@@ -82,27 +86,47 @@ struct EffectiveSplitCase: Sendable, CustomTestStringConvertible {
 
 let effectiveSplitCases: [EffectiveSplitCase] = [
     EffectiveSplitCase(
-        name: "tripped weight moves to the fallback", policy: churnPolicy(), guards: candidateTripped,
-        expected: [("v1", 10000), ("v2", 0)]),
+        name: "tripped weight moves to the fallback",
+        policy: churnPolicy(),
+        guards: candidateTripped,
+        expected: [("v1", 10000), ("v2", 0)]
+    ),
     EffectiveSplitCase(
         name: "a fallback outside the split is appended",
-        policy: churnPolicy(split: split([("v2", 3000), ("v3", 7000)])), guards: candidateTripped,
-        expected: [("v2", 0), ("v3", 7000), ("v1", 3000)]),
+        policy: churnPolicy(split: split([("v2", 3000), ("v3", 7000)])),
+        guards: candidateTripped,
+        expected: [("v2", 0), ("v3", 7000), ("v1", 3000)]
+    ),
     EffectiveSplitCase(
         name: "several tripped versions",
         policy: churnPolicy(split: split([("v2", 3000), ("v3", 6000), ("v1", 1000)])),
-        guards: GuardState(tripped: ["churn": ["v2", "v3"]]), expected: [("v2", 0), ("v3", 0), ("v1", 10000)]),
+        guards: GuardState(tripped: ["churn": ["v2", "v3"]]),
+        expected: [("v2", 0), ("v3", 0), ("v1", 10000)]
+    ),
     EffectiveSplitCase(
-        name: "nothing tripped", policy: churnPolicy(), guards: GuardState(), expected: [("v1", 9000), ("v2", 1000)]),
+        name: "nothing tripped",
+        policy: churnPolicy(),
+        guards: GuardState(),
+        expected: [("v1", 9000), ("v2", 1000)]
+    ),
     EffectiveSplitCase(
-        name: "another model tripped", policy: churnPolicy(), guards: GuardState(tripped: ["fraud": ["v2"]]),
-        expected: [("v1", 9000), ("v2", 1000)]),
+        name: "another model tripped",
+        policy: churnPolicy(),
+        guards: GuardState(tripped: ["fraud": ["v2"]]),
+        expected: [("v1", 9000), ("v2", 1000)]
+    ),
     EffectiveSplitCase(
-        name: "no fallback", policy: churnPolicy(fallback: nil), guards: candidateTripped,
-        expected: [("v1", 9000), ("v2", 1000)]),
+        name: "no fallback",
+        policy: churnPolicy(fallback: nil),
+        guards: candidateTripped,
+        expected: [("v1", 9000), ("v2", 1000)]
+    ),
     EffectiveSplitCase(
-        name: "fallback tripped too", policy: churnPolicy(), guards: GuardState(tripped: ["churn": ["v1", "v2"]]),
-        expected: [("v1", 9000), ("v2", 1000)]),
+        name: "fallback tripped too",
+        policy: churnPolicy(),
+        guards: GuardState(tripped: ["churn": ["v1", "v2"]]),
+        expected: [("v1", 9000), ("v2", 1000)]
+    ),
 ]
 
 @Test(arguments: effectiveSplitCases)
@@ -146,25 +170,39 @@ func effectiveSplitMovesTrippedWeightToTheFallback(_ testCase: EffectiveSplitCas
 @Test func aRequestPinnedToATrippedVersionGetsGuardOpen() {
     var entropy = TrappingGenerator()
     let config = sampleConfig()
-    #expect(decide(request("/v2/churn/predict"), config: config, guards: candidateTripped, using: &entropy)
-        .summary == "guard open churn-api-v2 v2")
+    #expect(
+        decide(request("/v2/churn/predict"), config: config, guards: candidateTripped, using: &entropy)
+            .summary == "guard open churn-api-v2 v2"
+    )
     #expect(
         decide(
-            request("/churn", headers: [("x-model-version", "candidate")]), config: config, guards: candidateTripped,
+            request("/churn", headers: [("x-model-version", "candidate")]),
+            config: config,
+            guards: candidateTripped,
             using: &entropy
-        ).summary == "guard open churn-by-header v2")
+        ).summary == "guard open churn-by-header v2"
+    )
     #expect(
-        decide(request("/v1/models/churn/versions/v1:predict"), config: config, guards: candidateTripped,
-            using: &entropy).summary == "churn-pinned v1")
+        decide(
+            request("/v1/models/churn/versions/v1:predict"),
+            config: config,
+            guards: candidateTripped,
+            using: &entropy
+        ).summary == "churn-pinned v1"
+    )
 }
 
 @Test func aTrippedChoiceWithoutAUsableFallbackGetsGuardOpen() {
     var entropy = TrappingGenerator()
     let facts = request("/churn", headers: [("x-user-id", "u3")])  // u3 → v2
     let noFallback = sampleConfig(churnPolicy(fallback: nil))
-    #expect(decide(facts, config: noFallback, guards: candidateTripped, using: &entropy).summary
-        == "guard open churn-by-header v2")
+    #expect(
+        decide(facts, config: noFallback, guards: candidateTripped, using: &entropy).summary
+            == "guard open churn-by-header v2"
+    )
     let bothTripped = GuardState(tripped: ["churn": ["v1", "v2"]])
-    #expect(decide(facts, config: sampleConfig(), guards: bothTripped, using: &entropy).summary
-        == "guard open churn-by-header v2")
+    #expect(
+        decide(facts, config: sampleConfig(), guards: bothTripped, using: &entropy).summary
+            == "guard open churn-by-header v2"
+    )
 }

@@ -26,7 +26,10 @@ func versions(_ weights: [Int]) -> [SplitEntry] {
 func randomSplitSharesConvergeToWeights(_ weights: [Int]) {
     let entries = versions(weights)
     // One route, so the time goes to the split rather than to matching.
-    let config = sampleConfig(churnPolicy(split: entries, sticky: nil, shadows: []), routes: [route("all", .prefix("/"))])
+    let config = sampleConfig(
+        churnPolicy(split: entries, sticky: nil, shadows: []),
+        routes: [route("all", .prefix("/"))]
+    )
     var entropy = SplitMix64(seed: 0x5EED_0000 + UInt64(weights.count))
     let draws = 200_000
     var counts: [String: Int] = [:]
@@ -57,19 +60,22 @@ func randomSplitSharesConvergeToWeights(_ weights: [Int]) {
         let count = counts[entry.version, default: 0]
         #expect(
             withinFourSigma(count, of: draws, share: Double(entry.weight) / 10_000),
-            "\(entry.version): \(count) of \(draws) for weight \(entry.weight)")
+            "\(entry.version): \(count) of \(draws) for weight \(entry.weight)"
+        )
     }
     // Uniform over 0..<10000: every bucket is hit (P(miss one) ≈ 1e-8 each), none outside.
     #expect(bucketsSeen.allSatisfy { $0 })
 }
 
 // Computed with the Python snippet in `stickyVersion`'s documentation.
-@Test(arguments: [
-    ("u123", [9000, 1000], "v1"), ("u3", [9000, 1000], "v2"), ("u11", [9000, 1000], "v2"),
-    ("u7", [9000, 1000], "v1"),
-    ("u123", [5000, 3000, 2000], "v3"), ("u7", [5000, 3000, 2000], "v2"), ("u6", [5000, 3000, 2000], "v1"),
-    ("u11", [5000, 3000, 2000], "v2"), ("u12", [5000, 3000, 2000], "v1"),
-] as [(String, [Int], String)])
+@Test(
+    arguments: [
+        ("u123", [9000, 1000], "v1"), ("u3", [9000, 1000], "v2"), ("u11", [9000, 1000], "v2"),
+        ("u7", [9000, 1000], "v1"),
+        ("u123", [5000, 3000, 2000], "v3"), ("u7", [5000, 3000, 2000], "v2"), ("u6", [5000, 3000, 2000], "v1"),
+        ("u11", [5000, 3000, 2000], "v2"), ("u12", [5000, 3000, 2000], "v1"),
+    ] as [(String, [Int], String)]
+)
 func stickyAssignmentsMatchTheDocumentedAlgorithm(_ key: String, _ weights: [Int], _ expected: String) {
     #expect(stickyVersion(for: key, split: versions(weights)) == expected)
 }
@@ -104,18 +110,21 @@ func stickySharesConvergeToWeights(_ weights: [Int]) {
         let count = counts[entry.version, default: 0]
         #expect(
             withinFourSigma(count, of: keys, share: Double(entry.weight) / 10_000),
-            "\(entry.version): \(count) of \(keys) for weight \(entry.weight)")
+            "\(entry.version): \(count) of \(keys) for weight \(entry.weight)"
+        )
     }
 }
 
-@Test(arguments: [
-    // The others keep their ratios: scores scale with weight, so only ratios matter.
-    ([5000, 3000, 2000], [3750, 2250, 4000], "v3"),
-    ([9000, 1000, 0], [7200, 800, 2000], "v3"),
-    ([4000, 3000, 2000, 1000], [2000, 1500, 1000, 5500], "v4"),
-    ([9990, 10], [9000, 1000], "v2"),
-    ([9000, 1000], [0, 10000], "v2"),
-] as [([Int], [Int], String)])
+@Test(
+    arguments: [
+        // The others keep their ratios: scores scale with weight, so only ratios matter.
+        ([5000, 3000, 2000], [3750, 2250, 4000], "v3"),
+        ([9000, 1000, 0], [7200, 800, 2000], "v3"),
+        ([4000, 3000, 2000, 1000], [2000, 1500, 1000, 5500], "v4"),
+        ([9990, 10], [9000, 1000], "v2"),
+        ([9000, 1000], [0, 10000], "v2"),
+    ] as [([Int], [Int], String)]
+)
 func raisingOneWeightOnlyMovesKeysToIt(_ before: [Int], _ after: [Int], _ raised: String) {
     let old = versions(before)
     let new = versions(after)
@@ -140,7 +149,8 @@ func raisingOneWeightOnlyMovesKeysToIt(_ before: [Int], _ after: [Int], _ raised
 func removingAVersionOnlyMovesItsKeys(_ dropEntry: Bool) {
     // v2 goes; the others keep their 4 : 1 ratio.
     let old = versions([4000, 5000, 1000])
-    let new = dropEntry
+    let new =
+        dropEntry
         ? split([("v1", 8000), ("v3", 2000)])
         : split([("v1", 8000), ("v2", 0), ("v3", 2000)])
     var moved = 0

@@ -55,23 +55,42 @@ func churnPolicy(
         versions[name] = VersionSpec(name: name, backend: remote(9001 + index), wireProtocol: nil, location: here)
     }
     return ModelPolicy(
-        model: "churn", versions: versions, versionOrder: names,
-        labels: ["stable": "v1", "candidate": "v2"], split: split, sticky: sticky, fallback: fallback,
-        shadows: shadows, compare: nil, guardSpec: nil, location: here)
+        model: "churn",
+        versions: versions,
+        versionOrder: names,
+        labels: ["stable": "v1", "candidate": "v2"],
+        split: split,
+        sticky: sticky,
+        fallback: fallback,
+        shadows: shadows,
+        compare: nil,
+        guardSpec: nil,
+        location: here
+    )
 }
 
 func route(
-    _ name: String, _ path: PathMatch, method: String? = nil, headers: [(name: String, value: String)] = [],
-    pin: VersionPin? = nil, wireProtocol: WireProtocol = .tfserving
+    _ name: String,
+    _ path: PathMatch,
+    method: String? = nil,
+    headers: [(name: String, value: String)] = [],
+    pin: VersionPin? = nil,
+    wireProtocol: WireProtocol = .tfserving
 ) -> Route {
     Route(
-        name: name, match: RouteMatch(path: path, method: method, headers: headers), model: "churn",
-        wireProtocol: wireProtocol, pin: pin, location: here)
+        name: name,
+        match: RouteMatch(path: path, method: method, headers: headers),
+        model: "churn",
+        wireProtocol: wireProtocol,
+        pin: pin,
+        location: here
+    )
 }
 
 let versionTemplate = PathTemplate(
     source: "/v1/models/churn/versions/{version}:predict",
-    segments: [.literal("/v1/models/churn/versions/"), .capture("version"), .literal(":predict")])
+    segments: [.literal("/v1/models/churn/versions/"), .capture("version"), .literal(":predict")]
+)
 
 /// The routes of SPEC §3's sample, plus a catch-all prefix route last.
 let sampleRoutes: [Route] = [
@@ -87,7 +106,9 @@ func sampleConfig(_ policy: ModelPolicy = churnPolicy(), routes: [Route] = sampl
 }
 
 func request(
-    _ path: String, method: String = "POST", query: String? = nil,
+    _ path: String,
+    method: String = "POST",
+    query: String? = nil,
     headers: [(name: String, value: String)] = []
 ) -> RequestFacts {
     RequestFacts(method: method, path: path, query: query, headers: headers)
