@@ -1,0 +1,87 @@
+public import Policy
+
+/// The first route of `routes` that `request` matches, its index, and the template's captures.
+///
+/// A route matches when its path matches, its method (if any) equals the request's upper-cased,
+/// and every header it lists has that exact value in its first occurrence.
+public func firstMatch(
+    _ request: RequestFacts,
+    in routes: [Route]
+) -> (index: Int, route: Route, captures: [String: String])? {
+    for (index, route) in routes.enumerated() {
+        if let captures = matches(request, route.match) {
+            return (index, route, captures)
+        }
+    }
+    return nil
+}
+
+/// The captures when `request` matches `match` (empty unless the path is a template), else nil.
+func matches(_ request: RequestFacts, _ match: RouteMatch) -> [String: String]? {
+    if let method = match.method, asciiUppercased(request.method) != method { return nil }
+    for wanted in match.headers {
+        guard request.header(wanted.name) == wanted.value else { return nil }
+    }
+    switch match.path {
+    case .exact(let path):
+        return request.path.utf8.elementsEqual(path.utf8) ? [:] : nil
+    case .prefix(let prefix):
+        return request.path.utf8.starts(with: prefix.utf8) ? [:] : nil
+    case .template(let template):
+        return templateCaptures(template, path: request.path)
+    }
+}
+
+/// The captures of `template` in `path`, or nil when it does not match.
+///
+/// A capture takes one or more bytes other than `/`, the fewest for which the rest of the template
+/// matches the rest of the path. Literals compare byte for byte (no percent-decoding).
+public func templateCaptures(_ template: PathTemplate, path: String) -> [String: String]? {
+    var captures: [String: String] = [:]
+    let literals = template.segments.map { segment -> [UInt8] in
+        if case .literal(let text) = segment { return Array(text.utf8) }
+        return []
+    }
+    let bytes = Array(path.utf8)
+    guard
+        matchSegments(
+            template.segments[...],
+            literals: literals[...],
+            path: bytes[...],
+            captures: &captures
+        )
+    else { return nil }
+    return captures
+}
+
+private func matchSegments(
+    _ segments: ArraySlice<PathTemplate.Segment>,
+    literals: ArraySlice<[UInt8]>,
+    path: ArraySlice<UInt8>,
+    captures: inout [String: String]
+) -> Bool {
+    guard let segment = segments.first else { return path.isEmpty }
+    let restSegments = segments.dropFirst()
+    let restLiterals = literals.dropFirst()
+    switch segment {
+    case .literal:
+        let literal = literals.first!
+        guard path.starts(with: literal) else { return false }
+        return matchSegments(
+            restSegments,
+            literals: restLiterals,
+            path: path.dropFirst(literal.count),
+            captures: &captures
+        )
+    case .capture(let name):
+        var end = path.startIndex
+        while end < path.endIndex, path[end] != UInt8(ascii: "/") {
+            end += 1
+            if matchSegments(restSegments, literals: restLiterals, path: path[end...], captures: &captures) {
+                captures[name] = String(decoding: path[path.startIndex..<end], as: UTF8.self)
+                return true
+            }
+        }
+        return false
+    }
+}
