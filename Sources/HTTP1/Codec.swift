@@ -649,19 +649,30 @@ public enum HTTPSerializer {
 
     private static func appendFields(_ out: inout [UInt8], _ headers: HTTPHeaders, _ contentLength: Int?) {
         for field in headers.fields {
-            guard isToken(field.name), isSafeFieldValue(field.value) else { continue }
-            if contentLength != nil
-                && (field.name.asciiCaseInsensitiveEquals("content-length")
-                    || field.name.asciiCaseInsensitiveEquals("transfer-encoding"))
-            {
-                continue
+            var name = field.name
+            var value = field.value
+            // withUTF8 gives the contiguous bytes of a native String without copying.
+            name.withUTF8 { n in
+                value.withUTF8 { v in
+                    guard !n.isEmpty, n.allSatisfy(isTChar),
+                        !v.contains(where: { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 })
+                    else { return }
+                    if contentLength != nil {
+                        let raw = UnsafeRawBufferPointer(n)
+                        if bytesEqualIgnoringCase(raw, 0..<n.count, "content-length")
+                            || bytesEqualIgnoringCase(raw, 0..<n.count, "transfer-encoding")
+                        {
+                            return
+                        }
+                    }
+                    out.append(contentsOf: n)
+                    out.append(ASCII.colon)
+                    out.append(ASCII.sp)
+                    out.append(contentsOf: v)
+                    out.append(ASCII.cr)
+                    out.append(ASCII.lf)
+                }
             }
-            out.append(contentsOf: field.name.utf8)
-            out.append(ASCII.colon)
-            out.append(ASCII.sp)
-            out.append(contentsOf: field.value.utf8)
-            out.append(ASCII.cr)
-            out.append(ASCII.lf)
         }
         if let contentLength {
             precondition(contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
