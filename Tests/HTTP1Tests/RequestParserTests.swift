@@ -106,7 +106,9 @@ func parsesValidRequest(_ row: ValidRequest) throws {
 }
 
 @Test func leadingEmptyLinesAreBounded() {
-    let tooMany = String(repeating: "\r\n", count: RequestHeadParser.maxLeadingEmptyLines + 1) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    let tooMany =
+        String(repeating: "\r\n", count: RequestHeadParser.maxLeadingEmptyLines + 1)
+        + "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     #expect(parseRequest(tooMany).errorKind == .badRequest)
     #expect(parseRequest("\r\n") == .incomplete)
     #expect(parseRequest("") == .incomplete)
@@ -143,9 +145,15 @@ func parsesValidRequest(_ row: ValidRequest) throws {
 
 @Test func bodyLimitFromContentLength() {
     let limits = HTTPLimits(maxBodyBytes: 10)
-    #expect(parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", limits: limits).head?.framing == .contentLength(10))
-    #expect(parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits: limits).errorKind == .bodyTooLarge)
-    #expect(parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n").errorKind == .bodyTooLarge)
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", limits: limits).head?.framing
+            == .contentLength(10))
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits: limits).errorKind
+            == .bodyTooLarge)
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n").errorKind
+            == .bodyTooLarge)
 }
 
 @Test func errorsCarryStatusAndCode() {

@@ -2,7 +2,8 @@ import HTTP1
 import Testing
 
 /// Bytes that matter to the grammar, so mutations hit interesting paths more often than chance.
-private let interestingBytes: [UInt8] = Array("\r\n :;,=\"\\/\t0123456789abcdefABCDEF-+xHTP.".utf8) + [0, 0x7F, 0x80, 0xFF, 0x01]
+private let interestingBytes: [UInt8] =
+    Array("\r\n :;,=\"\\/\t0123456789abcdefABCDEF-+xHTP.".utf8) + [0, 0x7F, 0x80, 0xFF, 0x01]
 
 private func mutate(_ input: [UInt8], using rng: inout SplitMix64) -> [UInt8] {
     var bytes = input
@@ -42,7 +43,8 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
         #expect(parseRequest(Array(bytes[..<consumed]), limits: limits) == whole)
         // What the parser accepted, written back out, parses to the same request.
         let again = parseRequest(
-            HTTPSerializer.requestHead(method: head.method, target: head.target, headers: head.headers, contentLength: nil),
+            HTTPSerializer.requestHead(
+                method: head.method, target: head.target, headers: head.headers, contentLength: nil),
             limits: HTTPLimits(maxHeaderBytes: .max, maxHeaderCount: .max, maxBodyBytes: limits.maxBodyBytes))
         if head.version == .http11 {
             let reparsed = again.head
@@ -122,7 +124,9 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
     for round in 0..<2000 {
         let input = mutate(seeds[round % seeds.count], using: &rng)
         let whole = decodeChunked(input, maxBodyBytes: 64) { $0 }
-        let pieces = decodeChunked(input, maxBodyBytes: 64) { left in Int.random(in: 1...max(1, min(left, 5)), using: &rng) }
+        let pieces = decodeChunked(input, maxBodyBytes: 64) { left in
+            Int.random(in: 1...max(1, min(left, 5)), using: &rng)
+        }
         #expect(pieces.error == whole.error, "\(input)")
         #expect(pieces.complete == whole.complete)
         if whole.error == nil {
@@ -141,15 +145,20 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
     for _ in 0..<1000 {
         var fields: [(String, String)] = [("Host", "h")]
         for _ in 0..<Int.random(in: 0...12, using: &rng) {
-            let name = String(decoding: (0..<Int.random(in: 1...12, using: &rng)).map { _ in tchars.randomElement(using: &rng)! }, as: UTF8.self)
-            if ["host", "content-length", "transfer-encoding", "expect", "connection"].contains(name.lowercased()) { continue }
+            let name = String(
+                decoding: (0..<Int.random(in: 1...12, using: &rng)).map { _ in tchars.randomElement(using: &rng)! },
+                as: UTF8.self)
+            if ["host", "content-length", "transfer-encoding", "expect", "connection"].contains(name.lowercased()) {
+                continue
+            }
             var value = (0..<Int.random(in: 0...20, using: &rng)).map { _ in valueBytes.randomElement(using: &rng)! }
             while let f = value.first, f == 0x20 || f == 0x09 { value.removeFirst() }
             while let l = value.last, l == 0x20 || l == 0x09 { value.removeLast() }
             fields.append((name, String(decoding: value, as: UTF8.self)))
         }
         let length: Int? = Bool.random(using: &rng) ? Int.random(in: 0...5000, using: &rng) : nil
-        let raw = HTTPSerializer.requestHead(method: "POST", target: "/m?q=1", headers: HTTPHeaders(fields), contentLength: length)
+        let raw = HTTPSerializer.requestHead(
+            method: "POST", target: "/m?q=1", headers: HTTPHeaders(fields), contentLength: length)
         let outcome = parseRequest(raw)
         let head = try #require(outcome.head, "\(String(decoding: raw, as: UTF8.self))")
         #expect(outcome.consumed == raw.count)

@@ -7,8 +7,11 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
     let headers = HTTPHeaders([("Content-Type", "application/json"), ("x-switchyard-version", "v1")])
     #expect(
         text(HTTPSerializer.responseHead(status: 200, headers: headers, contentLength: 27))
-            == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-switchyard-version: v1\r\ncontent-length: 27\r\n\r\n")
-    #expect(text(HTTPSerializer.responseHead(status: 204, headers: HTTPHeaders(), contentLength: nil)) == "HTTP/1.1 204 No Content\r\n\r\n")
+            == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-switchyard-version: v1\r\ncontent-length: 27\r\n\r\n"
+    )
+    #expect(
+        text(HTTPSerializer.responseHead(status: 204, headers: HTTPHeaders(), contentLength: nil))
+            == "HTTP/1.1 204 No Content\r\n\r\n")
     #expect(
         text(HTTPSerializer.responseHead(status: 799, headers: HTTPHeaders(), contentLength: 0))
             == "HTTP/1.1 799 Unknown\r\ncontent-length: 0\r\n\r\n")
@@ -20,8 +23,11 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
 @Test func requestHeadExactBytes() {
     let headers = HTTPHeaders([("Host", "127.0.0.1:9001"), ("x-request-id", "r1")])
     #expect(
-        text(HTTPSerializer.requestHead(method: "POST", target: "/v1/models/churn:predict", headers: headers, contentLength: 5))
-            == "POST /v1/models/churn:predict HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nx-request-id: r1\r\ncontent-length: 5\r\n\r\n")
+        text(
+            HTTPSerializer.requestHead(
+                method: "POST", target: "/v1/models/churn:predict", headers: headers, contentLength: 5))
+            == "POST /v1/models/churn:predict HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nx-request-id: r1\r\ncontent-length: 5\r\n\r\n"
+    )
     #expect(
         text(HTTPSerializer.requestHead(method: "GET", target: "/a b\r\n", headers: HTTPHeaders(), contentLength: nil))
             == "GET /a%20b%0D%0A HTTP/1.1\r\n\r\n")

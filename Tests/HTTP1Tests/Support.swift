@@ -70,7 +70,8 @@ func parseRequest(_ text: String, limits: HTTPLimits = HTTPLimits()) -> Outcome<
     parseRequest(Array(text.utf8), limits: limits)
 }
 
-func parseResponse(_ bytes: [UInt8], method: String = "GET", limits: HTTPLimits = HTTPLimits()) -> Outcome<ResponseHead> {
+func parseResponse(_ bytes: [UInt8], method: String = "GET", limits: HTTPLimits = HTTPLimits()) -> Outcome<ResponseHead>
+{
     bytes.withUnsafeBytes { Outcome(ResponseHeadParser.parse($0, limits: limits, requestMethod: method)) }
 }
 
