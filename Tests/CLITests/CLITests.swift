@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The built `switchyard` binary, run as a user would: output and exit codes.
+enum CLI {
+    /// The repository root (this file is Tests/CLITests/CLITests.swift).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    static var binary: String {
+        // The test bundle sits in the build products folder beside the executable.
+        let products = Bundle.main.executableURL?.deletingLastPathComponent().path
+            ?? CommandLine.arguments[0]
+        for candidate in [products + "/switchyard", root + "/.build/debug/switchyard"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return products + "/switchyard"
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], in directory: String = root, timeout: TimeInterval = 30) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func tempDirectory(files: [String: String]) throws -> String {
+        let path = NSTemporaryDirectory() + "switchyard-cli-" + UUID().uuidString
+        for (name, text) in files {
+            let full = path + "/" + name
+            try FileManager.default.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: full, atomically: true, encoding: .utf8)
+        }
+        return path
+    }
+}
+
+@Suite struct CLITests {
+    @Test func versionNamesTheLibrariesLinked() throws {
+        let r = try CLI.run(["version"])
+        #expect(r.status == 0)
+        #expect(r.stdout.hasPrefix("switchyard "))
+        #expect(r.stdout.contains("libevent 2."))
+        #expect(r.stdout.contains("libyaml 0."))
+    }
+
+    @Test func validateAcceptsTheDefaultConfig() throws {
+        let r = try CLI.run(["validate", "."])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.hasPrefix(".: ok: 5 routes, 1 model, 3 versions (3 embedded), 2 files"))
+    }
+
+    @Test func validatePrintsEveryProblemAndExits1() throws {
+        let dir = try CLI.tempDirectory(files: [
+            "routes/r.yaml": """
+                routes:
+                  - name: r
+                    match: { path: /p, methd: POST }
+                    model: nosuch
+                """,
+            "policies/m.yaml": """
+                model: m
+                versions:
+                  v1: { url: "http://127.0.0.1:9001" }
+                  v2: { url: "http://127.0.0.1:9002" }
+                split: { v1: 60, v2: 30 }
+                """,
+        ])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["validate", "."], in: dir)
+        #expect(r.status == 1)
+        #expect(
+            r.stdout == """
+                policies/m.yaml:5:8: error: split weights sum to 90, expected 100
+                routes/r.yaml:3:27: error: unknown key 'methd' in match; expected one of: path, prefix, template, method, headers
+                routes/r.yaml:4:12: error: route 'r' refers to unknown model 'nosuch'
+
+                """)
+        #expect(r.stderr == "3 errors\n")
+    }
+
+    @Test func validateReportsAMissingModelFile() throws {
+        let dir = try CLI.tempDirectory(files: [
+            "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m }\n",
+            "policies/m.yaml": "model: m\nversions:\n  v1: { embedded: linear, file: missing.json }\n",
+        ])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["validate", dir])
+        #expect(r.status == 1)
+        #expect(r.stdout.contains("policies/m.yaml:3:"))
+        #expect(r.stdout.contains("missing.json"))
+        #expect(r.stdout.contains("No such file or directory"))
+    }
+
+    @Test func validateReportsAModelFileThatDoesNotLoad() throws {
+        let dir = try CLI.tempDirectory(files: [
+            "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m }\n",
+            "policies/m.yaml": "model: m\nversions:\n  v1: { embedded: linear, file: bad.json }\n",
+            "policies/bad.json": "{\"coef\": [1, 2], \"intercept\": 0, \"link\": \"cubic\"}",
+        ])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["validate", dir])
+        #expect(r.status == 1)
+        #expect(r.stdout.hasPrefix("\(dir)/policies/m.yaml:3:7: error: version 'v1': "), "\(r.stdout)")
+        #expect(r.stdout.contains("cubic"))
+    }
+
+    @Test func explainPrintsRouteAndVersion() throws {
+        let pinned = try CLI.run(["explain", "POST", "/v1/models/churn/labels/candidate:predict"])
+        #expect(pinned.status == 0, "\(pinned.stderr)")
+        #expect(pinned.stdout.contains("route: churn-labelled (routes/churn.yaml:"))
+        #expect(pinned.stdout.contains("version: v2\n"))
+        #expect(pinned.stdout.contains("fallback: v1"))
+
+        let byHeader = try CLI.run(["explain", "POST", "/churn/predict", "-H", "x-model-version: v1"])
+        #expect(byHeader.stdout.contains("route: churn-by-header"))
+        #expect(byHeader.stdout.contains("version: v1\n"))
+        #expect(byHeader.stdout.contains("fallback: none"))
+
+        let sticky1 = try CLI.run(["explain", "--json", "POST", "/v1/models/churn:predict", "-H", "x-user-id: u-42"])
+        let sticky2 = try CLI.run(["explain", "--json", "POST", "/v1/models/churn:predict", "-H", "x-user-id: u-42"])
+        #expect(sticky1.status == 0)
+        let decision = try #require(
+            try JSONSerialization.jsonObject(with: Data(sticky1.stdout.utf8)) as? [String: Any])
+        #expect(decision["route"] as? String == "churn")
+        #expect(["v1", "v2"].contains(decision["version"] as? String))
+        #expect(sticky1.stdout == sticky2.stdout)
+    }
+
+    @Test func explainExits1WhenTheRequestWouldBeRefused() throws {
+        let unknown = try CLI.run(["explain", "POST", "/v1/models/churn/versions/v9:predict"])
+        #expect(unknown.status == 1)
+        #expect(unknown.stdout.contains("response: 404 unknown_version"))
+        let none = try CLI.run(["explain", "GET", "/nowhere"])
+        #expect(none.status == 1)
+        #expect(none.stdout.contains("route: none"))
+        #expect(none.stdout.contains("404 no_route"))
+    }
+
+    @Test func explainReadsBodyKeys() throws {
+        let dir = try CLI.tempDirectory(files: ["body.json": #"{"instances": [{"customer_id": 1001}]}"#])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["explain", "--body", dir + "/body.json", "POST", "/v1/models/churn/labels/precomputed:predict"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("version: v0\n"))
+        #expect(r.stdout.contains("keyed by body:/instances/0/customer_id"))
+    }
+
+    @Test func badUsageExits64() throws {
+        let r = try CLI.run(["serve", "--listen", "nonsense"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--listen expects HOST:PORT"))
+    }
+}
+
+/// The README's run command: the default config answering real predictions, then SIGTERM.
+@Suite struct DefaultConfigServeTests {
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        close(fd)
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    static func post(port: Int, path: String, body: String, headers: [String: String] = [:]) -> (Int, [String: String], String)? {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body.utf8)
+        request.timeoutInterval = 5
+        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: (Int, [String: String], String)?
+        URLSession.shared.dataTask(with: request) { data, response, _ in
+            if let http = response as? HTTPURLResponse {
+                var headers: [String: String] = [:]
+                for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
+                result = (http.statusCode, headers, String(decoding: data ?? Data(), as: UTF8.self))
+            }
+            done.signal()
+        }.resume()
+        _ = done.wait(timeout: .now() + 10)
+        return result
+    }
+
+    @Test func theDefaultConfigServesPredictionsAndStopsOnSIGTERM() throws {
+        let port = Self.freePort()
+        let admin = Self.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLI.binary)
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "2"]
+        process.currentDirectoryURL = URL(fileURLWithPath: CLI.root)
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = Pipe()
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        var ready = false
+        for _ in 0..<200 {
+            if Net.canConnect(port: admin) { ready = true; break }
+            usleep(25_000)
+        }
+        #expect(ready)
+
+        let r = try #require(
+            Self.post(port: port, path: "/v1/models/churn/versions/v1:predict", body: #"{"instances": [[12, 73.36, 2, 1]]}"#))
+        #expect(r.0 == 200)
+        #expect(r.1["x-switchyard-version"] == "v1")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.2.utf8)) as? [String: Any])
+        let predictions = try #require(json["predictions"] as? [Double])
+        #expect(predictions.count == 1)
+        #expect(predictions[0] > 0 && predictions[0] < 1)
+
+        let table = try #require(
+            Self.post(port: port, path: "/v1/models/churn/labels/precomputed:predict", body: #"{"instances": [{"customer_id": 1001}]}"#))
+        #expect(table.0 == 200)
+        #expect(table.1["x-switchyard-version"] == "v0")
+
+        let split = try #require(Self.post(port: port, path: "/v1/models/churn:predict", body: #"{"instances": [[1, 2, 3, 4]]}"#))
+        #expect(split.0 == 200)
+        #expect(["v1", "v2"].contains(split.1["x-switchyard-version"] ?? ""))
+
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        #expect(!process.isRunning)
+        #expect(process.terminationStatus == 0)
+    }
+}
+
+enum Net {
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
