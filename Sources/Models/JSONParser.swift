@@ -403,8 +403,12 @@ private struct Parser {
             appendUTF8(scalar, to: &buffer)
             return next
         default:
+            let escaped = p[j + 1]
+            let shown =
+                escaped > 0x20 && escaped < 0x7F
+                ? "'\\\(Character(Unicode.Scalar(escaped)))'" : "'\\' followed by byte 0x\(hex2(escaped))"
             throw JSONError(
-                offset: j, reason: "invalid escape \\\(describeByte(p[j + 1]))",
+                offset: j, reason: "invalid escape \(shown)",
                 expected: "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
         }
         buffer.append(simple)
