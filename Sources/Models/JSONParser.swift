@@ -116,6 +116,11 @@ private struct Parser {
         self.p = base
         self.count = count
         self.maxDepth = maxDepth
+        // Start big enough for a typical request so the stacks rarely regrow.
+        values.reserveCapacity(32)
+        frames.reserveCapacity(8)
+        keys.reserveCapacity(8)
+        keyOffsets.reserveCapacity(8)
     }
 
     @inline(__always)
