@@ -12,9 +12,10 @@
 public enum TFServingCodec {
     /// Parses a request body and decodes its rows; a body that is not JSON is a 400.
     public static func decodeInstances(
-        _ body: UnsafeRawBufferPointer, featureNames: [String]?, featureCount: Int
+        _ body: UnsafeRawBufferPointer, featureNames: [String]?, featureCount: Int, ignoring ignoredNames: Set<String> = []
     ) throws(ModelError) -> FeatureMatrix {
-        try decodeInstances(parseBody(body), featureNames: featureNames, featureCount: featureCount)
+        try decodeInstances(
+            parseBody(body), featureNames: featureNames, featureCount: featureCount, ignoring: ignoredNames)
     }
 
     /// Parses a request body; a body that is not JSON is a 400 saying where it went wrong.
@@ -29,9 +30,11 @@ public enum TFServingCodec {
     /// Decodes the rows of a parsed request body into a `rows × featureCount` matrix.
     ///
     /// `featureNames`, when given, has `featureCount` entries and enables instance objects
-    /// and named inputs.
+    /// and named inputs. Names in `ignoredNames` (e.g. a table's key field, `customer_id`, when
+    /// one policy mixes table and model versions) are skipped in instance objects and named
+    /// inputs; any other unknown name is a 400.
     public static func decodeInstances(
-        _ body: JSON, featureNames: [String]?, featureCount: Int
+        _ body: JSON, featureNames: [String]?, featureCount: Int, ignoring ignoredNames: Set<String> = []
     ) throws(ModelError) -> FeatureMatrix {
         precondition(
             featureNames == nil || featureNames!.count == featureCount,
@@ -56,7 +59,7 @@ public enum TFServingCodec {
                         + " (and optionally \"signature_name\")")
             }
         }
-        let shape = Shape(featureNames: featureNames, featureCount: featureCount)
+        let shape = Shape(featureNames: featureNames, featureCount: featureCount, ignoredNames: ignoredNames)
         switch (instances, inputs) {
         case (nil, nil):
             throw .badRequest(
@@ -100,6 +103,7 @@ public enum TFServingCodec {
 private struct Shape {
     let featureNames: [String]?
     let featureCount: Int
+    let ignoredNames: Set<String>
 
     var example: String {
         if featureCount == 1 { return "[[x], ...]" }
@@ -182,6 +186,7 @@ private struct Shape {
             case (.object, .object(let object)):
                 for member in object.members {
                     guard let column = index[member.key] else {
+                        if ignoredNames.contains(member.key) { continue }
                         throw .badRequest(
                             "instance \(instance): unknown feature '\(member.key)'; expected one of \(expectedNames())")
                     }
@@ -210,8 +215,8 @@ private struct Shape {
                 "named \"inputs\" need a model with feature names; this model takes"
                     + " {\"inputs\": \(example)}")
         }
-        guard let first = columns.members.first else {
-            throw .badRequest("'inputs' is an empty object; expected one list of values per feature")
+        guard let first = columns.members.first(where: { !ignoredNames.contains($0.key) }) else {
+            throw .badRequest("'inputs' has no feature inputs; expected one list of values per feature")
         }
         let index = nameIndex()
         guard case .array(let firstValues) = first.value else {
@@ -225,6 +230,7 @@ private struct Shape {
         var values = [Double](repeating: .nan, count: rowCount * featureCount)
         for member in columns.members {
             guard let column = index[member.key] else {
+                if ignoredNames.contains(member.key) { continue }
                 throw .badRequest("unknown input '\(member.key)'; expected one of \(expectedNames())")
             }
             guard case .array(let cells) = member.value else {

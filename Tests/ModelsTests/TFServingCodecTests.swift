@@ -83,7 +83,7 @@ struct TFServingCodecTests {
         (#"{"instances": [{"tenure_months": 1}, [1, 2, 3, 4]]}"#, "instance 1 is an array; expected an object keyed by feature name, like instance 0"),
         (#"{"instances": ["a"]}"#, "instance 0 is a string; expected a list of 4 numbers or an object keyed by feature name"),
         (#"{"inputs": 3}"#, "'inputs' must be a list of instances such as [[f1, f2, f3, f4], ...], got a number"),
-        (#"{"inputs": {}}"#, "'inputs' is an empty object; expected one list of values per feature"),
+        (#"{"inputs": {}}"#, "'inputs' has no feature inputs; expected one list of values per feature"),
         (#"{"inputs": {"tenure_months": [1, 2], "support_calls": [1]}}"#,
          "input 'support_calls' has 1 values but input 'tenure_months' has 2; every input needs one value per instance"),
         (#"{"inputs": {"tenure_months": 1}}"#, "input 'tenure_months' is a number; expected a list with one value per instance"),
@@ -114,6 +114,22 @@ struct TFServingCodecTests {
         #expect(
             decodeError(#"{"instances": [1, "a"]}"#, featureNames: nil, featureCount: 1)?.detail
                 == "instance 1 is a string; expected a number or null, like instance 0")
+    }
+
+    @Test func ignoresNamedExtraKeysOnly() throws {
+        let body = try JSONParser.parse(
+            #"{"instances": [{"customer_id": 1001, "tenure_months": 3}], "signature_name": "x"}"#)
+        let matrix = try TFServingCodec.decodeInstances(
+            body, featureNames: names, featureCount: 4, ignoring: ["customer_id"])
+        #expect(rows(matrix) == [[3, nil, nil, nil]])
+        #expect(throws: ModelError.badRequest(
+            "instance 0: unknown feature 'customer_id'; expected one of tenure_months, monthly_charges, support_calls, contract_months"
+        )) {
+            try TFServingCodec.decodeInstances(body, featureNames: names, featureCount: 4)
+        }
+        let columns = try JSONParser.parse(#"{"inputs": {"customer_id": [1001], "support_calls": [2]}}"#)
+        #expect(rows(try TFServingCodec.decodeInstances(
+            columns, featureNames: names, featureCount: 4, ignoring: ["customer_id"])) == [[nil, nil, 2, nil]])
     }
 
     @Test func encodesPredictionsAndErrors() {
