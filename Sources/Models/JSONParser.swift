@@ -1,0 +1,536 @@
+/// Why a JSON text was refused, and where.
+public struct JSONError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Zero-based byte offset of the problem in the input.
+    public var offset: Int
+    /// What was found, e.g. `unexpected character 'x'`.
+    public var reason: String
+    /// What would have been valid there, e.g. `',' or ']'`; nil when nothing helps.
+    public var expected: String?
+
+    public init(offset: Int, reason: String, expected: String? = nil) {
+        self.offset = offset
+        self.reason = reason
+        self.expected = expected
+    }
+
+    /// `unexpected character 'x' at byte 12; expected ',' or '}'`.
+    public var description: String {
+        var text = "\(reason) at byte \(offset)"
+        if let expected { text += "; expected \(expected)" }
+        return text
+    }
+}
+
+/// A strict RFC 8259 parser over UTF-8 bytes.
+///
+/// Single pass, no recursion (nesting is an explicit stack, bounded by `maxDepth`), no
+/// `Character` iteration. Refuses trailing commas, `NaN`/`Infinity`, leading zeros, control
+/// characters and invalid escapes in strings, lone surrogates, invalid UTF-8, a byte order mark,
+/// duplicate object keys, numbers that overflow a `Double`, and anything but whitespace after
+/// the top-level value. Any value may be at the top level.
+public enum JSONParser {
+    /// Nesting limit used when the caller gives none: arrays and objects count one level each.
+    public static let defaultMaxDepth = 64
+
+    /// Parses one JSON text.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONError)
+        -> JSON
+    {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else {
+            throw JSONError(offset: 0, reason: "empty input", expected: "a JSON value")
+        }
+        var parser = Parser(base: base.assumingMemoryBound(to: UInt8.self), count: bytes.count, maxDepth: maxDepth)
+        return try parser.parseDocument()
+    }
+
+    /// Parses one JSON text.
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSON {
+        let result = bytes.withUnsafeBytes { buffer in
+            Result { () throws(JSONError) -> JSON in try parse(buffer, maxDepth: maxDepth) }
+        }
+        return try result.get()
+    }
+
+    /// Parses one JSON text given as a string (its UTF-8 bytes).
+    public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSON {
+        var text = text
+        let result = text.withUTF8 { buffer in
+            Result { () throws(JSONError) -> JSON in try parse(UnsafeRawBufferPointer(buffer), maxDepth: maxDepth) }
+        }
+        return try result.get()
+    }
+}
+
+// Powers of ten exactly representable as Double, for the exact fast path of number conversion.
+private let exactPowersOfTen: [Double] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+]
+
+private enum Byte {
+    static let quote = UInt8(ascii: "\"")
+    static let backslash = UInt8(ascii: "\\")
+    static let comma = UInt8(ascii: ",")
+    static let colon = UInt8(ascii: ":")
+    static let openBracket = UInt8(ascii: "[")
+    static let closeBracket = UInt8(ascii: "]")
+    static let openBrace = UInt8(ascii: "{")
+    static let closeBrace = UInt8(ascii: "}")
+    static let minus = UInt8(ascii: "-")
+    static let plus = UInt8(ascii: "+")
+    static let dot = UInt8(ascii: ".")
+    static let zero = UInt8(ascii: "0")
+    static let nine = UInt8(ascii: "9")
+}
+
+/// How a byte reads in an error message: `character 'x'` or `byte 0x01`.
+func describeByte(_ byte: UInt8) -> String {
+    if byte > 0x20 && byte < 0x7F { return "character '\(Character(Unicode.Scalar(byte)))'" }
+    return "byte 0x\(hex2(byte))"
+}
+
+func hex2(_ byte: UInt8) -> String {
+    let digits = Array("0123456789ABCDEF")
+    return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+}
+
+private struct Parser {
+    struct Frame {
+        var isObject: Bool
+        var valueStart: Int
+        var keyStart: Int
+    }
+
+    let p: UnsafePointer<UInt8>
+    let count: Int
+    let maxDepth: Int
+    var i = 0
+    // Finished values, keys and open containers: a container's children sit on top of these
+    // stacks until it closes, so nesting needs no recursion.
+    var values: [JSON] = []
+    var keys: [String] = []
+    var keyOffsets: [Int] = []
+    var frames: [Frame] = []
+
+    init(base: UnsafePointer<UInt8>, count: Int, maxDepth: Int) {
+        self.p = base
+        self.count = count
+        self.maxDepth = maxDepth
+        // Start big enough for a typical request so the stacks rarely regrow.
+        values.reserveCapacity(32)
+        frames.reserveCapacity(8)
+        keys.reserveCapacity(8)
+        keyOffsets.reserveCapacity(8)
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while i < count {
+            switch p[i] {
+            case 0x20, 0x0A, 0x0D, 0x09: i += 1
+            default: return
+            }
+        }
+    }
+
+    func unexpected(expected: String) -> JSONError {
+        if i >= count { return JSONError(offset: i, reason: "unexpected end of input", expected: expected) }
+        return JSONError(offset: i, reason: "unexpected \(describeByte(p[i]))", expected: expected)
+    }
+
+    mutating func parseDocument() throws(JSONError) -> JSON {
+        if count >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF {
+            throw JSONError(offset: 0, reason: "byte order mark is not allowed", expected: "a JSON value")
+        }
+        try parseValue()
+        skipWhitespace()
+        if i < count {
+            throw JSONError(
+                offset: i, reason: "unexpected \(describeByte(p[i])) after the JSON value", expected: "end of input")
+        }
+        return values.removeLast()
+    }
+
+    mutating func parseValue() throws(JSONError) {
+        valueLoop: while true {
+            skipWhitespace()
+            guard i < count else { throw unexpected(expected: "a value") }
+            switch p[i] {
+            case Byte.openBrace:
+                try checkDepth()
+                i += 1
+                skipWhitespace()
+                if i < count && p[i] == Byte.closeBrace {
+                    i += 1
+                    values.append(.object(JSONObject()))
+                } else {
+                    frames.append(Frame(isObject: true, valueStart: values.count, keyStart: keys.count))
+                    try parseKeyAndColon()
+                    continue valueLoop
+                }
+            case Byte.openBracket:
+                try checkDepth()
+                i += 1
+                skipWhitespace()
+                if i < count && p[i] == Byte.closeBracket {
+                    i += 1
+                    values.append(.array([]))
+                } else {
+                    frames.append(Frame(isObject: false, valueStart: values.count, keyStart: keys.count))
+                    continue valueLoop
+                }
+            case Byte.quote:
+                values.append(.string(try parseString()))
+            case UInt8(ascii: "t"):
+                try expectLiteral("true")
+                values.append(.bool(true))
+            case UInt8(ascii: "f"):
+                try expectLiteral("false")
+                values.append(.bool(false))
+            case UInt8(ascii: "n"):
+                try expectLiteral("null")
+                values.append(.null)
+            case Byte.minus, Byte.zero...Byte.nine:
+                values.append(.number(try parseNumber()))
+            case UInt8(ascii: "N"), UInt8(ascii: "I"):
+                throw JSONError(
+                    offset: i, reason: "unexpected \(describeByte(p[i])) (NaN and Infinity are not JSON)",
+                    expected: "a value")
+            default:
+                throw unexpected(expected: "a value")
+            }
+
+            // A value is complete: close every container that ends here, or move to the next element.
+            while let frame = frames.last {
+                skipWhitespace()
+                guard i < count else {
+                    throw unexpected(expected: frame.isObject ? "',' or '}'" : "',' or ']'")
+                }
+                let byte = p[i]
+                if byte == Byte.comma {
+                    i += 1
+                    if frame.isObject {
+                        skipWhitespace()
+                        try parseKeyAndColon()
+                    }
+                    continue valueLoop
+                } else if frame.isObject && byte == Byte.closeBrace {
+                    i += 1
+                    try closeObject(frame)
+                } else if !frame.isObject && byte == Byte.closeBracket {
+                    i += 1
+                    let array = Array(values[frame.valueStart...])
+                    values.removeLast(values.count - frame.valueStart)
+                    values.append(.array(array))
+                    frames.removeLast()
+                } else {
+                    throw unexpected(expected: frame.isObject ? "',' or '}'" : "',' or ']'")
+                }
+            }
+            return
+        }
+    }
+
+    func checkDepth() throws(JSONError) {
+        if frames.count >= maxDepth {
+            throw JSONError(offset: i, reason: "nesting deeper than \(maxDepth) levels")
+        }
+    }
+
+    mutating func parseKeyAndColon() throws(JSONError) {
+        guard i < count && p[i] == Byte.quote else { throw unexpected(expected: "a string key") }
+        keyOffsets.append(i)
+        keys.append(try parseString())
+        skipWhitespace()
+        guard i < count && p[i] == Byte.colon else { throw unexpected(expected: "':'") }
+        i += 1
+    }
+
+    mutating func closeObject(_ frame: Frame) throws(JSONError) {
+        let n = keys.count - frame.keyStart
+        // Duplicate keys make lookups ambiguous between parsers, so they are refused.
+        if n <= 16 {
+            for a in frame.keyStart..<keys.count {
+                for b in (a + 1)..<max(a + 1, keys.count) where keys[a] == keys[b] {
+                    throw JSONError(offset: keyOffsets[b], reason: "duplicate key '\(keys[b])'")
+                }
+            }
+        } else {
+            var seen = Set<String>(minimumCapacity: n)
+            for b in frame.keyStart..<keys.count where !seen.insert(keys[b]).inserted {
+                throw JSONError(offset: keyOffsets[b], reason: "duplicate key '\(keys[b])'")
+            }
+        }
+        var members: [JSONObject.Member] = []
+        members.reserveCapacity(n)
+        for k in 0..<n {
+            members.append((key: keys[frame.keyStart + k], value: values[frame.valueStart + k]))
+        }
+        keys.removeLast(n)
+        keyOffsets.removeLast(n)
+        values.removeLast(n)
+        values.append(.object(JSONObject(members)))
+        frames.removeLast()
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
+        let length = literal.utf8CodeUnitCount
+        let bytes = literal.utf8Start
+        for k in 0..<length {
+            guard i + k < count, p[i + k] == bytes[k] else {
+                i += k
+                throw unexpected(expected: "'\(literal)'")
+            }
+        }
+        i += length
+    }
+
+    // MARK: Strings
+
+    /// Parses a string starting at the opening quote; leaves `i` after the closing quote.
+    mutating func parseString() throws(JSONError) -> String {
+        let start = i
+        var j = i + 1
+        // Fast path: no escapes, so the string is a slice of the input (validated here).
+        while j < count {
+            let byte = p[j]
+            if byte == Byte.quote {
+                i = j + 1
+                return String(decoding: UnsafeBufferPointer(start: p + start + 1, count: j - start - 1), as: UTF8.self)
+            } else if byte == Byte.backslash {
+                break
+            } else if byte < 0x20 {
+                throw controlCharacter(at: j)
+            } else if byte < 0x80 {
+                j += 1
+            } else {
+                j += try utf8SequenceLength(at: j)
+            }
+        }
+        guard j < count else {
+            throw JSONError(offset: start, reason: "unterminated string", expected: "'\"' before the end of input")
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(j - start + 16)
+        buffer.append(contentsOf: UnsafeBufferPointer(start: p + start + 1, count: j - start - 1))
+        while j < count {
+            let byte = p[j]
+            if byte == Byte.quote {
+                i = j + 1
+                return String(decoding: buffer, as: UTF8.self)
+            } else if byte == Byte.backslash {
+                j = try parseEscape(at: j, into: &buffer)
+            } else if byte < 0x20 {
+                throw controlCharacter(at: j)
+            } else if byte < 0x80 {
+                buffer.append(byte)
+                j += 1
+            } else {
+                let length = try utf8SequenceLength(at: j)
+                buffer.append(contentsOf: UnsafeBufferPointer(start: p + j, count: length))
+                j += length
+            }
+        }
+        throw JSONError(offset: start, reason: "unterminated string", expected: "'\"' before the end of input")
+    }
+
+    func controlCharacter(at offset: Int) -> JSONError {
+        JSONError(
+            offset: offset, reason: "control character 0x\(hex2(p[offset])) in a string",
+            expected: "an escape such as \\n or \\u00\(hex2(p[offset]))")
+    }
+
+    /// Length of the well-formed UTF-8 sequence at `j` (RFC 3629: no overlongs, no surrogates,
+    /// nothing above U+10FFFF).
+    func utf8SequenceLength(at j: Int) throws(JSONError) -> Int {
+        let lead = p[j]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: throw JSONError(offset: j, reason: "invalid UTF-8 byte 0x\(hex2(lead))")
+        }
+        guard j + length <= count else {
+            throw JSONError(offset: j, reason: "truncated UTF-8 sequence")
+        }
+        let second = p[j + 1]
+        guard second >= low && second <= high else {
+            throw JSONError(offset: j + 1, reason: "invalid UTF-8 byte 0x\(hex2(second))")
+        }
+        for k in 2..<max(2, length) where p[j + k] & 0xC0 != 0x80 {
+            throw JSONError(offset: j + k, reason: "invalid UTF-8 byte 0x\(hex2(p[j + k]))")
+        }
+        return length
+    }
+
+    /// Decodes the escape at `j` (a backslash) into `buffer`; returns the offset after it.
+    func parseEscape(at j: Int, into buffer: inout [UInt8]) throws(JSONError) -> Int {
+        guard j + 1 < count else {
+            throw JSONError(offset: j, reason: "unterminated string", expected: "'\"' before the end of input")
+        }
+        let simple: UInt8
+        switch p[j + 1] {
+        case Byte.quote: simple = Byte.quote
+        case Byte.backslash: simple = Byte.backslash
+        case UInt8(ascii: "/"): simple = UInt8(ascii: "/")
+        case UInt8(ascii: "b"): simple = 0x08
+        case UInt8(ascii: "f"): simple = 0x0C
+        case UInt8(ascii: "n"): simple = 0x0A
+        case UInt8(ascii: "r"): simple = 0x0D
+        case UInt8(ascii: "t"): simple = 0x09
+        case UInt8(ascii: "u"):
+            var scalar = try hex4(at: j + 2)
+            var next = j + 6
+            if scalar >= 0xD800 && scalar <= 0xDBFF {
+                guard next + 1 < count, p[next] == Byte.backslash, p[next + 1] == UInt8(ascii: "u") else {
+                    throw JSONError(
+                        offset: j, reason: "lone high surrogate in \\u escape",
+                        expected: "a low surrogate \\uDC00-\\uDFFF to follow")
+                }
+                let low = try hex4(at: next + 2)
+                guard low >= 0xDC00 && low <= 0xDFFF else {
+                    throw JSONError(
+                        offset: next, reason: "high surrogate followed by a non-low-surrogate escape",
+                        expected: "a low surrogate \\uDC00-\\uDFFF")
+                }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                next += 6
+            } else if scalar >= 0xDC00 && scalar <= 0xDFFF {
+                throw JSONError(offset: j, reason: "lone low surrogate in \\u escape")
+            }
+            appendUTF8(scalar, to: &buffer)
+            return next
+        default:
+            let escaped = p[j + 1]
+            let shown =
+                escaped > 0x20 && escaped < 0x7F
+                ? "'\\\(Character(Unicode.Scalar(escaped)))'" : "'\\' followed by byte 0x\(hex2(escaped))"
+            throw JSONError(
+                offset: j, reason: "invalid escape \(shown)",
+                expected: "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
+        }
+        buffer.append(simple)
+        return j + 2
+    }
+
+    func hex4(at j: Int) throws(JSONError) -> UInt32 {
+        var value: UInt32 = 0
+        for k in 0..<4 {
+            guard j + k < count else {
+                throw JSONError(offset: j + k, reason: "unexpected end of input in \\u escape", expected: "4 hex digits")
+            }
+            let byte = p[j + k]
+            let digit: UInt8
+            switch byte {
+            case Byte.zero...Byte.nine: digit = byte - Byte.zero
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default:
+                throw JSONError(offset: j + k, reason: "invalid \(describeByte(byte)) in \\u escape", expected: "4 hex digits")
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+
+    func appendUTF8(_ scalar: UInt32, to buffer: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            buffer.append(UInt8(scalar))
+        case 0x80..<0x800:
+            buffer.append(UInt8(0xC0 | (scalar >> 6)))
+            buffer.append(UInt8(0x80 | (scalar & 0x3F)))
+        case 0x800..<0x10000:
+            buffer.append(UInt8(0xE0 | (scalar >> 12)))
+            buffer.append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
+            buffer.append(UInt8(0x80 | (scalar & 0x3F)))
+        default:
+            buffer.append(UInt8(0xF0 | (scalar >> 18)))
+            buffer.append(UInt8(0x80 | ((scalar >> 12) & 0x3F)))
+            buffer.append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
+            buffer.append(UInt8(0x80 | (scalar & 0x3F)))
+        }
+    }
+
+    // MARK: Numbers
+
+    @inline(__always)
+    func isDigit(_ k: Int) -> Bool { k < count && p[k] >= Byte.zero && p[k] <= Byte.nine }
+
+    /// Parses a number per the RFC 8259 grammar; correctly rounded.
+    mutating func parseNumber() throws(JSONError) -> Double {
+        let start = i
+        var j = i
+        let isNegative = p[j] == Byte.minus
+        if isNegative { j += 1 }
+        guard isDigit(j) else {
+            i = j
+            throw unexpected(expected: "a digit after '-'")
+        }
+        var mantissa: UInt64 = 0
+        var digitCount = 0
+        if p[j] == Byte.zero {
+            j += 1
+            if isDigit(j) { throw JSONError(offset: start, reason: "leading zeros are not allowed in numbers") }
+        } else {
+            while isDigit(j) {
+                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
+                digitCount += 1
+                j += 1
+            }
+        }
+        var fractionDigits = 0
+        if j < count && p[j] == Byte.dot {
+            j += 1
+            guard isDigit(j) else {
+                i = j
+                throw unexpected(expected: "a digit after '.'")
+            }
+            while isDigit(j) {
+                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
+                digitCount += 1
+                fractionDigits += 1
+                j += 1
+            }
+        }
+        var exponent = 0
+        if j < count && (p[j] == UInt8(ascii: "e") || p[j] == UInt8(ascii: "E")) {
+            j += 1
+            var isExponentNegative = false
+            if j < count && (p[j] == Byte.plus || p[j] == Byte.minus) {
+                isExponentNegative = p[j] == Byte.minus
+                j += 1
+            }
+            guard isDigit(j) else {
+                i = j
+                throw unexpected(expected: "a digit in the exponent")
+            }
+            while isDigit(j) {
+                if exponent < 1_000_000 { exponent = exponent * 10 + Int(p[j] - Byte.zero) }
+                j += 1
+            }
+            if isExponentNegative { exponent = -exponent }
+        }
+        i = j
+        // Exact fast path (Clinger): an exact mantissa times or over an exact power of ten
+        // rounds once, so the result is correctly rounded.
+        let scale = exponent - fractionDigits
+        if digitCount < 19 && mantissa <= 1 << 53 && scale >= -22 && scale <= 22 {
+            var value = Double(mantissa)
+            if scale < 0 { value /= exactPowersOfTen[-scale] } else { value *= exactPowersOfTen[scale] }
+            return isNegative ? -value : value
+        }
+        let text = String(decoding: UnsafeBufferPointer(start: p + start, count: j - start), as: UTF8.self)
+        guard let value = Double(text), value.isFinite else {
+            throw JSONError(offset: start, reason: "number \(text) is out of range for a 64-bit float")
+        }
+        return value
+    }
+}
