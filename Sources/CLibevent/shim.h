@@ -25,6 +25,12 @@ static inline int switchyard_set_nodelay(evutil_socket_t fd) {
     return setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
 }
 
+// Half-closes a socket (FIN after the queued output) so a closing server can linger and read
+// what the client still sends instead of resetting the connection. Here for SHUT_WR's enum.
+static inline int switchyard_shutdown_write(evutil_socket_t fd) {
+    return shutdown(fd, SHUT_WR);
+}
+
 // Writes the peer's IP address as text into `out`; returns 1 when it is a loopback address
 // (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), 0 otherwise, -1 for an unknown family.
 // Done in C because the sockaddr casts and in6_addr's union are awkward from Swift.
