@@ -112,6 +112,8 @@ public final class HTTPServer {
 
     /// Open client connections.
     public var openConnections: Int { connections.count }
+    /// Connections accepted since the server started.
+    public private(set) var connectionsAccepted = 0
 
     /// Binds `host:port` (an IPv4 or IPv6 literal, or `localhost`) with `SO_REUSEADDR` and
     /// `SO_REUSEPORT`, so loops on several threads can listen on the same port, and listens.
@@ -187,6 +189,7 @@ public final class HTTPServer {
         }
         let connection = ServerConnection(server: self, bufferevent: bev, peerAddress: peer, isPeerLoopback: loopback == 1)
         connections[ObjectIdentifier(connection)] = connection
+        connectionsAccepted += 1
         connection.start()
     }
 
@@ -321,7 +324,10 @@ final class ServerConnection {
         isInputClosed = true
         switch state {
         case .awaitingHead, .readingBody: process()  // answers complete buffered requests, then closes
-        case .awaitingResponse, .closing: break
+        // Like nginx, treat EOF while the handler works as the client giving up (a half-closing
+        // client loses its response): the writer reports `isConnectionAlive == false` at once.
+        case .awaitingResponse: close()
+        case .closing: break
         case .lingering: close()
         case .closed: break
         }

@@ -209,3 +209,101 @@ func jsonObject(_ body: [UInt8]) -> [String: String] {
     let any = try? JSONSerialization.jsonObject(with: Data(body))
     return (any as? [String: Any])?.compactMapValues { $0 as? String } ?? [:]
 }
+
+/// A scripted backend on plain blocking sockets, for answers `HTTPServer` would never give.
+/// `respond(connection, request)` returns the bytes to write and whether to close afterwards,
+/// or nil to close without answering. Requests are read up to their blank line (no bodies).
+final class RawUpstream: @unchecked Sendable {
+    let port: Int
+    private let listenFD: Int32
+    private let lock = NSLock()
+    private var accepted = 0
+
+    var connectionsAccepted: Int { lock.withLock { accepted } }
+
+    init(respond: @escaping @Sendable (_ connection: Int, _ request: Int) -> (bytes: [UInt8], close: Bool)?) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        listenFD = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                bind(fd, sa, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, sa, &length) == 0
+            }
+        }
+        guard bound else { throw TestFailure("RawUpstream could not listen") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let listener = listenFD
+        Thread { [self] in
+            while true {
+                let fd = accept(listener, nil, nil)
+                if fd < 0 { return }
+                let index = lock.withLock {
+                    accepted += 1
+                    return accepted - 1
+                }
+                Thread { RawUpstream.serve(fd: fd, connection: index, respond: respond) }.start()
+            }
+        }.start()
+    }
+
+    private static func serve(
+        fd: Int32, connection: Int, respond: (Int, Int) -> (bytes: [UInt8], close: Bool)?
+    ) {
+        defer { Glibc.close(fd) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffered: [UInt8] = []
+        var request = 0
+        while true {
+            while find([13, 10, 13, 10], in: buffered) == nil {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }
+                buffered += chunk[0..<n]
+            }
+            buffered.removeFirst(find([13, 10, 13, 10], in: buffered)! + 4)
+            guard let answer = respond(connection, request) else { return }
+            request += 1
+            answer.bytes.withUnsafeBytes { _ = send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if answer.close { return }
+        }
+    }
+
+    func stop() {
+        Glibc.shutdown(listenFD, Int32(SHUT_RDWR))
+        Glibc.close(listenFD)
+    }
+}
+
+/// What a test keeps of an upstream result.
+struct Outcome {
+    var status: Int
+    var body: String
+    var wasReadUntilClose: Bool
+}
+
+/// Sends through `pool` from the test thread and waits for the completion.
+func send(
+    _ pool: Box<UpstreamPool>, on loop: LoopThread, _ request: @escaping () -> UpstreamRequest = {
+        UpstreamRequest(method: "GET", target: "/")
+    }, timeoutMilliseconds: Int = 2000
+) throws -> Result<Outcome, UpstreamError> {
+    let result = Box<Result<Outcome, UpstreamError>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    let build = Box(request)
+    loop.loop.execute {
+        pool.value.send(build.value(), timeoutMilliseconds: timeoutMilliseconds) { outcome in
+            result.value = outcome.map {
+                Outcome(
+                    status: $0.head.status, body: String(decoding: $0.body.bytes, as: UTF8.self),
+                    wasReadUntilClose: $0.wasReadUntilClose)
+            }
+            done.signal()
+        }
+    }
+    guard done.wait(timeout: .now() + 10) == .success else { throw TestFailure("no completion") }
+    return result.value!
+}
