@@ -79,6 +79,9 @@ public final class ResponseWriter {
         precondition(
             !hasResponded,
             "ResponseWriter.respond was called twice for one request; each request gets exactly one response.")
+        precondition(
+            (200...999).contains(status),
+            "ResponseWriter.respond needs a final status (200...999), got \(status); interim responses are the server's job.")
         hasResponded = true
         guard let connection, connection.isAwaitingResponse(sequence: sequence) else { return }
         connection.respond(status: status, headers: headers, body: body)

@@ -509,8 +509,10 @@ final class UpstreamConnection {
 
     private func complete(reusable: Bool) {
         guard let exchange, let head, let bev else { return }
-        // Bytes after the response mean the connection is out of step: do not reuse it.
-        let isClean = evbuffer_get_length(bufferevent_get_input(bev)) == 0
+        // Bytes after the response, or request bytes still unsent (an early answer), mean the
+        // connection is out of step: do not reuse it.
+        let isClean =
+            evbuffer_get_length(bufferevent_get_input(bev)) == 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
         self.head = nil

@@ -299,4 +299,43 @@ private func startServer(
         #expect(try loop.eventually { drained.value })
         #expect(throws: (any Error).self) { _ = try RawClient(port: server.value.port) }
     }
+
+    @Test func loopsOnTwoThreadsShareOnePort() throws {
+        let first = try LoopThread()
+        let second = try LoopThread()
+        defer {
+            first.shutdown()
+            second.shutdown()
+        }
+        let a = try first.make {
+            try HTTPServer(loop: first.loop, host: "127.0.0.1", port: 0) { _, w in w.respond(status: 200, body: Array("a".utf8)) }
+        }
+        let port = a.value.port
+        let b = try second.make {
+            try HTTPServer(loop: second.loop, host: "127.0.0.1", port: port) { _, w in w.respond(status: 200, body: Array("b".utf8)) }
+        }
+        #expect(b.value.port == port)
+        var seen = Set<String>()
+        for _ in 0..<40 where seen.count < 2 {
+            let client = try RawClient(port: port)
+            client.send("GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            seen.insert(try client.readResponse().text)
+        }
+        #expect(seen == ["a", "b"])
+    }
+
+    @Test func closesAfterAnHTTP10ResponseUnlessAskedToKeepAlive() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let server = try startServer(loop)
+        let kept = try RawClient(port: server.value.port)
+        kept.send("GET /k HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+        let first = try kept.readResponse()
+        #expect(first.header("connection") == "keep-alive")
+        kept.send("GET /c HTTP/1.0\r\n\r\n")
+        let second = try kept.readResponse()
+        #expect(second.text == "GET /c ")
+        #expect(second.header("connection") == "close")
+        #expect(kept.isClosedByPeer())
+    }
 }
