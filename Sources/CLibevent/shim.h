@@ -1,8 +1,99 @@
 #ifndef SWITCHYARD_CLIBEVENT_SHIM_H
 #define SWITCHYARD_CLIBEVENT_SHIM_H
+// Only event2/*.h here: adding system headers such as <signal.h> broke the module build
+// (see shared/NOTES-libevent-swift.md). <netdb.h> and <sys/socket.h> come in through util.h.
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+
+// getsockname's `__SOCKADDR_ARG` transparent union does not import into Swift.
+// Returns the bound port of a socket (IPv4 or IPv6), or -1.
+static inline int switchyard_bound_port(evutil_socket_t fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+
+// TCP_NODELAY lives in <netinet/tcp.h>, which the shim does not include; its value is 1 on Linux.
+static inline int switchyard_set_nodelay(evutil_socket_t fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+}
+
+// Half-closes a socket (FIN after the queued output) so a closing server can linger and read
+// what the client still sends instead of resetting the connection. Here for SHUT_WR's enum.
+static inline int switchyard_shutdown_write(evutil_socket_t fd) {
+    return shutdown(fd, SHUT_WR);
+}
+
+// Writes the peer's IP address as text into `out`; returns 1 when it is a loopback address
+// (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), 0 otherwise, -1 for an unknown family.
+// Done in C because the sockaddr casts and in6_addr's union are awkward from Swift.
+static inline int switchyard_peer_text(const struct sockaddr *sa, char *out, size_t outlen) {
+    if (sa == NULL || outlen == 0) return -1;
+    out[0] = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &sin->sin_addr, out, outlen);
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127 ? 1 : 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, out, outlen);
+        const unsigned char *b = sin6->sin6_addr.s6_addr;
+        int zeros10 = 1;
+        for (int i = 0; i < 10; i++) if (b[i] != 0) zeros10 = 0;
+        if (zeros10 && b[10] == 0 && b[11] == 0 && b[12] == 0 && b[13] == 0 && b[14] == 0 && b[15] == 1) return 1;
+        if (zeros10 && b[10] == 0xff && b[11] == 0xff && b[12] == 127) return 1;
+        return 0;
+    }
+    return -1;
+}
+
+// Fills a sockaddr_storage from an IPv4 or IPv6 literal and a port; returns the sockaddr
+// length, or 0 when `host` is not an IP literal. Keeps sockaddr layout out of Swift.
+static inline int switchyard_make_sockaddr(const char *host, int port, struct sockaddr_storage *out) {
+    __builtin_memset(out, 0, sizeof(*out));
+    struct sockaddr_in *sin = (struct sockaddr_in *)out;
+    if (evutil_inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((unsigned short)port);
+        return (int)sizeof(struct sockaddr_in);
+    }
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+    if (evutil_inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((unsigned short)port);
+        return (int)sizeof(struct sockaddr_in6);
+    }
+    return 0;
+}
+
+// Resolves a host name synchronously (getaddrinfo, first IPv4 or IPv6 result) into `out`;
+// returns the sockaddr length or 0. Used once, when an upstream pool is created.
+static inline int switchyard_resolve(const char *host, int port, struct sockaddr_storage *out) {
+    struct evutil_addrinfo hints, *res = NULL;
+    __builtin_memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (evutil_getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) return 0;
+    int len = 0;
+    for (struct evutil_addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) {
+            __builtin_memcpy(out, ai->ai_addr, ai->ai_addrlen);
+            len = (int)ai->ai_addrlen;
+            if (ai->ai_family == AF_INET) ((struct sockaddr_in *)out)->sin_port = htons((unsigned short)port);
+            else ((struct sockaddr_in6 *)out)->sin6_port = htons((unsigned short)port);
+            break;
+        }
+    }
+    evutil_freeaddrinfo(res);
+    return len;
+}
+
 #endif

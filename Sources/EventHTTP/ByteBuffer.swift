@@ -1,0 +1,90 @@
+internal import CLibevent
+
+/// Bytes in a libevent `evbuffer`: request and response bodies move between sockets without
+/// being copied into Swift arrays. One owner; loop thread only (not `Sendable`).
+public final class ByteBuffer {
+    let evbuffer: OpaquePointer
+
+    public init() {
+        guard let evbuffer = evbuffer_new() else { preconditionFailure("evbuffer_new failed (out of memory).") }
+        self.evbuffer = evbuffer
+    }
+
+    public convenience init(bytes: some Collection<UInt8>) {
+        self.init()
+        append(bytes)
+    }
+
+    deinit {
+        evbuffer_free(evbuffer)
+    }
+
+    /// Number of readable bytes.
+    public var count: Int { evbuffer_get_length(evbuffer) }
+
+    public var isEmpty: Bool { count == 0 }
+
+    public func append(_ bytes: some Collection<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { storage in
+            if storage.count > 0 { evbuffer_add(evbuffer, storage.baseAddress, storage.count) }
+        }
+        if done == nil {
+            let array = Array(bytes)
+            array.withUnsafeBytes { raw in
+                if raw.count > 0 { evbuffer_add(evbuffer, raw.baseAddress, raw.count) }
+            }
+        }
+    }
+
+    /// Appends the string's UTF-8 bytes.
+    public func append(_ string: String) {
+        var string = string
+        string.withUTF8 { utf8 in
+            if utf8.count > 0 { evbuffer_add(evbuffer, utf8.baseAddress, utf8.count) }
+        }
+    }
+
+    /// Appends `other`'s bytes and leaves `other` as it was (the same body can go to a live and a
+    /// shadow backend). Shares `other`'s memory by reference when libevent allows it, else copies.
+    public func append(contentsOf other: ByteBuffer) {
+        ByteBuffer.addCopy(of: other.evbuffer, to: evbuffer)
+    }
+
+    /// Calls `body` with the bytes made contiguous (`evbuffer_pullup`). The pointer is valid only
+    /// inside `body`.
+    public func withUnsafeReadableBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let length = count
+        guard length > 0, let start = evbuffer_pullup(evbuffer, -1) else {
+            return try body(UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        return try body(UnsafeRawBufferPointer(start: start, count: length))
+    }
+
+    /// A copy of the bytes.
+    public var bytes: [UInt8] {
+        let length = count
+        return [UInt8](unsafeUninitializedCapacity: length) { storage, initialized in
+            initialized = length > 0 ? max(0, evbuffer_copyout(evbuffer, storage.baseAddress, length)) : 0
+        }
+    }
+
+    /// Removes every byte.
+    public func removeAll() {
+        evbuffer_drain(evbuffer, count)
+    }
+
+    /// Non-destructive append of `source` to `destination`: by reference when possible
+    /// (`evbuffer_add_buffer_reference` refuses sources that hold references themselves), else a
+    /// copy of each segment.
+    static func addCopy(of source: OpaquePointer, to destination: OpaquePointer) {
+        guard evbuffer_get_length(source) > 0 else { return }
+        if evbuffer_add_buffer_reference(destination, source) == 0 { return }
+        let segments = evbuffer_peek(source, -1, nil, nil, 0)
+        guard segments > 0 else { return }
+        var vectors = [iovec](repeating: iovec(), count: Int(segments))
+        let filled = evbuffer_peek(source, -1, nil, &vectors, segments)
+        for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
+            evbuffer_add(destination, vector.iov_base, vector.iov_len)
+        }
+    }
+}

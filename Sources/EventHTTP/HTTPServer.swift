@@ -1,0 +1,661 @@
+internal import CLibevent
+import HTTP1
+
+/// How an `HTTPServer` bounds each connection. The defaults are SPEC §8's and are documented only here.
+public struct ServerOptions: Sendable {
+    /// Header bytes (default 32 KiB, else 431), header fields (default 100, else 431) and body
+    /// bytes (default 1 MiB, else 413) per request.
+    public var limits: HTTPLimits
+    /// From a request's first byte to the end of its head. Default 5000 ms. Missed: 408 `request_timeout`.
+    public var headerTimeoutMilliseconds: Int
+    /// From the end of a request's head to the end of its body. Default 10000 ms. Missed: 408 `request_timeout`.
+    public var bodyTimeoutMilliseconds: Int
+    /// Before a connection's first request and between keep-alive requests. Default 10000 ms.
+    /// Missed: the connection closes silently.
+    public var idleTimeoutMilliseconds: Int
+    /// Response bytes waiting to be sent on one connection above which pipelined requests are not
+    /// parsed until the client reads. Default 1 MiB.
+    public var maxBufferedOutputBytes: Int
+    /// After a connection-closing response, how long the server keeps reading (and discarding)
+    /// what the client still sends, so the response is not lost to a TCP reset. Default 2000 ms.
+    public var lingerMilliseconds: Int
+
+    public init(
+        limits: HTTPLimits = HTTPLimits(),
+        headerTimeoutMilliseconds: Int = 5000,
+        bodyTimeoutMilliseconds: Int = 10000,
+        idleTimeoutMilliseconds: Int = 10000,
+        maxBufferedOutputBytes: Int = 1 << 20,
+        lingerMilliseconds: Int = 2000
+    ) {
+        self.limits = limits
+        self.headerTimeoutMilliseconds = headerTimeoutMilliseconds
+        self.bodyTimeoutMilliseconds = bodyTimeoutMilliseconds
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.maxBufferedOutputBytes = maxBufferedOutputBytes
+        self.lingerMilliseconds = lingerMilliseconds
+    }
+}
+
+/// A whole request: head and de-chunked body.
+public struct ServerRequest {
+    public var head: RequestHead
+    /// The payload (after de-chunking), moved out of the connection's input.
+    public var body: ByteBuffer
+    /// The client's IP address as text, e.g. `127.0.0.1` or `::1`.
+    public var peerAddress: String
+    /// The client connected from a loopback address.
+    public var isPeerLoopback: Bool
+
+    public init(head: RequestHead, body: ByteBuffer, peerAddress: String, isPeerLoopback: Bool) {
+        self.head = head
+        self.body = body
+        self.peerAddress = peerAddress
+        self.isPeerLoopback = isPeerLoopback
+    }
+}
+
+/// Answers one request, now or later, on the loop thread.
+public final class ResponseWriter {
+    private weak var connection: ServerConnection?
+    private let sequence: Int
+    /// `respond` has been called.
+    public private(set) var hasResponded = false
+
+    init(connection: ServerConnection, sequence: Int) {
+        self.connection = connection
+        self.sequence = sequence
+    }
+
+    /// The client is still connected and waiting for this response.
+    public var isConnectionAlive: Bool {
+        connection?.isAwaitingResponse(sequence: sequence) ?? false
+    }
+
+    /// Sends the response. The server writes `content-length` and, when the connection will close,
+    /// `connection: close`; any `content-length`, `transfer-encoding` or `connection` field in
+    /// `headers` is replaced. `body` is left intact. A no-op if the client went away.
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer) {
+        precondition(
+            !hasResponded,
+            "ResponseWriter.respond was called twice for one request; each request gets exactly one response.")
+        precondition(
+            (200...999).contains(status),
+            "ResponseWriter.respond needs a final status (200...999), got \(status); interim responses are the server's job.")
+        hasResponded = true
+        guard let connection, connection.isAwaitingResponse(sequence: sequence) else { return }
+        connection.respond(status: status, headers: headers, body: body)
+    }
+
+    /// Sends the response with a body given as bytes.
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        respond(status: status, headers: headers, body: ByteBuffer(bytes: body))
+    }
+}
+
+/// An HTTP/1.1 server on one `EventLoop`: accepts connections, parses requests strictly with
+/// `HTTP1`, and calls `handler` on the loop thread once per whole request, in order per
+/// connection. Loop thread only (create it before `run()` or on the loop thread).
+public final class HTTPServer {
+    public let loop: EventLoop
+    public let options: ServerOptions
+    /// The bound port (the one the kernel chose when `port` was 0).
+    public let port: Int
+    let handler: (ServerRequest, ResponseWriter) -> Void
+    private var listener: OpaquePointer?
+    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    private var drainCompletion: (() -> Void)?
+
+    /// Requests handed to the handler and not yet answered (on live connections).
+    public private(set) var activeRequests = 0
+    /// Called on the loop thread each time `activeRequests` falls to zero.
+    public var onNoActiveRequests: (() -> Void)?
+    /// `drain` was called: every response now closes its connection.
+    public private(set) var isDraining = false
+
+    /// Open client connections.
+    public var openConnections: Int { connections.count }
+    /// Connections accepted since the server started.
+    public private(set) var connectionsAccepted = 0
+
+    /// Binds `host:port` (an IPv4 or IPv6 literal, or `localhost`) with `SO_REUSEADDR` and
+    /// `SO_REUSEPORT`, so loops on several threads can listen on the same port, and listens.
+    public init(
+        loop: EventLoop, host: String, port: Int, options: ServerOptions = ServerOptions(),
+        handler: @escaping (ServerRequest, ResponseWriter) -> Void
+    ) throws {
+        self.loop = loop
+        self.options = options
+        self.handler = handler
+        var address = sockaddr_storage()
+        let literal = host == "localhost" ? "127.0.0.1" : host
+        let length = switchyard_make_sockaddr(literal, Int32(port), &address)
+        guard length > 0 else { throw EventHTTPError("cannot listen on \"\(host)\": expected an IP address or localhost") }
+        let flags = UInt32(LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
+        let created = withUnsafePointer(to: &address) { storage in
+            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                evconnlistener_new_bind(loop.base, nil, nil, flags, 1024, sa, length)
+            }
+        }
+        guard let created else {
+            throw EventHTTPError("cannot listen on \(host):\(port): \(System.lastErrorText())")
+        }
+        let bound = switchyard_bound_port(evconnlistener_get_fd(created))
+        guard bound > 0 else {
+            evconnlistener_free(created)
+            throw EventHTTPError("cannot read back the port bound on \(host):\(port)")
+        }
+        self.port = Int(bound)
+        self.listener = created
+        evconnlistener_set_cb(created, ServerCallbacks.accept, Unmanaged.passUnretained(self).toOpaque())
+        evconnlistener_set_error_cb(created, ServerCallbacks.acceptError)
+    }
+
+    deinit {
+        stopAccepting()
+        for connection in Array(connections.values) { connection.close() }
+    }
+
+    /// Closes the listening socket; open connections carry on.
+    public func stopAccepting() {
+        if let listener { evconnlistener_free(listener) }
+        listener = nil
+    }
+
+    /// Closes connections that wait for a next request with nothing received.
+    public func closeIdleConnections() {
+        for connection in Array(connections.values) where connection.isIdle { connection.close() }
+    }
+
+    /// Stops accepting, closes idle connections, answers the requests in progress with
+    /// `connection: close`, and calls `completion` once no connection is left open (slow clients
+    /// are bounded by the header and body deadlines).
+    public func drain(completion: @escaping () -> Void) {
+        isDraining = true
+        stopAccepting()
+        closeIdleConnections()
+        if connections.isEmpty {
+            loop.runSoon(completion)
+        } else {
+            drainCompletion = completion
+        }
+    }
+
+    fileprivate func accept(fd: Int32, address: UnsafeMutablePointer<sockaddr>?) {
+        var text = [CChar](repeating: 0, count: 64)
+        let loopback = switchyard_peer_text(address, &text, text.count)
+        let peer = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        _ = switchyard_set_nodelay(fd)
+        guard let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+            evutil_closesocket(fd)
+            return
+        }
+        let connection = ServerConnection(server: self, bufferevent: bev, peerAddress: peer, isPeerLoopback: loopback == 1)
+        connections[ObjectIdentifier(connection)] = connection
+        connectionsAccepted += 1
+        connection.start()
+    }
+
+    func requestStarted() {
+        activeRequests += 1
+    }
+
+    func requestFinished() {
+        activeRequests -= 1
+        if activeRequests == 0 { onNoActiveRequests?() }
+    }
+
+    func connectionClosed(_ connection: ServerConnection) {
+        connections[ObjectIdentifier(connection)] = nil
+        if connections.isEmpty, let completion = drainCompletion {
+            drainCompletion = nil
+            completion()
+        }
+    }
+}
+
+/// One client connection: a bufferevent driven by `HTTP1`. Alive from accept until `close()`,
+/// which frees the bufferevent and releases the retain held for libevent, exactly once.
+final class ServerConnection {
+    private enum State {
+        /// Waiting for (the rest of) a request head.
+        case awaitingHead
+        /// Moving the body out of the input.
+        case readingBody
+        /// The handler has the request; further input stays buffered.
+        case awaitingResponse
+        /// A last response is being flushed.
+        case closing
+        /// Flushed and half-closed: discarding input until the client closes or the linger time ends.
+        case lingering
+        case closed
+    }
+
+    private enum Deadline {
+        case idle, header, body, linger
+    }
+
+    private weak var server: HTTPServer?
+    private let options: ServerOptions
+    private let handler: (ServerRequest, ResponseWriter) -> Void
+    private let peerAddress: String
+    private let isPeerLoopback: Bool
+    private var bev: OpaquePointer?
+    private var state = State.awaitingHead
+    private var selfRetain: Unmanaged<ServerConnection>?
+    private var timer: LoopTimer?
+    private var deadline = Deadline.idle
+
+    // The request being read.
+    private var head: RequestHead?
+    private var body: ByteBuffer?
+    private var bodyRemaining = 0
+    private var chunkedDecoder: ChunkedDecoder?
+    private var hasRequestStarted = false
+    /// Head bytes already looked at without finding a complete head (parse again only after a new line).
+    private var scannedHeadBytes = 0
+    private var sequence = 0
+    private var isProcessing = false
+    private var isInputClosed = false
+
+    init(server: HTTPServer, bufferevent: OpaquePointer, peerAddress: String, isPeerLoopback: Bool) {
+        self.server = server
+        self.options = server.options
+        self.handler = server.handler
+        self.bev = bufferevent
+        self.peerAddress = peerAddress
+        self.isPeerLoopback = isPeerLoopback
+    }
+
+    func start() {
+        guard let bev else { return }
+        selfRetain = Unmanaged.passRetained(self)
+        timer = LoopTimer(loop: server!.loop, isOneShot: false) { [unowned self] in self.deadlineMissed() }
+        bufferevent_setcb(
+            bev, ServerCallbacks.read, ServerCallbacks.write, ServerCallbacks.event,
+            Unmanaged.passUnretained(self).toOpaque())
+        // Input beyond one maximal request (plus framing slack) is not read until the request is
+        // handled: a connection never buffers without bound.
+        let highWater = options.limits.maxHeaderBytes + options.limits.maxBodyBytes + 64 * 1024
+        bufferevent_setwatermark(bev, Int16(EV_READ), 0, highWater)
+        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+        arm(.idle)
+    }
+
+    var isIdle: Bool {
+        state == .awaitingHead && !hasRequestStarted && outputLength == 0
+    }
+
+    func isAwaitingResponse(sequence: Int) -> Bool {
+        state == .awaitingResponse && self.sequence == sequence
+    }
+
+    private var outputLength: Int {
+        guard let bev else { return 0 }
+        return evbuffer_get_length(bufferevent_get_output(bev))
+    }
+
+    // MARK: Events
+
+    fileprivate func readable() {
+        guard let bev else { return }
+        switch state {
+        case .awaitingHead, .readingBody:
+            process()
+        case .lingering:
+            let input = bufferevent_get_input(bev)
+            evbuffer_drain(input, evbuffer_get_length(input))
+        case .awaitingResponse, .closing, .closed:
+            break
+        }
+    }
+
+    fileprivate func writable() {
+        switch state {
+        case .closing: finishClosing()
+        case .awaitingHead: process()  // output drained: pipelined requests may go on
+        default: break
+        }
+    }
+
+    fileprivate func event(_ events: Int16) {
+        if events & Int16(BEV_EVENT_ERROR) != 0 {
+            close()
+            return
+        }
+        guard events & Int16(BEV_EVENT_EOF) != 0 else { return }
+        isInputClosed = true
+        switch state {
+        case .awaitingHead, .readingBody: process()  // answers complete buffered requests, then closes
+        // Like nginx, treat EOF while the handler works as the client giving up (a half-closing
+        // client loses its response): the writer reports `isConnectionAlive == false` at once.
+        case .awaitingResponse: close()
+        case .closing: break
+        case .lingering: close()
+        case .closed: break
+        }
+    }
+
+    private func deadlineMissed() {
+        switch (deadline, state) {
+        case (.header, .awaitingHead) where hasRequestStarted:
+            sendError(
+                status: 408, code: "request_timeout",
+                detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms", requestID: nil)
+        case (.body, .readingBody):
+            sendError(
+                status: 408, code: "request_timeout",
+                detail: "the request body did not arrive within \(options.bodyTimeoutMilliseconds) ms",
+                requestID: head?.headers.first(name: "x-request-id"))
+        case (.linger, .closing), (.linger, .lingering), (.idle, .awaitingHead):
+            close()
+        default:
+            break
+        }
+    }
+
+    private func arm(_ deadline: Deadline) {
+        self.deadline = deadline
+        let milliseconds: Int
+        switch deadline {
+        case .idle: milliseconds = options.idleTimeoutMilliseconds
+        case .header: milliseconds = options.headerTimeoutMilliseconds
+        case .body: milliseconds = options.bodyTimeoutMilliseconds
+        case .linger: milliseconds = options.lingerMilliseconds
+        }
+        timer?.arm(milliseconds: milliseconds)
+    }
+
+    // MARK: Reading requests
+
+    /// Parses and dispatches as far as the buffered input allows. Not re-entrant: a handler that
+    /// responds synchronously returns here and the loop goes on with the next buffered request.
+    private func process() {
+        guard !isProcessing else { return }
+        isProcessing = true
+        defer { isProcessing = false }
+        while true {
+            let progressed: Bool
+            switch state {
+            case .awaitingHead: progressed = readHead()
+            case .readingBody: progressed = readBody()
+            default: return
+            }
+            if !progressed { return }
+        }
+    }
+
+    /// Returns whether the state moved on.
+    private func readHead() -> Bool {
+        guard let bev else { return false }
+        if outputLength > options.maxBufferedOutputBytes { return false }  // resumed by `writable`
+        let input = bufferevent_get_input(bev)
+        let available = evbuffer_get_length(input)
+        if available == 0 {
+            if isInputClosed { beginClosing() }
+            return false
+        }
+        if !hasRequestStarted {
+            hasRequestStarted = true
+            scannedHeadBytes = 0
+            arm(.header)
+        }
+        let limits = options.limits
+        let window = min(available, limits.maxHeaderBytes + 1)
+        guard let start = evbuffer_pullup(input, window) else { return false }
+        let bytes = UnsafeRawBufferPointer(start: start, count: window)
+        // A head can only complete or fail at a line end, or when the window is full.
+        if window <= limits.maxHeaderBytes && scannedHeadBytes < window
+            && !bytes[scannedHeadBytes..<window].contains(0x0A)
+        {
+            scannedHeadBytes = window
+            if isInputClosed { close() }
+            return false
+        }
+        switch RequestHeadParser.parse(bytes, limits: limits) {
+        case .incomplete:
+            scannedHeadBytes = window
+            if isInputClosed { close() }
+            return false
+        case .failure(let error):
+            sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
+            return false
+        case .complete(let head, let consumed):
+            evbuffer_drain(input, consumed)
+            return beginBody(head)
+        }
+    }
+
+    private func beginBody(_ head: RequestHead) -> Bool {
+        self.head = head
+        body = ByteBuffer()
+        chunkedDecoder = nil
+        bodyRemaining = 0
+        let limits = options.limits
+        switch head.framing {
+        case .none, .contentLength(0):
+            dispatch()
+            return true
+        case .contentLength(let length):
+            guard length <= limits.maxBodyBytes else {
+                sendError(
+                    status: 413, code: "body_too_large",
+                    detail: "Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes",
+                    requestID: head.headers.first(name: "x-request-id"))
+                return false
+            }
+            bodyRemaining = length
+        case .chunked:
+            chunkedDecoder = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes)
+        case .untilClose:
+            sendError(
+                status: 400, code: "bad_request", detail: "a request body cannot be delimited by closing the connection",
+                requestID: head.headers.first(name: "x-request-id"))
+            return false
+        }
+        if head.expectsContinue, let bev {
+            var line = "HTTP/1.1 100 Continue\r\n\r\n"
+            _ = line.withUTF8 { evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        }
+        state = .readingBody
+        arm(.body)
+        return true
+    }
+
+    private func readBody() -> Bool {
+        guard let bev, let body else { return false }
+        let input = bufferevent_get_input(bev)
+        let available = evbuffer_get_length(input)
+        if var decoder = chunkedDecoder {
+            guard available > 0, let start = evbuffer_pullup(input, -1) else {
+                if isInputClosed { close() }
+                return false
+            }
+            let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
+            chunkedDecoder = decoder
+            switch result {
+            case .failure(let error):
+                sendError(
+                    status: error.status, code: error.code, detail: error.detail,
+                    requestID: head?.headers.first(name: "x-request-id"))
+                return false
+            case .success(let progress):
+                // Move the payload ranges out (no copy) and drop the chunk framing between them.
+                var position = 0
+                for range in progress.data {
+                    evbuffer_drain(input, range.lowerBound - position)
+                    evbuffer_remove_buffer(input, body.evbuffer, range.count)
+                    position = range.upperBound
+                }
+                evbuffer_drain(input, progress.consumed - position)
+                if progress.isComplete {
+                    dispatch()
+                    return true
+                }
+            }
+        } else {
+            let length = min(available, bodyRemaining)
+            if length > 0 {
+                evbuffer_remove_buffer(input, body.evbuffer, length)
+                bodyRemaining -= length
+            }
+            if bodyRemaining == 0 {
+                dispatch()
+                return true
+            }
+        }
+        if isInputClosed { close() }
+        return false
+    }
+
+    private func dispatch() {
+        guard let head, let body, let server else { return }
+        state = .awaitingResponse
+        timer?.disarm()
+        sequence += 1
+        server.requestStarted()
+        let writer = ResponseWriter(connection: self, sequence: sequence)
+        let request = ServerRequest(head: head, body: body, peerAddress: peerAddress, isPeerLoopback: isPeerLoopback)
+        self.body = nil
+        handler(request, writer)
+    }
+
+    // MARK: Writing responses
+
+    /// The handler's answer to the current request.
+    func respond(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
+        guard state == .awaitingResponse else { return }
+        let willClose = write(status: status, headers: headers, body: body, forceClose: false)
+        head = nil
+        server?.requestFinished()
+        if state == .closed { return }  // the finished-callback may have closed us
+        if willClose {
+            beginClosing()
+            return
+        }
+        state = .awaitingHead
+        hasRequestStarted = false
+        arm(.idle)
+        process()
+    }
+
+    /// A JSON error (SPEC §8) that ends the connection.
+    private func sendError(status: Int, code: String, detail: String, requestID: String?) {
+        let id = requestID ?? System.randomHexID()
+        let json = "{\"error\":\"\(jsonEscaped(code))\",\"detail\":\"\(jsonEscaped(detail))\",\"request_id\":\"\(jsonEscaped(id))\"}"
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        _ = write(status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), forceClose: true)
+        beginClosing()
+    }
+
+    /// Queues head and body; returns whether the connection closes after this response.
+    private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
+        guard let bev else { return true }
+        var fields = headers
+        for name in ["content-length", "transfer-encoding", "connection", "keep-alive"] {
+            fields.remove(name: name)
+        }
+        let keepAlive = head?.keepAlive ?? false
+        let willClose = forceClose || !keepAlive || isInputClosed || (server?.isDraining ?? true)
+        if willClose {
+            fields.add(name: "connection", value: "close")
+        } else if head?.version == .http10 {
+            fields.add(name: "connection", value: "keep-alive")
+        }
+        let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
+        let bytes = HTTPSerializer.responseHead(status: status, headers: fields, contentLength: hasNoBody ? nil : body.count)
+        guard let output = bufferevent_get_output(bev) else { return true }
+        bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        if !hasNoBody && head?.method != "HEAD" {
+            ByteBuffer.addCopy(of: body.evbuffer, to: output)
+        }
+        return willClose
+    }
+
+    // MARK: Closing
+
+    private func beginClosing() {
+        guard let bev, state != .closing, state != .lingering, state != .closed else { return }
+        state = .closing
+        bufferevent_disable(bev, Int16(EV_READ))
+        arm(.linger)
+        if outputLength == 0 { finishClosing() }
+    }
+
+    /// Output flushed: half-close and read what the client still sends, so our last response is
+    /// not destroyed by a reset (nginx's lingering close).
+    private func finishClosing() {
+        guard let bev else { return }
+        if isInputClosed {
+            close()
+            return
+        }
+        state = .lingering
+        _ = switchyard_shutdown_write(bufferevent_getfd(bev))
+        let input = bufferevent_get_input(bev)
+        evbuffer_drain(input, evbuffer_get_length(input))
+        bufferevent_enable(bev, Int16(EV_READ))
+    }
+
+    /// Frees the bufferevent (closing the socket) and releases libevent's retain. Idempotent.
+    func close() {
+        guard state != .closed else { return }
+        let wasAwaitingResponse = state == .awaitingResponse
+        state = .closed
+        timer?.disarm()
+        if let bev { bufferevent_free(bev) }
+        bev = nil
+        body = nil
+        if wasAwaitingResponse { server?.requestFinished() }
+        server?.connectionClosed(self)
+        let retained = selfRetain
+        selfRetain = nil
+        retained?.release()
+    }
+}
+
+/// JSON string escaping for error bodies.
+func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    out.reserveCapacity(text.utf8.count)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out
+}
+
+enum ServerCallbacks {
+    static let accept: evconnlistener_cb = { _, fd, address, _, arg in
+        let server = Unmanaged<HTTPServer>.fromOpaque(arg!).takeUnretainedValue()
+        withExtendedLifetime(server) { server.accept(fd: fd, address: address) }
+    }
+    // Accept errors (EMFILE, ENFILE) land here; the listener stays enabled and the next accept
+    // may succeed once descriptors are freed.
+    static let acceptError: evconnlistener_errorcb = { _, _ in }
+    static let read: bufferevent_data_cb = { _, arg in
+        let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
+        withExtendedLifetime(connection) { connection.readable() }
+    }
+    static let write: bufferevent_data_cb = { _, arg in
+        let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
+        withExtendedLifetime(connection) { connection.writable() }
+    }
+    static let event: bufferevent_event_cb = { _, events, arg in
+        let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
+        withExtendedLifetime(connection) { connection.event(events) }
+    }
+}
