@@ -37,7 +37,7 @@ struct SidecarError: Error, Sendable {
     }
 
     init(_ error: ModelError) {
-        self.init(status: error.status, code: error.code, detail: error.detail)
+        self.init(status: error.status, code: error.code.rawValue, detail: error.detail)
     }
 
     func body(requestID: String) -> [UInt8] {

@@ -269,7 +269,7 @@ final class Worker: @unchecked Sendable {
                         reply: nil)
                 }
                 predictions = [value]
-            case .model(let evaluator):
+            case .embedded(let evaluator):
                 let body = try exchange.bodyJSON()
                 let rows = try TFServingCodec.decodeInstances(
                     body, featureNames: evaluator.featureNames, featureCount: evaluator.featureCount)
@@ -278,14 +278,12 @@ final class Worker: @unchecked Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: TFServingCodec.encodePredictions(predictions))))
-        } catch let error as ModelError {
+        } catch {
             let sidecarError = SidecarError(error)
             if error.status >= 500 || error.status == 404 {
                 return .failed(sidecarError, reply: nil)
             }
             return .answered(errorReply(sidecarError, requestID: exchange.requestID))
-        } catch {
-            return .failed(SidecarError(status: 500, code: "model_error", detail: "\(error)"), reply: nil)
         }
     }
 
@@ -312,7 +310,7 @@ final class Worker: @unchecked Sendable {
 }
 
 /// One request on its way through a worker.
-final class Exchange {
+final class Exchange: @unchecked Sendable {  // confined to its worker's loop thread
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
@@ -333,10 +331,10 @@ final class Exchange {
     func bodyJSON() throws(ModelError) -> JSON {
         if let parsedBody { return try parsedBody.get() }
         let result: Result<JSON, ModelError> = request.body.withUnsafeReadableBytes { bytes in
-            do {
-                return .success(try JSONParser.parse(bytes))
+            do throws(ModelError) {
+                return .success(try TFServingCodec.parseBody(bytes))
             } catch {
-                return .failure(ModelError(status: 400, code: "bad_request", detail: "request body is not JSON: \(error)"))
+                return .failure(error)
             }
         }
         parsedBody = result
