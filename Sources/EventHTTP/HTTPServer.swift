@@ -409,13 +409,13 @@ final class ServerConnection {
             && !bytes[scannedHeadBytes..<window].contains(0x0A)
         {
             scannedHeadBytes = window
-            if isInputClosed { close() }
+            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
             return false
         }
         switch RequestHeadParser.parse(bytes, limits: limits) {
         case .incomplete:
             scannedHeadBytes = window
-            if isInputClosed { close() }
+            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
             return false
         case .failure(let error):
             sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
@@ -468,7 +468,7 @@ final class ServerConnection {
         let available = evbuffer_get_length(input)
         if var decoder = chunkedDecoder {
             guard available > 0, let start = evbuffer_pullup(input, -1) else {
-                if isInputClosed { close() }
+                if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
                 return false
             }
             let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
@@ -504,7 +504,7 @@ final class ServerConnection {
                 return true
             }
         }
-        if isInputClosed { close() }
+        if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
         return false
     }
 

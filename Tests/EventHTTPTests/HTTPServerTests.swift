@@ -338,4 +338,19 @@ private func startServer(
         #expect(second.header("connection") == "close")
         #expect(kept.isClosedByPeer())
     }
+
+    @Test func answersCompleteRequestsBeforeAHalfCloseThenCloses() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let calls = Box(0)
+        let server = try startServer(loop, calls: calls)
+        let client = try RawClient(port: server.value.port)
+        client.send("GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nho")
+        client.shutdownWrite()
+        let response = try client.readResponse()
+        #expect(response.text == "GET /1 ")
+        #expect(client.isClosedByPeer())
+        #expect(try loop.sync { calls.value } == 1)
+        #expect(try loop.eventually { server.value.openConnections == 0 })
+    }
 }
