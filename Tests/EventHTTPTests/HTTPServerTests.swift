@@ -308,11 +308,15 @@ private func startServer(
             second.shutdown()
         }
         let a = try first.make {
-            try HTTPServer(loop: first.loop, host: "127.0.0.1", port: 0) { _, w in w.respond(status: 200, body: Array("a".utf8)) }
+            try HTTPServer(loop: first.loop, host: "127.0.0.1", port: 0) { _, w in
+                w.respond(status: 200, body: Array("a".utf8))
+            }
         }
         let port = a.value.port
         let b = try second.make {
-            try HTTPServer(loop: second.loop, host: "127.0.0.1", port: port) { _, w in w.respond(status: 200, body: Array("b".utf8)) }
+            try HTTPServer(loop: second.loop, host: "127.0.0.1", port: port) { _, w in
+                w.respond(status: 200, body: Array("b".utf8))
+            }
         }
         #expect(b.value.port == port)
         var seen = Set<String>()
