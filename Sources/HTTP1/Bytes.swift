@@ -67,7 +67,11 @@ func bytesEqualIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>
 
 @inline(__always)
 func makeString(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
-    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    // A typed buffer takes String's contiguous fast path; a raw buffer would go byte by byte.
+    guard let base = bytes.baseAddress, !range.isEmpty else { return "" }
+    let typed = UnsafeBufferPointer(
+        start: (base + range.lowerBound).assumingMemoryBound(to: UInt8.self), count: range.count)
+    return String(decoding: typed, as: UTF8.self)
 }
 
 /// `0x0A`-style rendering of a byte for error details.

@@ -1,4 +1,5 @@
-// The codec's entry points. Signatures are fixed (EventHTTP codes against them).
+// The codec's entry points. Signatures are fixed (EventHTTP codes against them); the scanning
+// shared by requests and responses is in HeadScanner.swift, byte classes in Bytes.swift.
 
 public enum RequestHeadParser {
     /// Empty lines (CRLF) skipped before a request line (RFC 9112 §2.2); more is a bad request.
@@ -8,6 +9,11 @@ public enum RequestHeadParser {
     /// `.incomplete` when no blank line has arrived and nothing is wrong yet (including when
     /// the bytes so far are under `limits.maxHeaderBytes`); `.failure` as soon as something is.
     /// `consumed` counts skipped leading empty lines too.
+    ///
+    /// Each call scans from the start of `bytes`. To keep a client that sends a few bytes per
+    /// packet from costing quadratic time, call it again only when the new bytes hold an LF or
+    /// the buffer has grown past `limits.maxHeaderBytes`: a refusal is then reported at the next
+    /// LF or when the budget is passed, at the latest.
     public static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits) -> HeadParseResult<RequestHead> {
         let count = bytes.count
         var i = 0
@@ -115,7 +121,8 @@ public enum RequestHeadParser {
             framing = .chunked
         } else if let length = scanned.contentLength {
             if length > limits.maxBodyBytes {
-                return .failure(.bodyTooLarge("Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes"))
+                return .failure(
+                    .bodyTooLarge("Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes"))
             }
             framing = .contentLength(length)
         } else {
@@ -137,7 +144,6 @@ public enum RequestHeadParser {
         return .complete(head, consumed: headEnd)
     }
 }
-
 
 public enum ResponseHeadParser {
     /// Parses a response head. `requestMethod` decides framing for HEAD; 1xx heads other than
@@ -551,7 +557,8 @@ public enum HTTPSerializer {
     /// `METHOD target HTTP/1.1\r\n` + headers + `content-length` (when given) + `\r\n`, with the
     /// same header rules as `responseHead`. `method` must be a token (a programmer error traps);
     /// target bytes outside visible ASCII are percent-encoded so they cannot break the line.
-    public static func requestHead(method: String, target: String, headers: HTTPHeaders, contentLength: Int?) -> [UInt8] {
+    public static func requestHead(method: String, target: String, headers: HTTPHeaders, contentLength: Int?) -> [UInt8]
+    {
         precondition(isToken(method), "HTTPSerializer needs a token as the method, got \"\(method)\".")
         var out: [UInt8] = []
         out.reserveCapacity(estimatedCapacity(headers) + method.utf8.count + target.utf8.count)
@@ -649,22 +656,34 @@ public enum HTTPSerializer {
 
     private static func appendFields(_ out: inout [UInt8], _ headers: HTTPHeaders, _ contentLength: Int?) {
         for field in headers.fields {
-            guard isToken(field.name), isSafeFieldValue(field.value) else { continue }
-            if contentLength != nil
-                && (field.name.asciiCaseInsensitiveEquals("content-length")
-                    || field.name.asciiCaseInsensitiveEquals("transfer-encoding"))
-            {
-                continue
+            var name = field.name
+            var value = field.value
+            // withUTF8 gives the contiguous bytes of a native String without copying.
+            name.withUTF8 { n in
+                value.withUTF8 { v in
+                    guard !n.isEmpty, n.allSatisfy(isTChar),
+                        !v.contains(where: { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 })
+                    else { return }
+                    if contentLength != nil {
+                        let raw = UnsafeRawBufferPointer(n)
+                        if bytesEqualIgnoringCase(raw, 0..<n.count, "content-length")
+                            || bytesEqualIgnoringCase(raw, 0..<n.count, "transfer-encoding")
+                        {
+                            return
+                        }
+                    }
+                    out.append(contentsOf: n)
+                    out.append(ASCII.colon)
+                    out.append(ASCII.sp)
+                    out.append(contentsOf: v)
+                    out.append(ASCII.cr)
+                    out.append(ASCII.lf)
+                }
             }
-            out.append(contentsOf: field.name.utf8)
-            out.append(ASCII.colon)
-            out.append(ASCII.sp)
-            out.append(contentsOf: field.value.utf8)
-            out.append(ASCII.cr)
-            out.append(ASCII.lf)
         }
         if let contentLength {
-            precondition(contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
+            precondition(
+                contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
             out.append(contentsOf: "content-length: ".utf8)
             out.appendDecimal(contentLength)
             out.append(ASCII.cr)

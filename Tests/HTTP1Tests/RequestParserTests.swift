@@ -1,0 +1,167 @@
+import HTTP1
+import Testing
+
+struct ValidRequest: Sendable, CustomTestStringConvertible {
+    var name: String
+    var raw: String
+    var method: String
+    var target: String
+    var version: HTTPVersion = .http11
+    var framing: BodyFraming = .none
+    var keepAlive = true
+    var expectsContinue = false
+    var headerCount: Int
+    var testDescription: String { name }
+}
+
+let validRequests: [ValidRequest] = [
+    ValidRequest(
+        name: "GET without body",
+        raw: "GET /v1/models/churn HTTP/1.1\r\nHost: localhost:8480\r\nAccept: */*\r\n\r\n",
+        method: "GET", target: "/v1/models/churn", headerCount: 2),
+    ValidRequest(
+        name: "POST with Content-Length",
+        raw: "POST /v1/models/churn:predict?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            + "Content-Length: 42\r\n\r\n",
+        method: "POST", target: "/v1/models/churn:predict?x=1", framing: .contentLength(42), headerCount: 3),
+    ValidRequest(
+        name: "POST with Content-Length 0",
+        raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        method: "POST", target: "/", framing: .contentLength(0), headerCount: 2),
+    ValidRequest(
+        name: "chunked",
+        raw: "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+        method: "POST", target: "/p", framing: .chunked, headerCount: 2),
+    ValidRequest(
+        name: "chunked, mixed case with OWS",
+        raw: "POST /p HTTP/1.1\r\nHost: a\r\ntransfer-encoding: \t ChUnKeD \r\n\r\n",
+        method: "POST", target: "/p", framing: .chunked, headerCount: 2),
+    ValidRequest(
+        name: "HTTP/1.0 keep-alive",
+        raw: "GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+        method: "GET", target: "/x", version: .http10, headerCount: 1),
+    ValidRequest(
+        name: "HTTP/1.0 without keep-alive",
+        raw: "GET /x HTTP/1.0\r\n\r\n",
+        method: "GET", target: "/x", version: .http10, keepAlive: false, headerCount: 0),
+    ValidRequest(
+        name: "HTTP/1.1 Connection close in a list",
+        raw: "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n",
+        method: "GET", target: "/", keepAlive: false, headerCount: 2),
+    ValidRequest(
+        name: "Expect 100-continue",
+        raw: "PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
+        method: "PUT", target: "/u", framing: .contentLength(5), expectsContinue: true, headerCount: 3),
+    ValidRequest(
+        name: "leading empty lines skipped",
+        raw: "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        method: "GET", target: "/", headerCount: 1),
+    ValidRequest(
+        name: "obs-text and empty value",
+        raw: "GET /%C3%A9 HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{E9}\r\nX-Empty:\r\n\r\n",
+        method: "GET", target: "/%C3%A9", headerCount: 3),
+]
+
+@Test(arguments: validRequests)
+func parsesValidRequest(_ row: ValidRequest) throws {
+    let bytes = Array(row.raw.utf8)
+    let outcome = parseRequest(bytes)
+    let head = try #require(outcome.head, "\(outcome)")
+    #expect(outcome.consumed == bytes.count)
+    #expect(head.method == row.method)
+    #expect(head.target == row.target)
+    #expect(head.version == row.version)
+    #expect(head.framing == row.framing)
+    #expect(head.keepAlive == row.keepAlive)
+    #expect(head.expectsContinue == row.expectsContinue)
+    #expect(head.headers.count == row.headerCount)
+}
+
+@Test func headerNamesKeepCaseAndValuesAreTrimmed() throws {
+    let head = try #require(
+        parseRequest("GET /a?b=c HTTP/1.1\r\nHost:  example \r\nX-Request-ID:\tabc def\t\r\n\r\n").head)
+    #expect(head.headers.fields.map(\.name) == ["Host", "X-Request-ID"])
+    #expect(head.headers.first(name: "host") == "example")
+    #expect(head.headers.first(name: "x-request-id") == "abc def")
+    #expect(head.path == "/a")
+    #expect(head.query == "b=c")
+}
+
+@Test func obsTextValueIsKept() throws {
+    let head = try #require(parseRequest("GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{E9}\r\n\r\n").head)
+    #expect(head.headers.first(name: "x-name") == "caf\u{E9}")
+}
+
+@Test func pipelinedBytesStopAtTheEndOfTheHead() throws {
+    let first = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
+    let rest = "helloGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
+    let outcome = parseRequest(first + rest)
+    #expect(outcome.consumed == first.utf8.count)
+    #expect(outcome.head?.framing == .contentLength(5))
+
+    let second = Array((first + rest).utf8)[(first.utf8.count + 5)...]
+    let next = parseRequest(Array(second))
+    #expect(next.head?.target == "/b")
+    #expect(next.consumed == second.count)
+}
+
+@Test func leadingEmptyLinesAreBounded() {
+    let tooMany =
+        String(repeating: "\r\n", count: RequestHeadParser.maxLeadingEmptyLines + 1)
+        + "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    #expect(parseRequest(tooMany).errorKind == .badRequest)
+    #expect(parseRequest("\r\n") == .incomplete)
+    #expect(parseRequest("") == .incomplete)
+}
+
+@Test func headerByteLimitCountsFromTheRequestLineThroughTheBlankLine() {
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    let n = raw.utf8.count
+    #expect(parseRequest(raw, limits: HTTPLimits(maxHeaderBytes: n)).consumed == n)
+    #expect(parseRequest(raw, limits: HTTPLimits(maxHeaderBytes: n - 1)).errorKind == .headersTooLarge)
+    // Leading empty lines are not part of the budget.
+    #expect(parseRequest("\r\n" + raw, limits: HTTPLimits(maxHeaderBytes: n)).consumed == n + 2)
+}
+
+@Test func tooManyHeaderBytesFailBeforeTheBlankLineArrives() {
+    let limits = HTTPLimits(maxHeaderBytes: 64)
+    let start = "GET / HTTP/1.1\r\nHost: a\r\nX-Big: "
+    let exactly = start + String(repeating: "x", count: 64 - start.utf8.count)
+    #expect(parseRequest(exactly, limits: limits) == .incomplete)
+    #expect(parseRequest(exactly + "x", limits: limits).errorKind == .headersTooLarge)
+    // A head that keeps sending header lines without ever ending.
+    let endless = "GET / HTTP/1.1\r\n" + String(repeating: "A: b\r\n", count: 20)
+    #expect(parseRequest(endless, limits: limits).errorKind == .headersTooLarge)
+}
+
+@Test func headerCountLimit() {
+    let fields = (0..<100).map { "X-\($0): v\r\n" }.joined()
+    #expect(parseRequest("GET / HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n").errorKind == .headersTooLarge)
+    let ninetyNine = (0..<99).map { "X-\($0): v\r\n" }.joined()
+    #expect(parseRequest("GET / HTTP/1.1\r\nHost: a\r\n" + ninetyNine + "\r\n").head?.headers.count == 100)
+    // The 101st field fails as soon as it starts, before its line or the blank line arrives.
+    #expect(parseRequest("GET / HTTP/1.1\r\nHost: a\r\n" + fields + "X").errorKind == .headersTooLarge)
+}
+
+@Test func bodyLimitFromContentLength() {
+    let limits = HTTPLimits(maxBodyBytes: 10)
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", limits: limits).head?.framing
+            == .contentLength(10))
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits: limits).errorKind
+            == .bodyTooLarge)
+    #expect(
+        parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n").errorKind
+            == .bodyTooLarge)
+}
+
+@Test func errorsCarryStatusAndCode() {
+    guard case .failure(let error) = parseRequest("GET / HTTP/2.0\r\nHost: a\r\n\r\n") else {
+        Issue.record("expected a failure")
+        return
+    }
+    #expect(error.status == 505)
+    #expect(error.code == "unsupported_version")
+    #expect(!error.detail.isEmpty)
+}
