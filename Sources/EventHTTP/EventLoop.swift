@@ -59,7 +59,8 @@ public final class EventLoop: @unchecked Sendable {
         event_base_loop(base, Int32(EVLOOP_NO_EXIT_ON_EMPTY))
     }
 
-    /// Makes `run()` return after the current callback. Any thread; before `run()` it makes the next `run()` return at once.
+    /// Makes `run()` return after the current callback. Any thread; called before `run()`, the
+    /// next `run()` returns at once.
     public func stop() {
         execute { [self] in event_base_loopbreak(base) }
     }

@@ -81,7 +81,9 @@ public final class ResponseWriter {
             "ResponseWriter.respond was called twice for one request; each request gets exactly one response.")
         precondition(
             (200...999).contains(status),
-            "ResponseWriter.respond needs a final status (200...999), got \(status); interim responses are the server's job.")
+            "ResponseWriter.respond needs a final status (200...999), got \(status); "
+                + "interim responses are the server's job."
+        )
         hasResponded = true
         guard let connection, connection.isAwaitingResponse(sequence: sequence) else { return }
         connection.respond(status: status, headers: headers, body: body)
@@ -130,7 +132,9 @@ public final class HTTPServer {
         var address = sockaddr_storage()
         let literal = host == "localhost" ? "127.0.0.1" : host
         let length = switchyard_make_sockaddr(literal, Int32(port), &address)
-        guard length > 0 else { throw EventHTTPError("cannot listen on \"\(host)\": expected an IP address or localhost") }
+        guard length > 0 else {
+            throw EventHTTPError("cannot listen on \"\(host)\": expected an IP address or localhost")
+        }
         let flags = UInt32(LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
         let created = withUnsafePointer(to: &address) { storage in
             storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
@@ -190,7 +194,8 @@ public final class HTTPServer {
             evutil_closesocket(fd)
             return
         }
-        let connection = ServerConnection(server: self, bufferevent: bev, peerAddress: peer, isPeerLoopback: loopback == 1)
+        let connection = ServerConnection(
+            server: self, bufferevent: bev, peerAddress: peer, isPeerLoopback: loopback == 1)
         connections[ObjectIdentifier(connection)] = connection
         connectionsAccepted += 1
         connection.start()
@@ -341,7 +346,8 @@ final class ServerConnection {
         case (.header, .awaitingHead) where hasRequestStarted:
             sendError(
                 status: 408, code: "request_timeout",
-                detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms", requestID: nil)
+                detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms", requestID: nil
+            )
         case (.body, .readingBody):
             sendError(
                 status: 408, code: "request_timeout",
@@ -409,13 +415,13 @@ final class ServerConnection {
             && !bytes[scannedHeadBytes..<window].contains(0x0A)
         {
             scannedHeadBytes = window
-            if isInputClosed { close() }
+            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
             return false
         }
         switch RequestHeadParser.parse(bytes, limits: limits) {
         case .incomplete:
             scannedHeadBytes = window
-            if isInputClosed { close() }
+            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
             return false
         case .failure(let error):
             sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
@@ -449,7 +455,8 @@ final class ServerConnection {
             chunkedDecoder = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes)
         case .untilClose:
             sendError(
-                status: 400, code: "bad_request", detail: "a request body cannot be delimited by closing the connection",
+                status: 400, code: "bad_request",
+                detail: "a request body cannot be delimited by closing the connection",
                 requestID: head.headers.first(name: "x-request-id"))
             return false
         }
@@ -468,7 +475,7 @@ final class ServerConnection {
         let available = evbuffer_get_length(input)
         if var decoder = chunkedDecoder {
             guard available > 0, let start = evbuffer_pullup(input, -1) else {
-                if isInputClosed { close() }
+                if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
                 return false
             }
             let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
@@ -504,7 +511,7 @@ final class ServerConnection {
                 return true
             }
         }
-        if isInputClosed { close() }
+        if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
         return false
     }
 
@@ -542,7 +549,9 @@ final class ServerConnection {
     /// A JSON error (SPEC §8) that ends the connection.
     private func sendError(status: Int, code: String, detail: String, requestID: String?) {
         let id = requestID ?? System.randomHexID()
-        let json = "{\"error\":\"\(jsonEscaped(code))\",\"detail\":\"\(jsonEscaped(detail))\",\"request_id\":\"\(jsonEscaped(id))\"}"
+        let json =
+            "{\"error\":\"\(jsonEscaped(code))\",\"detail\":\"\(jsonEscaped(detail))\","
+            + "\"request_id\":\"\(jsonEscaped(id))\"}"
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         _ = write(status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), forceClose: true)
@@ -564,7 +573,8 @@ final class ServerConnection {
             fields.add(name: "connection", value: "keep-alive")
         }
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
-        let bytes = HTTPSerializer.responseHead(status: status, headers: fields, contentLength: hasNoBody ? nil : body.count)
+        let bytes = HTTPSerializer.responseHead(
+            status: status, headers: fields, contentLength: hasNoBody ? nil : body.count)
         guard let output = bufferevent_get_output(bev) else { return true }
         bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         if !hasNoBody && head?.method != "HEAD" {

@@ -2,7 +2,7 @@
 // libevent's headers define `_GNU_SOURCE`, and one Swift file seeing both modules fails to build
 // (two different `fd_set`s).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum System {

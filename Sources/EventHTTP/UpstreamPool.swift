@@ -188,7 +188,9 @@ public final class UpstreamPool {
     }
 
     /// A response arrived whole.
-    func connection(_ connection: UpstreamConnection, finished exchange: Exchange, with response: UpstreamResponse, reusable: Bool) {
+    func connection(
+        _ connection: UpstreamConnection, finished exchange: Exchange, with response: UpstreamResponse, reusable: Bool
+    ) {
         if reusable && !isClosed {
             if waiting.isEmpty {
                 connection.becomeIdle()
@@ -242,7 +244,10 @@ final class Exchange {
     weak var connection: UpstreamConnection?
     var hasRetried = false
 
-    init(pool: UpstreamPool, request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
+    init(
+        pool: UpstreamPool, request: UpstreamRequest,
+        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
+    ) {
         self.pool = pool
         self.request = request
         self.completion = completion
@@ -333,7 +338,8 @@ final class UpstreamConnection {
         let bodyLength = request.body.count
         let sendsLength = bodyLength > 0 || ["POST", "PUT", "PATCH"].contains(request.method)
         let headBytes = HTTPSerializer.requestHead(
-            method: request.method, target: request.target, headers: fields, contentLength: sendsLength ? bodyLength : nil)
+            method: request.method, target: request.target, headers: fields,
+            contentLength: sendsLength ? bodyLength : nil)
         headBytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
     }
@@ -512,7 +518,8 @@ final class UpstreamConnection {
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
         // connection is out of step: do not reuse it.
         let isClean =
-            evbuffer_get_length(bufferevent_get_input(bev)) == 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0
+            evbuffer_get_length(bufferevent_get_input(bev)) == 0
+            && evbuffer_get_length(bufferevent_get_output(bev)) == 0
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
         self.head = nil

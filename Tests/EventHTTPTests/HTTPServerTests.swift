@@ -308,11 +308,15 @@ private func startServer(
             second.shutdown()
         }
         let a = try first.make {
-            try HTTPServer(loop: first.loop, host: "127.0.0.1", port: 0) { _, w in w.respond(status: 200, body: Array("a".utf8)) }
+            try HTTPServer(loop: first.loop, host: "127.0.0.1", port: 0) { _, w in
+                w.respond(status: 200, body: Array("a".utf8))
+            }
         }
         let port = a.value.port
         let b = try second.make {
-            try HTTPServer(loop: second.loop, host: "127.0.0.1", port: port) { _, w in w.respond(status: 200, body: Array("b".utf8)) }
+            try HTTPServer(loop: second.loop, host: "127.0.0.1", port: port) { _, w in
+                w.respond(status: 200, body: Array("b".utf8))
+            }
         }
         #expect(b.value.port == port)
         var seen = Set<String>()
@@ -337,5 +341,20 @@ private func startServer(
         #expect(second.text == "GET /c ")
         #expect(second.header("connection") == "close")
         #expect(kept.isClosedByPeer())
+    }
+
+    @Test func answersCompleteRequestsBeforeAHalfCloseThenCloses() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let calls = Box(0)
+        let server = try startServer(loop, calls: calls)
+        let client = try RawClient(port: server.value.port)
+        client.send("GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nho")
+        client.shutdownWrite()
+        let response = try client.readResponse()
+        #expect(response.text == "GET /1 ")
+        #expect(client.isClosedByPeer())
+        #expect(try loop.sync { calls.value } == 1)
+        #expect(try loop.eventually { server.value.openConnections == 0 })
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 import HTTP1
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Shares a value with the loop thread; the tests order accesses with semaphores.
@@ -287,7 +287,8 @@ struct Outcome {
 
 /// Sends through `pool` from the test thread and waits for the completion.
 func send(
-    _ pool: Box<UpstreamPool>, on loop: LoopThread, _ request: @escaping () -> UpstreamRequest = {
+    _ pool: Box<UpstreamPool>, on loop: LoopThread,
+    _ request: @escaping () -> UpstreamRequest = {
         UpstreamRequest(method: "GET", target: "/")
     }, timeoutMilliseconds: Int = 2000
 ) throws -> Result<Outcome, UpstreamError> {

@@ -7,12 +7,15 @@ import Testing
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// An upstream built on `HTTPServer` that answers after `delayMilliseconds` with `METHOD target body`.
-private func echoUpstream(_ loop: LoopThread, delayMilliseconds: Int = 0, maxActive: Box<Int> = Box(0)) throws -> Box<HTTPServer> {
+private func echoUpstream(_ loop: LoopThread, delayMilliseconds: Int = 0, maxActive: Box<Int> = Box(0)) throws -> Box<
+    HTTPServer
+> {
     let server = Box<HTTPServer?>(nil)
     let made = try loop.make {
         try HTTPServer(loop: loop.loop, host: "127.0.0.1", port: 0) { request, writer in
             maxActive.value = max(maxActive.value, server.value?.activeRequests ?? 0)
-            let text = "\(request.head.method) \(request.head.target) \(String(decoding: request.body.bytes, as: UTF8.self))"
+            let text =
+                "\(request.head.method) \(request.head.target) \(String(decoding: request.body.bytes, as: UTF8.self))"
             loop.loop.scheduleTimer(afterMilliseconds: delayMilliseconds) {
                 writer.respond(status: 200, body: bytes(text))
             }
@@ -23,10 +26,13 @@ private func echoUpstream(_ loop: LoopThread, delayMilliseconds: Int = 0, maxAct
 }
 
 private func makePool(
-    _ loop: LoopThread, port: Int, maxConnections: Int = 8, maxQueued: Int = 16, limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
+    _ loop: LoopThread, port: Int, maxConnections: Int = 8, maxQueued: Int = 16,
+    limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
 ) throws -> Box<UpstreamPool> {
     try loop.make {
-        UpstreamPool(loop: loop.loop, host: "127.0.0.1", port: port, maxConnections: maxConnections, maxQueued: maxQueued, limits: limits)
+        UpstreamPool(
+            loop: loop.loop, host: "127.0.0.1", port: port, maxConnections: maxConnections, maxQueued: maxQueued,
+            limits: limits)
     }
 }
 
@@ -39,8 +45,13 @@ private func sendConcurrently(
     let done = DispatchSemaphore(value: 0)
     loop.loop.execute {
         for i in 0..<count {
-            pool.value.send(UpstreamRequest(method: "GET", target: "/\(i)"), timeoutMilliseconds: timeoutMilliseconds) { result in
-                results.value[i] = result.map { Outcome(status: $0.head.status, body: String(decoding: $0.body.bytes, as: UTF8.self), wasReadUntilClose: $0.wasReadUntilClose) }
+            pool.value.send(UpstreamRequest(method: "GET", target: "/\(i)"), timeoutMilliseconds: timeoutMilliseconds) {
+                result in
+                results.value[i] = result.map {
+                    Outcome(
+                        status: $0.head.status, body: String(decoding: $0.body.bytes, as: UTF8.self),
+                        wasReadUntilClose: $0.wasReadUntilClose)
+                }
                 if results.value.count == count { done.signal() }
             }
         }
@@ -71,8 +82,10 @@ private func sendConcurrently(
         defer { loop.shutdown() }
         let upstream = try loop.make {
             try HTTPServer(loop: loop.loop, host: "127.0.0.1", port: 0) { request, writer in
-                let seen = request.head.headers.fields.map { "\($0.name.lowercased())=\($0.value)" }.joined(separator: ";")
-                writer.respond(status: 201, body: bytes(seen + "|" + String(decoding: request.body.bytes, as: UTF8.self)))
+                let seen = request.head.headers.fields.map { "\($0.name.lowercased())=\($0.value)" }.joined(
+                    separator: ";")
+                writer.respond(
+                    status: 201, body: bytes(seen + "|" + String(decoding: request.body.bytes, as: UTF8.self)))
             }
         }
         let port = upstream.value.port
@@ -150,7 +163,10 @@ private func sendConcurrently(
         ("garbage", "HELLO WORLD\r\n\r\n"),
         ("cut short", "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc"),
         ("declared over the limit", "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"),
-        ("chunked over the limit", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3e8\r\n" + String(repeating: "x", count: 1000)),
+        (
+            "chunked over the limit",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3e8\r\n" + String(repeating: "x", count: 1000)
+        ),
         ("read-until-close over the limit", "HTTP/1.1 200 OK\r\n\r\n" + String(repeating: "x", count: 1000)),
         ("bad chunk", "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"),
     ])
@@ -173,7 +189,9 @@ private func sendConcurrently(
     @Test func acceptsAResponseReadUntilClose() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
-        let upstream = try RawUpstream { _, _ in (bytes("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nhello"), true) }
+        let upstream = try RawUpstream { _, _ in
+            (bytes("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nhello"), true)
+        }
         defer { upstream.stop() }
         let pool = try makePool(loop, port: upstream.port)
         let outcome = try send(pool, on: loop).get()
@@ -186,7 +204,12 @@ private func sendConcurrently(
         let loop = try LoopThread()
         defer { loop.shutdown() }
         let upstream = try RawUpstream { _, _ in
-            (bytes("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"), false)
+            (
+                bytes(
+                    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                        + "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n"
+                ), false
+            )
         }
         defer { upstream.stop() }
         let pool = try makePool(loop, port: upstream.port)
@@ -201,7 +224,9 @@ private func sendConcurrently(
     @Test func doesNotReuseAConnectionTheBackendCloses() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
-        let upstream = try RawUpstream { _, _ in (bytes("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"), false) }
+        let upstream = try RawUpstream { _, _ in
+            (bytes("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"), false)
+        }
         defer { upstream.stop() }
         let pool = try makePool(loop, port: upstream.port)
         for _ in 0..<2 { #expect(try send(pool, on: loop).get().body == "ok") }
@@ -231,7 +256,9 @@ private func sendConcurrently(
         defer { upstream.stop() }
         let pool = try makePool(loop, port: upstream.port)
         let result = try send(pool, on: loop)
-        #expect(throws: UpstreamError.badResponse("upstream closed the connection without responding")) { try result.get() }
+        #expect(throws: UpstreamError.badResponse("upstream closed the connection without responding")) {
+            try result.get()
+        }
         #expect(upstream.connectionsAccepted == 1)
     }
 
@@ -253,7 +280,9 @@ private func sendConcurrently(
         let calledInside = try loop.sync {
             var returned = false
             var early = false
-            pool.value.send(UpstreamRequest(method: "GET", target: "/"), timeoutMilliseconds: 100) { _ in early = !returned }
+            pool.value.send(UpstreamRequest(method: "GET", target: "/"), timeoutMilliseconds: 100) { _ in
+                early = !returned
+            }
             returned = true
             return early
         }
