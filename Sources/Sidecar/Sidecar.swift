@@ -58,6 +58,12 @@ public final class Sidecar: @unchecked Sendable {
 
     /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
     public func run() {
+        // A parent may have started us with these blocked (some process launchers do);
+        // the drain and reload depend on receiving them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for signo in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signo) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         for worker in workers {
             let thread = Thread { worker.loop.run() }
             thread.name = "switchyard-worker-\(worker.index)"

@@ -97,9 +97,9 @@ enum CLI {
         #expect(r.status == 1)
         #expect(
             r.stdout == """
-                policies/m.yaml:5:8: error: split weights sum to 90, expected 100
-                routes/r.yaml:3:27: error: unknown key 'methd' in match; expected one of: path, prefix, template, method, headers
-                routes/r.yaml:4:12: error: route 'r' refers to unknown model 'nosuch'
+                policies/m.yaml:5:1: error: split weights sum to 90, expected 100
+                routes/r.yaml:3:24: error: unknown key 'methd' in match; expected one of: path, prefix, template, method, headers
+                routes/r.yaml:4:12: error: unknown model 'nosuch'; expected one of: m
 
                 """)
         #expect(r.stderr == "3 errors\n")
@@ -197,24 +197,39 @@ enum CLI {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    static func post(port: Int, path: String, body: String, headers: [String: String] = [:]) -> (Int, [String: String], String)? {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
-        request.httpMethod = "POST"
-        request.httpBody = Data(body.utf8)
-        request.timeoutInterval = 5
-        for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Int, [String: String], String)?
-        URLSession.shared.dataTask(with: request) { data, response, _ in
-            if let http = response as? HTTPURLResponse {
-                var headers: [String: String] = [:]
-                for (k, v) in http.allHeaderFields { headers["\(k)".lowercased()] = "\(v)" }
-                result = (http.statusCode, headers, String(decoding: data ?? Data(), as: UTF8.self))
-            }
-            done.signal()
-        }.resume()
-        _ = done.wait(timeout: .now() + 10)
-        return result
+    /// One POST on a fresh connection (`Connection: close`), read to EOF.
+    static func post(port: Int, path: String, body: String) -> (Int, [String: String], String)? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return nil }
+        let request = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += chunk[0..<n]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else { return nil }
+        var lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+        let status = Int(lines.removeFirst().split(separator: " ")[1]) ?? 0
+        var headers: [String: String] = [:]
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return (status, headers, String(text[split.upperBound...]))
     }
 
     @Test func theDefaultConfigServesPredictionsAndStopsOnSIGTERM() throws {
