@@ -1,0 +1,139 @@
+import Foundation
+import Sidecar
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized) struct AdminAndLifecycleTests {
+    static func oneVersion(port: Int) throws -> TempConfig {
+        try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)" }"#)])
+    }
+
+    @Test func healthReadinessAndConfig() throws {
+        let upstream = FakeUpstream(.json("{}"))
+        defer { upstream.stop() }
+        let config = try Self.oneVersion(port: upstream.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+
+        let health = try #require(httpRequest(port: sidecar.adminPort, "GET", "/healthz"))
+        #expect(health.status == 200)
+        let ready = try #require(httpRequest(port: sidecar.adminPort, "GET", "/readyz"))
+        #expect(ready.status == 200)
+        let document = try #require(httpRequest(port: sidecar.adminPort, "GET", "/config"))
+        #expect(document.status == 200)
+        let json = try #require(document.json)
+        #expect(json["generation"] as? Int == 1)
+        let files = try #require(json["files"] as? [[String: Any]])
+        #expect(files.count == 2)
+        #expect(files.allSatisfy { ($0["checksum"] as? String)?.count == 16 })
+        let routes = try #require(json["routes"] as? [[String: Any]])
+        #expect(routes.map { $0["name"] as? String } == ["pinned", "labelled", "by-header", "main"])
+
+        // The data port never serves admin paths.
+        let onData = try #require(httpRequest(port: sidecar.port, "GET", "/healthz"))
+        #expect(onData.status == 404)
+        #expect(onData.json?["error"] as? String == "no_route")
+        let unknown = try #require(httpRequest(port: sidecar.adminPort, "GET", "/nothing"))
+        #expect(unknown.status == 404)
+    }
+
+    @Test func reloadSwapsTheConfigAndKeepsTheOldOneWhenInvalid() throws {
+        let one = FakeUpstream(.json(#"{"from":1}"#))
+        let two = FakeUpstream(.json(#"{"from":2}"#))
+        defer { one.stop(); two.stop() }
+        let config = try Self.oneVersion(port: one.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path, workers: 2)
+        defer { sidecar.stop() }
+
+        let before = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}"))
+        #expect(before.bodyText == #"{"from":1}"#)
+
+        try config.write("policies/m.yaml", "model: m\nversions:\n  v2: { url: \"http://127.0.0.1:\(two.port)\" }\n")
+        let reload = try #require(httpRequest(port: sidecar.adminPort, "POST", "/reload"))
+        #expect(reload.status == 200)
+        #expect(reload.bodyText == #"{"generation":2}"#)
+        // Workers install the new snapshot through their loops; give them a moment.
+        var after: ClientResponse?
+        for _ in 0..<50 {
+            after = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
+            if after?.bodyText == #"{"from":2}"# { break }
+            usleep(10_000)
+        }
+        #expect(after?.bodyText == #"{"from":2}"#)
+        #expect(after?.header("x-switchyard-version") == "v2")
+
+        try config.write("policies/m.yaml", "model: m\nversions:\n  v3: { url: \"ftp://nowhere\" }\n")
+        let bad = try #require(httpRequest(port: sidecar.adminPort, "POST", "/reload"))
+        #expect(bad.status == 422)
+        #expect(bad.json?["error"] as? String == "invalid_config")
+        let diagnostics = try #require(bad.json?["diagnostics"] as? [String])
+        #expect(diagnostics.contains { $0.contains("policies/m.yaml:3:") })
+        let still = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}"))
+        #expect(still.bodyText == #"{"from":2}"#)
+        #expect(sidecar.sidecar.snapshot.generation == 2)
+    }
+
+    @Test func aFileChangeIsPickedUpByPolling() throws {
+        let one = FakeUpstream(.json(#"{"from":1}"#))
+        let two = FakeUpstream(.json(#"{"from":2}"#))
+        defer { one.stop(); two.stop() }
+        let config = try Self.oneVersion(port: one.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
+        defer { sidecar.stop() }
+        try config.write("policies/m.yaml", "model: m\nversions:\n  v2: { url: \"http://127.0.0.1:\(two.port)\" }\n")
+        var after: ClientResponse?
+        for _ in 0..<200 {
+            after = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
+            if after?.bodyText == #"{"from":2}"# { break }
+            usleep(20_000)
+        }
+        #expect(after?.bodyText == #"{"from":2}"#)
+    }
+
+    @Test func drainLetsSlowRequestsFinish() throws {
+        let upstream = FakeUpstream(.slow(milliseconds: 600, body: #"{"slow":true}"#))
+        defer { upstream.stop() }
+        let config = try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)])
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path, workers: 2)
+
+        let results = ResultBox()
+        let group = DispatchGroup()
+        for _ in 0..<4 {
+            group.enter()
+            Thread {
+                let r = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
+                results.add(r?.status ?? -1)
+                group.leave()
+            }.start()
+        }
+        // Wait until every request reached the upstream, then stop.
+        for _ in 0..<100 where upstream.received.count < 4 { usleep(10_000) }
+        #expect(upstream.received.count == 4)
+        let readyBefore = sidecar.sidecar.isReady
+        sidecar.sidecar.shutdown()
+        usleep(50_000)
+        #expect(readyBefore)
+        #expect(!sidecar.sidecar.isReady)
+        let readyz = httpRequest(port: sidecar.adminPort, "GET", "/readyz")
+        #expect(readyz == nil || readyz?.status == 503)
+        #expect(group.wait(timeout: .now() + 10) == .success)
+        #expect(results.values == [200, 200, 200, 200])
+        #expect(sidecar.stop())
+        // The listener is closed: new connections are refused.
+        #expect(Client(port: sidecar.port) == nil)
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _values: [Int] = []
+    func add(_ v: Int) { lock.withLock { _values.append(v) } }
+    var values: [Int] { lock.withLock { _values } }
+}
