@@ -9,6 +9,8 @@ public protocol EmbeddedModel: Sendable {
     /// One prediction per row, as the framework's own `predict` returns it: a number for a
     /// single output, an array for several.
     func predict(_ rows: FeatureMatrix) throws(ModelError) -> [JSON]
+    /// The Open Inference Protocol datatype of the predictions; `FP64` unless a model says otherwise.
+    var outputDatatype: OIPDatatype { get }
 }
 
 /// A linear model: `link(coef · x + intercept)` per output.
@@ -188,4 +190,8 @@ func softmax(_ values: inout [Double]) {
         total += values[k]
     }
     for k in values.indices { values[k] /= total }
+}
+
+extension EmbeddedModel {
+    public var outputDatatype: OIPDatatype { .fp64 }
 }

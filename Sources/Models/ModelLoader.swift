@@ -33,7 +33,15 @@ public enum ModelLoader {
         case .table:
             return .table(try PredictionTable(csv: readFile(path), path: path))
         case .xgboost:
-            throw ModelLoadError(path: path, message: "xgboost models are not supported yet")
+            let bytes = try readFile(path)
+            let json: JSON
+            do {
+                json = try JSONParser.parse(bytes)
+            } catch {
+                let hint = bytes.first == UInt8(ascii: "{") ? "" : " (save it with Booster.save_model(\"m.json\"); UBJSON and the old binary format are not read)"
+                throw ModelLoadError(path: path, message: "xgboost model: file is not JSON: \(error)\(hint)")
+            }
+            return .embedded(try XGBoostModel(json: json, path: path))
         }
     }
 

@@ -100,13 +100,17 @@ struct PredictionTableTests {
 }
 
 struct ModelLoaderTests {
-    @Test func refusesUnknownAndUnsupportedKinds() {
+    @Test func refusesUnknownKindsAndLoadsXGBoost() throws {
         #expect(throws: ModelLoadError(path: "m", message: "unknown model kind 'tree'; expected linear, table or xgboost")) {
             try ModelLoader.load(kind: "tree", path: "m")
         }
-        #expect(throws: ModelLoadError(path: "m.json", message: "xgboost models are not supported yet")) {
-            try ModelLoader.load(kind: "xgboost", path: "m.json")
+        guard case .embedded(let model) = try ModelLoader.load(kind: "xgboost", path: "\(examplesDirectory)/churn-xgb-v3.json")
+        else {
+            Issue.record("churn-xgb-v3.json did not load as an embedded model")
+            return
         }
+        #expect(model.featureCount == 4)
+        #expect(model is XGBoostModel)
     }
 
     @Test func reportsUnreadableFiles() throws {
