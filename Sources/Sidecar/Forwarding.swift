@@ -4,28 +4,28 @@ import HTTP1
 /// and every client response; framing and hop-by-hop fields never cross it.
 enum Forwarding {
     /// Fields the sidecar sets itself on the upstream request, or that describe the client's framing.
-    private static let requestOwned: Set<String> = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
+    private static let requestOwned = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
     /// Fields the sidecar sets itself on the client response.
-    private static let responseOwned: Set<String> = [
-        "content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback",
-    ]
+    private static let responseOwned = ["content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback"]
 
     /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
-    /// `Connection` field names are dropped, as are `owned` ones.
-    static func endToEnd(_ headers: HTTPHeaders, dropping owned: Set<String>) -> HTTPHeaders {
-        var named: Set<String> = []
-        for value in headers.values(name: "connection") {
-            for token in value.split(separator: ",") {
-                named.insert(token.trimmingSpaces().lowercased())
+    /// `Connection` field names are dropped, as are `owned` ones. Compares without allocating.
+    static func endToEnd(_ headers: HTTPHeaders, dropping owned: [String]) -> HTTPHeaders {
+        let named = headers.values(name: "connection").flatMap { value in
+            value.split(separator: ",").map { String($0.trimmingSpaces()) }
+        }
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(headers.count + 4)
+        for field in headers.fields {
+            let name = field.name
+            if HopByHop.isHopByHop(name) || owned.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+                || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+            {
+                continue
             }
+            out.append(field)
         }
-        var out = HTTPHeaders()
-        for field in headers {
-            let lower = field.name.lowercased()
-            if HopByHop.names.contains(lower) || owned.contains(lower) || named.contains(lower) { continue }
-            out.add(name: field.name, value: field.value)
-        }
-        return out
+        return HTTPHeaders(out)
     }
 
     /// The upstream request's fields: the client's end-to-end fields, `x-forwarded-for` with the

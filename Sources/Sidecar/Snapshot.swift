@@ -10,11 +10,14 @@ public final class ConfigSnapshot: Sendable {
     let embedded: [String: [String: LoadedModel]]
     /// Increases by one on every successful reload; the first load is 1.
     public let generation: Int
+    /// Per model: instance fields that its table versions read keys from (not features).
+    let tableKeyFields: [String: Set<String>]
 
     init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
         self.config = config
         self.embedded = embedded
         self.generation = generation
+        self.tableKeyFields = config.models.mapValues(Protocols.tableKeyFields)
     }
 
     func model(_ model: String, version: String) -> LoadedModel? {

@@ -153,7 +153,7 @@ final class Worker: @unchecked Sendable {
         }
         switch spec.backend {
         case .remote(let remote):
-            forward(exchange, version: version, remote: remote, completion: completion)
+            forward(exchange, version: version, spec: spec, remote: remote, completion: completion)
         case .embedded(let embedded):
             completion(evaluate(exchange, model: decision.model, version: version, backend: embedded))
         }
@@ -162,27 +162,40 @@ final class Worker: @unchecked Sendable {
     // MARK: Remote
 
     private func forward(
-        _ exchange: Exchange, version: String, remote: RemoteBackend, completion: @escaping (VersionResult) -> Void
+        _ exchange: Exchange, version: String, spec: VersionSpec, remote: RemoteBackend,
+        completion: @escaping (VersionResult) -> Void
     ) {
         let head = exchange.request.head
-        let routeProtocol = exchange.decision?.wireProtocol ?? .json
+        guard let decision = exchange.decision else { preconditionFailure("forward runs only for routed requests") }
+        let routeProtocol = decision.wireProtocol
+        let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
+        let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
         let mustRead = routeProtocol != .json
+        var body = exchange.request.body
+        var headers = Forwarding.upstreamHeaders(
+            head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID, mustReadBody: mustRead)
+        if translate {
+            do throws(ModelError) {
+                let translated = try Protocols.translateRequest(exchange.bodyJSON(), from: routeProtocol, to: versionProtocol)
+                body = ByteBuffer(bytes: translated)
+                headers.replaceOrAdd(name: "content-type", value: "application/json")
+            } catch {
+                completion(.answered(errorReply(SidecarError(error), requestID: exchange.requestID)))
+                return
+            }
+        }
         let target: String
         if let path = remote.path {
             target = head.query.map { "\(path)?\($0)" } ?? path
         } else {
             target = head.target
         }
-        let upstream = UpstreamRequest(
-            method: head.method, target: target,
-            headers: Forwarding.upstreamHeaders(
-                head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID,
-                mustReadBody: mustRead),
-            body: exchange.request.body)
-        pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { result in
+        let upstream = UpstreamRequest(method: head.method, target: target, headers: headers, body: body)
+        let model = decision.model
+        pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { [self] result in
             switch result {
             case .success(let response):
-                let reply = Reply(
+                var reply = Reply(
                     status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
                     body: response.body)
                 if response.head.status >= 500 {
@@ -191,32 +204,46 @@ final class Worker: @unchecked Sendable {
                         reply: reply))
                     return
                 }
-                if mustRead {
-                    if response.wasReadUntilClose {
-                        completion(.failed(.badResponse(version, "response had no length and is not read as opaque json"), reply: nil))
-                        return
-                    }
-                    let parses = response.body.withUnsafeReadableBytes { (try? JSONParser.parse($0)) != nil }
-                    if !parses {
-                        completion(.failed(.badResponse(version, "response body is not JSON"), reply: nil))
+                guard mustRead else {
+                    completion(.answered(reply))
+                    return
+                }
+                if response.wasReadUntilClose {
+                    completion(.failed(.badResponse(version, "response had no length; only opaque json routes read until close"), reply: nil))
+                    return
+                }
+                let parsed = response.body.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
+                guard let parsed else {
+                    completion(.failed(.badResponse(version, "response body is not JSON"), reply: nil))
+                    return
+                }
+                if translate && (200..<300).contains(response.head.status) {
+                    do throws(UpstreamResponseError) {
+                        let id = routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
+                        let bytes = try Protocols.translateResponse(
+                            parsed, from: versionProtocol, to: routeProtocol, model: model, versionName: version, id: id)
+                        reply.body = ByteBuffer(bytes: bytes)
+                        reply.headers.remove(name: "content-encoding")
+                        reply.headers.replaceOrAdd(name: "content-type", value: "application/json")
+                    } catch {
+                        completion(.failed(.badResponse(version, error.detail), reply: nil))
                         return
                     }
                 }
                 completion(.answered(reply))
             case .failure(let error):
-                switch error {
-                case .connectFailed(let why):
-                    completion(.failed(.connectFailed(version, why), reply: nil))
-                case .timeout:
-                    completion(.failed(.timeout(version, remote.timeoutMilliseconds), reply: nil))
-                case .badResponse(let why):
-                    completion(.failed(.badResponse(version, why), reply: nil))
-                case .overloaded:
-                    completion(.failed(.overloaded(version), reply: nil))
-                case .closed:
-                    completion(.failed(.draining, reply: nil))
-                }
+                completion(.failed(self.sidecarError(error, version: version, timeout: remote.timeoutMilliseconds), reply: nil))
             }
+        }
+    }
+
+    private func sidecarError(_ error: UpstreamError, version: String, timeout: Int) -> SidecarError {
+        switch error {
+        case .connectFailed(let why): return .connectFailed(version, why)
+        case .timeout: return .timeout(version, timeout)
+        case .badResponse(let why): return .badResponse(version, why)
+        case .overloaded: return .overloaded(version)
+        case .closed: return .draining
         }
     }
 
@@ -248,38 +275,41 @@ final class Worker: @unchecked Sendable {
     // MARK: Embedded
 
     private func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
-        guard let loaded = exchange.snapshot.model(model, version: version) else {
+        guard let loaded = exchange.snapshot.model(model, version: version),
+            let route = exchange.decision?.wireProtocol
+        else {
             preconditionFailure("an embedded version was checked but its model was not loaded")
         }
-        do {
+        do throws(ModelError) {
             let predictions: [JSON]
+            var datatype = OIPDatatype.fp64
             switch loaded {
             case .table(let table):
                 guard let source = backend.key else {
                     preconditionFailure("a table version was checked without its key")
                 }
                 guard let key = keyValue(source, in: exchange.facts) else {
-                    return .failed(
-                        SidecarError(status: 404, code: "no_prediction", detail: "version '\(version)': the request has no \(source) key"),
-                        reply: nil)
+                    throw ModelError.noPrediction("version '\(version)': the request has no \(source) key")
                 }
                 guard let value = table.lookup(key) else {
-                    return .failed(
-                        SidecarError(status: 404, code: "no_prediction", detail: "version '\(version)': no prediction for key '\(key)'"),
-                        reply: nil)
+                    throw ModelError.noPrediction("version '\(version)': no prediction for key '\(key)'")
                 }
                 predictions = [value]
             case .embedded(let evaluator):
-                let body = try exchange.bodyJSON()
-                let rows = try TFServingCodec.decodeInstances(
-                    body, featureNames: evaluator.featureNames, featureCount: evaluator.featureCount)
+                let rows = try Protocols.rows(
+                    exchange.bodyJSON(), route: route, model: evaluator,
+                    ignoring: exchange.snapshot.tableKeyFields[model] ?? [])
                 predictions = try evaluator.predict(rows)
+                datatype = evaluator.outputDatatype
             }
+            let id = route == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
+            let bytes = try Protocols.encode(predictions, route: route, datatype: datatype, model: model, version: version, id: id)
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
-            return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: TFServingCodec.encodePredictions(predictions))))
+            return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: bytes)))
         } catch {
             let sidecarError = SidecarError(error)
+            // A table miss or a model failure is the version's; a bad request is the client's.
             if error.status >= 500 || error.status == 404 {
                 return .failed(sidecarError, reply: nil)
             }
