@@ -134,6 +134,12 @@ public struct ComparisonRecord: Sendable, Hashable {
         guard case .object(let object) = json else {
             throw RecordError("expected a JSON object, got \(json.kindDescription)")
         }
+        let timestamp = try string(object, "ts")
+        let requestID = try string(object, "request_id")
+        let model = try string(object, "model")
+        let route = try string(object, "route")
+        let live = try side(object, "live")
+        let shadow = try side(object, "shadow")
         let outcomeText = try string(object, "outcome")
         guard let outcome = Comparison.Outcome(rawValue: outcomeText) else {
             throw RecordError("'outcome' must be match, mismatch or error, got '\(outcomeText)'")
@@ -150,10 +156,8 @@ public struct ComparisonRecord: Sendable, Hashable {
             throw RecordError("'flip' must be a boolean, got \(flipValue.kindDescription)")
         }
         return ComparisonRecord(
-            timestamp: try string(object, "ts"), requestID: try string(object, "request_id"),
-            model: try string(object, "model"), route: try string(object, "route"),
-            live: try side(object, "live"), shadow: try side(object, "shadow"), outcome: outcome,
-            maxAbsDiff: maxAbsDiff, flip: flip, liveLabels: try labels(object, "live_label"),
+            timestamp: timestamp, requestID: requestID, model: model, route: route, live: live, shadow: shadow,
+            outcome: outcome, maxAbsDiff: maxAbsDiff, flip: flip, liveLabels: try labels(object, "live_label"),
             shadowLabels: try labels(object, "shadow_label"), reason: object["error"]?.stringValue)
     }
 

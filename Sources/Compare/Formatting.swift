@@ -33,6 +33,7 @@ enum Format {
     /// Milliseconds with about three significant digits: `0.052`, `4.21`, `38.4`, `1250`.
     static func milliseconds(_ value: Double?) -> String {
         guard let value else { return "n/a" }
+        if value == 0 { return "0" }
         let magnitude = abs(value)
         let text: String
         if magnitude >= 100 {
@@ -51,7 +52,7 @@ enum Format {
     static func delta(_ value: Double?) -> String {
         guard let value else { return "n/a" }
         let text = milliseconds(value)
-        return text.hasPrefix("-") ? text : "+" + text
+        return text.hasPrefix("-") || text == "0" ? text : "+" + text
     }
 
     /// A gate value: the shortest text (4 significant digits or more) that is on the same side
