@@ -21,13 +21,11 @@ enum Format {
         return "[" + percent(proportion.low) + ", " + percent(proportion.high) + "]"
     }
 
-    /// An absolute difference: `0`, `0.0123`, `1.23e-06`.
+    /// An absolute difference with three significant digits: `0`, `0.0123`, `0.000793`, `1.23e-06`.
     static func difference(_ value: Double?) -> String {
         guard let value else { return "n/a" }
         if value == 0 { return "0" }
-        let magnitude = abs(value)
-        if magnitude >= 1e-3 && magnitude < 1e5 { return String(format: "%.4g", value) }
-        return String(format: "%.2e", value)
+        return String(format: "%.3g", value)
     }
 
     /// Milliseconds with about three significant digits: `0.052`, `4.21`, `38.4`, `1250`.

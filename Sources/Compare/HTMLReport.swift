@@ -56,11 +56,11 @@ enum HTML {
         h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-top:1px solid #d5d9e0;\
         padding-top:16px}h3{font-size:14px;margin:16px 0 6px;color:#4a5263}
         .headline,.note{color:#4a5263;font-size:13px}
-        table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}
+        table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}.scroll{overflow-x:auto}
         th,td{padding:4px 10px;border-bottom:1px solid #e3e6eb;text-align:left;white-space:nowrap}
         th{background:#f3f5f8;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
         .figures{display:flex;flex-wrap:wrap;gap:8px 28px;font-size:13px;margin:4px 0 8px}
-        .figures div{min-width:150px}.figures b{display:block;font-size:18px;font-weight:600}
+        .figures div{min-width:128px}.figures b{display:block;font-size:18px;font-weight:600}
         .charts{display:flex;flex-wrap:wrap;gap:16px}
         svg{background:#fff;border:1px solid #e3e6eb}svg text{font-family:inherit;font-size:11px;fill:#1d2330}
         .matrix td.diag{background:#e8f1e4}.matrix td.off{background:#fbe9e7}
@@ -83,7 +83,8 @@ enum HTML {
     }
 
     static func table(_ table: TextTable, className: String? = nil) -> String {
-        var html = "<h3>\(escape(table.title))</h3>\n<table\(className.map { " class=\"\($0)\"" } ?? "")><thead><tr>"
+        var html = "<h3>\(escape(table.title))</h3>\n<div class=\"scroll\"><table"
+        html += "\(className.map { " class=\"\($0)\"" } ?? "")><thead><tr>"
         for (column, cell) in table.header.enumerated() {
             html += table.rightAligned[column] ? "<th class=\"num\">" : "<th>"
             html += escape(cell) + "</th>"
@@ -96,7 +97,7 @@ enum HTML {
             }
             html += "</tr>\n"
         }
-        return html + "</tbody></table>\n"
+        return html + "</tbody></table></div>\n"
     }
 
     static func section(for pair: PairSummary, index: Int) -> String {
@@ -196,18 +197,20 @@ enum Chart {
         let maxCount = max(1, bars.map(\.count).max()!)
         let yTicks = niceTicks(upTo: Double(maxCount), minimumStep: 1)
         let yMax = max(Double(maxCount), yTicks.last!)
-        let barWidth = plotWidth / Double(bars.count)
+        // One slot per bar plus half a slot of gap after the zero bar.
+        let barWidth = plotWidth / (Double(bars.count) + 0.5)
+        func slotX(_ index: Int) -> Double { left + (Double(index) + (index > 0 ? 0.5 : 0)) * barWidth }
         svg += yAxis(ticks: yTicks, maximum: yMax, format: { String(Int($0)) })
         for (index, bar) in bars.enumerated() where bar.count > 0 {
             let barHeight = Double(bar.count) / yMax * plotHeight
-            let x = left + Double(index) * barWidth + 1
+            let x = slotX(index) + 1
             svg += "<rect x=\"\(f(x))\" y=\"\(f(top + plotHeight - barHeight))\" width=\"\(f(barWidth - 2))\" "
             svg += "height=\"\(f(barHeight))\" fill=\"\(index == 0 ? "#8a94a6" : "#4c8c4a")\">"
             svg += "<title>\(index == 0 ? "exactly 0" : "bin \(index)"): \(bar.count) requests</title></rect>\n"
         }
         for tick in tickLabels {
             // The zero bar is labelled at its centre; log-bin labels sit on bin edges.
-            let x = tick.position == 0 ? left + barWidth / 2 : left + Double(tick.position) * barWidth
+            let x = tick.position == 0 ? left + barWidth / 2 : slotX(tick.position)
             svg += "<line x1=\"\(f(x))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
             svg += "stroke=\"#1d2330\"/>"
             svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(tick.text)</text>\n"
@@ -216,55 +219,104 @@ enum Chart {
         return svg + "</svg>\n"
     }
 
-    /// The cumulative distributions of live and shadow latencies; the x axis stops at the larger
-    /// p99.5 so that a few outliers do not flatten the curves.
+    /// The cumulative distributions of live and shadow latencies. The x axis is linear and stops
+    /// at the larger p99.5, so that a few outliers do not flatten the curves, unless that p99.5 is
+    /// over 20 times the smaller median (timeouts, say): then it is logarithmic and shows all.
     static func latencyCDF(live: [Double], shadow: [Double], pair: PairKey, id: String) -> String {
         var svg = open(id: id, title: "Latency distribution (cumulative), live vs shadow")
         guard !live.isEmpty || !shadow.isEmpty else { return svg + empty("no requests") + "</svg>\n" }
         let cut = max(
             Statistics.quantile(sorted: live, 0.995) ?? 0, Statistics.quantile(sorted: shadow, 0.995) ?? 0)
+        let smallest = min(live.first ?? .infinity, shadow.first ?? .infinity)
         let largest = max(live.last ?? 0, shadow.last ?? 0)
-        let xTicks = niceTicks(upTo: cut > 0 ? cut : 1)
-        let xMax = xTicks.last!
-        let yTicks = [0, 0.25, 0.5, 0.75, 1.0]
-        svg += yAxis(ticks: yTicks, maximum: 1, format: { String(format: "%.2f", $0) })
+        let median = min(
+            Statistics.quantile(sorted: live, 0.5) ?? .infinity, Statistics.quantile(sorted: shadow, 0.5) ?? .infinity)
+        let scale: AxisScale
+        var xTitle = "latency (ms)"
+        if smallest > 0 && cut > 20 * median {
+            scale = .logarithmic(
+                low: pow(10, log10(smallest).rounded(.down)), high: pow(10, log10(largest).rounded(.up)))
+            xTitle += ", log scale"
+        } else {
+            scale = .linear(high: niceTicks(upTo: cut > 0 ? cut : 1).last!)
+            if largest > scale.high { xTitle += ", axis cut at p99.5; max \(Format.milliseconds(largest))" }
+        }
+        svg += yAxis(ticks: [0, 0.25, 0.5, 0.75, 1.0], maximum: 1, format: { String(format: "%.2f", $0) })
         let y99 = top + plotHeight * (1 - 0.99)
         svg += "<line x1=\"\(f(left))\" y1=\"\(f(y99))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y99))\" "
         svg += "stroke=\"#b0b6c0\" stroke-dasharray=\"4 3\"/>"
-        svg += "<text x=\"\(f(left + plotWidth - 2))\" y=\"\(f(y99 + 12))\" text-anchor=\"end\" fill=\"#6b7385\">p99</text>\n"
-        for tick in xTicks {
-            let x = left + tick / xMax * plotWidth
+        svg += "<text x=\"\(f(left + 4))\" y=\"\(f(y99 - 3))\" fill=\"#6b7385\">p99</text>\n"
+        for tick in scale.ticks {
+            let x = left + scale.position(tick) * plotWidth
             svg += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
             svg += "stroke=\"#e3e6eb\"/>"
             svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">"
-            svg += "\(Format.milliseconds(tick))</text>\n"
+            svg += "\(String(format: "%g", tick))</text>\n"
         }
         for (values, color) in [(live, HTML.liveColor), (shadow, HTML.shadowColor)] where !values.isEmpty {
             svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\""
-            svg += cdfPoints(values, xMax: xMax) + "\"/>\n"
+            svg += cdfPoints(values, scale: scale) + "\"/>\n"
         }
+        // The legend sits bottom right, where a CDF rising to the right leaves room.
         let legend = [
             (HTML.liveColor, "live \(pair.liveVersion)", live),
             (HTML.shadowColor, "shadow \(pair.shadowVersion)", shadow),
         ]
+        let legendX = left + plotWidth - 232
+        let legendY = top + plotHeight - 44
+        svg += "<rect x=\"\(f(legendX - 8))\" y=\"\(f(legendY - 4))\" width=\"236\" height=\"42\" fill=\"#fff\" "
+        svg += "stroke=\"#e3e6eb\"/>\n"
         for (index, item) in legend.enumerated() {
-            let y = top + 16 + Double(index) * 16
-            let x = left + plotWidth - 220
-            svg += "<rect x=\"\(f(x - 6))\" y=\"\(f(y - 12))\" width=\"226\" height=\"16\" fill=\"#fff\" opacity=\"0.85\"/>"
-            svg += "<line x1=\"\(f(x))\" y1=\"\(f(y - 4))\" x2=\"\(f(x + 18))\" y2=\"\(f(y - 4))\" stroke=\"\(item.0)\" "
-            svg += "stroke-width=\"3\"/>"
+            let y = legendY + 12 + Double(index) * 17
+            svg += "<line x1=\"\(f(legendX))\" y1=\"\(f(y - 4))\" x2=\"\(f(legendX + 18))\" y2=\"\(f(y - 4))\" "
+            svg += "stroke=\"\(item.0)\" stroke-width=\"3\"/>"
             let p50 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.5))
             let p99 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.99))
-            svg += "<text x=\"\(f(x + 24))\" y=\"\(f(y))\">\(HTML.escape(item.1)): p50 \(p50), p99 \(p99) ms</text>\n"
+            svg += "<text x=\"\(f(legendX + 24))\" y=\"\(f(y))\">\(HTML.escape(item.1)): p50 \(p50), p99 \(p99) ms</text>\n"
         }
-        var xTitle = "latency (ms)"
-        if largest > xMax { xTitle += ", axis cut at p99.5; max \(Format.milliseconds(largest))" }
         svg += axisTitles(x: xTitle, y: "share of requests ≤ x")
         return svg + "</svg>\n"
     }
 
-    /// Step-curve points of the empirical CDF, at most about 400, clipped at `xMax`.
-    private static func cdfPoints(_ sorted: [Double], xMax: Double) -> String {
+    /// A chart's x axis: position 0…1 of a value.
+    enum AxisScale {
+        case linear(high: Double)
+        case logarithmic(low: Double, high: Double)
+
+        var high: Double {
+            switch self {
+            case .linear(let high), .logarithmic(_, let high): high
+            }
+        }
+
+        func position(_ value: Double) -> Double {
+            switch self {
+            case .linear(let high): min(1, max(0, value / high))
+            case .logarithmic(let low, let high):
+                min(1, max(0, (log10(max(value, low)) - log10(low)) / (log10(high) - log10(low))))
+            }
+        }
+
+        var ticks: [Double] {
+            switch self {
+            case .linear(let high): return niceTicks(upTo: high)
+            case .logarithmic(let low, let high):
+                let decades = Int((log10(high) - log10(low)).rounded())
+                let multiples: [Double] = decades <= 3 ? [1, 2, 5] : [1]
+                var ticks: [Double] = []
+                for decade in 0...decades {
+                    for multiple in multiples {
+                        let tick = low * pow(10, Double(decade)) * multiple
+                        if tick <= high * 1.000001 { ticks.append(tick) }
+                    }
+                }
+                return ticks
+            }
+        }
+    }
+
+    /// Step-curve points of the empirical CDF, at most about 400, clipped at the axis end.
+    private static func cdfPoints(_ sorted: [Double], scale: AxisScale) -> String {
         let n = sorted.count
         let step = max(1, n / 400)
         var points: [String] = ["\(f(left)),\(f(top + plotHeight))"]
@@ -272,16 +324,15 @@ enum Chart {
         var index = 0
         while index < n {
             let last = min(n - 1, index + step - 1)
-            let value = min(sorted[last], xMax)
-            let x = left + value / xMax * plotWidth
+            let x = left + scale.position(sorted[last]) * plotWidth
             let share = Double(last + 1) / Double(n)
             points.append("\(f(x)),\(f(top + plotHeight * (1 - previousY)))")
             points.append("\(f(x)),\(f(top + plotHeight * (1 - share)))")
             previousY = share
-            if sorted[last] > xMax { break }
+            if sorted[last] > scale.high { break }
             index = last + 1
         }
-        if sorted.last! <= xMax { points.append("\(f(left + plotWidth)),\(f(top))") }
+        if sorted.last! <= scale.high { points.append("\(f(left + plotWidth)),\(f(top))") }
         return points.joined(separator: " ")
     }
 

@@ -90,7 +90,7 @@ struct ReportTests {
             model  live  shadow      diff mean  diff p50  diff p99  diff max  live p50  live p99  shadow p50  shadow p99  Δ p50  Δ p99
             -----  ----  ----------  ---------  --------  --------  --------  --------  --------  ----------  ----------  -----  -----
             churn  v1    v1 (noise)          0         0         0         0      10.0      10.0        11.0        11.0  +1.00  +1.00
-            churn  v1    v2              0.175    0.1001     0.491       0.5      30.0      49.6        30.0        59.6      0  +10.0
+            churn  v1    v2              0.175       0.1     0.491       0.5      30.0      49.6        30.0        59.6      0  +10.0
             fraud  v3    v4              0.001     0.001     0.001     0.001      2.00      2.00        3.00        3.00  +1.00  +1.00
 
             Labels churn/v1→v1 (noise) (rows: live class, columns: shadow class)
@@ -128,7 +128,7 @@ struct ReportTests {
             | model | live | shadow | diff mean | diff p50 | diff p99 | diff max | live p50 | live p99 | shadow p50 | shadow p99 | Δ p50 | Δ p99 |
             | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
             | churn | v1 | v1 (noise) | 0 | 0 | 0 | 0 | 10.0 | 10.0 | 11.0 | 11.0 | +1.00 | +1.00 |
-            | churn | v1 | v2 | 0.175 | 0.1001 | 0.491 | 0.5 | 30.0 | 49.6 | 30.0 | 59.6 | 0 | +10.0 |
+            | churn | v1 | v2 | 0.175 | 0.1 | 0.491 | 0.5 | 30.0 | 49.6 | 30.0 | 59.6 | 0 | +10.0 |
             | fraud | v3 | v4 | 0.001 | 0.001 | 0.001 | 0.001 | 2.00 | 2.00 | 3.00 | 3.00 | +1.00 | +1.00 |
 
             ### Labels churn/v1→v1 (noise) (rows: live class, columns: shadow class)
