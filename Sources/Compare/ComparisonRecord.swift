@@ -10,7 +10,7 @@ import Models
 /// ```
 /// `live_label` and `shadow_label` are present for classifier outputs: a number for a
 /// one-row output, an array for several rows. `max_abs_diff` is null for an error or a shape
-/// difference. An `error` member (a string) says why, for those outcomes. Readers ignore
+/// difference. A `reason` member (a string) says why, for those outcomes. Readers ignore
 /// members they do not know.
 public struct ComparisonRecord: Sendable, Hashable {
     public struct Side: Sendable, Hashable {
@@ -44,7 +44,7 @@ public struct ComparisonRecord: Sendable, Hashable {
     /// One class per row; nil when the output has no labels.
     public var liveLabels: [Int]?
     public var shadowLabels: [Int]?
-    /// Why an `error` or a shape `mismatch`; written as `error`.
+    /// Why an `error` or a shape `mismatch`; written as `reason`.
     public var reason: String?
 
     public init(
@@ -104,7 +104,7 @@ public struct ComparisonRecord: Sendable, Hashable {
         object.set("flip", .bool(flip))
         if let liveLabels { object.set("live_label", Self.json(ofLabels: liveLabels)) }
         if let shadowLabels { object.set("shadow_label", Self.json(ofLabels: shadowLabels)) }
-        if let reason { object.set("error", .string(reason)) }
+        if let reason { object.set("reason", .string(reason)) }
         var line = JSON.object(object).serialized()
         line.append(UInt8(ascii: "\n"))
         return line
@@ -158,7 +158,7 @@ public struct ComparisonRecord: Sendable, Hashable {
         return ComparisonRecord(
             timestamp: timestamp, requestID: requestID, model: model, route: route, live: live, shadow: shadow,
             outcome: outcome, maxAbsDiff: maxAbsDiff, flip: flip, liveLabels: try labels(object, "live_label"),
-            shadowLabels: try labels(object, "shadow_label"), reason: object["error"]?.stringValue)
+            shadowLabels: try labels(object, "shadow_label"), reason: object["reason"]?.stringValue)
     }
 
     private static func string(_ object: JSONObject, _ key: String, in parent: String = "") throws(RecordError)

@@ -117,7 +117,8 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
                     failures.append(
                         GateFailure(
                             gate: gate, pair: pair.key, value: nil,
-                            message: "\(pair.key): \(gate.metric.rawValue) unknown (\(gate.unknownReason)), gate \(gate)"))
+                            message:
+                                "\(pair.key): \(gate.metric.rawValue) unknown (\(gate.unknownReason)), gate \(gate)"))
                     continue
                 }
                 if gate.op.holds(value, gate.threshold) {

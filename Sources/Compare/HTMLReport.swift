@@ -123,7 +123,8 @@ enum HTML {
             "abs diff p99", Format.difference(pair.absDiff?.p99),
             "mean \(Format.difference(pair.absDiff?.mean)), max \(Format.difference(pair.absDiff?.max))")
         figure(
-            "latency Δ p50 / p99", Format.delta(pair.latencyP50DeltaMilliseconds) + " / "
+            "latency Δ p50 / p99",
+            Format.delta(pair.latencyP50DeltaMilliseconds) + " / "
                 + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms")
         html += "</div>\n<div class=\"charts\">\n"
         html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
@@ -211,7 +212,8 @@ enum Chart {
         for tick in tickLabels {
             // The zero bar is labelled at its centre; log-bin labels sit on bin edges.
             let x = tick.position == 0 ? left + barWidth / 2 : slotX(tick.position)
-            svg += "<line x1=\"\(f(x))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
+            svg +=
+                "<line x1=\"\(f(x))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
             svg += "stroke=\"#1d2330\"/>"
             svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(tick.text)</text>\n"
         }
@@ -272,7 +274,8 @@ enum Chart {
             svg += "stroke=\"\(item.0)\" stroke-width=\"3\"/>"
             let p50 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.5))
             let p99 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.99))
-            svg += "<text x=\"\(f(legendX + 24))\" y=\"\(f(y))\">\(HTML.escape(item.1)): p50 \(p50), p99 \(p99) ms</text>\n"
+            svg +=
+                "<text x=\"\(f(legendX + 24))\" y=\"\(f(y))\">\(HTML.escape(item.1)): p50 \(p50), p99 \(p99) ms</text>\n"
         }
         svg += axisTitles(x: xTitle, y: "share of requests ≤ x")
         return svg + "</svg>\n"
@@ -356,7 +359,8 @@ enum Chart {
             svg += "stroke=\"\(tick == 0 ? "#1d2330" : "#e3e6eb")\"/>"
             svg += "<text x=\"\(f(left - 7))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(format(tick))</text>\n"
         }
-        svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" stroke=\"#1d2330\"/>\n"
+        svg +=
+            "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" stroke=\"#1d2330\"/>\n"
         return svg
     }
 
@@ -371,7 +375,8 @@ enum Chart {
     /// `10⁻³` for -3.
     private static func exponentLabel(_ exponent: Int) -> String {
         let superscripts: [Character: Character] = [
-            "-": "⁻", "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶", "7": "⁷", "8": "⁸", "9": "⁹",
+            "-": "⁻", "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶", "7": "⁷", "8": "⁸",
+            "9": "⁹",
         ]
         return "10" + String(String(exponent).map { superscripts[$0]! })
     }

@@ -103,7 +103,9 @@ enum PrettyJSON {
             if object.members.isEmpty {
                 text += "{}"
             } else if object.members.allSatisfy(\.value.isScalar) {
-                text += "{" + object.members.map { key(of: $0.key) + ": " + $0.value.description }
+                text +=
+                    "{"
+                    + object.members.map { key(of: $0.key) + ": " + $0.value.description }
                     .joined(separator: ", ") + "}"
             } else {
                 text += "{\n"
@@ -235,7 +237,8 @@ extension Report {
 
     /// One line: records, pairs, time span and skipped lines.
     var headline: String {
-        var text = "\(records) comparison record\(records == 1 ? "" : "s"), \(pairs.count) pair\(pairs.count == 1 ? "" : "s")"
+        var text =
+            "\(records) comparison record\(records == 1 ? "" : "s"), \(pairs.count) pair\(pairs.count == 1 ? "" : "s")"
         if let firstTimestamp, let lastTimestamp { text += ", \(firstTimestamp) – \(lastTimestamp)" }
         if !badLines.isEmpty { text += ", \(badLines.count) unreadable line\(badLines.count == 1 ? "" : "s") skipped" }
         return text

@@ -80,7 +80,8 @@ struct ComparisonTests {
     }
 
     @Test func v2OutputIsChosenByName() {
-        let body = #"{"outputs": [{"name": "label", "shape": [2], "datatype": "INT64", "data": [1, 0]}, {"name": "probability", "shape": [2, 1], "datatype": "FP64", "data": [0.9, 0.2]}]}"#
+        let body =
+            #"{"outputs": [{"name": "label", "shape": [2], "datatype": "INT64", "data": [1, 0]}, {"name": "probability", "shape": [2, 1], "datatype": "FP64", "data": [0.9, 0.2]}]}"#
         let view = try! JSONParser.parse(body)
         #expect(OutputExtraction.output(of: view, at: try! JSONPointer("/predictions")) == [1, 0])
         #expect(OutputExtraction.output(of: view, at: try! JSONPointer("/probability")) == [[0.9], [0.2]])
@@ -121,18 +122,30 @@ struct ComparisonTests {
     }
 
     @Test(arguments: [
-        (#"{"predictions": [0.1, 0.2, 0.3]}"#, #"{"predictions": [0.1, 0.2]}"#,
-         "shape differs at '': live has 3 rows, shadow 2"),
-        (#"{"predictions": [[0.1, 0.2, 0.7]]}"#, #"{"predictions": [0.7]}"#,
-         "shape differs at '/0': live has 3 elements, shadow a number"),
-        (#"{"predictions": [[0.1, 0.2, 0.7]]}"#, #"{"predictions": [[0.2, 0.8]]}"#,
-         "shape differs at '/0': live has 3 elements, shadow 2"),
-        (#"{"predictions": [0.3, 0.7]}"#, #"{"predictions": [0.7]}"#,
-         "shape differs at '': live has 2 rows, shadow 1"),
-        (#"{"predictions": [{"a": 1}]}"#, #"{"predictions": [{"b": 1}]}"#,
-         "shape differs at '/0': shadow has no member 'a'"),
-        (#"{"predictions": ["a"]}"#, #"{"predictions": [1]}"#,
-         "shape differs at '/0': live has a string, shadow a number"),
+        (
+            #"{"predictions": [0.1, 0.2, 0.3]}"#, #"{"predictions": [0.1, 0.2]}"#,
+            "shape differs at '': live has 3 rows, shadow 2"
+        ),
+        (
+            #"{"predictions": [[0.1, 0.2, 0.7]]}"#, #"{"predictions": [0.7]}"#,
+            "shape differs at '/0': live has 3 elements, shadow a number"
+        ),
+        (
+            #"{"predictions": [[0.1, 0.2, 0.7]]}"#, #"{"predictions": [[0.2, 0.8]]}"#,
+            "shape differs at '/0': live has 3 elements, shadow 2"
+        ),
+        (
+            #"{"predictions": [0.3, 0.7]}"#, #"{"predictions": [0.7]}"#,
+            "shape differs at '': live has 2 rows, shadow 1"
+        ),
+        (
+            #"{"predictions": [{"a": 1}]}"#, #"{"predictions": [{"b": 1}]}"#,
+            "shape differs at '/0': shadow has no member 'a'"
+        ),
+        (
+            #"{"predictions": ["a"]}"#, #"{"predictions": [1]}"#,
+            "shape differs at '/0': live has a string, shadow a number"
+        ),
     ])
     func otherShapeDifferencesMismatch(live: String, shadow: String, reason: String) {
         let result = compare(live: side(live), shadow: side(shadow), spec: spec())
@@ -173,7 +186,8 @@ struct ComparisonTests {
 
     @Test func parsedBodiesAreAccepted() {
         let live = ResponseSide(version: "v1", status: 200, json: ["predictions": [1.5, 2.5]], latencyMilliseconds: 1)
-        let shadow = ResponseSide(version: "v3", status: 200, json: ["predictions": [1.5, 2.0]], latencyMilliseconds: 1)
+        let shadow = ResponseSide(
+            version: "v3", status: 200, json: ["predictions": [1.5, 2.0]], latencyMilliseconds: 1)
         let result = compare(live: live, shadow: shadow, spec: spec(threshold: nil))
         #expect(result.outcome == .mismatch)
         #expect(result.maxAbsDiff == 0.5)
@@ -208,7 +222,8 @@ struct ComparisonTests {
     @Test func v2ScalarAndNestedData() {
         #expect(OutputExtraction.reshapedData(of: ["name": "x", "shape": [], "data": [4]]) == 4)
         #expect(OutputExtraction.reshapedData(of: ["shape": [2, 1], "data": [[1], [2]]]) == [[1], [2]])
-        #expect(OutputExtraction.reshapedData(of: ["shape": [1, 2, 2], "data": [1, 2, 3, 4]]) == [[[1, 2], [3, 4]]])
+        #expect(
+            OutputExtraction.reshapedData(of: ["shape": [1, 2, 2], "data": [1, 2, 3, 4]]) == [[[1, 2], [3, 4]]])
         #expect(OutputExtraction.reshapedData(of: ["shape": [2, -1], "data": [1, 2]]) == nil)
     }
 }

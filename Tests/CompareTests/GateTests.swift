@@ -20,13 +20,25 @@ struct GateTests {
     }
 
     @Test(arguments: [
-        ("agreement", "invalid --fail-if 'agreement': 'agreement' has no comparison; expected 'metric op number' with op one of < <= > >="),
-        ("accuracy<0.9", "invalid --fail-if 'accuracy<0.9': unknown metric 'accuracy'; expected one of agreement, churn, net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms"),
+        (
+            "agreement",
+            "invalid --fail-if 'agreement': 'agreement' has no comparison; expected 'metric op number' with op one of < <= > >="
+        ),
+        (
+            "accuracy<0.9",
+            "invalid --fail-if 'accuracy<0.9': unknown metric 'accuracy'; expected one of agreement, churn, net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms"
+        ),
         ("churn>", "invalid --fail-if 'churn>': '' after 'churn>' is not a number"),
         ("churn>>1", "invalid --fail-if 'churn>>1': '>1' after 'churn>' is not a number"),
         ("churn>nan", "invalid --fail-if 'churn>nan': 'nan' after 'churn>' is not a number"),
-        ("churn=0.1", "invalid --fail-if 'churn=0.1': 'churn=0.1' has no comparison; expected 'metric op number' with op one of < <= > >="),
-        ("agreement<0.9,", "invalid --fail-if 'agreement<0.9,': empty condition; expected 'metric op number', e.g. 'agreement<0.995'"),
+        (
+            "churn=0.1",
+            "invalid --fail-if 'churn=0.1': 'churn=0.1' has no comparison; expected 'metric op number' with op one of < <= > >="
+        ),
+        (
+            "agreement<0.9,",
+            "invalid --fail-if 'agreement<0.9,': empty condition; expected 'metric op number', e.g. 'agreement<0.995'"
+        ),
     ])
     func parseErrorsSayWhatWasExpected(text: String, message: String) {
         #expect(throws: (any Error).self) { try Gate.parse(text) }

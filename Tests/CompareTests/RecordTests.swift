@@ -10,7 +10,8 @@ struct RecordTests {
         let shadow = ResponseSide(
             version: "v2", status: 200, body: Array(#"{"predictions": [0.3]}"#.utf8), latencyMilliseconds: 4.1)
         let comparison = compare(
-            live: live, shadow: shadow, spec: try ComparisonSpec(output: "/predictions", tolerance: 0.001, threshold: 0.5))
+            live: live, shadow: shadow,
+            spec: try ComparisonSpec(output: "/predictions", tolerance: 0.001, threshold: 0.5))
         let record = ComparisonRecord(
             timestamp: RFC3339.format(millisecondsSinceEpoch: 1_746_100_800_123), requestID: "r1", model: "churn",
             route: "churn", live: live, shadow: shadow, comparison: comparison)
@@ -30,7 +31,7 @@ struct RecordTests {
         let line = String(decoding: record.jsonLine(), as: UTF8.self)
         #expect(
             line
-                == #"{"ts":"2025-05-01T12:00:00.000Z","request_id":"r2","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":[[0.1,0.9],[0.8,0.2]]},"shadow":{"version":"v2","status":503,"latency_ms":2,"output":null},"outcome":"error","max_abs_diff":null,"flip":false,"live_label":[1,0],"error":"shadow status 503"}"#
+                == #"{"ts":"2025-05-01T12:00:00.000Z","request_id":"r2","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":[[0.1,0.9],[0.8,0.2]]},"shadow":{"version":"v2","status":503,"latency_ms":2,"output":null},"outcome":"error","max_abs_diff":null,"flip":false,"live_label":[1,0],"reason":"shadow status 503"}"#
                 + "\n")
         #expect(try ComparisonRecord.parse(record.jsonLine()) == record)
         #expect(record.shadowFailed && !record.liveFailed)
@@ -55,7 +56,8 @@ struct RecordTests {
     }
 
     @Test func parserIgnoresUnknownMembers() throws {
-        let line = #"{"extra": {"x": 1}, "ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1,"host":"a"},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#
+        let line =
+            #"{"extra": {"x": 1}, "ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1,"host":"a"},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#
         let record = try ComparisonRecord.parse(Array(line.utf8))
         #expect(record.live.output == 1)
         #expect(record.liveLabels == nil)
@@ -64,20 +66,34 @@ struct RecordTests {
     @Test(arguments: [
         ("[1]", "expected a JSON object, got an array"),
         ("{", "not JSON: unexpected end of input at byte 1; expected a string key"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"same","max_abs_diff":0,"flip":false}"#,
-         "'outcome' must be match, mismatch or error, got 'same'"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2},"outcome":"match","max_abs_diff":0,"flip":false}"#,
-         "missing 'shadow.output'"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":"200","latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#,
-         "'live.status' must be a number, got a string"),
-        (#"{"ts":"t","request_id":"r","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#,
-         "missing 'model'"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","flip":false}"#,
-         "missing 'max_abs_diff'"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":"no"}"#,
-         "'flip' must be a boolean, got a string"),
-        (#"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false,"live_label":"yes"}"#,
-         "'live_label' must be an integer class or an array of them, got \"yes\""),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"same","max_abs_diff":0,"flip":false}"#,
+            "'outcome' must be match, mismatch or error, got 'same'"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2},"outcome":"match","max_abs_diff":0,"flip":false}"#,
+            "missing 'shadow.output'"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":"200","latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#,
+            "'live.status' must be a number, got a string"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false}"#,
+            "missing 'model'"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","flip":false}"#,
+            "missing 'max_abs_diff'"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":"no"}"#,
+            "'flip' must be a boolean, got a string"
+        ),
+        (
+            #"{"ts":"t","request_id":"r","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":1},"shadow":{"version":"v2","status":200,"latency_ms":2,"output":1},"outcome":"match","max_abs_diff":0,"flip":false,"live_label":"yes"}"#,
+            "'live_label' must be an integer class or an array of them, got \"yes\""
+        ),
     ])
     func parserNamesWhatIsWrong(line: String, message: String) {
         #expect(throws: RecordError(message)) { try ComparisonRecord.parse(Array(line.utf8)) }

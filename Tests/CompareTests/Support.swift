@@ -31,7 +31,8 @@ func sampleRecords() -> [ComparisonRecord] {
     }
     records += [
         record(shadow: "v2", outcome: .match, diff: 0, labels: ([1], [1]), latency: (10, 12), second: 10),
-        record(shadow: "v2", outcome: .mismatch, diff: 0.5, flip: true, labels: ([1], [0]), latency: (20, 30), second: 11),
+        record(
+            shadow: "v2", outcome: .mismatch, diff: 0.5, flip: true, labels: ([1], [0]), latency: (20, 30), second: 11),
         record(shadow: "v2", outcome: .match, diff: 0.0001, labels: ([0], [0]), latency: (30, 20), second: 12),
         record(
             shadow: "v2", outcome: .error, diff: nil, labels: ([0], []), latency: (40, 50), shadowStatus: 500,
