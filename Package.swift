@@ -28,6 +28,7 @@ let package = Package(
         .target(name: "Policy", dependencies: ["YAMLSource"], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["Policy"], swiftSettings: strict),
         .target(name: "Models", swiftSettings: strict),
+        .target(name: "Compare", dependencies: ["Models"]),
         .target(
             name: "Sidecar",
             dependencies: [
@@ -50,6 +51,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models"]),
+        .testTarget(name: "CompareTests", dependencies: ["Compare", "Models"]),
         .testTarget(
             name: "SidecarTests",
             dependencies: ["Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", .product(name: "Logging", package: "swift-log")]),

@@ -1,0 +1,327 @@
+import Models
+
+/// What to compare in two responses, from a policy's `compare:` block.
+public struct ComparisonSpec: Sendable, Hashable {
+    /// The JSON pointer read in both responses (see `OutputExtraction`).
+    public var pointer: JSONPointer
+    /// Two numbers agree when `|live - shadow| <= tolerance`.
+    public var tolerance: Double
+    /// Labels single probabilities: `p >= threshold` is class 1, else class 0. Nil: only
+    /// probability vectors are labelled.
+    public var threshold: Double?
+
+    /// The pointer text, e.g. `/predictions`.
+    public var output: String { pointer.description }
+
+    public init(pointer: JSONPointer, tolerance: Double = 0, threshold: Double? = nil) {
+        self.pointer = pointer
+        self.tolerance = tolerance
+        self.threshold = threshold
+    }
+
+    /// Parses the pointer text; an invalid pointer throws.
+    public init(output: String, tolerance: Double = 0, threshold: Double? = nil) throws(JSONPointerError) {
+        self.init(pointer: try JSONPointer(output), tolerance: tolerance, threshold: threshold)
+    }
+}
+
+/// One side (live or shadow) of a compared request, as the sidecar saw it.
+public struct ResponseSide: Sendable, Hashable {
+    public enum Body: Sendable, Hashable {
+        /// The raw response body; parsed by `compare`.
+        case bytes([UInt8])
+        /// A body already parsed (e.g. by an embedded model's codec).
+        case json(JSON)
+    }
+
+    /// The version name that answered (never a label).
+    public var version: String
+    /// The HTTP status. When no response arrived, pass the status the sidecar answers in that
+    /// case (502 for a connect error, 504 for a timeout).
+    public var status: Int
+    public var body: Body
+    /// Time from sending the request to the end of the response, in milliseconds.
+    public var latencyMilliseconds: Double
+
+    public init(version: String, status: Int, body: [UInt8], latencyMilliseconds: Double) {
+        self.init(version: version, status: status, body: .bytes(body), latencyMilliseconds: latencyMilliseconds)
+    }
+
+    public init(version: String, status: Int, json: JSON, latencyMilliseconds: Double) {
+        self.init(version: version, status: status, body: .json(json), latencyMilliseconds: latencyMilliseconds)
+    }
+
+    public init(version: String, status: Int, body: Body, latencyMilliseconds: Double) {
+        self.version = version
+        self.status = status
+        self.body = body
+        self.latencyMilliseconds = latencyMilliseconds
+    }
+
+    /// Whether the status is 2xx.
+    public var isSuccess: Bool { (200...299).contains(status) }
+}
+
+/// The result of comparing a shadow response with the live one.
+public struct Comparison: Sendable, Hashable {
+    public enum Outcome: String, Sendable, Hashable, CaseIterable {
+        /// Same shape (or a `[p0, p1]` pair against `p`) and every number within tolerance.
+        case match
+        /// A number out of tolerance, a different non-numeric value, or a different shape.
+        case mismatch
+        /// Either side failed: non-2xx, a body that is not JSON, or no output at the pointer.
+        case error
+    }
+
+    public var outcome: Outcome
+    /// The largest `|live - shadow|` over every compared number; 0 when no number was compared;
+    /// nil for an error or a shape difference.
+    public var maxAbsDiff: Double?
+    /// The mean of `|live - shadow|` over every compared number; nil like `maxAbsDiff`.
+    public var meanAbsDiff: Double?
+    /// How many number pairs were compared.
+    public var comparedNumbers: Int
+    /// Whether some row has a different label on each side (only when both sides have labels
+    /// for the same number of rows).
+    public var flip: Bool
+    /// One class per row of the live output; nil when it is not a classifier output.
+    public var liveLabels: [Int]?
+    public var shadowLabels: [Int]?
+    /// Rows in the live output (the elements of an array output; 1 for any other value); 0
+    /// when the live side failed.
+    public var rows: Int
+    /// The extracted outputs; nil for a side that failed.
+    public var liveOutput: JSON?
+    public var shadowOutput: JSON?
+    /// Why the outcome is `error` (e.g. `shadow status 500`), or where a shape differs
+    /// (e.g. `shape differs at /2: live has 3 elements, shadow 2`); nil otherwise.
+    public var reason: String?
+    /// Whether each side failed; for an `error` outcome, at least one is true.
+    public var liveFailed: Bool
+    public var shadowFailed: Bool
+
+    public init(
+        outcome: Outcome, maxAbsDiff: Double?, meanAbsDiff: Double?, comparedNumbers: Int, flip: Bool,
+        liveLabels: [Int]?, shadowLabels: [Int]?, rows: Int, liveOutput: JSON?, shadowOutput: JSON?,
+        reason: String?, liveFailed: Bool, shadowFailed: Bool
+    ) {
+        self.outcome = outcome
+        self.maxAbsDiff = maxAbsDiff
+        self.meanAbsDiff = meanAbsDiff
+        self.comparedNumbers = comparedNumbers
+        self.flip = flip
+        self.liveLabels = liveLabels
+        self.shadowLabels = shadowLabels
+        self.rows = rows
+        self.liveOutput = liveOutput
+        self.shadowOutput = shadowOutput
+        self.reason = reason
+        self.liveFailed = liveFailed
+        self.shadowFailed = shadowFailed
+    }
+}
+
+/// Compares a shadow response with the live one (SPEC §9 "Comparisons", "Shapes in comparisons").
+///
+/// Both outputs are extracted with `OutputExtraction`, then walked together element by
+/// element. Where one side has a two-number array `[p0, p1]` and the other a number `p` (or a
+/// one-number array `[p]`), `p1` is compared with `p`; a one-number array `[p]` also compares
+/// with `p`. These rules apply inside rows, not to the row count: when both outputs are arrays
+/// they must have the same number of rows. Any other difference of shape or of kind is a
+/// `mismatch` with no difference value. Non-numeric values (strings, booleans, null) must be
+/// equal. Labels: see `Labels.rowLabels`.
+public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSpec) -> Comparison {
+    let liveResult = extractOutput(live, role: "live", pointer: spec.pointer)
+    let shadowResult = extractOutput(shadow, role: "shadow", pointer: spec.pointer)
+    let liveOutput = liveResult.output
+    let shadowOutput = shadowResult.output
+    let liveLabels = liveOutput.flatMap { Labels.rowLabels(of: $0, threshold: spec.threshold) }
+    let shadowLabels = shadowOutput.flatMap { Labels.rowLabels(of: $0, threshold: spec.threshold) }
+    let rows = liveOutput.map(Labels.rowCount(of:)) ?? 0
+
+    guard let liveOutput, let shadowOutput else {
+        let reason = [liveResult.failure, shadowResult.failure].compactMap { $0 }.joined(separator: "; ")
+        return Comparison(
+            outcome: .error, maxAbsDiff: nil, meanAbsDiff: nil, comparedNumbers: 0, flip: false,
+            liveLabels: liveLabels, shadowLabels: shadowLabels, rows: rows, liveOutput: liveOutput,
+            shadowOutput: shadowOutput, reason: reason, liveFailed: liveResult.failure != nil,
+            shadowFailed: shadowResult.failure != nil)
+    }
+
+    var walk = OutputWalk(tolerance: spec.tolerance)
+    walk.compare(liveOutput, shadowOutput, path: "", depth: 0)
+    var flip = false
+    if let liveLabels, let shadowLabels, liveLabels.count == shadowLabels.count {
+        flip = zip(liveLabels, shadowLabels).contains { $0 != $1 }
+    }
+    let outcome: Comparison.Outcome = walk.shapeDifference == nil && walk.allAgree ? .match : .mismatch
+    let hasDiff = walk.shapeDifference == nil
+    return Comparison(
+        outcome: outcome, maxAbsDiff: hasDiff ? walk.maxAbsDiff : nil,
+        meanAbsDiff: hasDiff ? (walk.compared == 0 ? 0 : walk.sumAbsDiff / Double(walk.compared)) : nil,
+        comparedNumbers: walk.compared, flip: flip, liveLabels: liveLabels, shadowLabels: shadowLabels, rows: rows,
+        liveOutput: liveOutput, shadowOutput: shadowOutput, reason: walk.shapeDifference, liveFailed: false,
+        shadowFailed: false)
+}
+
+private func extractOutput(_ side: ResponseSide, role: String, pointer: JSONPointer) -> (
+    output: JSON?, failure: String?
+) {
+    guard side.isSuccess else { return (nil, "\(role) status \(side.status)") }
+    let body: JSON
+    switch side.body {
+    case .json(let json): body = json
+    case .bytes(let bytes):
+        do {
+            body = try JSONParser.parse(bytes)
+        } catch {
+            return (nil, "\(role) body is not JSON: \(error)")
+        }
+    }
+    guard let output = OutputExtraction.output(of: body, at: pointer) else {
+        return (nil, "\(role) response has no output at '\(pointer)'")
+    }
+    return (output, nil)
+}
+
+/// Walks two outputs together, collecting differences.
+private struct OutputWalk {
+    let tolerance: Double
+    var maxAbsDiff = 0.0
+    var sumAbsDiff = 0.0
+    var compared = 0
+    var allAgree = true
+    /// The first difference of shape or kind, with its pointer; the walk stops there.
+    var shapeDifference: String?
+
+    init(tolerance: Double) { self.tolerance = tolerance }
+
+    mutating func compare(_ live: JSON, _ shadow: JSON, path: String, depth: Int) {
+        guard shapeDifference == nil else { return }
+        switch (live, shadow) {
+        case (.number(let left), .number(let right)):
+            let difference = abs(left - right)
+            maxAbsDiff = max(maxAbsDiff, difference)
+            sumAbsDiff += difference
+            compared += 1
+            if !(difference <= tolerance) { allAgree = false }
+        case (.array(let left), .array(let right)):
+            if left.count == right.count {
+                for index in left.indices {
+                    compare(left[index], right[index], path: path + "/\(index)", depth: depth + 1)
+                }
+            } else if depth > 0, let (l, r) = probabilityPair(live, shadow) {
+                compare(l, r, path: path, depth: depth + 1)
+            } else {
+                let what = depth == 0 ? "rows" : "elements"
+                shapeDifference =
+                    "shape differs at '\(path)': live has \(left.count) \(what), shadow \(right.count)"
+            }
+        case (.array, .number), (.number, .array):
+            if let (l, r) = probabilityPair(live, shadow) {
+                compare(l, r, path: path, depth: depth + 1)
+            } else {
+                shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+            }
+        case (.object(let left), .object(let right)):
+            for member in left.members {
+                guard let other = right[member.key] else {
+                    shapeDifference = "shape differs at '\(path)': shadow has no member '\(member.key)'"
+                    return
+                }
+                compare(member.value, other, path: path + "/" + escape(member.key), depth: depth + 1)
+            }
+            if let extra = right.members.first(where: { left[$0.key] == nil }) {
+                shapeDifference = "shape differs at '\(path)': live has no member '\(extra.key)'"
+            }
+        case (.string, .string), (.bool, .bool), (.null, .null):
+            if live != shadow { allAgree = false }
+        default:
+            shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+        }
+    }
+
+    /// `([p0, p1], p)` → `(p1, p)`; `([p], p)` → `(p, p)`; `([p0, p1], [p])` → `(p1, p)`; and
+    /// the mirror images. Nil for anything else.
+    private func probabilityPair(_ live: JSON, _ shadow: JSON) -> (JSON, JSON)? {
+        guard let left = singleProbability(live), let right = singleProbability(shadow) else { return nil }
+        return (left, right)
+    }
+
+    private func singleProbability(_ value: JSON) -> JSON? {
+        switch value {
+        case .number: return value
+        case .array(let elements) where elements.count == 1 && elements[0].doubleValue != nil: return elements[0]
+        case .array(let elements) where elements.count == 2 && elements.allSatisfy({ $0.doubleValue != nil }):
+            return elements[1]
+        default: return nil
+        }
+    }
+
+    private func describe(_ value: JSON) -> String {
+        if case .array(let elements) = value { return "\(elements.count) elements" }
+        return value.kindDescription
+    }
+
+    private func escape(_ key: String) -> String { JSONPointer(tokens: [key]).description.dropFirst().description }
+}
+
+/// Class labels of classifier outputs.
+public enum Labels {
+    /// Rows of an output: the elements of an array, or the value itself as one row.
+    public static func rowCount(of output: JSON) -> Int {
+        if case .array(let rows) = output { return rows.count }
+        return 1
+    }
+
+    /// One class per row, or nil when some row has no label (or there are no rows).
+    ///
+    /// A row that is a number `p` or a one-number array `[p]` is a single probability: class 1
+    /// when `p >= threshold`, else 0, and no label without a threshold. A two-number row
+    /// `[p0, p1]` is labelled like `p1` when there is a threshold (so that it agrees with a
+    /// single-probability side), else by argmax. A row of three or more numbers is labelled by
+    /// argmax (the first index of the largest value). Anything else has no label, so
+    /// regression outputs without a threshold, and class-index outputs, carry no labels.
+    /// An output that is not an array is one row.
+    public static func rowLabels(of output: JSON, threshold: Double?) -> [Int]? {
+        let rows: [JSON]
+        if case .array(let elements) = output { rows = elements } else { rows = [output] }
+        guard !rows.isEmpty else { return nil }
+        var labels: [Int] = []
+        labels.reserveCapacity(rows.count)
+        for row in rows {
+            guard let label = label(of: row, threshold: threshold) else { return nil }
+            labels.append(label)
+        }
+        return labels
+    }
+
+    static func label(of row: JSON, threshold: Double?) -> Int? {
+        switch row {
+        case .number(let probability):
+            guard let threshold else { return nil }
+            return probability >= threshold ? 1 : 0
+        case .array(let elements):
+            var values: [Double] = []
+            values.reserveCapacity(elements.count)
+            for element in elements {
+                guard let value = element.doubleValue else { return nil }
+                values.append(value)
+            }
+            switch values.count {
+            case 0: return nil
+            case 1:
+                guard let threshold else { return nil }
+                return values[0] >= threshold ? 1 : 0
+            case 2 where threshold != nil:
+                return values[1] >= threshold! ? 1 : 0
+            default:
+                var best = 0
+                for index in values.indices where values[index] > values[best] { best = index }
+                return best
+            }
+        default:
+            return nil
+        }
+    }
+}

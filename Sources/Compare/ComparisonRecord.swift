@@ -1,0 +1,263 @@
+import Models
+
+/// One line of the comparison log (SPEC §6), as written by the sidecar and read by the report.
+///
+/// ```json
+/// {"ts":"2025-05-01T12:00:00.123Z","request_id":"r1","model":"churn","route":"churn",
+///  "live":{"version":"v1","status":200,"latency_ms":3.2,"output":[0.8]},
+///  "shadow":{"version":"v2","status":200,"latency_ms":4.1,"output":[0.3]},
+///  "outcome":"mismatch","max_abs_diff":0.5,"flip":true,"live_label":1,"shadow_label":0}
+/// ```
+/// `live_label` and `shadow_label` are present for classifier outputs: a number for a
+/// one-row output, an array for several rows. `max_abs_diff` is null for an error or a shape
+/// difference. A `reason` member (a string) says why, for those outcomes. Readers ignore
+/// members they do not know.
+public struct ComparisonRecord: Sendable, Hashable {
+    public struct Side: Sendable, Hashable {
+        public var version: String
+        public var status: Int
+        public var latencyMilliseconds: Double
+        /// The extracted output; nil (JSON null) for a side that failed.
+        public var output: JSON?
+
+        public init(version: String, status: Int, latencyMilliseconds: Double, output: JSON?) {
+            self.version = version
+            self.status = status
+            self.latencyMilliseconds = latencyMilliseconds
+            self.output = output
+        }
+
+        /// Whether the status is 2xx.
+        public var isSuccess: Bool { (200...299).contains(status) }
+    }
+
+    /// RFC 3339 UTC time with milliseconds, e.g. `2025-05-01T12:00:00.123Z`.
+    public var timestamp: String
+    public var requestID: String
+    public var model: String
+    public var route: String
+    public var live: Side
+    public var shadow: Side
+    public var outcome: Comparison.Outcome
+    public var maxAbsDiff: Double?
+    public var flip: Bool
+    /// One class per row; nil when the output has no labels.
+    public var liveLabels: [Int]?
+    public var shadowLabels: [Int]?
+    /// Why an `error` or a shape `mismatch`; written as `reason`.
+    public var reason: String?
+
+    public init(
+        timestamp: String, requestID: String, model: String, route: String, live: Side, shadow: Side,
+        outcome: Comparison.Outcome, maxAbsDiff: Double?, flip: Bool, liveLabels: [Int]? = nil,
+        shadowLabels: [Int]? = nil, reason: String? = nil
+    ) {
+        self.timestamp = timestamp
+        self.requestID = requestID
+        self.model = model
+        self.route = route
+        self.live = live
+        self.shadow = shadow
+        self.outcome = outcome
+        self.maxAbsDiff = maxAbsDiff
+        self.flip = flip
+        self.liveLabels = liveLabels
+        self.shadowLabels = shadowLabels
+        self.reason = reason
+    }
+
+    /// The record of one comparison; `timestamp` is `RFC3339.format(millisecondsSinceEpoch:)` of
+    /// the time the caller chooses (when the live response was sent, say).
+    public init(
+        timestamp: String, requestID: String, model: String, route: String, live: ResponseSide,
+        shadow: ResponseSide, comparison: Comparison
+    ) {
+        self.init(
+            timestamp: timestamp, requestID: requestID, model: model, route: route,
+            live: Side(
+                version: live.version, status: live.status, latencyMilliseconds: live.latencyMilliseconds,
+                output: comparison.liveOutput),
+            shadow: Side(
+                version: shadow.version, status: shadow.status, latencyMilliseconds: shadow.latencyMilliseconds,
+                output: comparison.shadowOutput),
+            outcome: comparison.outcome, maxAbsDiff: comparison.maxAbsDiff, flip: comparison.flip,
+            liveLabels: comparison.liveLabels, shadowLabels: comparison.shadowLabels, reason: comparison.reason)
+    }
+
+    /// Whether the live side failed: a non-2xx status, or an `error` record without a live output.
+    public var liveFailed: Bool { !live.isSuccess || (outcome == .error && live.output == nil) }
+    /// Whether the shadow side failed: a non-2xx status, or an `error` record without a shadow output.
+    public var shadowFailed: Bool { !shadow.isSuccess || (outcome == .error && shadow.output == nil) }
+
+    /// The record as one line of compact JSON, ending with `\n`. Latencies are rounded to the
+    /// microsecond.
+    public func jsonLine() -> [UInt8] {
+        var object = JSONObject()
+        object.set("ts", .string(timestamp))
+        object.set("request_id", .string(requestID))
+        object.set("model", .string(model))
+        object.set("route", .string(route))
+        object.set("live", Self.json(of: live))
+        object.set("shadow", Self.json(of: shadow))
+        object.set("outcome", .string(outcome.rawValue))
+        object.set("max_abs_diff", maxAbsDiff.map(JSON.number) ?? .null)
+        object.set("flip", .bool(flip))
+        if let liveLabels { object.set("live_label", Self.json(ofLabels: liveLabels)) }
+        if let shadowLabels { object.set("shadow_label", Self.json(ofLabels: shadowLabels)) }
+        if let reason { object.set("reason", .string(reason)) }
+        var line = JSON.object(object).serialized()
+        line.append(UInt8(ascii: "\n"))
+        return line
+    }
+
+    private static func json(of side: Side) -> JSON {
+        [
+            "version": .string(side.version), "status": .number(Double(side.status)),
+            "latency_ms": .number((side.latencyMilliseconds * 1000).rounded() / 1000),
+            "output": side.output ?? .null,
+        ]
+    }
+
+    private static func json(ofLabels labels: [Int]) -> JSON {
+        labels.count == 1 ? .number(Double(labels[0])) : .array(labels.map { .number(Double($0)) })
+    }
+
+    /// Reads one log line. Unknown members are ignored; a missing or mistyped required member
+    /// throws, naming it.
+    public static func parse(_ line: [UInt8]) throws(RecordError) -> ComparisonRecord {
+        let json: JSON
+        do {
+            json = try JSONParser.parse(line)
+        } catch {
+            throw RecordError("not JSON: \(error)")
+        }
+        guard case .object(let object) = json else {
+            throw RecordError("expected a JSON object, got \(json.kindDescription)")
+        }
+        let timestamp = try string(object, "ts")
+        let requestID = try string(object, "request_id")
+        let model = try string(object, "model")
+        let route = try string(object, "route")
+        let live = try side(object, "live")
+        let shadow = try side(object, "shadow")
+        let outcomeText = try string(object, "outcome")
+        guard let outcome = Comparison.Outcome(rawValue: outcomeText) else {
+            throw RecordError("'outcome' must be match, mismatch or error, got '\(outcomeText)'")
+        }
+        let maxAbsDiff: Double?
+        switch object["max_abs_diff"] {
+        case .number(let value)?: maxAbsDiff = value
+        case .null?: maxAbsDiff = nil
+        case let other?: throw RecordError("'max_abs_diff' must be a number or null, got \(other.kindDescription)")
+        case nil: throw RecordError("missing 'max_abs_diff'")
+        }
+        guard let flipValue = object["flip"] else { throw RecordError("missing 'flip'") }
+        guard let flip = flipValue.boolValue else {
+            throw RecordError("'flip' must be a boolean, got \(flipValue.kindDescription)")
+        }
+        return ComparisonRecord(
+            timestamp: timestamp, requestID: requestID, model: model, route: route, live: live, shadow: shadow,
+            outcome: outcome, maxAbsDiff: maxAbsDiff, flip: flip, liveLabels: try labels(object, "live_label"),
+            shadowLabels: try labels(object, "shadow_label"), reason: object["reason"]?.stringValue)
+    }
+
+    private static func string(_ object: JSONObject, _ key: String, in parent: String = "") throws(RecordError)
+        -> String
+    {
+        guard let value = object[key] else { throw RecordError("missing '\(parent)\(key)'") }
+        guard let text = value.stringValue else {
+            throw RecordError("'\(parent)\(key)' must be a string, got \(value.kindDescription)")
+        }
+        return text
+    }
+
+    private static func number(_ object: JSONObject, _ key: String, in parent: String) throws(RecordError) -> Double {
+        guard let value = object[key] else { throw RecordError("missing '\(parent)\(key)'") }
+        guard let number = value.doubleValue else {
+            throw RecordError("'\(parent)\(key)' must be a number, got \(value.kindDescription)")
+        }
+        return number
+    }
+
+    private static func side(_ object: JSONObject, _ key: String) throws(RecordError) -> Side {
+        guard let value = object[key] else { throw RecordError("missing '\(key)'") }
+        guard case .object(let side) = value else {
+            throw RecordError("'\(key)' must be an object, got \(value.kindDescription)")
+        }
+        let parent = key + "."
+        let status = try number(side, "status", in: parent)
+        guard status == status.rounded(), status >= 0, status < 1000 else {
+            throw RecordError("'\(parent)status' must be an HTTP status code, got \(JSON.number(status))")
+        }
+        let latency = try number(side, "latency_ms", in: parent)
+        guard latency >= 0 else { throw RecordError("'\(parent)latency_ms' must not be negative") }
+        guard let output = side["output"] else { throw RecordError("missing '\(parent)output'") }
+        return Side(
+            version: try string(side, "version", in: parent), status: Int(status), latencyMilliseconds: latency,
+            output: output.isNull ? nil : output)
+    }
+
+    private static func labels(_ object: JSONObject, _ key: String) throws(RecordError) -> [Int]? {
+        func label(_ value: JSON) throws(RecordError) -> Int {
+            guard let number = value.doubleValue, number == number.rounded(), abs(number) < 1e15 else {
+                throw RecordError("'\(key)' must be an integer class or an array of them, got \(value)")
+            }
+            return Int(number)
+        }
+        switch object[key] {
+        case nil, .null?: return nil
+        case .array(let elements)?:
+            var labels: [Int] = []
+            for element in elements { labels.append(try label(element)) }
+            return labels
+        case let value?: return [try label(value)]
+        }
+    }
+}
+
+/// Why a comparison log line was refused.
+public struct RecordError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// RFC 3339 timestamps computed from a time the caller passes in (no clock is read here).
+public enum RFC3339 {
+    /// `2025-05-01T12:00:00.123Z` for milliseconds since 1970-01-01T00:00:00Z (UTC, proleptic
+    /// Gregorian calendar; years 0000–9999).
+    public static func format(millisecondsSinceEpoch: Int64) -> String {
+        let milliseconds = Int(floorRemainder(millisecondsSinceEpoch, 1000))
+        let seconds = (millisecondsSinceEpoch - Int64(milliseconds)) / 1000
+        let secondOfDay = Int(floorRemainder(seconds, 86_400))
+        let days = (seconds - Int64(secondOfDay)) / 86_400
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + "T" + pad(secondOfDay / 3600, 2) + ":"
+            + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2) + "." + pad(milliseconds, 3) + "Z"
+    }
+
+    /// Howard Hinnant's `civil_from_days`.
+    private static func civilDate(daysSinceEpoch: Int64) -> (year: Int, month: Int, day: Int) {
+        let z = daysSinceEpoch + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return (Int(year), Int(month), Int(day))
+    }
+
+    private static func pad(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+}
+
+/// Euclidean remainder: never negative for a positive divisor.
+private func floorRemainder(_ lhs: Int64, _ rhs: Int64) -> Int64 {
+    let remainder = lhs % rhs
+    return remainder < 0 ? remainder + rhs : remainder
+}

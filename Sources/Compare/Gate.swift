@@ -1,0 +1,176 @@
+import Models
+
+/// A `--fail-if` condition such as `agreement<0.995`: the report fails when, for some pair
+/// (noise pairs excepted), `metric op number` holds.
+public struct Gate: Sendable, Hashable, CustomStringConvertible {
+    public enum Metric: String, Sendable, Hashable, CaseIterable {
+        /// Agreement rate, 0…1.
+        case agreement
+        /// Class-flip rate, 0…1.
+        case churn
+        /// Churn less the noise pair's churn, floored at 0 (the churn itself without a noise pair).
+        case netChurn = "net_churn"
+        /// Shadow error rate (shadow errors / requests), 0…1.
+        case errors
+        case p99AbsDiff = "p99_abs_diff"
+        case maxAbsDiff = "max_abs_diff"
+        /// Shadow p99 latency minus live p99 latency, in milliseconds.
+        case latencyP99DeltaMilliseconds = "latency_p99_delta_ms"
+    }
+
+    public enum Operator: String, Sendable, Hashable, CaseIterable {
+        case less = "<"
+        case lessOrEqual = "<="
+        case greater = ">"
+        case greaterOrEqual = ">="
+
+        func holds(_ value: Double, _ threshold: Double) -> Bool {
+            switch self {
+            case .less: value < threshold
+            case .lessOrEqual: value <= threshold
+            case .greater: value > threshold
+            case .greaterOrEqual: value >= threshold
+            }
+        }
+    }
+
+    public var metric: Metric
+    public var op: Operator
+    public var threshold: Double
+
+    public init(metric: Metric, op: Operator, threshold: Double) {
+        self.metric = metric
+        self.op = op
+        self.threshold = threshold
+    }
+
+    /// `agreement<0.995`.
+    public var description: String { "\(metric.rawValue)\(op.rawValue)\(JSON.numberText(threshold))" }
+
+    /// Parses `metric op number` conditions separated by commas; spaces are allowed around
+    /// each part. Throws a `GateError` saying what was expected.
+    public static func parse(_ text: String) throws(GateError) -> [Gate] {
+        var gates: [Gate] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            gates.append(try parseOne(String(part), in: text))
+        }
+        return gates
+    }
+
+    private static func parseOne(_ part: String, in text: String) throws(GateError) -> Gate {
+        let condition = part.trimmingSpaces()
+        guard !condition.isEmpty else {
+            throw GateError(text: text, message: "empty condition; expected 'metric op number', e.g. 'agreement<0.995'")
+        }
+        guard let opStart = condition.firstIndex(where: { $0 == "<" || $0 == ">" }) else {
+            throw GateError(
+                text: text,
+                message: "'\(condition)' has no comparison; expected 'metric op number' with op one of < <= > >=")
+        }
+        let name = String(condition[..<opStart]).trimmingSpaces()
+        var rest = condition[opStart...]
+        var opText = String(rest.removeFirst())
+        if rest.first == "=" { opText += String(rest.removeFirst()) }
+        let numberText = String(rest).trimmingSpaces()
+        guard let metric = Metric(rawValue: name) else {
+            throw GateError(
+                text: text,
+                message: "unknown metric '\(name)'; expected one of "
+                    + Metric.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        let op = Operator(rawValue: opText)!
+        guard let threshold = Double(numberText), threshold.isFinite,
+            numberText.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" || $0 == "+" || $0 == "e" || $0 == "E" })
+        else {
+            throw GateError(text: text, message: "'\(numberText)' after '\(name)\(opText)' is not a number")
+        }
+        return Gate(metric: metric, op: op, threshold: threshold)
+    }
+
+    /// The metric's value for a pair; nil when it is unknown (no compared record, no labels,
+    /// no latencies).
+    public func value(for pair: PairSummary) -> Double? {
+        switch metric {
+        case .agreement: pair.agreement?.rate
+        case .churn: pair.churn?.rate
+        case .netChurn: pair.netChurn
+        case .errors: pair.requests == 0 ? nil : pair.shadowErrorRate
+        case .p99AbsDiff: pair.absDiff?.p99
+        case .maxAbsDiff: pair.absDiff?.max
+        case .latencyP99DeltaMilliseconds: pair.latencyP99DeltaMilliseconds
+        }
+    }
+
+    /// Checks every gate on every pair but noise pairs. A gate whose metric is unknown for a
+    /// pair fails it (a CI gate must not pass on no evidence), and so does a report with no
+    /// pair to check when there are gates.
+    public static func evaluate(_ gates: [Gate], on report: Report) -> [GateFailure] {
+        guard !gates.isEmpty else { return [] }
+        let checked = report.pairs.filter { !$0.key.isNoiseFloor }
+        guard !checked.isEmpty else {
+            return [GateFailure(gate: nil, pair: nil, value: nil, message: "no comparison pair to check the gates on")]
+        }
+        var failures: [GateFailure] = []
+        for pair in checked {
+            for gate in gates {
+                guard let value = gate.value(for: pair) else {
+                    failures.append(
+                        GateFailure(
+                            gate: gate, pair: pair.key, value: nil,
+                            message:
+                                "\(pair.key): \(gate.metric.rawValue) unknown (\(gate.unknownReason)), gate \(gate)"))
+                    continue
+                }
+                if gate.op.holds(value, gate.threshold) {
+                    failures.append(
+                        GateFailure(
+                            gate: gate, pair: pair.key, value: value,
+                            message: "\(pair.key): \(gate.metric.rawValue) "
+                                + "\(Format.gateValue(value, against: gate.threshold)) \(gate.op.rawValue) "
+                                + JSON.numberText(gate.threshold)))
+                }
+            }
+        }
+        return failures
+    }
+
+    private var unknownReason: String {
+        switch metric {
+        case .agreement, .p99AbsDiff, .maxAbsDiff: "no compared request"
+        case .churn, .netChurn: "no labelled comparison"
+        case .errors, .latencyP99DeltaMilliseconds: "no request"
+        }
+    }
+}
+
+/// A gate that failed for a pair, e.g. `churn/v1→v2: agreement 0.9871 < 0.995`.
+public struct GateFailure: Sendable, Hashable, CustomStringConvertible {
+    /// Nil when there was no pair to check.
+    public var gate: Gate?
+    public var pair: PairKey?
+    /// The metric's value; nil when unknown.
+    public var value: Double?
+    public var message: String
+    public var description: String { message }
+}
+
+/// A `--fail-if` text that does not parse.
+public struct GateError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var text: String
+    public var message: String
+    public var description: String { "invalid --fail-if '\(text)': \(message)" }
+}
+
+extension JSON {
+    /// A number as JSON writes it: `0.995`, `5`.
+    static func numberText(_ value: Double) -> String { JSON.number(value).description }
+}
+
+extension String {
+    fileprivate func trimmingSpaces() -> String {
+        var text = Substring(self)
+        while text.first == " " || text.first == "\t" { text.removeFirst() }
+        while text.last == " " || text.last == "\t" { text.removeLast() }
+        return String(text)
+    }
+}

@@ -1,0 +1,395 @@
+import Foundation
+
+extension Report {
+    /// One self-contained HTML page (inline CSS and SVG, no script, no external resource): the
+    /// summary tables, then per pair its figures, label matrix, a histogram of absolute
+    /// differences (log-scaled bins) and the latency CDFs of live and shadow. The markup is
+    /// well-formed XML (every element closed, only XML entities), so XML tools can read it too.
+    public func renderHTML() -> String {
+        var html = """
+            <!DOCTYPE html>
+            <html lang="en">
+            <head>
+            <meta charset="utf-8"/>
+            <title>Switchyard comparison report</title>
+            <style>\(HTML.style)</style>
+            </head>
+            <body>
+            <h1>Switchyard comparison report</h1>
+
+            """
+        html += "<p class=\"headline\">\(HTML.escape(headline))</p>\n"
+        if !badLines.isEmpty {
+            html += "<details><summary>Unreadable lines</summary><ul>"
+            for badLine in badLines.prefix(50) { html += "<li><code>\(HTML.escape(badLine.description))</code></li>" }
+            if badLines.count > 50 { html += "<li>… and \(badLines.count - 50) more</li>" }
+            html += "</ul></details>\n"
+        }
+        if pairs.isEmpty {
+            html += "<p>No comparison records.</p>\n"
+        } else {
+            let overview = tables
+            html += HTML.table(overview[0]) + HTML.table(overview[1])
+            html += """
+                <p class="note">Agreement: matching requests among those compared (errors excluded). Churn: requests \
+                whose class label differs on some row, among labelled requests. A pair marked (noise) shadows the \
+                live version itself: its disagreement is the noise floor, and net churn is churn less that floor \
+                (at least 0). Quantiles interpolate linearly between ranks.</p>
+
+                """
+        }
+        for (index, pair) in pairs.enumerated() {
+            html += HTML.section(for: pair, index: index)
+        }
+        html += "</body>\n</html>\n"
+        return html
+    }
+}
+
+enum HTML {
+    static let liveColor = "#1f63b4"
+    static let shadowColor = "#e0700b"
+
+    static let style = """
+        body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px 32px;color:#1d2330;\
+        max-width:1200px}
+        h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-top:1px solid #d5d9e0;\
+        padding-top:16px}h3{font-size:14px;margin:16px 0 6px;color:#4a5263}
+        .headline,.note{color:#4a5263;font-size:13px}
+        table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}.scroll{overflow-x:auto}
+        th,td{padding:4px 10px;border-bottom:1px solid #e3e6eb;text-align:left;white-space:nowrap}
+        th{background:#f3f5f8;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+        .figures{display:flex;flex-wrap:wrap;gap:8px 28px;font-size:13px;margin:4px 0 8px}
+        .figures div{min-width:128px}.figures b{display:block;font-size:18px;font-weight:600}
+        .charts{display:flex;flex-wrap:wrap;gap:16px}
+        svg{background:#fff;border:1px solid #e3e6eb}svg text{font-family:inherit;font-size:11px;fill:#1d2330}
+        .matrix td.diag{background:#e8f1e4}.matrix td.off{background:#fbe9e7}
+        """
+
+    static func escape(_ text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.count)
+        for character in text {
+            switch character {
+            case "&": result += "&amp;"
+            case "<": result += "&lt;"
+            case ">": result += "&gt;"
+            case "\"": result += "&quot;"
+            case "'": result += "&#39;"
+            default: result.append(character)
+            }
+        }
+        return result
+    }
+
+    static func table(_ table: TextTable, className: String? = nil) -> String {
+        var html = "<h3>\(escape(table.title))</h3>\n<div class=\"scroll\"><table"
+        html += "\(className.map { " class=\"\($0)\"" } ?? "")><thead><tr>"
+        for (column, cell) in table.header.enumerated() {
+            html += table.rightAligned[column] ? "<th class=\"num\">" : "<th>"
+            html += escape(cell) + "</th>"
+        }
+        html += "</tr></thead><tbody>\n"
+        for row in table.rows {
+            html += "<tr>"
+            for (column, cell) in row.enumerated() {
+                html += (table.rightAligned[column] ? "<td class=\"num\">" : "<td>") + escape(cell) + "</td>"
+            }
+            html += "</tr>\n"
+        }
+        return html + "</tbody></table></div>\n"
+    }
+
+    static func section(for pair: PairSummary, index: Int) -> String {
+        let key = pair.key
+        var html = "<section id=\"pair-\(index)\">\n<h2>\(escape(key.model)): \(escape(key.liveVersion)) → "
+        html += escape(pair.shadowLabel) + "</h2>\n<div class=\"figures\">"
+        func figure(_ label: String, _ value: String, _ detail: String = "") {
+            html += "<div>\(escape(label))<b>\(escape(value))</b>"
+            if !detail.isEmpty { html += "<span class=\"note\">\(escape(detail))</span>" }
+            html += "</div>"
+        }
+        figure("requests", String(pair.requests), "\(pair.matches) match, \(pair.mismatches) mismatch")
+        figure("agreement", Format.percent(pair.agreement?.rate), "95% CI " + Format.interval(pair.agreement))
+        figure("churn", Format.percent(pair.churn?.rate), "95% CI " + Format.interval(pair.churn))
+        if let noise = pair.noise {
+            figure(
+                "net churn", Format.percent(noise.netChurn),
+                "noise floor (\(noise.version)→\(noise.version)) churn \(Format.percent(noise.churn)), agreement "
+                    + Format.percent(noise.agreement))
+        }
+        figure("errors", "\(pair.liveErrors) live / \(pair.shadowErrors) shadow")
+        figure(
+            "abs diff p99", Format.difference(pair.absDiff?.p99),
+            "mean \(Format.difference(pair.absDiff?.mean)), max \(Format.difference(pair.absDiff?.max))")
+        figure(
+            "latency Δ p50 / p99",
+            Format.delta(pair.latencyP50DeltaMilliseconds) + " / "
+                + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms")
+        html += "</div>\n<div class=\"charts\">\n"
+        html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
+        html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
+        html += "</div>\n"
+        if !pair.labelMatrix.isEmpty { html += matrix(pair) }
+        return html + "</section>\n"
+    }
+
+    static func matrix(_ pair: PairSummary) -> String {
+        let classes = pair.classes
+        var html = "<h3>Labels: rows live \(escape(pair.key.liveVersion)), columns shadow "
+        html += escape(pair.key.shadowVersion) + " (rows of output)</h3>\n<table class=\"matrix\"><thead><tr>"
+        html += "<th>live \\ shadow</th>"
+        for shadow in classes { html += "<th class=\"num\">\(shadow)</th>" }
+        html += "<th class=\"num\">total</th></tr></thead><tbody>\n"
+        for live in classes {
+            html += "<tr><th>\(live)</th>"
+            var total = 0
+            for shadow in classes {
+                let count = pair.labelMatrix[live]?[shadow] ?? 0
+                total += count
+                let kind = live == shadow ? "diag" : (count > 0 ? "off" : "")
+                html += "<td class=\"num \(kind)\">\(count)</td>"
+            }
+            html += "<td class=\"num\">\(total)</td></tr>\n"
+        }
+        return html + "</tbody></table>\n"
+    }
+}
+
+/// Inline SVG charts.
+enum Chart {
+    static let width = 560.0
+    static let height = 300.0
+    static let left = 58.0
+    static let right = 16.0
+    static let top = 30.0
+    static let bottom = 48.0
+    static var plotWidth: Double { width - left - right }
+    static var plotHeight: Double { height - top - bottom }
+
+    /// Histogram of per-request absolute differences: exact zeros in their own bar, the rest in
+    /// logarithmic bins (1 to 4 per decade, about 16 bars in all).
+    static func differenceHistogram(_ sorted: [Double], id: String) -> String {
+        var svg = open(id: id, title: "Absolute difference per request (max over the output), log-scaled bins")
+        let zeros = sorted.prefix { $0 == 0 }.count
+        let positive = sorted.dropFirst(zeros)
+        guard !sorted.isEmpty else { return svg + empty("no compared requests") + "</svg>\n" }
+        var bars: [(label: String, count: Int)] = [("0", zeros)]
+        var tickLabels: [(position: Int, text: String)] = [(0, "0")]
+        if let smallest = positive.first, let largest = positive.last {
+            var low = log10(smallest).rounded(.down)
+            var high = log10(largest).rounded(.up)
+            if high <= low { high = low + 1 }
+            low = max(low, high - 12)
+            let decades = Int(high - low)
+            let perDecade = max(1, min(4, 16 / decades))
+            let binCount = decades * perDecade
+            var counts = Array(repeating: 0, count: binCount)
+            for value in positive {
+                let position = (log10(value) - low) * Double(perDecade)
+                counts[min(binCount - 1, max(0, Int(position.rounded(.down))))] += 1
+            }
+            for bin in 0..<binCount {
+                bars.append(("", counts[bin]))
+                if bin % perDecade == 0 { tickLabels.append((bin + 1, exponentLabel(Int(low) + bin / perDecade))) }
+            }
+            tickLabels.append((binCount + 1, exponentLabel(Int(high))))
+        }
+        let maxCount = max(1, bars.map(\.count).max()!)
+        let yTicks = niceTicks(upTo: Double(maxCount), minimumStep: 1)
+        let yMax = max(Double(maxCount), yTicks.last!)
+        // One slot per bar plus half a slot of gap after the zero bar.
+        let barWidth = plotWidth / (Double(bars.count) + 0.5)
+        func slotX(_ index: Int) -> Double { left + (Double(index) + (index > 0 ? 0.5 : 0)) * barWidth }
+        svg += yAxis(ticks: yTicks, maximum: yMax, format: { String(Int($0)) })
+        for (index, bar) in bars.enumerated() where bar.count > 0 {
+            let barHeight = Double(bar.count) / yMax * plotHeight
+            let x = slotX(index) + 1
+            svg += "<rect x=\"\(f(x))\" y=\"\(f(top + plotHeight - barHeight))\" width=\"\(f(barWidth - 2))\" "
+            svg += "height=\"\(f(barHeight))\" fill=\"\(index == 0 ? "#8a94a6" : "#4c8c4a")\">"
+            svg += "<title>\(index == 0 ? "exactly 0" : "bin \(index)"): \(bar.count) requests</title></rect>\n"
+        }
+        for tick in tickLabels {
+            // The zero bar is labelled at its centre; log-bin labels sit on bin edges.
+            let x = tick.position == 0 ? left + barWidth / 2 : slotX(tick.position)
+            svg +=
+                "<line x1=\"\(f(x))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
+            svg += "stroke=\"#1d2330\"/>"
+            svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(tick.text)</text>\n"
+        }
+        svg += axisTitles(x: "absolute difference |live − shadow| (log scale)", y: "requests")
+        return svg + "</svg>\n"
+    }
+
+    /// The cumulative distributions of live and shadow latencies. The x axis is linear and stops
+    /// at the larger p99.5, so that a few outliers do not flatten the curves, unless that p99.5 is
+    /// over 20 times the smaller median (timeouts, say): then it is logarithmic and shows all.
+    static func latencyCDF(live: [Double], shadow: [Double], pair: PairKey, id: String) -> String {
+        var svg = open(id: id, title: "Latency distribution (cumulative), live vs shadow")
+        guard !live.isEmpty || !shadow.isEmpty else { return svg + empty("no requests") + "</svg>\n" }
+        let cut = max(
+            Statistics.quantile(sorted: live, 0.995) ?? 0, Statistics.quantile(sorted: shadow, 0.995) ?? 0)
+        let smallest = min(live.first ?? .infinity, shadow.first ?? .infinity)
+        let largest = max(live.last ?? 0, shadow.last ?? 0)
+        let median = min(
+            Statistics.quantile(sorted: live, 0.5) ?? .infinity, Statistics.quantile(sorted: shadow, 0.5) ?? .infinity)
+        let scale: AxisScale
+        var xTitle = "latency (ms)"
+        if smallest > 0 && cut > 20 * median {
+            scale = .logarithmic(
+                low: pow(10, log10(smallest).rounded(.down)), high: pow(10, log10(largest).rounded(.up)))
+            xTitle += ", log scale"
+        } else {
+            scale = .linear(high: niceTicks(upTo: cut > 0 ? cut : 1).last!)
+            if largest > scale.high { xTitle += ", axis cut at p99.5; max \(Format.milliseconds(largest))" }
+        }
+        svg += yAxis(ticks: [0, 0.25, 0.5, 0.75, 1.0], maximum: 1, format: { String(format: "%.2f", $0) })
+        let y99 = top + plotHeight * (1 - 0.99)
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(y99))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y99))\" "
+        svg += "stroke=\"#b0b6c0\" stroke-dasharray=\"4 3\"/>"
+        svg += "<text x=\"\(f(left + 4))\" y=\"\(f(y99 - 3))\" fill=\"#6b7385\">p99</text>\n"
+        for tick in scale.ticks {
+            let x = left + scale.position(tick) * plotWidth
+            svg += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
+            svg += "stroke=\"#e3e6eb\"/>"
+            svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">"
+            svg += "\(String(format: "%g", tick))</text>\n"
+        }
+        for (values, color) in [(live, HTML.liveColor), (shadow, HTML.shadowColor)] where !values.isEmpty {
+            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\""
+            svg += cdfPoints(values, scale: scale) + "\"/>\n"
+        }
+        // The legend sits bottom right, where a CDF rising to the right leaves room.
+        let legend = [
+            (HTML.liveColor, "live \(pair.liveVersion)", live),
+            (HTML.shadowColor, "shadow \(pair.shadowVersion)", shadow),
+        ]
+        let legendX = left + plotWidth - 232
+        let legendY = top + plotHeight - 44
+        svg += "<rect x=\"\(f(legendX - 8))\" y=\"\(f(legendY - 4))\" width=\"236\" height=\"42\" fill=\"#fff\" "
+        svg += "stroke=\"#e3e6eb\"/>\n"
+        for (index, item) in legend.enumerated() {
+            let y = legendY + 12 + Double(index) * 17
+            svg += "<line x1=\"\(f(legendX))\" y1=\"\(f(y - 4))\" x2=\"\(f(legendX + 18))\" y2=\"\(f(y - 4))\" "
+            svg += "stroke=\"\(item.0)\" stroke-width=\"3\"/>"
+            let p50 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.5))
+            let p99 = Format.milliseconds(Statistics.quantile(sorted: item.2, 0.99))
+            svg +=
+                "<text x=\"\(f(legendX + 24))\" y=\"\(f(y))\">\(HTML.escape(item.1)): p50 \(p50), p99 \(p99) ms</text>\n"
+        }
+        svg += axisTitles(x: xTitle, y: "share of requests ≤ x")
+        return svg + "</svg>\n"
+    }
+
+    /// A chart's x axis: position 0…1 of a value.
+    enum AxisScale {
+        case linear(high: Double)
+        case logarithmic(low: Double, high: Double)
+
+        var high: Double {
+            switch self {
+            case .linear(let high), .logarithmic(_, let high): high
+            }
+        }
+
+        func position(_ value: Double) -> Double {
+            switch self {
+            case .linear(let high): min(1, max(0, value / high))
+            case .logarithmic(let low, let high):
+                min(1, max(0, (log10(max(value, low)) - log10(low)) / (log10(high) - log10(low))))
+            }
+        }
+
+        var ticks: [Double] {
+            switch self {
+            case .linear(let high): return niceTicks(upTo: high)
+            case .logarithmic(let low, let high):
+                let decades = Int((log10(high) - log10(low)).rounded())
+                let multiples: [Double] = decades <= 3 ? [1, 2, 5] : [1]
+                var ticks: [Double] = []
+                for decade in 0...decades {
+                    for multiple in multiples {
+                        let tick = low * pow(10, Double(decade)) * multiple
+                        if tick <= high * 1.000001 { ticks.append(tick) }
+                    }
+                }
+                return ticks
+            }
+        }
+    }
+
+    /// Step-curve points of the empirical CDF, at most about 400, clipped at the axis end.
+    private static func cdfPoints(_ sorted: [Double], scale: AxisScale) -> String {
+        let n = sorted.count
+        let step = max(1, n / 400)
+        var points: [String] = ["\(f(left)),\(f(top + plotHeight))"]
+        var previousY = 0.0
+        var index = 0
+        while index < n {
+            let last = min(n - 1, index + step - 1)
+            let x = left + scale.position(sorted[last]) * plotWidth
+            let share = Double(last + 1) / Double(n)
+            points.append("\(f(x)),\(f(top + plotHeight * (1 - previousY)))")
+            points.append("\(f(x)),\(f(top + plotHeight * (1 - share)))")
+            previousY = share
+            if sorted[last] > scale.high { break }
+            index = last + 1
+        }
+        if sorted.last! <= scale.high { points.append("\(f(left + plotWidth)),\(f(top))") }
+        return points.joined(separator: " ")
+    }
+
+    private static func open(id: String, title: String) -> String {
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"\(id)\" width=\"\(Int(width))\" "
+        svg += "height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" "
+        svg += "aria-label=\"\(HTML.escape(title))\">\n"
+        svg += "<text x=\"\(f(left))\" y=\"18\" style=\"font-size:12px;font-weight:600\">\(HTML.escape(title))</text>\n"
+        return svg
+    }
+
+    private static func empty(_ message: String) -> String {
+        "<text x=\"\(f(width / 2))\" y=\"\(f(height / 2))\" text-anchor=\"middle\" fill=\"#6b7385\">\(message)</text>\n"
+    }
+
+    private static func yAxis(ticks: [Double], maximum: Double, format: (Double) -> String) -> String {
+        var svg = ""
+        for tick in ticks {
+            let y = top + plotHeight * (1 - tick / maximum)
+            svg += "<line x1=\"\(f(left - 4))\" y1=\"\(f(y))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y))\" "
+            svg += "stroke=\"\(tick == 0 ? "#1d2330" : "#e3e6eb")\"/>"
+            svg += "<text x=\"\(f(left - 7))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(format(tick))</text>\n"
+        }
+        svg +=
+            "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" stroke=\"#1d2330\"/>\n"
+        return svg
+    }
+
+    private static func axisTitles(x: String, y: String) -> String {
+        var svg = "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 10))\" text-anchor=\"middle\">"
+        svg += "\(HTML.escape(x))</text>\n"
+        svg += "<text transform=\"translate(14 \(f(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">"
+        svg += "\(HTML.escape(y))</text>\n"
+        return svg
+    }
+
+    /// `10⁻³` for -3.
+    private static func exponentLabel(_ exponent: Int) -> String {
+        let superscripts: [Character: Character] = [
+            "-": "⁻", "0": "⁰", "1": "¹", "2": "²", "3": "³", "4": "⁴", "5": "⁵", "6": "⁶", "7": "⁷", "8": "⁸",
+            "9": "⁹",
+        ]
+        return "10" + String(String(exponent).map { superscripts[$0]! })
+    }
+
+    /// 0 and about five round steps (1, 2 or 5 × 10ⁿ) up to at least `maximum`.
+    static func niceTicks(upTo maximum: Double, minimumStep: Double = 0) -> [Double] {
+        let raw = max(maximum / 5, minimumStep)
+        let magnitude = pow(10, log10(raw).rounded(.down))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
+        var ticks: [Double] = [0]
+        while ticks.last! < maximum - step * 1e-9 { ticks.append(Double(ticks.count) * step) }
+        return ticks
+    }
+
+    private static func f(_ value: Double) -> String { String(format: "%.1f", value) }
+}

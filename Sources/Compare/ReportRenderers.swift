@@ -1,0 +1,275 @@
+import Models
+
+/// The output formats of `switchyard report`.
+public enum ReportFormat: String, Sendable, CaseIterable {
+    case table, markdown, json, html
+}
+
+extension Report {
+    /// The report in `format`, as text.
+    public func rendered(as format: ReportFormat) -> String {
+        switch format {
+        case .table: return renderTable()
+        case .markdown: return renderMarkdown()
+        case .json: return renderJSON()
+        case .html: return renderHTML()
+        }
+    }
+
+    // MARK: JSON
+
+    /// SPEC §9 "Report JSON", pretty-printed. Numbers are rounded to 6 significant digits;
+    /// unknown values (no compared record, no labels) are null. Extra members per pair:
+    /// `matches`, `mismatches`, `latency_ms.delta` (shadow − live), `noise_floor` (whether this
+    /// is the shadow of the live version itself) and `noise` (the noise pair beside this one).
+    public func renderJSON() -> String {
+        var text = ""
+        PrettyJSON.write(json, to: &text, indent: 0)
+        return text + "\n"
+    }
+
+    /// The JSON report as a value.
+    public var json: JSON {
+        ["pairs": .array(pairs.map(\.json))]
+    }
+}
+
+extension PairSummary {
+    var json: JSON {
+        func number(_ value: Double?) -> JSON { value.map { .number(Format.significant($0)) } ?? .null }
+        func proportion(_ value: Proportion?) -> JSON {
+            ["rate": number(value?.rate), "low": number(value?.low), "high": number(value?.high)]
+        }
+        var labels = JSONObject()
+        for live in labelMatrix.keys.sorted() {
+            var row = JSONObject()
+            for shadow in labelMatrix[live]!.keys.sorted() {
+                row.set(String(shadow), .number(Double(labelMatrix[live]![shadow]!)))
+            }
+            labels.set(String(live), .object(row))
+        }
+        let noiseJSON: JSON =
+            noise.map {
+                [
+                    "version": .string($0.version), "requests": .number(Double($0.requests)),
+                    "agreement": number($0.agreement), "churn": number($0.churn), "net_churn": number($0.netChurn),
+                ]
+            } ?? .null
+        return [
+            "model": .string(key.model),
+            "live_version": .string(key.liveVersion),
+            "shadow_version": .string(key.shadowVersion),
+            "requests": .number(Double(requests)),
+            "agreement": proportion(agreement),
+            "churn": proportion(churn),
+            "abs_diff": [
+                "mean": number(absDiff?.mean), "p50": number(absDiff?.p50), "p99": number(absDiff?.p99),
+                "max": number(absDiff?.max),
+            ],
+            "labels": .object(labels),
+            "latency_ms": [
+                "live": ["p50": number(liveLatency?.p50), "p99": number(liveLatency?.p99)],
+                "shadow": ["p50": number(shadowLatency?.p50), "p99": number(shadowLatency?.p99)],
+                "delta": ["p50": number(latencyP50DeltaMilliseconds), "p99": number(latencyP99DeltaMilliseconds)],
+            ],
+            "errors": ["live": .number(Double(liveErrors)), "shadow": .number(Double(shadowErrors))],
+            "matches": .number(Double(matches)),
+            "mismatches": .number(Double(mismatches)),
+            "noise_floor": .bool(key.isNoiseFloor),
+            "noise": noiseJSON,
+        ]
+    }
+}
+
+/// Indented JSON; an array or object holding only scalars stays on one line.
+enum PrettyJSON {
+    static func write(_ value: JSON, to text: inout String, indent: Int) {
+        switch value {
+        case .array(let elements):
+            if elements.isEmpty {
+                text += "[]"
+            } else if elements.allSatisfy(\.isScalar) {
+                text += "[" + elements.map(\.description).joined(separator: ", ") + "]"
+            } else {
+                text += "[\n"
+                for (index, element) in elements.enumerated() {
+                    text += String(repeating: " ", count: indent + 2)
+                    write(element, to: &text, indent: indent + 2)
+                    text += index == elements.count - 1 ? "\n" : ",\n"
+                }
+                text += String(repeating: " ", count: indent) + "]"
+            }
+        case .object(let object):
+            if object.members.isEmpty {
+                text += "{}"
+            } else if object.members.allSatisfy(\.value.isScalar) {
+                text +=
+                    "{"
+                    + object.members.map { key(of: $0.key) + ": " + $0.value.description }
+                    .joined(separator: ", ") + "}"
+            } else {
+                text += "{\n"
+                for (index, member) in object.members.enumerated() {
+                    text += String(repeating: " ", count: indent + 2) + key(of: member.key) + ": "
+                    write(member.value, to: &text, indent: indent + 2)
+                    text += index == object.members.count - 1 ? "\n" : ",\n"
+                }
+                text += String(repeating: " ", count: indent) + "}"
+            }
+        default:
+            text += value.description
+        }
+    }
+
+    private static func key(of name: String) -> String { JSON.string(name).description }
+}
+
+extension JSON {
+    fileprivate var isScalar: Bool {
+        switch self {
+        case .array, .object: false
+        default: true
+        }
+    }
+}
+
+// MARK: Table and Markdown
+
+/// A table with a title, a header row, and a right-aligned flag per column.
+struct TextTable {
+    var title: String
+    var header: [String]
+    var rightAligned: [Bool]
+    var rows: [[String]] = []
+
+    /// Columns padded to their widest cell, two spaces apart, a rule under the header.
+    func plainText() -> String {
+        var widths = header.map(\.count)
+        for row in rows {
+            for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+        }
+        func line(_ cells: [String]) -> String {
+            var parts: [String] = []
+            for (column, cell) in cells.enumerated() {
+                let padding = String(repeating: " ", count: widths[column] - cell.count)
+                parts.append(rightAligned[column] ? padding + cell : cell + padding)
+            }
+            return trimmedRight(parts.joined(separator: "  "))
+        }
+        var lines = [title, line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
+        lines += rows.map(line)
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A GitHub-flavoured Markdown table under a `###` heading.
+    func markdown() -> String {
+        func line(_ cells: [String]) -> String {
+            "| " + cells.map { $0.replacingPipes() }.joined(separator: " | ") + " |"
+        }
+        var lines = ["### " + title, "", line(header)]
+        lines.append("|" + rightAligned.map { $0 ? " ---: |" : " --- |" }.joined())
+        lines += rows.map(line)
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private func trimmedRight(_ text: String) -> String {
+        var text = text
+        while text.last == " " { text.removeLast() }
+        return text
+    }
+}
+
+extension String {
+    fileprivate func replacingPipes() -> String {
+        var result = ""
+        for character in self {
+            if character == "|" { result += "\\|" } else { result.append(character) }
+        }
+        return result
+    }
+}
+
+extension PairSummary {
+    /// The shadow version as shown in tables: `v1 (noise)` for the noise pair.
+    var shadowLabel: String { key.isNoiseFloor ? key.shadowVersion + " (noise)" : key.shadowVersion }
+}
+
+extension Report {
+    /// The tables shared by the table, markdown and HTML formats.
+    var tables: [TextTable] {
+        var agreementTable = TextTable(
+            title: "Agreement and churn (95% Wilson intervals)",
+            header: [
+                "model", "live", "shadow", "requests", "agreement", "95% CI", "churn", "95% CI", "noise churn",
+                "net churn", "live errors", "shadow errors",
+            ],
+            rightAligned: [false, false, false, true, true, true, true, true, true, true, true, true])
+        var differenceTable = TextTable(
+            title: "Absolute difference (per request max) and latency (ms)",
+            header: [
+                "model", "live", "shadow", "diff mean", "diff p50", "diff p99", "diff max", "live p50", "live p99",
+                "shadow p50", "shadow p99", "Δ p50", "Δ p99",
+            ],
+            rightAligned: [false, false, false] + Array(repeating: true, count: 10))
+        for pair in pairs {
+            agreementTable.rows.append([
+                pair.key.model, pair.key.liveVersion, pair.shadowLabel, String(pair.requests),
+                Format.percent(pair.agreement?.rate), Format.interval(pair.agreement), Format.percent(pair.churn?.rate),
+                Format.interval(pair.churn), pair.noise.map { Format.percent($0.churn) } ?? "-",
+                pair.key.isNoiseFloor ? "-" : Format.percent(pair.netChurn), String(pair.liveErrors),
+                String(pair.shadowErrors),
+            ])
+            differenceTable.rows.append([
+                pair.key.model, pair.key.liveVersion, pair.shadowLabel, Format.difference(pair.absDiff?.mean),
+                Format.difference(pair.absDiff?.p50), Format.difference(pair.absDiff?.p99),
+                Format.difference(pair.absDiff?.max), Format.milliseconds(pair.liveLatency?.p50),
+                Format.milliseconds(pair.liveLatency?.p99), Format.milliseconds(pair.shadowLatency?.p50),
+                Format.milliseconds(pair.shadowLatency?.p99), Format.delta(pair.latencyP50DeltaMilliseconds),
+                Format.delta(pair.latencyP99DeltaMilliseconds),
+            ])
+        }
+        var tables = [agreementTable, differenceTable]
+        for pair in pairs where !pair.labelMatrix.isEmpty {
+            tables.append(pair.labelTable)
+        }
+        return tables
+    }
+
+    /// One line: records, pairs, time span and skipped lines.
+    var headline: String {
+        var text =
+            "\(records) comparison record\(records == 1 ? "" : "s"), \(pairs.count) pair\(pairs.count == 1 ? "" : "s")"
+        if let firstTimestamp, let lastTimestamp { text += ", \(firstTimestamp) – \(lastTimestamp)" }
+        if !badLines.isEmpty { text += ", \(badLines.count) unreadable line\(badLines.count == 1 ? "" : "s") skipped" }
+        return text
+    }
+
+    /// Aligned plain text for a terminal.
+    public func renderTable() -> String {
+        var text = "Switchyard comparison report: " + headline + "\n"
+        for table in tables { text += "\n" + table.plainText() }
+        return text
+    }
+
+    /// GitHub-flavoured Markdown.
+    public func renderMarkdown() -> String {
+        var text = "## Switchyard comparison report\n\n" + headline + "\n"
+        for table in tables { text += "\n" + table.markdown() }
+        return text
+    }
+}
+
+extension PairSummary {
+    /// Rows: live class; columns: shadow class; cells: rows of output.
+    var labelTable: TextTable {
+        let classes = self.classes
+        var table = TextTable(
+            title: "Labels \(key.model)/\(key.liveVersion)→\(shadowLabel) (rows: live class, columns: shadow class)",
+            header: ["live \\ shadow"] + classes.map(String.init),
+            rightAligned: [false] + classes.map { _ in true })
+        for live in classes {
+            table.rows.append([String(live)] + classes.map { String(labelMatrix[live]?[$0] ?? 0) })
+        }
+        return table
+    }
+}
