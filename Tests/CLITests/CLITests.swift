@@ -73,7 +73,7 @@ enum CLI {
     @Test func validateAcceptsTheDefaultConfig() throws {
         let r = try CLI.run(["validate", "."])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.hasPrefix(".: ok: 5 routes, 1 model, 3 versions (3 embedded), 2 files"))
+        #expect(r.stdout.hasPrefix(".: ok: 7 routes, 1 model, 4 versions (4 embedded), 2 files"))
     }
 
     @Test func validatePrintsEveryProblemAndExits1() throws {
