@@ -92,6 +92,15 @@ final class Worker: @unchecked Sendable {
         let outcome = decide(exchange.facts, config: exchange.snapshot.config, using: &random)
         switch outcome {
         case .noRoute:
+            if let answer = Metadata.answer(
+                method: request.head.method, path: request.head.path, snapshot: exchange.snapshot, isReady: !isDraining)
+            {
+                var headers = HTTPHeaders()
+                headers.add(name: "content-type", value: "application/json")
+                let reply = Reply(status: answer.status, headers: headers, body: ByteBuffer(bytes: answer.body.serialized()))
+                respond(exchange, reply: reply, version: nil, failedVersion: nil)
+                return
+            }
             respond(exchange, error: .noRoute(request.head.method, request.head.path), version: nil)
         case .unknownVersion(let route, let name):
             respond(exchange, error: .unknownVersion(model: route.model, name: name), version: nil)
