@@ -168,7 +168,8 @@ public func effectiveSplit(_ policy: ModelPolicy, guards: GuardState) -> [SplitE
 ///
 /// Routes are tried in order and the first match wins. A pinned request (route `version:`, path
 /// capture, `version_from` header present) goes to the version it names, never consults the split
-/// and never draws from `entropy`; it gets no shadows, since shadows sample the split's traffic.
+/// and draws from `entropy` only to sample a shadow below 100 % when it has no sticky key: shadows
+/// copy all of the model's live traffic, pinned or not (as a route-level mirror would).
 /// Otherwise the split decides: by the sticky key when the policy has one and the request carries
 /// it (non-empty), else by a uniform bucket drawn from `entropy`. A split choice whose guard has
 /// tripped goes to the fallback; sticky keys keep their assignment once the guard resets.
@@ -193,6 +194,8 @@ public func decide<G: RandomNumberGenerator>(
             return .unknownVersion(route: route, name: requested)
         }
         if tripped.contains(version) { return .guardOpen(route: route, version: version) }
+        let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
+        let shadows = policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
         return .routed(
             Decision(
                 route: route,
@@ -203,7 +206,7 @@ public func decide<G: RandomNumberGenerator>(
                 reason: reason,
                 guardRedirect: nil,
                 fallback: fallback(version),
-                shadows: [],
+                shadows: shadows,
                 wireProtocol: route.wireProtocol
             )
         )

@@ -66,8 +66,9 @@ let pinCases: [PinCase] = [
 
 @Test(arguments: pinCases)
 func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
-    // A policy whose shadows would need a draw: pinned requests get none, so nothing is drawn.
-    let policy = churnPolicy(sticky: nil, shadows: [ShadowSpec(version: "v3", percent: 50)])
+    // Shadows copy pinned traffic too; at 100 % and 0 % they are decided without a draw.
+    let policy = churnPolicy(
+        sticky: nil, shadows: [ShadowSpec(version: "v3", percent: 100), ShadowSpec(version: "v1", percent: 0)])
     var entropy = TrappingGenerator()
     let outcome = decide(
         RequestFacts(method: "POST", path: testCase.path, headers: testCase.headers),
@@ -81,9 +82,25 @@ func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
     #expect(decision.reason.isPinned)
     #expect(decision.explanation == testCase.explanation)
     #expect(decision.fallback == testCase.fallback)
-    #expect(decision.shadows == [])
+    #expect(decision.shadows == ["v3"])
     #expect(decision.guardRedirect == nil)
     #expect(decision.model == "churn")
+}
+
+@Test func aPinnedRequestSamplesShadowsByItsStickyKeyWithoutDrawing() {
+    let policy = churnPolicy(sticky: .header("x-user-id"), shadows: [ShadowSpec(version: "v3", percent: 50)])
+    var entropy = TrappingGenerator()
+    var sampled = 0
+    for i in 0..<400 {
+        let decision = decide(
+            RequestFacts(method: "POST", path: "/v2/churn/predict", headers: [("x-user-id", "user-\(i)")]),
+            config: sampleConfig(policy),
+            using: &entropy
+        ).decision
+        if decision?.shadows == ["v3"] { sampled += 1 }
+    }
+    // Binomial(400, 0.5): sd 10; allow 5 sd.
+    #expect(abs(sampled - 200) <= 50)
 }
 
 @Test func aPinnedRouteKeepsItsWireProtocol() {
