@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, each imported by exactly one wrapper target (see ARCHITECTURE.md).
@@ -32,8 +33,9 @@ let package = Package(
         .target(
             name: "Sidecar",
             dependencies: [
-                "EventHTTP", "HTTP1", "YAMLSource", "Policy", "Routing", "Models",
+                "EventHTTP", "HTTP1", "YAMLSource", "Policy", "Routing", "Models", "Compare",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
         .executableTarget(

@@ -46,6 +46,8 @@ final class AdminServer {
                 return (Status(code: 200), JSON.fields([("status", .string("ready"))]).serialized())
             }
             return (Status(code: 503), JSON.fields([("status", .string("not_ready"))]).serialized())
+        case ("GET", "/metrics"):
+            return (Status(code: 200, contentType: "text/plain; version=0.0.4; charset=utf-8"), sidecar.metrics.render())
         case ("GET", "/config"):
             return (Status(code: 200), ConfigDocument.render(sidecar.snapshot).serialized())
         case ("POST", "/reload"):
@@ -64,7 +66,7 @@ final class AdminServer {
                     ]).serialized()
                 )
             }
-        case (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"):
+        case (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"), (_, "/metrics"):
             return (Status(code: 405), error("method_not_allowed", "\(method) is not allowed on \(path)"))
         default:
             return (Status(code: 404), error("not_found", "no admin endpoint \(path)"))

@@ -26,6 +26,8 @@ public struct SidecarOptions: Sendable {
     public var maxResponseBytes = 8 << 20
     /// Requests that may wait for a backend connection, per backend and worker. Default 1024.
     public var maxQueuedPerBackend = 1_024
+    /// Shadow copies in flight per worker; more are dropped and counted. Default 256.
+    public var maxShadowsInFlight = 256
     /// How long SIGTERM waits for in-flight requests. Default 10 s.
     public var drainTimeoutMilliseconds = 10_000
     /// How often the config directory is checked for changes (0 turns polling off). Default 2 s.

@@ -14,6 +14,8 @@ public final class Sidecar: @unchecked Sendable {
     private var threads: [Thread] = []
     private var admin: AdminServer?
     private let state = SharedState()
+    let metrics = SidecarMetrics()
+    let comparisonLog: ComparisonLog
 
     /// The data port actually bound (useful with port 0).
     public private(set) var listenPort = 0
@@ -25,6 +27,7 @@ public final class Sidecar: @unchecked Sendable {
     public init(options: SidecarOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
+        self.comparisonLog = ComparisonLog(metrics: metrics, logger: logger)
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s
@@ -35,7 +38,9 @@ public final class Sidecar: @unchecked Sendable {
 
         var port = options.listenPort
         for index in 0..<max(1, options.workers) {
-            let worker = try Worker(index: index, snapshot: snapshot, options: options, logger: logger)
+            let worker = try Worker(
+                index: index, snapshot: snapshot, options: options, logger: logger, metrics: metrics,
+                comparisonLog: comparisonLog)
             do {
                 port = try worker.listen(host: options.listenHost, port: port)
             } catch {
@@ -51,6 +56,7 @@ public final class Sidecar: @unchecked Sendable {
             throw SidecarStartError.bindFailed("\(options.adminHost):\(options.adminPort)", "\(error)")
         }
         self.admin = admin
+        publishGauges(snapshot, previous: nil)
         logger.info(
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"])
@@ -85,6 +91,7 @@ public final class Sidecar: @unchecked Sendable {
             metadata: ["listen": "\(options.listenHost):\(listenPort)", "admin": "\(options.adminHost):\(adminPort)",
                        "workers": "\(workers.count)"])
         adminLoop.run()
+        comparisonLog.close()
         logger.info("stopped")
     }
 
@@ -111,13 +118,17 @@ public final class Sidecar: @unchecked Sendable {
         switch ConfigSnapshot.load(directory: options.configDirectory, generation: next) {
         case .failure(let diagnostics):
             state.countReload(success: false)
+            metrics.configReloads(success: false).increment()
             logger.error(
                 "reload failed; the previous config keeps serving",
                 metadata: ["trigger": "\(trigger)", "diagnostics": "\(diagnostics.map(\.description).joined(separator: "\n"))"])
             return .failure(diagnostics)
         case .success(let snapshot):
+            let previous = state.snapshot
             state.install(snapshot)
             state.countReload(success: true)
+            metrics.configReloads(success: true).increment()
+            publishGauges(snapshot, previous: previous)
             watcher?.remember()
             for worker in workers {
                 worker.loop.execute { worker.install(snapshot) }
@@ -127,13 +138,31 @@ public final class Sidecar: @unchecked Sendable {
         }
     }
 
+    /// The config gauges: generation and effective split weights (versions that left the
+    /// config are set to 0).
+    private func publishGauges(_ snapshot: ConfigSnapshot, previous: ConfigSnapshot?) {
+        metrics.configGeneration.set(to: Double(snapshot.generation))
+        var current: Set<String> = []
+        for (name, policy) in snapshot.config.models {
+            for entry in policy.split {
+                current.insert(name + "\u{0}" + entry.version)
+                metrics.splitWeightRatio(model: name, version: entry.version).set(to: Double(entry.weight) / 10_000)
+            }
+        }
+        for (name, policy) in previous?.config.models ?? [:] {
+            for entry in policy.split where !current.contains(name + "\u{0}" + entry.version) {
+                metrics.splitWeightRatio(model: name, version: entry.version).set(to: 0.0)
+            }
+        }
+    }
+
     // MARK: - Drain
 
     private func beginDrain(signal name: String) {
         guard !state.isDraining else { return }
         state.setDraining()
         logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": "\(options.drainTimeoutMilliseconds)"])
-        let remaining = Counter(workers.count)
+        let remaining = CountDown(workers.count)
         let adminLoop = self.adminLoop
         let logger = self.logger
         for worker in workers {
@@ -195,7 +224,7 @@ final class SharedState: @unchecked Sendable {
     }
 }
 
-final class Counter: @unchecked Sendable {
+final class CountDown: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int
     init(_ value: Int) { self.value = value }

@@ -1,3 +1,4 @@
+import Compare
 import Models
 import Policy
 
@@ -13,11 +14,25 @@ public final class ConfigSnapshot: Sendable {
     /// Per model: instance fields that its table versions read keys from (not features).
     let tableKeyFields: [String: Set<String>]
 
+    /// Per model: how its shadows are compared with live (the whole body when `compare` is absent).
+    private let comparisonSpecs: [String: ComparisonSpec]
+
     init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
         self.config = config
         self.embedded = embedded
         self.generation = generation
         self.tableKeyFields = config.models.mapValues(Protocols.tableKeyFields)
+        self.comparisonSpecs = config.models.mapValues { policy in
+            let compare = policy.compare
+            // The loader checked the pointer; an empty pointer (the whole body) is the default.
+            return (try? ComparisonSpec(
+                output: compare?.output ?? "", tolerance: compare?.tolerance ?? 0, threshold: compare?.threshold))
+                ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
+        }
+    }
+
+    func comparisonSpec(for model: String) -> ComparisonSpec {
+        comparisonSpecs[model] ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
     }
 
     func model(_ model: String, version: String) -> LoadedModel? {

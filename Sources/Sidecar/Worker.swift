@@ -5,6 +5,7 @@ import Logging
 import Models
 import Policy
 import Routing
+import Compare
 
 /// One worker thread: its event loop, its share of the data listener, its upstream pools and
 /// its copy of the current config snapshot. Everything here runs on the worker's own loop
@@ -19,6 +20,11 @@ final class Worker: @unchecked Sendable {
     private var pools: [PoolKey: UpstreamPool] = [:]
     var random: SplitMix64
     private(set) var isDraining = false
+    let metrics: SidecarMetrics
+    let comparisonLog: ComparisonLog
+    var metricCache = MetricCache()
+    /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
+    var shadowsInFlight = 0
 
     struct PoolKey: Hashable {
         var host: String
@@ -26,8 +32,13 @@ final class Worker: @unchecked Sendable {
         var maxConnections: Int
     }
 
-    init(index: Int, snapshot: ConfigSnapshot, options: SidecarOptions, logger: Logger) throws {
+    init(
+        index: Int, snapshot: ConfigSnapshot, options: SidecarOptions, logger: Logger, metrics: SidecarMetrics,
+        comparisonLog: ComparisonLog
+    ) throws {
         self.index = index
+        self.metrics = metrics
+        self.comparisonLog = comparisonLog
         self.loop = try EventLoop()
         self.options = options
         self.snapshot = snapshot
@@ -56,6 +67,7 @@ final class Worker: @unchecked Sendable {
     /// close once their in-flight requests are done.
     func install(_ next: ConfigSnapshot) {
         snapshot = next
+        metricCache = MetricCache()
         let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
         for (key, pool) in pools where !wanted.contains(key) {
             pool.close()
@@ -108,6 +120,10 @@ final class Worker: @unchecked Sendable {
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
             exchange.decision = decision
+            if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
+                metricCache.stickyMissing(metrics, model: decision.model).increment()
+            }
+            if !decision.shadows.isEmpty { startShadows(exchange, decision: decision) }
             answer(exchange, version: decision.version) { [self] result in
                 self.conclude(exchange, version: decision.version, result: result)
             }
@@ -129,13 +145,16 @@ final class Worker: @unchecked Sendable {
         var body: ByteBuffer
     }
 
-    private func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
+    func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
         switch result {
         case .answered(let reply):
             respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
         case .failed(let error, let reply):
-            if exchange.failedVersion == nil, let fallback = exchange.decision?.fallback, fallback != version {
+            if exchange.failedVersion == nil, let decision = exchange.decision, let fallback = decision.fallback,
+                fallback != version
+            {
                 exchange.failedVersion = version
+                metricCache.fallback(metrics, model: decision.model, from: version, to: fallback).increment()
                 logger.debug(
                     "falling back",
                     metadata: ["request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
@@ -153,7 +172,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
+    func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
         guard let decision = exchange.decision,
             let policy = exchange.snapshot.config.models[decision.model],
             let spec = policy.versions[version]
@@ -170,8 +189,8 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Remote
 
-    private func forward(
-        _ exchange: Exchange, version: String, spec: VersionSpec, remote: RemoteBackend,
+    func forward(
+        _ exchange: Exchange, version: String, spec: VersionSpec, remote: RemoteBackend, isShadow: Bool = false,
         completion: @escaping (VersionResult) -> Void
     ) {
         let head = exchange.request.head
@@ -179,10 +198,12 @@ final class Worker: @unchecked Sendable {
         let routeProtocol = decision.wireProtocol
         let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
         let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
-        let mustRead = routeProtocol != .json
+        // A shadow's body is compared, never sent on: it is not checked here.
+        let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
         var headers = Forwarding.upstreamHeaders(
-            head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID, mustReadBody: mustRead)
+            head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID,
+            mustReadBody: mustRead || isShadow, isShadow: isShadow)
         if translate {
             do throws(ModelError) {
                 let translated = try Protocols.translateRequest(exchange.bodyJSON(), from: routeProtocol, to: versionProtocol)
@@ -246,7 +267,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func sidecarError(_ error: UpstreamError, version: String, timeout: Int) -> SidecarError {
+    func sidecarError(_ error: UpstreamError, version: String, timeout: Int) -> SidecarError {
         switch error {
         case .connectFailed(let why): return .connectFailed(version, why)
         case .timeout: return .timeout(version, timeout)
@@ -256,7 +277,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    private func pool(for remote: RemoteBackend) -> UpstreamPool {
+    func pool(for remote: RemoteBackend) -> UpstreamPool {
         let key = Worker.poolKey(remote)
         if let pool = pools[key] { return pool }
         var limits = HTTPLimits()
@@ -283,7 +304,7 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Embedded
 
-    private func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
+    func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
         guard let loaded = exchange.snapshot.model(model, version: version),
             let route = exchange.decision?.wireProtocol
         else {
@@ -328,23 +349,33 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Responses
 
-    private func errorReply(_ error: SidecarError, requestID: String) -> Reply {
+    func errorReply(_ error: SidecarError, requestID: String) -> Reply {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         return Reply(status: error.status, headers: headers, body: ByteBuffer(bytes: error.body(requestID: requestID)))
     }
 
-    private func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
+    func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
         respond(exchange, reply: errorReply(error, requestID: exchange.requestID), version: version,
                 failedVersion: exchange.failedVersion)
     }
 
-    private func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
+    func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
         var headers = reply.headers
         if let version { headers.add(name: "x-switchyard-version", value: version) }
         if let failedVersion { headers.add(name: "x-switchyard-fallback", value: failedVersion) }
         headers.add(name: "x-request-id", value: exchange.requestID)
         exchange.writer.respond(status: reply.status, headers: headers, body: reply.body)
+        let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
+        let decision = exchange.decision
+        metricCache.count(
+            metrics, route: decision?.route.name ?? "", model: decision?.model ?? "", version: version ?? "",
+            role: .live, code: reply.status, seconds: Double(elapsed) / 1e9)
+        if exchange.hasShadows {
+            liveAnswered(
+                exchange, status: reply.status, version: version ?? decision?.version ?? "", body: reply.body.bytes,
+                latencyMilliseconds: Double(elapsed) / 1e6)
+        }
     }
 }
 
@@ -357,6 +388,11 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     var decision: Decision?
     /// Set once the chosen version failed and the fallback was asked.
     var failedVersion: String?
+    let startNanoseconds = Monotonic.nanoseconds()
+    /// Shadow copies of this request, and the live side once it has answered.
+    var shadows: [ShadowRun] = []
+    var live: ResponseSide?
+    var hasShadows: Bool { !shadows.isEmpty }
     private var parsedBody: Result<JSON, ModelError>?
 
     init(request: ServerRequest, writer: ResponseWriter, snapshot: ConfigSnapshot, requestID: String) {

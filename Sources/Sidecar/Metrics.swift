@@ -1,0 +1,181 @@
+import Prometheus
+
+/// Every metric the sidecar exports (SPEC §6), its name, help and label order, in one place.
+/// Label values are route, model and version names (labels resolved), never raw paths.
+///
+/// Handles are made through the registry, which returns the existing collector for the same
+/// name and labels; making one costs ~600 ns, so workers cache them (`MetricCache`) and the
+/// request path only increments.
+final class SidecarMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    static let requestDurationBuckets: [Double] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]
+    static let absDiffBuckets: [Double] = [
+        0, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
+    ]
+
+    func requests(route: String, model: String, version: String, role: Role, code: Int) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_requests_total", "Requests answered, by route, model, version (the one that answered), role (live or shadow) and status code."), labels: [("route", route), ("model", model), ("version", version), ("role", role.rawValue), ("code", String(code))])
+    }
+
+    func duration(model: String, version: String, role: Role) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: Self.named("switchyard_request_duration_seconds", "Time from the request's arrival to its answer, per version and role."), labels: [("model", model), ("version", version), ("role", role.rawValue)], buckets: Self.requestDurationBuckets)
+    }
+
+    func comparisons(model: String, live: String, shadow: String, outcome: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_shadow_comparisons_total", "Shadow comparisons by outcome: match, mismatch or error."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow), ("outcome", outcome)])
+    }
+
+    func flips(model: String, live: String, shadow: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_shadow_flips_total", "Comparisons in which some row's class label differs between live and shadow."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow)])
+    }
+
+    func absDiff(model: String, live: String, shadow: String) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: Self.named("switchyard_shadow_abs_diff", "Largest absolute difference between live and shadow outputs, once per comparison."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow)], buckets: Self.absDiffBuckets)
+    }
+
+    func shadowDropped(model: String, version: String, reason: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_shadow_dropped_total", "Shadow copies not sent: reason overloaded (the worker's in-flight shadow bound) or draining."), labels: [("model", model), ("version", version), ("reason", reason)])
+    }
+
+    func fallbacks(model: String, from: String, to: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_fallbacks_total", "Requests answered by the fallback after the chosen version failed."), labels: [("model", model), ("from_version", from), ("to_version", to)])
+    }
+
+    func splitWeightRatio(model: String, version: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.named("switchyard_split_weight_ratio", "Effective split weight of each version, 0 to 1, after guards."), labels: [("model", model), ("version", version)])
+    }
+
+    func guardTripped(model: String, version: String) -> Gauge {
+        registry.makeGauge(descriptor: Self.named("switchyard_guard_tripped", "1 while the version's guard holds its live share back, else 0."), labels: [("model", model), ("version", version)])
+    }
+
+    func configReloads(success: Bool) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_config_reloads_total", "Config reloads by result."), labels: [("result", success ? "success" : "failure")])
+    }
+
+    let configGeneration: Gauge
+
+    init() {
+        configGeneration = registry.makeGauge(descriptor: Self.named("switchyard_config_generation", "The config generation serving now; +1 per successful reload."))
+    }
+
+    func comparisonLogErrors(reason: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_comparison_log_errors_total", "Comparison log records not written: reason write_failed or queue_full."), labels: [("reason", reason)])
+    }
+
+    func stickyMissing(model: String) -> Counter {
+        registry.makeCounter(descriptor: Self.named("switchyard_sticky_key_missing_total", "Requests to a sticky policy that carried no key and were assigned at random."), labels: [("model", model)])
+    }
+
+    enum Role: String {
+        case live, shadow
+    }
+
+    private static func named(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    /// The exposition text.
+    func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
+
+/// A worker's cache of metric handles, so the request path does one dictionary lookup and an
+/// atomic increment. Emptied when a new config is installed. Loop thread only.
+struct MetricCache {
+    struct RequestKey: Hashable {
+        var route: String
+        var version: String
+        var role: SidecarMetrics.Role
+        var code: Int
+    }
+    struct VersionKey: Hashable {
+        var model: String
+        var version: String
+        var role: SidecarMetrics.Role
+    }
+    struct PairKey: Hashable {
+        var model: String
+        var live: String
+        var shadow: String
+    }
+
+    var requests: [RequestKey: Counter] = [:]
+    var durations: [VersionKey: ValueHistogram] = [:]
+    var pairs: [PairKey: PairHandles] = [:]
+    var fallbacks: [PairKey: Counter] = [:]
+    var sticky: [String: Counter] = [:]
+    var dropped: [PairKey: Counter] = [:]
+
+    mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
+        let key = PairKey(model: model, live: from, shadow: to)
+        if let counter = fallbacks[key] { return counter }
+        let counter = metrics.fallbacks(model: model, from: from, to: to)
+        fallbacks[key] = counter
+        return counter
+    }
+
+    mutating func stickyMissing(_ metrics: SidecarMetrics, model: String) -> Counter {
+        if let counter = sticky[model] { return counter }
+        let counter = metrics.stickyMissing(model: model)
+        sticky[model] = counter
+        return counter
+    }
+
+    mutating func shadowDropped(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
+        let key = PairKey(model: model, live: version, shadow: reason)
+        if let counter = dropped[key] { return counter }
+        let counter = metrics.shadowDropped(model: model, version: version, reason: reason)
+        dropped[key] = counter
+        return counter
+    }
+
+    struct PairHandles {
+        var match: Counter
+        var mismatch: Counter
+        var error: Counter
+        var flips: Counter
+        var absDiff: ValueHistogram
+    }
+
+    mutating func count(
+        _ metrics: SidecarMetrics, route: String, model: String, version: String, role: SidecarMetrics.Role, code: Int,
+        seconds: Double
+    ) {
+        let key = RequestKey(route: route, version: version, role: role, code: code)
+        if let counter = requests[key] {
+            counter.increment()
+        } else {
+            let counter = metrics.requests(route: route, model: model, version: version, role: role, code: code)
+            requests[key] = counter
+            counter.increment()
+        }
+        let durationKey = VersionKey(model: model, version: version, role: role)
+        if let histogram = durations[durationKey] {
+            histogram.record(seconds)
+        } else {
+            let histogram = metrics.duration(model: model, version: version, role: role)
+            durations[durationKey] = histogram
+            histogram.record(seconds)
+        }
+    }
+
+    mutating func pair(_ metrics: SidecarMetrics, model: String, live: String, shadow: String) -> PairHandles {
+        let key = PairKey(model: model, live: live, shadow: shadow)
+        if let handles = pairs[key] { return handles }
+        let handles = PairHandles(
+            match: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "match"),
+            mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),
+            error: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "error"),
+            flips: metrics.flips(model: model, live: live, shadow: shadow),
+            absDiff: metrics.absDiff(model: model, live: live, shadow: shadow))
+        pairs[key] = handles
+        return handles
+    }
+}

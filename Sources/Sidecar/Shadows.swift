@@ -1,0 +1,125 @@
+import Compare
+import EventHTTP
+import Foundation
+import Models
+import Policy
+import Routing
+
+/// One shadow copy of a live request: sent to its version, never answered to the client, and
+/// compared with the live answer once both exist (SPEC §3 "Shadow", §6).
+final class ShadowRun {
+    let version: String
+    let startNanoseconds: UInt64
+    var result: ResponseSide?
+    /// Embedded shadows wait until the live response has been written.
+    var isDeferred = false
+    var isCompared = false
+
+    init(version: String, startNanoseconds: UInt64) {
+        self.version = version
+        self.startNanoseconds = startNanoseconds
+    }
+}
+
+extension Worker {
+    /// Sends the request's shadow copies: remote ones now, in parallel with live; embedded ones
+    /// after the live response (so evaluating them never delays it). Copies beyond the worker's
+    /// in-flight bound, or during a drain, are dropped and counted.
+    func startShadows(_ exchange: Exchange, decision: Decision) {
+        guard let policy = exchange.snapshot.config.models[decision.model] else { return }
+        for version in decision.shadows {
+            guard let spec = policy.versions[version] else { continue }
+            if isDraining || shadowsInFlight >= options.maxShadowsInFlight {
+                let reason = isDraining ? "draining" : "overloaded"
+                metricCache.shadowDropped(metrics, model: decision.model, version: version, reason: reason).increment()
+                continue
+            }
+            shadowsInFlight += 1
+            let run = ShadowRun(version: version, startNanoseconds: Monotonic.nanoseconds())
+            exchange.shadows.append(run)
+            switch spec.backend {
+            case .remote(let remote):
+                forward(exchange, version: version, spec: spec, remote: remote, isShadow: true) { [self] result in
+                    self.shadowFinished(exchange, run, result: result)
+                }
+            case .embedded:
+                run.isDeferred = true
+            }
+        }
+    }
+
+    /// The live side is known (its response was handed to the connection): start the deferred
+    /// embedded shadows on a later loop turn, and compare what is already back.
+    func liveAnswered(_ exchange: Exchange, status: Int, version: String, body: [UInt8], latencyMilliseconds: Double) {
+        exchange.live = ResponseSide(version: version, status: status, body: body, latencyMilliseconds: latencyMilliseconds)
+        for run in exchange.shadows where run.isDeferred {
+            run.isDeferred = false
+            loop.scheduleTimer(afterMilliseconds: 0) { [self] in
+                guard let decision = exchange.decision, let policy = exchange.snapshot.config.models[decision.model],
+                    case .embedded(let backend)? = policy.versions[run.version]?.backend
+                else { return }
+                let result = self.evaluate(exchange, model: decision.model, version: run.version, backend: backend)
+                self.shadowFinished(exchange, run, result: result)
+            }
+        }
+        compareReady(exchange)
+    }
+
+    private func shadowFinished(_ exchange: Exchange, _ run: ShadowRun, result: VersionResult) {
+        shadowsInFlight -= 1
+        let elapsed = Monotonic.nanoseconds() &- run.startNanoseconds
+        let status: Int
+        var body: [UInt8] = []
+        switch result {
+        case .answered(let reply):
+            status = reply.status
+            body = reply.body.bytes
+        case .failed(let error, let reply):
+            status = reply?.status ?? error.status
+            if let reply { body = reply.body.bytes }
+        }
+        run.result = ResponseSide(
+            version: run.version, status: status, body: body, latencyMilliseconds: Double(elapsed) / 1e6)
+        if let decision = exchange.decision {
+            metricCache.count(
+                metrics, route: decision.route.name, model: decision.model, version: run.version, role: .shadow,
+                code: status, seconds: Double(elapsed) / 1e9)
+        }
+        compareReady(exchange)
+    }
+
+    /// Compares every shadow whose answer is back with the live answer, once each.
+    private func compareReady(_ exchange: Exchange) {
+        guard let live = exchange.live, let decision = exchange.decision else { return }
+        for run in exchange.shadows where !run.isCompared {
+            guard let shadow = run.result else { continue }
+            run.isCompared = true
+            let spec = exchange.snapshot.comparisonSpec(for: decision.model)
+            let comparison = compare(live: live, shadow: shadow, spec: spec)
+            let handles = metricCache.pair(metrics, model: decision.model, live: live.version, shadow: shadow.version)
+            switch comparison.outcome {
+            case .match: handles.match.increment()
+            case .mismatch: handles.mismatch.increment()
+            case .error: handles.error.increment()
+            }
+            if comparison.flip { handles.flips.increment() }
+            if let diff = comparison.maxAbsDiff { handles.absDiff.record(diff) }
+            record(exchange, decision: decision, live: live, shadow: shadow, comparison: comparison)
+        }
+    }
+
+    /// Writes the comparison log record when the policy names a log and the sample picks it.
+    private func record(
+        _ exchange: Exchange, decision: Decision, live: ResponseSide, shadow: ResponseSide,
+        comparison: Comparison
+    ) {
+        guard let compare = exchange.snapshot.config.models[decision.model]?.compare, let path = compare.log else { return }
+        if compare.sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= compare.sample { return }
+        let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        let line = ComparisonRecord(
+            timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds), requestID: exchange.requestID,
+            model: decision.model, route: decision.route.name, live: live, shadow: shadow, comparison: comparison
+        ).jsonLine()
+        comparisonLog.append(line, to: path)
+    }
+}
