@@ -1,5 +1,6 @@
 import EventHTTP
 import HTTP1
+import Compare
 import Models
 import Policy
 
@@ -48,6 +49,8 @@ final class AdminServer {
             return (Status(code: 503), JSON.fields([("status", .string("not_ready"))]).serialized())
         case ("GET", "/metrics"):
             return (Status(code: 200, contentType: "text/plain; version=0.0.4; charset=utf-8"), sidecar.metrics.render())
+        case ("GET", "/guards"):
+            return (Status(code: 200), Self.guardsDocument(sidecar.guardStatuses()).serialized())
         case ("GET", "/config"):
             return (Status(code: 200), ConfigDocument.render(sidecar.snapshot).serialized())
         case ("POST", "/reload"):
@@ -66,11 +69,30 @@ final class AdminServer {
                     ]).serialized()
                 )
             }
-        case (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"), (_, "/metrics"):
+        case (_, "/healthz"), (_, "/readyz"), (_, "/config"), (_, "/reload"), (_, "/metrics"), (_, "/guards"):
             return (Status(code: 405), error("method_not_allowed", "\(method) is not allowed on \(path)"))
         default:
             return (Status(code: 404), error("not_found", "no admin endpoint \(path)"))
         }
+    }
+
+    /// A JSON list of `{model, version, tripped, reason, since}` (SPEC §9), `since` in RFC 3339,
+    /// plus the window's `requests`, `errors`, `p99_ms` and, while tripped, `until`.
+    static func guardsDocument(_ statuses: [GuardMonitor.Status]) -> JSON {
+        .array(statuses.map { s in
+            var fields: [(String, JSON)] = [
+                ("model", .string(s.model)), ("version", .string(s.version)), ("tripped", .bool(s.tripped)),
+                ("reason", s.reason.map(JSON.string) ?? .null),
+                ("since", s.sinceEpochMilliseconds.map { .string(RFC3339.format(millisecondsSinceEpoch: $0)) } ?? .null),
+            ]
+            if let until = s.untilEpochMilliseconds {
+                fields.append(("until", .string(RFC3339.format(millisecondsSinceEpoch: until))))
+            }
+            fields.append(("requests", .number(Double(s.requests))))
+            fields.append(("errors", .number(Double(s.errors))))
+            fields.append(("p99_ms", s.p99Milliseconds.flatMap { $0.isFinite ? JSON.number($0) : nil } ?? .null))
+            return .fields(fields)
+        })
     }
 
     private func error(_ code: String, _ detail: String) -> [UInt8] {

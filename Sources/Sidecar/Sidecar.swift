@@ -3,6 +3,7 @@ import Foundation
 import HTTP1
 import Logging
 import Policy
+import Routing
 
 /// The running sidecar: worker threads serving the data port, and the admin loop (on the
 /// thread that calls `run`) serving the admin port, signals, reloads and the drain.
@@ -15,6 +16,7 @@ public final class Sidecar: @unchecked Sendable {
     private var admin: AdminServer?
     private let state = SharedState()
     let metrics = SidecarMetrics()
+    let guardMonitor = GuardMonitor()
     let comparisonLog: ComparisonLog
 
     /// The data port actually bound (useful with port 0).
@@ -34,13 +36,15 @@ public final class Sidecar: @unchecked Sendable {
         case .failure(let diagnostics): throw SidecarStartError.invalidConfig(diagnostics)
         }
         state.install(snapshot)
+        let guards = guardMonitor.install(snapshot.config)
         adminLoop = try EventLoop()
 
         var port = options.listenPort
         for index in 0..<max(1, options.workers) {
             let worker = try Worker(
                 index: index, snapshot: snapshot, options: options, logger: logger, metrics: metrics,
-                comparisonLog: comparisonLog)
+                comparisonLog: comparisonLog, guardMonitor: guardMonitor)
+            worker.guards = guards
             do {
                 port = try worker.listen(host: options.listenHost, port: port)
             } catch {
@@ -56,7 +60,7 @@ public final class Sidecar: @unchecked Sendable {
             throw SidecarStartError.bindFailed("\(options.adminHost):\(options.adminPort)", "\(error)")
         }
         self.admin = admin
-        publishGauges(snapshot, previous: nil)
+        publishGauges(snapshot, previous: nil, guards: guards)
         logger.info(
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"])
@@ -82,6 +86,7 @@ public final class Sidecar: @unchecked Sendable {
         adminLoop.onSignal(SIGINT) { [unowned self] in self.beginDrain(signal: "SIGINT") }
         adminLoop.onSignal(SIGHUP) { [unowned self] in _ = self.reload(trigger: "SIGHUP") }
         signal(SIGPIPE, SIG_IGN)
+        scheduleGuardChecks()
         if options.configPollMilliseconds > 0 {
             watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in self.snapshot.modelFiles }
             schedulePoll()
@@ -128,10 +133,14 @@ public final class Sidecar: @unchecked Sendable {
             state.install(snapshot)
             state.countReload(success: true)
             metrics.configReloads(success: true).increment()
-            publishGauges(snapshot, previous: previous)
+            let guards = guardMonitor.install(snapshot.config)
+            publishGauges(snapshot, previous: previous, guards: guards)
             watcher?.remember()
             for worker in workers {
-                worker.loop.execute { worker.install(snapshot) }
+                worker.loop.execute {
+                    worker.install(snapshot)
+                    worker.guards = guards
+                }
             }
             logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(snapshot.generation)"])
             return .success(snapshot.generation)
@@ -140,13 +149,17 @@ public final class Sidecar: @unchecked Sendable {
 
     /// The config gauges: generation and effective split weights (versions that left the
     /// config are set to 0).
-    private func publishGauges(_ snapshot: ConfigSnapshot, previous: ConfigSnapshot?) {
+    private func publishGauges(_ snapshot: ConfigSnapshot, previous: ConfigSnapshot?, guards: GuardState) {
         metrics.configGeneration.set(to: Double(snapshot.generation))
         var current: Set<String> = []
         for (name, policy) in snapshot.config.models {
-            for entry in policy.split {
+            for entry in effectiveSplit(policy, guards: guards) {
                 current.insert(name + "\u{0}" + entry.version)
                 metrics.splitWeightRatio(model: name, version: entry.version).set(to: Double(entry.weight) / 10_000)
+            }
+            if let guarded = policy.guardSpec?.version {
+                let tripped = guards.isTripped(model: name, version: guarded)
+                metrics.guardTripped(model: name, version: guarded).set(to: tripped ? 1.0 : 0.0)
             }
         }
         for (name, policy) in previous?.config.models ?? [:] {
@@ -154,6 +167,41 @@ public final class Sidecar: @unchecked Sendable {
                 metrics.splitWeightRatio(model: name, version: entry.version).set(to: 0.0)
             }
         }
+    }
+
+    // MARK: - Guards
+
+    private func scheduleGuardChecks() {
+        _ = adminLoop.scheduleTimer(afterMilliseconds: 1_000) { [weak self] in
+            guard let self, !self.state.isDraining else { return }
+            self.checkGuards()
+            self.scheduleGuardChecks()
+        }
+    }
+
+    /// Trips and reopens guards (admin loop, once a second) and tells the workers.
+    func checkGuards() {
+        let now = Int64(Monotonic.nanoseconds() / 1_000_000)
+        guard let guards = guardMonitor.evaluate(nowMilliseconds: now) else { return }
+        let snapshot = state.snapshot
+        publishGauges(snapshot, previous: nil, guards: guards)
+        for status in guardMonitor.statuses(nowMilliseconds: now, epochOffsetMilliseconds: 0) {
+            if status.tripped {
+                logger.warning(
+                    "guard tripped: live share goes to the fallback",
+                    metadata: ["model": "\(status.model)", "version": "\(status.version)", "reason": "\(status.reason ?? "")"])
+            }
+        }
+        for worker in workers {
+            worker.loop.execute { worker.guards = guards }
+        }
+    }
+
+    /// `/guards`: every guard, tripped or not, with why and since when.
+    func guardStatuses() -> [GuardMonitor.Status] {
+        let monotonic = Int64(Monotonic.nanoseconds() / 1_000_000)
+        let epoch = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        return guardMonitor.statuses(nowMilliseconds: monotonic, epochOffsetMilliseconds: epoch - monotonic)
     }
 
     // MARK: - Drain

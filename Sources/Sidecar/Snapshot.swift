@@ -14,6 +14,8 @@ public final class ConfigSnapshot: Sendable {
     /// Per model: instance fields that its table versions read keys from (not features).
     let tableKeyFields: [String: Set<String>]
 
+    /// Per model: the version its guard watches.
+    let guardedVersion: [String: String]
     /// Per model: how its shadows are compared with live (the whole body when `compare` is absent).
     private let comparisonSpecs: [String: ComparisonSpec]
 
@@ -22,6 +24,7 @@ public final class ConfigSnapshot: Sendable {
         self.embedded = embedded
         self.generation = generation
         self.tableKeyFields = config.models.mapValues(Protocols.tableKeyFields)
+        self.guardedVersion = config.models.compactMapValues { $0.guardSpec?.version }
         self.comparisonSpecs = config.models.mapValues { policy in
             let compare = policy.compare
             // The loader checked the pointer; an empty pointer (the whole body) is the default.

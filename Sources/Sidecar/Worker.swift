@@ -23,6 +23,9 @@ final class Worker: @unchecked Sendable {
     let metrics: SidecarMetrics
     let comparisonLog: ComparisonLog
     var metricCache = MetricCache()
+    let guardMonitor: GuardMonitor
+    /// Versions whose guard has tripped, as the admin loop last published them.
+    var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
     var shadowsInFlight = 0
 
@@ -34,9 +37,10 @@ final class Worker: @unchecked Sendable {
 
     init(
         index: Int, snapshot: ConfigSnapshot, options: SidecarOptions, logger: Logger, metrics: SidecarMetrics,
-        comparisonLog: ComparisonLog
+        comparisonLog: ComparisonLog, guardMonitor: GuardMonitor
     ) throws {
         self.index = index
+        self.guardMonitor = guardMonitor
         self.metrics = metrics
         self.comparisonLog = comparisonLog
         self.loop = try EventLoop()
@@ -101,7 +105,7 @@ final class Worker: @unchecked Sendable {
             request: request, writer: writer, snapshot: snapshot,
             requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
                 ?? random.requestID())
-        let outcome = decide(exchange.facts, config: exchange.snapshot.config, using: &random)
+        let outcome = decide(exchange.facts, config: exchange.snapshot.config, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
             if let answer = Metadata.answer(
@@ -146,6 +150,15 @@ final class Worker: @unchecked Sendable {
     }
 
     func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
+        if let decision = exchange.decision, exchange.snapshot.guardedVersion[decision.model] == version {
+            let now = Monotonic.nanoseconds()
+            var failed = false
+            if case .failed = result { failed = true }
+            guardMonitor.record(
+                model: decision.model, version: version, failed: failed,
+                latencyMilliseconds: Double(now &- exchange.attemptStartNanoseconds) / 1e6,
+                nowMilliseconds: Int64(now / 1_000_000))
+        }
         switch result {
         case .answered(let reply):
             respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
@@ -173,6 +186,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
+        exchange.attemptStartNanoseconds = Monotonic.nanoseconds()
         guard let decision = exchange.decision,
             let policy = exchange.snapshot.config.models[decision.model],
             let spec = policy.versions[version]
@@ -389,6 +403,8 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     /// Set once the chosen version failed and the fallback was asked.
     var failedVersion: String?
     let startNanoseconds = Monotonic.nanoseconds()
+    /// When the current version (the chosen one, then the fallback) was asked.
+    var attemptStartNanoseconds: UInt64 = 0
     /// Shadow copies of this request, and the live side once it has answered.
     var shadows: [ShadowRun] = []
     var live: ResponseSide?
