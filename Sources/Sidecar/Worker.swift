@@ -18,6 +18,8 @@ final class Worker: @unchecked Sendable {
     private(set) var server: HTTPServer?
     private(set) var snapshot: ConfigSnapshot
     private var pools: [PoolKey: UpstreamPool] = [:]
+    /// The longest `timeout_ms` of the versions using each pool.
+    private var poolTimeouts: [PoolKey: Int] = [:]
     var random: SplitMix64
     private(set) var isDraining = false
     let metrics: SidecarMetrics
@@ -74,8 +76,11 @@ final class Worker: @unchecked Sendable {
         metricCache = MetricCache()
         let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
         for (key, pool) in pools where !wanted.contains(key) {
-            pool.close()
+            // Requests that started on the old config may still be queued on this pool; its
+            // timeout bounds them, so it closes only after that.
             pools[key] = nil
+            let timeout = poolTimeouts.removeValue(forKey: key) ?? 1_000
+            loop.scheduleTimer(afterMilliseconds: timeout + 1_000) { pool.close() }
         }
     }
 
@@ -293,6 +298,7 @@ final class Worker: @unchecked Sendable {
 
     func pool(for remote: RemoteBackend) -> UpstreamPool {
         let key = Worker.poolKey(remote)
+        if remote.timeoutMilliseconds > poolTimeouts[key, default: 0] { poolTimeouts[key] = remote.timeoutMilliseconds }
         if let pool = pools[key] { return pool }
         var limits = HTTPLimits()
         limits.maxBodyBytes = options.maxResponseBytes
