@@ -47,6 +47,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Largest backend response body in bytes (502 beyond).")
     var maxResponseBytes = 8 << 20
 
+    @Option(name: .long, help: "Shadow copies in flight per worker; more are dropped and counted.")
+    var maxShadowsInFlight = 256
+
     @Option(name: .long, help: "Seconds SIGTERM waits for in-flight requests.")
     var drainTimeout: Double = 10
 
@@ -62,6 +65,7 @@ struct Serve: ParsableCommand {
             ("--max-body-bytes", maxBodyBytes), ("--max-header-bytes", maxHeaderBytes), ("--max-headers", maxHeaders),
             ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs),
             ("--idle-timeout-ms", idleTimeoutMs), ("--max-response-bytes", maxResponseBytes),
+            ("--max-shadows-in-flight", maxShadowsInFlight),
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -92,6 +96,7 @@ struct Serve: ParsableCommand {
         options.bodyTimeoutMilliseconds = bodyTimeoutMs
         options.idleTimeoutMilliseconds = idleTimeoutMs
         options.maxResponseBytes = maxResponseBytes
+        options.maxShadowsInFlight = maxShadowsInFlight
         options.drainTimeoutMilliseconds = Int(drainTimeout * 1000)
         options.configPollMilliseconds = configPollMs
 

@@ -198,7 +198,7 @@ enum CLI {
     }
 
     /// One POST on a fresh connection (`Connection: close`), read to EOF.
-    static func post(port: Int, path: String, body: String) -> (Int, [String: String], String)? {
+    static func post(port: Int, path: String, body: String, headers: [String: String] = [:]) -> (Int, [String: String], String)? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -211,7 +211,8 @@ enum CLI {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return nil }
-        let request = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
+        let request = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -289,5 +290,65 @@ enum Net {
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         } == 0
+    }
+}
+
+/// Sticky assignment agrees across separate processes and moves keys only toward a raised weight.
+@Suite struct StickyAcrossProcessesTests {
+    static func config(v1: Int, v2: Int) throws -> String {
+        let models = CLI.root + "/examples/models"
+        return try CLI.tempDirectory(files: [
+            "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m, protocol: tfserving }\n",
+            "policies/m.yaml": """
+                model: m
+                versions:
+                  v1: { embedded: linear, file: \(models)/churn-linear-v1.json }
+                  v2: { embedded: linear, file: \(models)/churn-linear-v2.json }
+                split: { v1: \(v1), v2: \(v2) }
+                sticky: header:x-user-id
+                """,
+        ])
+    }
+
+    final class Server {
+        let process = Process()
+        let port = DefaultConfigServeTests.freePort()
+        init(config: String) throws {
+            let admin = DefaultConfigServeTests.freePort()
+            process.executableURL = URL(fileURLWithPath: CLI.binary)
+            process.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "1"]
+            process.standardError = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<200 where !Net.canConnect(port: admin) { usleep(25_000) }
+        }
+        func stop() {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        func version(for user: String) -> String? {
+            DefaultConfigServeTests.post(port: port, path: "/p", body: #"{"instances": [[1, 2, 3, 4]]}"#, headers: ["x-user-id": user])?.1["x-switchyard-version"]
+        }
+    }
+
+    @Test func twoProcessesAssignEveryKeyAlikeAndARaisedWeightOnlyGainsKeys() throws {
+        let before = try Self.config(v1: 70, v2: 30)
+        let after = try Self.config(v1: 50, v2: 50)
+        defer { for d in [before, after] { try? FileManager.default.removeItem(atPath: d) } }
+        let a = try Server(config: before)
+        let b = try Server(config: before)
+        let c = try Server(config: after)
+        defer { a.stop(); b.stop(); c.stop() }
+        let users = (0..<150).map { "user-\($0)" }
+        let fromA = users.map { a.version(for: $0) }
+        let fromB = users.map { b.version(for: $0) }
+        let fromC = users.map { c.version(for: $0) }
+        #expect(fromA.allSatisfy { $0 == "v1" || $0 == "v2" })
+        #expect(fromA == fromB)
+        let moved = zip(fromA, fromC).filter { $0 != $1 }
+        #expect(!moved.isEmpty)
+        #expect(moved.allSatisfy { $0.0 == "v1" && $0.1 == "v2" })
+        let v2Share = Double(fromC.filter { $0 == "v2" }.count) / Double(users.count)
+        #expect(v2Share > 0.35 && v2Share < 0.65)
     }
 }
