@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Models
+
+/// Micro-benchmarks behind `bench/models/run.sh`: not part of the product's surface.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Micro-benchmarks of the embedded evaluators and the JSON parser (for bench/ scripts).",
+        shouldDisplay: false,
+        subcommands: [BenchModel.self, BenchJSON.self])
+}
+
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Median nanoseconds per row of an embedded model's predict, for batches of each size.")
+
+    @Option(help: "Model kind: xgboost, linear.")
+    var kind = "xgboost"
+
+    @Argument(help: "The model file.")
+    var model: String
+
+    @Option(help: "A JSON file whose `instances` are the rows (e.g. the fixtures' .expected.json).")
+    var rows: String
+
+    @Option(help: "Batch sizes, comma-separated.")
+    var batch = "1,64"
+
+    @Option(help: "Timed calls per batch size.")
+    var iterations = 20_000
+
+    func run() throws {
+        guard case .embedded(let evaluator) = try ModelLoader.load(kind: kind, path: model) else {
+            throw ValidationError("\(model) is not an evaluated model")
+        }
+        let body = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: rows))))
+        let all = try TFServingCodec.decodeInstances(
+            body, featureNames: evaluator.featureNames, featureCount: evaluator.featureCount, ignoring: [])
+        for size in batch.split(separator: ",").compactMap({ Int($0) }) where size > 0 {
+            var values: [Double] = []
+            for i in 0..<size { values.append(contentsOf: all.row(i % all.rows)) }
+            let matrix = FeatureMatrix(rows: size, columns: all.columns, values: values)
+            let perRow = try ModelBenchmark.run(model: evaluator, rows: matrix, iterations: iterations)
+            print("rows=\(size) ns_per_row=\(String(format: "%.1f", perRow))")
+        }
+    }
+}
+
+struct BenchJSON: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "json",
+        abstract: "Median microseconds per parse: Switchyard's JSON parser against Foundation's JSONSerialization.")
+
+    @Option(help: "Timed parses per body.")
+    var iterations = 2_000
+
+    func run() throws {
+        var bodies: [(String, [UInt8])] = [
+            ("55-byte object", Array(#"{"instances":[[12,73.36,2,1]],"signature_name":"serve"}"#.utf8))
+        ]
+        var tensor = #"{"inputs":[{"name":"x","shape":[16,32],"datatype":"FP32","data":["#
+        for i in 0..<512 { tensor += (i == 0 ? "" : ",") + String(format: "%.6f", Double(i % 97) / 7.3) }
+        tensor += "]}]}"
+        bodies.append(("\(tensor.utf8.count)-byte tensor", Array(tensor.utf8)))
+        for (name, bytes) in bodies {
+            let ours = median(iterations) { _ = try? bytes.withUnsafeBytes { try JSONParser.parse($0) } }
+            let data = Data(bytes)
+            let foundation = median(iterations) { _ = try? JSONSerialization.jsonObject(with: data) }
+            print(String(format: "%@: switchyard %.2f us, JSONSerialization %.2f us (%.1fx)", name, ours, foundation, foundation / ours))
+        }
+    }
+
+    private func median(_ n: Int, _ body: () -> Void) -> Double {
+        for _ in 0..<min(n, 50) { body() }
+        var samples: [Double] = []
+        samples.reserveCapacity(n)
+        for _ in 0..<n {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1000)
+        }
+        samples.sort()
+        return samples[samples.count / 2]
+    }
+}
