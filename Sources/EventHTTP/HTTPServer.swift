@@ -411,7 +411,7 @@ final class ServerConnection {
         case .linger: milliseconds = options.lingerMilliseconds
         }
         let now = System.monotonicMilliseconds()
-        timer?.set(now + Int64(milliseconds), now: now)
+        timer?.set(now + Int64(milliseconds))
     }
 
     /// Reads while the input is under its bound and the connection still wants requests.

@@ -143,11 +143,12 @@ final class DeadlineTimer {
         timer = LoopTimer(loop: loop, isOneShot: false) { [unowned self] in self.fired() }
     }
 
-    /// Sets the deadline to `deadline` (monotonic milliseconds); `now` is the current time.
-    func set(_ deadline: Int64, now: Int64) {
+    /// Sets the deadline to `deadline` (monotonic milliseconds). Reads the clock only when the
+    /// timer must be re-armed.
+    func set(_ deadline: Int64) {
         self.deadline = deadline
         if let firesAt, firesAt <= deadline { return }
-        arm(at: deadline, now: now)
+        arm(at: deadline, now: System.monotonicMilliseconds())
     }
 
     /// Forgets the deadline; a pending firing finds nothing to do.

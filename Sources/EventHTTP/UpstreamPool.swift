@@ -136,7 +136,7 @@ public final class UpstreamPool {
         } else if openConnections < maxConnections {
             openConnection(for: exchange)
         } else if waiting.count < maxQueued {
-            enqueue(exchange, now: now)
+            enqueue(exchange)
         } else {
             finishSoon(exchange, .failure(.overloaded))
         }
@@ -159,7 +159,7 @@ public final class UpstreamPool {
         loop.runSoon { exchange.finish(result) }
     }
 
-    private func enqueue(_ exchange: Exchange, now: Int64, first: Bool = false) {
+    private func enqueue(_ exchange: Exchange, first: Bool = false) {
         if first {
             waiting.insert(exchange, at: 0)
         } else {
@@ -169,7 +169,7 @@ public final class UpstreamPool {
             waitingTimer = DeadlineTimer(loop: loop) { [unowned self] in self.expireWaiting() }
         }
         if let timer = waitingTimer, timer.deadline.map({ exchange.deadline < $0 }) ?? true {
-            timer.set(exchange.deadline, now: now)
+            timer.set(exchange.deadline)
         }
     }
 
@@ -178,7 +178,7 @@ public final class UpstreamPool {
         let now = System.monotonicMilliseconds()
         let expired = waiting.filter { $0.deadline <= now }
         waiting.removeAll { $0.deadline <= now }
-        if let next = waiting.map(\.deadline).min() { waitingTimer?.set(next, now: now) }
+        if let next = waiting.map(\.deadline).min() { waitingTimer?.set(next) }
         for exchange in expired { exchange.finish(.failure(.timeout)) }
     }
 
@@ -233,7 +233,7 @@ public final class UpstreamPool {
         if openConnections < maxConnections {
             openConnection(for: exchange)
         } else {
-            enqueue(exchange, now: System.monotonicMilliseconds(), first: true)
+            enqueue(exchange, first: true)
         }
     }
 
@@ -375,7 +375,7 @@ final class UpstreamConnection {
         chunkedDecoder = nil
         readsUntilClose = false
         scannedHeadBytes = 0
-        timer?.set(exchange.deadline, now: System.monotonicMilliseconds())
+        timer?.set(exchange.deadline)
 
         let request = exchange.request
         var headers = HopByHop.removing(from: request.headers)
