@@ -4,7 +4,6 @@
 // (see shared/NOTES-libevent-swift.md). <netdb.h> and <sys/socket.h> come in through util.h.
 #include <event2/event.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
@@ -94,6 +93,109 @@ static inline int switchyard_resolve(const char *host, int port, struct sockaddr
     }
     evutil_freeaddrinfo(res);
     return len;
+}
+
+// Connection I/O without bufferevents: one recv straight into an evbuffer's spare space, one
+// sendmsg from an evbuffer's segments. Done in C for the iovec/msghdr casts and errno.
+
+// Reads once from `fd` into the end of `buffer` (evbuffer_reserve_space, recv or recvmsg,
+// evbuffer_commit_space; no FIONREAD, no copy), at most `max_bytes`. Returns the bytes read,
+// 0 at end of stream, -1 when nothing is available (EAGAIN, EINTR), or -2 on an error with
+// the errno in `*error`.
+static inline long switchyard_read_into(struct evbuffer *buffer, evutil_socket_t fd, size_t max_bytes, int *error) {
+    struct evbuffer_iovec vec[2];
+    int n = evbuffer_reserve_space(buffer, (ev_ssize_t)max_bytes, vec, 2);
+    if (n <= 0) {
+        *error = ENOMEM;
+        return -2;
+    }
+    ssize_t got;
+    if (n == 1) {
+        got = recv(fd, vec[0].iov_base, vec[0].iov_len, 0);
+    } else {
+        struct msghdr msg;
+        __builtin_memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = (struct iovec *)vec;  // evbuffer_iovec is laid out as struct iovec
+        msg.msg_iovlen = (size_t)n;
+        got = recvmsg(fd, &msg, 0);
+    }
+    if (got <= 0) {
+        int saved = errno;
+        evbuffer_commit_space(buffer, vec, 0);
+        if (got == 0) return 0;
+        if (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR) return -1;
+        *error = saved;
+        return -2;
+    }
+    size_t left = (size_t)got;
+    int used = 0;
+    for (int i = 0; i < n && left > 0; i++) {
+        if (vec[i].iov_len > left) vec[i].iov_len = left;
+        left -= vec[i].iov_len;
+        used = i + 1;
+    }
+    evbuffer_commit_space(buffer, vec, used);
+    return (long)got;
+}
+
+// Sends the start of `buffer` (up to 16 segments, one send or sendmsg, MSG_NOSIGNAL so a
+// closed peer is an EPIPE error and not a signal) and drains what the kernel took. Returns
+// the bytes sent, -1 when the socket takes nothing now (EAGAIN, EINTR), or -2 on an error
+// with the errno in `*error`.
+static inline long switchyard_write_from(struct evbuffer *buffer, evutil_socket_t fd, int *error) {
+    struct evbuffer_iovec vec[16];
+    int n = evbuffer_peek(buffer, -1, NULL, vec, 16);
+    if (n <= 0) return 0;
+    if (n > 16) n = 16;
+    ssize_t sent;
+    if (n == 1) {
+        sent = send(fd, vec[0].iov_base, vec[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        struct msghdr msg;
+        __builtin_memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = (struct iovec *)vec;
+        msg.msg_iovlen = (size_t)n;
+        sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    }
+    if (sent < 0) {
+        int saved = errno;
+        if (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR) return -1;
+        *error = saved;
+        return -2;
+    }
+    evbuffer_drain(buffer, (size_t)sent);
+    return (long)sent;
+}
+
+// Opens a non-blocking, close-on-exec TCP socket with TCP_NODELAY and starts connecting it.
+// Returns the socket, with `*in_progress` set while the handshake runs (EINPROGRESS), or -1
+// with the errno in `*error`.
+static inline evutil_socket_t switchyard_connect(const struct sockaddr *address, int length, int *in_progress,
+                                                 int *error) {
+    evutil_socket_t fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *error = errno;
+        return -1;
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+    *in_progress = 0;
+    if (connect(fd, address, (socklen_t)length) == 0) return fd;
+    if (errno == EINPROGRESS) {
+        *in_progress = 1;
+        return fd;
+    }
+    *error = errno;
+    evutil_closesocket(fd);
+    return -1;
+}
+
+// The outcome of a non-blocking connect once the socket is writable: 0 or an errno.
+static inline int switchyard_socket_error(evutil_socket_t fd) {
+    int value = 0;
+    socklen_t length = sizeof(value);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0) return errno;
+    return value;
 }
 
 #endif

@@ -190,12 +190,7 @@ public final class HTTPServer {
         let loopback = switchyard_peer_text(address, &text, text.count)
         let peer = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         _ = switchyard_set_nodelay(fd)
-        guard let bev = bufferevent_socket_new(loop.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            evutil_closesocket(fd)
-            return
-        }
-        let connection = ServerConnection(
-            server: self, bufferevent: bev, peerAddress: peer, isPeerLoopback: loopback == 1)
+        let connection = ServerConnection(server: self, fd: fd, peerAddress: peer, isPeerLoopback: loopback == 1)
         connections[ObjectIdentifier(connection)] = connection
         connectionsAccepted += 1
         connection.start()
@@ -219,8 +214,9 @@ public final class HTTPServer {
     }
 }
 
-/// One client connection: a bufferevent driven by `HTTP1`. Alive from accept until `close()`,
-/// which frees the bufferevent and releases the retain held for libevent, exactly once.
+/// One client connection on a socket with a persistent read event (see `SocketIO.swift`), driven
+/// by `HTTP1`. Alive from accept until `close()`, which frees the events, closes the socket and
+/// releases the retain held for libevent, exactly once.
 final class ServerConnection {
     private enum State {
         /// Waiting for (the rest of) a request head.
@@ -241,14 +237,21 @@ final class ServerConnection {
     }
 
     private weak var server: HTTPServer?
+    private let loop: EventLoop
     private let options: ServerOptions
     private let handler: (ServerRequest, ResponseWriter) -> Void
     private let peerAddress: String
     private let isPeerLoopback: Bool
-    private var bev: OpaquePointer?
+    private var fd: Int32
+    private let input: OpaquePointer
+    private let output: OpaquePointer
+    private var events: SocketEvents?
+    /// Input beyond one maximal request (plus framing slack) is not read until the request is
+    /// handled: a connection never buffers without bound.
+    private let maxBufferedInputBytes: Int
     private var state = State.awaitingHead
     private var selfRetain: Unmanaged<ServerConnection>?
-    private var timer: LoopTimer?
+    private var timer: DeadlineTimer?
     private var deadline = Deadline.idle
 
     // The request being read.
@@ -257,65 +260,106 @@ final class ServerConnection {
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
     private var hasRequestStarted = false
+    /// The header (or body) deadline starts with this pass over the input and is armed only if
+    /// the head (or body) is still incomplete at its end: most requests arrive whole.
+    private var needsHeaderDeadline = false
+    private var needsBodyDeadline = false
     /// Head bytes already looked at without finding a complete head (parse again only after a new line).
     private var scannedHeadBytes = 0
     private var sequence = 0
     private var isProcessing = false
     private var isInputClosed = false
 
-    init(server: HTTPServer, bufferevent: OpaquePointer, peerAddress: String, isPeerLoopback: Bool) {
+    init(server: HTTPServer, fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
         self.server = server
+        self.loop = server.loop
         self.options = server.options
         self.handler = server.handler
-        self.bev = bufferevent
+        self.fd = fd
         self.peerAddress = peerAddress
         self.isPeerLoopback = isPeerLoopback
+        guard let input = evbuffer_new(), let output = evbuffer_new() else {
+            preconditionFailure("evbuffer_new failed (out of memory).")
+        }
+        self.input = input
+        self.output = output
+        maxBufferedInputBytes = options.limits.maxHeaderBytes + options.limits.maxBodyBytes + 64 * 1024
+    }
+
+    deinit {
+        events?.free()
+        evbuffer_free(input)
+        evbuffer_free(output)
     }
 
     func start() {
-        guard let bev else { return }
         selfRetain = Unmanaged.passRetained(self)
-        timer = LoopTimer(loop: server!.loop, isOneShot: false) { [unowned self] in self.deadlineMissed() }
-        bufferevent_setcb(
-            bev, ServerCallbacks.read, ServerCallbacks.write, ServerCallbacks.event,
-            Unmanaged.passUnretained(self).toOpaque())
-        // Input beyond one maximal request (plus framing slack) is not read until the request is
-        // handled: a connection never buffers without bound.
-        let highWater = options.limits.maxHeaderBytes + options.limits.maxBodyBytes + 64 * 1024
-        bufferevent_setwatermark(bev, Int16(EV_READ), 0, highWater)
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
-        arm(.idle)
+        timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlineMissed() }
+        events = SocketEvents(
+            base: loop.base, fd: fd, callback: ServerCallbacks.io, owner: Unmanaged.passUnretained(self).toOpaque())
+        events?.startReading()
+        setDeadline(.idle)
     }
 
     var isIdle: Bool {
-        state == .awaitingHead && !hasRequestStarted && outputLength == 0
+        state == .awaitingHead && !hasRequestStarted && evbuffer_get_length(output) == 0
     }
 
     func isAwaitingResponse(sequence: Int) -> Bool {
         state == .awaitingResponse && self.sequence == sequence
     }
 
-    private var outputLength: Int {
-        guard let bev else { return 0 }
-        return evbuffer_get_length(bufferevent_get_output(bev))
-    }
+    private var outputLength: Int { evbuffer_get_length(output) }
 
     // MARK: Events
 
     fileprivate func readable() {
-        guard let bev else { return }
         switch state {
-        case .awaitingHead, .readingBody:
-            process()
+        case .awaitingHead, .readingBody, .awaitingResponse:
+            let room = maxBufferedInputBytes - evbuffer_get_length(input)
+            guard room > 0 else {
+                events?.stopReading()  // resumed by `updateReading` once the input is consumed
+                return
+            }
+            switch SocketIO.read(fd, into: input, maxBytes: room) {
+            case .bytes:
+                if state == .awaitingResponse {
+                    updateReading()
+                } else {
+                    process()
+                }
+            case .wouldBlock:
+                break
+            case .endOfStream:
+                inputEnded()
+            case .failed:
+                close()
+            }
         case .lingering:
-            let input = bufferevent_get_input(bev)
+            let outcome = SocketIO.read(fd, into: input)
             evbuffer_drain(input, evbuffer_get_length(input))
-        case .awaitingResponse, .closing, .closed:
+            switch outcome {
+            case .bytes, .wouldBlock: break
+            case .endOfStream, .failed: close()
+            }
+        case .closing:
+            events?.stopReading()
+        case .closed:
             break
         }
     }
 
     fileprivate func writable() {
+        guard state != .closed else { return }
+        switch SocketIO.flush(fd, from: output) {
+        case .pending:
+            return
+        case .failed:
+            close()
+            return
+        case .drained:
+            events?.stopWaitingToWrite()
+        }
         switch state {
         case .closing: finishClosing()
         case .awaitingHead: process()  // output drained: pipelined requests may go on
@@ -323,21 +367,17 @@ final class ServerConnection {
         }
     }
 
-    fileprivate func event(_ events: Int16) {
-        if events & Int16(BEV_EVENT_ERROR) != 0 {
-            close()
-            return
-        }
-        guard events & Int16(BEV_EVENT_EOF) != 0 else { return }
+    /// The client closed its side (or half-closed it).
+    private func inputEnded() {
         isInputClosed = true
+        events?.stopReading()
         switch state {
         case .awaitingHead, .readingBody: process()  // answers complete buffered requests, then closes
         // Like nginx, treat EOF while the handler works as the client giving up (a half-closing
         // client loses its response): the writer reports `isConnectionAlive == false` at once.
         case .awaitingResponse: close()
-        case .closing: break
         case .lingering: close()
-        case .closed: break
+        case .closing, .closed: break
         }
     }
 
@@ -360,7 +400,8 @@ final class ServerConnection {
         }
     }
 
-    private func arm(_ deadline: Deadline) {
+    /// Sets the connection's one deadline, `deadline`'s duration from now.
+    private func setDeadline(_ deadline: Deadline) {
         self.deadline = deadline
         let milliseconds: Int
         switch deadline {
@@ -369,33 +410,78 @@ final class ServerConnection {
         case .body: milliseconds = options.bodyTimeoutMilliseconds
         case .linger: milliseconds = options.lingerMilliseconds
         }
-        timer?.arm(milliseconds: milliseconds)
+        let now = System.monotonicMilliseconds()
+        timer?.set(now + Int64(milliseconds))
+    }
+
+    /// Reads while the input is under its bound and the connection still wants requests.
+    private func updateReading() {
+        switch state {
+        case .awaitingHead, .readingBody, .awaitingResponse:
+            guard !isInputClosed else { return }
+            if evbuffer_get_length(input) >= maxBufferedInputBytes {
+                events?.stopReading()
+            } else {
+                events?.startReading()
+            }
+        case .closing, .lingering, .closed:
+            break
+        }
+    }
+
+    /// Sends what the socket takes now; waits for EV_WRITE for the rest. False when a socket
+    /// error closed the connection.
+    private func flushOutput() -> Bool {
+        switch SocketIO.flush(fd, from: output) {
+        case .drained:
+            events?.stopWaitingToWrite()
+            return true
+        case .pending:
+            events?.waitToWrite()
+            return true
+        case .failed:
+            close()
+            return false
+        }
     }
 
     // MARK: Reading requests
 
-    /// Parses and dispatches as far as the buffered input allows. Not re-entrant: a handler that
+    /// Parses and dispatches as far as the buffered input allows, then sends what was answered
+    /// (one write for every response of a pipelined batch). Not re-entrant: a handler that
     /// responds synchronously returns here and the loop goes on with the next buffered request.
     private func process() {
         guard !isProcessing else { return }
         isProcessing = true
-        defer { isProcessing = false }
-        while true {
+        parse: while true {
             let progressed: Bool
             switch state {
             case .awaitingHead: progressed = readHead()
             case .readingBody: progressed = readBody()
-            default: return
+            default: break parse
             }
-            if !progressed { return }
+            if !progressed { break }
+        }
+        isProcessing = false
+        switch state {
+        case .awaitingHead, .readingBody, .awaitingResponse:
+            // While EV_WRITE is awaited the socket is full: the write callback sends.
+            if outputLength > 0 && !(events?.isWaitingToWrite ?? true) {
+                guard flushOutput() else { return }
+            }
+            updateReading()
+        case .closing, .lingering, .closed:
+            break
         }
     }
 
     /// Returns whether the state moved on.
     private func readHead() -> Bool {
-        guard let bev else { return false }
-        if outputLength > options.maxBufferedOutputBytes { return false }  // resumed by `writable`
-        let input = bufferevent_get_input(bev)
+        if outputLength > options.maxBufferedOutputBytes {
+            // Too much unsent: try to send it, else wait for `writable` before parsing more.
+            if events?.isWaitingToWrite ?? true { return false }
+            guard flushOutput(), outputLength <= options.maxBufferedOutputBytes else { return false }
+        }
         let available = evbuffer_get_length(input)
         if available == 0 {
             if isInputClosed { beginClosing() }
@@ -403,8 +489,8 @@ final class ServerConnection {
         }
         if !hasRequestStarted {
             hasRequestStarted = true
+            needsHeaderDeadline = true
             scannedHeadBytes = 0
-            arm(.header)
         }
         let limits = options.limits
         let window = min(available, limits.maxHeaderBytes + 1)
@@ -415,13 +501,13 @@ final class ServerConnection {
             && !bytes[scannedHeadBytes..<window].contains(0x0A)
         {
             scannedHeadBytes = window
-            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
+            headIncomplete()
             return false
         }
         switch RequestHeadParser.parse(bytes, limits: limits) {
         case .incomplete:
             scannedHeadBytes = window
-            if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
+            headIncomplete()
             return false
         case .failure(let error):
             sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
@@ -429,6 +515,15 @@ final class ServerConnection {
         case .complete(let head, let consumed):
             evbuffer_drain(input, consumed)
             return beginBody(head)
+        }
+    }
+
+    private func headIncomplete() {
+        if isInputClosed {
+            beginClosing()  // a request cut short: flush earlier answers, then close
+        } else if needsHeaderDeadline {
+            needsHeaderDeadline = false
+            setDeadline(.header)
         }
     }
 
@@ -460,22 +555,22 @@ final class ServerConnection {
                 requestID: head.headers.first(name: "x-request-id"))
             return false
         }
-        if head.expectsContinue, let bev {
-            var line = "HTTP/1.1 100 Continue\r\n\r\n"
-            _ = line.withUTF8 { evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        if head.expectsContinue {
+            evbuffer_add(output, ServerConnection.continueLine, ServerConnection.continueLine.count)
         }
         state = .readingBody
-        arm(.body)
+        needsBodyDeadline = true
         return true
     }
 
+    private static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
     private func readBody() -> Bool {
-        guard let bev, let body else { return false }
-        let input = bufferevent_get_input(bev)
+        guard let body else { return false }
         let available = evbuffer_get_length(input)
         if var decoder = chunkedDecoder {
             guard available > 0, let start = evbuffer_pullup(input, -1) else {
-                if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
+                bodyIncomplete()
                 return false
             }
             let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
@@ -511,14 +606,23 @@ final class ServerConnection {
                 return true
             }
         }
-        if isInputClosed { beginClosing() }  // a request cut short: flush earlier answers, then close
+        bodyIncomplete()
         return false
+    }
+
+    private func bodyIncomplete() {
+        if isInputClosed {
+            beginClosing()  // a request cut short: flush earlier answers, then close
+        } else if needsBodyDeadline {
+            needsBodyDeadline = false
+            setDeadline(.body)
+        }
     }
 
     private func dispatch() {
         guard let head, let body, let server else { return }
         state = .awaitingResponse
-        timer?.disarm()
+        timer?.clear()
         sequence += 1
         server.requestStarted()
         let writer = ResponseWriter(connection: self, sequence: sequence)
@@ -542,8 +646,8 @@ final class ServerConnection {
         }
         state = .awaitingHead
         hasRequestStarted = false
-        arm(.idle)
-        process()
+        setDeadline(.idle)
+        process()  // sends the response, then goes on with pipelined requests
     }
 
     /// A JSON error (SPEC §8) that ends the connection.
@@ -558,12 +662,13 @@ final class ServerConnection {
         beginClosing()
     }
 
-    /// Queues head and body; returns whether the connection closes after this response.
+    /// Queues head and body (sent by the caller's flush); returns whether the connection closes
+    /// after this response.
     private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
-        guard let bev else { return true }
+        guard state != .closed else { return true }
         var fields = headers
-        for name in ["content-length", "transfer-encoding", "connection", "keep-alive"] {
-            fields.remove(name: name)
+        if fields.fields.contains(where: { ServerConnection.isFraming($0.name) }) {
+            fields = HTTPHeaders(fields.fields.filter { !ServerConnection.isFraming($0.name) })
         }
         let keepAlive = head?.keepAlive ?? false
         let willClose = forceClose || !keepAlive || isInputClosed || (server?.isDraining ?? true)
@@ -575,7 +680,6 @@ final class ServerConnection {
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
         let bytes = HTTPSerializer.responseHead(
             status: status, headers: fields, contentLength: hasNoBody ? nil : body.count)
-        guard let output = bufferevent_get_output(bev) else { return true }
         bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         if !hasNoBody && head?.method != "HEAD" {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
@@ -583,39 +687,47 @@ final class ServerConnection {
         return willClose
     }
 
+    /// Fields the server writes itself.
+    private static func isFraming(_ name: String) -> Bool {
+        name.asciiCaseInsensitiveEquals("content-length") || name.asciiCaseInsensitiveEquals("transfer-encoding")
+            || name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+    }
+
     // MARK: Closing
 
     private func beginClosing() {
-        guard let bev, state != .closing, state != .lingering, state != .closed else { return }
+        guard state != .closing, state != .lingering, state != .closed else { return }
         state = .closing
-        bufferevent_disable(bev, Int16(EV_READ))
-        arm(.linger)
+        events?.stopReading()
+        setDeadline(.linger)
+        if events?.isWaitingToWrite ?? false { return }  // the write callback finishes
+        guard flushOutput() else { return }
         if outputLength == 0 { finishClosing() }
     }
 
     /// Output flushed: half-close and read what the client still sends, so our last response is
     /// not destroyed by a reset (nginx's lingering close).
     private func finishClosing() {
-        guard let bev else { return }
+        guard state == .closing else { return }
         if isInputClosed {
             close()
             return
         }
         state = .lingering
-        _ = switchyard_shutdown_write(bufferevent_getfd(bev))
-        let input = bufferevent_get_input(bev)
+        _ = switchyard_shutdown_write(fd)
         evbuffer_drain(input, evbuffer_get_length(input))
-        bufferevent_enable(bev, Int16(EV_READ))
+        events?.startReading()
     }
 
-    /// Frees the bufferevent (closing the socket) and releases libevent's retain. Idempotent.
+    /// Frees the events, closes the socket and releases libevent's retain. Idempotent.
     func close() {
         guard state != .closed else { return }
         let wasAwaitingResponse = state == .awaitingResponse
         state = .closed
-        timer?.disarm()
-        if let bev { bufferevent_free(bev) }
-        bev = nil
+        timer?.cancel()
+        events?.free()
+        evutil_closesocket(fd)
+        fd = -1
         body = nil
         if wasAwaitingResponse { server?.requestFinished() }
         server?.connectionClosed(self)
@@ -656,16 +768,11 @@ enum ServerCallbacks {
     // Accept errors (EMFILE, ENFILE) land here; the listener stays enabled and the next accept
     // may succeed once descriptors are freed.
     static let acceptError: evconnlistener_errorcb = { _, _ in }
-    static let read: bufferevent_data_cb = { _, arg in
+    static let io: event_callback_fn = { _, what, arg in
         let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
-        withExtendedLifetime(connection) { connection.readable() }
-    }
-    static let write: bufferevent_data_cb = { _, arg in
-        let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
-        withExtendedLifetime(connection) { connection.writable() }
-    }
-    static let event: bufferevent_event_cb = { _, events, arg in
-        let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
-        withExtendedLifetime(connection) { connection.event(events) }
+        withExtendedLifetime(connection) {
+            if what & Int16(EV_READ) != 0 { connection.readable() }
+            if what & Int16(EV_WRITE) != 0 { connection.writable() }
+        }
     }
 }

@@ -20,6 +20,12 @@ enum System {
         return String(cString: text)
     }
 
+    /// The text of an errno value.
+    static func errorText(_ code: Int32) -> String {
+        guard code != 0, let text = strerror(code) else { return "unknown error" }
+        return String(cString: text)
+    }
+
     /// A non-blocking, close-on-exec pipe: (read end, write end).
     static func makeWakePipe() -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]

@@ -78,6 +78,8 @@ public final class UpstreamPool {
     private var idle: [UpstreamConnection] = []
     private var waiting: [Exchange] = []
     private var isClosed = false
+    /// The earliest deadline among `waiting` (connections watch the deadlines of their own exchanges).
+    private var waitingTimer: DeadlineTimer?
 
     /// `host` is an IPv4 or IPv6 literal or `localhost` (127.0.0.1); any other name is resolved
     /// here, once and synchronously (getaddrinfo blocks the loop: create pools at startup or on
@@ -118,7 +120,9 @@ public final class UpstreamPool {
         _ request: UpstreamRequest, timeoutMilliseconds: Int,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        let exchange = Exchange(pool: self, request: request, completion: completion)
+        let now = System.monotonicMilliseconds()
+        let exchange = Exchange(
+            pool: self, request: request, deadline: now + Int64(max(0, timeoutMilliseconds)), completion: completion)
         if isClosed {
             finishSoon(exchange, .failure(.closed))
             return
@@ -127,17 +131,13 @@ public final class UpstreamPool {
             finishSoon(exchange, .failure(.connectFailed(resolutionFailure)))
             return
         }
-        exchange.timer = loop.scheduleTimer(afterMilliseconds: timeoutMilliseconds) {
-            exchange.pool.timedOut(exchange)
-        }
         if let connection = idle.popLast() {
             connection.start(exchange, isReused: true)
         } else if openConnections < maxConnections {
             openConnection(for: exchange)
         } else if waiting.count < maxQueued {
-            waiting.append(exchange)
+            enqueue(exchange)
         } else {
-            exchange.timer?.cancel()
             finishSoon(exchange, .failure(.overloaded))
         }
     }
@@ -159,31 +159,50 @@ public final class UpstreamPool {
         loop.runSoon { exchange.finish(result) }
     }
 
+    private func enqueue(_ exchange: Exchange, first: Bool = false) {
+        if first {
+            waiting.insert(exchange, at: 0)
+        } else {
+            waiting.append(exchange)
+        }
+        if waitingTimer == nil {
+            waitingTimer = DeadlineTimer(loop: loop) { [unowned self] in self.expireWaiting() }
+        }
+        if let timer = waitingTimer, timer.deadline.map({ exchange.deadline < $0 }) ?? true {
+            timer.set(exchange.deadline)
+        }
+    }
+
+    /// The earliest queued deadline passed: time out every expired queued request.
+    private func expireWaiting() {
+        let now = System.monotonicMilliseconds()
+        let expired = waiting.filter { $0.deadline <= now }
+        waiting.removeAll { $0.deadline <= now }
+        if let next = waiting.map(\.deadline).min() { waitingTimer?.set(next) }
+        for exchange in expired { exchange.finish(.failure(.timeout)) }
+    }
+
     private func openConnection(for exchange: Exchange) {
         openConnections += 1
         connectionsOpened += 1
         let connection = UpstreamConnection(pool: self)
         let failure = withUnsafePointer(to: &address) { storage in
             storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                connection.connect(base: loop.base, address: sa, length: addressLength)
+                connection.connect(address: sa, length: addressLength)
             }
         }
         if let failure {
             connection.close()
-            exchange.timer?.cancel()
             finishSoon(exchange, .failure(.connectFailed(failure)))
             return
         }
         connection.start(exchange, isReused: false)
     }
 
-    private func timedOut(_ exchange: Exchange) {
-        if let index = waiting.firstIndex(where: { $0 === exchange }) {
-            waiting.remove(at: index)
-        } else if let connection = exchange.connection {
-            // The backend may still answer this one: never reuse the connection.
-            connection.abandon()
-        }
+    /// The deadline of `exchange`, in flight on `connection`, passed.
+    func connection(_ connection: UpstreamConnection, timedOut exchange: Exchange) {
+        // The backend may still answer this one: never reuse the connection.
+        connection.abandon()
         exchange.finish(.failure(.timeout))
     }
 
@@ -214,7 +233,7 @@ public final class UpstreamPool {
         if openConnections < maxConnections {
             openConnection(for: exchange)
         } else {
-            waiting.insert(exchange, at: 0)
+            enqueue(exchange, first: true)
         }
     }
 
@@ -240,23 +259,24 @@ final class Exchange {
     let pool: UpstreamPool
     let request: UpstreamRequest
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
-    var timer: LoopTimer?
+    /// When the whole exchange times out (monotonic milliseconds). The connection serving it, or
+    /// the pool while it is queued, watches it.
+    let deadline: Int64
     weak var connection: UpstreamConnection?
     var hasRetried = false
 
     init(
-        pool: UpstreamPool, request: UpstreamRequest,
+        pool: UpstreamPool, request: UpstreamRequest, deadline: Int64,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         self.pool = pool
         self.request = request
+        self.deadline = deadline
         self.completion = completion
     }
 
     /// Calls the completion if it has not been called yet.
     func finish(_ result: Result<UpstreamResponse, UpstreamError>) {
-        timer?.cancel()
-        timer = nil
         connection = nil
         guard let completion else { return }
         self.completion = nil
@@ -264,21 +284,30 @@ final class Exchange {
     }
 }
 
-/// One TCP connection to a backend, on a bufferevent. Retained for libevent from `connect` until
-/// `close()`, which frees the bufferevent exactly once.
+/// One TCP connection to a backend: a non-blocking socket with a persistent read event (see
+/// `SocketIO.swift`). Retained for libevent from `connect` until `close()`, which frees the
+/// events and closes the socket exactly once.
 final class UpstreamConnection {
     private enum State {
         case busy, idle, closed
     }
 
     private weak var pool: UpstreamPool?
+    private let loop: EventLoop
     private let limits: HTTPLimits
     private let hostHeader: String
     private let endpoint: String
-    private var bev: OpaquePointer?
+    private var fd: Int32 = -1
+    private let input: OpaquePointer
+    private let output: OpaquePointer
+    private var events: SocketEvents?
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     private var isConnected = false
+    /// A write failed (errno): the read callback, activated for it, reports it.
+    private var writeError: Int32?
+    /// Watches the deadline of the exchange in progress.
+    private var timer: DeadlineTimer?
 
     // The exchange in progress.
     private var exchange: Exchange?
@@ -293,41 +322,60 @@ final class UpstreamConnection {
 
     init(pool: UpstreamPool) {
         self.pool = pool
+        self.loop = pool.loop
         self.limits = pool.limits
         self.hostHeader = pool.hostHeader
         self.endpoint = "\(pool.host):\(pool.port)"
+        guard let input = evbuffer_new(), let output = evbuffer_new() else {
+            preconditionFailure("evbuffer_new failed (out of memory).")
+        }
+        self.input = input
+        self.output = output
     }
 
-    /// Starts a non-blocking connect; returns why it failed at once, or nil.
-    func connect(base: OpaquePointer, address: UnsafePointer<sockaddr>, length: Int32) -> String? {
-        guard let bev = bufferevent_socket_new(base, -1, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            return "cannot create a socket for \(endpoint): \(System.lastErrorText())"
+    deinit {
+        events?.free()
+        evbuffer_free(input)
+        evbuffer_free(output)
+    }
+
+    /// Starts a non-blocking connect (TCP_NODELAY set); returns why it failed at once, or nil.
+    /// The outcome of a connect in progress arrives as the first EV_WRITE.
+    func connect(address: UnsafePointer<sockaddr>, length: Int32) -> String? {
+        var inProgress: Int32 = 0
+        var error: Int32 = 0
+        let socket = switchyard_connect(address, length, &inProgress, &error)
+        guard socket >= 0 else {
+            return "connect to \(endpoint) failed: \(System.errorText(error))"
         }
-        self.bev = bev
+        fd = socket
         selfRetain = Unmanaged.passRetained(self)
-        bufferevent_setcb(
-            bev, UpstreamCallbacks.read, nil, UpstreamCallbacks.event, Unmanaged.passUnretained(self).toOpaque())
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
-        if bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: address), length) != 0 {
-            return "connect to \(endpoint) failed: \(System.lastErrorText())"
+        timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlinePassed() }
+        events = SocketEvents(
+            base: loop.base, fd: fd, callback: UpstreamCallbacks.io, owner: Unmanaged.passUnretained(self).toOpaque())
+        events?.startReading()
+        if inProgress != 0 {
+            events?.waitToWrite()
+        } else {
+            isConnected = true
         }
         return nil
     }
 
     /// Writes `exchange`'s request and waits for its response.
     func start(_ exchange: Exchange, isReused: Bool) {
-        guard let bev, let output = bufferevent_get_output(bev) else { return }
+        guard state != .closed else { return }
         state = .busy
         self.exchange = exchange
         exchange.connection = self
         self.isReused = isReused
         hasResponseBytes = false
         head = nil
-        body = ByteBuffer()
         bodyRemaining = 0
         chunkedDecoder = nil
         readsUntilClose = false
         scannedHeadBytes = 0
+        timer?.set(exchange.deadline)
 
         let request = exchange.request
         var headers = HopByHop.removing(from: request.headers)
@@ -336,18 +384,20 @@ final class UpstreamConnection {
         var fields = HTTPHeaders([("host", hostHeader)])
         for field in headers { fields.add(name: field.name, value: field.value) }
         let bodyLength = request.body.count
-        let sendsLength = bodyLength > 0 || ["POST", "PUT", "PATCH"].contains(request.method)
+        let sendsLength =
+            bodyLength > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
         let headBytes = HTTPSerializer.requestHead(
             method: request.method, target: request.target, headers: fields,
             contentLength: sendsLength ? bodyLength : nil)
         headBytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
+        if isConnected && !(events?.isWaitingToWrite ?? true) { flushOutput() }
     }
 
     func becomeIdle() {
         state = .idle
         exchange = nil
-        body = ByteBuffer()
+        timer?.clear()
     }
 
     /// The exchange timed out: close without completing it (the pool does).
@@ -356,12 +406,14 @@ final class UpstreamConnection {
         close()
     }
 
-    /// Frees the bufferevent and tells the pool. Idempotent.
+    /// Frees the events, closes the socket and tells the pool. Idempotent.
     func close() {
         guard state != .closed else { return }
         state = .closed
-        if let bev { bufferevent_free(bev) }
-        bev = nil
+        timer?.cancel()
+        events?.free()
+        if fd >= 0 { evutil_closesocket(fd) }
+        fd = -1
         exchange?.connection = nil
         pool?.connectionClosed(self)
         let retained = selfRetain
@@ -371,34 +423,72 @@ final class UpstreamConnection {
 
     // MARK: Events
 
+    private func deadlinePassed() {
+        guard state == .busy, let exchange, let pool else { return }
+        pool.connection(self, timedOut: exchange)
+    }
+
+    /// Sends what the socket takes; waits for EV_WRITE for the rest. A write error is reported
+    /// from the read callback (activated here), never from inside `start`, so a completion never
+    /// runs inside `send`.
+    private func flushOutput() {
+        switch SocketIO.flush(fd, from: output) {
+        case .drained:
+            events?.stopWaitingToWrite()
+        case .pending:
+            events?.waitToWrite()
+        case .failed(let error):
+            writeError = error
+            events?.stopWaitingToWrite()
+            events?.activateRead()
+        }
+    }
+
+    fileprivate func writable() {
+        guard state != .closed else { return }
+        if !isConnected {
+            let error = switchyard_socket_error(fd)
+            if error != 0 {
+                ended(errorText: System.errorText(error))
+                return
+            }
+            isConnected = true
+        }
+        flushOutput()
+    }
+
     fileprivate func readable() {
-        guard let bev else { return }
         switch state {
         case .idle:
-            close()  // bytes nobody asked for: the connection is out of step
+            close()  // bytes nobody asked for, or the backend closed: the connection is out of step
             return
         case .closed:
             return
         case .busy:
             break
         }
-        let input = bufferevent_get_input(bev)
-        if evbuffer_get_length(input) > 0 { hasResponseBytes = true }
+        switch SocketIO.read(fd, into: input) {
+        case .bytes:
+            hasResponseBytes = true
+            parse()
+        case .wouldBlock:
+            if let writeError { ended(errorText: System.errorText(writeError)) }
+        case .endOfStream:
+            ended(errorText: writeError.map(System.errorText))
+        case .failed(let error):
+            ended(errorText: System.errorText(error))
+        }
+    }
+
+    private func parse() {
         while state == .busy, exchange != nil {
-            let progressed = head == nil ? readHead(input) : readBody(input)
+            let progressed = head == nil ? readHead() : readBody()
             if !progressed { return }
         }
     }
 
-    fileprivate func event(_ events: Int16) {
-        if events & Int16(BEV_EVENT_CONNECTED) != 0 {
-            isConnected = true
-            if let bev { _ = switchyard_set_nodelay(bufferevent_getfd(bev)) }
-            return
-        }
-        guard events & Int16(BEV_EVENT_EOF | BEV_EVENT_ERROR) != 0 else { return }
-        let errorText = events & Int16(BEV_EVENT_ERROR) != 0 ? System.lastErrorText() : nil
-        if state == .busy { readable() }  // what arrived with the EOF
+    /// The backend closed the connection (`errorText` nil) or the socket failed.
+    private func ended(errorText: String?) {
         guard state == .busy, let exchange else {
             close()
             return
@@ -423,7 +513,7 @@ final class UpstreamConnection {
 
     // MARK: Reading the response
 
-    private func readHead(_ input: OpaquePointer?) -> Bool {
+    private func readHead() -> Bool {
         guard let exchange else { return false }
         let available = evbuffer_get_length(input)
         guard available > 0 else { return false }
@@ -454,6 +544,7 @@ final class UpstreamConnection {
                 return true  // interim response: the real one follows
             }
             self.head = head
+            body = ByteBuffer()
             switch head.framing {
             case .none:
                 complete(reusable: head.keepAlive)
@@ -475,7 +566,7 @@ final class UpstreamConnection {
 
     private var overLimit: String { "upstream response body exceeds the limit of \(limits.maxBodyBytes) bytes" }
 
-    private func readBody(_ input: OpaquePointer?) -> Bool {
+    private func readBody() -> Bool {
         guard let exchange, let head else { return false }
         let available = evbuffer_get_length(input)
         if readsUntilClose {
@@ -514,12 +605,10 @@ final class UpstreamConnection {
     }
 
     private func complete(reusable: Bool) {
-        guard let exchange, let head, let bev else { return }
+        guard let exchange, let head else { return }
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
         // connection is out of step: do not reuse it.
-        let isClean =
-            evbuffer_get_length(bufferevent_get_input(bev)) == 0
-            && evbuffer_get_length(bufferevent_get_output(bev)) == 0
+        let isClean = evbuffer_get_length(input) == 0 && evbuffer_get_length(output) == 0 && writeError == nil
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
         self.head = nil
@@ -537,12 +626,11 @@ final class UpstreamConnection {
 }
 
 enum UpstreamCallbacks {
-    static let read: bufferevent_data_cb = { _, arg in
+    static let io: event_callback_fn = { _, what, arg in
         let connection = Unmanaged<UpstreamConnection>.fromOpaque(arg!).takeUnretainedValue()
-        withExtendedLifetime(connection) { connection.readable() }
-    }
-    static let event: bufferevent_event_cb = { _, events, arg in
-        let connection = Unmanaged<UpstreamConnection>.fromOpaque(arg!).takeUnretainedValue()
-        withExtendedLifetime(connection) { connection.event(events) }
+        withExtendedLifetime(connection) {
+            if what & Int16(EV_READ) != 0 { connection.readable() }
+            if what & Int16(EV_WRITE) != 0 { connection.writable() }
+        }
     }
 }

@@ -357,4 +357,39 @@ private func startServer(
         #expect(try loop.sync { calls.value } == 1)
         #expect(try loop.eventually { server.value.openConnections == 0 })
     }
+
+    @Test func sendsALargeResponseToAClientThatReadsLate() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let size = 4 << 20
+        let server = try startServer(loop) { request, writer in
+            let fill = UInt8(ascii: request.head.target == "/a" ? "a" : "b")
+            writer.respond(status: 200, body: [UInt8](repeating: fill, count: size))
+        }
+        let client = try RawClient(port: server.value.port)
+        // Two pipelined requests: the first answer fills the socket, the second waits behind it.
+        client.send("GET /a HTTP/1.1\r\nhost: a\r\n\r\nGET /b HTTP/1.1\r\nhost: a\r\n\r\n")
+        usleep(300_000)
+        let first = try client.readResponse()
+        #expect(first.body.count == size && first.body.allSatisfy { $0 == UInt8(ascii: "a") })
+        let second = try client.readResponse()
+        #expect(second.body.count == size && second.body.allSatisfy { $0 == UInt8(ascii: "b") })
+    }
+
+    @Test func keepsABusyKeepAliveConnectionPastItsIdleTimeout() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let server = try startServer(loop, options: ServerOptions(idleTimeoutMilliseconds: 300))
+        let client = try RawClient(port: server.value.port)
+        // Requests every 150 ms for a second: the idle deadline moves on with each one.
+        for i in 0..<7 {
+            client.send("GET /\(i) HTTP/1.1\r\nhost: a\r\n\r\n")
+            #expect(try client.readResponse().text == "GET /\(i) ")
+            usleep(150_000)
+        }
+        #expect(try loop.sync { server.value.openConnections } == 1)
+        let before = Date()
+        #expect(client.isClosedByPeer())
+        #expect(Date().timeIntervalSince(before) > 0.1)
+    }
 }

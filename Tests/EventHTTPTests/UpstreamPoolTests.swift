@@ -293,4 +293,51 @@ private func sendConcurrently(
             return
         }
     }
+
+    @Test func sendsAndReceivesLargeBodies() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let upstream = try loop.make {
+            try HTTPServer(
+                loop: loop.loop, host: "127.0.0.1", port: 0,
+                options: ServerOptions(limits: HTTPLimits(maxBodyBytes: 8 << 20))
+            ) { request, writer in
+                // Answers with the body twice: the response is larger than the request.
+                let body = ByteBuffer()
+                body.append(contentsOf: request.body)
+                body.append(contentsOf: request.body)
+                writer.respond(status: 200, body: body)
+            }
+        }
+        let pool = try makePool(loop, port: upstream.value.port)
+        let payload = (0..<(3 << 20)).map { UInt8(97 + $0 % 26) }
+        for _ in 0..<2 {
+            let result = try send(pool, on: loop, {
+                UpstreamRequest(method: "POST", target: "/big", body: ByteBuffer(bytes: payload))
+            }, timeoutMilliseconds: 5000)
+            let outcome = try result.get()
+            #expect(outcome.status == 200)
+            #expect(outcome.body == String(decoding: payload + payload, as: UTF8.self))
+        }
+        #expect(try loop.sync { pool.value.connectionsOpened } == 1)
+    }
+
+    @Test func timesOutOnAReusedConnection() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let upstream = try loop.make {
+            try HTTPServer(loop: loop.loop, host: "127.0.0.1", port: 0) { request, writer in
+                if request.head.target == "/slow" { return }  // never answers
+                writer.respond(status: 200, body: Array("ok".utf8))
+            }
+        }
+        let pool = try makePool(loop, port: upstream.value.port)
+        for _ in 0..<3 { #expect(try send(pool, on: loop, timeoutMilliseconds: 300).get().body == "ok") }
+        let started = Date()
+        let result = try send(pool, on: loop, { UpstreamRequest(method: "GET", target: "/slow") }, timeoutMilliseconds: 300)
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(throws: UpstreamError.timeout) { try result.get() }
+        #expect(elapsed > 0.25 && elapsed < 1.5)
+        #expect(try loop.eventually { pool.value.openConnections == 0 })
+    }
 }
