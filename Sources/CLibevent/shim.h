@@ -198,4 +198,58 @@ static inline int switchyard_socket_error(evutil_socket_t fd) {
     return value;
 }
 
+// --- The POSIX calls EventHTTP needs, here so that no Swift file of the module imports Glibc:
+// the Swift compiler builds several files of one module in one job, and SwiftGlibc and this
+// module (whose libevent headers define _GNU_SOURCE) disagree on glibc's fd_set.
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline long long switchyard_monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int switchyard_errno(void) { return errno; }
+
+static inline const char *switchyard_strerror(int code) { return strerror(code); }
+
+// A non-blocking, close-on-exec pipe; returns 0 or -1 (errno set).
+static inline int switchyard_wake_pipe(int fds[2]) {
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
+    return 0;
+}
+
+static inline void switchyard_poke(int fd) {
+    unsigned char byte = 1;
+    (void)!write(fd, &byte, 1);
+}
+
+static inline void switchyard_drain_pipe(int fd) {
+    unsigned char scratch[64];
+    while (read(fd, scratch, sizeof(scratch)) > 0) {}
+}
+
+static inline void switchyard_close(int fd) { (void)close(fd); }
+
+static inline pthread_mutex_t *switchyard_mutex_new(void) {
+    pthread_mutex_t *m = (pthread_mutex_t *)malloc(sizeof(pthread_mutex_t));
+    if (m != NULL) pthread_mutex_init(m, NULL);
+    return m;
+}
+
+static inline void switchyard_mutex_free(pthread_mutex_t *m) {
+    pthread_mutex_destroy(m);
+    free(m);
+}
+
+static inline void switchyard_mutex_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
+static inline void switchyard_mutex_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
+
 #endif
