@@ -41,10 +41,33 @@ struct FileScope {
         sink.add(location(mark), message)
     }
 
-    /// A path written inside this file, made usable from the process's working directory.
+    /// A path written inside this file, made usable from the process's working directory:
+    /// joined to the file's directory and normalized lexically (`a/policies/../m.json` becomes
+    /// `a/m.json`). Lexically, not by the file system: in a Kubernetes ConfigMap volume
+    /// `policies` is a symlink into the hidden `..data` snapshot, and `..` must mean the config
+    /// directory the user sees, not the snapshot.
     func resolve(_ relative: String) -> String {
-        if relative.hasPrefix("/") || directory.isEmpty || directory == "." { return relative }
-        return directory + "/" + relative
+        let joined = relative.hasPrefix("/") || directory.isEmpty || directory == "." ? relative : directory + "/" + relative
+        return Self.normalize(joined)
+    }
+
+    /// Removes `.` segments, empty segments and `name/..` pairs; keeps leading `..` of a
+    /// relative path.
+    static func normalize(_ path: String) -> String {
+        let isAbsolute = path.hasPrefix("/")
+        var out: [Substring] = []
+        for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if segment == "." { continue }
+            if segment == "..", let last = out.last, last != ".." {
+                out.removeLast()
+                continue
+            }
+            if segment == "..", isAbsolute, out.isEmpty { continue }
+            out.append(segment)
+        }
+        let body = out.joined(separator: "/")
+        if isAbsolute { return "/" + body }
+        return body.isEmpty ? "." : body
     }
 
     // MARK: Typed reads

@@ -1,3 +1,4 @@
+import Foundation
 import HTTP1
 
 /// Everything `switchyard serve` can be told, with SPEC §2 and §8 defaults. The CLI fills it;
@@ -35,18 +36,36 @@ public struct SidecarOptions: Sendable {
 
     public init() {}
 
+    /// The cores this process may use: online CPUs, capped by a cgroup CPU quota (a container's
+    /// CPU limit), at least 1.
     public static var defaultWorkerCount: Int {
-        max(1, ProcessInfoCores.count)
-    }
-}
-
-enum ProcessInfoCores {
-    static var count: Int {
+        var cores = 1
         #if canImport(Glibc)
-        return Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        #else
-        return 1
+        cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         #endif
+        if let quota = cgroupCPUQuota() { cores = min(cores, Int(quota.rounded(.up))) }
+        return max(1, cores)
+    }
+
+    /// CPUs allowed by the cgroup quota (v2 `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`).
+    static func cgroupCPUQuota() -> Double? {
+        func read(_ path: String) -> String? {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if let v2 = read("/sys/fs/cgroup/cpu.max") {
+            let parts = v2.split(separator: " ")
+            if parts.count == 2, let quota = Double(parts[0]), let period = Double(parts[1]), quota > 0, period > 0 {
+                return quota / period
+            }
+            return nil
+        }
+        if let q = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").flatMap(Double.init),
+            let p = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us").flatMap(Double.init), q > 0, p > 0
+        {
+            return q / p
+        }
+        return nil
     }
 }
 

@@ -9,7 +9,8 @@ import Routing
 /// compared with the live answer once both exist (SPEC §3 "Shadow", §6).
 final class ShadowRun {
     let version: String
-    let startNanoseconds: UInt64
+    /// When the copy went out; for an embedded shadow, when its evaluation began.
+    var startNanoseconds: UInt64
     var result: ResponseSide?
     /// Embedded shadows wait until the live response has been written.
     var isDeferred = false
@@ -58,6 +59,7 @@ extension Worker {
                 guard let decision = exchange.decision, let policy = exchange.snapshot.config.models[decision.model],
                     case .embedded(let backend)? = policy.versions[run.version]?.backend
                 else { return }
+                run.startNanoseconds = Monotonic.nanoseconds()
                 let result = self.evaluate(exchange, model: decision.model, version: run.version, backend: backend)
                 self.shadowFinished(exchange, run, result: result)
             }

@@ -151,11 +151,26 @@ public final class Sidecar: @unchecked Sendable {
     /// config are set to 0).
     private func publishGauges(_ snapshot: ConfigSnapshot, previous: ConfigSnapshot?, guards: GuardState) {
         metrics.configGeneration.set(to: Double(snapshot.generation))
+        _ = metrics.configReloads(success: true)
+        _ = metrics.configReloads(success: false)
         var current: Set<String> = []
         for (name, policy) in snapshot.config.models {
             for entry in effectiveSplit(policy, guards: guards) {
                 current.insert(name + "\u{0}" + entry.version)
                 metrics.splitWeightRatio(model: name, version: entry.version).set(to: Double(entry.weight) / 10_000)
+            }
+            // Series that count events exist from the start at 0, so `increase()` sees the first one.
+            for version in policy.versionOrder where version != policy.fallback {
+                if let fallback = policy.fallback { _ = metrics.fallbacks(model: name, from: version, to: fallback) }
+            }
+            for shadow in policy.shadows {
+                for reason in ["overloaded", "draining"] { _ = metrics.shadowDropped(model: name, version: shadow.version, reason: reason) }
+                for live in policy.split where live.weight > 0 {
+                    for outcome in ["match", "mismatch", "error"] {
+                        _ = metrics.comparisons(model: name, live: live.version, shadow: shadow.version, outcome: outcome)
+                    }
+                    _ = metrics.flips(model: name, live: live.version, shadow: shadow.version)
+                }
             }
             if let guarded = policy.guardSpec?.version {
                 let tripped = guards.isTripped(model: name, version: guarded)

@@ -52,7 +52,7 @@ private func loaded(_ name: String) throws -> (Config, String) {
         policy.compare
             == CompareSpec(
                 output: "/predictions", tolerance: 0.0001, threshold: 0.5,
-                log: "\(directory)/policies/../comparisons/churn.jsonl", sample: 1))
+                log: "\(directory)/comparisons/churn.jsonl", sample: 1))
     #expect(
         policy.guardSpec
             == GuardSpec(version: "v2", maxErrorRatio: 0.05, maxP99Milliseconds: 250, minRequests: 100, windowSeconds: 60))
@@ -70,7 +70,7 @@ private func loaded(_ name: String) throws -> (Config, String) {
         v2 == RemoteBackend(host: "127.0.0.1", port: 9002, path: "/v2/models/churn/infer", timeoutMilliseconds: 1000, maxConnections: 64))
     #expect(policy.versions["v1"]?.wireProtocol == nil)
     #expect(policy.versions["v2"]?.wireProtocol == .v2)
-    #expect(v3 == EmbeddedBackend(kind: .xgboost, file: "\(directory)/policies/../examples/models/churn-v3.json", key: nil))
+    #expect(v3 == EmbeddedBackend(kind: .xgboost, file: "\(directory)/examples/models/churn-v3.json", key: nil))
     #expect(FileManager.default.isReadableFile(atPath: v3.file))
     #expect(v0.kind == .table)
     #expect(v0.key == .body("/instances/0/customer_id"))
@@ -121,7 +121,7 @@ private func loaded(_ name: String) throws -> (Config, String) {
         Issue.record("version only is not embedded")
         return
     }
-    #expect(only == EmbeddedBackend(kind: .linear, file: "\(directory)/policies/models/../models/m.json", key: nil))
+    #expect(only == EmbeddedBackend(kind: .linear, file: "\(directory)/policies/models/m.json", key: nil))
 }
 
 @Test func trailingSlashOnTheDirectoryIsDropped() throws {
@@ -164,4 +164,17 @@ private func loaded(_ name: String) throws -> (Config, String) {
             policies/big.yaml: error: file is larger than 1 MiB (1048576 bytes), the limit for a config file
             routes: error: no routes defined; expected at least one route in routes/*.yaml
             """)
+}
+
+@Test(arguments: [
+    ("policies/../examples/m.json", "examples/m.json"),
+    ("/etc/sy/policies/../models/x", "/etc/sy/models/x"),
+    ("./a/./b/", "a/b"),
+    ("../../m", "../../m"),
+    ("a/../../m", "../m"),
+    ("/../m", "/m"),
+    ("a/..", "."),
+])
+func pathsInsideFilesAreNormalizedLexically(path: String, expected: String) {
+    #expect(FileScope.normalize(path) == expected)
 }
