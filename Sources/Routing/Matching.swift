@@ -8,9 +8,10 @@ public func firstMatch(
     _ request: RequestFacts,
     in routes: [Route]
 ) -> (index: Int, route: Route, captures: [String: String])? {
-    for (index, route) in routes.enumerated() {
-        if let captures = matches(request, route.match) {
-            return (index, route, captures)
+    // By index: `enumerated()` would copy every Route it passes.
+    for index in routes.indices {
+        if let captures = matches(request, routes[index].match) {
+            return (index, routes[index], captures)
         }
     }
     return nil
