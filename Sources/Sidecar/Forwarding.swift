@@ -11,9 +11,7 @@ enum Forwarding {
     /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
     /// `Connection` field names are dropped, as are `owned` ones. Compares without allocating.
     static func endToEnd(_ headers: HTTPHeaders, dropping owned: [String]) -> HTTPHeaders {
-        let named = headers.values(name: "connection").flatMap { value in
-            value.split(separator: ",").map { String($0.trimmingSpaces()) }
-        }
+        let named = HopByHop.connectionNamed(in: headers)
         var out: [(name: String, value: String)] = []
         out.reserveCapacity(headers.count + 4)
         for field in headers.fields {
@@ -36,7 +34,8 @@ enum Forwarding {
     ) -> HTTPHeaders {
         var headers = endToEnd(client, dropping: requestOwned)
         let prior = client.values(name: "x-forwarded-for")
-        headers.add(name: "x-forwarded-for", value: (prior + [peerAddress]).joined(separator: ", "))
+        headers.add(
+            name: "x-forwarded-for", value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", "))
         headers.add(name: "x-request-id", value: requestID)
         if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
         if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
@@ -53,14 +52,5 @@ enum Forwarding {
         guard let value, !value.isEmpty, value.utf8.count <= 200 else { return nil }
         for b in value.utf8 where b < 0x21 || b > 0x7E { return nil }
         return value
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> Substring {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
     }
 }
