@@ -674,19 +674,23 @@ final class ServerConnection {
         let contentLength = hasNoBody ? nil : body.count
         // The handler's fields minus the ones the server writes itself, then `connection`, straight
         // into a buffer kept for its capacity.
-        headScratch.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendStatusLine(&headScratch, status: status)
+        // A local buffer moved out of the property: one exclusivity check, not one per append.
+        var out = headScratch
+        headScratch = []
+        out.removeAll(keepingCapacity: true)
+        HTTPSerializer.appendStatusLine(&out, status: status)
         for field in headers.fields where !ServerConnection.isFraming(field.name) {
             HTTPSerializer.appendField(
-                &headScratch, name: field.name, value: field.value, droppingFraming: contentLength != nil)
+                &out, name: field.name, value: field.value, droppingFraming: contentLength != nil)
         }
         if willClose {
-            HTTPSerializer.appendField(&headScratch, name: "connection", value: "close", droppingFraming: false)
+            HTTPSerializer.appendField(&out, name: "connection", value: "close", droppingFraming: false)
         } else if head?.version == .http10 {
-            HTTPSerializer.appendField(&headScratch, name: "connection", value: "keep-alive", droppingFraming: false)
+            HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
         }
-        HTTPSerializer.appendEnd(&headScratch, contentLength: contentLength)
-        headScratch.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        HTTPSerializer.appendEnd(&out, contentLength: contentLength)
+        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = out
         if !hasNoBody && head?.method != "HEAD" {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }

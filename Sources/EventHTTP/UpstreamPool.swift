@@ -385,9 +385,12 @@ final class UpstreamConnection {
             bodyLength > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
         // Written straight from the caller's fields into a reused buffer: `host` first, then the
         // fields that are not hop-by-hop, not named by `Connection`, not `host` or `content-length`.
-        headScratch.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendRequestLine(&headScratch, method: request.method, target: request.target)
-        HTTPSerializer.appendField(&headScratch, name: "host", value: hostHeader, droppingFraming: false)
+        // A local buffer moved out of the property: one exclusivity check, not one per append.
+        var out = headScratch
+        headScratch = []
+        out.removeAll(keepingCapacity: true)
+        HTTPSerializer.appendRequestLine(&out, method: request.method, target: request.target)
+        HTTPSerializer.appendField(&out, name: "host", value: hostHeader, droppingFraming: false)
         let named = HopByHop.connectionNamed(in: request.headers)
         for field in request.headers.fields {
             let name = field.name
@@ -397,10 +400,11 @@ final class UpstreamConnection {
             {
                 continue
             }
-            HTTPSerializer.appendField(&headScratch, name: name, value: field.value, droppingFraming: sendsLength)
+            HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
         }
-        HTTPSerializer.appendEnd(&headScratch, contentLength: sendsLength ? bodyLength : nil)
-        headScratch.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = out
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
         if isConnected && !(events?.isWaitingToWrite ?? true) { flushOutput() }
     }
