@@ -16,7 +16,9 @@ enum Forwarding {
         out.reserveCapacity(headers.count + 4)
         for field in headers.fields {
             let name = field.name
-            if HopByHop.isHopByHop(name) || owned.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+            let length = name.utf8.count
+            if HopByHop.isHopByHop(name)
+                || owned.contains(where: { $0.utf8.count == length && $0.asciiCaseInsensitiveEquals(name) })
                 || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
             {
                 continue
