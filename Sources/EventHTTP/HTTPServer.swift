@@ -269,6 +269,8 @@ final class ServerConnection {
     private var sequence = 0
     private var isProcessing = false
     private var isInputClosed = false
+    /// The response head being written, kept between responses for its capacity.
+    private var headScratch: [UInt8] = []
 
     init(server: HTTPServer, fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
         self.server = server
@@ -666,21 +668,29 @@ final class ServerConnection {
     /// after this response.
     private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
         guard state != .closed else { return true }
-        var fields = headers
-        if fields.fields.contains(where: { ServerConnection.isFraming($0.name) }) {
-            fields = HTTPHeaders(fields.fields.filter { !ServerConnection.isFraming($0.name) })
-        }
         let keepAlive = head?.keepAlive ?? false
         let willClose = forceClose || !keepAlive || isInputClosed || (server?.isDraining ?? true)
-        if willClose {
-            fields.add(name: "connection", value: "close")
-        } else if head?.version == .http10 {
-            fields.add(name: "connection", value: "keep-alive")
-        }
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
-        let bytes = HTTPSerializer.responseHead(
-            status: status, headers: fields, contentLength: hasNoBody ? nil : body.count)
-        bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        let contentLength = hasNoBody ? nil : body.count
+        // The handler's fields minus the ones the server writes itself, then `connection`, straight
+        // into a buffer kept for its capacity.
+        // A local buffer moved out of the property: one exclusivity check, not one per append.
+        var out = headScratch
+        headScratch = []
+        out.removeAll(keepingCapacity: true)
+        HTTPSerializer.appendStatusLine(&out, status: status)
+        for field in headers.fields where !ServerConnection.isFraming(field.name) {
+            HTTPSerializer.appendField(
+                &out, name: field.name, value: field.value, droppingFraming: contentLength != nil)
+        }
+        if willClose {
+            HTTPSerializer.appendField(&out, name: "connection", value: "close", droppingFraming: false)
+        } else if head?.version == .http10 {
+            HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
+        }
+        HTTPSerializer.appendEnd(&out, contentLength: contentLength)
+        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = out
         if !hasNoBody && head?.method != "HEAD" {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }
@@ -689,8 +699,12 @@ final class ServerConnection {
 
     /// Fields the server writes itself.
     private static func isFraming(_ name: String) -> Bool {
-        name.asciiCaseInsensitiveEquals("content-length") || name.asciiCaseInsensitiveEquals("transfer-encoding")
-            || name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        switch name.utf8.count {
+        case 10: return name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        case 14: return name.asciiCaseInsensitiveEquals("content-length")
+        case 17: return name.asciiCaseInsensitiveEquals("transfer-encoding")
+        default: return false
+        }
     }
 
     // MARK: Closing

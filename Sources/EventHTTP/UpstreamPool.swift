@@ -319,6 +319,8 @@ final class UpstreamConnection {
     private var chunkedDecoder: ChunkedDecoder?
     private var readsUntilClose = false
     private var scannedHeadBytes = 0
+    /// The request head being written, kept between requests for its capacity.
+    private var headScratch: [UInt8] = []
 
     init(pool: UpstreamPool) {
         self.pool = pool
@@ -378,18 +380,31 @@ final class UpstreamConnection {
         timer?.set(exchange.deadline)
 
         let request = exchange.request
-        var headers = HopByHop.removing(from: request.headers)
-        headers.remove(name: "host")
-        headers.remove(name: "content-length")
-        var fields = HTTPHeaders([("host", hostHeader)])
-        for field in headers { fields.add(name: field.name, value: field.value) }
         let bodyLength = request.body.count
         let sendsLength =
             bodyLength > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
-        let headBytes = HTTPSerializer.requestHead(
-            method: request.method, target: request.target, headers: fields,
-            contentLength: sendsLength ? bodyLength : nil)
-        headBytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        // Written straight from the caller's fields into a reused buffer: `host` first, then the
+        // fields that are not hop-by-hop, not named by `Connection`, not `host` or `content-length`.
+        // A local buffer moved out of the property: one exclusivity check, not one per append.
+        var out = headScratch
+        headScratch = []
+        out.removeAll(keepingCapacity: true)
+        HTTPSerializer.appendRequestLine(&out, method: request.method, target: request.target)
+        HTTPSerializer.appendField(&out, name: "host", value: hostHeader, droppingFraming: false)
+        let named = HopByHop.connectionNamed(in: request.headers)
+        for field in request.headers.fields {
+            let name = field.name
+            if HopByHop.isHopByHop(name) || name.asciiCaseInsensitiveEquals("host")
+                || name.asciiCaseInsensitiveEquals("content-length")
+                || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+            {
+                continue
+            }
+            HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
+        }
+        HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = out
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
         if isConnected && !(events?.isWaitingToWrite ?? true) { flushOutput() }
     }

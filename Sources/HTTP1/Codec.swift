@@ -540,16 +540,9 @@ public enum HTTPSerializer {
     /// `transfer-encoding` fields in `headers` are dropped too, so the framing is never ambiguous.
     /// `status` must be in 100...999 and `contentLength` non-negative (programmer errors trap).
     public static func responseHead(status: Int, headers: HTTPHeaders, contentLength: Int?) -> [UInt8] {
-        precondition((100...999).contains(status), "HTTPSerializer needs a 3-digit status code, got \(status).")
-        let reason = reasonPhrase(status)
         var out: [UInt8] = []
-        out.reserveCapacity(estimatedCapacity(headers) + reason.utf8.count)
-        out.append(contentsOf: "HTTP/1.1 ".utf8)
-        out.appendDecimal(status)
-        out.append(ASCII.sp)
-        out.append(contentsOf: reason.utf8)
-        out.append(ASCII.cr)
-        out.append(ASCII.lf)
+        out.reserveCapacity(estimatedCapacity(headers) + 32)
+        appendStatusLine(&out, status: status)
         appendFields(&out, headers, contentLength)
         return out
     }
@@ -559,13 +552,48 @@ public enum HTTPSerializer {
     /// target bytes outside visible ASCII are percent-encoded so they cannot break the line.
     public static func requestHead(method: String, target: String, headers: HTTPHeaders, contentLength: Int?) -> [UInt8]
     {
-        precondition(isToken(method), "HTTPSerializer needs a token as the method, got \"\(method)\".")
         var out: [UInt8] = []
         out.reserveCapacity(estimatedCapacity(headers) + method.utf8.count + target.utf8.count)
+        appendRequestLine(&out, method: method, target: target)
+        appendFields(&out, headers, contentLength)
+        return out
+    }
+
+    // The pieces of a head, for callers that write fields from several sources into one reused
+    // buffer (no intermediate `HTTPHeaders`). `responseHead` is `appendStatusLine`, then
+    // `appendField(…, droppingFraming: contentLength != nil)` per field, then `appendEnd`.
+
+    /// Appends `HTTP/1.1 200 OK\r\n`. `status` must be in 100...999.
+    public static func appendStatusLine(_ out: inout [UInt8], status: Int) {
+        precondition((100...999).contains(status), "HTTPSerializer needs a 3-digit status code, got \(status).")
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        out.appendDecimal(status)
+        out.append(ASCII.sp)
+        out.append(contentsOf: reasonPhrase(status).utf8)
+        out.append(ASCII.cr)
+        out.append(ASCII.lf)
+    }
+
+    /// Appends `METHOD target HTTP/1.1\r\n` (see `requestHead`).
+    public static func appendRequestLine(_ out: inout [UInt8], method: String, target: String) {
+        precondition(isToken(method), "HTTPSerializer needs a token as the method, got \"\(method)\".")
         out.append(contentsOf: method.utf8)
         out.append(ASCII.sp)
         if target.isEmpty { out.append(ASCII.slash) }
-        for c in target.utf8 {
+        let copied: Void? = target.utf8.withContiguousStorageIfAvailable { bytes in
+            // Most targets are visible ASCII: copy them in one piece.
+            if !bytes.contains(where: { $0 <= ASCII.sp || $0 >= ASCII.del }) {
+                out.append(contentsOf: bytes)
+            } else {
+                appendPercentEncoded(&out, bytes)
+            }
+        }
+        if copied == nil { appendPercentEncoded(&out, target.utf8) }
+        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+    }
+
+    private static func appendPercentEncoded(_ out: inout [UInt8], _ bytes: some Sequence<UInt8>) {
+        for c in bytes {
             if c > ASCII.sp && c < ASCII.del {
                 out.append(c)
             } else {
@@ -574,9 +602,56 @@ public enum HTTPSerializer {
                 out.append(hexDigit(c & 0x0F))
             }
         }
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
-        appendFields(&out, headers, contentLength)
-        return out
+    }
+
+    /// Appends `name: value\r\n`, unless the name is not a token or the value holds CR, LF or
+    /// NUL, or `droppingFraming` is set and the name is `content-length` or `transfer-encoding`.
+    @inline(__always)
+    public static func appendField(_ out: inout [UInt8], name: String, value: String, droppingFraming: Bool) {
+        var name = name
+        var value = value
+        // withUTF8 gives the contiguous bytes of a native String without copying.
+        name.withUTF8 { n in
+            value.withUTF8 { v in appendField(&out, name: n, value: v, droppingFraming: droppingFraming) }
+        }
+    }
+
+    @inline(__always)
+    static func appendField(
+        _ out: inout [UInt8], name n: UnsafeBufferPointer<UInt8>, value v: UnsafeBufferPointer<UInt8>,
+        droppingFraming: Bool
+    ) {
+        guard !n.isEmpty else { return }
+        for c in n where !isTChar(c) { return }
+        for c in v where c == ASCII.cr || c == ASCII.lf || c == 0 { return }
+        if droppingFraming && (n.count == 14 || n.count == 17) {
+            let raw = UnsafeRawBufferPointer(n)
+            if bytesEqualIgnoringCase(raw, 0..<n.count, "content-length")
+                || bytesEqualIgnoringCase(raw, 0..<n.count, "transfer-encoding")
+            {
+                return
+            }
+        }
+        out.append(contentsOf: n)
+        out.append(ASCII.colon)
+        out.append(ASCII.sp)
+        out.append(contentsOf: v)
+        out.append(ASCII.cr)
+        out.append(ASCII.lf)
+    }
+
+    /// Appends `content-length: N\r\n` when `contentLength` is given, then the blank line.
+    public static func appendEnd(_ out: inout [UInt8], contentLength: Int?) {
+        if let contentLength {
+            precondition(
+                contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
+            out.append(contentsOf: "content-length: ".utf8)
+            out.appendDecimal(contentLength)
+            out.append(ASCII.cr)
+            out.append(ASCII.lf)
+        }
+        out.append(ASCII.cr)
+        out.append(ASCII.lf)
     }
 
     /// The standard reason phrase (`Not Found`), or `Unknown`.
@@ -655,42 +730,11 @@ public enum HTTPSerializer {
     }
 
     private static func appendFields(_ out: inout [UInt8], _ headers: HTTPHeaders, _ contentLength: Int?) {
+        let droppingFraming = contentLength != nil
         for field in headers.fields {
-            var name = field.name
-            var value = field.value
-            // withUTF8 gives the contiguous bytes of a native String without copying.
-            name.withUTF8 { n in
-                value.withUTF8 { v in
-                    guard !n.isEmpty, n.allSatisfy(isTChar),
-                        !v.contains(where: { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 })
-                    else { return }
-                    if contentLength != nil {
-                        let raw = UnsafeRawBufferPointer(n)
-                        if bytesEqualIgnoringCase(raw, 0..<n.count, "content-length")
-                            || bytesEqualIgnoringCase(raw, 0..<n.count, "transfer-encoding")
-                        {
-                            return
-                        }
-                    }
-                    out.append(contentsOf: n)
-                    out.append(ASCII.colon)
-                    out.append(ASCII.sp)
-                    out.append(contentsOf: v)
-                    out.append(ASCII.cr)
-                    out.append(ASCII.lf)
-                }
-            }
+            appendField(&out, name: field.name, value: field.value, droppingFraming: droppingFraming)
         }
-        if let contentLength {
-            precondition(
-                contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
-            out.append(contentsOf: "content-length: ".utf8)
-            out.appendDecimal(contentLength)
-            out.append(ASCII.cr)
-            out.append(ASCII.lf)
-        }
-        out.append(ASCII.cr)
-        out.append(ASCII.lf)
+        appendEnd(&out, contentLength: contentLength)
     }
 
     private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x41 + v - 10 }
@@ -706,20 +750,36 @@ public enum HopByHop {
 
     /// Whether `name` is in `names`, ignoring ASCII case.
     public static func isHopByHop(_ name: String) -> Bool {
-        for hop in names where hop.asciiCaseInsensitiveEquals(name) { return true }
-        return false
+        // Dispatch on the length first: most names are not hop-by-hop and share no length with one.
+        switch name.utf8.count {
+        case 2: return name.asciiCaseInsensitiveEquals("te")
+        case 7: return name.asciiCaseInsensitiveEquals("trailer") || name.asciiCaseInsensitiveEquals("upgrade")
+        case 10: return name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        case 16: return name.asciiCaseInsensitiveEquals("proxy-connection")
+        case 17: return name.asciiCaseInsensitiveEquals("transfer-encoding")
+        case 18: return name.asciiCaseInsensitiveEquals("proxy-authenticate")
+        case 19: return name.asciiCaseInsensitiveEquals("proxy-authorization")
+        default: return false
+        }
     }
 
-    /// `headers` without the hop-by-hop fields and without the fields named in its `Connection` values.
-    public static func removing(from headers: HTTPHeaders) -> HTTPHeaders {
+    /// The field names listed in the `Connection` fields of `headers`, in order; empty (without
+    /// allocating) when there is no `Connection` field.
+    public static func connectionNamed(in headers: HTTPHeaders) -> [String] {
         var named: [String] = []
-        for value in headers.values(name: "connection") {
-            for token in value.utf8.split(separator: ASCII.comma) {
+        for field in headers.fields where field.name.utf8.count == 10 && field.name.asciiCaseInsensitiveEquals("connection") {
+            for token in field.value.utf8.split(separator: ASCII.comma) {
                 var t = token.drop(while: isOWS)
                 while let last = t.last, isOWS(last) { t = t.dropLast() }
                 if !t.isEmpty { named.append(String(decoding: t, as: UTF8.self)) }
             }
         }
+        return named
+    }
+
+    /// `headers` without the hop-by-hop fields and without the fields named in its `Connection` values.
+    public static func removing(from headers: HTTPHeaders) -> HTTPHeaders {
+        let named = connectionNamed(in: headers)
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(headers.count)
         for field in headers.fields {

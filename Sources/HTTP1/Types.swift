@@ -84,17 +84,42 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence {
 
 extension String {
     /// ASCII case-insensitive comparison, for header names and tokens.
+    @inlinable
     public func asciiCaseInsensitiveEquals(_ other: String) -> Bool {
         let a = self.utf8
         let b = other.utf8
         guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) {
+        // Native strings are contiguous UTF-8: compare through pointers, no iterator state.
+        let fast: Bool? = a.withContiguousStorageIfAvailable { x in
+            b.withContiguousStorageIfAvailable { y in asciiCaseInsensitiveEqualBytes(x, y) }
+        } ?? nil
+        if let fast { return fast }
+        for (x, y) in zip(a, b) where x != y {
             let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
             let ly = (y >= 65 && y <= 90) ? y | 0x20 : y
             if lx != ly { return false }
         }
         return true
     }
+}
+
+/// Whether two byte buffers are equal ignoring ASCII case (false when their lengths differ).
+@inlinable
+public func asciiCaseInsensitiveEqualBytes(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard x.count == y.count else { return false }
+    var k = 0
+    let n = x.count
+    while k < n {
+        let p = x[k]
+        let q = y[k]
+        if p != q {
+            let lp = (p &- 65) < 26 ? p | 0x20 : p
+            let lq = (q &- 65) < 26 ? q | 0x20 : q
+            if lp != lq { return false }
+        }
+        k &+= 1
+    }
+    return true
 }
 
 /// How the body of a message is delimited, decided from its head.
@@ -138,14 +163,15 @@ public struct RequestHead: Sendable, Hashable {
 
     /// The target up to `?`.
     public var path: Substring {
-        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        // Byte search: a target is ASCII, and Character search costs grapheme breaking.
+        if let q = target.utf8.firstIndex(of: 0x3F) { return target[..<q] }
         return target[...]
     }
 
     /// The text after `?`, if any.
     public var query: Substring? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
-        return target[target.index(after: q)...]
+        guard let q = target.utf8.firstIndex(of: 0x3F) else { return nil }
+        return target[target.utf8.index(after: q)...]
     }
 }
 

@@ -8,9 +8,10 @@ public func firstMatch(
     _ request: RequestFacts,
     in routes: [Route]
 ) -> (index: Int, route: Route, captures: [String: String])? {
-    for (index, route) in routes.enumerated() {
-        if let captures = matches(request, route.match) {
-            return (index, route, captures)
+    // By index: `enumerated()` would copy every Route it passes.
+    for index in routes.indices {
+        if let captures = matches(request, routes[index].match) {
+            return (index, routes[index], captures)
         }
     }
     return nil
@@ -24,12 +25,29 @@ func matches(_ request: RequestFacts, _ match: RouteMatch) -> [String: String]? 
     }
     switch match.path {
     case .exact(let path):
-        return request.path.utf8.elementsEqual(path.utf8) ? [:] : nil
+        return utf8HasPrefix(request.path, path, exactly: true) ? [:] : nil
     case .prefix(let prefix):
-        return request.path.utf8.starts(with: prefix.utf8) ? [:] : nil
+        return utf8HasPrefix(request.path, prefix, exactly: false) ? [:] : nil
     case .template(let template):
         return templateCaptures(template, path: request.path)
     }
+}
+
+/// Whether `text` starts with `prefix` (or, `exactly`, equals it), byte for byte: no Unicode
+/// equivalence, as paths are compared. Contiguous strings compare with one `memcmp`-like pass.
+func utf8HasPrefix(_ text: String, _ prefix: String, exactly: Bool) -> Bool {
+    let a = text.utf8
+    let b = prefix.utf8
+    guard exactly ? a.count == b.count : a.count >= b.count else { return false }
+    let fast: Bool? =
+        a.withContiguousStorageIfAvailable { x in
+            b.withContiguousStorageIfAvailable { y in
+                y.isEmpty || UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(x)[..<y.count])
+                    .elementsEqual(UnsafeRawBufferPointer(y))
+            }
+        } ?? nil
+    if let fast { return fast }
+    return a.starts(with: b)
 }
 
 /// The captures of `template` in `path`, or nil when it does not match.

@@ -138,6 +138,17 @@ func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
     let a = a.utf8
     let b = b.utf8
     guard a.count == b.count else { return false }
+    // Native strings are contiguous UTF-8: compare through pointers, not a zip of iterators.
+    let fast: Bool? =
+        a.withContiguousStorageIfAvailable { x in
+            b.withContiguousStorageIfAvailable { y in
+                for k in 0..<x.count where x[k] != y[k] && asciiLowercased(x[k]) != asciiLowercased(y[k]) {
+                    return false
+                }
+                return true
+            }
+        } ?? nil
+    if let fast { return fast }
     return zip(a, b).allSatisfy { asciiLowercased($0) == asciiLowercased($1) }
 }
 

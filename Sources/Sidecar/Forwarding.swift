@@ -11,14 +11,14 @@ enum Forwarding {
     /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
     /// `Connection` field names are dropped, as are `owned` ones. Compares without allocating.
     static func endToEnd(_ headers: HTTPHeaders, dropping owned: [String]) -> HTTPHeaders {
-        let named = headers.values(name: "connection").flatMap { value in
-            value.split(separator: ",").map { String($0.trimmingSpaces()) }
-        }
+        let named = HopByHop.connectionNamed(in: headers)
         var out: [(name: String, value: String)] = []
         out.reserveCapacity(headers.count + 4)
         for field in headers.fields {
             let name = field.name
-            if HopByHop.isHopByHop(name) || owned.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+            let length = name.utf8.count
+            if HopByHop.isHopByHop(name)
+                || owned.contains(where: { $0.utf8.count == length && $0.asciiCaseInsensitiveEquals(name) })
                 || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
             {
                 continue
@@ -36,7 +36,8 @@ enum Forwarding {
     ) -> HTTPHeaders {
         var headers = endToEnd(client, dropping: requestOwned)
         let prior = client.values(name: "x-forwarded-for")
-        headers.add(name: "x-forwarded-for", value: (prior + [peerAddress]).joined(separator: ", "))
+        headers.add(
+            name: "x-forwarded-for", value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", "))
         headers.add(name: "x-request-id", value: requestID)
         if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
         if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
@@ -53,14 +54,5 @@ enum Forwarding {
         guard let value, !value.isEmpty, value.utf8.count <= 200 else { return nil }
         for b in value.utf8 where b < 0x21 || b > 0x7E { return nil }
         return value
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> Substring {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
     }
 }

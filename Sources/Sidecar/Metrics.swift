@@ -112,6 +112,10 @@ struct MetricCache {
     var fallbacks: [PairKey: Counter] = [:]
     var sticky: [String: Counter] = [:]
     var dropped: [PairKey: Counter] = [:]
+    /// The handles `count` used last: most requests repeat them, and comparing two keys whose
+    /// strings share storage costs less than hashing them.
+    private var lastRequest: (key: RequestKey, counter: Counter)?
+    private var lastDuration: (key: VersionKey, histogram: ValueHistogram)?
 
     mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
         let key = PairKey(model: model, live: from, shadow: to)
@@ -149,20 +153,28 @@ struct MetricCache {
         seconds: Double
     ) {
         let key = RequestKey(route: route, version: version, role: role, code: code)
-        if let counter = requests[key] {
+        if let last = lastRequest, last.key == key {
+            last.counter.increment()
+        } else if let counter = requests[key] {
             counter.increment()
+            lastRequest = (key, counter)
         } else {
             let counter = metrics.requests(route: route, model: model, version: version, role: role, code: code)
             requests[key] = counter
             counter.increment()
+            lastRequest = (key, counter)
         }
         let durationKey = VersionKey(model: model, version: version, role: role)
-        if let histogram = durations[durationKey] {
+        if let last = lastDuration, last.key == durationKey {
+            last.histogram.record(seconds)
+        } else if let histogram = durations[durationKey] {
             histogram.record(seconds)
+            lastDuration = (durationKey, histogram)
         } else {
             let histogram = metrics.duration(model: model, version: version, role: role)
             durations[durationKey] = histogram
             histogram.record(seconds)
+            lastDuration = (durationKey, histogram)
         }
     }
 

@@ -18,10 +18,14 @@ struct SplitMix64: RandomNumberGenerator {
     /// 16 lower-case hex digits.
     mutating func requestID() -> String {
         let value = next()
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 16)
-        for i in 0..<16 { out[i] = digits[Int((value >> UInt64(60 - 4 * i)) & 0xF)] }
-        return String(decoding: out, as: UTF8.self)
+        // Written in place: one allocation for the String, none for digits or scratch arrays.
+        return String(unsafeUninitializedCapacity: 16) { out in
+            for i in 0..<16 {
+                let nibble = UInt8(truncatingIfNeeded: (value >> UInt64(60 - 4 * i)) & 0xF)
+                out[i] = nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble
+            }
+            return 16
+        }
     }
 }
 

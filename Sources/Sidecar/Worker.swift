@@ -17,6 +17,8 @@ final class Worker: @unchecked Sendable {
     let logger: Logger
     private(set) var server: HTTPServer?
     private(set) var snapshot: ConfigSnapshot
+    /// `snapshot.readsBodyKeys`, computed once per snapshot.
+    private var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
@@ -48,6 +50,7 @@ final class Worker: @unchecked Sendable {
         self.loop = try EventLoop()
         self.options = options
         self.snapshot = snapshot
+        self.snapshotReadsBodyKeys = snapshot.readsBodyKeys
         self.logger = logger
         var seed = SystemRandomNumberGenerator()
         self.random = SplitMix64(seed: seed.next())
@@ -73,6 +76,7 @@ final class Worker: @unchecked Sendable {
     /// close once their in-flight requests are done.
     func install(_ next: ConfigSnapshot) {
         snapshot = next
+        snapshotReadsBodyKeys = next.readsBodyKeys
         metricCache = MetricCache()
         let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
         for (key, pool) in pools where !wanted.contains(key) {
@@ -109,7 +113,8 @@ final class Worker: @unchecked Sendable {
         let exchange = Exchange(
             request: request, writer: writer, snapshot: snapshot,
             requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
-                ?? random.requestID())
+                ?? random.requestID(),
+            readsBodyKeys: snapshotReadsBodyKeys)
         let outcome = decide(exchange.facts, config: exchange.snapshot.config, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
@@ -128,13 +133,15 @@ final class Worker: @unchecked Sendable {
         case .guardOpen(let route, let version):
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
-            exchange.decision = decision
+            let routed = RoutedRequest(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
+            exchange.routed = routed
             if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
             if !decision.shadows.isEmpty { startShadows(exchange, decision: decision) }
-            answer(exchange, version: decision.version) { [self] result in
-                self.conclude(exchange, version: decision.version, result: result)
+            let version = routed.version
+            answer(exchange, version: version) { [self] result in
+                self.conclude(exchange, version: version, result: result)
             }
         }
     }
@@ -148,19 +155,27 @@ final class Worker: @unchecked Sendable {
         case failed(SidecarError, reply: Reply?)
     }
 
-    struct Reply {
+    /// A response to send. A class so that the answering path adds its fields to the one header
+    /// list it owns instead of copying it (loop thread only).
+    final class Reply {
         var status: Int
         var headers: HTTPHeaders
         var body: ByteBuffer
+
+        init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
     }
 
     func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
-        if let decision = exchange.decision, exchange.snapshot.guardedVersion[decision.model] == version {
+        if let routed = exchange.routed, routed.isGuarded, exchange.snapshot.guardedVersion[routed.model] == version {
             let now = Monotonic.nanoseconds()
             var failed = false
             if case .failed = result { failed = true }
             guardMonitor.record(
-                model: decision.model, version: version, failed: failed,
+                model: routed.model, version: version, failed: failed,
                 latencyMilliseconds: Double(now &- exchange.attemptStartNanoseconds) / 1e6,
                 nowMilliseconds: Int64(now / 1_000_000))
         }
@@ -168,11 +183,11 @@ final class Worker: @unchecked Sendable {
         case .answered(let reply):
             respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
         case .failed(let error, let reply):
-            if exchange.failedVersion == nil, let decision = exchange.decision, let fallback = decision.fallback,
+            if exchange.failedVersion == nil, let routed = exchange.routed, let fallback = routed.decision.fallback,
                 fallback != version
             {
                 exchange.failedVersion = version
-                metricCache.fallback(metrics, model: decision.model, from: version, to: fallback).increment()
+                metricCache.fallback(metrics, model: routed.model, from: version, to: fallback).increment()
                 logger.debug(
                     "falling back",
                     metadata: ["request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
@@ -192,9 +207,8 @@ final class Worker: @unchecked Sendable {
 
     func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
         exchange.attemptStartNanoseconds = Monotonic.nanoseconds()
-        guard let decision = exchange.decision,
-            let policy = exchange.snapshot.config.models[decision.model],
-            let spec = policy.versions[version]
+        guard let routed = exchange.routed,
+            let spec = exchange.snapshot.config.models[routed.model]?.versions[version]
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
@@ -202,7 +216,7 @@ final class Worker: @unchecked Sendable {
         case .remote(let remote):
             forward(exchange, version: version, spec: spec, remote: remote, completion: completion)
         case .embedded(let embedded):
-            completion(evaluate(exchange, model: decision.model, version: version, backend: embedded))
+            completion(evaluate(exchange, model: routed.model, version: version, backend: embedded))
         }
     }
 
@@ -213,8 +227,8 @@ final class Worker: @unchecked Sendable {
         completion: @escaping (VersionResult) -> Void
     ) {
         let head = exchange.request.head
-        guard let decision = exchange.decision else { preconditionFailure("forward runs only for routed requests") }
-        let routeProtocol = decision.wireProtocol
+        guard let routed = exchange.routed else { preconditionFailure("forward runs only for routed requests") }
+        let routeProtocol = routed.wireProtocol
         let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
         let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
         // A shadow's body is compared, never sent on: it is not checked here.
@@ -240,11 +254,11 @@ final class Worker: @unchecked Sendable {
             target = head.target
         }
         let upstream = UpstreamRequest(method: head.method, target: target, headers: headers, body: body)
-        let model = decision.model
+        let model = routed.model
         pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { [self] result in
             switch result {
             case .success(let response):
-                var reply = Reply(
+                let reply = Reply(
                     status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
                     body: response.body)
                 if response.head.status >= 500 {
@@ -326,7 +340,7 @@ final class Worker: @unchecked Sendable {
 
     func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
         guard let loaded = exchange.snapshot.model(model, version: version),
-            let route = exchange.decision?.wireProtocol
+            let route = exchange.routed?.wireProtocol
         else {
             preconditionFailure("an embedded version was checked but its model was not loaded")
         }
@@ -381,19 +395,19 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
-        var headers = reply.headers
-        if let version { headers.add(name: "x-switchyard-version", value: version) }
-        if let failedVersion { headers.add(name: "x-switchyard-fallback", value: failedVersion) }
-        headers.add(name: "x-request-id", value: exchange.requestID)
-        exchange.writer.respond(status: reply.status, headers: headers, body: reply.body)
+        // The reply is this response's own: its fields are added to in place.
+        if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
+        if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
+        reply.headers.add(name: "x-request-id", value: exchange.requestID)
+        exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
-        let decision = exchange.decision
+        let routed = exchange.routed
         metricCache.count(
-            metrics, route: decision?.route.name ?? "", model: decision?.model ?? "", version: version ?? "",
+            metrics, route: routed?.routeName ?? "", model: routed?.model ?? "", version: version ?? "",
             role: .live, code: reply.status, seconds: Double(elapsed) / 1e9)
         if exchange.hasShadows {
             liveAnswered(
-                exchange, status: reply.status, version: version ?? decision?.version ?? "", body: reply.body.bytes,
+                exchange, status: reply.status, version: version ?? routed?.version ?? "", body: reply.body.bytes,
                 latencyMilliseconds: Double(elapsed) / 1e6)
         }
     }
@@ -405,10 +419,12 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
     let requestID: String
-    var decision: Decision?
+    /// What routing decided, once it has (boxed once: the request path reads it many times).
+    var routed: RoutedRequest?
+    var decision: Decision? { routed?.decision }
     /// Set once the chosen version failed and the fallback was asked.
     var failedVersion: String?
-    let startNanoseconds = Monotonic.nanoseconds()
+    let startNanoseconds: UInt64
     /// When the current version (the chosen one, then the fallback) was asked.
     var attemptStartNanoseconds: UInt64 = 0
     /// Shadow copies of this request, and the live side once it has answered.
@@ -417,11 +433,19 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     var hasShadows: Bool { !shadows.isEmpty }
     private var parsedBody: Result<JSON, ModelError>?
 
-    init(request: ServerRequest, writer: ResponseWriter, snapshot: ConfigSnapshot, requestID: String) {
+    /// Some key source of `snapshot` reads the body (see `ConfigSnapshot.readsBodyKeys`).
+    let readsBodyKeys: Bool
+
+    init(
+        request: ServerRequest, writer: ResponseWriter, snapshot: ConfigSnapshot, requestID: String,
+        readsBodyKeys: Bool = true
+    ) {
         self.request = request
         self.writer = writer
         self.snapshot = snapshot
         self.requestID = requestID
+        self.readsBodyKeys = readsBodyKeys
+        self.startNanoseconds = Monotonic.nanoseconds()
     }
 
     /// The request body as JSON, parsed once, on first use.
@@ -440,12 +464,59 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
 
     lazy var facts: RequestFacts = {
         let head = request.head
-        return RequestFacts(
-            method: head.method, path: String(head.path), query: head.query.map(String.init),
-            headers: head.headers.fields,
-            bodyKey: { [unowned self] pointer in
+        let target = head.target
+        // One byte search splits path and query; the closure is made only when a key may need it.
+        let path: String
+        var query: String?
+        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(target[..<mark])
+            query = String(target[target.utf8.index(after: mark)...])
+        } else {
+            path = target
+        }
+        var bodyKey: (@Sendable (String) -> String?)?
+        if readsBodyKeys {
+            bodyKey = { [unowned self] pointer in
                 guard let body = try? self.bodyJSON(), let value = body.value(atPointer: pointer) else { return nil }
                 return value.keyString
-            })
+            }
+        }
+        return RequestFacts(
+            method: head.method, path: path, query: query, headers: head.headers.fields, bodyKey: bodyKey)
     }()
+}
+
+/// A routing decision and the parts of it the request path reads, boxed once per request so
+/// reading them does not copy the whole `Decision` (its `Route` included) each time.
+final class RoutedRequest {
+    let decision: Decision
+    let model: String
+    let version: String
+    let routeName: String
+    let wireProtocol: WireProtocol
+    /// The model has a guard (only then is `guardedVersion` looked up).
+    let isGuarded: Bool
+
+    init(_ decision: Decision, isGuarded: Bool = true) {
+        self.decision = decision
+        self.model = decision.model
+        self.version = decision.version
+        self.routeName = decision.route.name
+        self.wireProtocol = decision.wireProtocol
+        self.isGuarded = isGuarded
+    }
+}
+
+extension ConfigSnapshot {
+    /// Whether any sticky key or table key reads the request body (`body:` source): only then does
+    /// a request's `RequestFacts` carry a body reader.
+    var readsBodyKeys: Bool {
+        config.models.values.contains { policy in
+            if case .body? = policy.sticky { return true }
+            return policy.versions.values.contains { spec in
+                if case .embedded(let embedded) = spec.backend, case .body? = embedded.key { return true }
+                return false
+            }
+        }
+    }
 }

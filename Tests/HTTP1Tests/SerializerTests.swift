@@ -99,3 +99,42 @@ func commonStatusesHaveReasonPhrases(_ status: Int) {
     #expect(HopByHop.isHopByHop("Proxy-Connection"))
     #expect(!HopByHop.isHopByHop("content-length"))
 }
+
+/// The length-dispatched check must agree with the documented set, in any case, and refuse
+/// names that only share a length or differ by a non-letter byte.
+@Test(arguments: [
+    "connection", "Keep-Alive", "PROXY-CONNECTION", "te", "Trailer", "transfer-encoding", "Upgrade",
+    "proxy-authenticate", "Proxy-Authorization", "content-length", "host", "tf", "trailers", "upgradE ",
+    "keep_alive", "connectioN", "x-request-id", "",
+])
+func hopByHopAgreesWithItsNameSet(name: String) {
+    let lowered = String(decoding: name.utf8.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 }, as: UTF8.self)
+    let expected = HopByHop.names.contains(lowered)
+    #expect(HopByHop.isHopByHop(name) == expected)
+}
+
+@Test func asciiCaseInsensitiveEqualityFoldsOnlyLetters() {
+    #expect("Content-Length".asciiCaseInsensitiveEquals("content-length"))
+    #expect("X-Request-ID".asciiCaseInsensitiveEquals("x-request-id"))
+    #expect(!"keep\ralive".asciiCaseInsensitiveEquals("keep-alive"))  // '\r' | 0x20 is '-': no fold
+    #expect(!"a@".asciiCaseInsensitiveEquals("a`"))  // 0x40 and 0x60 differ only in bit 0x20
+    #expect(!"abc".asciiCaseInsensitiveEquals("abcd"))
+    #expect("".asciiCaseInsensitiveEquals(""))
+    // Heap strings (over 15 bytes) and inline small strings both compare through their bytes.
+    let long = String(repeating: "Ab", count: 40)
+    #expect(long.asciiCaseInsensitiveEquals(String(repeating: "aB", count: 40)))
+    #expect("é".asciiCaseInsensitiveEquals("é") && !"É".asciiCaseInsensitiveEquals("é"))
+}
+
+@Test func headPiecesMatchTheWholeHead() {
+    let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "9"), ("bad name", "x")])
+    var out: [UInt8] = []
+    HTTPSerializer.appendStatusLine(&out, status: 404)
+    for field in headers { HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: true) }
+    HTTPSerializer.appendEnd(&out, contentLength: 3)
+    #expect(out == HTTPSerializer.responseHead(status: 404, headers: headers, contentLength: 3))
+    out.removeAll()
+    HTTPSerializer.appendRequestLine(&out, method: "GET", target: "/a?b=c d")
+    HTTPSerializer.appendEnd(&out, contentLength: nil)
+    #expect(text(out) == "GET /a?b=c%20d HTTP/1.1\r\n\r\n")
+}
