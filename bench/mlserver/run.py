@@ -3,7 +3,8 @@
 (mlserver-xgboost) serving the same model file, with the same Open Inference Protocol v2
 request, the same wrk load and the same run. Loopback only; every process it starts it stops.
 
-    python3 -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver mlserver-xgboost
+    python3 -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver mlserver-xgboost "uvloop<0.22"
+    (mlserver 1.7.1 worker processes fail to start with uvloop 0.23: "no current event loop")
     swift build -c release --product switchyard
     python3 bench/mlserver/run.py [--mlserver /tmp/mlserver-venv/bin/mlserver] [--duration 10] [--connections 32]
 
