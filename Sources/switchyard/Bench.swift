@@ -34,9 +34,11 @@ struct BenchModel: ParsableCommand {
         guard case .embedded(let evaluator) = try ModelLoader.load(kind: kind, path: model) else {
             throw ValidationError("\(model) is not an evaluated model")
         }
-        let body = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: rows))))
+        let file = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: rows))))
+        guard let instances = file["instances"] else { throw ValidationError("\(rows) has no 'instances'") }
         let all = try TFServingCodec.decodeInstances(
-            body, featureNames: evaluator.featureNames, featureCount: evaluator.featureCount, ignoring: [])
+            .object(JSONObject([(key: "instances", value: instances)])), featureNames: evaluator.featureNames,
+            featureCount: evaluator.featureCount, ignoring: [])
         for size in batch.split(separator: ",").compactMap({ Int($0) }) where size > 0 {
             var values: [Double] = []
             for i in 0..<size { values.append(contentsOf: all.row(i % all.rows)) }
