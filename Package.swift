@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "CompareTests", dependencies: ["Compare", "Models"]),
         .testTarget(
             name: "SidecarTests",
-            dependencies: ["Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CLITests", dependencies: ["switchyard"]),
     ]
 )
