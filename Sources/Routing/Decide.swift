@@ -186,7 +186,8 @@ public func decide<G: RandomNumberGenerator>(
     guard let policy = config.models[route.model] else {
         preconditionFailure("Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config.")
     }
-    let tripped = guards.tripped[policy.model] ?? []
+    // Most workers have no tripped guard: skip hashing the model name then.
+    let tripped = guards.tripped.isEmpty ? [] : guards.tripped[policy.model] ?? []
     let fallback = { (version: String) in policy.fallback == version ? nil : policy.fallback }
 
     if let pin = route.pin, let (requested, reason) = pinnedName(pin, request: request, captures: captures) {
@@ -225,7 +226,7 @@ public func decide<G: RandomNumberGenerator>(
         chosen = stickyVersion(for: key, split: policy.split)!
         reason = .stickySplit(key: key, source: source)
     } else {
-        let bucket = Int.random(in: 0..<splitTotal, using: &entropy)
+        let bucket = randomBucket(using: &entropy)
         chosen = version(atBucket: bucket, split: policy.split)
         reason = .randomSplit(bucket: bucket, why: policy.sticky.map { .stickyKeyMissing($0) } ?? .noStickyConfigured)
     }
@@ -259,6 +260,21 @@ public func decide<G: RandomNumberGenerator>(
 
 /// Split weights are in hundredths of a percent and sum to this.
 let splitTotal = 10_000
+
+/// A uniform bucket in `0..<splitTotal`: the same draws and result as
+/// `Int.random(in: 0..<splitTotal, using: &entropy)`, but with the arithmetic on `UInt64` written
+/// out, so an unspecialized `decide` does not run the stdlib's generic integer code (~0.3 µs).
+/// Lemire's nearly divisionless method, as the stdlib's `next(upperBound:)` does it.
+@inline(__always)
+func randomBucket<G: RandomNumberGenerator>(using entropy: inout G) -> Int {
+    let bound = UInt64(splitTotal)
+    var m = entropy.next().multipliedFullWidth(by: bound)
+    if m.low < bound {
+        let t = (0 &- bound) % bound
+        while m.low < t { m = entropy.next().multipliedFullWidth(by: bound) }
+    }
+    return Int(truncatingIfNeeded: m.high)
+}
 
 /// The version or label `pin` names for this request, or nil when the request is not pinned.
 private func pinnedName(
