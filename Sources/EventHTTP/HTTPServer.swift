@@ -323,7 +323,7 @@ final class ServerConnection {
                 events?.stopReading()  // resumed by `updateReading` once the input is consumed
                 return
             }
-            switch SocketIO.read(fd, into: input, maxBytes: room) {
+            switch SocketIO.read(fd, into: input, maxBytes: room, scratch: loop.readScratch) {
             case .bytes:
                 if state == .awaitingResponse {
                     updateReading()
@@ -338,7 +338,7 @@ final class ServerConnection {
                 close()
             }
         case .lingering:
-            let outcome = SocketIO.read(fd, into: input)
+            let outcome = SocketIO.read(fd, into: input, scratch: loop.readScratch)
             evbuffer_drain(input, evbuffer_get_length(input))
             switch outcome {
             case .bytes, .wouldBlock: break

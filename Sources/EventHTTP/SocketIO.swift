@@ -35,14 +35,22 @@ enum SocketIO {
     static let maxReadsPerWakeup = 4
 
     /// Reads what the socket has, up to `maxBytes`: one `recv` of a chunk, repeated while each read
-    /// fills its chunk (a short read means the socket is drained: no EAGAIN round trip).
-    static func read(_ fd: Int32, into buffer: OpaquePointer, maxBytes: Int = .max) -> ReadOutcome {
+    /// fills its chunk (a short read means the socket is drained: no EAGAIN round trip). Into an
+    /// empty `buffer` the first read goes through `scratch` (the loop's `readScratch`, at least
+    /// `readChunkBytes` long) and is copied into a chain of its own size; later reads fill the
+    /// buffer's spare space directly.
+    static func read(
+        _ fd: Int32, into buffer: OpaquePointer, maxBytes: Int = .max, scratch: UnsafeMutableRawPointer
+    ) -> ReadOutcome {
         var total = 0
         var error: Int32 = 0
         for _ in 0..<maxReadsPerWakeup {
             let want = min(readChunkBytes, maxBytes - total)
             if want <= 0 { break }
-            let got = switchyard_read_into(buffer, fd, want, &error)
+            let got =
+                evbuffer_get_length(buffer) == 0
+                ? switchyard_read_via(buffer, fd, want, scratch, &error)
+                : switchyard_read_into(buffer, fd, want, &error)
             if got > 0 {
                 total += got
                 if got < want { break }

@@ -482,7 +482,7 @@ final class UpstreamConnection {
         case .busy:
             break
         }
-        switch SocketIO.read(fd, into: input) {
+        switch SocketIO.read(fd, into: input, scratch: loop.readScratch) {
         case .bytes:
             hasResponseBytes = true
             parse()
