@@ -189,6 +189,20 @@ static inline long switchyard_write_from(struct evbuffer *buffer, evutil_socket_
     return (long)sent;
 }
 
+// One send of `length` bytes (MSG_NOSIGNAL), for a message written whole without an evbuffer.
+// Returns the bytes sent, -1 when the socket takes nothing now (EAGAIN, EINTR), or -2 on an
+// error with the errno in `*error`.
+static inline long switchyard_send(evutil_socket_t fd, const void *bytes, size_t length, int *error) {
+    ssize_t sent = send(fd, bytes, length, MSG_NOSIGNAL);
+    if (sent < 0) {
+        int saved = errno;
+        if (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR) return -1;
+        *error = saved;
+        return -2;
+    }
+    return (long)sent;
+}
+
 // Opens a non-blocking, close-on-exec TCP socket with TCP_NODELAY and starts connecting it.
 // Returns the socket, with `*in_progress` set while the handshake runs (EINPROGRESS), or -1
 // with the errno in `*error`.

@@ -68,6 +68,15 @@ public final class ByteBuffer {
         }
     }
 
+    /// Appends a copy of the bytes to `out`.
+    func appendBytes(to out: inout [UInt8]) {
+        let length = count
+        guard length > 0 else { return }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: length))
+        out.withUnsafeMutableBytes { raw in _ = evbuffer_copyout(evbuffer, raw.baseAddress! + start, length) }
+    }
+
     /// Removes every byte.
     public func removeAll() {
         evbuffer_drain(evbuffer, count)

@@ -689,9 +689,22 @@ final class ServerConnection {
             HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
         }
         HTTPSerializer.appendEnd(&out, contentLength: contentLength)
+        let sendsBody = !hasNoBody && head?.method != "HEAD"
+        // A response given outside `process` (after an upstream answered) with nothing queued before
+        // it goes out at once with a small body in the same buffer: no output chain when it all goes.
+        // Inside `process`, responses are queued so a pipelined batch leaves in one write.
+        if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
+            && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
+        {
+            if sendsBody { body.appendBytes(to: &out) }
+            // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
+            _ = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = out
+            return willClose
+        }
         out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         headScratch = out
-        if !hasNoBody && head?.method != "HEAD" {
+        if sendsBody {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }
         return willClose

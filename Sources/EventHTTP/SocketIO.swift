@@ -64,6 +64,19 @@ enum SocketIO {
         return total > 0 ? .bytes(total) : .wouldBlock
     }
 
+    /// Sends a whole message at once, straight from `bytes`, when the socket takes it: a message
+    /// that goes out whole never gets an output chain. What the socket does not take (all of it on
+    /// an error, which the caller's next flush then reports) is appended to `output`, which must be
+    /// empty. Returns whether bytes were left in `output`.
+    static func sendOrQueue(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, output: OpaquePointer) -> Bool {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return false }
+        var error: Int32 = 0
+        let sent = max(0, switchyard_send(fd, base, bytes.count, &error))
+        if sent == bytes.count { return false }
+        evbuffer_add(output, base + sent, bytes.count - sent)
+        return true
+    }
+
     /// Sends as much of `buffer` as the socket takes now. A buffer sent whole costs one syscall; a
     /// short send (socket full, or more than 16 segments) is retried until EAGAIN.
     static func flush(_ fd: Int32, from buffer: OpaquePointer) -> FlushOutcome {

@@ -400,10 +400,19 @@ final class UpstreamConnection {
             HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
         }
         HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
+        if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
+            // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
+            request.body.appendBytes(to: &out)
+            let left = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = out
+            if left { flushOutput() }
+            return
+        }
         out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         headScratch = out
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
-        if isConnected && !(events?.isWaitingToWrite ?? true) { flushOutput() }
+        if canSend { flushOutput() }
     }
 
     func becomeIdle() {
