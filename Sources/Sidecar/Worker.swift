@@ -119,7 +119,7 @@ final class Worker: @unchecked Sendable {
             requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
                 ?? random.requestID(),
             readsBodyKeys: snapshotReadsBodyKeys)
-        let outcome = decide(exchange.facts, config: exchange.snapshot.config, guards: guards, using: &random)
+        let outcome = decide(exchange.facts, table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
             if let answer = Metadata.answer(
@@ -207,7 +207,7 @@ final class Worker: @unchecked Sendable {
     /// Asks `version` for the live answer; its result goes to `conclude`.
     func answer(_ exchange: Exchange, version: String) {
         guard let routed = exchange.routed,
-            let spec = exchange.snapshot.config.models[routed.model]?.versions[version]
+            let spec = exchange.snapshot.routing.version(version, routeIndex: routed.routeIndex)
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
@@ -524,6 +524,8 @@ final class RoutedRequest {
     let model: String
     let version: String
     let routeName: String
+    /// The route's position in `Config.routes`.
+    let routeIndex: Int
     let wireProtocol: WireProtocol
     /// The model has a guard (only then is `guardedVersion` looked up).
     let isGuarded: Bool
@@ -533,6 +535,7 @@ final class RoutedRequest {
         self.model = decision.model
         self.version = decision.version
         self.routeName = decision.route.name
+        self.routeIndex = decision.routeIndex
         self.wireProtocol = decision.wireProtocol
         self.isGuarded = isGuarded
     }
