@@ -248,7 +248,9 @@ private func decide<G: RandomNumberGenerator>(
 ) -> RoutingOutcome {
     // Most workers have no tripped guard: skip hashing the model name then.
     let tripped = guards.tripped.isEmpty ? [] : guards.tripped[policy.model] ?? []
-    let fallback = { (version: String) in policy.fallback == version ? nil : policy.fallback }
+    // A closure over `policy` would copy the whole policy into its context; this captures one name.
+    let policyFallback = policy.fallback
+    func fallback(_ version: String) -> String? { policyFallback == version ? nil : policyFallback }
 
     if let pin = route.pin, let (requested, reason) = pinnedName(pin, request: request, captures: captures) {
         guard let version = policy.resolve(requested) else {

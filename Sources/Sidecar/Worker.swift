@@ -272,9 +272,11 @@ final class Worker: @unchecked Sendable {
         }
         let upstream = UpstreamRequest(method: head.method, target: target, headers: headers, body: body)
         let model = routed.model
-        pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { [self] result in
+        // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain).
+        let timeout = remote.timeoutMilliseconds
+        pool(for: remote).send(upstream, timeoutMilliseconds: timeout) { [self] result in
             let outcome = self.versionResult(
-                result, exchange, version: version, timeout: remote.timeoutMilliseconds, mustRead: mustRead,
+                result, exchange, version: version, timeout: timeout, mustRead: mustRead,
                 translate: translate, routeProtocol: routeProtocol, versionProtocol: versionProtocol, model: model)
             self.deliver(outcome, exchange, version: version, completion: completion)
         }
