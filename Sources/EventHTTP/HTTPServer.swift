@@ -57,7 +57,11 @@ public struct ServerRequest {
 
 /// Answers one request, now or later, on the loop thread.
 public final class ResponseWriter {
-    private weak var connection: ServerConnection?
+    // Strong: a connection is closed (socket and events freed) by `close()`, never by its release,
+    // and a closed connection answers `isAwaitingResponse` with false, so a writer kept after the
+    // close sees what a weak reference would; the strong one costs no weak load per request.
+    // The connection's buffers are freed once its last writer goes.
+    private let connection: ServerConnection
     private let sequence: Int
     /// `respond` has been called.
     public private(set) var hasResponded = false
@@ -69,7 +73,7 @@ public final class ResponseWriter {
 
     /// The client is still connected and waiting for this response.
     public var isConnectionAlive: Bool {
-        connection?.isAwaitingResponse(sequence: sequence) ?? false
+        connection.isAwaitingResponse(sequence: sequence)
     }
 
     /// Sends the response. The server writes `content-length` and, when the connection will close,
@@ -85,7 +89,7 @@ public final class ResponseWriter {
                 + "interim responses are the server's job."
         )
         hasResponded = true
-        guard let connection, connection.isAwaitingResponse(sequence: sequence) else { return }
+        guard connection.isAwaitingResponse(sequence: sequence) else { return }
         connection.respond(status: status, headers: headers, body: body)
     }
 
