@@ -138,6 +138,28 @@ static inline long switchyard_read_into(struct evbuffer *buffer, evutil_socket_t
     return (long)got;
 }
 
+// Reads once from `fd` into `scratch` (the caller's, at least `max_bytes` long, reused for every
+// read) and appends what arrived to `buffer`, which gets a chain sized to it. For an empty buffer:
+// reserving space there would malloc a `max_bytes` chain per message (freed again once the message
+// is consumed), where a small message needs a small chain (malloc's fast path). Returns as
+// `switchyard_read_into` does.
+static inline long switchyard_read_via(struct evbuffer *buffer, evutil_socket_t fd, size_t max_bytes, void *scratch,
+                                       int *error) {
+    ssize_t got = recv(fd, scratch, max_bytes, 0);
+    if (got <= 0) {
+        int saved = errno;
+        if (got == 0) return 0;
+        if (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR) return -1;
+        *error = saved;
+        return -2;
+    }
+    if (evbuffer_add(buffer, scratch, (size_t)got) != 0) {
+        *error = ENOMEM;
+        return -2;
+    }
+    return (long)got;
+}
+
 // Sends the start of `buffer` (up to 16 segments, one send or sendmsg, MSG_NOSIGNAL so a
 // closed peer is an EPIPE error and not a signal) and drains what the kernel took. Returns
 // the bytes sent, -1 when the socket takes nothing now (EAGAIN, EINTR), or -2 on an error
@@ -164,6 +186,20 @@ static inline long switchyard_write_from(struct evbuffer *buffer, evutil_socket_
         return -2;
     }
     evbuffer_drain(buffer, (size_t)sent);
+    return (long)sent;
+}
+
+// One send of `length` bytes (MSG_NOSIGNAL), for a message written whole without an evbuffer.
+// Returns the bytes sent, -1 when the socket takes nothing now (EAGAIN, EINTR), or -2 on an
+// error with the errno in `*error`.
+static inline long switchyard_send(evutil_socket_t fd, const void *bytes, size_t length, int *error) {
+    ssize_t sent = send(fd, bytes, length, MSG_NOSIGNAL);
+    if (sent < 0) {
+        int saved = errno;
+        if (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR) return -1;
+        *error = saved;
+        return -2;
+    }
     return (long)sent;
 }
 

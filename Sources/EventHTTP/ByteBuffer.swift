@@ -68,16 +68,43 @@ public final class ByteBuffer {
         }
     }
 
+    /// Appends a copy of the bytes to `out`.
+    func appendBytes(to out: inout [UInt8]) {
+        let length = count
+        guard length > 0 else { return }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: length))
+        out.withUnsafeMutableBytes { raw in _ = evbuffer_copyout(evbuffer, raw.baseAddress! + start, length) }
+    }
+
     /// Removes every byte.
     public func removeAll() {
         evbuffer_drain(evbuffer, count)
     }
 
-    /// Non-destructive append of `source` to `destination`: by reference when possible
-    /// (`evbuffer_add_buffer_reference` refuses sources that hold references themselves), else a
-    /// copy of each segment.
+    /// Up to this many bytes, `addCopy` copies: into the spare room of the destination's last
+    /// chain (a head was usually just written there) that costs a `memcpy`, where a reference costs
+    /// a chain of its own and a reference count on the source.
+    static let maxCopiedBytes = 2048
+
+    /// Non-destructive append of `source` to `destination`: a copy when small, else by reference
+    /// when possible (`evbuffer_add_buffer_reference` refuses sources that hold references
+    /// themselves), else a copy of each segment.
     static func addCopy(of source: OpaquePointer, to destination: OpaquePointer) {
-        guard evbuffer_get_length(source) > 0 else { return }
+        let length = evbuffer_get_length(source)
+        guard length > 0 else { return }
+        if length <= maxCopiedBytes {
+            // Segments on the stack: no array for the common one- or two-segment body.
+            let copied = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 4) { vectors -> Bool in
+                let segments = evbuffer_peek(source, -1, nil, vectors.baseAddress, 4)
+                guard segments > 0, segments <= 4 else { return false }
+                for vector in vectors.prefix(Int(segments)) where vector.iov_len > 0 {
+                    evbuffer_add(destination, vector.iov_base, vector.iov_len)
+                }
+                return true
+            }
+            if copied { return }
+        }
         if evbuffer_add_buffer_reference(destination, source) == 0 { return }
         let segments = evbuffer_peek(source, -1, nil, nil, 0)
         guard segments > 0 else { return }

@@ -24,6 +24,8 @@ public final class EventLoop: @unchecked Sendable {
     private var isWakePending = false
 
     // Loop thread only.
+    /// Where a read into an empty input buffer lands first (`SocketIO.read`); one per loop.
+    let readScratch = UnsafeMutableRawPointer.allocate(byteCount: SocketIO.readChunkBytes, alignment: 16)
     private var soonWork: [() -> Void] = []
     private var signalHandlers: [SignalHandler] = []
 
@@ -52,6 +54,7 @@ public final class EventLoop: @unchecked Sendable {
         System.close(wakePipe.read)
         System.close(wakePipe.write)
         event_base_free(base)
+        readScratch.deallocate()
     }
 
     /// Runs the loop on the calling thread until `stop()`.

@@ -57,7 +57,11 @@ public struct ServerRequest {
 
 /// Answers one request, now or later, on the loop thread.
 public final class ResponseWriter {
-    private weak var connection: ServerConnection?
+    // Strong: a connection is closed (socket and events freed) by `close()`, never by its release,
+    // and a closed connection answers `isAwaitingResponse` with false, so a writer kept after the
+    // close sees what a weak reference would; the strong one costs no weak load per request.
+    // The connection's buffers are freed once its last writer goes.
+    private let connection: ServerConnection
     private let sequence: Int
     /// `respond` has been called.
     public private(set) var hasResponded = false
@@ -69,7 +73,7 @@ public final class ResponseWriter {
 
     /// The client is still connected and waiting for this response.
     public var isConnectionAlive: Bool {
-        connection?.isAwaitingResponse(sequence: sequence) ?? false
+        connection.isAwaitingResponse(sequence: sequence)
     }
 
     /// Sends the response. The server writes `content-length` and, when the connection will close,
@@ -85,7 +89,7 @@ public final class ResponseWriter {
                 + "interim responses are the server's job."
         )
         hasResponded = true
-        guard let connection, connection.isAwaitingResponse(sequence: sequence) else { return }
+        guard connection.isAwaitingResponse(sequence: sequence) else { return }
         connection.respond(status: status, headers: headers, body: body)
     }
 
@@ -323,7 +327,7 @@ final class ServerConnection {
                 events?.stopReading()  // resumed by `updateReading` once the input is consumed
                 return
             }
-            switch SocketIO.read(fd, into: input, maxBytes: room) {
+            switch SocketIO.read(fd, into: input, maxBytes: room, scratch: loop.readScratch) {
             case .bytes:
                 if state == .awaitingResponse {
                     updateReading()
@@ -338,7 +342,7 @@ final class ServerConnection {
                 close()
             }
         case .lingering:
-            let outcome = SocketIO.read(fd, into: input)
+            let outcome = SocketIO.read(fd, into: input, scratch: loop.readScratch)
             evbuffer_drain(input, evbuffer_get_length(input))
             switch outcome {
             case .bytes, .wouldBlock: break
@@ -689,9 +693,22 @@ final class ServerConnection {
             HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
         }
         HTTPSerializer.appendEnd(&out, contentLength: contentLength)
+        let sendsBody = !hasNoBody && head?.method != "HEAD"
+        // A response given outside `process` (after an upstream answered) with nothing queued before
+        // it goes out at once with a small body in the same buffer: no output chain when it all goes.
+        // Inside `process`, responses are queued so a pipelined batch leaves in one write.
+        if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
+            && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
+        {
+            if sendsBody { body.appendBytes(to: &out) }
+            // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
+            _ = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = out
+            return willClose
+        }
         out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         headScratch = out
-        if !hasNoBody && head?.method != "HEAD" {
+        if sendsBody {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }
         return willClose

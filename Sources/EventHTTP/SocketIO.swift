@@ -35,14 +35,22 @@ enum SocketIO {
     static let maxReadsPerWakeup = 4
 
     /// Reads what the socket has, up to `maxBytes`: one `recv` of a chunk, repeated while each read
-    /// fills its chunk (a short read means the socket is drained: no EAGAIN round trip).
-    static func read(_ fd: Int32, into buffer: OpaquePointer, maxBytes: Int = .max) -> ReadOutcome {
+    /// fills its chunk (a short read means the socket is drained: no EAGAIN round trip). Into an
+    /// empty `buffer` the first read goes through `scratch` (the loop's `readScratch`, at least
+    /// `readChunkBytes` long) and is copied into a chain of its own size; later reads fill the
+    /// buffer's spare space directly.
+    static func read(
+        _ fd: Int32, into buffer: OpaquePointer, maxBytes: Int = .max, scratch: UnsafeMutableRawPointer
+    ) -> ReadOutcome {
         var total = 0
         var error: Int32 = 0
         for _ in 0..<maxReadsPerWakeup {
             let want = min(readChunkBytes, maxBytes - total)
             if want <= 0 { break }
-            let got = switchyard_read_into(buffer, fd, want, &error)
+            let got =
+                evbuffer_get_length(buffer) == 0
+                ? switchyard_read_via(buffer, fd, want, scratch, &error)
+                : switchyard_read_into(buffer, fd, want, &error)
             if got > 0 {
                 total += got
                 if got < want { break }
@@ -54,6 +62,19 @@ enum SocketIO {
             return .failed(error)
         }
         return total > 0 ? .bytes(total) : .wouldBlock
+    }
+
+    /// Sends a whole message at once, straight from `bytes`, when the socket takes it: a message
+    /// that goes out whole never gets an output chain. What the socket does not take (all of it on
+    /// an error, which the caller's next flush then reports) is appended to `output`, which must be
+    /// empty. Returns whether bytes were left in `output`.
+    static func sendOrQueue(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, output: OpaquePointer) -> Bool {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return false }
+        var error: Int32 = 0
+        let sent = max(0, switchyard_send(fd, base, bytes.count, &error))
+        if sent == bytes.count { return false }
+        evbuffer_add(output, base + sent, bytes.count - sent)
+        return true
     }
 
     /// Sends as much of `buffer` as the socket takes now. A buffer sent whole costs one syscall; a

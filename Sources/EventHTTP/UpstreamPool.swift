@@ -253,7 +253,7 @@ public final class UpstreamPool {
     }
 }
 
-/// One `send`: its completion, its deadline, and the connection serving it.
+/// One `send`: its request, its completion and its deadline.
 final class Exchange {
     /// Strong: a pool with exchanges in flight stays alive until they finish.
     let pool: UpstreamPool
@@ -262,7 +262,6 @@ final class Exchange {
     /// When the whole exchange times out (monotonic milliseconds). The connection serving it, or
     /// the pool while it is queued, watches it.
     let deadline: Int64
-    weak var connection: UpstreamConnection?
     var hasRetried = false
 
     init(
@@ -277,7 +276,6 @@ final class Exchange {
 
     /// Calls the completion if it has not been called yet.
     func finish(_ result: Result<UpstreamResponse, UpstreamError>) {
-        connection = nil
         guard let completion else { return }
         self.completion = nil
         completion(result)
@@ -369,7 +367,6 @@ final class UpstreamConnection {
         guard state != .closed else { return }
         state = .busy
         self.exchange = exchange
-        exchange.connection = self
         self.isReused = isReused
         hasResponseBytes = false
         head = nil
@@ -403,10 +400,19 @@ final class UpstreamConnection {
             HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
         }
         HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
+        if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
+            // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
+            request.body.appendBytes(to: &out)
+            let left = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = out
+            if left { flushOutput() }
+            return
+        }
         out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         headScratch = out
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
-        if isConnected && !(events?.isWaitingToWrite ?? true) { flushOutput() }
+        if canSend { flushOutput() }
     }
 
     func becomeIdle() {
@@ -429,7 +435,6 @@ final class UpstreamConnection {
         events?.free()
         if fd >= 0 { evutil_closesocket(fd) }
         fd = -1
-        exchange?.connection = nil
         pool?.connectionClosed(self)
         let retained = selfRetain
         selfRetain = nil
@@ -482,7 +487,7 @@ final class UpstreamConnection {
         case .busy:
             break
         }
-        switch SocketIO.read(fd, into: input) {
+        switch SocketIO.read(fd, into: input, scratch: loop.readScratch) {
         case .bytes:
             hasResponseBytes = true
             parse()
@@ -627,14 +632,12 @@ final class UpstreamConnection {
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
         self.head = nil
-        exchange.connection = nil
         let pool = exchange.pool
         pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readsUntilClose)
     }
 
     private func fail(_ exchange: Exchange, _ error: UpstreamError, isRetryable: Bool) {
         self.exchange = nil
-        exchange.connection = nil
         close()
         exchange.pool.connection(failed: exchange, with: error, isRetryable: isRetryable)
     }

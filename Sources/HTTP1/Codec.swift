@@ -608,11 +608,19 @@ public enum HTTPSerializer {
     /// NUL, or `droppingFraming` is set and the name is `content-length` or `transfer-encoding`.
     @inline(__always)
     public static func appendField(_ out: inout [UInt8], name: String, value: String, droppingFraming: Bool) {
-        var name = name
-        var value = value
-        // withUTF8 gives the contiguous bytes of a native String without copying.
-        name.withUTF8 { n in
-            value.withUTF8 { v in appendField(&out, name: n, value: v, droppingFraming: droppingFraming) }
+        // Native strings lend their contiguous UTF-8 without a copy or a mutable copy of the String
+        // (`withUTF8` on a `var` costs a retain and a uniqueness check per string).
+        let done: Void? = name.utf8.withContiguousStorageIfAvailable { n in
+            value.utf8.withContiguousStorageIfAvailable { v in
+                appendField(&out, name: n, value: v, droppingFraming: droppingFraming)
+            }
+        } ?? nil
+        if done == nil {
+            var name = name
+            var value = value
+            name.withUTF8 { n in
+                value.withUTF8 { v in appendField(&out, name: n, value: v, droppingFraming: droppingFraming) }
+            }
         }
     }
 

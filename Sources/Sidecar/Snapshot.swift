@@ -1,12 +1,15 @@
 import Compare
 import Models
 import Policy
+import Routing
 
 /// One loaded, checked configuration with its embedded models, shared read-only by every
 /// worker. A reload builds a new snapshot away from the workers and swaps it in whole, so a
 /// request runs start to end on the snapshot it started with.
 public final class ConfigSnapshot: Sendable {
     public let config: Config
+    /// `config`'s policies by route index, for deciding and for finding the version a decision names.
+    let routing: RoutingTable
     /// Embedded models by model name, then version name.
     let embedded: [String: [String: LoadedModel]]
     /// Increases by one on every successful reload; the first load is 1.
@@ -21,6 +24,7 @@ public final class ConfigSnapshot: Sendable {
 
     init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
         self.config = config
+        self.routing = RoutingTable(config)
         self.embedded = embedded
         self.generation = generation
         self.tableKeyFields = config.models.mapValues(Protocols.tableKeyFields)

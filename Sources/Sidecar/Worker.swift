@@ -22,6 +22,9 @@ final class Worker: @unchecked Sendable {
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
+    /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
+    /// the one before went, and comparing two keys costs less than hashing one twice.
+    private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
     var random: SplitMix64
     private(set) var isDraining = false
     let metrics: SidecarMetrics
@@ -78,6 +81,7 @@ final class Worker: @unchecked Sendable {
         snapshot = next
         snapshotReadsBodyKeys = next.readsBodyKeys
         metricCache = MetricCache()
+        lastPool = nil
         let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
         for (key, pool) in pools where !wanted.contains(key) {
             // Requests that started on the old config may still be queued on this pool; its
@@ -115,7 +119,7 @@ final class Worker: @unchecked Sendable {
             requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
                 ?? random.requestID(),
             readsBodyKeys: snapshotReadsBodyKeys)
-        let outcome = decide(exchange.facts, config: exchange.snapshot.config, guards: guards, using: &random)
+        let outcome = decide(exchange.facts, table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
             if let answer = Metadata.answer(
@@ -139,10 +143,7 @@ final class Worker: @unchecked Sendable {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
             if !decision.shadows.isEmpty { startShadows(exchange, decision: decision) }
-            let version = routed.version
-            answer(exchange, version: version) { [self] result in
-                self.conclude(exchange, version: version, result: result)
-            }
+            answer(exchange, version: routed.version)
         }
     }
 
@@ -192,9 +193,7 @@ final class Worker: @unchecked Sendable {
                     "falling back",
                     metadata: ["request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
                                "reason": "\(error.code)"])
-                answer(exchange, version: fallback) { [self] result in
-                    self.conclude(exchange, version: fallback, result: result)
-                }
+                answer(exchange, version: fallback)
                 return
             }
             if let reply {
@@ -205,26 +204,42 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    func answer(_ exchange: Exchange, version: String, completion: @escaping (VersionResult) -> Void) {
-        exchange.attemptStartNanoseconds = Monotonic.nanoseconds()
+    /// Asks `version` for the live answer; its result goes to `conclude`.
+    func answer(_ exchange: Exchange, version: String) {
         guard let routed = exchange.routed,
-            let spec = exchange.snapshot.config.models[routed.model]?.versions[version]
+            let spec = exchange.snapshot.routing.version(version, routeIndex: routed.routeIndex)
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
+        // Only a guard reads the attempt's latency: no clock read otherwise.
+        if routed.isGuarded { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
         switch spec.backend {
         case .remote(let remote):
-            forward(exchange, version: version, spec: spec, remote: remote, completion: completion)
+            forward(exchange, version: version, spec: spec, remote: remote, completion: nil)
         case .embedded(let embedded):
-            completion(evaluate(exchange, model: routed.model, version: version, backend: embedded))
+            conclude(exchange, version: version, result: evaluate(exchange, model: routed.model, version: version, backend: embedded))
+        }
+    }
+
+    /// Hands `result` to `completion`, or to `conclude` (the live path) when there is none.
+    @inline(__always)
+    private func deliver(
+        _ result: VersionResult, _ exchange: Exchange, version: String, completion: ((VersionResult) -> Void)?
+    ) {
+        if let completion {
+            completion(result)
+        } else {
+            conclude(exchange, version: version, result: result)
         }
     }
 
     // MARK: Remote
 
+    /// Sends the request to a remote version. The result goes to `completion`, or to `conclude`
+    /// when it is nil (the live path: no closure of its own per request).
     func forward(
         _ exchange: Exchange, version: String, spec: VersionSpec, remote: RemoteBackend, isShadow: Bool = false,
-        completion: @escaping (VersionResult) -> Void
+        completion: ((VersionResult) -> Void)?
     ) {
         let head = exchange.request.head
         guard let routed = exchange.routed else { preconditionFailure("forward runs only for routed requests") }
@@ -243,7 +258,9 @@ final class Worker: @unchecked Sendable {
                 body = ByteBuffer(bytes: translated)
                 headers.replaceOrAdd(name: "content-type", value: "application/json")
             } catch {
-                completion(.answered(errorReply(SidecarError(error), requestID: exchange.requestID)))
+                deliver(
+                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)), exchange,
+                    version: version, completion: completion)
                 return
             }
         }
@@ -255,48 +272,56 @@ final class Worker: @unchecked Sendable {
         }
         let upstream = UpstreamRequest(method: head.method, target: target, headers: headers, body: body)
         let model = routed.model
-        pool(for: remote).send(upstream, timeoutMilliseconds: remote.timeoutMilliseconds) { [self] result in
-            switch result {
-            case .success(let response):
-                let reply = Reply(
-                    status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
-                    body: response.body)
-                if response.head.status >= 500 {
-                    completion(.failed(
-                        SidecarError(status: 502, code: "upstream_error", detail: "version '\(version)' answered \(response.head.status)"),
-                        reply: reply))
-                    return
-                }
-                guard mustRead else {
-                    completion(.answered(reply))
-                    return
-                }
-                if response.wasReadUntilClose {
-                    completion(.failed(.badResponse(version, "response had no length; only opaque json routes read until close"), reply: nil))
-                    return
-                }
-                let parsed = response.body.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
-                guard let parsed else {
-                    completion(.failed(.badResponse(version, "response body is not JSON"), reply: nil))
-                    return
-                }
-                if translate && (200..<300).contains(response.head.status) {
-                    do throws(UpstreamResponseError) {
-                        let id = routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
-                        let bytes = try Protocols.translateResponse(
-                            parsed, from: versionProtocol, to: routeProtocol, model: model, versionName: version, id: id)
-                        reply.body = ByteBuffer(bytes: bytes)
-                        reply.headers.remove(name: "content-encoding")
-                        reply.headers.replaceOrAdd(name: "content-type", value: "application/json")
-                    } catch {
-                        completion(.failed(.badResponse(version, error.detail), reply: nil))
-                        return
-                    }
-                }
-                completion(.answered(reply))
-            case .failure(let error):
-                completion(.failed(self.sidecarError(error, version: version, timeout: remote.timeoutMilliseconds), reply: nil))
+        // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain).
+        let timeout = remote.timeoutMilliseconds
+        pool(for: remote).send(upstream, timeoutMilliseconds: timeout) { [self] result in
+            let outcome = self.versionResult(
+                result, exchange, version: version, timeout: timeout, mustRead: mustRead,
+                translate: translate, routeProtocol: routeProtocol, versionProtocol: versionProtocol, model: model)
+            self.deliver(outcome, exchange, version: version, completion: completion)
+        }
+    }
+
+    /// What a remote version's response (or failure) means for the request.
+    private func versionResult(
+        _ result: Result<UpstreamResponse, UpstreamError>, _ exchange: Exchange, version: String, timeout: Int,
+        mustRead: Bool, translate: Bool, routeProtocol: WireProtocol, versionProtocol: WireProtocol, model: String
+    ) -> VersionResult {
+        switch result {
+        case .success(let response):
+            let reply = Reply(
+                status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
+                body: response.body)
+            if response.head.status >= 500 {
+                return .failed(
+                    SidecarError(status: 502, code: "upstream_error", detail: "version '\(version)' answered \(response.head.status)"),
+                    reply: reply)
             }
+            guard mustRead else {
+                return .answered(reply)
+            }
+            if response.wasReadUntilClose {
+                return .failed(.badResponse(version, "response had no length; only opaque json routes read until close"), reply: nil)
+            }
+            let parsed = response.body.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
+            guard let parsed else {
+                return .failed(.badResponse(version, "response body is not JSON"), reply: nil)
+            }
+            if translate && (200..<300).contains(response.head.status) {
+                do throws(UpstreamResponseError) {
+                    let id = routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
+                    let bytes = try Protocols.translateResponse(
+                        parsed, from: versionProtocol, to: routeProtocol, model: model, versionName: version, id: id)
+                    reply.body = ByteBuffer(bytes: bytes)
+                    reply.headers.remove(name: "content-encoding")
+                    reply.headers.replaceOrAdd(name: "content-type", value: "application/json")
+                } catch {
+                    return .failed(.badResponse(version, error.detail), reply: nil)
+                }
+            }
+            return .answered(reply)
+        case .failure(let error):
+            return .failed(sidecarError(error, version: version, timeout: timeout), reply: nil)
         }
     }
 
@@ -312,14 +337,22 @@ final class Worker: @unchecked Sendable {
 
     func pool(for remote: RemoteBackend) -> UpstreamPool {
         let key = Worker.poolKey(remote)
-        if remote.timeoutMilliseconds > poolTimeouts[key, default: 0] { poolTimeouts[key] = remote.timeoutMilliseconds }
-        if let pool = pools[key] { return pool }
+        if let last = lastPool, remote.timeoutMilliseconds <= last.timeoutMilliseconds, last.key == key {
+            return last.pool
+        }
+        let timeout = max(remote.timeoutMilliseconds, poolTimeouts[key, default: 0])
+        poolTimeouts[key] = timeout
+        if let pool = pools[key] {
+            lastPool = (key, timeout, pool)
+            return pool
+        }
         var limits = HTTPLimits()
         limits.maxBodyBytes = options.maxResponseBytes
         let pool = UpstreamPool(
             loop: loop, host: remote.host, port: remote.port, maxConnections: remote.maxConnections,
             maxQueued: options.maxQueuedPerBackend, limits: limits)
         pools[key] = pool
+        lastPool = (key, timeout, pool)
         return pool
     }
 
@@ -493,6 +526,8 @@ final class RoutedRequest {
     let model: String
     let version: String
     let routeName: String
+    /// The route's position in `Config.routes`.
+    let routeIndex: Int
     let wireProtocol: WireProtocol
     /// The model has a guard (only then is `guardedVersion` looked up).
     let isGuarded: Bool
@@ -502,6 +537,7 @@ final class RoutedRequest {
         self.model = decision.model
         self.version = decision.version
         self.routeName = decision.route.name
+        self.routeIndex = decision.routeIndex
         self.wireProtocol = decision.wireProtocol
         self.isGuarded = isGuarded
     }

@@ -167,3 +167,27 @@ func removingAVersionOnlyMovesItsKeys(_ dropEntry: Bool) {
     }
     #expect(withinFourSigma(moved, of: 20_000, share: 0.5))
 }
+
+/// The split's bucket is exactly what `Int.random(in: 0..<10000)` draws from the same generator,
+/// so a seeded worker replays the same assignments as before the draw was written out.
+@Test func randomBucketDrawsLikeIntRandom() {
+    let config = sampleConfig(
+        churnPolicy(split: versions([3333, 3333, 3334]), sticky: nil, shadows: []),
+        routes: [route("all", .prefix("/"))]
+    )
+    var entropy = SplitMix64(seed: 0xB0C4E7)
+    var reference = SplitMix64(seed: 0xB0C4E7)
+    for _ in 0..<10_000 {
+        guard case .randomSplit(let bucket, _) = decide(request("/churn"), config: config, using: &entropy).decision?.reason
+        else {
+            Issue.record("expected a random split")
+            return
+        }
+        let expected = Int.random(in: 0..<10_000, using: &reference)
+        guard bucket == expected else {
+            Issue.record("bucket \(bucket), Int.random drew \(expected)")
+            return
+        }
+    }
+    #expect(entropy.state == reference.state)
+}
