@@ -252,13 +252,14 @@ private func decide<G: RandomNumberGenerator>(
     let policyFallback = policy.fallback
     func fallback(_ version: String) -> String? { policyFallback == version ? nil : policyFallback }
 
+    // The sticky key (empty counts as missing): it assigns the split and samples the shadows.
+    let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
     if let pin = route.pin, let (requested, reason) = pinnedName(pin, request: request, captures: captures) {
         guard let version = policy.resolve(requested) else {
             return .unknownVersion(route: route, name: requested)
         }
         if tripped.contains(version) { return .guardOpen(route: route, version: version) }
-        let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
-        let shadows = policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
+        let shadows = sampledShadows(policy, key: key, entropy: &entropy)
         return .routed(
             Decision(
                 route: route,
@@ -281,7 +282,6 @@ private func decide<G: RandomNumberGenerator>(
         "Model '\(policy.model)' has split weights summing to \(total), not \(splitTotal) hundredths of a percent."
     )
 
-    let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
     let chosen: String
     let reason: Decision.Reason
     if let source = policy.sticky, let key {
@@ -303,7 +303,7 @@ private func decide<G: RandomNumberGenerator>(
         guardRedirect = chosen
     }
 
-    let shadows = policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
+    let shadows = sampledShadows(policy, key: key, entropy: &entropy)
     return .routed(
         Decision(
             route: route,
@@ -364,6 +364,15 @@ func version(atBucket bucket: Int, split: [SplitEntry]) -> String {
         if bucket < upper { return entry.version }
     }
     preconditionFailure("Bucket \(bucket) lies beyond the split's total weight \(upper).")
+}
+
+/// The shadows this request's copy goes to, in policy order.
+private func sampledShadows<G: RandomNumberGenerator>(
+    _ policy: ModelPolicy,
+    key: String?,
+    entropy: inout G
+) -> [String] {
+    policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
 }
 
 /// Whether `shadow` gets a copy: by the sticky key's hash when there is one, else by a draw.
