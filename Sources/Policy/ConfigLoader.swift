@@ -161,7 +161,7 @@ public enum ConfigLoader {
     }
 
     /// FNV-1a, 64 bits, as 16 lower-case hex digits.
-    static func fnv1a64(_ bytes: [UInt8]) -> String {
+    public static func fnv1a64(_ bytes: [UInt8]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in bytes {
             hash ^= UInt64(byte)

@@ -39,7 +39,7 @@ final class ConfigWatcher {
                 let path = (dir as NSString).appendingPathComponent(name)
                 let resolved = (path as NSString).resolvingSymlinksInPath
                 let bytes = fm.contents(atPath: resolved) ?? Data()
-                out[path] = "\(resolved) \(fnv1a(bytes))"
+                out[path] = "\(resolved) \(ConfigLoader.fnv1a64([UInt8](bytes)))"
             }
         }
         for model in modelFiles() {
@@ -50,14 +50,5 @@ final class ConfigWatcher {
             out[model] = "\(resolvedModel) \(size) \(mtime)"
         }
         return out
-    }
-
-    private func fnv1a(_ data: Data) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in data {
-            hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
-        }
-        return String(hash, radix: 16)
     }
 }
