@@ -17,11 +17,15 @@ let package = Package(
     targets: [
         // C libraries, each imported by exactly one wrapper target (see ARCHITECTURE.md).
         .systemLibrary(
-            name: "CLibevent", pkgConfig: "libevent",
-            providers: [.apt(["libevent-dev"])]),
+            name: "CLibevent",
+            pkgConfig: "libevent",
+            providers: [.apt(["libevent-dev"])]
+        ),
         .systemLibrary(
-            name: "CYAML", pkgConfig: "yaml-0.1",
-            providers: [.apt(["libyaml-dev"])]),
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
 
         .target(name: "HTTP1", swiftSettings: strict),
         .target(name: "EventHTTP", dependencies: ["CLibevent", "HTTP1"], swiftSettings: strict),
@@ -37,7 +41,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "switchyard",
             dependencies: [
@@ -45,7 +50,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict
+        ),
 
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
         .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1"]),
@@ -56,7 +62,11 @@ let package = Package(
         .testTarget(name: "CompareTests", dependencies: ["Compare", "Models"]),
         .testTarget(
             name: "SidecarTests",
-            dependencies: ["switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "CLITests", dependencies: ["switchyard"]),
     ]
 )

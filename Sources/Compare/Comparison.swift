@@ -101,9 +101,19 @@ public struct Comparison: Sendable, Hashable {
     public var shadowFailed: Bool
 
     public init(
-        outcome: Outcome, maxAbsDiff: Double?, meanAbsDiff: Double?, comparedNumbers: Int, flip: Bool,
-        liveLabels: [Int]?, shadowLabels: [Int]?, rows: Int, liveOutput: JSON?, shadowOutput: JSON?,
-        reason: String?, liveFailed: Bool, shadowFailed: Bool
+        outcome: Outcome,
+        maxAbsDiff: Double?,
+        meanAbsDiff: Double?,
+        comparedNumbers: Int,
+        flip: Bool,
+        liveLabels: [Int]?,
+        shadowLabels: [Int]?,
+        rows: Int,
+        liveOutput: JSON?,
+        shadowOutput: JSON?,
+        reason: String?,
+        liveFailed: Bool,
+        shadowFailed: Bool
     ) {
         self.outcome = outcome
         self.maxAbsDiff = maxAbsDiff
@@ -142,10 +152,20 @@ public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSp
     guard let liveOutput, let shadowOutput else {
         let reason = [liveResult.failure, shadowResult.failure].compactMap { $0 }.joined(separator: "; ")
         return Comparison(
-            outcome: .error, maxAbsDiff: nil, meanAbsDiff: nil, comparedNumbers: 0, flip: false,
-            liveLabels: liveLabels, shadowLabels: shadowLabels, rows: rows, liveOutput: liveOutput,
-            shadowOutput: shadowOutput, reason: reason, liveFailed: liveResult.failure != nil,
-            shadowFailed: shadowResult.failure != nil)
+            outcome: .error,
+            maxAbsDiff: nil,
+            meanAbsDiff: nil,
+            comparedNumbers: 0,
+            flip: false,
+            liveLabels: liveLabels,
+            shadowLabels: shadowLabels,
+            rows: rows,
+            liveOutput: liveOutput,
+            shadowOutput: shadowOutput,
+            reason: reason,
+            liveFailed: liveResult.failure != nil,
+            shadowFailed: shadowResult.failure != nil
+        )
     }
 
     var walk = OutputWalk(tolerance: spec.tolerance)
@@ -157,14 +177,27 @@ public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSp
     let outcome: Comparison.Outcome = walk.shapeDifference == nil && walk.allAgree ? .match : .mismatch
     let hasDiff = walk.shapeDifference == nil
     return Comparison(
-        outcome: outcome, maxAbsDiff: hasDiff ? walk.maxAbsDiff : nil,
+        outcome: outcome,
+        maxAbsDiff: hasDiff ? walk.maxAbsDiff : nil,
         meanAbsDiff: hasDiff ? (walk.compared == 0 ? 0 : walk.sumAbsDiff / Double(walk.compared)) : nil,
-        comparedNumbers: walk.compared, flip: flip, liveLabels: liveLabels, shadowLabels: shadowLabels, rows: rows,
-        liveOutput: liveOutput, shadowOutput: shadowOutput, reason: walk.shapeDifference, liveFailed: false,
-        shadowFailed: false)
+        comparedNumbers: walk.compared,
+        flip: flip,
+        liveLabels: liveLabels,
+        shadowLabels: shadowLabels,
+        rows: rows,
+        liveOutput: liveOutput,
+        shadowOutput: shadowOutput,
+        reason: walk.shapeDifference,
+        liveFailed: false,
+        shadowFailed: false
+    )
 }
 
-private func extractOutput(_ side: ResponseSide, role: String, pointer: JSONPointer) -> (
+private func extractOutput(
+    _ side: ResponseSide,
+    role: String,
+    pointer: JSONPointer
+) -> (
     output: JSON?, failure: String?
 ) {
     guard side.isSuccess else { return (nil, "\(role) status \(side.status)") }

@@ -48,9 +48,18 @@ public struct ComparisonRecord: Sendable, Hashable {
     public var reason: String?
 
     public init(
-        timestamp: String, requestID: String, model: String, route: String, live: Side, shadow: Side,
-        outcome: Comparison.Outcome, maxAbsDiff: Double?, flip: Bool, liveLabels: [Int]? = nil,
-        shadowLabels: [Int]? = nil, reason: String? = nil
+        timestamp: String,
+        requestID: String,
+        model: String,
+        route: String,
+        live: Side,
+        shadow: Side,
+        outcome: Comparison.Outcome,
+        maxAbsDiff: Double?,
+        flip: Bool,
+        liveLabels: [Int]? = nil,
+        shadowLabels: [Int]? = nil,
+        reason: String? = nil
     ) {
         self.timestamp = timestamp
         self.requestID = requestID
@@ -69,19 +78,38 @@ public struct ComparisonRecord: Sendable, Hashable {
     /// The record of one comparison; `timestamp` is `RFC3339.format(millisecondsSinceEpoch:)` of
     /// the time the caller chooses (when the live response was sent, say).
     public init(
-        timestamp: String, requestID: String, model: String, route: String, live: ResponseSide,
-        shadow: ResponseSide, comparison: Comparison
+        timestamp: String,
+        requestID: String,
+        model: String,
+        route: String,
+        live: ResponseSide,
+        shadow: ResponseSide,
+        comparison: Comparison
     ) {
         self.init(
-            timestamp: timestamp, requestID: requestID, model: model, route: route,
+            timestamp: timestamp,
+            requestID: requestID,
+            model: model,
+            route: route,
             live: Side(
-                version: live.version, status: live.status, latencyMilliseconds: live.latencyMilliseconds,
-                output: comparison.liveOutput),
+                version: live.version,
+                status: live.status,
+                latencyMilliseconds: live.latencyMilliseconds,
+                output: comparison.liveOutput
+            ),
             shadow: Side(
-                version: shadow.version, status: shadow.status, latencyMilliseconds: shadow.latencyMilliseconds,
-                output: comparison.shadowOutput),
-            outcome: comparison.outcome, maxAbsDiff: comparison.maxAbsDiff, flip: comparison.flip,
-            liveLabels: comparison.liveLabels, shadowLabels: comparison.shadowLabels, reason: comparison.reason)
+                version: shadow.version,
+                status: shadow.status,
+                latencyMilliseconds: shadow.latencyMilliseconds,
+                output: comparison.shadowOutput
+            ),
+            outcome: comparison.outcome,
+            maxAbsDiff: comparison.maxAbsDiff,
+            flip: comparison.flip,
+            liveLabels: comparison.liveLabels,
+            shadowLabels: comparison.shadowLabels,
+            reason: comparison.reason
+        )
     }
 
     /// Whether the live side failed: a non-2xx status, or an `error` record without a live output.
@@ -156,12 +184,26 @@ public struct ComparisonRecord: Sendable, Hashable {
             throw RecordError("'flip' must be a boolean, got \(flipValue.kindDescription)")
         }
         return ComparisonRecord(
-            timestamp: timestamp, requestID: requestID, model: model, route: route, live: live, shadow: shadow,
-            outcome: outcome, maxAbsDiff: maxAbsDiff, flip: flip, liveLabels: try labels(object, "live_label"),
-            shadowLabels: try labels(object, "shadow_label"), reason: object["reason"]?.stringValue)
+            timestamp: timestamp,
+            requestID: requestID,
+            model: model,
+            route: route,
+            live: live,
+            shadow: shadow,
+            outcome: outcome,
+            maxAbsDiff: maxAbsDiff,
+            flip: flip,
+            liveLabels: try labels(object, "live_label"),
+            shadowLabels: try labels(object, "shadow_label"),
+            reason: object["reason"]?.stringValue
+        )
     }
 
-    private static func string(_ object: JSONObject, _ key: String, in parent: String = "") throws(RecordError)
+    private static func string(
+        _ object: JSONObject,
+        _ key: String,
+        in parent: String = ""
+    ) throws(RecordError)
         -> String
     {
         guard let value = object[key] else { throw RecordError("missing '\(parent)\(key)'") }
@@ -193,8 +235,11 @@ public struct ComparisonRecord: Sendable, Hashable {
         guard latency >= 0 else { throw RecordError("'\(parent)latency_ms' must not be negative") }
         guard let output = side["output"] else { throw RecordError("missing '\(parent)output'") }
         return Side(
-            version: try string(side, "version", in: parent), status: Int(status), latencyMilliseconds: latency,
-            output: output.isNull ? nil : output)
+            version: try string(side, "version", in: parent),
+            status: Int(status),
+            latencyMilliseconds: latency,
+            output: output.isNull ? nil : output
+        )
     }
 
     private static func labels(_ object: JSONObject, _ key: String) throws(RecordError) -> [Int]? {

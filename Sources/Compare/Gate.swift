@@ -65,7 +65,8 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
         guard let opStart = condition.firstIndex(where: { $0 == "<" || $0 == ">" }) else {
             throw GateError(
                 text: text,
-                message: "'\(condition)' has no comparison; expected 'metric op number' with op one of < <= > >=")
+                message: "'\(condition)' has no comparison; expected 'metric op number' with op one of < <= > >="
+            )
         }
         let name = String(condition[..<opStart]).trimmingSpaces()
         var rest = condition[opStart...]
@@ -76,7 +77,8 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
             throw GateError(
                 text: text,
                 message: "unknown metric '\(name)'; expected one of "
-                    + Metric.allCases.map(\.rawValue).joined(separator: ", "))
+                    + Metric.allCases.map(\.rawValue).joined(separator: ", ")
+            )
         }
         let op = Operator(rawValue: opText)!
         guard let threshold = Double(numberText), threshold.isFinite,
@@ -116,18 +118,26 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
                 guard let value = gate.value(for: pair) else {
                     failures.append(
                         GateFailure(
-                            gate: gate, pair: pair.key, value: nil,
+                            gate: gate,
+                            pair: pair.key,
+                            value: nil,
                             message:
-                                "\(pair.key): \(gate.metric.rawValue) unknown (\(gate.unknownReason)), gate \(gate)"))
+                                "\(pair.key): \(gate.metric.rawValue) unknown (\(gate.unknownReason)), gate \(gate)"
+                        )
+                    )
                     continue
                 }
                 if gate.op.holds(value, gate.threshold) {
                     failures.append(
                         GateFailure(
-                            gate: gate, pair: pair.key, value: value,
+                            gate: gate,
+                            pair: pair.key,
+                            value: value,
                             message: "\(pair.key): \(gate.metric.rawValue) "
                                 + "\(Format.gateValue(value, against: gate.threshold)) \(gate.op.rawValue) "
-                                + JSON.numberText(gate.threshold)))
+                                + JSON.numberText(gate.threshold)
+                        )
+                    )
                 }
             }
         }

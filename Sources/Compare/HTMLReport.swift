@@ -114,18 +114,23 @@ enum HTML {
         figure("churn", Format.percent(pair.churn?.rate), "95% CI " + Format.interval(pair.churn))
         if let noise = pair.noise {
             figure(
-                "net churn", Format.percent(noise.netChurn),
+                "net churn",
+                Format.percent(noise.netChurn),
                 "noise floor (\(noise.version)→\(noise.version)) churn \(Format.percent(noise.churn)), agreement "
-                    + Format.percent(noise.agreement))
+                    + Format.percent(noise.agreement)
+            )
         }
         figure("errors", "\(pair.liveErrors) live / \(pair.shadowErrors) shadow")
         figure(
-            "abs diff p99", Format.difference(pair.absDiff?.p99),
-            "mean \(Format.difference(pair.absDiff?.mean)), max \(Format.difference(pair.absDiff?.max))")
+            "abs diff p99",
+            Format.difference(pair.absDiff?.p99),
+            "mean \(Format.difference(pair.absDiff?.mean)), max \(Format.difference(pair.absDiff?.max))"
+        )
         figure(
             "latency Δ p50 / p99",
             Format.delta(pair.latencyP50DeltaMilliseconds) + " / "
-                + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms")
+                + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms"
+        )
         html += "</div>\n<div class=\"charts\">\n"
         html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
         html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
@@ -228,16 +233,22 @@ enum Chart {
         var svg = open(id: id, title: "Latency distribution (cumulative), live vs shadow")
         guard !live.isEmpty || !shadow.isEmpty else { return svg + empty("no requests") + "</svg>\n" }
         let cut = max(
-            Statistics.quantile(sorted: live, 0.995) ?? 0, Statistics.quantile(sorted: shadow, 0.995) ?? 0)
+            Statistics.quantile(sorted: live, 0.995) ?? 0,
+            Statistics.quantile(sorted: shadow, 0.995) ?? 0
+        )
         let smallest = min(live.first ?? .infinity, shadow.first ?? .infinity)
         let largest = max(live.last ?? 0, shadow.last ?? 0)
         let median = min(
-            Statistics.quantile(sorted: live, 0.5) ?? .infinity, Statistics.quantile(sorted: shadow, 0.5) ?? .infinity)
+            Statistics.quantile(sorted: live, 0.5) ?? .infinity,
+            Statistics.quantile(sorted: shadow, 0.5) ?? .infinity
+        )
         let scale: AxisScale
         var xTitle = "latency (ms)"
         if smallest > 0 && cut > 20 * median {
             scale = .logarithmic(
-                low: pow(10, log10(smallest).rounded(.down)), high: pow(10, log10(largest).rounded(.up)))
+                low: pow(10, log10(smallest).rounded(.down)),
+                high: pow(10, log10(largest).rounded(.up))
+            )
             xTitle += ", log scale"
         } else {
             scale = .linear(high: niceTicks(upTo: cut > 0 ? cut : 1).last!)

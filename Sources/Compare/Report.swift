@@ -236,11 +236,19 @@ public struct ReportBuilder: Sendable {
             else { continue }
             let netChurn = summaries[index].churn.map { max(0, $0.rate - (floor.churn?.rate ?? 0)) }
             summaries[index].noise = NoiseFloor(
-                version: floor.key.shadowVersion, requests: floor.requests, agreement: floor.agreement?.rate,
-                churn: floor.churn?.rate, netChurn: netChurn)
+                version: floor.key.shadowVersion,
+                requests: floor.requests,
+                agreement: floor.agreement?.rate,
+                churn: floor.churn?.rate,
+                netChurn: netChurn
+            )
         }
         return Report(
-            pairs: summaries, records: records, badLines: badLines, firstTimestamp: firstTimestamp,
-            lastTimestamp: lastTimestamp)
+            pairs: summaries,
+            records: records,
+            badLines: badLines,
+            firstTimestamp: firstTimestamp,
+            lastTimestamp: lastTimestamp
+        )
     }
 }

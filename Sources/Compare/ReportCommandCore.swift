@@ -8,7 +8,12 @@ public enum ReportRunner {
     /// `--output`). Unreadable log lines are warnings on stderr (`file:line: warning: ...`),
     /// never fatal. With `output`, the report goes to that file and stdout stays empty; gate
     /// failures go to stderr, one per line, prefixed `gate failed: `.
-    public static func run(files: [String], format: String, output: String?, failIf: [String]) -> (
+    public static func run(
+        files: [String],
+        format: String,
+        output: String?,
+        failIf: [String]
+    ) -> (
         exitCode: Int32, stdout: String, stderr: String
     ) {
         guard let reportFormat = ReportFormat(rawValue: format) else {

@@ -203,14 +203,16 @@ extension Report {
                 "model", "live", "shadow", "requests", "agreement", "95% CI", "churn", "95% CI", "noise churn",
                 "net churn", "live errors", "shadow errors",
             ],
-            rightAligned: [false, false, false, true, true, true, true, true, true, true, true, true])
+            rightAligned: [false, false, false, true, true, true, true, true, true, true, true, true]
+        )
         var differenceTable = TextTable(
             title: "Absolute difference (per request max) and latency (ms)",
             header: [
                 "model", "live", "shadow", "diff mean", "diff p50", "diff p99", "diff max", "live p50", "live p99",
                 "shadow p50", "shadow p99", "Δ p50", "Δ p99",
             ],
-            rightAligned: [false, false, false] + Array(repeating: true, count: 10))
+            rightAligned: [false, false, false] + Array(repeating: true, count: 10)
+        )
         for pair in pairs {
             agreementTable.rows.append([
                 pair.key.model, pair.key.liveVersion, pair.shadowLabel, String(pair.requests),
@@ -266,7 +268,8 @@ extension PairSummary {
         var table = TextTable(
             title: "Labels \(key.model)/\(key.liveVersion)→\(shadowLabel) (rows: live class, columns: shadow class)",
             header: ["live \\ shadow"] + classes.map(String.init),
-            rightAligned: [false] + classes.map { _ in true })
+            rightAligned: [false] + classes.map { _ in true }
+        )
         for live in classes {
             table.rows.append([String(live)] + classes.map { String(labelMatrix[live]?[$0] ?? 0) })
         }

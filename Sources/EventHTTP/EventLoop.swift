@@ -94,7 +94,12 @@ public final class EventLoop: @unchecked Sendable {
     public func onSignal(_ signo: Int32, _ callback: @escaping () -> Void) {
         let handler = SignalHandler(callback)
         let event = event_new(
-            base, signo, Int16(EV_SIGNAL | EV_PERSIST), Callbacks.signal, Unmanaged.passUnretained(handler).toOpaque())
+            base,
+            signo,
+            Int16(EV_SIGNAL | EV_PERSIST),
+            Callbacks.signal,
+            Unmanaged.passUnretained(handler).toOpaque()
+        )
         guard let event else { preconditionFailure("event_new failed for signal \(signo).") }
         handler.event = event
         precondition(event_add(event, nil) == 0, "event_add failed for signal \(signo).")

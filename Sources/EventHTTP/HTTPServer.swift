@@ -82,7 +82,8 @@ public final class ResponseWriter {
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer) {
         precondition(
             !hasResponded,
-            "ResponseWriter.respond was called twice for one request; each request gets exactly one response.")
+            "ResponseWriter.respond was called twice for one request; each request gets exactly one response."
+        )
         precondition(
             (200...999).contains(status),
             "ResponseWriter.respond needs a final status (200...999), got \(status); "
@@ -127,7 +128,10 @@ public final class HTTPServer {
     /// Binds `host:port` (an IPv4 or IPv6 literal, or `localhost`) with `SO_REUSEADDR` and
     /// `SO_REUSEPORT`, so loops on several threads can listen on the same port, and listens.
     public init(
-        loop: EventLoop, host: String, port: Int, options: ServerOptions = ServerOptions(),
+        loop: EventLoop,
+        host: String,
+        port: Int,
+        options: ServerOptions = ServerOptions(),
         handler: @escaping (ServerRequest, ResponseWriter) -> Void
     ) throws {
         self.loop = loop
@@ -302,7 +306,11 @@ final class ServerConnection {
         selfRetain = Unmanaged.passRetained(self)
         timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlineMissed() }
         events = SocketEvents(
-            base: loop.base, fd: fd, callback: ServerCallbacks.io, owner: Unmanaged.passUnretained(self).toOpaque())
+            base: loop.base,
+            fd: fd,
+            callback: ServerCallbacks.io,
+            owner: Unmanaged.passUnretained(self).toOpaque()
+        )
         events?.startReading()
         setDeadline(.idle)
     }
@@ -391,14 +399,18 @@ final class ServerConnection {
         switch (deadline, state) {
         case (.header, .awaitingHead) where hasRequestStarted:
             sendError(
-                status: 408, code: "request_timeout",
-                detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms", requestID: nil
+                status: 408,
+                code: "request_timeout",
+                detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms",
+                requestID: nil
             )
         case (.body, .readingBody):
             sendError(
-                status: 408, code: "request_timeout",
+                status: 408,
+                code: "request_timeout",
                 detail: "the request body did not arrive within \(options.bodyTimeoutMilliseconds) ms",
-                requestID: head?.headers.first(name: "x-request-id"))
+                requestID: head?.headers.first(name: "x-request-id")
+            )
         case (.linger, .closing), (.linger, .lingering), (.idle, .awaitingHead):
             close()
         default:
@@ -546,9 +558,11 @@ final class ServerConnection {
         case .contentLength(let length):
             guard length <= limits.maxBodyBytes else {
                 sendError(
-                    status: 413, code: "body_too_large",
+                    status: 413,
+                    code: "body_too_large",
                     detail: "Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes",
-                    requestID: head.headers.first(name: "x-request-id"))
+                    requestID: head.headers.first(name: "x-request-id")
+                )
                 return false
             }
             bodyRemaining = length
@@ -556,9 +570,11 @@ final class ServerConnection {
             chunkedDecoder = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes)
         case .untilClose:
             sendError(
-                status: 400, code: "bad_request",
+                status: 400,
+                code: "bad_request",
                 detail: "a request body cannot be delimited by closing the connection",
-                requestID: head.headers.first(name: "x-request-id"))
+                requestID: head.headers.first(name: "x-request-id")
+            )
             return false
         }
         if head.expectsContinue {
@@ -584,8 +600,11 @@ final class ServerConnection {
             switch result {
             case .failure(let error):
                 sendError(
-                    status: error.status, code: error.code, detail: error.detail,
-                    requestID: head?.headers.first(name: "x-request-id"))
+                    status: error.status,
+                    code: error.code,
+                    detail: error.detail,
+                    requestID: head?.headers.first(name: "x-request-id")
+                )
                 return false
             case .success(let progress):
                 // Move the payload ranges out (no copy) and drop the chunk framing between them.
@@ -685,7 +704,11 @@ final class ServerConnection {
         HTTPSerializer.appendStatusLine(&out, status: status)
         for field in headers.fields where !ServerConnection.isFraming(field.name) {
             HTTPSerializer.appendField(
-                &out, name: field.name, value: field.value, droppingFraming: contentLength != nil)
+                &out,
+                name: field.name,
+                value: field.value,
+                droppingFraming: contentLength != nil
+            )
         }
         if willClose {
             HTTPSerializer.appendField(&out, name: "connection", value: "close", droppingFraming: false)

@@ -40,7 +40,10 @@ enum SocketIO {
     /// `readChunkBytes` long) and is copied into a chain of its own size; later reads fill the
     /// buffer's spare space directly.
     static func read(
-        _ fd: Int32, into buffer: OpaquePointer, maxBytes: Int = .max, scratch: UnsafeMutableRawPointer
+        _ fd: Int32,
+        into buffer: OpaquePointer,
+        maxBytes: Int = .max,
+        scratch: UnsafeMutableRawPointer
     ) -> ReadOutcome {
         var total = 0
         var error: Int32 = 0

@@ -86,7 +86,11 @@ public final class UpstreamPool {
     /// reload). An unresolvable name makes every `send` fail with `.connectFailed`.
     /// `limits.maxBodyBytes` defaults to 8 MiB (SPEC §8: backend response).
     public init(
-        loop: EventLoop, host: String, port: Int, maxConnections: Int = 64, maxQueued: Int = 1024,
+        loop: EventLoop,
+        host: String,
+        port: Int,
+        maxConnections: Int = 64,
+        maxQueued: Int = 1024,
         limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
     ) {
         precondition(maxConnections > 0, "UpstreamPool needs maxConnections of at least 1, got \(maxConnections).")
@@ -117,12 +121,17 @@ public final class UpstreamPool {
     /// connecting, writing and reading. A reused keep-alive connection that fails before any
     /// response byte is retried once on a new connection.
     public func send(
-        _ request: UpstreamRequest, timeoutMilliseconds: Int,
+        _ request: UpstreamRequest,
+        timeoutMilliseconds: Int,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         let now = System.monotonicMilliseconds()
         let exchange = Exchange(
-            pool: self, request: request, deadline: now + Int64(max(0, timeoutMilliseconds)), completion: completion)
+            pool: self,
+            request: request,
+            deadline: now + Int64(max(0, timeoutMilliseconds)),
+            completion: completion
+        )
         if isClosed {
             finishSoon(exchange, .failure(.closed))
             return
@@ -208,7 +217,10 @@ public final class UpstreamPool {
 
     /// A response arrived whole.
     func connection(
-        _ connection: UpstreamConnection, finished exchange: Exchange, with response: UpstreamResponse, reusable: Bool
+        _ connection: UpstreamConnection,
+        finished exchange: Exchange,
+        with response: UpstreamResponse,
+        reusable: Bool
     ) {
         if reusable && !isClosed {
             if waiting.isEmpty {
@@ -265,7 +277,9 @@ final class Exchange {
     var hasRetried = false
 
     init(
-        pool: UpstreamPool, request: UpstreamRequest, deadline: Int64,
+        pool: UpstreamPool,
+        request: UpstreamRequest,
+        deadline: Int64,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         self.pool = pool
@@ -352,7 +366,11 @@ final class UpstreamConnection {
         selfRetain = Unmanaged.passRetained(self)
         timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlinePassed() }
         events = SocketEvents(
-            base: loop.base, fd: fd, callback: UpstreamCallbacks.io, owner: Unmanaged.passUnretained(self).toOpaque())
+            base: loop.base,
+            fd: fd,
+            callback: UpstreamCallbacks.io,
+            owner: Unmanaged.passUnretained(self).toOpaque()
+        )
         events?.startReading()
         if inProgress != 0 {
             events?.waitToWrite()
@@ -524,7 +542,8 @@ final class UpstreamConnection {
         } else if !hasResponseBytes {
             isRetryable = isReused  // a stale keep-alive connection: the backend never saw the request
             error = .badResponse(
-                "upstream closed the connection without responding" + (errorText.map { " (\($0))" } ?? ""))
+                "upstream closed the connection without responding" + (errorText.map { " (\($0))" } ?? "")
+            )
         } else {
             error = .badResponse("upstream closed the connection mid-response" + (errorText.map { " (\($0))" } ?? ""))
         }

@@ -70,7 +70,9 @@ func makeString(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String 
     // A typed buffer takes String's contiguous fast path; a raw buffer would go byte by byte.
     guard let base = bytes.baseAddress, !range.isEmpty else { return "" }
     let typed = UnsafeBufferPointer(
-        start: (base + range.lowerBound).assumingMemoryBound(to: UInt8.self), count: range.count)
+        start: (base + range.lowerBound).assumingMemoryBound(to: UInt8.self),
+        count: range.count
+    )
     return String(decoding: typed, as: UTF8.self)
 }
 

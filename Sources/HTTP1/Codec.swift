@@ -54,7 +54,8 @@ public enum RequestHeadParser {
         guard i < end else { return cursor.exhausted().stopped() }
         guard bytes[i] == ASCII.slash else {
             return .failure(
-                .badRequest("request target must be origin-form (start with '/'), found \(describeByte(bytes[i]))"))
+                .badRequest("request target must be origin-form (start with '/'), found \(describeByte(bytes[i]))")
+            )
         }
         while true {
             guard i < end else { return cursor.exhausted().stopped() }
@@ -88,7 +89,9 @@ public enum RequestHeadParser {
         guard version.major == 1 && version.minor <= 1 else {
             return .failure(
                 .unsupportedVersion(
-                    "HTTP/\(version.major).\(version.minor) is not supported, expected HTTP/1.1 or HTTP/1.0"))
+                    "HTTP/\(version.major).\(version.minor) is not supported, expected HTTP/1.1 or HTTP/1.0"
+                )
+            )
         }
         let isHTTP11 = version.minor == 1
 
@@ -122,7 +125,8 @@ public enum RequestHeadParser {
         } else if let length = scanned.contentLength {
             if length > limits.maxBodyBytes {
                 return .failure(
-                    .bodyTooLarge("Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes"))
+                    .bodyTooLarge("Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes")
+                )
             }
             framing = .contentLength(length)
         } else {
@@ -140,7 +144,8 @@ public enum RequestHeadParser {
             framing: framing,
             keepAlive: isHTTP11 ? !scanned.connectionClose : (scanned.connectionKeepAlive && !scanned.connectionClose),
             // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
-            expectsContinue: isHTTP11 && scanned.expectCount > 0)
+            expectsContinue: isHTTP11 && scanned.expectCount > 0
+        )
         return .complete(head, consumed: headEnd)
     }
 }
@@ -151,7 +156,9 @@ public enum ResponseHeadParser {
     /// and `keepAlive` false: the connection no longer speaks HTTP/1.1. Every refusal is
     /// `.badRequest` (the caller answers 502); `limits.maxBodyBytes` bounds Content-Length.
     public static func parse(
-        _ bytes: UnsafeRawBufferPointer, limits: HTTPLimits, requestMethod: String
+        _ bytes: UnsafeRawBufferPointer,
+        limits: HTTPLimits,
+        requestMethod: String
     ) -> HeadParseResult<ResponseHead> {
         switch parseHead(bytes, limits: limits, requestMethod: requestMethod) {
         case .incomplete: return .incomplete
@@ -165,7 +172,9 @@ public enum ResponseHeadParser {
     }
 
     private static func parseHead(
-        _ bytes: UnsafeRawBufferPointer, limits: HTTPLimits, requestMethod: String
+        _ bytes: UnsafeRawBufferPointer,
+        limits: HTTPLimits,
+        requestMethod: String
     ) -> HeadParseResult<ResponseHead> {
         let cursor = HeadCursor(count: bytes.count, headStart: 0, maxHeaderBytes: limits.maxHeaderBytes)
         let end = cursor.end
@@ -261,7 +270,8 @@ public enum ResponseHeadParser {
             version: isHTTP11 ? .http11 : .http10,
             headers: HTTPHeaders(scanned.fields),
             framing: framing,
-            keepAlive: keepAlive)
+            keepAlive: keepAlive
+        )
         return .complete(head, consumed: headEnd)
     }
 }
@@ -610,11 +620,12 @@ public enum HTTPSerializer {
     public static func appendField(_ out: inout [UInt8], name: String, value: String, droppingFraming: Bool) {
         // Native strings lend their contiguous UTF-8 without a copy or a mutable copy of the String
         // (`withUTF8` on a `var` costs a retain and a uniqueness check per string).
-        let done: Void? = name.utf8.withContiguousStorageIfAvailable { n in
-            value.utf8.withContiguousStorageIfAvailable { v in
-                appendField(&out, name: n, value: v, droppingFraming: droppingFraming)
-            }
-        } ?? nil
+        let done: Void? =
+            name.utf8.withContiguousStorageIfAvailable { n in
+                value.utf8.withContiguousStorageIfAvailable { v in
+                    appendField(&out, name: n, value: v, droppingFraming: droppingFraming)
+                }
+            } ?? nil
         if done == nil {
             var name = name
             var value = value
@@ -626,7 +637,9 @@ public enum HTTPSerializer {
 
     @inline(__always)
     static func appendField(
-        _ out: inout [UInt8], name n: UnsafeBufferPointer<UInt8>, value v: UnsafeBufferPointer<UInt8>,
+        _ out: inout [UInt8],
+        name n: UnsafeBufferPointer<UInt8>,
+        value v: UnsafeBufferPointer<UInt8>,
         droppingFraming: Bool
     ) {
         guard !n.isEmpty else { return }
@@ -652,7 +665,9 @@ public enum HTTPSerializer {
     public static func appendEnd(_ out: inout [UInt8], contentLength: Int?) {
         if let contentLength {
             precondition(
-                contentLength >= 0, "HTTPSerializer needs a non-negative content length, got \(contentLength).")
+                contentLength >= 0,
+                "HTTPSerializer needs a non-negative content length, got \(contentLength)."
+            )
             out.append(contentsOf: "content-length: ".utf8)
             out.appendDecimal(contentLength)
             out.append(ASCII.cr)
@@ -775,7 +790,8 @@ public enum HopByHop {
     /// allocating) when there is no `Connection` field.
     public static func connectionNamed(in headers: HTTPHeaders) -> [String] {
         var named: [String] = []
-        for field in headers.fields where field.name.utf8.count == 10 && field.name.asciiCaseInsensitiveEquals("connection") {
+        for field in headers.fields
+        where field.name.utf8.count == 10 && field.name.asciiCaseInsensitiveEquals("connection") {
             for token in field.value.utf8.split(separator: ASCII.comma) {
                 var t = token.drop(while: isOWS)
                 while let last = t.last, isOWS(last) { t = t.dropLast() }

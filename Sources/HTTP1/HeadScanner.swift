@@ -132,7 +132,10 @@ struct ScannedFields {
 
 /// Scans field lines from `index` (the byte after the start line's CRLF) through the blank line.
 func scanFields(
-    _ bytes: UnsafeRawBufferPointer, from index: Int, cursor: HeadCursor, maxHeaderCount: Int,
+    _ bytes: UnsafeRawBufferPointer,
+    from index: Int,
+    cursor: HeadCursor,
+    maxHeaderCount: Int,
     into scanned: inout ScannedFields
 ) -> ScanOutcome {
     let end = cursor.end

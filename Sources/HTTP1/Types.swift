@@ -90,9 +90,10 @@ extension String {
         let b = other.utf8
         guard a.count == b.count else { return false }
         // Native strings are contiguous UTF-8: compare through pointers, no iterator state.
-        let fast: Bool? = a.withContiguousStorageIfAvailable { x in
-            b.withContiguousStorageIfAvailable { y in asciiCaseInsensitiveEqualBytes(x, y) }
-        } ?? nil
+        let fast: Bool? =
+            a.withContiguousStorageIfAvailable { x in
+                b.withContiguousStorageIfAvailable { y in asciiCaseInsensitiveEqualBytes(x, y) }
+            } ?? nil
         if let fast { return fast }
         for (x, y) in zip(a, b) where x != y {
             let lx = (x >= 65 && x <= 90) ? x | 0x20 : x
@@ -149,8 +150,13 @@ public struct RequestHead: Sendable, Hashable {
     public var expectsContinue: Bool
 
     public init(
-        method: String, target: String, version: HTTPVersion = .http11, headers: HTTPHeaders = HTTPHeaders(),
-        framing: BodyFraming = .none, keepAlive: Bool = true, expectsContinue: Bool = false
+        method: String,
+        target: String,
+        version: HTTPVersion = .http11,
+        headers: HTTPHeaders = HTTPHeaders(),
+        framing: BodyFraming = .none,
+        keepAlive: Bool = true,
+        expectsContinue: Bool = false
     ) {
         self.method = method
         self.target = target
@@ -185,8 +191,12 @@ public struct ResponseHead: Sendable, Hashable {
     public var keepAlive: Bool
 
     public init(
-        status: Int, reason: String = "", version: HTTPVersion = .http11, headers: HTTPHeaders = HTTPHeaders(),
-        framing: BodyFraming = .none, keepAlive: Bool = true
+        status: Int,
+        reason: String = "",
+        version: HTTPVersion = .http11,
+        headers: HTTPHeaders = HTTPHeaders(),
+        framing: BodyFraming = .none,
+        keepAlive: Bool = true
     ) {
         self.status = status
         self.reason = reason

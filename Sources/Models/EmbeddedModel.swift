@@ -41,7 +41,10 @@ public struct LinearModel: EmbeddedModel {
         precondition(!rows.isEmpty && rows.count == intercepts.count, "LinearModel needs one intercept per output.")
         let featureCount = rows[0].count
         precondition(rows.allSatisfy { $0.count == featureCount }, "LinearModel coefficient rows must match.")
-        precondition(featureNames == nil || featureNames!.count == featureCount, "LinearModel needs one name per feature.")
+        precondition(
+            featureNames == nil || featureNames!.count == featureCount,
+            "LinearModel needs one name per feature."
+        )
         precondition(link != .softmax || rows.count >= 2, "LinearModel softmax needs two or more outputs.")
         self.coefficients = rows.flatMap { $0 }
         self.intercepts = intercepts
@@ -52,7 +55,9 @@ public struct LinearModel: EmbeddedModel {
 
     /// Decodes the JSON file format; errors name the key at fault.
     public init(json: JSON, path: String) throws(ModelLoadError) {
-        func fail(_ message: String) -> ModelLoadError { ModelLoadError(path: path, message: "linear model: \(message)") }
+        func fail(_ message: String) -> ModelLoadError {
+            ModelLoadError(path: path, message: "linear model: \(message)")
+        }
         guard case .object(let object) = json else {
             throw fail("expected a JSON object with 'coef', got \(json.kindDescription)")
         }
@@ -96,7 +101,9 @@ public struct LinearModel: EmbeddedModel {
         case nil: break
         case .number(let value)?:
             guard rows.count == 1 else {
-                throw fail("'intercept' is one number but 'coef' has \(rows.count) output rows; expected a list of \(rows.count)")
+                throw fail(
+                    "'intercept' is one number but 'coef' has \(rows.count) output rows; expected a list of \(rows.count)"
+                )
             }
             intercepts[0] = try finite(.number(value), "'intercept'")
         case .array(let list)?:

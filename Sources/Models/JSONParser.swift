@@ -33,7 +33,10 @@ public enum JSONParser {
     public static let defaultMaxDepth = 64
 
     /// Parses one JSON text.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = defaultMaxDepth) throws(JSONError)
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer,
+        maxDepth: Int = defaultMaxDepth
+    ) throws(JSONError)
         -> JSON
     {
         guard let base = bytes.baseAddress, !bytes.isEmpty else {
@@ -146,7 +149,10 @@ private struct Parser {
         skipWhitespace()
         if i < count {
             throw JSONError(
-                offset: i, reason: "unexpected \(describeByte(p[i])) after the JSON value", expected: "end of input")
+                offset: i,
+                reason: "unexpected \(describeByte(p[i])) after the JSON value",
+                expected: "end of input"
+            )
         }
         return values.removeLast()
     }
@@ -194,8 +200,10 @@ private struct Parser {
                 values.append(.number(try parseNumber()))
             case UInt8(ascii: "N"), UInt8(ascii: "I"):
                 throw JSONError(
-                    offset: i, reason: "unexpected \(describeByte(p[i])) (NaN and Infinity are not JSON)",
-                    expected: "a value")
+                    offset: i,
+                    reason: "unexpected \(describeByte(p[i])) (NaN and Infinity are not JSON)",
+                    expected: "a value"
+                )
             default:
                 throw unexpected(expected: "a value")
             }
@@ -336,8 +344,10 @@ private struct Parser {
 
     func controlCharacter(at offset: Int) -> JSONError {
         JSONError(
-            offset: offset, reason: "control character 0x\(hex2(p[offset])) in a string",
-            expected: "an escape such as \\n or \\u00\(hex2(p[offset]))")
+            offset: offset,
+            reason: "control character 0x\(hex2(p[offset])) in a string",
+            expected: "an escape such as \\n or \\u00\(hex2(p[offset]))"
+        )
     }
 
     /// Length of the well-formed UTF-8 sequence at `j` (RFC 3629: no overlongs, no surrogates,
@@ -349,12 +359,20 @@ private struct Parser {
         var high: UInt8 = 0xBF
         switch lead {
         case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
+        case 0xE0:
+            length = 3
+            low = 0xA0
         case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F
-        case 0xF0: length = 4; low = 0x90
+        case 0xED:
+            length = 3
+            high = 0x9F
+        case 0xF0:
+            length = 4
+            low = 0x90
         case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
+        case 0xF4:
+            length = 4
+            high = 0x8F
         default: throw JSONError(offset: j, reason: "invalid UTF-8 byte 0x\(hex2(lead))")
         }
         guard j + length <= count else {
@@ -391,14 +409,18 @@ private struct Parser {
             if scalar >= 0xD800 && scalar <= 0xDBFF {
                 guard next + 1 < count, p[next] == Byte.backslash, p[next + 1] == UInt8(ascii: "u") else {
                     throw JSONError(
-                        offset: j, reason: "lone high surrogate in \\u escape",
-                        expected: "a low surrogate \\uDC00-\\uDFFF to follow")
+                        offset: j,
+                        reason: "lone high surrogate in \\u escape",
+                        expected: "a low surrogate \\uDC00-\\uDFFF to follow"
+                    )
                 }
                 let low = try hex4(at: next + 2)
                 guard low >= 0xDC00 && low <= 0xDFFF else {
                     throw JSONError(
-                        offset: next, reason: "high surrogate followed by a non-low-surrogate escape",
-                        expected: "a low surrogate \\uDC00-\\uDFFF")
+                        offset: next,
+                        reason: "high surrogate followed by a non-low-surrogate escape",
+                        expected: "a low surrogate \\uDC00-\\uDFFF"
+                    )
                 }
                 scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 next += 6
@@ -413,8 +435,10 @@ private struct Parser {
                 escaped > 0x20 && escaped < 0x7F
                 ? "'\\\(Character(Unicode.Scalar(escaped)))'" : "'\\' followed by byte 0x\(hex2(escaped))"
             throw JSONError(
-                offset: j, reason: "invalid escape \(shown)",
-                expected: "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
+                offset: j,
+                reason: "invalid escape \(shown)",
+                expected: "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX"
+            )
         }
         buffer.append(simple)
         return j + 2
@@ -424,7 +448,11 @@ private struct Parser {
         var value: UInt32 = 0
         for k in 0..<4 {
             guard j + k < count else {
-                throw JSONError(offset: j + k, reason: "unexpected end of input in \\u escape", expected: "4 hex digits")
+                throw JSONError(
+                    offset: j + k,
+                    reason: "unexpected end of input in \\u escape",
+                    expected: "4 hex digits"
+                )
             }
             let byte = p[j + k]
             let digit: UInt8
@@ -433,7 +461,11 @@ private struct Parser {
             case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
             case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
             default:
-                throw JSONError(offset: j + k, reason: "invalid \(describeByte(byte)) in \\u escape", expected: "4 hex digits")
+                throw JSONError(
+                    offset: j + k,
+                    reason: "invalid \(describeByte(byte)) in \\u escape",
+                    expected: "4 hex digits"
+                )
             }
             value = value << 4 | UInt32(digit)
         }

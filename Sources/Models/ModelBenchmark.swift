@@ -6,7 +6,11 @@ public enum ModelBenchmark {
     /// The median time of one `model.predict(rows)` call over `iterations` calls (after a few
     /// warm-up calls), divided by the number of rows: nanoseconds per row, on the calling thread,
     /// measured with `CLOCK_MONOTONIC`.
-    public static func run(model: any EmbeddedModel, rows: FeatureMatrix, iterations: Int) throws(ModelError)
+    public static func run(
+        model: any EmbeddedModel,
+        rows: FeatureMatrix,
+        iterations: Int
+    ) throws(ModelError)
         -> Double
     {
         precondition(iterations > 0 && rows.rows > 0, "ModelBenchmark.run needs iterations and rows.")
@@ -22,7 +26,8 @@ public enum ModelBenchmark {
         }
         samples.sort()
         let middle = samples.count / 2
-        let median = samples.count % 2 == 1 ? Double(samples[middle]) : Double(samples[middle - 1] + samples[middle]) / 2
+        let median =
+            samples.count % 2 == 1 ? Double(samples[middle]) : Double(samples[middle - 1] + samples[middle]) / 2
         return median / Double(rows.rows)
     }
 

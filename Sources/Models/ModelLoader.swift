@@ -38,7 +38,10 @@ public enum ModelLoader {
             do {
                 json = try JSONParser.parse(bytes)
             } catch {
-                let hint = bytes.first == UInt8(ascii: "{") ? "" : " (save it with Booster.save_model(\"m.json\"); UBJSON and the old binary format are not read)"
+                let hint =
+                    bytes.first == UInt8(ascii: "{")
+                    ? ""
+                    : " (save it with Booster.save_model(\"m.json\"); UBJSON and the old binary format are not read)"
                 throw ModelLoadError(path: path, message: "xgboost model: file is not JSON: \(error)\(hint)")
             }
             return .embedded(try XGBoostModel(json: json, path: path))
@@ -56,7 +59,9 @@ public enum ModelLoader {
     /// The bytes of a regular file no larger than `maxBytes`.
     public static func readFile(_ path: String, maxBytes: Int = maxFileBytes) throws(ModelLoadError) -> [UInt8] {
         func fail(_ message: String) -> ModelLoadError { ModelLoadError(path: path, message: message) }
-        func systemError(_ what: String) -> ModelLoadError { fail("cannot \(what): \(String(cString: strerror(errno)))") }
+        func systemError(_ what: String) -> ModelLoadError {
+            fail("cannot \(what): \(String(cString: strerror(errno)))")
+        }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw systemError("open") }
         defer { close(descriptor) }

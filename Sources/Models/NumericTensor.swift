@@ -32,13 +32,17 @@ public struct NumericTensor: Sendable, Hashable, CustomStringConvertible {
                     return .failure(
                         TensorShapeError(
                             "value at \(position.isEmpty ? "the top" : position) is \(current.kindDescription);"
-                                + " expected a list of \(shape[depth]), like the first"))
+                                + " expected a list of \(shape[depth]), like the first"
+                        )
+                    )
                 }
                 guard elements.count == shape[depth] else {
                     return .failure(
                         TensorShapeError(
                             "list at \(position.isEmpty ? "the top" : position) has \(elements.count) entries;"
-                                + " expected \(shape[depth]), like the first (the tensor must be rectangular)"))
+                                + " expected \(shape[depth]), like the first (the tensor must be rectangular)"
+                        )
+                    )
                 }
                 for (index, element) in elements.enumerated().reversed() {
                     stack.append((element, depth + 1, position + "[\(index)]"))
@@ -51,12 +55,17 @@ public struct NumericTensor: Sendable, Hashable, CustomStringConvertible {
             case .null: values.append(.nan)
             case .array:
                 return .failure(
-                    TensorShapeError("value at \(position) is a list; expected a number, like the first (not rectangular)"))
+                    TensorShapeError(
+                        "value at \(position) is a list; expected a number, like the first (not rectangular)"
+                    )
+                )
             default:
                 return .failure(
                     TensorShapeError(
                         "value at \(position.isEmpty ? "the top" : position) is \(current.kindDescription);"
-                            + " expected a number"))
+                            + " expected a number"
+                    )
+                )
             }
         }
         return .success(NumericTensor(shape: shape, values: values))

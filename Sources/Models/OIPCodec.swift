@@ -1,9 +1,17 @@
 /// Open Inference Protocol (KServe v2) tensor datatypes.
 public enum OIPDatatype: String, Sendable, Hashable, CaseIterable {
     case bool = "BOOL"
-    case uint8 = "UINT8", uint16 = "UINT16", uint32 = "UINT32", uint64 = "UINT64"
-    case int8 = "INT8", int16 = "INT16", int32 = "INT32", int64 = "INT64"
-    case fp16 = "FP16", fp32 = "FP32", fp64 = "FP64"
+    case uint8 = "UINT8"
+    case uint16 = "UINT16"
+    case uint32 = "UINT32"
+    case uint64 = "UINT64"
+    case int8 = "INT8"
+    case int16 = "INT16"
+    case int32 = "INT32"
+    case int64 = "INT64"
+    case fp16 = "FP16"
+    case fp32 = "FP32"
+    case fp64 = "FP64"
     case bytes = "BYTES"
 
     /// Whether elements are floating point, so that `null` (a missing value, NaN) is allowed.
@@ -111,7 +119,9 @@ public enum OIPCodec {
                 inputList = list
             case "outputs":
                 guard case .array(let list) = member.value else {
-                    throw .badRequest("'outputs' must be a list of {\"name\": ...} objects, got \(member.value.kindDescription)")
+                    throw .badRequest(
+                        "'outputs' must be a list of {\"name\": ...} objects, got \(member.value.kindDescription)"
+                    )
                 }
                 var names: [String] = []
                 for (k, entry) in list.enumerated() {
@@ -124,13 +134,15 @@ public enum OIPCodec {
             default:
                 throw .badRequest(
                     "unexpected key '\(member.key)' in request body; expected \"inputs\""
-                        + " (and optionally \"id\", \"parameters\", \"outputs\")")
+                        + " (and optionally \"id\", \"parameters\", \"outputs\")"
+                )
             }
         }
         guard let inputList else {
             throw .badRequest(
                 "request body has no \"inputs\"; expected {\"inputs\": [{\"name\": ..., \"shape\": [N, F],"
-                    + " \"datatype\": \"FP64\", \"data\": [...]}]}")
+                    + " \"datatype\": \"FP64\", \"data\": [...]}]}"
+            )
         }
         guard !inputList.isEmpty else { throw .badRequest("'inputs' is empty; expected at least one tensor") }
         for (k, input) in inputList.enumerated() {
@@ -142,7 +154,9 @@ public enum OIPCodec {
     /// Decodes one `{"name", "shape", "datatype", "data", "parameters"?}` tensor.
     static func decodeTensor(_ value: JSON, position: String, role: String = "input") throws(ModelError) -> OIPTensor {
         guard case .object(let object) = value else {
-            throw .badRequest("\(position) must be an object with name, shape, datatype and data, got \(value.kindDescription)")
+            throw .badRequest(
+                "\(position) must be an object with name, shape, datatype and data, got \(value.kindDescription)"
+            )
         }
         for key in object.keys where !["name", "shape", "datatype", "data", "parameters"].contains(key) {
             throw .badRequest("\(position): unexpected key '\(key)'; expected name, shape, datatype, data, parameters")
@@ -161,7 +175,9 @@ public enum OIPCodec {
                 throw .badRequest("\(label): shape entry \(dimension) is not a non-negative integer")
             }
             shape.append(Int(number))
-            elementCount = elementCount.multipliedReportingOverflow(by: Int(number)).overflow ? Int.max : elementCount * Int(number)
+            elementCount =
+                elementCount.multipliedReportingOverflow(by: Int(number)).overflow
+                ? Int.max : elementCount * Int(number)
         }
         guard case .string(let typeName)? = object["datatype"] else {
             throw .badRequest("\(label) has no string \"datatype\"")
@@ -169,7 +185,8 @@ public enum OIPCodec {
         guard let datatype = OIPDatatype(rawValue: typeName) else {
             throw .badRequest(
                 "\(label): unknown datatype '\(typeName)'; expected one of "
-                    + OIPDatatype.allCases.filter { $0 != .bytes }.map(\.rawValue).joined(separator: ", "))
+                    + OIPDatatype.allCases.filter { $0 != .bytes }.map(\.rawValue).joined(separator: ", ")
+            )
         }
         guard datatype != .bytes else {
             throw .badRequest("\(label): datatype BYTES is not supported; expected a numeric datatype such as FP64")
@@ -183,7 +200,8 @@ public enum OIPCodec {
         try flatten(data, into: &values, datatype: datatype, label: label, limit: elementCount)
         guard values.count == elementCount else {
             throw .badRequest(
-                "\(label): shape \(shape) has \(elementCount) elements but data has \(values.count)")
+                "\(label): shape \(shape) has \(elementCount) elements but data has \(values.count)"
+            )
         }
         return OIPTensor(name: name, datatype: datatype, tensor: NumericTensor(shape: shape, values: values))
     }
@@ -191,7 +209,11 @@ public enum OIPCodec {
     /// Appends the elements of flat or nested `data` in row-major order, checking each against
     /// the datatype; stops early once there are more than `limit`.
     private static func flatten(
-        _ data: JSON, into values: inout [Double], datatype: OIPDatatype, label: String, limit: Int
+        _ data: JSON,
+        into values: inout [Double],
+        datatype: OIPDatatype,
+        label: String,
+        limit: Int
     ) throws(ModelError) {
         guard case .array = data else {
             throw .badRequest("\(label): data must be a list, got \(data.kindDescription)")
@@ -211,33 +233,42 @@ public enum OIPCodec {
                 } else if let range = datatype.integerRange {
                     guard number.rounded() == number, range.contains(number) else {
                         throw .badRequest(
-                            "\(label): element \(index) is \(current); expected a whole number in the \(datatype.rawValue) range")
+                            "\(label): element \(index) is \(current); expected a whole number in the \(datatype.rawValue) range"
+                        )
                     }
                 } else if let largest = datatype.largestMagnitude, abs(number) > largest {
-                    throw .badRequest("\(label): element \(index) is \(current), outside the \(datatype.rawValue) range")
+                    throw .badRequest(
+                        "\(label): element \(index) is \(current), outside the \(datatype.rawValue) range"
+                    )
                 }
                 values.append(number)
             case .bool(let flag):
                 guard datatype == .bool else {
-                    throw .badRequest("\(label): element \(index) is a boolean; expected a number for \(datatype.rawValue)")
+                    throw .badRequest(
+                        "\(label): element \(index) is a boolean; expected a number for \(datatype.rawValue)"
+                    )
                 }
                 values.append(flag ? 1 : 0)
             case .null:
                 guard datatype.isFloatingPoint else {
                     throw .badRequest(
-                        "\(label): element \(index) is null; only FP16, FP32 and FP64 data may hold null (missing)")
+                        "\(label): element \(index) is null; only FP16, FP32 and FP64 data may hold null (missing)"
+                    )
                 }
                 values.append(.nan)
             case .string, .object:
                 throw .badRequest(
-                    "\(label): element \(index) is \(current.kindDescription); expected a number for \(datatype.rawValue)")
+                    "\(label): element \(index) is \(current.kindDescription); expected a number for \(datatype.rawValue)"
+                )
             }
         }
     }
 
     /// Parses a request body and decodes its rows for a model of `featureCount` features.
     public static func decodeInstances(
-        _ body: UnsafeRawBufferPointer, featureNames: [String]?, featureCount: Int
+        _ body: UnsafeRawBufferPointer,
+        featureNames: [String]?,
+        featureCount: Int
     ) throws(ModelError) -> FeatureMatrix {
         try decodeInstances(parseBody(body), featureNames: featureNames, featureCount: featureCount)
     }
@@ -247,19 +278,28 @@ public enum OIPCodec {
     /// The model takes one input of shape `[N, F]`, or `[F]` for one row (`[N]` when F is 1).
     /// With feature names, F inputs named after the features, each of shape `[N]` or `[N, 1]`,
     /// are accepted too (the columnar form of pandas-based clients).
-    public static func decodeInstances(_ body: JSON, featureNames: [String]?, featureCount: Int) throws(ModelError)
+    public static func decodeInstances(
+        _ body: JSON,
+        featureNames: [String]?,
+        featureCount: Int
+    ) throws(ModelError)
         -> FeatureMatrix
     {
         try decodeInstances(decodeRequest(body), featureNames: featureNames, featureCount: featureCount)
     }
 
     /// The rows of a decoded request; see `decodeInstances(_:featureNames:featureCount:)`.
-    public static func decodeInstances(_ request: OIPRequest, featureNames: [String]?, featureCount: Int)
+    public static func decodeInstances(
+        _ request: OIPRequest,
+        featureNames: [String]?,
+        featureCount: Int
+    )
         throws(ModelError) -> FeatureMatrix
     {
         precondition(
             featureNames == nil || featureNames!.count == featureCount,
-            "OIPCodec.decodeInstances needs one feature name per feature.")
+            "OIPCodec.decodeInstances needs one feature name per feature."
+        )
         if request.inputs.count == 1 {
             let input = request.inputs[0]
             let shape = input.shape
@@ -269,7 +309,8 @@ public enum OIPCodec {
                 guard shape[1] == featureCount else {
                     throw .badRequest(
                         "input '\(input.name)': expected \(featureCount) features per instance, got \(shape[1])"
-                            + " (shape \(shape); expected [N, \(featureCount)])")
+                            + " (shape \(shape); expected [N, \(featureCount)])"
+                    )
                 }
                 rows = shape[0]
             case 1 where featureCount == 1:
@@ -278,38 +319,45 @@ public enum OIPCodec {
                 guard shape[0] == featureCount else {
                     throw .badRequest(
                         "input '\(input.name)': expected \(featureCount) features per instance, got \(shape[0])"
-                            + " (shape \(shape); expected [N, \(featureCount)] or [\(featureCount)])")
+                            + " (shape \(shape); expected [N, \(featureCount)] or [\(featureCount)])"
+                    )
                 }
                 rows = 1
             default:
                 throw .badRequest(
-                    "input '\(input.name)': shape \(shape) has \(shape.count) dimensions; expected [N, \(featureCount)]")
+                    "input '\(input.name)': shape \(shape) has \(shape.count) dimensions; expected [N, \(featureCount)]"
+                )
             }
             guard rows > 0 else { throw .badRequest("input '\(input.name)' has no instances; expected N ≥ 1") }
             return FeatureMatrix(rows: rows, columns: featureCount, values: input.values)
         }
         guard let featureNames else {
             throw .badRequest(
-                "request has \(request.inputs.count) inputs; this model takes one input of shape [N, \(featureCount)]")
+                "request has \(request.inputs.count) inputs; this model takes one input of shape [N, \(featureCount)]"
+            )
         }
         // Columnar: one input per feature, matched by name.
         var index: [String: Int] = [:]
         for (column, name) in featureNames.enumerated() { index[name] = column }
         let first = request.inputs[0]
         let rows = first.shape.first ?? 0
-        guard rows > 0 else { throw .badRequest("input '\(first.name)' has no instances; expected shape [N] with N ≥ 1") }
+        guard rows > 0 else {
+            throw .badRequest("input '\(first.name)' has no instances; expected shape [N] with N ≥ 1")
+        }
         var values = [Double](repeating: .nan, count: rows * featureCount)
         var seen = Set<Int>()
         for input in request.inputs {
             guard let column = index[input.name] else {
                 throw .badRequest(
                     "unknown input '\(input.name)'; expected one input of shape [N, \(featureCount)] or one input"
-                        + " per feature named \(featureNames.prefix(20).joined(separator: ", "))")
+                        + " per feature named \(featureNames.prefix(20).joined(separator: ", "))"
+                )
             }
             guard seen.insert(column).inserted else { throw .badRequest("input '\(input.name)' is given twice") }
             guard input.shape == [rows] || input.shape == [rows, 1] else {
                 throw .badRequest(
-                    "input '\(input.name)': shape \(input.shape); expected [\(rows)] or [\(rows), 1], like input '\(first.name)'")
+                    "input '\(input.name)': shape \(input.shape); expected [\(rows)] or [\(rows), 1], like input '\(first.name)'"
+                )
             }
             for row in 0..<rows { values[row * featureCount + column] = input.values[row] }
         }
@@ -320,7 +368,10 @@ public enum OIPCodec {
     /// "data"}]}` for one prediction per instance: shape `[N]` for numbers, `[N, K]` for lists of K.
     /// `FP32` data is written with float precision, `INT64` and `BOOL` as integers and booleans.
     public static func encodeResponse(
-        _ predictions: [JSON], datatype: OIPDatatype = .fp64, modelName: String, modelVersion: String,
+        _ predictions: [JSON],
+        datatype: OIPDatatype = .fp64,
+        modelName: String,
+        modelVersion: String,
         id: String? = nil
     ) throws(ModelError) -> [UInt8] {
         let tensor: NumericTensor
@@ -329,12 +380,20 @@ public enum OIPCodec {
         case .failure(let error): throw .modelError("predictions are not a numeric tensor: \(error)")
         }
         return encodeResponse(
-            outputs: [OIPTensor(name: outputName, datatype: datatype, tensor: tensor)], modelName: modelName,
-            modelVersion: modelVersion, id: id)
+            outputs: [OIPTensor(name: outputName, datatype: datatype, tensor: tensor)],
+            modelName: modelName,
+            modelVersion: modelVersion,
+            id: id
+        )
     }
 
     /// A response body with the given output tensors.
-    public static func encodeResponse(outputs: [OIPTensor], modelName: String, modelVersion: String, id: String? = nil)
+    public static func encodeResponse(
+        outputs: [OIPTensor],
+        modelName: String,
+        modelVersion: String,
+        id: String? = nil
+    )
         -> [UInt8]
     {
         var output: [UInt8] = []

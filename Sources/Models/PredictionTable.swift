@@ -65,7 +65,9 @@ public struct PredictionTable: Sendable {
         }
         guard header.fields.count >= 2 else {
             throw fail(
-                header.line, "the header has \(header.fields.count) column; expected a key column and one or more outputs")
+                header.line,
+                "the header has \(header.fields.count) column; expected a key column and one or more outputs"
+            )
         }
         var headerNames: [String] = []
         for field in header.fields { headerNames.append(try text(field, line: header.line)) }
@@ -84,7 +86,10 @@ public struct PredictionTable: Sendable {
                 throw fail(error.line, error.message)
             }
             guard record.fields.count == header.fields.count else {
-                throw fail(record.line, "expected \(header.fields.count) fields like the header, got \(record.fields.count)")
+                throw fail(
+                    record.line,
+                    "expected \(header.fields.count) fields like the header, got \(record.fields.count)"
+                )
             }
             let key = try text(record.fields[0], line: record.line)
             guard !key.isEmpty else { throw fail(record.line, "empty key") }
@@ -180,7 +185,10 @@ private struct CSVReader {
                     line += 1
                     break recordLoop
                 default:
-                    throw Failure(line: line, message: "unexpected \(describeByte(bytes[position])) after a quoted field")
+                    throw Failure(
+                        line: line,
+                        message: "unexpected \(describeByte(bytes[position])) after a quoted field"
+                    )
                 }
             }
             if fields.count == 1 && fields[0].bytes.isEmpty && !fields[0].isQuoted { continue }
@@ -219,7 +227,10 @@ private struct CSVReader {
             case UInt8(ascii: ","), 0x0D, 0x0A:
                 return Field(bytes: bytes[start..<position], isQuoted: false)
             case UInt8(ascii: "\""):
-                throw Failure(line: line, message: "quote inside an unquoted field; quote the whole field and double the quote")
+                throw Failure(
+                    line: line,
+                    message: "quote inside an unquoted field; quote the whole field and double the quote"
+                )
             default:
                 position += 1
             }

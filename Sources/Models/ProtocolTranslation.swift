@@ -25,11 +25,16 @@ public enum ProtocolTranslation {
     /// Rows of numbers or nested lists become one input named `inputName` of shape `[N, ...]`
     /// (`[N]` for scalars). Rows that are objects, and columnar `{"inputs": {name: values}}`,
     /// become one input per name, each of shape `[N, ...]`.
-    public static func v2Request(fromTFServing body: JSON, inputName: String = defaultInputName) throws(ModelError)
+    public static func v2Request(
+        fromTFServing body: JSON,
+        inputName: String = defaultInputName
+    ) throws(ModelError)
         -> JSON
     {
         guard case .object(let object) = body else {
-            throw .badRequest("request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)")
+            throw .badRequest(
+                "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)"
+            )
         }
         var instances: JSON?
         var inputs: JSON?
@@ -39,7 +44,9 @@ public enum ProtocolTranslation {
             case "inputs": inputs = member.value
             case "signature_name": break
             default:
-                throw .badRequest("unexpected key '\(member.key)' in request body; expected \"instances\" or \"inputs\"")
+                throw .badRequest(
+                    "unexpected key '\(member.key)' in request body; expected \"instances\" or \"inputs\""
+                )
             }
         }
         var tensors: [OIPTensor] = []
@@ -62,7 +69,8 @@ public enum ProtocolTranslation {
                         else {
                             throw .badRequest(
                                 "instance \(k) does not have the same named inputs as instance 0 ("
-                                    + firstObject.keys.joined(separator: ", ") + ")")
+                                    + firstObject.keys.joined(separator: ", ") + ")"
+                            )
                         }
                         column.append(value)
                     }
@@ -84,7 +92,8 @@ public enum ProtocolTranslation {
             for tensor in tensors where tensor.shape.first != batch {
                 throw .badRequest(
                     "input '\(tensor.name)' has \(tensor.shape.first ?? 0) instances but input '\(tensors[0].name)'"
-                        + " has \(batch ?? 0); every input needs one entry per instance")
+                        + " has \(batch ?? 0); every input needs one entry per instance"
+                )
             }
         }
         return .object(["inputs": .array(tensors.map(tensorJSON))])
@@ -126,10 +135,13 @@ public enum ProtocolTranslation {
         let rows = outputs[0].shape.first ?? 0
         var perOutput: [[JSON]] = []
         for output in outputs {
-            guard output.shape.first == rows, case .array(let entries) = output.tensor.nested(asBooleans: output.datatype == .bool) else {
+            guard output.shape.first == rows,
+                case .array(let entries) = output.tensor.nested(asBooleans: output.datatype == .bool)
+            else {
                 throw UpstreamResponseError(
                     "output '\(output.name)' has shape \(output.shape) but output '\(outputs[0].name)' has"
-                        + " \(outputs[0].shape); outputs need the same number of rows")
+                        + " \(outputs[0].shape); outputs need the same number of rows"
+                )
             }
             perOutput.append(entries)
         }
@@ -146,7 +158,10 @@ public enum ProtocolTranslation {
     /// `{"predictions": ...}` (or TF Serving's columnar `{"outputs": ...}`) → a v2 response with
     /// one output named `predict` (or one per name for per-row objects and named outputs).
     public static func v2Response(
-        fromTFServing body: JSON, modelName: String, modelVersion: String, id: String? = nil
+        fromTFServing body: JSON,
+        modelName: String,
+        modelVersion: String,
+        id: String? = nil
     ) throws(UpstreamResponseError) -> JSON {
         var outputs: [OIPTensor] = []
         for (name, value) in try tfServingOutputs(body) {
@@ -162,7 +177,10 @@ public enum ProtocolTranslation {
     /// `predictions` (or columnar `outputs`), or a v2 `outputs` entry. `outputName` picks a named
     /// output (a v2 output, a key of per-row prediction objects, a columnar output); by default
     /// the first.
-    public static func outputTensor(_ body: JSON, outputName: String? = nil) throws(UpstreamResponseError)
+    public static func outputTensor(
+        _ body: JSON,
+        outputName: String? = nil
+    ) throws(UpstreamResponseError)
         -> NumericTensor
     {
         if isV2Response(body) {
@@ -170,7 +188,9 @@ public enum ProtocolTranslation {
             guard let outputName else { return outputs[0].tensor }
             guard let output = outputs.first(where: { $0.name == outputName }) else {
                 throw UpstreamResponseError(
-                    "response has no output '\(outputName)'; it has " + outputs.map { "'\($0.name)'" }.joined(separator: ", "))
+                    "response has no output '\(outputName)'; it has "
+                        + outputs.map { "'\($0.name)'" }.joined(separator: ", ")
+                )
             }
             return output.tensor
         }
@@ -179,7 +199,9 @@ public enum ProtocolTranslation {
         if let outputName {
             guard let match = outputs.first(where: { $0.0 == outputName }) else {
                 throw UpstreamResponseError(
-                    "response has no output '\(outputName)'; it has " + outputs.map { "'\($0.0)'" }.joined(separator: ", "))
+                    "response has no output '\(outputName)'; it has "
+                        + outputs.map { "'\($0.0)'" }.joined(separator: ", ")
+                )
             }
             chosen = match.1
         } else {
@@ -198,7 +220,9 @@ public enum ProtocolTranslation {
     /// The output tensors of a v2 response, checked.
     private static func v2Outputs(_ body: JSON) throws(UpstreamResponseError) -> [OIPTensor] {
         guard case .object = body else {
-            throw UpstreamResponseError("v2 response body must be a JSON object with \"outputs\", got \(body.kindDescription)")
+            throw UpstreamResponseError(
+                "v2 response body must be a JSON object with \"outputs\", got \(body.kindDescription)"
+            )
         }
         guard case .array(let list)? = body["outputs"], !list.isEmpty else {
             throw UpstreamResponseError("v2 response has no \"outputs\" list of tensors")
@@ -218,7 +242,9 @@ public enum ProtocolTranslation {
     /// per key of per-row objects), or columnar `outputs` (a value, or an object of named values).
     private static func tfServingOutputs(_ body: JSON) throws(UpstreamResponseError) -> [(String, JSON)] {
         guard case .object(let object) = body else {
-            throw UpstreamResponseError("response body must be a JSON object with \"predictions\", got \(body.kindDescription)")
+            throw UpstreamResponseError(
+                "response body must be a JSON object with \"predictions\", got \(body.kindDescription)"
+            )
         }
         if let predictions = object["predictions"] {
             guard case .array(let rows) = predictions else {

@@ -12,10 +12,17 @@
 public enum TFServingCodec {
     /// Parses a request body and decodes its rows; a body that is not JSON is a 400.
     public static func decodeInstances(
-        _ body: UnsafeRawBufferPointer, featureNames: [String]?, featureCount: Int, ignoring ignoredNames: Set<String> = []
+        _ body: UnsafeRawBufferPointer,
+        featureNames: [String]?,
+        featureCount: Int,
+        ignoring ignoredNames: Set<String> = []
     ) throws(ModelError) -> FeatureMatrix {
         try decodeInstances(
-            parseBody(body), featureNames: featureNames, featureCount: featureCount, ignoring: ignoredNames)
+            parseBody(body),
+            featureNames: featureNames,
+            featureCount: featureCount,
+            ignoring: ignoredNames
+        )
     }
 
     /// Parses a request body; a body that is not JSON is a 400 saying where it went wrong.
@@ -34,14 +41,19 @@ public enum TFServingCodec {
     /// one policy mixes table and model versions) are skipped in instance objects and named
     /// inputs; any other unknown name is a 400.
     public static func decodeInstances(
-        _ body: JSON, featureNames: [String]?, featureCount: Int, ignoring ignoredNames: Set<String> = []
+        _ body: JSON,
+        featureNames: [String]?,
+        featureCount: Int,
+        ignoring ignoredNames: Set<String> = []
     ) throws(ModelError) -> FeatureMatrix {
         precondition(
             featureNames == nil || featureNames!.count == featureCount,
-            "TFServingCodec.decodeInstances needs one feature name per feature.")
+            "TFServingCodec.decodeInstances needs one feature name per feature."
+        )
         guard case .object(let object) = body else {
             throw .badRequest(
-                "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)")
+                "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)"
+            )
         }
         var instances: JSON?
         var inputs: JSON?
@@ -56,14 +68,16 @@ public enum TFServingCodec {
             default:
                 throw .badRequest(
                     "unexpected key '\(member.key)' in request body; expected \"instances\" or \"inputs\""
-                        + " (and optionally \"signature_name\")")
+                        + " (and optionally \"signature_name\")"
+                )
             }
         }
         let shape = Shape(featureNames: featureNames, featureCount: featureCount, ignoredNames: ignoredNames)
         switch (instances, inputs) {
         case (nil, nil):
             throw .badRequest(
-                "request body has neither \"instances\" nor \"inputs\"; expected {\"instances\": \(shape.example)}")
+                "request body has neither \"instances\" nor \"inputs\"; expected {\"instances\": \(shape.example)}"
+            )
         case (.some, .some):
             throw .badRequest("request body has both \"instances\" and \"inputs\"; send only one")
         case (let rows?, nil):
@@ -135,7 +149,8 @@ private struct Shape {
         case .bool(let flag): return flag ? 1 : 0
         default:
             throw .badRequest(
-                "instance \(instance): \(featureLabel(column)) is \(value.kindDescription); expected a number or null")
+                "instance \(instance): \(featureLabel(column)) is \(value.kindDescription); expected a number or null"
+            )
         }
     }
 
@@ -155,20 +170,23 @@ private struct Shape {
             guard featureNames != nil else {
                 throw .badRequest(
                     "instance 0 is an object, but this model has no feature names;"
-                        + " expected a list of \(featureCount) numbers per instance")
+                        + " expected a list of \(featureCount) numbers per instance"
+                )
             }
             format = .object
         case .number, .null, .bool:
             guard featureCount == 1 else {
                 throw .badRequest(
                     "'\(field)' is a flat list of \(rows.count) values, but this model takes \(featureCount) features"
-                        + " per instance; expected a list of instances such as \(example)")
+                        + " per instance; expected a list of instances such as \(example)"
+                )
             }
             format = .scalar
         case .string:
             throw .badRequest(
                 "instance 0 is a string; expected a list of \(featureCount) numbers"
-                    + (featureNames == nil ? "" : " or an object keyed by feature name"))
+                    + (featureNames == nil ? "" : " or an object keyed by feature name")
+            )
         }
         var values = [Double](repeating: .nan, count: rows.count * featureCount)
         let index = format == .object ? nameIndex() : [:]
@@ -178,7 +196,8 @@ private struct Shape {
             case (.list, .array(let cells)):
                 guard cells.count == featureCount else {
                     throw .badRequest(
-                        "instance \(instance): expected \(featureCount) features per instance, got \(cells.count)")
+                        "instance \(instance): expected \(featureCount) features per instance, got \(cells.count)"
+                    )
                 }
                 for (column, cell) in cells.enumerated() {
                     values[base + column] = try number(cell, instance: instance, column: column)
@@ -188,7 +207,8 @@ private struct Shape {
                     guard let column = index[member.key] else {
                         if ignoredNames.contains(member.key) { continue }
                         throw .badRequest(
-                            "instance \(instance): unknown feature '\(member.key)'; expected one of \(expectedNames())")
+                            "instance \(instance): unknown feature '\(member.key)'; expected one of \(expectedNames())"
+                        )
                     }
                     values[base + column] = try number(member.value, instance: instance, column: column)
                 }
@@ -202,7 +222,8 @@ private struct Shape {
                 case .scalar: expected = "a number or null"
                 }
                 throw .badRequest(
-                    "instance \(instance) is \(row.kindDescription); expected \(expected), like instance 0")
+                    "instance \(instance) is \(row.kindDescription); expected \(expected), like instance 0"
+                )
             }
         }
         return FeatureMatrix(rows: rows.count, columns: featureCount, values: values)
@@ -213,7 +234,8 @@ private struct Shape {
         guard featureNames != nil else {
             throw .badRequest(
                 "named \"inputs\" need a model with feature names; this model takes"
-                    + " {\"inputs\": \(example)}")
+                    + " {\"inputs\": \(example)}"
+            )
         }
         guard let first = columns.members.first(where: { !ignoredNames.contains($0.key) }) else {
             throw .badRequest("'inputs' has no feature inputs; expected one list of values per feature")
@@ -221,7 +243,8 @@ private struct Shape {
         let index = nameIndex()
         guard case .array(let firstValues) = first.value else {
             throw .badRequest(
-                "input '\(first.key)' is \(first.value.kindDescription); expected a list with one value per instance")
+                "input '\(first.key)' is \(first.value.kindDescription); expected a list with one value per instance"
+            )
         }
         let rowCount = firstValues.count
         guard rowCount > 0 else {
@@ -236,12 +259,14 @@ private struct Shape {
             guard case .array(let cells) = member.value else {
                 throw .badRequest(
                     "input '\(member.key)' is \(member.value.kindDescription);"
-                        + " expected a list with one value per instance")
+                        + " expected a list with one value per instance"
+                )
             }
             guard cells.count == rowCount else {
                 throw .badRequest(
                     "input '\(member.key)' has \(cells.count) values but input '\(first.key)' has \(rowCount);"
-                        + " every input needs one value per instance")
+                        + " every input needs one value per instance"
+                )
             }
             for (instance, cell) in cells.enumerated() {
                 var cell = cell

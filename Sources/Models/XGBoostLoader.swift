@@ -15,7 +15,9 @@ extension XGBoostModel {
             throw fail("expected a JSON object with 'learner', got \(json.kindDescription)")
         }
         guard case .object(let learner)? = root["learner"] else {
-            throw fail("no 'learner' object at the top level; expected a file written by Booster.save_model(\"m.json\")")
+            throw fail(
+                "no 'learner' object at the top level; expected a file written by Booster.save_model(\"m.json\")"
+            )
         }
         var writerVersion: [Int] = []
         if let version = root["version"] {
@@ -54,7 +56,8 @@ extension XGBoostModel {
         } else {
             throw fail(
                 "objective '\(objectiveName)' is not supported; expected one of "
-                    + Objective.allCases.map(\.rawValue).joined(separator: ", "))
+                    + Objective.allCases.map(\.rawValue).joined(separator: ", ")
+            )
         }
 
         // Learner parameters.
@@ -64,7 +67,9 @@ extension XGBoostModel {
         guard let featureValue = parameters["num_feature"], let featureCount = integer(featureValue), featureCount >= 1,
             featureCount <= Int(XGBoostNode.featureMask)
         else {
-            throw fail("'num_feature' must be a positive integer, got \(parameters["num_feature"]?.description ?? "nothing")")
+            throw fail(
+                "'num_feature' must be a positive integer, got \(parameters["num_feature"]?.description ?? "nothing")"
+            )
         }
         var classCount = 0
         if let value = parameters["num_class"] {
@@ -91,8 +96,12 @@ extension XGBoostModel {
             groupCount = 1
         }
         let baseMargins = try Self.baseMargins(
-            parameters["base_score"], objective: objective, groupCount: groupCount, writerVersion: writerVersion,
-            fail: fail)
+            parameters["base_score"],
+            objective: objective,
+            groupCount: groupCount,
+            writerVersion: writerVersion,
+            fail: fail
+        )
 
         // Feature names and types.
         var featureNames: [String]?
@@ -126,7 +135,8 @@ extension XGBoostModel {
         guard treeInfo.count == trees.count else {
             throw fail("'tree_info' has \(treeInfo.count) entries but there are \(trees.count) trees")
         }
-        if case .object(let forestParameters)? = forest["gbtree_model_param"], let value = forestParameters["num_trees"] {
+        if case .object(let forestParameters)? = forest["gbtree_model_param"], let value = forestParameters["num_trees"]
+        {
             guard let count = integer(value), count == trees.count else {
                 throw fail("'num_trees' is \(value) but there are \(trees.count) trees")
             }
@@ -147,9 +157,16 @@ extension XGBoostModel {
             groups.append(Int32(group))
         }
         self.init(
-            objective: objective, featureNames: featureNames, featureCount: featureCount, groupCount: groupCount,
-            baseMargins: baseMargins, writerVersion: writerVersion, nodes: nodes, treeRoots: roots,
-            treeGroups: groups)
+            objective: objective,
+            featureNames: featureNames,
+            featureCount: featureCount,
+            groupCount: groupCount,
+            baseMargins: baseMargins,
+            writerVersion: writerVersion,
+            nodes: nodes,
+            treeRoots: roots,
+            treeGroups: groups
+        )
     }
 
     /// `base_score` in margin space, one per group.
@@ -160,7 +177,10 @@ extension XGBoostModel {
     /// (`ProbToMargin`); `binary:logitraw` does so only in files written before XGBoost 1.4,
     /// which made its `ProbToMargin` the identity (dmlc/xgboost#6517).
     private static func baseMargins(
-        _ value: JSON?, objective: Objective, groupCount: Int, writerVersion: [Int],
+        _ value: JSON?,
+        objective: Objective,
+        groupCount: Int,
+        writerVersion: [Int],
         fail: (String) -> ModelLoadError
     ) throws(ModelLoadError) -> [Float] {
         var scores: [Float]
@@ -204,11 +224,16 @@ extension XGBoostModel {
 
     /// Checks one tree and appends its nodes with absolute child indexes.
     private static func appendTree(
-        _ tree: JSON, index: Int, featureCount: Int, to nodes: inout [XGBoostNode],
+        _ tree: JSON,
+        index: Int,
+        featureCount: Int,
+        to nodes: inout [XGBoostNode],
         fail: (String) -> ModelLoadError
     ) throws(ModelLoadError) {
         let name = "tree \(index)"
-        guard case .object(let object) = tree else { throw fail("\(name) is \(tree.kindDescription); expected an object") }
+        guard case .object(let object) = tree else {
+            throw fail("\(name) is \(tree.kindDescription); expected an object")
+        }
         func list(_ key: String) throws(ModelLoadError) -> [JSON] {
             guard case .array(let values)? = object[key] else { throw fail("\(name) has no '\(key)' list") }
             return values
@@ -234,7 +259,9 @@ extension XGBoostModel {
             }
             if let value = treeParameters["size_leaf_vector"] {
                 guard let size = integer(value), size <= 1 else {
-                    throw fail("\(name) has vector leaves ('size_leaf_vector' \(value)); multi-target trees are not supported")
+                    throw fail(
+                        "\(name) has vector leaves ('size_leaf_vector' \(value)); multi-target trees are not supported"
+                    )
                 }
             }
         }
@@ -274,7 +301,8 @@ extension XGBoostModel {
             }
             guard let feature = integer(splitIndices[node]), feature >= 0, feature < featureCount else {
                 throw fail(
-                    "\(name) node \(node): split feature \(splitIndices[node]) is out of range; the model has \(featureCount) features")
+                    "\(name) node \(node): split feature \(splitIndices[node]) is out of range; the model has \(featureCount) features"
+                )
             }
             let goesLeft: Bool
             switch defaultLeft[node] {
@@ -287,7 +315,10 @@ extension XGBoostModel {
                 XGBoostNode(
                     value: Float(condition),
                     feature: UInt32(feature) | (goesLeft ? XGBoostNode.defaultLeftBit : 0),
-                    left: Int32(offset + leftChild), right: Int32(offset + rightChild)))
+                    left: Int32(offset + leftChild),
+                    right: Int32(offset + rightChild)
+                )
+            )
         }
         // Every node reachable from the root must be reached once: no cycle, no shared subtree, so
         // every walk ends at a leaf. (Unreachable nodes, such as pruned ones, are allowed.)

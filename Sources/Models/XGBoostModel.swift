@@ -51,8 +51,15 @@ public struct XGBoostModel: EmbeddedModel {
     public var outputDatatype: OIPDatatype { objective == .multiSoftmax ? .int64 : .fp32 }
 
     init(
-        objective: Objective, featureNames: [String]?, featureCount: Int, groupCount: Int, baseMargins: [Float],
-        writerVersion: [Int], nodes: [XGBoostNode], treeRoots: [Int32], treeGroups: [Int32]
+        objective: Objective,
+        featureNames: [String]?,
+        featureCount: Int,
+        groupCount: Int,
+        baseMargins: [Float],
+        writerVersion: [Int],
+        nodes: [XGBoostNode],
+        treeRoots: [Int32],
+        treeGroups: [Int32]
     ) {
         precondition(baseMargins.count == groupCount, "XGBoostModel needs one base margin per output group.")
         precondition(treeRoots.count == treeGroups.count, "XGBoostModel needs one group per tree.")
@@ -99,7 +106,9 @@ public struct XGBoostModel: EmbeddedModel {
         case .multiSoftprob:
             margins.withUnsafeMutableBufferPointer { buffer in
                 for row in 0..<rows.rows {
-                    xgboostSoftmax(UnsafeMutableBufferPointer(rebasing: buffer[(row * groupCount)..<((row + 1) * groupCount)]))
+                    xgboostSoftmax(
+                        UnsafeMutableBufferPointer(rebasing: buffer[(row * groupCount)..<((row + 1) * groupCount)])
+                    )
                 }
             }
             return margins
@@ -125,7 +134,8 @@ public struct XGBoostModel: EmbeddedModel {
         for (index, value) in rows.values.enumerated() where Float(value).isInfinite {
             throw .badRequest(
                 "instance \(index / featureCount): \(featureLabel(index % featureCount)) is \(value),"
-                    + " outside the 32-bit float range XGBoost reads")
+                    + " outside the 32-bit float range XGBoost reads"
+            )
         }
         let groupCount = groupCount
         var margins = [Float](repeating: 0, count: rows.rows * groupCount)

@@ -33,7 +33,10 @@ public enum ConfigLoader {
             }
             files.append(ConfigFile(path: path, checksum: checksum))
             guard let root else {
-                sink.add(SourceLocation(file: path, line: 0, column: 0), "empty policy file; expected a mapping with 'model' and 'versions'")
+                sink.add(
+                    SourceLocation(file: path, line: 0, column: 0),
+                    "empty policy file; expected a mapping with 'model' and 'versions'"
+                )
                 continue
             }
             let scope = FileScope(path: path, directory: parent(path), sink: sink)
@@ -58,19 +61,26 @@ public enum ConfigLoader {
                 }
                 files.append(ConfigFile(path: path, checksum: checksum))
                 guard let root else {
-                    sink.add(SourceLocation(file: path, line: 0, column: 0), "empty route file; expected a mapping with 'routes'")
+                    sink.add(
+                        SourceLocation(file: path, line: 0, column: 0),
+                        "empty route file; expected a mapping with 'routes'"
+                    )
                     hasUnreadableRoutes = true
                     continue
                 }
                 let checker = RouteChecker(
-                    scope: FileScope(path: path, directory: parent(path), sink: sink), models: models,
-                    policiesDirectory: policiesDirectory, hasUnreadablePolicy: hasUnreadablePolicy)
+                    scope: FileScope(path: path, directory: parent(path), sink: sink),
+                    models: models,
+                    policiesDirectory: policiesDirectory,
+                    hasUnreadablePolicy: hasUnreadablePolicy
+                )
                 routes += checker.check(root, names: &names, routeCount: &routeCount)
             }
             if routeCount == 0, !hasUnreadableRoutes {
                 sink.add(
                     SourceLocation(file: routesDirectory, line: 0, column: 0),
-                    "no routes defined; expected at least one route in \(routesDirectory)/*.yaml")
+                    "no routes defined; expected at least one route in \(routesDirectory)/*.yaml"
+                )
             }
         }
 
@@ -101,7 +111,8 @@ public enum ConfigLoader {
         guard let dir = opendir(directory) else {
             sink.add(
                 SourceLocation(file: directory, line: 0, column: 0),
-                "cannot read \(what) directory: \(String(cString: strerror(errno)))")
+                "cannot read \(what) directory: \(String(cString: strerror(errno)))"
+            )
             return nil
         }
         defer { closedir(dir) }
@@ -146,11 +157,16 @@ public enum ConfigLoader {
         }
         bytes.removeSubrange(count...)
         if bytes.count > ConfigDefaults.maxFileBytes {
-            sink.add(fileLocation, "file is larger than 1 MiB (\(ConfigDefaults.maxFileBytes) bytes), the limit for a config file")
+            sink.add(
+                fileLocation,
+                "file is larger than 1 MiB (\(ConfigDefaults.maxFileBytes) bytes), the limit for a config file"
+            )
             return nil
         }
         let document = YAMLParser.parse(
-            bytes, limits: YAMLLimits(maxBytes: ConfigDefaults.maxFileBytes, maxDepth: ConfigDefaults.maxDepth))
+            bytes,
+            limits: YAMLLimits(maxBytes: ConfigDefaults.maxFileBytes, maxDepth: ConfigDefaults.maxDepth)
+        )
         guard document.errors.isEmpty else {
             for error in document.errors {
                 sink.add(SourceLocation(file: path, line: error.mark.line, column: error.mark.column), error.message)

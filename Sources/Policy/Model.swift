@@ -73,8 +73,12 @@ public struct Route: Sendable {
     public var location: SourceLocation
 
     public init(
-        name: String, match: RouteMatch, model: String, wireProtocol: WireProtocol,
-        pin: VersionPin?, location: SourceLocation
+        name: String,
+        match: RouteMatch,
+        model: String,
+        wireProtocol: WireProtocol,
+        pin: VersionPin?,
+        location: SourceLocation
     ) {
         self.name = name
         self.match = match
@@ -156,9 +160,17 @@ public struct ModelPolicy: Sendable {
     public var location: SourceLocation
 
     public init(
-        model: String, versions: [String: VersionSpec], versionOrder: [String],
-        labels: [String: String], split: [SplitEntry], sticky: KeySource?, fallback: String?,
-        shadows: [ShadowSpec], compare: CompareSpec?, guardSpec: GuardSpec?, location: SourceLocation
+        model: String,
+        versions: [String: VersionSpec],
+        versionOrder: [String],
+        labels: [String: String],
+        split: [SplitEntry],
+        sticky: KeySource?,
+        fallback: String?,
+        shadows: [ShadowSpec],
+        compare: CompareSpec?,
+        guardSpec: GuardSpec?,
+        location: SourceLocation
     ) {
         self.model = model
         self.versions = versions
@@ -308,7 +320,13 @@ public struct GuardSpec: Sendable, Hashable {
     public var minRequests: Int
     public var windowSeconds: Int
 
-    public init(version: String, maxErrorRatio: Double?, maxP99Milliseconds: Double?, minRequests: Int, windowSeconds: Int) {
+    public init(
+        version: String,
+        maxErrorRatio: Double?,
+        maxP99Milliseconds: Double?,
+        minRequests: Int,
+        windowSeconds: Int
+    ) {
         self.version = version
         self.maxErrorRatio = maxErrorRatio
         self.maxP99Milliseconds = maxP99Milliseconds

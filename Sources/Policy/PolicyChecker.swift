@@ -58,7 +58,9 @@ struct PolicyChecker {
         var versionNames: [String] = []
         var versions: [String: VersionSpec] = [:]
         var versionsKnown = false
-        if let node = fields.required("versions"), let entries = scope.namedEntries(node, for: "'versions'", context: "versions") {
+        if let node = fields.required("versions"),
+            let entries = scope.namedEntries(node, for: "'versions'", context: "versions")
+        {
             versionsKnown = true
             if entries.isEmpty { scope.error(node, "no versions in 'versions'; expected at least one") }
             for entry in entries {
@@ -79,9 +81,15 @@ struct PolicyChecker {
                     if versionNames.contains(version) {
                         target = version
                     } else if entries.contains(where: { $0.name == version }) {
-                        scope.error(entry.value, "label '\(entry.name)' refers to label '\(version)'; expected a version: \(versionNames.joined(separator: ", "))")
+                        scope.error(
+                            entry.value,
+                            "label '\(entry.name)' refers to label '\(version)'; expected a version: \(versionNames.joined(separator: ", "))"
+                        )
                     } else {
-                        scope.error(entry.value, "label '\(entry.name)' refers to unknown version '\(version)'; expected one of: \(versionNames.joined(separator: ", "))")
+                        scope.error(
+                            entry.value,
+                            "label '\(entry.name)' refers to unknown version '\(version)'; expected one of: \(versionNames.joined(separator: ", "))"
+                        )
                     }
                 }
                 labels.append((entry.name, target))
@@ -89,8 +97,13 @@ struct PolicyChecker {
         }
 
         var info = PolicyInfo(
-            model: model ?? "", location: scope.location((modelNode ?? root).mark), versionNames: versionNames,
-            labels: labels, versionsKnown: versionsKnown, policy: nil)
+            model: model ?? "",
+            location: scope.location((modelNode ?? root).mark),
+            versionNames: versionNames,
+            labels: labels,
+            versionsKnown: versionsKnown,
+            policy: nil
+        )
 
         /// A version or label name, resolved to a version; reports unknown names.
         func resolve(_ node: YAMLNode, in what: String) -> String? {
@@ -111,7 +124,10 @@ struct PolicyChecker {
         } else if versionNames.count == 1 {
             split = [SplitEntry(version: versionNames[0], weight: 10000)]
         } else if versionNames.count > 1 {
-            scope.error(root, "missing required key 'split' in policy; expected weights for its \(versionNames.count) versions")
+            scope.error(
+                root,
+                "missing required key 'split' in policy; expected weights for its \(versionNames.count) versions"
+            )
         }
 
         var sticky: KeySource?
@@ -124,7 +140,8 @@ struct PolicyChecker {
         if let node = fields["shadow"], let items = scope.sequence(node, for: "'shadow'") {
             var seen: [String: YAMLNode] = [:]
             for item in items {
-                guard let shadow = scope.fields(item, for: "a shadow", context: "shadow", allowed: Self.shadowKeys) else {
+                guard let shadow = scope.fields(item, for: "a shadow", context: "shadow", allowed: Self.shadowKeys)
+                else {
                     continue
                 }
                 let versionNode = shadow.required("version")
@@ -132,7 +149,10 @@ struct PolicyChecker {
                 let percent = shadow.required("percent").flatMap { scope.number($0, for: "percent", in: 0...100) }
                 if let version, let versionNode {
                     if let first = seen[version] {
-                        scope.error(versionNode, "version '\(version)' is shadowed twice (first at \(scope.location(first.mark)))")
+                        scope.error(
+                            versionNode,
+                            "version '\(version)' is shadowed twice (first at \(scope.location(first.mark)))"
+                        )
                     }
                     seen[version] = versionNode
                 }
@@ -150,7 +170,10 @@ struct PolicyChecker {
                 if Syntax.isJSONPointer(text) {
                     output = text
                 } else {
-                    scope.error(outputNode, "compare output '\(text)' is not a JSON pointer; expected a path such as /predictions")
+                    scope.error(
+                        outputNode,
+                        "compare output '\(text)' is not a JSON pointer; expected a path such as /predictions"
+                    )
                 }
             }
             let tolerance = c["tolerance"].flatMap { node -> Double? in
@@ -163,8 +186,12 @@ struct PolicyChecker {
             let sample = c["sample"].flatMap { scope.number($0, for: "sample", in: 0...1) }
             if let output {
                 compare = CompareSpec(
-                    output: output, tolerance: tolerance ?? ConfigDefaults.compareTolerance, threshold: threshold,
-                    log: log, sample: sample ?? ConfigDefaults.compareSample)
+                    output: output,
+                    tolerance: tolerance ?? ConfigDefaults.compareTolerance,
+                    threshold: threshold,
+                    log: log,
+                    sample: sample ?? ConfigDefaults.compareSample
+                )
             }
         }
 
@@ -174,7 +201,10 @@ struct PolicyChecker {
             let g = scope.fields(node, for: "'guard'", context: "guard", allowed: Self.guardKeys)
         {
             if fields["fallback"] == nil {
-                scope.error(fields.keyNode("guard") ?? node, "guard needs a policy 'fallback' to send the guarded share to")
+                scope.error(
+                    fields.keyNode("guard") ?? node,
+                    "guard needs a policy 'fallback' to send the guarded share to"
+                )
             }
             let version = g.required("version").flatMap { resolve($0, in: "guard") }
             let errorRatio = g["max_error_ratio"].flatMap { scope.number($0, for: "max_error_ratio", in: 0...1) }
@@ -190,19 +220,30 @@ struct PolicyChecker {
             let window = g["window_s"].flatMap { scope.integer($0, for: "window_s", in: 1...Int.max) }
             if let version {
                 guardSpec = GuardSpec(
-                    version: version, maxErrorRatio: errorRatio, maxP99Milliseconds: p99,
+                    version: version,
+                    maxErrorRatio: errorRatio,
+                    maxP99Milliseconds: p99,
                     minRequests: minRequests ?? ConfigDefaults.guardMinRequests,
-                    windowSeconds: window ?? ConfigDefaults.guardWindowSeconds)
+                    windowSeconds: window ?? ConfigDefaults.guardWindowSeconds
+                )
             }
         }
 
         guard let model else { return nil }
         if scope.sink.diagnostics.count == problemsBefore {
             info.policy = ModelPolicy(
-                model: model, versions: versions, versionOrder: versionNames,
+                model: model,
+                versions: versions,
+                versionOrder: versionNames,
                 labels: Dictionary(uniqueKeysWithValues: labels.compactMap { l in l.version.map { (l.name, $0) } }),
-                split: split, sticky: sticky, fallback: fallback, shadows: shadows, compare: compare,
-                guardSpec: guardSpec, location: info.location)
+                split: split,
+                sticky: sticky,
+                fallback: fallback,
+                shadows: shadows,
+                compare: compare,
+                guardSpec: guardSpec,
+                location: info.location
+            )
         }
         return info
     }
@@ -223,7 +264,9 @@ struct PolicyChecker {
             backend = nil
         case (let url?, nil):
             for key in ["file", "key"] {
-                if let keyNode = fields.keyNode(key) { scope.error(keyNode, "'\(key)' is only valid for embedded versions") }
+                if let keyNode = fields.keyNode(key) {
+                    scope.error(keyNode, "'\(key)' is only valid for embedded versions")
+                }
             }
             backend = remote(url, fields).map { .remote($0) }
         case (nil, let kind?):
@@ -235,16 +278,23 @@ struct PolicyChecker {
             backend = embedded(kind, fields, what: what).map { .embedded($0) }
         }
         guard let backend else { return nil }
-        return VersionSpec(name: name, backend: backend, wireProtocol: wireProtocol, location: scope.location(node.mark))
+        return VersionSpec(
+            name: name,
+            backend: backend,
+            wireProtocol: wireProtocol,
+            location: scope.location(node.mark)
+        )
     }
 
     private func remote(_ urlNode: YAMLNode, _ fields: Fields) -> RemoteBackend? {
-        let timeout = fields["timeout_ms"].map {
-            scope.integer($0, for: "timeout_ms", in: ConfigDefaults.timeoutMillisecondsRange)
-        } ?? ConfigDefaults.timeoutMilliseconds
-        let connections = fields["max_connections"].map {
-            scope.integer($0, for: "max_connections", in: ConfigDefaults.maxConnectionsRange)
-        } ?? ConfigDefaults.maxConnections
+        let timeout =
+            fields["timeout_ms"].map {
+                scope.integer($0, for: "timeout_ms", in: ConfigDefaults.timeoutMillisecondsRange)
+            } ?? ConfigDefaults.timeoutMilliseconds
+        let connections =
+            fields["max_connections"].map {
+                scope.integer($0, for: "max_connections", in: ConfigDefaults.maxConnectionsRange)
+            } ?? ConfigDefaults.maxConnections
         guard let text = scope.string(urlNode, for: "'url'") else { return nil }
         switch Syntax.url(text) {
         case .failure(let error):
@@ -253,7 +303,12 @@ struct PolicyChecker {
         case .success(let url):
             guard let timeout, let connections else { return nil }
             return RemoteBackend(
-                host: url.host, port: url.port, path: url.path, timeoutMilliseconds: timeout, maxConnections: connections)
+                host: url.host,
+                port: url.port,
+                path: url.path,
+                timeoutMilliseconds: timeout,
+                maxConnections: connections
+            )
         }
     }
 
@@ -314,7 +369,10 @@ struct PolicyChecker {
             total += weight ?? 0
             guard let version else { continue }
             if let first = firstName[version] {
-                scope.error(entry.key, "version '\(version)' appears twice in split (as '\(first)' and '\(entry.name)')")
+                scope.error(
+                    entry.key,
+                    "version '\(version)' appears twice in split (as '\(first)' and '\(entry.name)')"
+                )
                 continue
             }
             firstName[version] = entry.name

@@ -75,7 +75,8 @@ struct RouteChecker {
             let ways = pins.map { $0.key.hasPrefix("{") ? "a template capture \($0.key)" : "'\($0.key)'" }
             scope.error(
                 pins[1].node,
-                "route pins its version in \(pins.count) ways (\(ways.joined(separator: ", "))); expected at most one")
+                "route pins its version in \(pins.count) ways (\(ways.joined(separator: ", "))); expected at most one"
+            )
         }
 
         if let model, let modelNode, models[model] == nil, !hasUnreadablePolicy {
@@ -84,7 +85,8 @@ struct RouteChecker {
             } else {
                 scope.error(
                     modelNode,
-                    "unknown model '\(model)'; expected one of: \(models.keys.sorted().joined(separator: ", "))")
+                    "unknown model '\(model)'; expected one of: \(models.keys.sorted().joined(separator: ", "))"
+                )
             }
         }
 
@@ -92,15 +94,23 @@ struct RouteChecker {
             return nil
         }
         return Route(
-            name: name, match: match, model: model, wireProtocol: wireProtocol, pin: pins.first?.pin,
-            location: scope.location(node.mark))
+            name: name,
+            match: match,
+            model: model,
+            wireProtocol: wireProtocol,
+            pin: pins.first?.pin,
+            location: scope.location(node.mark)
+        )
     }
 
     /// Checks that a pinned version or label exists in the route's model.
     private func checkReference(_ name: String, _ node: YAMLNode, model: String?) -> Bool {
         guard let model, let info = models[model] else { return true }
         if info.lookup(name) == .unknown {
-            scope.error(node, "unknown version or label '\(name)' of model '\(model)'; expected one of: \(info.knownNames)")
+            scope.error(
+                node,
+                "unknown version or label '\(name)' of model '\(model)'; expected one of: \(info.knownNames)"
+            )
             return false
         }
         return true
@@ -116,7 +126,9 @@ struct RouteChecker {
             scope.error(node, "match has none of path, prefix, template; expected exactly one")
         } else if given.count > 1 {
             scope.error(
-                node, "match has several of path, prefix, template (\(given.joined(separator: ", "))); expected exactly one")
+                node,
+                "match has several of path, prefix, template (\(given.joined(separator: ", "))); expected exactly one"
+            )
         } else if let valueNode = fields[given[0]], let text = scope.string(valueNode, for: "'\(given[0])'") {
             if !text.hasPrefix("/") {
                 scope.error(valueNode, "\(given[0]) '\(text)' does not start with '/'")

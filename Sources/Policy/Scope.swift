@@ -47,7 +47,8 @@ struct FileScope {
     /// `policies` is a symlink into the hidden `..data` snapshot, and `..` must mean the config
     /// directory the user sees, not the snapshot.
     func resolve(_ relative: String) -> String {
-        let joined = relative.hasPrefix("/") || directory.isEmpty || directory == "." ? relative : directory + "/" + relative
+        let joined =
+            relative.hasPrefix("/") || directory.isEmpty || directory == "." ? relative : directory + "/" + relative
         return Self.normalize(joined)
     }
 
@@ -84,7 +85,10 @@ struct FileScope {
             }
             fields.keys[key] = pair.key
             guard allowed.contains(key) else {
-                error(pair.key, "unknown key '\(key)' in \(context); expected one of: \(allowed.joined(separator: ", "))")
+                error(
+                    pair.key,
+                    "unknown key '\(key)' in \(context); expected one of: \(allowed.joined(separator: ", "))"
+                )
                 continue
             }
             fields.values[key] = pair.value
@@ -94,7 +98,11 @@ struct FileScope {
 
     /// The pairs of a mapping whose keys are names chosen by the user (versions, labels,
     /// split, headers): duplicates and non-name keys reported, first occurrence kept.
-    func namedEntries(_ node: YAMLNode, for what: String, context: String) -> [(name: String, key: YAMLNode, value: YAMLNode)]? {
+    func namedEntries(
+        _ node: YAMLNode,
+        for what: String,
+        context: String
+    ) -> [(name: String, key: YAMLNode, value: YAMLNode)]? {
         guard let pairs = mapping(node, for: what) else { return nil }
         var seen: [String: YAMLNode] = [:]
         var entries: [(name: String, key: YAMLNode, value: YAMLNode)] = []
@@ -165,7 +173,9 @@ struct FileScope {
     func integer(_ node: YAMLNode, for key: String, in range: ClosedRange<Int>) -> Int? {
         guard let value = integer(node, for: "'\(key)'") else { return nil }
         guard range.contains(value) else {
-            let expected = range.upperBound == Int.max ? "\(range.lowerBound) or more" : "\(range.lowerBound)...\(range.upperBound)"
+            let expected =
+                range.upperBound == Int.max
+                ? "\(range.lowerBound) or more" : "\(range.lowerBound)...\(range.upperBound)"
             error(node, "\(key) \(node.text) is out of range; expected \(expected)")
             return nil
         }
@@ -189,7 +199,10 @@ struct FileScope {
     func number(_ node: YAMLNode, for key: String, in range: ClosedRange<Double>) -> Double? {
         guard let value = number(node, for: "'\(key)'") else { return nil }
         guard range.contains(value) else {
-            error(node, "\(key) \(node.text) is out of range; expected \(format(range.lowerBound))...\(format(range.upperBound))")
+            error(
+                node,
+                "\(key) \(node.text) is out of range; expected \(format(range.lowerBound))...\(format(range.upperBound))"
+            )
             return nil
         }
         return value

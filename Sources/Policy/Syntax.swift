@@ -124,7 +124,9 @@ enum Syntax {
             let name = String(rest[..<close])
             rest = rest[rest.index(after: close)...]
             guard name == "version" || name == "label" else {
-                return .failure(SyntaxError("template capture '{\(name)}' is not allowed; expected {version} or {label}"))
+                return .failure(
+                    SyntaxError("template capture '{\(name)}' is not allowed; expected {version} or {label}")
+                )
             }
             if !literal.isEmpty { segments.append(.literal(literal)) }
             literal = ""
@@ -133,10 +135,18 @@ enum Syntax {
         }
         if !literal.isEmpty { segments.append(.literal(literal)) }
         if captures.count > 1 {
-            return .failure(SyntaxError("template '\(s)' has \(captures.count) captures; expected exactly one, {version} or {label}"))
+            return .failure(
+                SyntaxError(
+                    "template '\(s)' has \(captures.count) captures; expected exactly one, {version} or {label}"
+                )
+            )
         }
         if captures.isEmpty {
-            return .failure(SyntaxError("template '\(s)' has no capture; expected {version} or {label} (use 'path' for a fixed path)"))
+            return .failure(
+                SyntaxError(
+                    "template '\(s)' has no capture; expected {version} or {label} (use 'path' for a fixed path)"
+                )
+            )
         }
         return .success(PathTemplate(source: s, segments: segments))
     }

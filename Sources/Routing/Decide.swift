@@ -186,7 +186,15 @@ public func decide<G: RandomNumberGenerator>(
     guard let policy = config.models[route.model] else {
         preconditionFailure("Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config.")
     }
-    return decide(request, route: route, index: index, captures: captures, policy: policy, guards: guards, using: &entropy)
+    return decide(
+        request,
+        route: route,
+        index: index,
+        captures: captures,
+        policy: policy,
+        guards: guards,
+        using: &entropy
+    )
 }
 
 /// `decide` with the policies looked up in `table` by route index: no model name hashed and no
@@ -200,7 +208,15 @@ public func decide<G: RandomNumberGenerator>(
 ) -> RoutingOutcome {
     guard let (index, route, captures) = firstMatch(request, in: table.config.routes) else { return .noRoute }
     let box = table.policies[index]
-    return decide(request, route: route, index: index, captures: captures, policy: box.policy, guards: guards, using: &entropy)
+    return decide(
+        request,
+        route: route,
+        index: index,
+        captures: captures,
+        policy: box.policy,
+        guards: guards,
+        using: &entropy
+    )
 }
 
 /// `config`'s policies by route index, built once per config for `decide(_:table:guards:using:)`
@@ -222,7 +238,9 @@ public final class RoutingTable: Sendable {
         policies = config.routes.map { route in
             if let box = boxes[route.model] { return box }
             guard let policy = config.models[route.model] else {
-                preconditionFailure("Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config.")
+                preconditionFailure(
+                    "Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config."
+                )
             }
             let box = PolicyBox(policy)
             boxes[route.model] = box

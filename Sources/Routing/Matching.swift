@@ -42,8 +42,9 @@ func utf8HasPrefix(_ text: String, _ prefix: String, exactly: Bool) -> Bool {
     let fast: Bool? =
         a.withContiguousStorageIfAvailable { x in
             b.withContiguousStorageIfAvailable { y in
-                y.isEmpty || UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(x)[..<y.count])
-                    .elementsEqual(UnsafeRawBufferPointer(y))
+                y.isEmpty
+                    || UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(x)[..<y.count])
+                        .elementsEqual(UnsafeRawBufferPointer(y))
             }
         } ?? nil
     if let fast { return fast }

@@ -1,11 +1,11 @@
 public import Policy
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// The version a sticky `key` is assigned to by `split`, or nil when no entry has a weight.

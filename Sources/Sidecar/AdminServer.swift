@@ -1,6 +1,6 @@
+import Compare
 import EventHTTP
 import HTTP1
-import Compare
 import Models
 import Policy
 
@@ -48,7 +48,9 @@ final class AdminServer {
             }
             return (Status(code: 503), JSON.fields([("status", .string("not_ready"))]).serialized())
         case ("GET", "/metrics"):
-            return (Status(code: 200, contentType: "text/plain; version=0.0.4; charset=utf-8"), sidecar.metrics.render())
+            return (
+                Status(code: 200, contentType: "text/plain; version=0.0.4; charset=utf-8"), sidecar.metrics.render()
+            )
         case ("GET", "/guards"):
             return (Status(code: 200), Self.guardsDocument(sidecar.guardStatuses()).serialized())
         case ("GET", "/config"):
@@ -79,20 +81,25 @@ final class AdminServer {
     /// A JSON list of `{model, version, tripped, reason, since}` (SPEC §9), `since` in RFC 3339,
     /// plus the window's `requests`, `errors`, `p99_ms` and, while tripped, `until`.
     static func guardsDocument(_ statuses: [GuardMonitor.Status]) -> JSON {
-        .array(statuses.map { s in
-            var fields: [(String, JSON)] = [
-                ("model", .string(s.model)), ("version", .string(s.version)), ("tripped", .bool(s.tripped)),
-                ("reason", s.reason.map(JSON.string) ?? .null),
-                ("since", s.sinceEpochMilliseconds.map { .string(RFC3339.format(millisecondsSinceEpoch: $0)) } ?? .null),
-            ]
-            if let until = s.untilEpochMilliseconds {
-                fields.append(("until", .string(RFC3339.format(millisecondsSinceEpoch: until))))
+        .array(
+            statuses.map { s in
+                var fields: [(String, JSON)] = [
+                    ("model", .string(s.model)), ("version", .string(s.version)), ("tripped", .bool(s.tripped)),
+                    ("reason", s.reason.map(JSON.string) ?? .null),
+                    (
+                        "since",
+                        s.sinceEpochMilliseconds.map { .string(RFC3339.format(millisecondsSinceEpoch: $0)) } ?? .null
+                    ),
+                ]
+                if let until = s.untilEpochMilliseconds {
+                    fields.append(("until", .string(RFC3339.format(millisecondsSinceEpoch: until))))
+                }
+                fields.append(("requests", .number(Double(s.requests))))
+                fields.append(("errors", .number(Double(s.errors))))
+                fields.append(("p99_ms", s.p99Milliseconds.flatMap { $0.isFinite ? JSON.number($0) : nil } ?? .null))
+                return .fields(fields)
             }
-            fields.append(("requests", .number(Double(s.requests))))
-            fields.append(("errors", .number(Double(s.errors))))
-            fields.append(("p99_ms", s.p99Milliseconds.flatMap { $0.isFinite ? JSON.number($0) : nil } ?? .null))
-            return .fields(fields)
-        })
+        )
     }
 
     private func error(_ code: String, _ detail: String) -> [UInt8] {
@@ -152,15 +159,25 @@ enum ConfigDocument {
             if let sticky = policy.sticky { fields.append(("sticky", .string(sticky.description))) }
             if let fallback = policy.fallback { fields.append(("fallback", .string(fallback))) }
             if !policy.shadows.isEmpty {
-                fields.append(("shadow", .array(policy.shadows.map {
-                    .fields([("version", .string($0.version)), ("percent", .number($0.percent))])
-                })))
+                fields.append(
+                    (
+                        "shadow",
+                        .array(
+                            policy.shadows.map {
+                                .fields([("version", .string($0.version)), ("percent", .number($0.percent))])
+                            }
+                        )
+                    )
+                )
             }
             return (name, .fields(fields))
         }
         return .fields([
             ("generation", .number(Double(snapshot.generation))),
-            ("files", .array(config.files.map { .fields([("path", .string($0.path)), ("checksum", .string($0.checksum))]) })),
+            (
+                "files",
+                .array(config.files.map { .fields([("path", .string($0.path)), ("checksum", .string($0.checksum))]) })
+            ),
             ("routes", .array(routes)),
             ("models", .fields(models)),
         ])

@@ -85,7 +85,10 @@ final class ComparisonLog: @unchecked Sendable {
             handles[path] = nil
             metrics.comparisonLogErrors(reason: "write_failed").increment()
             if failing.insert(path).inserted {
-                logger.error("cannot write comparison log; records are dropped", metadata: ["path": "\(path)", "error": "\(error)"])
+                logger.error(
+                    "cannot write comparison log; records are dropped",
+                    metadata: ["path": "\(path)", "error": "\(error)"]
+                )
             }
         }
     }

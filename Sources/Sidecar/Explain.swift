@@ -12,7 +12,10 @@ public struct Explanation: Sendable {
 
     /// `headers` as given on the command line (`Name: value`), `body` the request body if any.
     public static func explain(
-        snapshot: ConfigSnapshot, method: String, target: String, headers: [(name: String, value: String)],
+        snapshot: ConfigSnapshot,
+        method: String,
+        target: String,
+        headers: [(name: String, value: String)],
         body: [UInt8]?
     ) -> Explanation {
         let path: String
@@ -26,8 +29,12 @@ public struct Explanation: Sendable {
         }
         let parsedBody: JSON? = body.flatMap { bytes in bytes.withUnsafeBytes { try? JSONParser.parse($0) } }
         let facts = RequestFacts(
-            method: method.uppercased(), path: path, query: query, headers: headers,
-            bodyKey: { pointer in parsedBody?.value(atPointer: pointer)?.keyString })
+            method: method.uppercased(),
+            path: path,
+            query: query,
+            headers: headers,
+            bodyKey: { pointer in parsedBody?.value(atPointer: pointer)?.keyString }
+        )
         var generator = SystemRandomNumberGenerator()
         let config = snapshot.config
         switch decide(facts, config: config, using: &generator) {

@@ -6,7 +6,9 @@ enum Forwarding {
     /// Fields the sidecar sets itself on the upstream request, or that describe the client's framing.
     private static let requestOwned = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
     /// Fields the sidecar sets itself on the client response.
-    private static let responseOwned = ["content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback"]
+    private static let responseOwned = [
+        "content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback",
+    ]
 
     /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
     /// `Connection` field names are dropped, as are `owned` ones. Compares without allocating.
@@ -32,12 +34,18 @@ enum Forwarding {
     /// peer appended, the request id, and `accept-encoding: identity` when the sidecar must read
     /// the response body (SPEC §9 "Encodings").
     static func upstreamHeaders(
-        _ client: HTTPHeaders, peerAddress: String, requestID: String, mustReadBody: Bool, isShadow: Bool = false
+        _ client: HTTPHeaders,
+        peerAddress: String,
+        requestID: String,
+        mustReadBody: Bool,
+        isShadow: Bool = false
     ) -> HTTPHeaders {
         var headers = endToEnd(client, dropping: requestOwned)
         let prior = client.values(name: "x-forwarded-for")
         headers.add(
-            name: "x-forwarded-for", value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", "))
+            name: "x-forwarded-for",
+            value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", ")
+        )
         headers.add(name: "x-request-id", value: requestID)
         if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
         if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }

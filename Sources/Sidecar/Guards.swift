@@ -107,7 +107,11 @@ final class GuardMonitor: @unchecked Sendable {
                 let ratio = Double(totals.errors) / Double(totals.requests)
                 if let max = g.spec.maxErrorRatio, ratio > max {
                     reason = String(
-                        format: "error ratio %.4f over %d requests exceeds %g", ratio, totals.requests, max)
+                        format: "error ratio %.4f over %d requests exceeds %g",
+                        ratio,
+                        totals.requests,
+                        max
+                    )
                 } else if let max = g.spec.maxP99Milliseconds, let p99 = totals.p99Milliseconds, p99 > max {
                     reason = String(format: "p99 %.1f ms over %d requests exceeds %g ms", p99, totals.requests, max)
                 }
@@ -131,9 +135,16 @@ final class GuardMonitor: @unchecked Sendable {
             guards.sorted { ($0.key.model, $0.key.version) < ($1.key.model, $1.key.version) }.map { key, g in
                 let totals = g.window.totals(nowMilliseconds: now)
                 return Status(
-                    model: key.model, version: key.version, tripped: g.isTripped, reason: g.reason,
-                    sinceEpochMilliseconds: g.since.map { $0 + offset }, untilEpochMilliseconds: g.until.map { $0 + offset },
-                    requests: totals.requests, errors: totals.errors, p99Milliseconds: totals.p99Milliseconds)
+                    model: key.model,
+                    version: key.version,
+                    tripped: g.isTripped,
+                    reason: g.reason,
+                    sinceEpochMilliseconds: g.since.map { $0 + offset },
+                    untilEpochMilliseconds: g.until.map { $0 + offset },
+                    requests: totals.requests,
+                    errors: totals.errors,
+                    p99Milliseconds: totals.p99Milliseconds
+                )
             }
         }
     }
@@ -181,7 +192,11 @@ struct Window {
         let index = Int(second % Int64(buckets.count))
         if buckets[index].second != second {
             buckets[index] = Bucket(
-                second: second, requests: 0, errors: 0, latency: Array(repeating: 0, count: Self.edges.count + 1))
+                second: second,
+                requests: 0,
+                errors: 0,
+                latency: Array(repeating: 0, count: Self.edges.count + 1)
+            )
         }
         buckets[index].requests += 1
         if failed { buckets[index].errors += 1 }

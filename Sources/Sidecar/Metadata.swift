@@ -37,13 +37,19 @@ enum Metadata {
         var version: String?
         if rest.count >= 2, rest[0] == "versions" {
             guard let resolved = policy.resolve(rest[1]) else {
-                return Answer(status: 404, body: error("unknown_version", "model '\(modelName)' has no version or label '\(rest[1])'"))
+                return Answer(
+                    status: 404,
+                    body: error("unknown_version", "model '\(modelName)' has no version or label '\(rest[1])'")
+                )
             }
             version = resolved
             rest.removeFirst(2)
         } else if rest.count >= 2, rest[0] == "labels", !protocolV2 {
             guard let resolved = policy.labels[rest[1]] else {
-                return Answer(status: 404, body: error("unknown_version", "model '\(modelName)' has no label '\(rest[1])'"))
+                return Answer(
+                    status: 404,
+                    body: error("unknown_version", "model '\(modelName)' has no label '\(rest[1])'")
+                )
             }
             version = resolved
             rest.removeFirst(2)
@@ -52,11 +58,17 @@ enum Metadata {
         case (false, []):
             return Answer(status: 200, body: tfServingStatus(policy, only: version))
         case (false, ["metadata"]):
-            return Answer(status: 200, body: tfServingMetadata(policy, version: version ?? primary(policy), snapshot: snapshot))
+            return Answer(
+                status: 200,
+                body: tfServingMetadata(policy, version: version ?? primary(policy), snapshot: snapshot)
+            )
         case (true, []):
             return Answer(status: 200, body: oipMetadata(policy, version: version, snapshot: snapshot))
         case (true, ["ready"]):
-            return Answer(status: isReady ? 200 : 503, body: .fields([("name", .string(modelName)), ("ready", .bool(isReady))]))
+            return Answer(
+                status: isReady ? 200 : 503,
+                body: .fields([("name", .string(modelName)), ("ready", .bool(isReady))])
+            )
         default:
             return nil
         }
@@ -76,12 +88,14 @@ enum Metadata {
         return .fields([
             (
                 "model_version_status",
-                .array(versions.map { v in
-                    .fields([
-                        ("version", .string(v)), ("state", .string("AVAILABLE")),
-                        ("status", .fields([("error_code", .string("OK")), ("error_message", .string(""))])),
-                    ])
-                })
+                .array(
+                    versions.map { v in
+                        .fields([
+                            ("version", .string(v)), ("state", .string("AVAILABLE")),
+                            ("status", .fields([("error_code", .string("OK")), ("error_message", .string(""))])),
+                        ])
+                    }
+                )
             )
         ])
     }
@@ -108,14 +122,28 @@ enum Metadata {
                 if let xgb = model as? XGBoostModel { width = xgb.outputWidth }
                 if let linear = model as? LinearModel, linear.link == .softmax { width = linear.outputCount }
                 return Shape(
-                    platform: e.kind.rawValue, featureNames: model.featureNames, featureCount: model.featureCount,
-                    outputWidth: width, datatype: model.outputDatatype)
+                    platform: e.kind.rawValue,
+                    featureNames: model.featureNames,
+                    featureCount: model.featureCount,
+                    outputWidth: width,
+                    datatype: model.outputDatatype
+                )
             case .table(let table)?:
                 return Shape(
-                    platform: "table", featureNames: nil, featureCount: nil, outputWidth: table.outputColumns.count,
-                    datatype: .fp64)
+                    platform: "table",
+                    featureNames: nil,
+                    featureCount: nil,
+                    outputWidth: table.outputColumns.count,
+                    datatype: .fp64
+                )
             case nil:
-                return Shape(platform: e.kind.rawValue, featureNames: nil, featureCount: nil, outputWidth: 1, datatype: .fp64)
+                return Shape(
+                    platform: e.kind.rawValue,
+                    featureNames: nil,
+                    featureCount: nil,
+                    outputWidth: 1,
+                    datatype: .fp64
+                )
             }
         }
     }
@@ -125,10 +153,12 @@ enum Metadata {
         let s = shape(policy, version: described, snapshot: snapshot)
         var inputs: [JSON] = []
         if let count = s.featureCount {
-            inputs.append(.fields([
-                ("name", .string("input-0")), ("datatype", .string("FP64")),
-                ("shape", .array([.number(-1), .number(Double(count))])),
-            ]))
+            inputs.append(
+                .fields([
+                    ("name", .string("input-0")), ("datatype", .string("FP64")),
+                    ("shape", .array([.number(-1), .number(Double(count))])),
+                ])
+            )
         }
         let outputShape: [JSON] = s.outputWidth > 1 ? [.number(-1), .number(Double(s.outputWidth))] : [.number(-1)]
         var fields: [(String, JSON)] = [
@@ -136,9 +166,15 @@ enum Metadata {
             ("versions", .array((version.map { [$0] } ?? policy.versionOrder).map(JSON.string))),
             ("platform", .string(s.platform)),
             ("inputs", .array(inputs)),
-            ("outputs", .array([.fields([
-                ("name", .string(OIPCodec.outputName)), ("datatype", .string(s.datatype.rawValue)), ("shape", .array(outputShape)),
-            ])])),
+            (
+                "outputs",
+                .array([
+                    .fields([
+                        ("name", .string(OIPCodec.outputName)), ("datatype", .string(s.datatype.rawValue)),
+                        ("shape", .array(outputShape)),
+                    ])
+                ])
+            ),
         ]
         if let names = s.featureNames {
             fields.append(("parameters", .fields([("feature_names", .array(names.map(JSON.string)))])))
@@ -150,28 +186,48 @@ enum Metadata {
         let s = shape(policy, version: version, snapshot: snapshot)
         var inputs: [(String, JSON)] = []
         if let count = s.featureCount {
-            inputs.append((
-                "instances",
-                .fields([
-                    ("dtype", .string("DT_DOUBLE")),
-                    ("tensor_shape", .fields([("dim", .array([
-                        .fields([("size", .string("-1"))]), .fields([("size", .string(String(count)))]),
-                    ]))])),
-                ])
-            ))
+            inputs.append(
+                (
+                    "instances",
+                    .fields([
+                        ("dtype", .string("DT_DOUBLE")),
+                        (
+                            "tensor_shape",
+                            .fields([
+                                (
+                                    "dim",
+                                    .array([
+                                        .fields([("size", .string("-1"))]), .fields([("size", .string(String(count)))]),
+                                    ])
+                                )
+                            ])
+                        ),
+                    ])
+                )
+            )
         }
         let signature: JSON = .fields([
             ("inputs", .fields(inputs)),
-            ("outputs", .fields([(
-                "predictions",
-                .fields([("dtype", .string(s.datatype == .int64 ? "DT_INT64" : "DT_DOUBLE"))])
-            )])),
+            (
+                "outputs",
+                .fields([
+                    (
+                        "predictions",
+                        .fields([("dtype", .string(s.datatype == .int64 ? "DT_INT64" : "DT_DOUBLE"))])
+                    )
+                ])
+            ),
             ("method_name", .string("tensorflow/serving/predict")),
         ])
         var metadata: [(String, JSON)] = [("signature_def", .fields([("serving_default", signature)]))]
         if let names = s.featureNames { metadata.append(("feature_names", .array(names.map(JSON.string)))) }
         return .fields([
-            ("model_spec", .fields([("name", .string(policy.model)), ("signature_name", .string("")), ("version", .string(version))])),
+            (
+                "model_spec",
+                .fields([
+                    ("name", .string(policy.model)), ("signature_name", .string("")), ("version", .string(version)),
+                ])
+            ),
             ("metadata", .fields(metadata)),
         ])
     }

@@ -17,57 +17,136 @@ final class SidecarMetrics: Sendable {
     ]
 
     func requests(route: String, model: String, version: String, role: Role, code: Int) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_requests_total", "Requests answered, by route, model, version (the one that answered), role (live or shadow) and status code."), labels: [("route", route), ("model", model), ("version", version), ("role", role.rawValue), ("code", String(code))])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_requests_total",
+                "Requests answered, by route, model, version (the one that answered), role (live or shadow) and status code."
+            ),
+            labels: [
+                ("route", route), ("model", model), ("version", version), ("role", role.rawValue),
+                ("code", String(code)),
+            ]
+        )
     }
 
     func duration(model: String, version: String, role: Role) -> ValueHistogram {
-        registry.makeValueHistogram(descriptor: Self.named("switchyard_request_duration_seconds", "Time from the request's arrival to its answer, per version and role."), labels: [("model", model), ("version", version), ("role", role.rawValue)], buckets: Self.requestDurationBuckets)
+        registry.makeValueHistogram(
+            descriptor: Self.named(
+                "switchyard_request_duration_seconds",
+                "Time from the request's arrival to its answer, per version and role."
+            ),
+            labels: [("model", model), ("version", version), ("role", role.rawValue)],
+            buckets: Self.requestDurationBuckets
+        )
     }
 
     func comparisons(model: String, live: String, shadow: String, outcome: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_shadow_comparisons_total", "Shadow comparisons by outcome: match, mismatch or error."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow), ("outcome", outcome)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_shadow_comparisons_total",
+                "Shadow comparisons by outcome: match, mismatch or error."
+            ),
+            labels: [("model", model), ("live_version", live), ("shadow_version", shadow), ("outcome", outcome)]
+        )
     }
 
     func flips(model: String, live: String, shadow: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_shadow_flips_total", "Comparisons in which some row's class label differs between live and shadow."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_shadow_flips_total",
+                "Comparisons in which some row's class label differs between live and shadow."
+            ),
+            labels: [("model", model), ("live_version", live), ("shadow_version", shadow)]
+        )
     }
 
     func absDiff(model: String, live: String, shadow: String) -> ValueHistogram {
-        registry.makeValueHistogram(descriptor: Self.named("switchyard_shadow_abs_diff", "Largest absolute difference between live and shadow outputs, once per comparison."), labels: [("model", model), ("live_version", live), ("shadow_version", shadow)], buckets: Self.absDiffBuckets)
+        registry.makeValueHistogram(
+            descriptor: Self.named(
+                "switchyard_shadow_abs_diff",
+                "Largest absolute difference between live and shadow outputs, once per comparison."
+            ),
+            labels: [("model", model), ("live_version", live), ("shadow_version", shadow)],
+            buckets: Self.absDiffBuckets
+        )
     }
 
     func shadowDropped(model: String, version: String, reason: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_shadow_dropped_total", "Shadow copies not sent: reason overloaded (the worker's in-flight shadow bound) or draining."), labels: [("model", model), ("version", version), ("reason", reason)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_shadow_dropped_total",
+                "Shadow copies not sent: reason overloaded (the worker's in-flight shadow bound) or draining."
+            ),
+            labels: [("model", model), ("version", version), ("reason", reason)]
+        )
     }
 
     func fallbacks(model: String, from: String, to: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_fallbacks_total", "Requests answered by the fallback after the chosen version failed."), labels: [("model", model), ("from_version", from), ("to_version", to)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_fallbacks_total",
+                "Requests answered by the fallback after the chosen version failed."
+            ),
+            labels: [("model", model), ("from_version", from), ("to_version", to)]
+        )
     }
 
     func splitWeightRatio(model: String, version: String) -> Gauge {
-        registry.makeGauge(descriptor: Self.named("switchyard_split_weight_ratio", "Effective split weight of each version, 0 to 1, after guards."), labels: [("model", model), ("version", version)])
+        registry.makeGauge(
+            descriptor: Self.named(
+                "switchyard_split_weight_ratio",
+                "Effective split weight of each version, 0 to 1, after guards."
+            ),
+            labels: [("model", model), ("version", version)]
+        )
     }
 
     func guardTripped(model: String, version: String) -> Gauge {
-        registry.makeGauge(descriptor: Self.named("switchyard_guard_tripped", "1 while the version's guard holds its live share back, else 0."), labels: [("model", model), ("version", version)])
+        registry.makeGauge(
+            descriptor: Self.named(
+                "switchyard_guard_tripped",
+                "1 while the version's guard holds its live share back, else 0."
+            ),
+            labels: [("model", model), ("version", version)]
+        )
     }
 
     func configReloads(success: Bool) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_config_reloads_total", "Config reloads by result."), labels: [("result", success ? "success" : "failure")])
+        registry.makeCounter(
+            descriptor: Self.named("switchyard_config_reloads_total", "Config reloads by result."),
+            labels: [("result", success ? "success" : "failure")]
+        )
     }
 
     let configGeneration: Gauge
 
     init() {
-        configGeneration = registry.makeGauge(descriptor: Self.named("switchyard_config_generation", "The config generation serving now; +1 per successful reload."))
+        configGeneration = registry.makeGauge(
+            descriptor: Self.named(
+                "switchyard_config_generation",
+                "The config generation serving now; +1 per successful reload."
+            )
+        )
     }
 
     func comparisonLogErrors(reason: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_comparison_log_errors_total", "Comparison log records not written: reason write_failed or queue_full."), labels: [("reason", reason)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_comparison_log_errors_total",
+                "Comparison log records not written: reason write_failed or queue_full."
+            ),
+            labels: [("reason", reason)]
+        )
     }
 
     func stickyMissing(model: String) -> Counter {
-        registry.makeCounter(descriptor: Self.named("switchyard_sticky_key_missing_total", "Requests to a sticky policy that carried no key and were assigned at random."), labels: [("model", model)])
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_sticky_key_missing_total",
+                "Requests to a sticky policy that carried no key and were assigned at random."
+            ),
+            labels: [("model", model)]
+        )
     }
 
     enum Role: String {
@@ -149,7 +228,12 @@ struct MetricCache {
     }
 
     mutating func count(
-        _ metrics: SidecarMetrics, route: String, model: String, version: String, role: SidecarMetrics.Role, code: Int,
+        _ metrics: SidecarMetrics,
+        route: String,
+        model: String,
+        version: String,
+        role: SidecarMetrics.Role,
+        code: Int,
         seconds: Double
     ) {
         let key = RequestKey(route: route, version: version, role: role, code: code)
@@ -186,7 +270,8 @@ struct MetricCache {
             mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),
             error: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "error"),
             flips: metrics.flips(model: model, live: live, shadow: shadow),
-            absDiff: metrics.absDiff(model: model, live: live, shadow: shadow))
+            absDiff: metrics.absDiff(model: model, live: live, shadow: shadow)
+        )
         pairs[key] = handles
         return handles
     }

@@ -16,7 +16,11 @@ enum Protocols {
     }
 
     /// The request body for a version speaking `version`, from a client speaking `route`.
-    static func translateRequest(_ body: JSON, from route: WireProtocol, to version: WireProtocol) throws(ModelError)
+    static func translateRequest(
+        _ body: JSON,
+        from route: WireProtocol,
+        to version: WireProtocol
+    ) throws(ModelError)
         -> [UInt8]
     {
         switch (route, version) {
@@ -28,13 +32,23 @@ enum Protocols {
 
     /// The response body for a client speaking `route`, from a version speaking `version`.
     static func translateResponse(
-        _ body: JSON, from version: WireProtocol, to route: WireProtocol, model: String, versionName: String, id: String?
+        _ body: JSON,
+        from version: WireProtocol,
+        to route: WireProtocol,
+        model: String,
+        versionName: String,
+        id: String?
     ) throws(UpstreamResponseError) -> [UInt8] {
         switch (version, route) {
         case (.v2, .tfserving): return try ProtocolTranslation.tfServingResponse(fromV2: body).serialized()
         case (.tfserving, .v2):
-            return try ProtocolTranslation.v2Response(fromTFServing: body, modelName: model, modelVersion: versionName, id: id)
-                .serialized()
+            return try ProtocolTranslation.v2Response(
+                fromTFServing: body,
+                modelName: model,
+                modelVersion: versionName,
+                id: id
+            )
+            .serialized()
         default: return body.serialized()
         }
     }
@@ -43,24 +57,46 @@ enum Protocols {
     /// read TF Serving `instances`, the format embedded models document). `ignoring` names
     /// instance fields that are keys for a table version of the same model, not features.
     static func rows(
-        _ body: JSON, route: WireProtocol, model: any EmbeddedModel, ignoring: Set<String>
+        _ body: JSON,
+        route: WireProtocol,
+        model: any EmbeddedModel,
+        ignoring: Set<String>
     ) throws(ModelError) -> FeatureMatrix {
         switch route {
         case .v2:
-            return try OIPCodec.decodeInstances(body, featureNames: model.featureNames, featureCount: model.featureCount)
+            return try OIPCodec.decodeInstances(
+                body,
+                featureNames: model.featureNames,
+                featureCount: model.featureCount
+            )
         case .tfserving, .json:
             return try TFServingCodec.decodeInstances(
-                body, featureNames: model.featureNames, featureCount: model.featureCount, ignoring: ignoring)
+                body,
+                featureNames: model.featureNames,
+                featureCount: model.featureCount,
+                ignoring: ignoring
+            )
         }
     }
 
     /// An embedded answer in the route's protocol.
     static func encode(
-        _ predictions: [JSON], route: WireProtocol, datatype: OIPDatatype, model: String, version: String, id: String?
+        _ predictions: [JSON],
+        route: WireProtocol,
+        datatype: OIPDatatype,
+        model: String,
+        version: String,
+        id: String?
     ) throws(ModelError) -> [UInt8] {
         switch route {
         case .v2:
-            return try OIPCodec.encodeResponse(predictions, datatype: datatype, modelName: model, modelVersion: version, id: id)
+            return try OIPCodec.encodeResponse(
+                predictions,
+                datatype: datatype,
+                modelName: model,
+                modelVersion: version,
+                id: id
+            )
         case .tfserving, .json:
             return TFServingCodec.encodePredictions(predictions)
         }
@@ -77,10 +113,14 @@ enum Protocols {
     static func tableKeyFields(_ policy: ModelPolicy) -> Set<String> {
         var names: Set<String> = []
         for spec in policy.versions.values {
-            guard case .embedded(let e) = spec.backend, e.kind == .table, case .body(let pointer)? = e.key else { continue }
+            guard case .embedded(let e) = spec.backend, e.kind == .table, case .body(let pointer)? = e.key else {
+                continue
+            }
             let tokens = pointer.split(separator: "/", omittingEmptySubsequences: false)
             if tokens.count == 4, tokens[1] == "instances", Int(tokens[2]) != nil {
-                names.insert(tokens[3].replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~"))
+                names.insert(
+                    tokens[3].replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
+                )
             }
         }
         return names

@@ -52,7 +52,12 @@ extension Worker {
     /// The live side is known (its response was handed to the connection): start the deferred
     /// embedded shadows on a later loop turn, and compare what is already back.
     func liveAnswered(_ exchange: Exchange, status: Int, version: String, body: [UInt8], latencyMilliseconds: Double) {
-        exchange.live = ResponseSide(version: version, status: status, body: body, latencyMilliseconds: latencyMilliseconds)
+        exchange.live = ResponseSide(
+            version: version,
+            status: status,
+            body: body,
+            latencyMilliseconds: latencyMilliseconds
+        )
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
@@ -81,11 +86,21 @@ extension Worker {
             if let reply { body = reply.body.bytes }
         }
         run.result = ResponseSide(
-            version: run.version, status: status, body: body, latencyMilliseconds: Double(elapsed) / 1e6)
+            version: run.version,
+            status: status,
+            body: body,
+            latencyMilliseconds: Double(elapsed) / 1e6
+        )
         if let decision = exchange.decision {
             metricCache.count(
-                metrics, route: decision.route.name, model: decision.model, version: run.version, role: .shadow,
-                code: status, seconds: Double(elapsed) / 1e9)
+                metrics,
+                route: decision.route.name,
+                model: decision.model,
+                version: run.version,
+                role: .shadow,
+                code: status,
+                seconds: Double(elapsed) / 1e9
+            )
         }
         compareReady(exchange)
     }
@@ -112,15 +127,25 @@ extension Worker {
 
     /// Writes the comparison log record when the policy names a log and the sample picks it.
     private func record(
-        _ exchange: Exchange, decision: Decision, live: ResponseSide, shadow: ResponseSide,
+        _ exchange: Exchange,
+        decision: Decision,
+        live: ResponseSide,
+        shadow: ResponseSide,
         comparison: Comparison
     ) {
-        guard let compare = exchange.snapshot.config.models[decision.model]?.compare, let path = compare.log else { return }
+        guard let compare = exchange.snapshot.config.models[decision.model]?.compare, let path = compare.log else {
+            return
+        }
         if compare.sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= compare.sample { return }
         let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         let line = ComparisonRecord(
-            timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds), requestID: exchange.requestID,
-            model: decision.model, route: decision.route.name, live: live, shadow: shadow, comparison: comparison
+            timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds),
+            requestID: exchange.requestID,
+            model: decision.model,
+            route: decision.route.name,
+            live: live,
+            shadow: shadow,
+            comparison: comparison
         ).jsonLine()
         comparisonLog.append(line, to: path)
     }

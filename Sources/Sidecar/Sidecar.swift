@@ -42,8 +42,14 @@ public final class Sidecar: @unchecked Sendable {
         var port = options.listenPort
         for index in 0..<max(1, options.workers) {
             let worker = try Worker(
-                index: index, snapshot: snapshot, options: options, logger: logger, metrics: metrics,
-                comparisonLog: comparisonLog, guardMonitor: guardMonitor)
+                index: index,
+                snapshot: snapshot,
+                options: options,
+                logger: logger,
+                metrics: metrics,
+                comparisonLog: comparisonLog,
+                guardMonitor: guardMonitor
+            )
             worker.guards = guards
             do {
                 port = try worker.listen(host: options.listenHost, port: port)
@@ -63,7 +69,8 @@ public final class Sidecar: @unchecked Sendable {
         publishGauges(snapshot, previous: nil, guards: guards)
         logger.info(
             "config loaded",
-            metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"])
+            metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
+        )
     }
 
     /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
@@ -93,8 +100,11 @@ public final class Sidecar: @unchecked Sendable {
         }
         logger.info(
             "serving",
-            metadata: ["listen": "\(options.listenHost):\(listenPort)", "admin": "\(options.adminHost):\(adminPort)",
-                       "workers": "\(workers.count)"])
+            metadata: [
+                "listen": "\(options.listenHost):\(listenPort)", "admin": "\(options.adminHost):\(adminPort)",
+                "workers": "\(workers.count)",
+            ]
+        )
         adminLoop.run()
         comparisonLog.close()
         logger.info("stopped")
@@ -126,7 +136,10 @@ public final class Sidecar: @unchecked Sendable {
             metrics.configReloads(success: false).increment()
             logger.error(
                 "reload failed; the previous config keeps serving",
-                metadata: ["trigger": "\(trigger)", "diagnostics": "\(diagnostics.map(\.description).joined(separator: "\n"))"])
+                metadata: [
+                    "trigger": "\(trigger)", "diagnostics": "\(diagnostics.map(\.description).joined(separator: "\n"))",
+                ]
+            )
             return .failure(diagnostics)
         case .success(let snapshot):
             let previous = state.snapshot
@@ -164,10 +177,17 @@ public final class Sidecar: @unchecked Sendable {
                 if let fallback = policy.fallback { _ = metrics.fallbacks(model: name, from: version, to: fallback) }
             }
             for shadow in policy.shadows {
-                for reason in ["overloaded", "draining"] { _ = metrics.shadowDropped(model: name, version: shadow.version, reason: reason) }
+                for reason in ["overloaded", "draining"] {
+                    _ = metrics.shadowDropped(model: name, version: shadow.version, reason: reason)
+                }
                 for live in policy.split where live.weight > 0 {
                     for outcome in ["match", "mismatch", "error"] {
-                        _ = metrics.comparisons(model: name, live: live.version, shadow: shadow.version, outcome: outcome)
+                        _ = metrics.comparisons(
+                            model: name,
+                            live: live.version,
+                            shadow: shadow.version,
+                            outcome: outcome
+                        )
                     }
                     _ = metrics.flips(model: name, live: live.version, shadow: shadow.version)
                 }
@@ -204,7 +224,10 @@ public final class Sidecar: @unchecked Sendable {
             if status.tripped {
                 logger.warning(
                     "guard tripped: live share goes to the fallback",
-                    metadata: ["model": "\(status.model)", "version": "\(status.version)", "reason": "\(status.reason ?? "")"])
+                    metadata: [
+                        "model": "\(status.model)", "version": "\(status.version)", "reason": "\(status.reason ?? "")",
+                    ]
+                )
             }
         }
         for worker in workers {
@@ -232,7 +255,10 @@ public final class Sidecar: @unchecked Sendable {
             worker.loop.execute {
                 worker.drain(deadlineMilliseconds: self.options.drainTimeoutMilliseconds) { unfinished in
                     if unfinished > 0 {
-                        logger.warning("drain deadline passed", metadata: ["worker": "\(worker.index)", "unfinished": "\(unfinished)"])
+                        logger.warning(
+                            "drain deadline passed",
+                            metadata: ["worker": "\(worker.index)", "unfinished": "\(unfinished)"]
+                        )
                     }
                     worker.loop.stop()
                     if remaining.decrement() == 0 {
@@ -291,5 +317,10 @@ final class CountDown: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Int
     init(_ value: Int) { self.value = value }
-    func decrement() -> Int { lock.withLock { value -= 1; return value } }
+    func decrement() -> Int {
+        lock.withLock {
+            value -= 1
+            return value
+        }
+    }
 }

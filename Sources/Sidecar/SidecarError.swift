@@ -14,7 +14,11 @@ struct SidecarError: Error, Sendable {
         SidecarError(status: 404, code: "unknown_version", detail: "model '\(model)' has no version or label '\(name)'")
     }
     static func guardOpen(model: String, version: String) -> SidecarError {
-        SidecarError(status: 503, code: "guard_open", detail: "version '\(version)' of model '\(model)' is held back by its guard")
+        SidecarError(
+            status: 503,
+            code: "guard_open",
+            detail: "version '\(version)' of model '\(model)' is held back by its guard"
+        )
     }
     static func connectFailed(_ version: String, _ why: String) -> SidecarError {
         SidecarError(status: 502, code: "upstream_connect_failed", detail: "version '\(version)': \(why)")
@@ -23,10 +27,18 @@ struct SidecarError: Error, Sendable {
         SidecarError(status: 502, code: "upstream_bad_response", detail: "version '\(version)': \(why)")
     }
     static func timeout(_ version: String, _ ms: Int) -> SidecarError {
-        SidecarError(status: 504, code: "upstream_timeout", detail: "version '\(version)' did not answer within \(ms) ms")
+        SidecarError(
+            status: 504,
+            code: "upstream_timeout",
+            detail: "version '\(version)' did not answer within \(ms) ms"
+        )
     }
     static func overloaded(_ version: String) -> SidecarError {
-        SidecarError(status: 503, code: "overloaded", detail: "version '\(version)': too many requests waiting for a connection")
+        SidecarError(
+            status: 503,
+            code: "overloaded",
+            detail: "version '\(version)': too many requests waiting for a connection"
+        )
     }
     static let draining = SidecarError(status: 503, code: "draining", detail: "the sidecar is shutting down")
 

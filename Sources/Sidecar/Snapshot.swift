@@ -32,8 +32,12 @@ public final class ConfigSnapshot: Sendable {
         self.comparisonSpecs = config.models.mapValues { policy in
             let compare = policy.compare
             // The loader checked the pointer; an empty pointer (the whole body) is the default.
-            return (try? ComparisonSpec(
-                output: compare?.output ?? "", tolerance: compare?.tolerance ?? 0, threshold: compare?.threshold))
+            return
+                (try? ComparisonSpec(
+                    output: compare?.output ?? "",
+                    tolerance: compare?.tolerance ?? 0,
+                    threshold: compare?.threshold
+                ))
                 ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
         }
     }

@@ -1,3 +1,4 @@
+import Compare
 import EventHTTP
 import Foundation
 import HTTP1
@@ -5,7 +6,6 @@ import Logging
 import Models
 import Policy
 import Routing
-import Compare
 
 /// One worker thread: its event loop, its share of the data listener, its upstream pools and
 /// its copy of the current config snapshot. Everything here runs on the worker's own loop
@@ -43,8 +43,13 @@ final class Worker: @unchecked Sendable {
     }
 
     init(
-        index: Int, snapshot: ConfigSnapshot, options: SidecarOptions, logger: Logger, metrics: SidecarMetrics,
-        comparisonLog: ComparisonLog, guardMonitor: GuardMonitor
+        index: Int,
+        snapshot: ConfigSnapshot,
+        options: SidecarOptions,
+        logger: Logger,
+        metrics: SidecarMetrics,
+        comparisonLog: ComparisonLog,
+        guardMonitor: GuardMonitor
     ) throws {
         self.index = index
         self.guardMonitor = guardMonitor
@@ -115,19 +120,29 @@ final class Worker: @unchecked Sendable {
 
     func handle(_ request: ServerRequest, _ writer: ResponseWriter) {
         let exchange = Exchange(
-            request: request, writer: writer, snapshot: snapshot,
+            request: request,
+            writer: writer,
+            snapshot: snapshot,
             requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
                 ?? random.requestID(),
-            readsBodyKeys: snapshotReadsBodyKeys)
+            readsBodyKeys: snapshotReadsBodyKeys
+        )
         let outcome = decide(exchange.facts, table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
             if let answer = Metadata.answer(
-                method: request.head.method, path: request.head.path, snapshot: exchange.snapshot, isReady: !isDraining)
-            {
+                method: request.head.method,
+                path: request.head.path,
+                snapshot: exchange.snapshot,
+                isReady: !isDraining
+            ) {
                 var headers = HTTPHeaders()
                 headers.add(name: "content-type", value: "application/json")
-                let reply = Reply(status: answer.status, headers: headers, body: ByteBuffer(bytes: answer.body.serialized()))
+                let reply = Reply(
+                    status: answer.status,
+                    headers: headers,
+                    body: ByteBuffer(bytes: answer.body.serialized())
+                )
                 respond(exchange, reply: reply, version: nil, failedVersion: nil)
                 return
             }
@@ -176,9 +191,12 @@ final class Worker: @unchecked Sendable {
             var failed = false
             if case .failed = result { failed = true }
             guardMonitor.record(
-                model: routed.model, version: version, failed: failed,
+                model: routed.model,
+                version: version,
+                failed: failed,
                 latencyMilliseconds: Double(now &- exchange.attemptStartNanoseconds) / 1e6,
-                nowMilliseconds: Int64(now / 1_000_000))
+                nowMilliseconds: Int64(now / 1_000_000)
+            )
         }
         switch result {
         case .answered(let reply):
@@ -191,8 +209,11 @@ final class Worker: @unchecked Sendable {
                 metricCache.fallback(metrics, model: routed.model, from: version, to: fallback).increment()
                 logger.debug(
                     "falling back",
-                    metadata: ["request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
-                               "reason": "\(error.code)"])
+                    metadata: [
+                        "request_id": "\(exchange.requestID)", "from": "\(version)", "to": "\(fallback)",
+                        "reason": "\(error.code)",
+                    ]
+                )
                 answer(exchange, version: fallback)
                 return
             }
@@ -217,14 +238,21 @@ final class Worker: @unchecked Sendable {
         case .remote(let remote):
             forward(exchange, version: version, spec: spec, remote: remote, completion: nil)
         case .embedded(let embedded):
-            conclude(exchange, version: version, result: evaluate(exchange, model: routed.model, version: version, backend: embedded))
+            conclude(
+                exchange,
+                version: version,
+                result: evaluate(exchange, model: routed.model, version: version, backend: embedded)
+            )
         }
     }
 
     /// Hands `result` to `completion`, or to `conclude` (the live path) when there is none.
     @inline(__always)
     private func deliver(
-        _ result: VersionResult, _ exchange: Exchange, version: String, completion: ((VersionResult) -> Void)?
+        _ result: VersionResult,
+        _ exchange: Exchange,
+        version: String,
+        completion: ((VersionResult) -> Void)?
     ) {
         if let completion {
             completion(result)
@@ -238,7 +266,11 @@ final class Worker: @unchecked Sendable {
     /// Sends the request to a remote version. The result goes to `completion`, or to `conclude`
     /// when it is nil (the live path: no closure of its own per request).
     func forward(
-        _ exchange: Exchange, version: String, spec: VersionSpec, remote: RemoteBackend, isShadow: Bool = false,
+        _ exchange: Exchange,
+        version: String,
+        spec: VersionSpec,
+        remote: RemoteBackend,
+        isShadow: Bool = false,
         completion: ((VersionResult) -> Void)?
     ) {
         let head = exchange.request.head
@@ -250,17 +282,28 @@ final class Worker: @unchecked Sendable {
         let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
         var headers = Forwarding.upstreamHeaders(
-            head.headers, peerAddress: exchange.request.peerAddress, requestID: exchange.requestID,
-            mustReadBody: mustRead || isShadow, isShadow: isShadow)
+            head.headers,
+            peerAddress: exchange.request.peerAddress,
+            requestID: exchange.requestID,
+            mustReadBody: mustRead || isShadow,
+            isShadow: isShadow
+        )
         if translate {
             do throws(ModelError) {
-                let translated = try Protocols.translateRequest(exchange.bodyJSON(), from: routeProtocol, to: versionProtocol)
+                let translated = try Protocols.translateRequest(
+                    exchange.bodyJSON(),
+                    from: routeProtocol,
+                    to: versionProtocol
+                )
                 body = ByteBuffer(bytes: translated)
                 headers.replaceOrAdd(name: "content-type", value: "application/json")
             } catch {
                 deliver(
-                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)), exchange,
-                    version: version, completion: completion)
+                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
+                    exchange,
+                    version: version,
+                    completion: completion
+                )
                 return
             }
         }
@@ -276,32 +319,57 @@ final class Worker: @unchecked Sendable {
         let timeout = remote.timeoutMilliseconds
         pool(for: remote).send(upstream, timeoutMilliseconds: timeout) { [self] result in
             let outcome = self.versionResult(
-                result, exchange, version: version, timeout: timeout, mustRead: mustRead,
-                translate: translate, routeProtocol: routeProtocol, versionProtocol: versionProtocol, model: model)
+                result,
+                exchange,
+                version: version,
+                timeout: timeout,
+                mustRead: mustRead,
+                translate: translate,
+                routeProtocol: routeProtocol,
+                versionProtocol: versionProtocol,
+                model: model
+            )
             self.deliver(outcome, exchange, version: version, completion: completion)
         }
     }
 
     /// What a remote version's response (or failure) means for the request.
     private func versionResult(
-        _ result: Result<UpstreamResponse, UpstreamError>, _ exchange: Exchange, version: String, timeout: Int,
-        mustRead: Bool, translate: Bool, routeProtocol: WireProtocol, versionProtocol: WireProtocol, model: String
+        _ result: Result<UpstreamResponse, UpstreamError>,
+        _ exchange: Exchange,
+        version: String,
+        timeout: Int,
+        mustRead: Bool,
+        translate: Bool,
+        routeProtocol: WireProtocol,
+        versionProtocol: WireProtocol,
+        model: String
     ) -> VersionResult {
         switch result {
         case .success(let response):
             let reply = Reply(
-                status: response.head.status, headers: Forwarding.responseHeaders(response.head.headers),
-                body: response.body)
+                status: response.head.status,
+                headers: Forwarding.responseHeaders(response.head.headers),
+                body: response.body
+            )
             if response.head.status >= 500 {
                 return .failed(
-                    SidecarError(status: 502, code: "upstream_error", detail: "version '\(version)' answered \(response.head.status)"),
-                    reply: reply)
+                    SidecarError(
+                        status: 502,
+                        code: "upstream_error",
+                        detail: "version '\(version)' answered \(response.head.status)"
+                    ),
+                    reply: reply
+                )
             }
             guard mustRead else {
                 return .answered(reply)
             }
             if response.wasReadUntilClose {
-                return .failed(.badResponse(version, "response had no length; only opaque json routes read until close"), reply: nil)
+                return .failed(
+                    .badResponse(version, "response had no length; only opaque json routes read until close"),
+                    reply: nil
+                )
             }
             let parsed = response.body.withUnsafeReadableBytes { bytes in try? JSONParser.parse(bytes) }
             guard let parsed else {
@@ -311,7 +379,13 @@ final class Worker: @unchecked Sendable {
                 do throws(UpstreamResponseError) {
                     let id = routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
                     let bytes = try Protocols.translateResponse(
-                        parsed, from: versionProtocol, to: routeProtocol, model: model, versionName: version, id: id)
+                        parsed,
+                        from: versionProtocol,
+                        to: routeProtocol,
+                        model: model,
+                        versionName: version,
+                        id: id
+                    )
                     reply.body = ByteBuffer(bytes: bytes)
                     reply.headers.remove(name: "content-encoding")
                     reply.headers.replaceOrAdd(name: "content-type", value: "application/json")
@@ -349,8 +423,13 @@ final class Worker: @unchecked Sendable {
         var limits = HTTPLimits()
         limits.maxBodyBytes = options.maxResponseBytes
         let pool = UpstreamPool(
-            loop: loop, host: remote.host, port: remote.port, maxConnections: remote.maxConnections,
-            maxQueued: options.maxQueuedPerBackend, limits: limits)
+            loop: loop,
+            host: remote.host,
+            port: remote.port,
+            maxConnections: remote.maxConnections,
+            maxQueued: options.maxQueuedPerBackend,
+            limits: limits
+        )
         pools[key] = pool
         lastPool = (key, timeout, pool)
         return pool
@@ -394,13 +473,23 @@ final class Worker: @unchecked Sendable {
                 predictions = [value]
             case .embedded(let evaluator):
                 let rows = try Protocols.rows(
-                    exchange.bodyJSON(), route: route, model: evaluator,
-                    ignoring: exchange.snapshot.tableKeyFields[model] ?? [])
+                    exchange.bodyJSON(),
+                    route: route,
+                    model: evaluator,
+                    ignoring: exchange.snapshot.tableKeyFields[model] ?? []
+                )
                 predictions = try evaluator.predict(rows)
                 datatype = evaluator.outputDatatype
             }
             let id = route == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
-            let bytes = try Protocols.encode(predictions, route: route, datatype: datatype, model: model, version: version, id: id)
+            let bytes = try Protocols.encode(
+                predictions,
+                route: route,
+                datatype: datatype,
+                model: model,
+                version: version,
+                id: id
+            )
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: bytes)))
@@ -423,8 +512,12 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
-        respond(exchange, reply: errorReply(error, requestID: exchange.requestID), version: version,
-                failedVersion: exchange.failedVersion)
+        respond(
+            exchange,
+            reply: errorReply(error, requestID: exchange.requestID),
+            version: version,
+            failedVersion: exchange.failedVersion
+        )
     }
 
     func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
@@ -436,12 +529,22 @@ final class Worker: @unchecked Sendable {
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
         let routed = exchange.routed
         metricCache.count(
-            metrics, route: routed?.routeName ?? "", model: routed?.model ?? "", version: version ?? "",
-            role: .live, code: reply.status, seconds: Double(elapsed) / 1e9)
+            metrics,
+            route: routed?.routeName ?? "",
+            model: routed?.model ?? "",
+            version: version ?? "",
+            role: .live,
+            code: reply.status,
+            seconds: Double(elapsed) / 1e9
+        )
         if exchange.hasShadows {
             liveAnswered(
-                exchange, status: reply.status, version: version ?? routed?.version ?? "", body: reply.body.bytes,
-                latencyMilliseconds: Double(elapsed) / 1e6)
+                exchange,
+                status: reply.status,
+                version: version ?? routed?.version ?? "",
+                body: reply.body.bytes,
+                latencyMilliseconds: Double(elapsed) / 1e6
+            )
         }
     }
 }
@@ -470,7 +573,10 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     let readsBodyKeys: Bool
 
     init(
-        request: ServerRequest, writer: ResponseWriter, snapshot: ConfigSnapshot, requestID: String,
+        request: ServerRequest,
+        writer: ResponseWriter,
+        snapshot: ConfigSnapshot,
+        requestID: String,
         readsBodyKeys: Bool = true
     ) {
         self.request = request
@@ -515,7 +621,12 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             }
         }
         return RequestFacts(
-            method: head.method, path: path, query: query, headers: head.headers.fields, bodyKey: bodyKey)
+            method: head.method,
+            path: path,
+            query: query,
+            headers: head.headers.fields,
+            bodyKey: bodyKey
+        )
     }()
 }
 

@@ -14,8 +14,10 @@ public enum YAMLParser {
                 errors: [
                     YAMLError(
                         mark: YAMLMark(line: 0, column: 0),
-                        message: "file is larger than \(limits.maxBytes) bytes (the limit)")
-                ])
+                        message: "file is larger than \(limits.maxBytes) bytes (the limit)"
+                    )
+                ]
+            )
         }
         var builder = TreeBuilder(limits: limits)
         let parser = LibYAMLParser(bytes)
@@ -105,7 +107,10 @@ final class LibYAMLParser {
             default: style = .plain
             }
             return .scalar(
-                YAMLScalar(text: text, style: style, tag: string(data.tag)), anchor: string(data.anchor), mark)
+                YAMLScalar(text: text, style: style, tag: string(data.tag)),
+                anchor: string(data.anchor),
+                mark
+            )
         case YAML_ALIAS_EVENT:
             return .alias(string(event.data.alias.anchor) ?? "", mark)
         case YAML_SEQUENCE_START_EVENT:

@@ -7,13 +7,15 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro-benchmarks of the embedded evaluators and the JSON parser (for bench/ scripts).",
         shouldDisplay: false,
-        subcommands: [BenchModel.self, BenchJSON.self])
+        subcommands: [BenchModel.self, BenchJSON.self]
+    )
 }
 
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
-        abstract: "Median nanoseconds per row of an embedded model's predict, for batches of each size.")
+        abstract: "Median nanoseconds per row of an embedded model's predict, for batches of each size."
+    )
 
     @Option(help: "Model kind: xgboost, linear.")
     var kind = "xgboost"
@@ -37,8 +39,11 @@ struct BenchModel: ParsableCommand {
         let file = try JSONParser.parse(Array(try Data(contentsOf: URL(fileURLWithPath: rows))))
         guard let instances = file["instances"] else { throw ValidationError("\(rows) has no 'instances'") }
         let all = try TFServingCodec.decodeInstances(
-            .object(JSONObject([(key: "instances", value: instances)])), featureNames: evaluator.featureNames,
-            featureCount: evaluator.featureCount, ignoring: [])
+            .object(JSONObject([(key: "instances", value: instances)])),
+            featureNames: evaluator.featureNames,
+            featureCount: evaluator.featureCount,
+            ignoring: []
+        )
         for size in batch.split(separator: ",").compactMap({ Int($0) }) where size > 0 {
             var values: [Double] = []
             for i in 0..<size { values.append(contentsOf: all.row(i % all.rows)) }
@@ -52,7 +57,8 @@ struct BenchModel: ParsableCommand {
 struct BenchJSON: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "json",
-        abstract: "Median microseconds per parse: Switchyard's JSON parser against Foundation's JSONSerialization.")
+        abstract: "Median microseconds per parse: Switchyard's JSON parser against Foundation's JSONSerialization."
+    )
 
     @Option(help: "Timed parses per body.")
     var iterations = 2_000
@@ -69,7 +75,15 @@ struct BenchJSON: ParsableCommand {
             let ours = median(iterations) { _ = try? bytes.withUnsafeBytes { try JSONParser.parse($0) } }
             let data = Data(bytes)
             let foundation = median(iterations) { _ = try? JSONSerialization.jsonObject(with: data) }
-            print(String(format: "%@: switchyard %.2f us, JSONSerialization %.2f us (%.1fx)", name, ours, foundation, foundation / ours))
+            print(
+                String(
+                    format: "%@: switchyard %.2f us, JSONSerialization %.2f us (%.1fx)",
+                    name,
+                    ours,
+                    foundation,
+                    foundation / ours
+                )
+            )
         }
     }
 

@@ -6,12 +6,17 @@ import Sidecar
 struct Explain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print the decision for one request (route, version and why, fallback, shadows); sends nothing.",
-        discussion: "Exits 0 when the request would reach a version, 1 when the sidecar would refuse it (404 / 503) or the config is invalid.")
+        discussion:
+            "Exits 0 when the request would reach a version, 1 when the sidecar would refuse it (404 / 503) or the config is invalid."
+    )
 
     @Option(name: .long, help: ArgumentHelp("Config directory holding routes/ and policies/.", valueName: "DIR"))
     var config = "."
 
-    @Option(name: [.customShort("H"), .long], help: ArgumentHelp("A request header, 'Name: value' (repeatable).", valueName: "HEADER"))
+    @Option(
+        name: [.customShort("H"), .long],
+        help: ArgumentHelp("A request header, 'Name: value' (repeatable).", valueName: "HEADER")
+    )
     var header: [String] = []
 
     @Option(name: .long, help: ArgumentHelp("A file holding the request body (for body: keys).", valueName: "FILE"))
@@ -56,7 +61,12 @@ struct Explain: ParsableCommand {
             return (String(h[..<colon]), String(value))
         }
         let explanation = Explanation.explain(
-            snapshot: snapshot, method: method, target: path, headers: headers, body: bodyBytes)
+            snapshot: snapshot,
+            method: method,
+            target: path,
+            headers: headers,
+            body: bodyBytes
+        )
         if json {
             print(String(decoding: explanation.json.serialized(), as: UTF8.self))
         } else {

@@ -11,7 +11,8 @@ struct Report: ParsableCommand {
             is the noise floor. --fail-if gates (e.g. 'agreement<0.995', 'net_churn>0.01') exit 1 \
             when any pair fails them: metrics agreement, churn, net_churn, errors, p99_abs_diff, \
             max_abs_diff, latency_p99_delta_ms. Exit 2 on unreadable files or a bad gate.
-            """)
+            """
+    )
 
     @Argument(help: ArgumentHelp("Comparison logs written by `serve` (compare.log).", valueName: "FILE.jsonl"))
     var files: [String]
@@ -22,7 +23,10 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Write the report here instead of standard output.", valueName: "FILE"))
     var output: String?
 
-    @Option(name: .long, help: ArgumentHelp("A gate such as 'agreement<0.995' (repeatable, or comma-separated).", valueName: "EXPR"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A gate such as 'agreement<0.995' (repeatable, or comma-separated).", valueName: "EXPR")
+    )
     var failIf: [String] = []
 
     func validate() throws {

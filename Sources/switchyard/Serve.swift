@@ -6,7 +6,9 @@ import Sidecar
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the sidecar.",
-        discussion: "Reads DIR/routes/*.yaml and DIR/policies/*.yaml, serves predictions on --listen and the admin API on --admin.")
+        discussion:
+            "Reads DIR/routes/*.yaml and DIR/policies/*.yaml, serves predictions on --listen and the admin API on --admin."
+    )
 
     @Option(name: .long, help: ArgumentHelp("Config directory holding routes/ and policies/.", valueName: "DIR"))
     var config = "."
@@ -14,7 +16,13 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Data listener address.", valueName: "HOST:PORT"))
     var listen = "127.0.0.1:8480"
 
-    @Option(name: .long, help: ArgumentHelp("Admin listener address (/metrics, /healthz, /readyz, /config, /reload).", valueName: "HOST:PORT"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Admin listener address (/metrics, /healthz, /readyz, /config, /reload).",
+            valueName: "HOST:PORT"
+        )
+    )
     var admin = "127.0.0.1:8481"
 
     @Option(name: .long, help: "Worker threads, each with its own event loop (default: CPU cores).")
@@ -60,7 +68,9 @@ struct Serve: ParsableCommand {
         _ = try parseAddress(listen, option: "--listen")
         _ = try parseAddress(admin, option: "--admin")
         guard workers >= 1, workers <= 256 else { throw ValidationError("--workers must be between 1 and 256") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("unknown --log-level '\(logLevel)'")
+        }
         for (name, value) in [
             ("--max-body-bytes", maxBodyBytes), ("--max-header-bytes", maxHeaderBytes), ("--max-headers", maxHeaders),
             ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs),

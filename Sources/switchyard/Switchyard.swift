@@ -9,7 +9,8 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A sidecar reverse proxy that routes, canaries and shadows ML prediction calls.",
-        subcommands: [Serve.self, Validate.self, Explain.self, Report.self, VersionCommand.self, Bench.self])
+        subcommands: [Serve.self, Validate.self, Explain.self, Report.self, VersionCommand.self, Bench.self]
+    )
 }
 
 /// Exit codes: 0 success, 1 the thing checked is bad (invalid config, refused request), 2 usage.

@@ -8,7 +8,8 @@ struct Validate: ParsableCommand {
         discussion: """
             Prints every problem, one per line (file:line:column: error: message), and exits 1 \
             if there is any; otherwise prints a one-line summary and exits 0, like `nginx -t`.
-            """)
+            """
+    )
 
     @Argument(help: ArgumentHelp("Config directory holding routes/ and policies/.", valueName: "DIR"))
     var directory = "."

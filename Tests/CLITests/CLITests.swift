@@ -13,7 +13,8 @@ enum CLI {
 
     static var binary: String {
         // The test bundle sits in the build products folder beside the executable.
-        let products = Bundle.main.executableURL?.deletingLastPathComponent().path
+        let products =
+            Bundle.main.executableURL?.deletingLastPathComponent().path
             ?? CommandLine.arguments[0]
         for candidate in [products + "/switchyard", root + "/.build/debug/switchyard"]
         where FileManager.default.isExecutableFile(atPath: candidate) {
@@ -45,8 +46,10 @@ enum CLI {
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         return Result(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+            status: process.terminationStatus,
+            stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData, as: UTF8.self)
+        )
     }
 
     static func tempDirectory(files: [String: String]) throws -> String {
@@ -54,7 +57,9 @@ enum CLI {
         for (name, text) in files {
             let full = path + "/" + name
             try FileManager.default.createDirectory(
-                atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                atPath: (full as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try text.write(toFile: full, atomically: true, encoding: .utf8)
         }
         return path
@@ -79,18 +84,18 @@ enum CLI {
     @Test func validatePrintsEveryProblemAndExits1() throws {
         let dir = try CLI.tempDirectory(files: [
             "routes/r.yaml": """
-                routes:
-                  - name: r
-                    match: { path: /p, methd: POST }
-                    model: nosuch
-                """,
+            routes:
+              - name: r
+                match: { path: /p, methd: POST }
+                model: nosuch
+            """,
             "policies/m.yaml": """
-                model: m
-                versions:
-                  v1: { url: "http://127.0.0.1:9001" }
-                  v2: { url: "http://127.0.0.1:9002" }
-                split: { v1: 60, v2: 30 }
-                """,
+            model: m
+            versions:
+              v1: { url: "http://127.0.0.1:9001" }
+              v2: { url: "http://127.0.0.1:9002" }
+            split: { v1: 60, v2: 30 }
+            """,
         ])
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try CLI.run(["validate", "."], in: dir)
@@ -101,7 +106,8 @@ enum CLI {
                 routes/r.yaml:3:24: error: unknown key 'methd' in match; expected one of: path, prefix, template, method, headers
                 routes/r.yaml:4:12: error: unknown model 'nosuch'; expected one of: m
 
-                """)
+                """
+        )
         #expect(r.stderr == "3 errors\n")
     }
 
@@ -147,7 +153,8 @@ enum CLI {
         let sticky2 = try CLI.run(["explain", "--json", "POST", "/v1/models/churn:predict", "-H", "x-user-id: u-42"])
         #expect(sticky1.status == 0)
         let decision = try #require(
-            try JSONSerialization.jsonObject(with: Data(sticky1.stdout.utf8)) as? [String: Any])
+            try JSONSerialization.jsonObject(with: Data(sticky1.stdout.utf8)) as? [String: Any]
+        )
         #expect(decision["route"] as? String == "churn")
         #expect(["v1", "v2"].contains(decision["version"] as? String))
         #expect(sticky1.stdout == sticky2.stdout)
@@ -166,7 +173,9 @@ enum CLI {
     @Test func explainReadsBodyKeys() throws {
         let dir = try CLI.tempDirectory(files: ["body.json": #"{"instances": [{"customer_id": 1001}]}"#])
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run(["explain", "--body", dir + "/body.json", "POST", "/v1/models/churn/labels/precomputed:predict"])
+        let r = try CLI.run([
+            "explain", "--body", dir + "/body.json", "POST", "/v1/models/churn/labels/precomputed:predict",
+        ])
         #expect(r.status == 0)
         #expect(r.stdout.contains("version: v0\n"))
         #expect(r.stdout.contains("keyed by body:/instances/0/customer_id"))
@@ -187,7 +196,9 @@ enum CLI {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &addr) {
@@ -198,7 +209,12 @@ enum CLI {
     }
 
     /// One POST on a fresh connection (`Connection: close`), read to EOF.
-    static func post(port: Int, path: String, body: String, headers: [String: String] = [:]) -> (Int, [String: String], String)? {
+    static func post(
+        port: Int,
+        path: String,
+        body: String,
+        headers: [String: String] = [:]
+    ) -> (Int, [String: String], String)? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -208,11 +224,16 @@ enum CLI {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { return nil }
         let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
-        let request = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        let request = Array(
+            "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                .utf8
+        )
         _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -228,7 +249,9 @@ enum CLI {
         var headers: [String: String] = [:]
         for line in lines {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces
+            )
         }
         return (status, headers, String(text[split.upperBound...]))
     }
@@ -238,7 +261,9 @@ enum CLI {
         let admin = Self.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "2"]
+        process.arguments = [
+            "serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "2",
+        ]
         process.currentDirectoryURL = URL(fileURLWithPath: CLI.root)
         let err = Pipe()
         process.standardError = err
@@ -248,13 +273,21 @@ enum CLI {
 
         var ready = false
         for _ in 0..<200 {
-            if Net.canConnect(port: admin) { ready = true; break }
+            if Net.canConnect(port: admin) {
+                ready = true
+                break
+            }
             usleep(25_000)
         }
         #expect(ready)
 
         let r = try #require(
-            Self.post(port: port, path: "/v1/models/churn/versions/v1:predict", body: #"{"instances": [[12, 73.36, 2, 1]]}"#))
+            Self.post(
+                port: port,
+                path: "/v1/models/churn/versions/v1:predict",
+                body: #"{"instances": [[12, 73.36, 2, 1]]}"#
+            )
+        )
         #expect(r.0 == 200)
         #expect(r.1["x-switchyard-version"] == "v1")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.2.utf8)) as? [String: Any])
@@ -263,11 +296,18 @@ enum CLI {
         #expect(predictions[0] > 0 && predictions[0] < 1)
 
         let table = try #require(
-            Self.post(port: port, path: "/v1/models/churn/labels/precomputed:predict", body: #"{"instances": [{"customer_id": 1001}]}"#))
+            Self.post(
+                port: port,
+                path: "/v1/models/churn/labels/precomputed:predict",
+                body: #"{"instances": [{"customer_id": 1001}]}"#
+            )
+        )
         #expect(table.0 == 200)
         #expect(table.1["x-switchyard-version"] == "v0")
 
-        let split = try #require(Self.post(port: port, path: "/v1/models/churn:predict", body: #"{"instances": [[1, 2, 3, 4]]}"#))
+        let split = try #require(
+            Self.post(port: port, path: "/v1/models/churn:predict", body: #"{"instances": [[1, 2, 3, 4]]}"#)
+        )
         #expect(split.0 == 200)
         #expect(["v1", "v2"].contains(split.1["x-switchyard-version"] ?? ""))
 
@@ -288,7 +328,9 @@ enum Net {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         } == 0
     }
 }
@@ -300,13 +342,13 @@ enum Net {
         return try CLI.tempDirectory(files: [
             "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m, protocol: tfserving }\n",
             "policies/m.yaml": """
-                model: m
-                versions:
-                  v1: { embedded: linear, file: \(models)/churn-linear-v1.json }
-                  v2: { embedded: linear, file: \(models)/churn-linear-v2.json }
-                split: { v1: \(v1), v2: \(v2) }
-                sticky: header:x-user-id
-                """,
+            model: m
+            versions:
+              v1: { embedded: linear, file: \(models)/churn-linear-v1.json }
+              v2: { embedded: linear, file: \(models)/churn-linear-v2.json }
+            split: { v1: \(v1), v2: \(v2) }
+            sticky: header:x-user-id
+            """,
         ])
     }
 
@@ -316,7 +358,10 @@ enum Net {
         init(config: String) throws {
             let admin = DefaultConfigServeTests.freePort()
             process.executableURL = URL(fileURLWithPath: CLI.binary)
-            process.arguments = ["serve", "--config", config, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "1"]
+            process.arguments = [
+                "serve", "--config", config, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)",
+                "--workers", "1",
+            ]
             process.standardError = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice
             try process.run()
@@ -327,7 +372,12 @@ enum Net {
             process.waitUntilExit()
         }
         func version(for user: String) -> String? {
-            DefaultConfigServeTests.post(port: port, path: "/p", body: #"{"instances": [[1, 2, 3, 4]]}"#, headers: ["x-user-id": user])?.1["x-switchyard-version"]
+            DefaultConfigServeTests.post(
+                port: port,
+                path: "/p",
+                body: #"{"instances": [[1, 2, 3, 4]]}"#,
+                headers: ["x-user-id": user]
+            )?.1["x-switchyard-version"]
         }
     }
 
@@ -338,7 +388,11 @@ enum Net {
         let a = try Server(config: before)
         let b = try Server(config: before)
         let c = try Server(config: after)
-        defer { a.stop(); b.stop(); c.stop() }
+        defer {
+            a.stop()
+            b.stop()
+            c.stop()
+        }
         let users = (0..<150).map { "user-\($0)" }
         let fromA = users.map { a.version(for: $0) }
         let fromB = users.map { b.version(for: $0) }

@@ -7,7 +7,11 @@ private func side(_ body: String, status: Int = 200, version: String = "v1", lat
     ResponseSide(version: version, status: status, body: Array(body.utf8), latencyMilliseconds: latency)
 }
 
-private func spec(_ output: String = "/predictions", tolerance: Double = 0.0001, threshold: Double? = 0.5)
+private func spec(
+    _ output: String = "/predictions",
+    tolerance: Double = 0.0001,
+    threshold: Double? = 0.5
+)
     -> ComparisonSpec
 {
     try! ComparisonSpec(output: output, tolerance: tolerance, threshold: threshold)
@@ -29,7 +33,10 @@ private let labelCases: [(JSON, Double?, Int?)] = [
 struct ComparisonTests {
     @Test func identicalTFServingBodiesMatch() {
         let result = compare(
-            live: side(#"{"predictions": [0.8, 0.1]}"#), shadow: side(#"{"predictions": [0.8, 0.1]}"#), spec: spec())
+            live: side(#"{"predictions": [0.8, 0.1]}"#),
+            shadow: side(#"{"predictions": [0.8, 0.1]}"#),
+            spec: spec()
+        )
         #expect(result.outcome == .match)
         #expect(result.maxAbsDiff == 0)
         #expect(result.meanAbsDiff == 0)
@@ -42,12 +49,17 @@ struct ComparisonTests {
 
     @Test func withinToleranceMatchesAndBeyondMismatches() {
         let close = compare(
-            live: side(#"{"predictions": [0.8, 0.1]}"#), shadow: side(#"{"predictions": [0.80005, 0.1]}"#),
-            spec: spec())
+            live: side(#"{"predictions": [0.8, 0.1]}"#),
+            shadow: side(#"{"predictions": [0.80005, 0.1]}"#),
+            spec: spec()
+        )
         #expect(close.outcome == .match)
         #expect(abs(close.maxAbsDiff! - 0.00005) < 1e-12)
         let far = compare(
-            live: side(#"{"predictions": [0.8, 0.1]}"#), shadow: side(#"{"predictions": [0.7, 0.1]}"#), spec: spec())
+            live: side(#"{"predictions": [0.8, 0.1]}"#),
+            shadow: side(#"{"predictions": [0.7, 0.1]}"#),
+            spec: spec()
+        )
         #expect(far.outcome == .mismatch)
         #expect(abs(far.maxAbsDiff! - 0.1) < 1e-12)
         #expect(abs(far.meanAbsDiff! - 0.05) < 1e-12)
@@ -57,7 +69,10 @@ struct ComparisonTests {
 
     @Test func thresholdCrossingIsAFlip() {
         let result = compare(
-            live: side(#"{"predictions": [0.8, 0.55]}"#), shadow: side(#"{"predictions": [0.8, 0.45]}"#), spec: spec())
+            live: side(#"{"predictions": [0.8, 0.55]}"#),
+            shadow: side(#"{"predictions": [0.8, 0.45]}"#),
+            spec: spec()
+        )
         #expect(result.outcome == .mismatch)
         #expect(result.flip)
         #expect(result.liveLabels == [1, 1])
@@ -68,7 +83,8 @@ struct ComparisonTests {
         let live = side(#"{"predictions": [[0.1, 0.9], [0.7, 0.3]]}"#)
         let shadow = side(
             #"{"model_name": "churn", "model_version": "2", "outputs": [{"name": "probabilities", "shape": [2, 2], "datatype": "FP32", "data": [0.1, 0.9, 0.6, 0.4]}]}"#,
-            version: "v2")
+            version: "v2"
+        )
         let result = compare(live: live, shadow: shadow, spec: spec(threshold: nil))
         #expect(result.outcome == .mismatch)
         #expect(abs(result.maxAbsDiff! - 0.1) < 1e-12)
@@ -110,12 +126,18 @@ struct ComparisonTests {
         #expect(result.flip == false)
 
         let matching = compare(
-            live: side(#"{"predictions": [[0.2, 0.8]]}"#), shadow: side(#"{"predictions": [[0.8]]}"#), spec: spec())
+            live: side(#"{"predictions": [[0.2, 0.8]]}"#),
+            shadow: side(#"{"predictions": [[0.8]]}"#),
+            spec: spec()
+        )
         #expect(matching.outcome == .match)
         #expect(matching.maxAbsDiff == 0)
 
         let flipped = compare(
-            live: side(#"{"predictions": [[0.45, 0.55]]}"#), shadow: side(#"{"predictions": [0.49]}"#), spec: spec())
+            live: side(#"{"predictions": [[0.45, 0.55]]}"#),
+            shadow: side(#"{"predictions": [0.49]}"#),
+            spec: spec()
+        )
         #expect(flipped.flip)
         #expect(flipped.liveLabels == [1])
         #expect(flipped.shadowLabels == [0])
@@ -156,7 +178,10 @@ struct ComparisonTests {
 
     @Test func shadowServerErrorIsAnError() {
         let result = compare(
-            live: side(#"{"predictions": [0.8]}"#), shadow: side(#"{"error": "boom"}"#, status: 500), spec: spec())
+            live: side(#"{"predictions": [0.8]}"#),
+            shadow: side(#"{"error": "boom"}"#, status: 500),
+            spec: spec()
+        )
         #expect(result.outcome == .error)
         #expect(result.reason == "shadow status 500")
         #expect(result.maxAbsDiff == nil)
@@ -177,7 +202,10 @@ struct ComparisonTests {
 
     @Test func failedLiveIsAnErrorToo() {
         let result = compare(
-            live: side("", status: 504), shadow: side(#"{"nothing": 1}"#), spec: spec())
+            live: side("", status: 504),
+            shadow: side(#"{"nothing": 1}"#),
+            spec: spec()
+        )
         #expect(result.outcome == .error)
         #expect(result.reason == "live status 504; shadow response has no output at '/predictions'")
         #expect(result.liveFailed && result.shadowFailed)
@@ -187,7 +215,11 @@ struct ComparisonTests {
     @Test func parsedBodiesAreAccepted() {
         let live = ResponseSide(version: "v1", status: 200, json: ["predictions": [1.5, 2.5]], latencyMilliseconds: 1)
         let shadow = ResponseSide(
-            version: "v3", status: 200, json: ["predictions": [1.5, 2.0]], latencyMilliseconds: 1)
+            version: "v3",
+            status: 200,
+            json: ["predictions": [1.5, 2.0]],
+            latencyMilliseconds: 1
+        )
         let result = compare(live: live, shadow: shadow, spec: spec(threshold: nil))
         #expect(result.outcome == .mismatch)
         #expect(result.maxAbsDiff == 0.5)
@@ -200,7 +232,9 @@ struct ComparisonTests {
     @Test func opaqueJSONComparesNonNumbersByEquality() {
         let result = compare(
             live: side(#"{"result": {"label": "churn", "score": 0.91}}"#),
-            shadow: side(#"{"result": {"score": 0.91, "label": "stay"}}"#), spec: spec("/result", threshold: nil))
+            shadow: side(#"{"result": {"score": 0.91, "label": "stay"}}"#),
+            spec: spec("/result", threshold: nil)
+        )
         #expect(result.outcome == .mismatch)
         #expect(result.maxAbsDiff == 0)
         #expect(result.reason == nil)
@@ -223,7 +257,8 @@ struct ComparisonTests {
         #expect(OutputExtraction.reshapedData(of: ["name": "x", "shape": [], "data": [4]]) == 4)
         #expect(OutputExtraction.reshapedData(of: ["shape": [2, 1], "data": [[1], [2]]]) == [[1], [2]])
         #expect(
-            OutputExtraction.reshapedData(of: ["shape": [1, 2, 2], "data": [1, 2, 3, 4]]) == [[[1, 2], [3, 4]]])
+            OutputExtraction.reshapedData(of: ["shape": [1, 2, 2], "data": [1, 2, 3, 4]]) == [[[1, 2], [3, 4]]]
+        )
         #expect(OutputExtraction.reshapedData(of: ["shape": [2, -1], "data": [1, 2]]) == nil)
     }
 }

@@ -13,7 +13,8 @@ struct GateTests {
                 Gate(metric: .churn, op: .greaterOrEqual, threshold: 0.01),
                 Gate(metric: .latencyP99DeltaMilliseconds, op: .greater, threshold: 5),
                 Gate(metric: .errors, op: .lessOrEqual, threshold: 0),
-            ])
+            ]
+        )
         #expect(gates.map(\.description) == ["agreement<0.995", "churn>=0.01", "latency_p99_delta_ms>5", "errors<=0"])
         #expect(try Gate.parse("net_churn>1e-3") == [Gate(metric: .netChurn, op: .greater, threshold: 0.001)])
         #expect(try Gate.parse("p99_abs_diff>0.01,max_abs_diff>0.5").map(\.metric) == [.p99AbsDiff, .maxAbsDiff])
@@ -60,12 +61,15 @@ struct GateTests {
                 "churn/v1→v2: errors 0.2 > 0.1",
                 "fraud/v3→v4: churn unknown (no labelled comparison), gate churn>0.2",
                 "fraud/v3→v4: net_churn unknown (no labelled comparison), gate net_churn>0.04",
-            ])
+            ]
+        )
     }
 
     @Test func passingGatesReportNothing() throws {
         let failures = Gate.evaluate(
-            try Gate.parse("max_abs_diff>0.5, p99_abs_diff>0.5, latency_p99_delta_ms>=10.5"), on: sampleReport())
+            try Gate.parse("max_abs_diff>0.5, p99_abs_diff>0.5, latency_p99_delta_ms>=10.5"),
+            on: sampleReport()
+        )
         #expect(failures.isEmpty)
         let p99Delta = Gate.evaluate(try Gate.parse("latency_p99_delta_ms>=10"), on: sampleReport())
         #expect(p99Delta.map(\.message) == ["churn/v1→v2: latency_p99_delta_ms 10 >= 10"])
@@ -89,7 +93,8 @@ struct GateTests {
 struct ReportRunnerTests {
     private func temporaryFile(_ name: String, _ contents: String) throws -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "compare-tests-\(ProcessInfo.processInfo.processIdentifier)")
+            "compare-tests-\(ProcessInfo.processInfo.processIdentifier)"
+        )
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent(name).path
         try Data(contents.utf8).write(to: URL(fileURLWithPath: path))
@@ -111,7 +116,11 @@ struct ReportRunnerTests {
     @Test func failedGateExitsOneWithMessages() throws {
         let path = try temporaryFile("fail.jsonl", sampleLog() + "oops\n")
         let result = ReportRunner.run(
-            files: [path], format: "table", output: nil, failIf: ["agreement<0.995", "max_abs_diff>0.4"])
+            files: [path],
+            format: "table",
+            output: nil,
+            failIf: ["agreement<0.995", "max_abs_diff>0.4"]
+        )
         #expect(result.exitCode == 1)
         #expect(result.stdout.hasPrefix("Switchyard comparison report: 11 comparison records"))
         #expect(
@@ -120,7 +129,8 @@ struct ReportRunnerTests {
                 gate failed: churn/v1→v2: agreement 0.5 < 0.995
                 gate failed: churn/v1→v2: max_abs_diff 0.5 > 0.4
 
-                """)
+                """
+        )
     }
 
     @Test func writesTheOutputFile() throws {
@@ -147,7 +157,11 @@ struct ReportRunnerTests {
         let none = ReportRunner.run(files: [], format: "table", output: nil, failIf: [])
         #expect(none.exitCode == 2)
         let unwritable = ReportRunner.run(
-            files: [path], format: "table", output: "/nonexistent/dir/report.txt", failIf: [])
+            files: [path],
+            format: "table",
+            output: "/nonexistent/dir/report.txt",
+            failIf: []
+        )
         #expect(unwritable.exitCode == 2)
         #expect(unwritable.stderr.hasPrefix("error: cannot write '/nonexistent/dir/report.txt'"))
     }

@@ -6,33 +6,60 @@ import Testing
 struct RecordTests {
     @Test func recordLineHasTheSpecMembersInOrder() throws {
         let live = ResponseSide(
-            version: "v1", status: 200, body: Array(#"{"predictions": [0.8]}"#.utf8), latencyMilliseconds: 3.2000004)
+            version: "v1",
+            status: 200,
+            body: Array(#"{"predictions": [0.8]}"#.utf8),
+            latencyMilliseconds: 3.2000004
+        )
         let shadow = ResponseSide(
-            version: "v2", status: 200, body: Array(#"{"predictions": [0.3]}"#.utf8), latencyMilliseconds: 4.1)
+            version: "v2",
+            status: 200,
+            body: Array(#"{"predictions": [0.3]}"#.utf8),
+            latencyMilliseconds: 4.1
+        )
         let comparison = compare(
-            live: live, shadow: shadow,
-            spec: try ComparisonSpec(output: "/predictions", tolerance: 0.001, threshold: 0.5))
+            live: live,
+            shadow: shadow,
+            spec: try ComparisonSpec(output: "/predictions", tolerance: 0.001, threshold: 0.5)
+        )
         let record = ComparisonRecord(
-            timestamp: RFC3339.format(millisecondsSinceEpoch: 1_746_100_800_123), requestID: "r1", model: "churn",
-            route: "churn", live: live, shadow: shadow, comparison: comparison)
+            timestamp: RFC3339.format(millisecondsSinceEpoch: 1_746_100_800_123),
+            requestID: "r1",
+            model: "churn",
+            route: "churn",
+            live: live,
+            shadow: shadow,
+            comparison: comparison
+        )
         let line = String(decoding: record.jsonLine(), as: UTF8.self)
         #expect(
             line
                 == #"{"ts":"2025-05-01T12:00:00.123Z","request_id":"r1","model":"churn","route":"churn","live":{"version":"v1","status":200,"latency_ms":3.2,"output":[0.8]},"shadow":{"version":"v2","status":200,"latency_ms":4.1,"output":[0.3]},"outcome":"mismatch","max_abs_diff":0.5,"flip":true,"live_label":1,"shadow_label":0}"#
-                + "\n")
+                + "\n"
+        )
     }
 
     @Test func errorRecordHasNullOutputAndReason() throws {
         let record = ComparisonRecord(
-            timestamp: "2025-05-01T12:00:00.000Z", requestID: "r2", model: "m", route: "r",
+            timestamp: "2025-05-01T12:00:00.000Z",
+            requestID: "r2",
+            model: "m",
+            route: "r",
             live: .init(version: "v1", status: 200, latencyMilliseconds: 1, output: [[0.1, 0.9], [0.8, 0.2]]),
-            shadow: .init(version: "v2", status: 503, latencyMilliseconds: 2, output: nil), outcome: .error,
-            maxAbsDiff: nil, flip: false, liveLabels: [1, 0], shadowLabels: nil, reason: "shadow status 503")
+            shadow: .init(version: "v2", status: 503, latencyMilliseconds: 2, output: nil),
+            outcome: .error,
+            maxAbsDiff: nil,
+            flip: false,
+            liveLabels: [1, 0],
+            shadowLabels: nil,
+            reason: "shadow status 503"
+        )
         let line = String(decoding: record.jsonLine(), as: UTF8.self)
         #expect(
             line
                 == #"{"ts":"2025-05-01T12:00:00.000Z","request_id":"r2","model":"m","route":"r","live":{"version":"v1","status":200,"latency_ms":1,"output":[[0.1,0.9],[0.8,0.2]]},"shadow":{"version":"v2","status":503,"latency_ms":2,"output":null},"outcome":"error","max_abs_diff":null,"flip":false,"live_label":[1,0],"reason":"shadow status 503"}"#
-                + "\n")
+                + "\n"
+        )
         #expect(try ComparisonRecord.parse(record.jsonLine()) == record)
         #expect(record.shadowFailed && !record.liveFailed)
     }
@@ -40,15 +67,29 @@ struct RecordTests {
     @Test func roundTrip() throws {
         let records = [
             ComparisonRecord(
-                timestamp: "2025-05-01T12:00:00.001Z", requestID: "a", model: "churn", route: "churn",
+                timestamp: "2025-05-01T12:00:00.001Z",
+                requestID: "a",
+                model: "churn",
+                route: "churn",
                 live: .init(version: "v1", status: 200, latencyMilliseconds: 0.25, output: [0.7]),
                 shadow: .init(version: "v3", status: 200, latencyMilliseconds: 0.125, output: [[0.3, 0.7]]),
-                outcome: .match, maxAbsDiff: 0, flip: false, liveLabels: [1], shadowLabels: [1]),
+                outcome: .match,
+                maxAbsDiff: 0,
+                flip: false,
+                liveLabels: [1],
+                shadowLabels: [1]
+            ),
             ComparisonRecord(
-                timestamp: "2025-05-01T12:00:00.002Z", requestID: "b \"quoted\"", model: "price", route: "price-v2",
+                timestamp: "2025-05-01T12:00:00.002Z",
+                requestID: "b \"quoted\"",
+                model: "price",
+                route: "price-v2",
                 live: .init(version: "v1", status: 200, latencyMilliseconds: 12, output: ["total": 10.5]),
                 shadow: .init(version: "v2", status: 200, latencyMilliseconds: 14, output: ["total": 11]),
-                outcome: .mismatch, maxAbsDiff: 0.5, flip: false),
+                outcome: .mismatch,
+                maxAbsDiff: 0.5,
+                flip: false
+            ),
         ]
         for record in records {
             #expect(try ComparisonRecord.parse(record.jsonLine()) == record)

@@ -49,7 +49,8 @@ struct ReportTests {
             first.keys == [
                 "model", "live_version", "shadow_version", "requests", "agreement", "churn", "abs_diff", "labels",
                 "latency_ms", "errors", "matches", "mismatches", "noise_floor", "noise",
-            ])
+            ]
+        )
         #expect(first["agreement"]?.objectValue?.keys == ["rate", "low", "high"])
         #expect(first["abs_diff"]?.objectValue?.keys == ["mean", "p50", "p99", "max"])
         #expect(first["latency_ms"]?.objectValue?.keys == ["live", "shadow", "delta"])
@@ -72,7 +73,8 @@ struct ReportTests {
             report.badLines.map(\.description) == [
                 "logs/churn.jsonl:3: warning: skipped line: 'ts' must be a string, got a number",
                 "logs/churn.jsonl:4: warning: skipped line: not JSON: unexpected character 'o' at byte 1; expected 'null'",
-            ])
+            ]
+        )
     }
 
     @Test func tableSnapshot() {
@@ -200,8 +202,12 @@ struct ReportTests {
         for index in 0..<1000 {
             builder.add(
                 record(
-                    shadow: "v2", outcome: .match, diff: Double(index) * 1e-7,
-                    latency: (Double(index % 50) + 1, index == 999 ? 5000 : Double(index % 50) + 3)))
+                    shadow: "v2",
+                    outcome: .match,
+                    diff: Double(index) * 1e-7,
+                    latency: (Double(index % 50) + 1, index == 999 ? 5000 : Double(index % 50) + 3)
+                )
+            )
         }
         let html = builder.build().renderHTML()
         #expect(wellFormednessProblem(html) == nil)

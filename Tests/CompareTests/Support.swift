@@ -4,19 +4,36 @@ import Models
 
 /// A record with the members the report reads; the rest fixed.
 func record(
-    model: String = "churn", live: String = "v1", shadow: String, outcome: Comparison.Outcome, diff: Double?,
-    flip: Bool = false, labels: ([Int], [Int])? = nil, latency: (Double, Double), shadowStatus: Int = 200,
+    model: String = "churn",
+    live: String = "v1",
+    shadow: String,
+    outcome: Comparison.Outcome,
+    diff: Double?,
+    flip: Bool = false,
+    labels: ([Int], [Int])? = nil,
+    latency: (Double, Double),
+    shadowStatus: Int = 200,
     second: Int = 0
 ) -> ComparisonRecord {
     ComparisonRecord(
-        timestamp: "2025-05-01T12:00:\(second < 10 ? "0" : "")\(second).000Z", requestID: "r\(second)", model: model,
+        timestamp: "2025-05-01T12:00:\(second < 10 ? "0" : "")\(second).000Z",
+        requestID: "r\(second)",
+        model: model,
         route: model,
         live: .init(version: live, status: 200, latencyMilliseconds: latency.0, output: [0.5]),
         shadow: .init(
-            version: shadow, status: shadowStatus, latencyMilliseconds: latency.1,
-            output: outcome == .error ? nil : [0.5]),
-        outcome: outcome, maxAbsDiff: diff, flip: flip, liveLabels: labels?.0,
-        shadowLabels: outcome == .error ? nil : labels?.1, reason: outcome == .error ? "shadow status 500" : nil)
+            version: shadow,
+            status: shadowStatus,
+            latencyMilliseconds: latency.1,
+            output: outcome == .error ? nil : [0.5]
+        ),
+        outcome: outcome,
+        maxAbsDiff: diff,
+        flip: flip,
+        liveLabels: labels?.0,
+        shadowLabels: outcome == .error ? nil : labels?.1,
+        reason: outcome == .error ? "shadow status 500" : nil
+    )
 }
 
 /// Two models: churn with a noise pair (v1→v1) and a candidate (v1→v2); fraud, a regression
@@ -26,17 +43,37 @@ func sampleRecords() -> [ComparisonRecord] {
     for index in 0..<5 {
         records.append(
             record(
-                shadow: "v1", outcome: .match, diff: 0, flip: index == 4, labels: ([1], [index == 4 ? 0 : 1]),
-                latency: (10, 11), second: index))
+                shadow: "v1",
+                outcome: .match,
+                diff: 0,
+                flip: index == 4,
+                labels: ([1], [index == 4 ? 0 : 1]),
+                latency: (10, 11),
+                second: index
+            )
+        )
     }
     records += [
         record(shadow: "v2", outcome: .match, diff: 0, labels: ([1], [1]), latency: (10, 12), second: 10),
         record(
-            shadow: "v2", outcome: .mismatch, diff: 0.5, flip: true, labels: ([1], [0]), latency: (20, 30), second: 11),
+            shadow: "v2",
+            outcome: .mismatch,
+            diff: 0.5,
+            flip: true,
+            labels: ([1], [0]),
+            latency: (20, 30),
+            second: 11
+        ),
         record(shadow: "v2", outcome: .match, diff: 0.0001, labels: ([0], [0]), latency: (30, 20), second: 12),
         record(
-            shadow: "v2", outcome: .error, diff: nil, labels: ([0], []), latency: (40, 50), shadowStatus: 500,
-            second: 13),
+            shadow: "v2",
+            outcome: .error,
+            diff: nil,
+            labels: ([0], []),
+            latency: (40, 50),
+            shadowStatus: 500,
+            second: 13
+        ),
         record(shadow: "v2", outcome: .mismatch, diff: 0.2, labels: ([0, 1], [0, 1]), latency: (50, 60), second: 14),
         record(model: "fraud", live: "v3", shadow: "v4", outcome: .match, diff: 0.001, latency: (2, 3), second: 20),
     ]

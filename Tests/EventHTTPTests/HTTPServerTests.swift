@@ -5,7 +5,9 @@ import Testing
 
 /// Starts a server on 127.0.0.1:0 whose handler echoes `METHOD target body` (or runs `handler`).
 private func startServer(
-    _ loop: LoopThread, options: ServerOptions = ServerOptions(), calls: Box<Int> = Box(0),
+    _ loop: LoopThread,
+    options: ServerOptions = ServerOptions(),
+    calls: Box<Int> = Box(0),
     handler: ((ServerRequest, ResponseWriter) -> Void)? = nil
 ) throws -> Box<HTTPServer> {
     try loop.make {
@@ -226,7 +228,9 @@ private func startServer(
         let loop = try LoopThread()
         defer { loop.shutdown() }
         let server = try startServer(
-            loop, options: ServerOptions(headerTimeoutMilliseconds: 200, idleTimeoutMilliseconds: 300))
+            loop,
+            options: ServerOptions(headerTimeoutMilliseconds: 200, idleTimeoutMilliseconds: 300)
+        )
         let client = try RawClient(port: server.value.port)
         client.send("GET / HTTP/1.1\r\nhost: a\r\n\r\n")
         #expect(try client.readResponse().status == 200)

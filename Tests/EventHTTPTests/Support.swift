@@ -4,7 +4,7 @@ import Foundation
 import HTTP1
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #endif
 
 /// Shares a value with the loop thread; the tests order accesses with semaphores.
@@ -94,7 +94,9 @@ final class RawClient {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket failed") }
         var timeout = timeval(
-            tv_sec: receiveTimeoutMilliseconds / 1000, tv_usec: Int((receiveTimeoutMilliseconds % 1000) * 1000))
+            tv_sec: receiveTimeoutMilliseconds / 1000,
+            tv_usec: Int((receiveTimeoutMilliseconds % 1000) * 1000)
+        )
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -250,7 +252,9 @@ final class RawUpstream: @unchecked Sendable {
     }
 
     private static func serve(
-        fd: Int32, connection: Int, respond: (Int, Int) -> (bytes: [UInt8], close: Bool)?
+        fd: Int32,
+        connection: Int,
+        respond: (Int, Int) -> (bytes: [UInt8], close: Bool)?
     ) {
         defer { Glibc.close(fd) }
         var timeout = timeval(tv_sec: 3, tv_usec: 0)
@@ -287,10 +291,12 @@ struct Outcome {
 
 /// Sends through `pool` from the test thread and waits for the completion.
 func send(
-    _ pool: Box<UpstreamPool>, on loop: LoopThread,
+    _ pool: Box<UpstreamPool>,
+    on loop: LoopThread,
     _ request: @escaping () -> UpstreamRequest = {
         UpstreamRequest(method: "GET", target: "/")
-    }, timeoutMilliseconds: Int = 2000
+    },
+    timeoutMilliseconds: Int = 2000
 ) throws -> Result<Outcome, UpstreamError> {
     let result = Box<Result<Outcome, UpstreamError>?>(nil)
     let done = DispatchSemaphore(value: 0)
@@ -299,8 +305,10 @@ func send(
         pool.value.send(build.value(), timeoutMilliseconds: timeoutMilliseconds) { outcome in
             result.value = outcome.map {
                 Outcome(
-                    status: $0.head.status, body: String(decoding: $0.body.bytes, as: UTF8.self),
-                    wasReadUntilClose: $0.wasReadUntilClose)
+                    status: $0.head.status,
+                    body: String(decoding: $0.body.bytes, as: UTF8.self),
+                    wasReadUntilClose: $0.wasReadUntilClose
+                )
             }
             done.signal()
         }

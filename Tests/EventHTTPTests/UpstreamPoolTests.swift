@@ -7,7 +7,11 @@ import Testing
 private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
 /// An upstream built on `HTTPServer` that answers after `delayMilliseconds` with `METHOD target body`.
-private func echoUpstream(_ loop: LoopThread, delayMilliseconds: Int = 0, maxActive: Box<Int> = Box(0)) throws -> Box<
+private func echoUpstream(
+    _ loop: LoopThread,
+    delayMilliseconds: Int = 0,
+    maxActive: Box<Int> = Box(0)
+) throws -> Box<
     HTTPServer
 > {
     let server = Box<HTTPServer?>(nil)
@@ -26,19 +30,30 @@ private func echoUpstream(_ loop: LoopThread, delayMilliseconds: Int = 0, maxAct
 }
 
 private func makePool(
-    _ loop: LoopThread, port: Int, maxConnections: Int = 8, maxQueued: Int = 16,
+    _ loop: LoopThread,
+    port: Int,
+    maxConnections: Int = 8,
+    maxQueued: Int = 16,
     limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
 ) throws -> Box<UpstreamPool> {
     try loop.make {
         UpstreamPool(
-            loop: loop.loop, host: "127.0.0.1", port: port, maxConnections: maxConnections, maxQueued: maxQueued,
-            limits: limits)
+            loop: loop.loop,
+            host: "127.0.0.1",
+            port: port,
+            maxConnections: maxConnections,
+            maxQueued: maxQueued,
+            limits: limits
+        )
     }
 }
 
 /// Sends `count` requests at once from the loop thread; waits for every completion.
 private func sendConcurrently(
-    _ pool: Box<UpstreamPool>, on loop: LoopThread, count: Int, timeoutMilliseconds: Int = 3000,
+    _ pool: Box<UpstreamPool>,
+    on loop: LoopThread,
+    count: Int,
+    timeoutMilliseconds: Int = 3000,
     queuedRightAfter: Box<Int> = Box(0)
 ) throws -> [Result<Outcome, UpstreamError>] {
     let results = Box<[Int: Result<Outcome, UpstreamError>]>([:])
@@ -49,8 +64,10 @@ private func sendConcurrently(
                 result in
                 results.value[i] = result.map {
                     Outcome(
-                        status: $0.head.status, body: String(decoding: $0.body.bytes, as: UTF8.self),
-                        wasReadUntilClose: $0.wasReadUntilClose)
+                        status: $0.head.status,
+                        body: String(decoding: $0.body.bytes, as: UTF8.self),
+                        wasReadUntilClose: $0.wasReadUntilClose
+                    )
                 }
                 if results.value.count == count { done.signal() }
             }
@@ -83,21 +100,26 @@ private func sendConcurrently(
         let upstream = try loop.make {
             try HTTPServer(loop: loop.loop, host: "127.0.0.1", port: 0) { request, writer in
                 let seen = request.head.headers.fields.map { "\($0.name.lowercased())=\($0.value)" }.joined(
-                    separator: ";")
+                    separator: ";"
+                )
                 writer.respond(
-                    status: 201, body: bytes(seen + "|" + String(decoding: request.body.bytes, as: UTF8.self)))
+                    status: 201,
+                    body: bytes(seen + "|" + String(decoding: request.body.bytes, as: UTF8.self))
+                )
             }
         }
         let port = upstream.value.port
         let pool = try makePool(loop, port: port)
         let result = try send(pool, on: loop) {
             UpstreamRequest(
-                method: "POST", target: "/x",
+                method: "POST",
+                target: "/x",
                 headers: HTTPHeaders([
                     ("Host", "client.example"), ("Transfer-Encoding", "chunked"), ("Connection", "x-hop"),
                     ("x-hop", "1"), ("Content-Length", "99"), ("x-keep", "2"),
                 ]),
-                body: ByteBuffer(bytes: bytes("abc")))
+                body: ByteBuffer(bytes: bytes("abc"))
+            )
         }
         let outcome = try result.get()
         #expect(outcome.status == 201)
@@ -299,7 +321,9 @@ private func sendConcurrently(
         defer { loop.shutdown() }
         let upstream = try loop.make {
             try HTTPServer(
-                loop: loop.loop, host: "127.0.0.1", port: 0,
+                loop: loop.loop,
+                host: "127.0.0.1",
+                port: 0,
                 options: ServerOptions(limits: HTTPLimits(maxBodyBytes: 8 << 20))
             ) { request, writer in
                 // Answers with the body twice: the response is larger than the request.
@@ -312,9 +336,14 @@ private func sendConcurrently(
         let pool = try makePool(loop, port: upstream.value.port)
         let payload = (0..<(3 << 20)).map { UInt8(97 + $0 % 26) }
         for _ in 0..<2 {
-            let result = try send(pool, on: loop, {
-                UpstreamRequest(method: "POST", target: "/big", body: ByteBuffer(bytes: payload))
-            }, timeoutMilliseconds: 5000)
+            let result = try send(
+                pool,
+                on: loop,
+                {
+                    UpstreamRequest(method: "POST", target: "/big", body: ByteBuffer(bytes: payload))
+                },
+                timeoutMilliseconds: 5000
+            )
             let outcome = try result.get()
             #expect(outcome.status == 200)
             #expect(outcome.body == String(decoding: payload + payload, as: UTF8.self))
@@ -334,7 +363,12 @@ private func sendConcurrently(
         let pool = try makePool(loop, port: upstream.value.port)
         for _ in 0..<3 { #expect(try send(pool, on: loop, timeoutMilliseconds: 300).get().body == "ok") }
         let started = Date()
-        let result = try send(pool, on: loop, { UpstreamRequest(method: "GET", target: "/slow") }, timeoutMilliseconds: 300)
+        let result = try send(
+            pool,
+            on: loop,
+            { UpstreamRequest(method: "GET", target: "/slow") },
+            timeoutMilliseconds: 300
+        )
         let elapsed = Date().timeIntervalSince(started)
         #expect(throws: UpstreamError.timeout) { try result.get() }
         #expect(elapsed > 0.25 && elapsed < 1.5)

@@ -11,12 +11,16 @@ struct ChunkedRow: Sendable, CustomTestStringConvertible {
 let validChunked: [ChunkedRow] = [
     ChunkedRow(name: "one chunk", raw: "5\r\nhello\r\n0\r\n\r\n", payload: "hello"),
     ChunkedRow(
-        name: "two chunks, hex sizes", raw: "a\r\n0123456789\r\nB\r\nabcdefghijk\r\n0\r\n\r\n",
-        payload: "0123456789abcdefghijk"),
+        name: "two chunks, hex sizes",
+        raw: "a\r\n0123456789\r\nB\r\nabcdefghijk\r\n0\r\n\r\n",
+        payload: "0123456789abcdefghijk"
+    ),
     ChunkedRow(name: "empty body", raw: "0\r\n\r\n", payload: ""),
     ChunkedRow(name: "leading zeros", raw: "0003\r\nabc\r\n000\r\n\r\n", payload: "abc"),
     ChunkedRow(
-        name: "extensions", raw: "3;a=1;b\r\nabc\r\n2 ; c = \"q\\\"x\" ;d=tok\r\nde\r\n0;last\r\n\r\n", payload: "abcde"
+        name: "extensions",
+        raw: "3;a=1;b\r\nabc\r\n2 ; c = \"q\\\"x\" ;d=tok\r\nde\r\n0;last\r\n\r\n",
+        payload: "abcde"
     ),
     ChunkedRow(name: "trailers", raw: "3\r\nabc\r\n0\r\nX-Checksum: 123\r\nX-Other:  v \r\n\r\n", payload: "abc"),
     ChunkedRow(name: "data containing CRLF", raw: "4\r\n\r\n\r\n\r\n0\r\n\r\n", payload: "\r\n\r\n"),
@@ -93,17 +97,24 @@ let badChunked: [BadChunked] = [
     BadChunked(name: "extension without name", raw: "3;=x\r\nabc\r\n0\r\n\r\n", expected: .badRequest),
     BadChunked(name: "unterminated quoted extension", raw: "3;a=\"x\r\nabc\r\n", expected: .badRequest),
     BadChunked(
-        name: "extension line too long", raw: "3;a=" + String(repeating: "x", count: 1100) + "\r\n",
-        expected: .badRequest),
+        name: "extension line too long",
+        raw: "3;a=" + String(repeating: "x", count: 1100) + "\r\n",
+        expected: .badRequest
+    ),
     BadChunked(name: "obs-fold trailer", raw: "0\r\nX: a\r\n b\r\n\r\n", expected: .badRequest),
     BadChunked(name: "trailer without colon", raw: "0\r\nOops\r\n\r\n", expected: .badRequest),
     BadChunked(name: "bare LF at the end", raw: "0\r\n\n", expected: .badRequest),
     BadChunked(
-        name: "trailers too large", raw: "0\r\n" + String(repeating: "X-T: 0123456789\r\n", count: 600),
-        expected: .badRequest),
+        name: "trailers too large",
+        raw: "0\r\n" + String(repeating: "X-T: 0123456789\r\n", count: 600),
+        expected: .badRequest
+    ),
     BadChunked(
-        name: "payload over the limit", raw: "5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n", expected: .bodyTooLarge,
-        maxBodyBytes: 10),
+        name: "payload over the limit",
+        raw: "5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n",
+        expected: .bodyTooLarge,
+        maxBodyBytes: 10
+    ),
 ]
 
 @Test(arguments: badChunked)

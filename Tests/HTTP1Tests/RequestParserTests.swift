@@ -18,48 +18,91 @@ let validRequests: [ValidRequest] = [
     ValidRequest(
         name: "GET without body",
         raw: "GET /v1/models/churn HTTP/1.1\r\nHost: localhost:8480\r\nAccept: */*\r\n\r\n",
-        method: "GET", target: "/v1/models/churn", headerCount: 2),
+        method: "GET",
+        target: "/v1/models/churn",
+        headerCount: 2
+    ),
     ValidRequest(
         name: "POST with Content-Length",
         raw: "POST /v1/models/churn:predict?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
             + "Content-Length: 42\r\n\r\n",
-        method: "POST", target: "/v1/models/churn:predict?x=1", framing: .contentLength(42), headerCount: 3),
+        method: "POST",
+        target: "/v1/models/churn:predict?x=1",
+        framing: .contentLength(42),
+        headerCount: 3
+    ),
     ValidRequest(
         name: "POST with Content-Length 0",
         raw: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
-        method: "POST", target: "/", framing: .contentLength(0), headerCount: 2),
+        method: "POST",
+        target: "/",
+        framing: .contentLength(0),
+        headerCount: 2
+    ),
     ValidRequest(
         name: "chunked",
         raw: "POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
-        method: "POST", target: "/p", framing: .chunked, headerCount: 2),
+        method: "POST",
+        target: "/p",
+        framing: .chunked,
+        headerCount: 2
+    ),
     ValidRequest(
         name: "chunked, mixed case with OWS",
         raw: "POST /p HTTP/1.1\r\nHost: a\r\ntransfer-encoding: \t ChUnKeD \r\n\r\n",
-        method: "POST", target: "/p", framing: .chunked, headerCount: 2),
+        method: "POST",
+        target: "/p",
+        framing: .chunked,
+        headerCount: 2
+    ),
     ValidRequest(
         name: "HTTP/1.0 keep-alive",
         raw: "GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
-        method: "GET", target: "/x", version: .http10, headerCount: 1),
+        method: "GET",
+        target: "/x",
+        version: .http10,
+        headerCount: 1
+    ),
     ValidRequest(
         name: "HTTP/1.0 without keep-alive",
         raw: "GET /x HTTP/1.0\r\n\r\n",
-        method: "GET", target: "/x", version: .http10, keepAlive: false, headerCount: 0),
+        method: "GET",
+        target: "/x",
+        version: .http10,
+        keepAlive: false,
+        headerCount: 0
+    ),
     ValidRequest(
         name: "HTTP/1.1 Connection close in a list",
         raw: "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade, Close\r\n\r\n",
-        method: "GET", target: "/", keepAlive: false, headerCount: 2),
+        method: "GET",
+        target: "/",
+        keepAlive: false,
+        headerCount: 2
+    ),
     ValidRequest(
         name: "Expect 100-continue",
         raw: "PUT /u HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n",
-        method: "PUT", target: "/u", framing: .contentLength(5), expectsContinue: true, headerCount: 3),
+        method: "PUT",
+        target: "/u",
+        framing: .contentLength(5),
+        expectsContinue: true,
+        headerCount: 3
+    ),
     ValidRequest(
         name: "leading empty lines skipped",
         raw: "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        method: "GET", target: "/", headerCount: 1),
+        method: "GET",
+        target: "/",
+        headerCount: 1
+    ),
     ValidRequest(
         name: "obs-text and empty value",
         raw: "GET /%C3%A9 HTTP/1.1\r\nHost: a\r\nX-Name: caf\u{E9}\r\nX-Empty:\r\n\r\n",
-        method: "GET", target: "/%C3%A9", headerCount: 3),
+        method: "GET",
+        target: "/%C3%A9",
+        headerCount: 3
+    ),
 ]
 
 @Test(arguments: validRequests)
@@ -79,7 +122,8 @@ func parsesValidRequest(_ row: ValidRequest) throws {
 
 @Test func headerNamesKeepCaseAndValuesAreTrimmed() throws {
     let head = try #require(
-        parseRequest("GET /a?b=c HTTP/1.1\r\nHost:  example \r\nX-Request-ID:\tabc def\t\r\n\r\n").head)
+        parseRequest("GET /a?b=c HTTP/1.1\r\nHost:  example \r\nX-Request-ID:\tabc def\t\r\n\r\n").head
+    )
     #expect(head.headers.fields.map(\.name) == ["Host", "X-Request-ID"])
     #expect(head.headers.first(name: "host") == "example")
     #expect(head.headers.first(name: "x-request-id") == "abc def")
@@ -147,13 +191,16 @@ func parsesValidRequest(_ row: ValidRequest) throws {
     let limits = HTTPLimits(maxBodyBytes: 10)
     #expect(
         parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", limits: limits).head?.framing
-            == .contentLength(10))
+            == .contentLength(10)
+    )
     #expect(
         parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", limits: limits).errorKind
-            == .bodyTooLarge)
+            == .bodyTooLarge
+    )
     #expect(
         parseRequest("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n").errorKind
-            == .bodyTooLarge)
+            == .bodyTooLarge
+    )
 }
 
 @Test func errorsCarryStatusAndCode() {

@@ -12,50 +12,99 @@ struct ResponseRow: Sendable, CustomTestStringConvertible {
 
 let responseRows: [ResponseRow] = [
     ResponseRow(
-        name: "Content-Length", raw: "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", framing: .contentLength(12),
-        keepAlive: true),
+        name: "Content-Length",
+        raw: "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+        framing: .contentLength(12),
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "Content-Length 0", raw: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", framing: .contentLength(0),
-        keepAlive: true),
+        name: "Content-Length 0",
+        raw: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        framing: .contentLength(0),
+        keepAlive: true
+    ),
     ResponseRow(
         name: "repeated identical Content-Length",
         raw: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
-        framing: .contentLength(3), keepAlive: true),
+        framing: .contentLength(3),
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "chunked", raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", framing: .chunked,
-        keepAlive: true),
+        name: "chunked",
+        raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n",
+        framing: .chunked,
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "until close", raw: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n", framing: .untilClose,
-        keepAlive: false),
+        name: "until close",
+        raw: "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n",
+        framing: .untilClose,
+        keepAlive: false
+    ),
     ResponseRow(
-        name: "HEAD request", raw: "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", method: "HEAD", framing: .none,
-        keepAlive: true),
+        name: "HEAD request",
+        raw: "HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+        method: "HEAD",
+        framing: .none,
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "HEAD without length", raw: "HTTP/1.1 200 OK\r\n\r\n", method: "HEAD", framing: .none, keepAlive: true),
+        name: "HEAD without length",
+        raw: "HTTP/1.1 200 OK\r\n\r\n",
+        method: "HEAD",
+        framing: .none,
+        keepAlive: true
+    ),
     ResponseRow(name: "100 Continue", raw: "HTTP/1.1 100 Continue\r\n\r\n", framing: .none, keepAlive: true),
     ResponseRow(
-        name: "103 Early Hints", raw: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", framing: .none, keepAlive: true),
+        name: "103 Early Hints",
+        raw: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+        framing: .none,
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "101 Switching Protocols", raw: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", framing: .none,
-        keepAlive: false),
+        name: "101 Switching Protocols",
+        raw: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+        framing: .none,
+        keepAlive: false
+    ),
     ResponseRow(name: "204", raw: "HTTP/1.1 204 No Content\r\n\r\n", framing: .none, keepAlive: true),
     ResponseRow(
-        name: "304", raw: "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", framing: .none, keepAlive: true),
+        name: "304",
+        raw: "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+        framing: .none,
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "Connection close", raw: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
-        framing: .contentLength(1), keepAlive: false),
+        name: "Connection close",
+        raw: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+        framing: .contentLength(1),
+        keepAlive: false
+    ),
     ResponseRow(
-        name: "HTTP/1.0 without keep-alive", raw: "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
-        framing: .contentLength(1), keepAlive: false),
+        name: "HTTP/1.0 without keep-alive",
+        raw: "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+        framing: .contentLength(1),
+        keepAlive: false
+    ),
     ResponseRow(
-        name: "HTTP/1.0 keep-alive", raw: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
-        framing: .contentLength(1), keepAlive: true),
+        name: "HTTP/1.0 keep-alive",
+        raw: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+        framing: .contentLength(1),
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "empty reason", raw: "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", framing: .contentLength(0),
-        keepAlive: true),
+        name: "empty reason",
+        raw: "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n",
+        framing: .contentLength(0),
+        keepAlive: true
+    ),
     ResponseRow(
-        name: "no SP after the code", raw: "HTTP/1.1 500\r\nContent-Length: 0\r\n\r\n", framing: .contentLength(0),
-        keepAlive: true),
+        name: "no SP after the code",
+        raw: "HTTP/1.1 500\r\nContent-Length: 0\r\n\r\n",
+        framing: .contentLength(0),
+        keepAlive: true
+    ),
 ]
 
 @Test(arguments: responseRows)
@@ -124,6 +173,8 @@ let badResponses: [(String, String)] = [
     #expect(parseResponse(many, limits: HTTPLimits(maxHeaderCount: 5)).head?.headers.count == 5)
     #expect(
         parseResponse(
-            "HTTP/1.1 200 OK\r\nX: " + String(repeating: "y", count: 100), limits: HTTPLimits(maxHeaderBytes: 64)
-        ).errorKind == .badRequest)
+            "HTTP/1.1 200 OK\r\nX: " + String(repeating: "y", count: 100),
+            limits: HTTPLimits(maxHeaderBytes: 64)
+        ).errorKind == .badRequest
+    )
 }

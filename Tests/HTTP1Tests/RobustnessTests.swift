@@ -44,8 +44,13 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
         // What the parser accepted, written back out, parses to the same request.
         let again = parseRequest(
             HTTPSerializer.requestHead(
-                method: head.method, target: head.target, headers: head.headers, contentLength: nil),
-            limits: HTTPLimits(maxHeaderBytes: .max, maxHeaderCount: .max, maxBodyBytes: limits.maxBodyBytes))
+                method: head.method,
+                target: head.target,
+                headers: head.headers,
+                contentLength: nil
+            ),
+            limits: HTTPLimits(maxHeaderBytes: .max, maxHeaderCount: .max, maxBodyBytes: limits.maxBodyBytes)
+        )
         if head.version == .http11 {
             let reparsed = again.head
             #expect(reparsed?.method == head.method)
@@ -147,7 +152,8 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
         for _ in 0..<Int.random(in: 0...12, using: &rng) {
             let name = String(
                 decoding: (0..<Int.random(in: 1...12, using: &rng)).map { _ in tchars.randomElement(using: &rng)! },
-                as: UTF8.self)
+                as: UTF8.self
+            )
             if ["host", "content-length", "transfer-encoding", "expect", "connection"].contains(name.lowercased()) {
                 continue
             }
@@ -158,7 +164,11 @@ private func checkRequestLaws(_ bytes: [UInt8], limits: HTTPLimits, rng: inout S
         }
         let length: Int? = Bool.random(using: &rng) ? Int.random(in: 0...5000, using: &rng) : nil
         let raw = HTTPSerializer.requestHead(
-            method: "POST", target: "/m?q=1", headers: HTTPHeaders(fields), contentLength: length)
+            method: "POST",
+            target: "/m?q=1",
+            headers: HTTPHeaders(fields),
+            contentLength: length
+        )
         let outcome = parseRequest(raw)
         let head = try #require(outcome.head, "\(String(decoding: raw, as: UTF8.self))")
         #expect(outcome.consumed == raw.count)

@@ -11,13 +11,16 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
     )
     #expect(
         text(HTTPSerializer.responseHead(status: 204, headers: HTTPHeaders(), contentLength: nil))
-            == "HTTP/1.1 204 No Content\r\n\r\n")
+            == "HTTP/1.1 204 No Content\r\n\r\n"
+    )
     #expect(
         text(HTTPSerializer.responseHead(status: 799, headers: HTTPHeaders(), contentLength: 0))
-            == "HTTP/1.1 799 Unknown\r\ncontent-length: 0\r\n\r\n")
+            == "HTTP/1.1 799 Unknown\r\ncontent-length: 0\r\n\r\n"
+    )
     #expect(
         text(HTTPSerializer.responseHead(status: 413, headers: HTTPHeaders(), contentLength: 1_234_567_890))
-            == "HTTP/1.1 413 Content Too Large\r\ncontent-length: 1234567890\r\n\r\n")
+            == "HTTP/1.1 413 Content Too Large\r\ncontent-length: 1234567890\r\n\r\n"
+    )
 }
 
 @Test func requestHeadExactBytes() {
@@ -25,12 +28,18 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
     #expect(
         text(
             HTTPSerializer.requestHead(
-                method: "POST", target: "/v1/models/churn:predict", headers: headers, contentLength: 5))
+                method: "POST",
+                target: "/v1/models/churn:predict",
+                headers: headers,
+                contentLength: 5
+            )
+        )
             == "POST /v1/models/churn:predict HTTP/1.1\r\nHost: 127.0.0.1:9001\r\nx-request-id: r1\r\ncontent-length: 5\r\n\r\n"
     )
     #expect(
         text(HTTPSerializer.requestHead(method: "GET", target: "/a b\r\n", headers: HTTPHeaders(), contentLength: nil))
-            == "GET /a%20b%0D%0A HTTP/1.1\r\n\r\n")
+            == "GET /a%20b%0D%0A HTTP/1.1\r\n\r\n"
+    )
 }
 
 @Test func headerInjectionIsDropped() {
@@ -47,17 +56,20 @@ private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8
     ])
     #expect(
         text(HTTPSerializer.responseHead(status: 200, headers: headers, contentLength: nil))
-            == "HTTP/1.1 200 OK\r\nX-Ok: fine\r\nX-Last: caf\u{E9}\r\n\r\n")
+            == "HTTP/1.1 200 OK\r\nX-Ok: fine\r\nX-Last: caf\u{E9}\r\n\r\n"
+    )
 }
 
 @Test func explicitContentLengthReplacesFramingHeaders() {
     let headers = HTTPHeaders([("Content-Length", "99"), ("Transfer-Encoding", "chunked"), ("X", "y")])
     #expect(
         text(HTTPSerializer.responseHead(status: 200, headers: headers, contentLength: 3))
-            == "HTTP/1.1 200 OK\r\nX: y\r\ncontent-length: 3\r\n\r\n")
+            == "HTTP/1.1 200 OK\r\nX: y\r\ncontent-length: 3\r\n\r\n"
+    )
     #expect(
         text(HTTPSerializer.responseHead(status: 200, headers: headers, contentLength: nil))
-            == "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n")
+            == "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n"
+    )
 }
 
 @Test(arguments: [
@@ -130,7 +142,9 @@ func hopByHopAgreesWithItsNameSet(name: String) {
     let headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "9"), ("bad name", "x")])
     var out: [UInt8] = []
     HTTPSerializer.appendStatusLine(&out, status: 404)
-    for field in headers { HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: true) }
+    for field in headers {
+        HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: true)
+    }
     HTTPSerializer.appendEnd(&out, contentLength: 3)
     #expect(out == HTTPSerializer.responseHead(status: 404, headers: headers, contentLength: 3))
     out.removeAll()

@@ -82,7 +82,9 @@ func parseResponse(_ text: String, method: String = "GET", limits: HTTPLimits = 
 /// Feeds `input` to a fresh decoder in pieces whose sizes `nextPiece` picks, draining what it
 /// consumes like the connection layer does. Returns the payload, or the error.
 func decodeChunked(
-    _ input: [UInt8], maxBodyBytes: Int = 1 << 20, nextPiece: (Int) -> Int
+    _ input: [UInt8],
+    maxBodyBytes: Int = 1 << 20,
+    nextPiece: (Int) -> Int
 ) -> (payload: [UInt8], complete: Bool, consumed: Int, error: HTTPParseError?) {
     var decoder = ChunkedDecoder(maxBodyBytes: maxBodyBytes)
     var pending: [UInt8] = []

@@ -16,35 +16,37 @@ private func parseError(_ bytes: [UInt8]) -> JSONError? {
 }
 
 struct JSONParserTests {
-    @Test(arguments: [
-        ("null", JSON.null),
-        ("true", true),
-        (" \t\r\nfalse \n", false),
-        ("0", 0),
-        ("-0", 0),
-        ("1E-7", 1e-7),
-        ("1e308", 1e308),
-        ("1.5e+3", 1500),
-        ("-12.25", -12.25),
-        ("0.1", 0.1),
-        ("123456789012345678901234567890", 1.2345678901234568e29),
-        ("9007199254740993", 9_007_199_254_740_992),
-        ("2.2250738585072014e-308", 2.2250738585072014e-308),
-        ("5e-324", 5e-324),
-        ("1e-400", 0),
-        ("1.7976931348623157e308", 1.7976931348623157e308),
-        ("0.30000000000000004", 0.30000000000000004),
-        ("\"\"", ""),
-        (#""a\"b\\c\/d\b\f\n\r\t""#, "a\"b\\c/d\u{8}\u{c}\n\r\t"),
-        (#""\u0041\u00e9\u20AC""#, "Aé€"),
-        (#""\u0000""#, "\u{0}"),
-        (#""\uD83D\uDE00""#, "😀"),
-        ("\"é😀\"", "é😀"),
-        ("[]", []),
-        ("{}", [:]),
-        ("[1, [2, [3]], {\"a\": null}]", [1, [2, [3]], ["a": .null]]),
-        ("{ \"b\" : 1 , \"a\" : [ true , false ] }", ["b": 1, "a": [true, false]]),
-    ] as [(String, JSON)])
+    @Test(
+        arguments: [
+            ("null", JSON.null),
+            ("true", true),
+            (" \t\r\nfalse \n", false),
+            ("0", 0),
+            ("-0", 0),
+            ("1E-7", 1e-7),
+            ("1e308", 1e308),
+            ("1.5e+3", 1500),
+            ("-12.25", -12.25),
+            ("0.1", 0.1),
+            ("123456789012345678901234567890", 1.2345678901234568e29),
+            ("9007199254740993", 9_007_199_254_740_992),
+            ("2.2250738585072014e-308", 2.2250738585072014e-308),
+            ("5e-324", 5e-324),
+            ("1e-400", 0),
+            ("1.7976931348623157e308", 1.7976931348623157e308),
+            ("0.30000000000000004", 0.30000000000000004),
+            ("\"\"", ""),
+            (#""a\"b\\c\/d\b\f\n\r\t""#, "a\"b\\c/d\u{8}\u{c}\n\r\t"),
+            (#""\u0041\u00e9\u20AC""#, "Aé€"),
+            (#""\u0000""#, "\u{0}"),
+            (#""\uD83D\uDE00""#, "😀"),
+            ("\"é😀\"", "é😀"),
+            ("[]", []),
+            ("{}", [:]),
+            ("[1, [2, [3]], {\"a\": null}]", [1, [2, [3]], ["a": .null]]),
+            ("{ \"b\" : 1 , \"a\" : [ true , false ] }", ["b": 1, "a": [true, false]]),
+        ] as [(String, JSON)]
+    )
     func acceptsValidText(_ text: String, _ expected: JSON) throws {
         #expect(try parse(text) == expected)
     }
@@ -95,9 +97,18 @@ struct JSONParserTests {
         ("\"a\\x\"", "invalid escape '\\x' at byte 2; expected one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX"),
         ("\"\\u12G4\"", "invalid character 'G' in \\u escape at byte 5; expected 4 hex digits"),
         ("\"\\u12", "unexpected end of input in \\u escape at byte 5; expected 4 hex digits"),
-        ("\"\\uD83D\"", "lone high surrogate in \\u escape at byte 1; expected a low surrogate \\uDC00-\\uDFFF to follow"),
-        ("\"\\uD83Dx\"", "lone high surrogate in \\u escape at byte 1; expected a low surrogate \\uDC00-\\uDFFF to follow"),
-        ("\"\\uD83D\\u0041\"", "high surrogate followed by a non-low-surrogate escape at byte 7; expected a low surrogate \\uDC00-\\uDFFF"),
+        (
+            "\"\\uD83D\"",
+            "lone high surrogate in \\u escape at byte 1; expected a low surrogate \\uDC00-\\uDFFF to follow"
+        ),
+        (
+            "\"\\uD83Dx\"",
+            "lone high surrogate in \\u escape at byte 1; expected a low surrogate \\uDC00-\\uDFFF to follow"
+        ),
+        (
+            "\"\\uD83D\\u0041\"",
+            "high surrogate followed by a non-low-surrogate escape at byte 7; expected a low surrogate \\uDC00-\\uDFFF"
+        ),
         ("\"\\uDE00\"", "lone low surrogate in \\u escape at byte 1"),
         ("\"a\tb\"", "control character 0x09 in a string at byte 2; expected an escape such as \\n or \\u0009"),
         ("\"a\nb\"", "control character 0x0A in a string at byte 2; expected an escape such as \\n or \\u000A"),
@@ -110,17 +121,19 @@ struct JSONParserTests {
         #expect(parseError(Array(text.utf8))?.description == message)
     }
 
-    @Test(arguments: [
-        ([0x22, 0xC0, 0xAF, 0x22], "invalid UTF-8 byte 0xC0 at byte 1"),  // overlong '/'
-        ([0x22, 0xE0, 0x80, 0xAF, 0x22], "invalid UTF-8 byte 0x80 at byte 2"),  // overlong 3-byte
-        ([0x22, 0xED, 0xA0, 0x80, 0x22], "invalid UTF-8 byte 0xA0 at byte 2"),  // encoded surrogate
-        ([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], "invalid UTF-8 byte 0x90 at byte 2"),  // above U+10FFFF
-        ([0x22, 0xF5, 0x80, 0x80, 0x80, 0x22], "invalid UTF-8 byte 0xF5 at byte 1"),
-        ([0x22, 0x80, 0x22], "invalid UTF-8 byte 0x80 at byte 1"),  // lone continuation
-        ([0x22, 0xE2, 0x82, 0x22], "invalid UTF-8 byte 0x22 at byte 3"),  // truncated by the quote
-        ([0x22, 0xE2, 0x82], "truncated UTF-8 sequence at byte 1"),
-        ([0x22, 0x5C, 0x6E, 0xC3, 0x28, 0x22], "invalid UTF-8 byte 0x28 at byte 4"),  // after an escape
-    ] as [([UInt8], String)])
+    @Test(
+        arguments: [
+            ([0x22, 0xC0, 0xAF, 0x22], "invalid UTF-8 byte 0xC0 at byte 1"),  // overlong '/'
+            ([0x22, 0xE0, 0x80, 0xAF, 0x22], "invalid UTF-8 byte 0x80 at byte 2"),  // overlong 3-byte
+            ([0x22, 0xED, 0xA0, 0x80, 0x22], "invalid UTF-8 byte 0xA0 at byte 2"),  // encoded surrogate
+            ([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22], "invalid UTF-8 byte 0x90 at byte 2"),  // above U+10FFFF
+            ([0x22, 0xF5, 0x80, 0x80, 0x80, 0x22], "invalid UTF-8 byte 0xF5 at byte 1"),
+            ([0x22, 0x80, 0x22], "invalid UTF-8 byte 0x80 at byte 1"),  // lone continuation
+            ([0x22, 0xE2, 0x82, 0x22], "invalid UTF-8 byte 0x22 at byte 3"),  // truncated by the quote
+            ([0x22, 0xE2, 0x82], "truncated UTF-8 sequence at byte 1"),
+            ([0x22, 0x5C, 0x6E, 0xC3, 0x28, 0x22], "invalid UTF-8 byte 0x28 at byte 4"),  // after an escape
+        ] as [([UInt8], String)]
+    )
     func refusesInvalidUTF8(_ bytes: [UInt8], _ message: String) {
         #expect(parseError(bytes)?.description == message)
     }

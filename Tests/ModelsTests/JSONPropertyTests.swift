@@ -33,8 +33,10 @@ private func randomDouble(_ rng: inout SplitMix64) -> Double {
 }
 
 private func randomString(_ rng: inout SplitMix64) -> String {
-    let pool: [Unicode.Scalar] = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\u{0}", "\u{1F}", "\u{7F}", "é", "€",
-        "\u{FFFF}", "😀", "\u{10FFFF}", "\u{2028}"]
+    let pool: [Unicode.Scalar] = [
+        "a", "Z", "0", " ", "\"", "\\", "/", "\n", "\t", "\u{0}", "\u{1F}", "\u{7F}", "é", "€",
+        "\u{FFFF}", "😀", "\u{10FFFF}", "\u{2028}",
+    ]
     var scalars = String.UnicodeScalarView()
     for _ in 0..<Int.random(in: 0...12, using: &rng) {
         scalars.append(pool[Int.random(in: 0..<pool.count, using: &rng)])
@@ -83,7 +85,8 @@ struct JSONPropertyTests {
 
     @Test func randomBytesNeverCrash() {
         var rng = SplitMix64(seed: 7)
-        let alphabet = Array("{}[],:\"\\ -+.0123456789eEtrufalsn\u{0}".utf8) + [0xC3, 0xA9, 0xED, 0xF0, 0x9F, 0x80, 0xFF]
+        let alphabet =
+            Array("{}[],:\"\\ -+.0123456789eEtrufalsn\u{0}".utf8) + [0xC3, 0xA9, 0xED, 0xF0, 0x9F, 0x80, 0xFF]
         var accepted = 0
         for round in 0..<20_000 {
             let length = Int.random(in: 0...40, using: &rng)
@@ -118,24 +121,26 @@ struct JSONPropertyTests {
 }
 
 struct JSONSerializationTests {
-    @Test(arguments: [
-        (JSON.number(1), "1"),
-        (.number(-0.0), "-0"),
-        (.number(3.0), "3"),
-        (.number(-42), "-42"),
-        (.number(0.1), "0.1"),
-        (.number(1e-7), "1e-07"),
-        (.number(9_007_199_254_740_991), "9007199254740991"),
-        (.number(9_007_199_254_740_992), "9007199254740992.0"),
-        (.number(1e16), "1e+16"),
-        (.number(1e300), "1e+300"),
-        (.number(.nan), "null"),
-        (.number(.infinity), "null"),
-        (.number(-.infinity), "null"),
-        (.string("a\"b\\c\n\r\t\u{8}\u{1}\u{1F}é/"), #""a\"b\\c\n\r\t\u0008\u0001\u001Fé/""#),
-        ([1, "x", .null, true, ["k": [:]]], #"[1,"x",null,true,{"k":{}}]"#),
-        (["b": 1, "a": 2], #"{"b":1,"a":2}"#),
-    ] as [(JSON, String)])
+    @Test(
+        arguments: [
+            (JSON.number(1), "1"),
+            (.number(-0.0), "-0"),
+            (.number(3.0), "3"),
+            (.number(-42), "-42"),
+            (.number(0.1), "0.1"),
+            (.number(1e-7), "1e-07"),
+            (.number(9_007_199_254_740_991), "9007199254740991"),
+            (.number(9_007_199_254_740_992), "9007199254740992.0"),
+            (.number(1e16), "1e+16"),
+            (.number(1e300), "1e+300"),
+            (.number(.nan), "null"),
+            (.number(.infinity), "null"),
+            (.number(-.infinity), "null"),
+            (.string("a\"b\\c\n\r\t\u{8}\u{1}\u{1F}é/"), #""a\"b\\c\n\r\t\u0008\u0001\u001Fé/""#),
+            ([1, "x", .null, true, ["k": [:]]], #"[1,"x",null,true,{"k":{}}]"#),
+            (["b": 1, "a": 2], #"{"b":1,"a":2}"#),
+        ] as [(JSON, String)]
+    )
     func serializes(_ value: JSON, _ text: String) {
         #expect(String(decoding: value.serialized(), as: UTF8.self) == text)
         #expect(value.description == text)
@@ -148,10 +153,12 @@ struct JSONPointerTests {
         "foo": ["bar", "baz"], "": 0, "a/b": 1, "c%d": 2, "e^f": 3, "g|h": 4, "i\\j": 5, "k\"l": 6, " ": 7, "m~n": 8,
     ]
 
-    @Test(arguments: [
-        ("", nil), ("/foo", ["bar", "baz"]), ("/foo/0", "bar"), ("/", 0), ("/a~1b", 1), ("/c%d", 2), ("/e^f", 3),
-        ("/g|h", 4), ("/i\\j", 5), ("/k\"l", 6), ("/ ", 7), ("/m~0n", 8),
-    ] as [(String, JSON?)])
+    @Test(
+        arguments: [
+            ("", nil), ("/foo", ["bar", "baz"]), ("/foo/0", "bar"), ("/", 0), ("/a~1b", 1), ("/c%d", 2), ("/e^f", 3),
+            ("/g|h", 4), ("/i\\j", 5), ("/k\"l", 6), ("/ ", 7), ("/m~0n", 8),
+        ] as [(String, JSON?)]
+    )
     func resolvesRFCExamples(_ pointer: String, _ expected: JSON?) {
         #expect(document.value(atPointer: pointer) == (expected ?? document))
     }

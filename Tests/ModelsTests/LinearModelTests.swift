@@ -42,7 +42,8 @@ struct LinearModelTests {
     @Test(arguments: [("churn-linear-v1.json", "predict_proba_1"), ("churn-linear-v2.json", "v2_predict_proba_1")])
     func matchesScikitLearn(_ file: String, _ key: String) throws {
         let expected = try JSONParser.parse(
-            ModelLoader.readFile("\(examplesDirectory)/churn-linear-v1.expected.json"))
+            ModelLoader.readFile("\(examplesDirectory)/churn-linear-v1.expected.json")
+        )
         let instances = try #require(expected["instances"]?.arrayValue)
         let probabilityValues = expected[key]?.arrayValue?.compactMap(\.doubleValue)
         let probabilities = try #require(probabilityValues)
@@ -51,7 +52,10 @@ struct LinearModelTests {
         #expect(model.featureCount == 4)
 
         let matrix = try TFServingCodec.decodeInstances(
-            ["instances": .array(instances)], featureNames: model.featureNames, featureCount: model.featureCount)
+            ["instances": .array(instances)],
+            featureNames: model.featureNames,
+            featureCount: model.featureCount
+        )
         let predictions = try model.predict(matrix)
         #expect(predictions.count == probabilities.count)
         #expect(probabilities.count == 8)
@@ -95,8 +99,11 @@ struct LinearModelTests {
 
     @Test func refusesMissingFeaturesAndWrongWidths() throws {
         let model = try loadLinear("churn-linear-v1.json")
-        #expect(throws: ModelError.badRequest(
-            "instance 1: feature 'support_calls' is missing; linear models need every feature")) {
+        #expect(
+            throws: ModelError.badRequest(
+                "instance 1: feature 'support_calls' is missing; linear models need every feature"
+            )
+        ) {
             try model.predict(FeatureMatrix(rows: 2, columns: 4, values: [1, 2, 3, 4, 1, 2, .nan, 4]))
         }
         let unnamed = try linear(#"{"coef": [1, 2, 3]}"#)
@@ -107,7 +114,8 @@ struct LinearModelTests {
             try unnamed.predict(FeatureMatrix([[1, 2]]))
         }
         let huge = try linear(#"{"coef": [1e308, 1e308]}"#)
-        #expect(throws: ModelError.badRequest("instance 0: prediction is not finite; feature values are out of range")) {
+        #expect(throws: ModelError.badRequest("instance 0: prediction is not finite; feature values are out of range"))
+        {
             try huge.predict(FeatureMatrix([[10, 10]]))
         }
     }
@@ -119,19 +127,40 @@ struct LinearModelTests {
         (#"{"coef": [1, "2"]}"#, "linear model: 'coef'[1] must be a number, got a string"),
         (#"{"coef": [[1, 2], [3]]}"#, "linear model: 'coef' row 1 has 1 entries but row 0 has 2"),
         (#"{"coef": [[1, 2], 3]}"#, "linear model: 'coef' row 1 must be a non-empty list of numbers, got a number"),
-        (#"{"coef": [1, 2, 3, 4], "feature_names": ["a", "b", "c"]}"#,
-         "linear model: 'coef' has 4 entries but 'feature_names' has 3"),
-        (#"{"coef": [[1, 2]], "feature_names": ["a"]}"#, "linear model: 'coef' has rows of 2 entries but 'feature_names' has 1"),
+        (
+            #"{"coef": [1, 2, 3, 4], "feature_names": ["a", "b", "c"]}"#,
+            "linear model: 'coef' has 4 entries but 'feature_names' has 3"
+        ),
+        (
+            #"{"coef": [[1, 2]], "feature_names": ["a"]}"#,
+            "linear model: 'coef' has rows of 2 entries but 'feature_names' has 1"
+        ),
         (#"{"coef": [1], "feature_names": [1]}"#, "linear model: 'feature_names'[0] must be a non-empty string, got 1"),
         (#"{"coef": [1, 2], "feature_names": ["a", "a"]}"#, "linear model: 'feature_names' has 'a' twice"),
-        (#"{"coef": [[1], [2]], "intercept": 0}"#,
-         "linear model: 'intercept' is one number but 'coef' has 2 output rows; expected a list of 2"),
-        (#"{"coef": [[1], [2]], "intercept": [0]}"#, "linear model: 'intercept' has 1 entries but 'coef' has 2 output rows"),
-        (#"{"coef": [1], "intercept": "0"}"#, "linear model: 'intercept' must be a number or a list of numbers, got a string"),
-        (#"{"coef": [1], "link": "probit"}"#, #"linear model: 'link' must be "identity", "logistic" or "softmax", got "probit""#),
-        (#"{"coef": [1], "link": "softmax"}"#, "linear model: 'link' softmax needs 2 or more outputs, but 'coef' has 1"),
-        (#"{"coef": [1], "coefs": [1]}"#,
-         "linear model: unknown key 'coefs'; expected coef, intercept, link, feature_names or metadata"),
+        (
+            #"{"coef": [[1], [2]], "intercept": 0}"#,
+            "linear model: 'intercept' is one number but 'coef' has 2 output rows; expected a list of 2"
+        ),
+        (
+            #"{"coef": [[1], [2]], "intercept": [0]}"#,
+            "linear model: 'intercept' has 1 entries but 'coef' has 2 output rows"
+        ),
+        (
+            #"{"coef": [1], "intercept": "0"}"#,
+            "linear model: 'intercept' must be a number or a list of numbers, got a string"
+        ),
+        (
+            #"{"coef": [1], "link": "probit"}"#,
+            #"linear model: 'link' must be "identity", "logistic" or "softmax", got "probit""#
+        ),
+        (
+            #"{"coef": [1], "link": "softmax"}"#,
+            "linear model: 'link' softmax needs 2 or more outputs, but 'coef' has 1"
+        ),
+        (
+            #"{"coef": [1], "coefs": [1]}"#,
+            "linear model: unknown key 'coefs'; expected coef, intercept, link, feature_names or metadata"
+        ),
     ])
     func loadErrorsNameTheKeyAtFault(_ text: String, _ message: String) {
         #expect(loadError(text) == "m.json: \(message)")

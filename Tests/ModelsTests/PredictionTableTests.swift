@@ -31,7 +31,8 @@ struct PredictionTableTests {
     }
 
     @Test func severalOutputsAreArraysWithRFC4180Quoting() throws {
-        let text = "\u{FEFF}id,label,p0,\"p,1\"\r\n"
+        let text =
+            "\u{FEFF}id,label,p0,\"p,1\"\r\n"
             + "a,\"churn, likely\",0.1,0.9\r\n"
             + "\"b\"\"x\",\"two\nlines\",,1e-3\r\n"
             + "\r\n"
@@ -49,17 +50,26 @@ struct PredictionTableTests {
     }
 
     @Test(arguments: [
-        ("customer_id,score\n1001,0.1\n1002,0.2\n1001,0.3\n", "t.csv: table: line 4: duplicate key '1001' (first on line 2)"),
+        (
+            "customer_id,score\n1001,0.1\n1002,0.2\n1001,0.3\n",
+            "t.csv: table: line 4: duplicate key '1001' (first on line 2)"
+        ),
         ("k,v\n\"a\nb\",1\n\"a\nb\",2\n", "t.csv: table: line 4: duplicate key 'a\nb' (first on line 2)"),
         ("", "t.csv: table: file is empty; expected a header row"),
         ("\n\n", "t.csv: table: file is empty; expected a header row"),
-        ("customer_id\n1001\n", "t.csv: table: line 1: the header has 1 column; expected a key column and one or more outputs"),
+        (
+            "customer_id\n1001\n",
+            "t.csv: table: line 1: the header has 1 column; expected a key column and one or more outputs"
+        ),
         ("k,v\n1,2,3\n", "t.csv: table: line 2: expected 2 fields like the header, got 3"),
         ("k,v\n1\n", "t.csv: table: line 2: expected 2 fields like the header, got 1"),
         ("k,v\n,2\n", "t.csv: table: line 2: empty key"),
         ("k,v\n1,\"open\n", "t.csv: table: line 2: unterminated quoted field"),
         ("k,v\n1,\"a\"b\n", "t.csv: table: line 2: unexpected character 'b' after a quoted field"),
-        ("k,v\n1,a\"b\n", "t.csv: table: line 2: quote inside an unquoted field; quote the whole field and double the quote"),
+        (
+            "k,v\n1,a\"b\n",
+            "t.csv: table: line 2: quote inside an unquoted field; quote the whole field and double the quote"
+        ),
         ("k,v\r1,2\n", "t.csv: table: line 1: carriage return without a line feed"),
     ])
     func loadErrorsNameTheLine(_ text: String, _ message: String) {
@@ -80,7 +90,8 @@ struct PredictionTableTests {
     }
 
     @Test func exampleScoresAgreeWithTheLinearModel() throws {
-        guard case .table(let scores) = try ModelLoader.load(kind: .table, path: "\(examplesDirectory)/churn-scores.csv")
+        guard
+            case .table(let scores) = try ModelLoader.load(kind: .table, path: "\(examplesDirectory)/churn-scores.csv")
         else {
             Issue.record("churn-scores.csv did not load as a table")
             return
@@ -90,7 +101,8 @@ struct PredictionTableTests {
         #expect(scores.lookup("1100") != nil)
         #expect(scores.lookup("1101") == nil)
         let expected = try JSONParser.parse(
-            ModelLoader.readFile("\(examplesDirectory)/churn-linear-v1.expected.json"))
+            ModelLoader.readFile("\(examplesDirectory)/churn-linear-v1.expected.json")
+        )
         let ids = try #require(expected["customer_ids"]?.arrayValue)
         let probabilities = try #require(expected["predict_proba_1"]?.arrayValue)
         for (id, probability) in zip(ids, probabilities) {
@@ -101,10 +113,16 @@ struct PredictionTableTests {
 
 struct ModelLoaderTests {
     @Test func refusesUnknownKindsAndLoadsXGBoost() throws {
-        #expect(throws: ModelLoadError(path: "m", message: "unknown model kind 'tree'; expected linear, table or xgboost")) {
+        #expect(
+            throws: ModelLoadError(path: "m", message: "unknown model kind 'tree'; expected linear, table or xgboost")
+        ) {
             try ModelLoader.load(kind: "tree", path: "m")
         }
-        guard case .embedded(let model) = try ModelLoader.load(kind: "xgboost", path: "\(examplesDirectory)/churn-xgb-v3.json")
+        guard
+            case .embedded(let model) = try ModelLoader.load(
+                kind: "xgboost",
+                path: "\(examplesDirectory)/churn-xgb-v3.json"
+            )
         else {
             Issue.record("churn-xgb-v3.json did not load as an embedded model")
             return
@@ -114,7 +132,8 @@ struct ModelLoaderTests {
     }
 
     @Test func reportsUnreadableFiles() throws {
-        #expect(throws: ModelLoadError(path: "/nonexistent/m.json", message: "cannot open: No such file or directory")) {
+        #expect(throws: ModelLoadError(path: "/nonexistent/m.json", message: "cannot open: No such file or directory"))
+        {
             try ModelLoader.load(kind: .linear, path: "/nonexistent/m.json")
         }
         #expect(throws: ModelLoadError(path: examplesDirectory, message: "not a regular file")) {
@@ -129,7 +148,9 @@ struct ModelLoaderTests {
         #expect(try ModelLoader.readFile(path, maxBytes: 14).count == 14)
         #expect(
             throws: ModelLoadError(
-                path: path, message: "linear model: file is not JSON: unexpected character ']' at byte 12; expected a value")
+                path: path,
+                message: "linear model: file is not JSON: unexpected character ']' at byte 12; expected a value"
+            )
         ) {
             try ModelLoader.load(kind: .linear, path: path)
         }

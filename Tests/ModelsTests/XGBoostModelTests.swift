@@ -75,11 +75,20 @@ private func loadError(_ text: String) -> String? {
 /// A small valid model: one tree `x0 < 0.5 ? (x1 < 2 ? 1 : 2) : 3`, missing x0 goes right and
 /// missing x1 goes left; pieces can be replaced to make it invalid.
 private func tinyModel(
-    objective: String = "reg:squarederror", booster: String = "gbtree", baseScore: String = "\"[0E0]\"",
-    left: String = "[1, 3, -1, -1, -1]", right: String = "[2, 4, -1, -1, -1]",
-    indices: String = "[0, 1, 0, 0, 0]", conditions: String = "[0.5, 2, 3, 1, 2]",
-    defaultLeft: String = "[0, 1, 0, 0, 0]", splitType: String = "[0, 0, 0, 0, 0]", numNodes: String = "5",
-    numClass: String = "0", treeInfo: String = "[0]", featureTypes: String = "[]", version: String = "[3, 2, 0]",
+    objective: String = "reg:squarederror",
+    booster: String = "gbtree",
+    baseScore: String = "\"[0E0]\"",
+    left: String = "[1, 3, -1, -1, -1]",
+    right: String = "[2, 4, -1, -1, -1]",
+    indices: String = "[0, 1, 0, 0, 0]",
+    conditions: String = "[0.5, 2, 3, 1, 2]",
+    defaultLeft: String = "[0, 1, 0, 0, 0]",
+    splitType: String = "[0, 0, 0, 0, 0]",
+    numNodes: String = "5",
+    numClass: String = "0",
+    treeInfo: String = "[0]",
+    featureTypes: String = "[]",
+    version: String = "[3, 2, 0]",
     extraTreeKeys: String = ""
 ) -> String {
     """
@@ -152,7 +161,10 @@ struct XGBoostModelTests {
             objects.append(.object(object))
         }
         let rows = try TFServingCodec.decodeInstances(
-            .object(["instances": .array(objects)]), featureNames: model.featureNames, featureCount: model.featureCount)
+            .object(["instances": .array(objects)]),
+            featureNames: model.featureNames,
+            featureCount: model.featureCount
+        )
         #expect(try model.predict(rows) == model.predict(expected.rows))
         let difference = maxRelativeDifference(flat(try model.predict(rows)), flat(expected.predictions))
         #expect(difference <= 1e-6)
@@ -183,16 +195,26 @@ struct XGBoostModelTests {
         #expect(try xgboost(tinyModel(baseScore: "\"[1.5E0]\"")).baseMargins == [1.5])
         // 1.x and 2.x: a scalar string; logistic objectives take its logit.
         #expect(try xgboost(tinyModel(objective: "binary:logistic", baseScore: "\"5E-1\"")).baseMargins == [0])
-        #expect(try xgboost(tinyModel(objective: "reg:logistic", baseScore: "\"[7.5E-1]\"")).baseMargins == [-logf(1 / 0.75 - 1)])
+        #expect(
+            try xgboost(tinyModel(objective: "reg:logistic", baseScore: "\"[7.5E-1]\"")).baseMargins == [
+                -logf(1 / 0.75 - 1)
+            ]
+        )
         // binary:logitraw: identity since XGBoost 1.4, the logit before.
         #expect(try xgboost(tinyModel(objective: "binary:logitraw", baseScore: "\"5E-1\"")).baseMargins == [0.5])
         #expect(
-            try xgboost(tinyModel(objective: "binary:logitraw", baseScore: "\"5E-1\"", version: "[1, 3, 0]")).baseMargins
-                == [0])
+            try xgboost(tinyModel(objective: "binary:logitraw", baseScore: "\"5E-1\"", version: "[1, 3, 0]"))
+                .baseMargins
+                == [0]
+        )
         // Multiclass: one per class, or one for all.
         let perClass = tinyModel(objective: "multi:softprob", baseScore: "\"[1E0,2E0,3E0]\"", numClass: "3")
         #expect(try xgboost(perClass).baseMargins == [1, 2, 3])
-        #expect(try xgboost(tinyModel(objective: "multi:softmax", baseScore: "\"5E-1\"", numClass: "3")).baseMargins == [0.5, 0.5, 0.5])
+        #expect(
+            try xgboost(tinyModel(objective: "multi:softmax", baseScore: "\"5E-1\"", numClass: "3")).baseMargins == [
+                0.5, 0.5, 0.5,
+            ]
+        )
     }
 
     @Test func missingValuesFollowTheDefaultDirection() throws {
@@ -209,7 +231,8 @@ struct XGBoostModelTests {
         }
         #expect(
             throws: ModelError.badRequest(
-                "instance 1: feature 'monthly_charges' is 1e+39, outside the 32-bit float range XGBoost reads")
+                "instance 1: feature 'monthly_charges' is 1e+39, outside the 32-bit float range XGBoost reads"
+            )
         ) {
             try model.predict(FeatureMatrix([[1, 2, 3, 4], [1, 1e39, 3, 4]]))
         }
@@ -229,21 +252,45 @@ struct XGBoostModelTests {
         (tinyModel(left: "[1, 9, -1, -1, -1]"), "tree 0 node 1: child index 9 is out of range; expected 1 to 4"),
         (tinyModel(right: "[2, -4, -1, -1, -1]"), "tree 0 node 1: child index -4 is out of range; expected 1 to 4"),
         (tinyModel(left: "[1, 0, -1, -1, -1]"), "tree 0 node 1: child index 0 is out of range; expected 1 to 4"),
-        (tinyModel(left: "[1, 3, 1, -1, -1]", right: "[2, 4, 4, -1, -1]"), "tree 0: node 1 is reached twice (a cycle or a shared subtree)"),
-        (tinyModel(left: "[1, 3, 3, -1, -1]", right: "[2, 4, 4, -1, -1]"), "tree 0: node 3 is reached twice (a cycle or a shared subtree)"),
+        (
+            tinyModel(left: "[1, 3, 1, -1, -1]", right: "[2, 4, 4, -1, -1]"),
+            "tree 0: node 1 is reached twice (a cycle or a shared subtree)"
+        ),
+        (
+            tinyModel(left: "[1, 3, 3, -1, -1]", right: "[2, 4, 4, -1, -1]"),
+            "tree 0: node 3 is reached twice (a cycle or a shared subtree)"
+        ),
         (tinyModel(right: "[2, 4, 3, -1, -1]"), "tree 0 node 2 has no left child but has right child 3"),
-        (tinyModel(indices: "[0, 2, 0, 0, 0]"), "tree 0 node 1: split feature 2 is out of range; the model has 2 features"),
-        (tinyModel(splitType: "[0, 1, 0, 0, 0]"), "tree 0 node 1 is a categorical split; categorical splits are not supported"),
-        (tinyModel(featureTypes: #"["float", "c"]"#), "feature 'b' is categorical; categorical features are not supported"),
-        (tinyModel(conditions: "[0.5, 2, 3, 1e40, 2]"), "tree 0 node 3: 'split_conditions' entry 1e+40 is not a finite number"),
+        (
+            tinyModel(indices: "[0, 2, 0, 0, 0]"),
+            "tree 0 node 1: split feature 2 is out of range; the model has 2 features"
+        ),
+        (
+            tinyModel(splitType: "[0, 1, 0, 0, 0]"),
+            "tree 0 node 1 is a categorical split; categorical splits are not supported"
+        ),
+        (
+            tinyModel(featureTypes: #"["float", "c"]"#),
+            "feature 'b' is categorical; categorical features are not supported"
+        ),
+        (
+            tinyModel(conditions: "[0.5, 2, 3, 1e40, 2]"),
+            "tree 0 node 3: 'split_conditions' entry 1e+40 is not a finite number"
+        ),
         (tinyModel(defaultLeft: "[0, 2, 0, 0, 0]"), "tree 0 node 1: 'default_left' entry 2 is not 0, 1 or a boolean"),
         (tinyModel(treeInfo: "[1]"), "'tree_info'[0] is 1; expected a class index below 1"),
         (tinyModel(treeInfo: "[0, 0]"), "'tree_info' has 2 entries but there are 1 trees"),
         (tinyModel(objective: "multi:softprob"), "objective multi:softprob needs 'num_class' of 2 or more, got 0"),
-        (tinyModel(objective: "binary:logistic", baseScore: "\"[1.5E0]\""), "'base_score' must be in (0, 1) for binary:logistic, got 1.5"),
+        (
+            tinyModel(objective: "binary:logistic", baseScore: "\"[1.5E0]\""),
+            "'base_score' must be in (0, 1) for binary:logistic, got 1.5"
+        ),
         (tinyModel(baseScore: "\"[1E0,2E0]\""), "'base_score' has 2 values but the model has 1 outputs"),
         (tinyModel(baseScore: "\"abc\""), "'base_score' \"abc\" is not a number or a list of numbers"),
-        (#"{"learner": 3}"#, "no 'learner' object at the top level; expected a file written by Booster.save_model(\"m.json\")"),
+        (
+            #"{"learner": 3}"#,
+            "no 'learner' object at the top level; expected a file written by Booster.save_model(\"m.json\")"
+        ),
         ("[1, 2]", "expected a JSON object with 'learner', got an array"),
     ])
     func refusesMalformedModels(_ text: String, _ message: String) {
@@ -258,10 +305,14 @@ struct XGBoostModelTests {
     }
 
     @Test func refusesMultiTargetTreesAndFilesThatAreNotJSON() throws {
-        let vector = tinyModel().replacingOccurrences(of: "\"size_leaf_vector\": \"1\"", with: "\"size_leaf_vector\": \"3\"")
+        let vector = tinyModel().replacingOccurrences(
+            of: "\"size_leaf_vector\": \"1\"",
+            with: "\"size_leaf_vector\": \"3\""
+        )
         #expect(
             loadError(vector)
-                == "m.json: xgboost model: tree 0 has vector leaves ('size_leaf_vector' \"3\"); multi-target trees are not supported")
+                == "m.json: xgboost model: tree 0 has vector leaves ('size_leaf_vector' \"3\"); multi-target trees are not supported"
+        )
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("xgb-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -307,7 +358,9 @@ private func damage(_ model: inout JSON, rng: inout SplitMix64) {
     else { return }
     let treeIndex = Int.random(in: 0..<trees.count, using: &rng)
     guard case .object(var tree) = trees[treeIndex] else { return }
-    let key = ["left_children", "right_children", "split_indices", "default_left", "split_type"].randomElement(using: &rng)!
+    let key = ["left_children", "right_children", "split_indices", "default_left", "split_type"].randomElement(
+        using: &rng
+    )!
     guard case .array(var values)? = tree[key], !values.isEmpty else { return }
     values[Int.random(in: 0..<values.count, using: &rng)] = .number(Double(Int.random(in: -3...8, using: &rng)))
     tree.set(key, .array(values))

@@ -1,6 +1,7 @@
 import Foundation
-@testable import Policy
 import Testing
+
+@testable import Policy
 
 /// Fixtures live in `Fixtures/{valid,invalid}/NAME/` with `routes/` and `policies/` like a
 /// real config directory. Each is loaded by its absolute path; rendered diagnostics then have

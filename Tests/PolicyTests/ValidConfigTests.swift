@@ -32,7 +32,10 @@ private func loaded(_ name: String) throws -> (Config, String) {
             == .template(
                 PathTemplate(
                     source: "/v1/models/churn/versions/{version}:predict",
-                    segments: [.literal("/v1/models/churn/versions/"), .capture("version"), .literal(":predict")])))
+                    segments: [.literal("/v1/models/churn/versions/"), .capture("version"), .literal(":predict")]
+                )
+            )
+    )
     #expect(config.routes[2].pin == .header("x-model-version"))
     #expect(config.routes[2].match.path == .prefix("/churn"))
     #expect(config.routes[2].wireProtocol == .json)
@@ -51,11 +54,23 @@ private func loaded(_ name: String) throws -> (Config, String) {
     #expect(
         policy.compare
             == CompareSpec(
-                output: "/predictions", tolerance: 0.0001, threshold: 0.5,
-                log: "\(directory)/comparisons/churn.jsonl", sample: 1))
+                output: "/predictions",
+                tolerance: 0.0001,
+                threshold: 0.5,
+                log: "\(directory)/comparisons/churn.jsonl",
+                sample: 1
+            )
+    )
     #expect(
         policy.guardSpec
-            == GuardSpec(version: "v2", maxErrorRatio: 0.05, maxP99Milliseconds: 250, minRequests: 100, windowSeconds: 60))
+            == GuardSpec(
+                version: "v2",
+                maxErrorRatio: 0.05,
+                maxP99Milliseconds: 250,
+                minRequests: 100,
+                windowSeconds: 60
+            )
+    )
 
     guard case .remote(let v1)? = policy.versions["v1"]?.backend,
         case .remote(let v2)? = policy.versions["v2"]?.backend,
@@ -67,7 +82,15 @@ private func loaded(_ name: String) throws -> (Config, String) {
     }
     #expect(v1 == RemoteBackend(host: "127.0.0.1", port: 9001, path: nil, timeoutMilliseconds: 500, maxConnections: 64))
     #expect(
-        v2 == RemoteBackend(host: "127.0.0.1", port: 9002, path: "/v2/models/churn/infer", timeoutMilliseconds: 1000, maxConnections: 64))
+        v2
+            == RemoteBackend(
+                host: "127.0.0.1",
+                port: 9002,
+                path: "/v2/models/churn/infer",
+                timeoutMilliseconds: 1000,
+                maxConnections: 64
+            )
+    )
     #expect(policy.versions["v1"]?.wireProtocol == nil)
     #expect(policy.versions["v2"]?.wireProtocol == .v2)
     #expect(v3 == EmbeddedBackend(kind: .xgboost, file: "\(directory)/examples/models/churn-v3.json", key: nil))
@@ -88,7 +111,9 @@ private func loaded(_ name: String) throws -> (Config, String) {
         Issue.record("version 1 is not remote")
         return
     }
-    #expect(one == RemoteBackend(host: "scores.internal", port: 80, path: nil, timeoutMilliseconds: 1000, maxConnections: 8))
+    #expect(
+        one == RemoteBackend(host: "scores.internal", port: 80, path: nil, timeoutMilliseconds: 1000, maxConnections: 8)
+    )
     guard case .embedded(let two)? = policy.versions["2"]?.backend else {
         Issue.record("version 2 is not embedded")
         return
@@ -102,7 +127,8 @@ private func loaded(_ name: String) throws -> (Config, String) {
         config.files.map(\.path) == [
             "\(directory)/policies/churn.yaml", "\(directory)/policies/scores.yaml",
             "\(directory)/routes/churn.yaml", "\(directory)/routes/zz-other.yml",
-        ])
+        ]
+    )
     for file in config.files {
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file.path)))
         #expect(file.checksum == ConfigLoader.fnv1a64(bytes))
@@ -114,7 +140,16 @@ private func loaded(_ name: String) throws -> (Config, String) {
     let (config, directory) = try loaded("minimal")
     let policy = try #require(config.models["m"])
     #expect(policy.split == [SplitEntry(version: "only", weight: 10000)])
-    #expect(policy.guardSpec == GuardSpec(version: "only", maxErrorRatio: nil, maxP99Milliseconds: 100, minRequests: 100, windowSeconds: 60))
+    #expect(
+        policy.guardSpec
+            == GuardSpec(
+                version: "only",
+                maxErrorRatio: nil,
+                maxP99Milliseconds: 100,
+                minRequests: 100,
+                windowSeconds: 60
+            )
+    )
     #expect(config.routes.first?.wireProtocol == .json)
     #expect(config.routes.first?.match.method == nil)
     guard case .embedded(let only)? = policy.versions["only"]?.backend else {
@@ -163,7 +198,8 @@ private func loaded(_ name: String) throws -> (Config, String) {
         Fixtures.render(diagnostics, in: directory) == """
             policies/big.yaml: error: file is larger than 1 MiB (1048576 bytes), the limit for a config file
             routes: error: no routes defined; expected at least one route in routes/*.yaml
-            """)
+            """
+    )
 }
 
 @Test(arguments: [

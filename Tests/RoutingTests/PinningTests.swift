@@ -68,7 +68,9 @@ let pinCases: [PinCase] = [
 func pinnedRequestsGoToTheNamedVersionWithoutDrawing(_ testCase: PinCase) {
     // Shadows copy pinned traffic too; at 100 % and 0 % they are decided without a draw.
     let policy = churnPolicy(
-        sticky: nil, shadows: [ShadowSpec(version: "v3", percent: 100), ShadowSpec(version: "v1", percent: 0)])
+        sticky: nil,
+        shadows: [ShadowSpec(version: "v3", percent: 100), ShadowSpec(version: "v1", percent: 0)]
+    )
     var entropy = TrappingGenerator()
     let outcome = decide(
         RequestFacts(method: "POST", path: testCase.path, headers: testCase.headers),

@@ -178,7 +178,9 @@ func removingAVersionOnlyMovesItsKeys(_ dropEntry: Bool) {
     var entropy = SplitMix64(seed: 0xB0C4E7)
     var reference = SplitMix64(seed: 0xB0C4E7)
     for _ in 0..<10_000 {
-        guard case .randomSplit(let bucket, _) = decide(request("/churn"), config: config, using: &entropy).decision?.reason
+        guard
+            case .randomSplit(let bucket, _) = decide(request("/churn"), config: config, using: &entropy).decision?
+                .reason
         else {
             Issue.record("expected a random split")
             return

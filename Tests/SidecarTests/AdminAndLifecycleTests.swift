@@ -44,7 +44,10 @@ import Glibc
     @Test func reloadSwapsTheConfigAndKeepsTheOldOneWhenInvalid() throws {
         let one = FakeUpstream(.json(#"{"from":1}"#))
         let two = FakeUpstream(.json(#"{"from":2}"#))
-        defer { one.stop(); two.stop() }
+        defer {
+            one.stop()
+            two.stop()
+        }
         let config = try Self.oneVersion(port: one.port)
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path, workers: 2)
@@ -81,7 +84,10 @@ import Glibc
     @Test func aFileChangeIsPickedUpByPolling() throws {
         let one = FakeUpstream(.json(#"{"from":1}"#))
         let two = FakeUpstream(.json(#"{"from":2}"#))
-        defer { one.stop(); two.stop() }
+        defer {
+            one.stop()
+            two.stop()
+        }
         let config = try Self.oneVersion(port: one.port)
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
@@ -99,7 +105,9 @@ import Glibc
     @Test func drainLetsSlowRequestsFinish() throws {
         let upstream = FakeUpstream(.slow(milliseconds: 600, body: #"{"slow":true}"#))
         defer { upstream.stop() }
-        let config = try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)])
+        let config = try ProxyTests.remoteConfig(versions: [
+            ("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)
+        ])
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path, workers: 2)
 

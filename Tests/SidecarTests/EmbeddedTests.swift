@@ -18,16 +18,17 @@ import Testing
                 """,
             policies: [
                 "churn": """
-                    model: churn
-                    versions:
-                      v1: { embedded: linear, file: \(models)/churn-linear-v1.json }
-                      v0: { embedded: table, file: \(models)/churn-scores.csv, key: "body:/instances/0/customer_id" }
-                      t2: { embedded: table, file: \(models)/churn-scores.csv, key: "header:x-customer" }
-                    \(remote)labels: { stable: v1 }
-                    split: { v1: 100 }
-                    fallback: \(remotePort == nil ? "stable" : "r1")
-                    """
-            ])
+                model: churn
+                versions:
+                  v1: { embedded: linear, file: \(models)/churn-linear-v1.json }
+                  v0: { embedded: table, file: \(models)/churn-scores.csv, key: "body:/instances/0/customer_id" }
+                  t2: { embedded: table, file: \(models)/churn-scores.csv, key: "header:x-customer" }
+                \(remote)labels: { stable: v1 }
+                split: { v1: 100 }
+                fallback: \(remotePort == nil ? "stable" : "r1")
+                """
+            ]
+        )
     }
 
     @Test func linearPredictionsMatchScikitLearn() throws {
@@ -40,7 +41,9 @@ import Testing
         let expected = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let rows = try #require(expected["instances"] as? [[Double]])
         let body = String(decoding: try JSONSerialization.data(withJSONObject: ["instances": rows]), as: UTF8.self)
-        let r = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v1:predict", body: body))
+        let r = try #require(
+            httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v1:predict", body: body)
+        )
         #expect(r.status == 200)
         #expect(r.header("x-switchyard-version") == "v1")
         #expect(r.header("content-type") == "application/json")
@@ -63,7 +66,9 @@ import Testing
             (#"{"instances": [{"tenure_months": 1, "bogus": 2}]}"#, "bogus"),
         ]
         for (body, fragment) in cases {
-            let r = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v1:predict", body: body))
+            let r = try #require(
+                httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v1:predict", body: body)
+            )
             #expect(r.status == 400, "\(body)")
             #expect(r.json?["error"] as? String == "bad_request")
             #expect((r.json?["detail"] as? String)?.contains(fragment) == true, "\(r.bodyText)")
@@ -80,17 +85,36 @@ import Testing
         defer { sidecar.stop() }
 
         let hit = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v0:predict", body: #"{"instances": [{"customer_id": 1001}]}"#))
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/churn/versions/v0:predict",
+                body: #"{"instances": [{"customer_id": 1001}]}"#
+            )
+        )
         #expect(hit.status == 200)
         #expect(hit.bodyText == #"{"predictions":[0.8906722628860125]}"#)
         #expect(hit.header("x-switchyard-version") == "v0")
 
         let byHeader = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/t2:predict", headers: [("x-customer", "1002")], body: "{}"))
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/churn/versions/t2:predict",
+                headers: [("x-customer", "1002")],
+                body: "{}"
+            )
+        )
         #expect(byHeader.bodyText == #"{"predictions":[0.0742785603340952]}"#)
 
         let miss = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/churn/versions/v0:predict", body: #"{"instances": [{"customer_id": 42}]}"#))
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/churn/versions/v0:predict",
+                body: #"{"instances": [{"customer_id": 42}]}"#
+            )
+        )
         #expect(miss.status == 200)
         #expect(miss.header("x-switchyard-version") == "r1")
         #expect(miss.header("x-switchyard-fallback") == "v0")
@@ -101,7 +125,11 @@ import Testing
     @Test func aTableMissWithoutFallbackIs404NoPrediction() throws {
         let config = try TempConfig(
             routes: "routes:\n  - { name: t, match: { path: /t }, model: t, protocol: tfserving }\n",
-            policies: ["t": "model: t\nversions:\n  v0: { embedded: table, file: \(Self.models)/churn-scores.csv, key: \"query:id\" }\n"])
+            policies: [
+                "t":
+                    "model: t\nversions:\n  v0: { embedded: table, file: \(Self.models)/churn-scores.csv, key: \"query:id\" }\n"
+            ]
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }

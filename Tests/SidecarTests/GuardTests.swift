@@ -7,7 +7,10 @@ import Testing
     @Test func aFailingCanaryTripsItsGuardAndReopensAfterTheCoolDown() throws {
         let stable = FakeUpstream(.json(#"{"predictions":[1]}"#))
         let canary = FakeUpstream(.status(500, #"{"error":"boom"}"#))
-        defer { stable.stop(); canary.stop() }
+        defer {
+            stable.stop()
+            canary.stop()
+        }
         let config = try TempConfig(
             routes: """
                 routes:
@@ -16,16 +19,17 @@ import Testing
                 """,
             policies: [
                 "m": """
-                    model: m
-                    versions:
-                      v1: { url: "http://127.0.0.1:\(stable.port)" }
-                      v2: { url: "http://127.0.0.1:\(canary.port)" }
-                    labels: { stable: v1, canary: v2 }
-                    split: { stable: 50, canary: 50 }
-                    fallback: stable
-                    guard: { version: canary, max_error_ratio: 0.2, min_requests: 5, window_s: 2 }
-                    """
-            ])
+                model: m
+                versions:
+                  v1: { url: "http://127.0.0.1:\(stable.port)" }
+                  v2: { url: "http://127.0.0.1:\(canary.port)" }
+                labels: { stable: v1, canary: v2 }
+                split: { stable: 50, canary: 50 }
+                fallback: stable
+                guard: { version: canary, max_error_ratio: 0.2, min_requests: 5, window_s: 2 }
+                """
+            ]
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
@@ -60,7 +64,10 @@ import Testing
         #expect(ShadowTests.metric(metrics, #"switchyard_guard_tripped{model="m",version="v2"}"#) == 1)
         #expect(ShadowTests.metric(metrics, #"switchyard_split_weight_ratio{model="m",version="v2"}"#) == 0)
         #expect(ShadowTests.metric(metrics, #"switchyard_split_weight_ratio{model="m",version="v1"}"#) == 1)
-        #expect((ShadowTests.metric(metrics, #"switchyard_fallbacks_total{model="m",from_version="v2",to_version="v1"}"#) ?? 0) >= 5)
+        #expect(
+            (ShadowTests.metric(metrics, #"switchyard_fallbacks_total{model="m",from_version="v2",to_version="v1"}"#)
+                ?? 0) >= 5
+        )
 
         // While tripped: no request reaches the canary; pinning it is 503 guard_open.
         let canaryBefore = canary.received.count
@@ -78,8 +85,10 @@ import Testing
         var reopened = false
         for _ in 0..<60 {
             usleep(100_000)
-            let list = (try? JSONSerialization.jsonObject(
-                with: Data(httpRequest(port: sidecar.adminPort, "GET", "/guards")?.body ?? [])) as? [[String: Any]]) ?? []
+            let list =
+                (try? JSONSerialization.jsonObject(
+                    with: Data(httpRequest(port: sidecar.adminPort, "GET", "/guards")?.body ?? [])
+                ) as? [[String: Any]]) ?? []
             if list.first?["tripped"] as? Bool == false {
                 reopened = true
                 break

@@ -8,7 +8,9 @@ import Glibc
 
 /// SPEC §8 through the whole sidecar: refused input never reaches an upstream.
 @Suite(.serialized) struct LimitsTests {
-    static func setUp(configure: (inout SidecarOptions) -> Void = { _ in }) throws -> (FakeUpstream, TempConfig, RunningSidecar) {
+    static func setUp(
+        configure: (inout SidecarOptions) -> Void = { _ in }
+    ) throws -> (FakeUpstream, TempConfig, RunningSidecar) {
         let upstream = FakeUpstream(.json("{}"))
         let config = try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)" }"#)])
         let sidecar = try RunningSidecar(config: config.path, configure: configure)
@@ -17,7 +19,11 @@ import Glibc
 
     @Test func oversizeBodyIs413AndNothingIsForwarded() throws {
         let (upstream, config, sidecar) = try Self.setUp { $0.requestLimits.maxBodyBytes = 1_000 }
-        defer { sidecar.stop(); upstream.stop(); config.remove() }
+        defer {
+            sidecar.stop()
+            upstream.stop()
+            config.remove()
+        }
         let client = try #require(Client(port: sidecar.port))
         client.sendRaw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
         let r = try #require(client.readResponse())
@@ -27,7 +33,9 @@ import Glibc
 
         let chunked = try #require(Client(port: sidecar.port))
         let piece = String(repeating: "a", count: 600)
-        chunked.sendRaw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n\(piece)\r\n258\r\n\(piece)\r\n0\r\n\r\n")
+        chunked.sendRaw(
+            "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n\(piece)\r\n258\r\n\(piece)\r\n0\r\n\r\n"
+        )
         let r2 = try #require(chunked.readResponse())
         #expect(r2.status == 413)
         #expect(upstream.received.isEmpty)
@@ -44,9 +52,15 @@ import Glibc
     ])
     func smugglingAttemptsAreRefusedAndClosed(name: String, headers: String, status: Int) throws {
         let (upstream, config, sidecar) = try Self.setUp()
-        defer { sidecar.stop(); upstream.stop(); config.remove() }
+        defer {
+            sidecar.stop()
+            upstream.stop()
+            config.remove()
+        }
         let client = try #require(Client(port: sidecar.port))
-        client.sendRaw("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\(headers)\r\n0\r\n\r\nGET /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.sendRaw(
+            "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\(headers)\r\n0\r\n\r\nGET /v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         let r = try #require(client.readResponse(), "\(name)")
         #expect(r.status == status, "\(name)")
         #expect(r.json?["error"] != nil, "\(name)")
@@ -56,7 +70,11 @@ import Glibc
 
     @Test func absoluteFormTargetIsRefused() throws {
         let (upstream, config, sidecar) = try Self.setUp()
-        defer { sidecar.stop(); upstream.stop(); config.remove() }
+        defer {
+            sidecar.stop()
+            upstream.stop()
+            config.remove()
+        }
         let client = try #require(Client(port: sidecar.port))
         client.sendRaw("GET http://127.0.0.1:\(upstream.port)/v1/models/m:predict HTTP/1.1\r\nHost: x\r\n\r\n")
         let r = try #require(client.readResponse())
@@ -67,7 +85,11 @@ import Glibc
 
     @Test func aClientSendingOneByteAtATimeIsCutOff() throws {
         let (upstream, config, sidecar) = try Self.setUp { $0.headerTimeoutMilliseconds = 400 }
-        defer { sidecar.stop(); upstream.stop(); config.remove() }
+        defer {
+            sidecar.stop()
+            upstream.stop()
+            config.remove()
+        }
         let client = try #require(Client(port: sidecar.port))
         let start = Date()
         var cut = false
@@ -97,7 +119,10 @@ import Glibc
         defer { sidecar.stop() }
         let client = try #require(Client(port: sidecar.port))
         var text = ""
-        for i in 0..<5 { text += "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nx-request-id: r\(i)\r\nContent-Length: 2\r\n\r\n{}" }
+        for i in 0..<5 {
+            text +=
+                "POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nx-request-id: r\(i)\r\nContent-Length: 2\r\n\r\n{}"
+        }
         client.sendRaw(text)
         for i in 0..<5 {
             let r = try #require(client.readResponse())

@@ -4,8 +4,12 @@ import Testing
 /// End to end through real sockets: client → sidecar → fake upstreams.
 @Suite(.serialized) struct ProxyTests {
     static func remoteConfig(
-        versions: [(String, String)], labels: String = "", split: String? = nil, fallback: String? = nil,
-        routeProtocol: String = "json", extraRoutes: String = ""
+        versions: [(String, String)],
+        labels: String = "",
+        split: String? = nil,
+        fallback: String? = nil,
+        routeProtocol: String = "json",
+        extraRoutes: String = ""
     ) throws -> TempConfig {
         let versionLines = versions.map { "  \($0.0): \($0.1)" }.joined(separator: "\n")
         var policy = "model: m\nversions:\n\(versionLines)\n"
@@ -45,13 +49,17 @@ import Testing
 
         let response = try #require(
             httpRequest(
-                port: sidecar.port, "POST", "/v1/models/m:predict?trace=1",
+                port: sidecar.port,
+                "POST",
+                "/v1/models/m:predict?trace=1",
                 headers: [
                     ("Connection", "keep-alive, x-private"), ("x-private", "secret"), ("TE", "trailers"),
                     ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                     ("content-type", "application/json"),
                 ],
-                body: #"{"instances":[[1,2]]}"#))
+                body: #"{"instances":[[1,2]]}"#
+            )
+        )
         #expect(response.status == 200)
         #expect(response.bodyText == #"{"predictions":[0.25]}"#)
         #expect(response.header("x-switchyard-version") == "v1")
@@ -81,7 +89,14 @@ import Testing
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
         let response = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict?x=1", headers: [("x-request-id", "abc-123")], body: "{}"))
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/m:predict?x=1",
+                headers: [("x-request-id", "abc-123")],
+                body: "{}"
+            )
+        )
         #expect(response.status == 200)
         #expect(response.header("x-request-id") == "abc-123")
         #expect(upstream.received.first?.requestLine == "POST /v2/models/m/infer?x=1 HTTP/1.1")
@@ -91,31 +106,53 @@ import Testing
     @Test func pinsByPathLabelAndHeader() throws {
         let one = FakeUpstream(.json(#"{"v":1}"#))
         let two = FakeUpstream(.json(#"{"v":2}"#))
-        defer { one.stop(); two.stop() }
+        defer {
+            one.stop()
+            two.stop()
+        }
         let config = try Self.remoteConfig(
-            versions: [("v1", #"{ url: "http://127.0.0.1:\#(one.port)" }"#), ("v2", #"{ url: "http://127.0.0.1:\#(two.port)" }"#)],
-            labels: "{ stable: v1, candidate: v2 }", split: "{ stable: 100, candidate: 0 }")
+            versions: [
+                ("v1", #"{ url: "http://127.0.0.1:\#(one.port)" }"#),
+                ("v2", #"{ url: "http://127.0.0.1:\#(two.port)" }"#),
+            ],
+            labels: "{ stable: v1, candidate: v2 }",
+            split: "{ stable: 100, candidate: 0 }"
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
 
-        let byVersion = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m/versions/v2:predict", body: "{}"))
+        let byVersion = try #require(
+            httpRequest(port: sidecar.port, "POST", "/v1/models/m/versions/v2:predict", body: "{}")
+        )
         #expect(byVersion.header("x-switchyard-version") == "v2")
         #expect(byVersion.bodyText == #"{"v":2}"#)
-        let byLabel = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m/labels/candidate:predict", body: "{}"))
+        let byLabel = try #require(
+            httpRequest(port: sidecar.port, "POST", "/v1/models/m/labels/candidate:predict", body: "{}")
+        )
         #expect(byLabel.header("x-switchyard-version") == "v2")
         let byHeader = try #require(
-            httpRequest(port: sidecar.port, "POST", "/byheader/x", headers: [("x-model-version", "candidate")], body: "{}"))
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/byheader/x",
+                headers: [("x-model-version", "candidate")],
+                body: "{}"
+            )
+        )
         #expect(byHeader.header("x-switchyard-version") == "v2")
         let unpinned = try #require(httpRequest(port: sidecar.port, "POST", "/byheader/x", body: "{}"))
         #expect(unpinned.header("x-switchyard-version") == "v1")
 
-        let unknown = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m/versions/v9:predict", body: "{}"))
+        let unknown = try #require(
+            httpRequest(port: sidecar.port, "POST", "/v1/models/m/versions/v9:predict", body: "{}")
+        )
         #expect(unknown.status == 404)
         #expect(unknown.json?["error"] as? String == "unknown_version")
         #expect(unknown.json?["request_id"] as? String == unknown.header("x-request-id"))
         let unknownHeader = try #require(
-            httpRequest(port: sidecar.port, "POST", "/byheader/x", headers: [("x-model-version", "nope")], body: "{}"))
+            httpRequest(port: sidecar.port, "POST", "/byheader/x", headers: [("x-model-version", "nope")], body: "{}")
+        )
         #expect(unknownHeader.status == 404)
         #expect(unknownHeader.json?["error"] as? String == "unknown_version")
 
@@ -130,10 +167,17 @@ import Testing
     @Test func splitSharesFollowTheWeights() throws {
         let one = FakeUpstream(.json("{}"))
         let two = FakeUpstream(.json("{}"))
-        defer { one.stop(); two.stop() }
+        defer {
+            one.stop()
+            two.stop()
+        }
         let config = try Self.remoteConfig(
-            versions: [("v1", #"{ url: "http://127.0.0.1:\#(one.port)" }"#), ("v2", #"{ url: "http://127.0.0.1:\#(two.port)" }"#)],
-            split: "{ v1: 80, v2: 20 }")
+            versions: [
+                ("v1", #"{ url: "http://127.0.0.1:\#(one.port)" }"#),
+                ("v2", #"{ url: "http://127.0.0.1:\#(two.port)" }"#),
+            ],
+            split: "{ v1: 80, v2: 20 }"
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
@@ -165,7 +209,8 @@ import Testing
         let upstream = FakeUpstream(Self.behavior(kind))
         defer { upstream.stop() }
         let port = kind == "dead" ? deadPort() : upstream.port
-        let config = try Self.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#)])
+        let config = try Self.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#)]
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path) { $0.maxResponseBytes = 1 << 16 }
         defer { sidecar.stop() }
@@ -184,14 +229,20 @@ import Testing
     func fallbackAnswersOnceWhenTheChosenVersionFails(kind: String) throws {
         let failing = FakeUpstream(Self.behavior(kind))
         let healthy = FakeUpstream(.json(#"{"predictions":[1]}"#))
-        defer { failing.stop(); healthy.stop() }
+        defer {
+            failing.stop()
+            healthy.stop()
+        }
         let port = kind == "dead" ? deadPort() : failing.port
         let config = try Self.remoteConfig(
             versions: [
                 ("v1", #"{ url: "http://127.0.0.1:\#(healthy.port)" }"#),
                 ("v2", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#),
             ],
-            labels: "{ stable: v1, candidate: v2 }", split: "{ stable: 0, candidate: 100 }", fallback: "stable")
+            labels: "{ stable: v1, candidate: v2 }",
+            split: "{ stable: 0, candidate: 100 }",
+            fallback: "stable"
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
@@ -207,7 +258,9 @@ import Testing
         let upstream = FakeUpstream(.notJSON)
         defer { upstream.stop() }
         let config = try Self.remoteConfig(
-            versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)" }"#)], routeProtocol: "tfserving")
+            versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)" }"#)],
+            routeProtocol: "tfserving"
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }

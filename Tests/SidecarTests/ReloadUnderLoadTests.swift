@@ -16,12 +16,15 @@ import Glibc
     }
 
     @Test func reloadingEvery200msUnderLoadFailsNothing() throws {
-        let upstreams = [FakeUpstream(.json(#"{"v":1}"#)), FakeUpstream(.json(#"{"v":2}"#)), FakeUpstream(.json(#"{"v":3}"#))]
-        defer { upstreams.forEach { $0.stop() } }
+        let upstreams = [
+            FakeUpstream(.json(#"{"v":1}"#)), FakeUpstream(.json(#"{"v":2}"#)), FakeUpstream(.json(#"{"v":3}"#)),
+        ]
+        defer { for upstream in upstreams { upstream.stop() } }
         let ports = upstreams.map(\.port)
         let config = try TempConfig(
             routes: "routes:\n  - { name: main, match: { path: /m }, model: m }\n",
-            policies: ["m": Self.policy([("v1", ports[0], 50), ("v2", ports[1], 50)])])
+            policies: ["m": Self.policy([("v1", ports[0], 50), ("v2", ports[1], 50)])]
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path, workers: 2)
         defer { sidecar.stop() }
@@ -44,7 +47,10 @@ import Glibc
                 defer { group.leave() }
                 var client = Client(port: sidecar.port)
                 while stop.values.isEmpty {
-                    guard let c = client else { statuses.add(-1); return }
+                    guard let c = client else {
+                        statuses.add(-1)
+                        return
+                    }
                     if let r = c.request("POST", "/m", body: "{}") {
                         statuses.add(r.status)
                         if r.header("connection")?.lowercased() == "close" { client = Client(port: sidecar.port) }
@@ -69,7 +75,10 @@ import Glibc
 
         let all = statuses.values
         #expect(all.count > 100)
-        #expect(all.allSatisfy { $0 == 200 }, "non-2xx: \(Dictionary(grouping: all.filter { $0 != 200 }) { $0 }.mapValues(\.count))")
+        #expect(
+            all.allSatisfy { $0 == 200 },
+            "non-2xx: \(Dictionary(grouping: all.filter { $0 != 200 }) { $0 }.mapValues(\.count))"
+        )
         // Every answered request reached exactly one upstream.
         let reached = upstreams.reduce(0) { $0 + $1.received.count }
         #expect(reached == all.count)
@@ -79,7 +88,10 @@ import Glibc
     @Test func aConfigMapSymlinkSwapIsPickedUp() throws {
         let one = FakeUpstream(.json(#"{"from":1}"#))
         let two = FakeUpstream(.json(#"{"from":2}"#))
-        defer { one.stop(); two.stop() }
+        defer {
+            one.stop()
+            two.stop()
+        }
         // The layout a ConfigMap volume has: DIR/..data -> ..2026_1; DIR/routes -> ..data/routes.
         let root = NSTemporaryDirectory() + "switchyard-cm-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -88,9 +100,15 @@ import Glibc
             try fm.createDirectory(atPath: "\(root)/\(name)/routes", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: "\(root)/\(name)/policies", withIntermediateDirectories: true)
             try "routes:\n  - { name: main, match: { path: /m }, model: m }\n".write(
-                toFile: "\(root)/\(name)/routes/r.yaml", atomically: true, encoding: .utf8)
+                toFile: "\(root)/\(name)/routes/r.yaml",
+                atomically: true,
+                encoding: .utf8
+            )
             try "model: m\nversions:\n  v1: { url: \"http://127.0.0.1:\(port)\" }\n".write(
-                toFile: "\(root)/\(name)/policies/m.yaml", atomically: true, encoding: .utf8)
+                toFile: "\(root)/\(name)/policies/m.yaml",
+                atomically: true,
+                encoding: .utf8
+            )
         }
         try writeGeneration("..2026_1", port: one.port)
         try fm.createSymbolicLink(atPath: "\(root)/..data", withDestinationPath: "..2026_1")

@@ -5,7 +5,11 @@ import Testing
 /// Shadow copies (SPEC §3 "Shadow", §6): isolated from the live path, compared, counted, logged.
 @Suite(.serialized) struct ShadowTests {
     static func config(
-        live: Int, shadow: Int, shadowTimeout: Int = 3_000, compare: String = "", extraPolicy: String = "",
+        live: Int,
+        shadow: Int,
+        shadowTimeout: Int = 3_000,
+        compare: String = "",
+        extraPolicy: String = "",
         routeProtocol: String = "tfserving"
     ) throws -> TempConfig {
         try TempConfig(
@@ -15,17 +19,18 @@ import Testing
                 """,
             policies: [
                 "m": """
-                    model: m
-                    versions:
-                      v1: { url: "http://127.0.0.1:\(live)" }
-                      v2: { url: "http://127.0.0.1:\(shadow)", timeout_ms: \(shadowTimeout) }
-                    split: { v1: 100, v2: 0 }
-                    shadow:
-                      - { version: v2, percent: 100 }
-                    \(compare)
-                    \(extraPolicy)
-                    """
-            ])
+                model: m
+                versions:
+                  v1: { url: "http://127.0.0.1:\(live)" }
+                  v2: { url: "http://127.0.0.1:\(shadow)", timeout_ms: \(shadowTimeout) }
+                split: { v1: 100, v2: 0 }
+                shadow:
+                  - { version: v2, percent: 100 }
+                \(compare)
+                \(extraPolicy)
+                """
+            ]
+        )
     }
 
     static func metric(_ text: String, _ series: String) -> Double? {
@@ -52,8 +57,12 @@ import Testing
     func aBadShadowNeverTouchesTheLiveResponse(kind: String) throws {
         let live = FakeUpstream(.json(#"{"predictions":[0.5]}"#))
         let shadow = FakeUpstream(
-            kind == "slow" ? .slow(milliseconds: 2_000, body: #"{"predictions":[0.5]}"#) : ProxyTests.behavior(kind))
-        defer { live.stop(); shadow.stop() }
+            kind == "slow" ? .slow(milliseconds: 2_000, body: #"{"predictions":[0.5]}"#) : ProxyTests.behavior(kind)
+        )
+        defer {
+            live.stop()
+            shadow.stop()
+        }
         let shadowPort = kind == "dead" ? deadPort() : shadow.port
         let config = try Self.config(live: live.port, shadow: shadowPort)
         defer { config.remove() }
@@ -64,7 +73,9 @@ import Testing
         let client = try #require(Client(port: sidecar.port))
         let start = Date()
         for i in 0..<5 {
-            let r = try #require(client.request("POST", "/predict", headers: [("x-request-id", "r\(i)")], body: #"{"instances":[[1]]}"#))
+            let r = try #require(
+                client.request("POST", "/predict", headers: [("x-request-id", "r\(i)")], body: #"{"instances":[[1]]}"#)
+            )
             #expect(r.status == 200)
             #expect(r.bodyText == #"{"predictions":[0.5]}"#)
             #expect(r.header("x-switchyard-version") == "v1")
@@ -77,10 +88,13 @@ import Testing
         if kind != "dead" {
             #expect(Self.eventually { shadow.received.count == 5 })
             #expect(shadow.received.allSatisfy { $0.header("x-switchyard-shadow") == "1" })
-            #expect(shadow.received.compactMap { $0.header("x-request-id") }.sorted() == ["r0", "r1", "r2", "r3", "r4"])
+            #expect(
+                shadow.received.compactMap { $0.header("x-request-id") }.sorted() == ["r0", "r1", "r2", "r3", "r4"]
+            )
         }
         if kind != "slow" {
-            let series = #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="error"}"#
+            let series =
+                #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="error"}"#
             #expect(Self.eventually { Self.metric(Self.metrics(sidecar), series) == 5 })
         }
     }
@@ -88,12 +102,20 @@ import Testing
     @Test func comparisonsCountMatchesMismatchesAndFlips() throws {
         let live = FakeUpstream(.json("{}"))
         let shadow = FakeUpstream(.json("{}"))
-        defer { live.stop(); shadow.stop() }
+        defer {
+            live.stop()
+            shadow.stop()
+        }
         let logPath = NSTemporaryDirectory() + "switchyard-shadow-\(UUID().uuidString)/m.jsonl"
         let config = try Self.config(
-            live: live.port, shadow: shadow.port,
-            compare: "compare: { output: /predictions, tolerance: 0.01, threshold: 0.5, log: \(logPath) }")
-        defer { config.remove(); try? FileManager.default.removeItem(atPath: (logPath as NSString).deletingLastPathComponent) }
+            live: live.port,
+            shadow: shadow.port,
+            compare: "compare: { output: /predictions, tolerance: 0.01, threshold: 0.5, log: \(logPath) }"
+        )
+        defer {
+            config.remove()
+            try? FileManager.default.removeItem(atPath: (logPath as NSString).deletingLastPathComponent)
+        }
         let sidecar = try RunningSidecar(config: config.path)
 
         // (live, shadow) outputs: 3 matches, 2 mismatches of which 1 flips, 1 shadow error.
@@ -115,16 +137,29 @@ import Testing
             #expect(Self.eventually { shadow.received.count == i + 1 })
         }
         let prefix = #"{model="m",live_version="v1",shadow_version="v2""#
-        #expect(Self.eventually {
-            Self.metric(Self.metrics(sidecar), "switchyard_shadow_comparisons_total" + prefix + #",outcome="error"}"#) == 1
-        })
+        #expect(
+            Self.eventually {
+                Self.metric(
+                    Self.metrics(sidecar),
+                    "switchyard_shadow_comparisons_total" + prefix + #",outcome="error"}"#
+                ) == 1
+            }
+        )
         let text = Self.metrics(sidecar)
         #expect(Self.metric(text, "switchyard_shadow_comparisons_total" + prefix + #",outcome="match"}"#) == 3)
         #expect(Self.metric(text, "switchyard_shadow_comparisons_total" + prefix + #",outcome="mismatch"}"#) == 2)
         #expect(Self.metric(text, "switchyard_shadow_flips_total" + prefix + "}") == 1)
         #expect(Self.metric(text, "switchyard_shadow_abs_diff_count" + prefix + "}") == 5)
-        #expect(Self.metric(text, #"switchyard_requests_total{route="main",model="m",version="v2",role="shadow",code="200"}"#) == 6)
-        #expect(Self.metric(text, #"switchyard_requests_total{route="main",model="m",version="v1",role="live",code="200"}"#) == 6)
+        #expect(
+            Self.metric(
+                text,
+                #"switchyard_requests_total{route="main",model="m",version="v2",role="shadow",code="200"}"#
+            ) == 6
+        )
+        #expect(
+            Self.metric(text, #"switchyard_requests_total{route="main",model="m",version="v1",role="live",code="200"}"#)
+                == 6
+        )
         #expect(Self.metric(text, #"switchyard_split_weight_ratio{model="m",version="v1"}"#) == 1)
         #expect(Self.metric(text, #"switchyard_split_weight_ratio{model="m",version="v2"}"#) == 0)
         #expect(Self.metric(text, "switchyard_config_generation") == 1)
@@ -156,7 +191,9 @@ import Testing
         #expect(q4["ts"] as? String != nil)
 
         // The report reads what serve wrote.
-        let report = try #require(try? JSONSerialization.jsonObject(with: Data(reportJSON(logPath).utf8)) as? [String: Any])
+        let report = try #require(
+            try? JSONSerialization.jsonObject(with: Data(reportJSON(logPath).utf8)) as? [String: Any]
+        )
         let pair = try #require((report["pairs"] as? [[String: Any]])?.first)
         #expect(pair["requests"] as? Int == 6)
         #expect((pair["agreement"] as? [String: Any])?["rate"] as? Double == 0.6)
@@ -165,7 +202,10 @@ import Testing
     @Test func shadowsBeyondTheInFlightBoundAreDroppedAndCounted() throws {
         let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
         let shadow = FakeUpstream(.slow(milliseconds: 1_000, body: #"{"predictions":[1]}"#))
-        defer { live.stop(); shadow.stop() }
+        defer {
+            live.stop()
+            shadow.stop()
+        }
         let config = try Self.config(live: live.port, shadow: shadow.port)
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path) { $0.maxShadowsInFlight = 2 }
@@ -186,22 +226,26 @@ import Testing
             routes: "routes:\n  - { name: main, match: { path: /predict }, model: m, protocol: tfserving }\n",
             policies: [
                 "m": """
-                    model: m
-                    versions:
-                      v1: { url: "http://127.0.0.1:\(live.port)" }
-                      v2: { embedded: linear, file: \(models)/churn-linear-v1.json }
-                    split: { v1: 100, v2: 0 }
-                    shadow: [ { version: v2, percent: 100 } ]
-                    compare: { output: /predictions, tolerance: 0.000001 }
-                    """
-            ])
+                model: m
+                versions:
+                  v1: { url: "http://127.0.0.1:\(live.port)" }
+                  v2: { embedded: linear, file: \(models)/churn-linear-v1.json }
+                split: { v1: 100, v2: 0 }
+                shadow: [ { version: v2, percent: 100 } ]
+                compare: { output: /predictions, tolerance: 0.000001 }
+                """
+            ]
+        )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
-        let r = try #require(httpRequest(port: sidecar.port, "POST", "/predict", body: #"{"instances": [[12, 73.36, 2, 1]]}"#))
+        let r = try #require(
+            httpRequest(port: sidecar.port, "POST", "/predict", body: #"{"instances": [[12, 73.36, 2, 1]]}"#)
+        )
         #expect(r.status == 200)
         #expect(r.header("x-switchyard-version") == "v1")
-        let series = #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="match"}"#
+        let series =
+            #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="match"}"#
         #expect(Self.eventually { Self.metric(Self.metrics(sidecar), series) == 1 })
     }
 }

@@ -23,7 +23,9 @@ import Glibc
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "build the switchyard product first")
         let upstream = FakeUpstream(.slow(milliseconds: 800, body: #"{"predictions":[1]}"#))
         defer { upstream.stop() }
-        let config = try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)])
+        let config = try ProxyTests.remoteConfig(versions: [
+            ("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)
+        ])
         defer { config.remove() }
         let port = Self.freePort()
         let admin = Self.freePort()

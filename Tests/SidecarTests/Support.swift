@@ -20,7 +20,9 @@ enum Net {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         precondition(bound == 0, "bind() failed: \(errno)")
         precondition(Glibc.listen(fd, 128) == 0, "listen() failed")
@@ -41,7 +43,9 @@ enum Net {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if rc != 0 {
             close(fd)
@@ -113,7 +117,9 @@ func parseResponse(_ bytes: [UInt8]) -> (ClientResponse, consumed: Int)? {
     let length = headers.first { $0.0.lowercased() == "content-length" }.flatMap { Int($0.1) } ?? 0
     let start = headEnd + 4
     guard bytes.count >= start + length else { return nil }
-    return (ClientResponse(status: status, headers: headers, body: Array(bytes[start..<start + length])), start + length)
+    return (
+        ClientResponse(status: status, headers: headers, body: Array(bytes[start..<start + length])), start + length
+    )
 }
 
 func find(_ needle: [UInt8], in haystack: [UInt8], from: Int = 0) -> Int? {
@@ -162,7 +168,10 @@ final class Client {
     }
 
     func request(
-        _ method: String, _ target: String, headers: [(String, String)] = [], body: String? = nil
+        _ method: String,
+        _ target: String,
+        headers: [(String, String)] = [],
+        body: String? = nil
     ) -> ClientResponse? {
         var text = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (n, v) in headers { text += "\(n): \(v)\r\n" }
@@ -176,7 +185,11 @@ final class Client {
 
 /// One-shot request on a fresh connection.
 func httpRequest(
-    port: Int, _ method: String, _ target: String, headers: [(String, String)] = [], body: String? = nil
+    port: Int,
+    _ method: String,
+    _ target: String,
+    headers: [(String, String)] = [],
+    body: String? = nil
 ) -> ClientResponse? {
     Client(port: port)?.request(method, target, headers: headers, body: body)
 }
@@ -284,7 +297,10 @@ final class FakeUpstream: @unchecked Sendable {
     /// Returns false when the connection must close.
     private func answer(_ fd: Int32, head: String, body: [UInt8]) -> Bool {
         func respond(_ status: Int, _ body: String, extra: String = "") {
-            Net.send(fd, "HTTP/1.1 \(status) X\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\(extra)\r\n\(body)")
+            Net.send(
+                fd,
+                "HTTP/1.1 \(status) X\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\(extra)\r\n\(body)"
+            )
         }
         switch behavior {
         case .json(let b):
@@ -313,7 +329,10 @@ final class FakeUpstream: @unchecked Sendable {
         case .echo:
             let escaped = head.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
                 .replacingOccurrences(of: "\r\n", with: "\\n")
-            respond(200, "{\"head\":\"\(escaped)\",\"body\":\"\(String(decoding: body, as: UTF8.self).replacingOccurrences(of: "\"", with: "\\\""))\"}")
+            respond(
+                200,
+                "{\"head\":\"\(escaped)\",\"body\":\"\(String(decoding: body, as: UTF8.self).replacingOccurrences(of: "\"", with: "\\\""))\"}"
+            )
         }
         return true
     }
@@ -350,7 +369,10 @@ struct TempConfig {
         }
         for (name, text) in extraFiles {
             let full = path + "/" + name
-            try fm.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try fm.createDirectory(
+                atPath: (full as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
             try text.write(toFile: full, atomically: true, encoding: .utf8)
         }
     }

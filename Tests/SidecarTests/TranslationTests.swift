@@ -9,18 +9,27 @@ import Testing
                 routes:
                   - { name: r, match: { prefix: /m }, model: m, protocol: \(routeProtocol) }
                 """,
-            policies: ["m": "model: m\nversions:\n  v1: { url: \"http://127.0.0.1:\(port)/backend\", protocol: \(versionProtocol) }\n"])
+            policies: [
+                "m":
+                    "model: m\nversions:\n  v1: { url: \"http://127.0.0.1:\(port)/backend\", protocol: \(versionProtocol) }\n"
+            ]
+        )
     }
 
     @Test func aTFServingClientIsServedByAV2Backend() throws {
-        let upstream = FakeUpstream(.json(
-            #"{"model_name":"m","model_version":"1","outputs":[{"name":"predict","datatype":"FP64","shape":[2],"data":[0.25,0.75]}]}"#))
+        let upstream = FakeUpstream(
+            .json(
+                #"{"model_name":"m","model_version":"1","outputs":[{"name":"predict","datatype":"FP64","shape":[2],"data":[0.25,0.75]}]}"#
+            )
+        )
         defer { upstream.stop() }
         let config = try Self.config(routeProtocol: "tfserving", versionProtocol: "v2", port: upstream.port)
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
-        let r = try #require(httpRequest(port: sidecar.port, "POST", "/m", body: #"{"instances": [[1, 2, 3], [4, 5, 6]]}"#))
+        let r = try #require(
+            httpRequest(port: sidecar.port, "POST", "/m", body: #"{"instances": [[1, 2, 3], [4, 5, 6]]}"#)
+        )
         #expect(r.status == 200)
         #expect(r.bodyText == #"{"predictions":[0.25,0.75]}"#)
         let seen = try #require(upstream.received.first)
@@ -30,7 +39,10 @@ import Testing
         #expect(inputs.count == 1)
         #expect(inputs[0]["shape"] as? [Int] == [2, 3])
         #expect(inputs[0]["datatype"] as? String == "FP64")
-        #expect((inputs[0]["data"] as? [Double]) == [1, 2, 3, 4, 5, 6] || (inputs[0]["data"] as? [[Double]]) == [[1, 2, 3], [4, 5, 6]])
+        #expect(
+            (inputs[0]["data"] as? [Double]) == [1, 2, 3, 4, 5, 6]
+                || (inputs[0]["data"] as? [[Double]]) == [[1, 2, 3], [4, 5, 6]]
+        )
         #expect(seen.header("content-length") == "\(seen.body.count)")
     }
 
@@ -43,8 +55,12 @@ import Testing
         defer { sidecar.stop() }
         let r = try #require(
             httpRequest(
-                port: sidecar.port, "POST", "/m",
-                body: #"{"id":"q7","inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#))
+                port: sidecar.port,
+                "POST",
+                "/m",
+                body: #"{"id":"q7","inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#
+            )
+        )
         #expect(r.status == 200)
         let body = try #require(r.json)
         #expect(body["model_name"] as? String == "m")
@@ -52,7 +68,9 @@ import Testing
         #expect(body["id"] as? String == "q7")
         let outputs = try #require(body["outputs"] as? [[String: Any]])
         #expect(outputs.first?["shape"] as? [Int] == [1, 2])
-        let sent = try #require(try JSONSerialization.jsonObject(with: Data(upstream.received.first?.body ?? [])) as? [String: Any])
+        let sent = try #require(
+            try JSONSerialization.jsonObject(with: Data(upstream.received.first?.body ?? [])) as? [String: Any]
+        )
         #expect(sent["instances"] as? [[Double]] == [[1, 2, 3]])
     }
 
