@@ -285,6 +285,33 @@ static inline void switchyard_mutex_free(pthread_mutex_t *m) {
     free(m);
 }
 
+// Runs fn(arg) on a new detached thread (a background DNS lookup); returns 0 or an errno.
+typedef void (*switchyard_thread_fn)(void *);
+struct switchyard_thread_start {
+    switchyard_thread_fn fn;
+    void *arg;
+};
+static inline void *switchyard_thread_trampoline(void *p) {
+    struct switchyard_thread_start start = *(struct switchyard_thread_start *)p;
+    free(p);
+    start.fn(start.arg);
+    return NULL;
+}
+static inline int switchyard_spawn_detached(switchyard_thread_fn fn, void *arg) {
+    struct switchyard_thread_start *start = (struct switchyard_thread_start *)malloc(sizeof(*start));
+    if (start == NULL) return ENOMEM;
+    start->fn = fn;
+    start->arg = arg;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attributes, switchyard_thread_trampoline, start);
+    pthread_attr_destroy(&attributes);
+    if (rc != 0) free(start);
+    return rc;
+}
+
 static inline void switchyard_mutex_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
 static inline void switchyard_mutex_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 

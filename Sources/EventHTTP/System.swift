@@ -49,6 +49,27 @@ enum System {
     }
 }
 
+/// Runs `body` on a new detached thread. Returns false when no thread could be started.
+func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Work {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let context = Unmanaged.passRetained(Work(body)).toOpaque()
+    let rc = switchyard_spawn_detached(
+        { raw in
+            guard let raw else { return }
+            Unmanaged<Work>.fromOpaque(raw).takeRetainedValue().body()
+        },
+        context
+    )
+    if rc != 0 {
+        Unmanaged<Work>.fromOpaque(context).release()
+        return false
+    }
+    return true
+}
+
 /// A pthread mutex; the only lock in the module (the cross-thread work queue).
 final class Lock: @unchecked Sendable {
     private let mutex: OpaquePointer

@@ -74,6 +74,10 @@ public final class UpstreamPool {
     private var address = sockaddr_storage()
     private var addressLength: Int32 = 0
     private var resolutionFailure: String?
+    /// `host` is a name (not an IP literal): it is looked up again now and then (see `refreshAddress`).
+    private let isName: Bool
+    private var lastResolvedMilliseconds: Int64 = 0
+    private var isResolving = false
     let hostHeader: String
     private var idle: [UpstreamConnection] = []
     private var waiting: [Exchange] = []
@@ -82,8 +86,11 @@ public final class UpstreamPool {
     private var waitingTimer: DeadlineTimer?
 
     /// `host` is an IPv4 or IPv6 literal or `localhost` (127.0.0.1); any other name is resolved
-    /// here, once and synchronously (getaddrinfo blocks the loop: create pools at startup or on
-    /// reload). An unresolvable name makes every `send` fail with `.connectFailed`.
+    /// here synchronously (getaddrinfo blocks the loop: create pools at startup or on reload),
+    /// then again on a background thread every 30 s, and every second while it does not
+    /// resolve (so a DNS record that appears late, or a Service re-created with a new address, is
+    /// picked up without a restart). While a name does not resolve, `send` fails with
+    /// `.connectFailed`.
     /// `limits.maxBodyBytes` defaults to 8 MiB (SPEC §8: backend response).
     public init(
         loop: EventLoop,
@@ -103,12 +110,44 @@ public final class UpstreamPool {
         self.hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let literal = host == "localhost" ? "127.0.0.1" : host
         addressLength = switchyard_make_sockaddr(literal, Int32(port), &address)
-        if addressLength == 0 {
+        isName = addressLength == 0
+        if isName {
             addressLength = switchyard_resolve(host, Int32(port), &address)
+            lastResolvedMilliseconds = System.monotonicMilliseconds()
         }
         if addressLength == 0 {
             resolutionFailure = "cannot resolve backend host \"\(host)\""
         }
+    }
+
+    /// Looks a host name up again on a background thread when the last lookup is old (30 s) or
+    /// failed (1 s), and installs the result on the loop. Loop thread.
+    private func refreshAddress(now: Int64) {
+        let age = now - lastResolvedMilliseconds
+        guard isName, !isResolving, age >= (resolutionFailure == nil ? 30_000 : 1_000) else { return }
+        isResolving = true
+        lastResolvedMilliseconds = now
+        let host = self.host
+        let port = Int32(self.port)
+        let loop = self.loop
+        let box = PoolBox(self)
+        let started = spawnDetachedThread {
+            var storage = sockaddr_storage()
+            let length = switchyard_resolve(host, port, &storage)
+            let result = ResolvedAddress(storage: storage, length: length)
+            loop.execute {
+                guard let pool = box.pool else { return }
+                pool.isResolving = false
+                if result.length > 0 {
+                    pool.address = result.storage
+                    pool.addressLength = result.length
+                    pool.resolutionFailure = nil
+                } else if pool.addressLength == 0 {
+                    pool.resolutionFailure = "cannot resolve backend host \"\(host)\""
+                }
+            }
+        }
+        if !started { isResolving = false }
     }
 
     deinit {
@@ -136,6 +175,7 @@ public final class UpstreamPool {
             finishSoon(exchange, .failure(.closed))
             return
         }
+        if isName { refreshAddress(now: now) }
         if let resolutionFailure {
             finishSoon(exchange, .failure(.connectFailed(resolutionFailure)))
             return
@@ -670,4 +710,16 @@ enum UpstreamCallbacks {
             if what & Int16(EV_WRITE) != 0 { connection.writable() }
         }
     }
+}
+
+/// A resolved address crossing from the lookup thread to the loop (plain bytes).
+private struct ResolvedAddress: @unchecked Sendable {
+    var storage: sockaddr_storage
+    var length: Int32
+}
+
+/// The pool, reached from another thread only through `loop.execute` (back on its loop).
+private final class PoolBox: @unchecked Sendable {
+    weak var pool: UpstreamPool?
+    init(_ pool: UpstreamPool) { self.pool = pool }
 }

@@ -169,6 +169,26 @@ private func sendConcurrently(
         #expect(try loop.eventually { pool.value.openConnections == 0 })
     }
 
+    @Test func anUnresolvableNameFailsEachSendAndIsLookedUpAgain() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        // RFC 6761: `.invalid` never resolves.
+        let pool = try loop.make {
+            UpstreamPool(loop: loop.loop, host: "no-such-backend.invalid", port: 80)
+        }
+        for _ in 0..<2 {
+            let result = try send(pool, on: loop)
+            guard case .failure(.connectFailed(let message)) = result else {
+                Issue.record("expected connectFailed, got \(result)")
+                return
+            }
+            #expect(message == "cannot resolve backend host \"no-such-backend.invalid\"")
+            // Past the 1 s retry interval: the next send starts a background lookup.
+            usleep(1_100_000)
+        }
+        #expect(pool.value.openConnections == 0)
+    }
+
     @Test func timesOutAndClosesTheConnection() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
