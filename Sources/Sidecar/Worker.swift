@@ -101,7 +101,9 @@ final class Worker: @unchecked Sendable {
     /// or the deadline passes.
     func drain(deadlineMilliseconds: Int, done: @escaping @Sendable (_ unfinished: Int) -> Void) {
         isDraining = true
-        server?.stopAccepting()
+        // Stop accepting and answer what is in progress with `connection: close`; the worker is
+        // done when no request is active (idle keep-alive connections are closed as they appear).
+        server?.drain {}
         let start = loop.nowMilliseconds
         func check() {
             guard let server = self.server else { return done(0) }

@@ -112,12 +112,15 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path, workers: 2)
 
         let results = ResultBox()
+        let closing = ResultBox()
         let group = DispatchGroup()
         for _ in 0..<4 {
             group.enter()
             Thread {
                 let r = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
                 results.add(r?.status ?? -1)
+                // Answered during the drain: the client is told not to reuse the connection.
+                closing.add(r?.header("connection")?.lowercased() == "close" ? 1 : 0)
                 group.leave()
             }.start()
         }
@@ -133,6 +136,7 @@ import Glibc
         #expect(readyz == nil || readyz?.status == 503)
         #expect(group.wait(timeout: .now() + 10) == .success)
         #expect(results.values == [200, 200, 200, 200])
+        #expect(closing.values == [1, 1, 1, 1])
         #expect(sidecar.stop())
         // The listener is closed: new connections are refused.
         #expect(Client(port: sidecar.port) == nil)
