@@ -11,12 +11,23 @@ public struct UpstreamRequest {
     public var headers: HTTPHeaders
     /// Sent as is and left intact (the same buffer can go to a live and a shadow backend, or be retried).
     public var body: ByteBuffer
+    /// The caller has already dropped the hop-by-hop fields, those named by `Connection`, `host`
+    /// and `content-length` from `headers`: the pool writes them without filtering them again
+    /// (fields that are not tokens or hold CR, LF or NUL are still never written).
+    public var headersAreEndToEnd: Bool
 
-    public init(method: String, target: String, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer = ByteBuffer()) {
+    public init(
+        method: String,
+        target: String,
+        headers: HTTPHeaders = HTTPHeaders(),
+        body: ByteBuffer = ByteBuffer(),
+        headersAreEndToEnd: Bool = false
+    ) {
         self.method = method
         self.target = target
         self.headers = headers
         self.body = body
+        self.headersAreEndToEnd = headersAreEndToEnd
     }
 }
 
@@ -446,16 +457,23 @@ final class UpstreamConnection {
         out.removeAll(keepingCapacity: true)
         HTTPSerializer.appendRequestLine(&out, method: request.method, target: request.target)
         HTTPSerializer.appendField(&out, name: "host", value: hostHeader, droppingFraming: false)
-        let named = HopByHop.connectionNamed(in: request.headers)
-        for field in request.headers.fields {
-            let name = field.name
-            if HopByHop.isHopByHop(name) || name.asciiCaseInsensitiveEquals("host")
-                || name.asciiCaseInsensitiveEquals("content-length")
-                || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
-            {
-                continue
+        if request.headersAreEndToEnd {
+            // Filtered by the caller already: one pass over the fields, not two.
+            for field in request.headers.fields {
+                HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: sendsLength)
             }
-            HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
+        } else {
+            let named = HopByHop.connectionNamed(in: request.headers)
+            for field in request.headers.fields {
+                let name = field.name
+                if HopByHop.isHopByHop(name) || name.asciiCaseInsensitiveEquals("host")
+                    || name.asciiCaseInsensitiveEquals("content-length")
+                    || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+                {
+                    continue
+                }
+                HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
+            }
         }
         HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !(events?.isWaitingToWrite ?? true)

@@ -315,7 +315,15 @@ final class Worker: @unchecked Sendable {
         } else {
             target = head.target
         }
-        let upstream = UpstreamRequest(method: head.method, target: target, headers: headers, body: body)
+        // `Forwarding.upstreamHeaders` has dropped what the pool would drop (hop-by-hop fields,
+        // those named by `Connection`, `host`, `content-length`): the pool does not filter again.
+        let upstream = UpstreamRequest(
+            method: head.method,
+            target: target,
+            headers: headers,
+            body: body,
+            headersAreEndToEnd: true
+        )
         let model = routed.model
         // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain).
         let timeout = remote.timeoutMilliseconds
