@@ -18,15 +18,9 @@ public struct Explanation: Sendable {
         headers: [(name: String, value: String)],
         body: [UInt8]?
     ) -> Explanation {
-        let path: String
-        let query: String?
-        if let q = target.firstIndex(of: "?") {
-            path = String(target[..<q])
-            query = String(target[target.index(after: q)...])
-        } else {
-            path = target
-            query = nil
-        }
+        let head = RequestHead(method: method, target: target)
+        let path = String(head.path)
+        let query = head.query.map(String.init)
         let parsedBody: JSON? = body.flatMap { bytes in bytes.withUnsafeBytes { try? JSONParser.parse($0) } }
         let facts = RequestFacts(
             method: method.uppercased(),

@@ -1,3 +1,4 @@
+import EventHTTP
 import Foundation
 import HTTP1
 
@@ -15,14 +16,15 @@ public struct SidecarOptions: Sendable {
     /// Worker threads, each with its own event loop; default: the number of cores.
     public var workers: Int = SidecarOptions.defaultWorkerCount
 
-    /// Request head and body limits: 32 KiB / 100 header fields, 1 MiB body.
-    public var requestLimits = HTTPLimits()
-    /// From a request's first byte to the end of its head. Default 5 s.
-    public var headerTimeoutMilliseconds = 5_000
-    /// From the end of a request's head to the end of its body. Default 10 s.
-    public var bodyTimeoutMilliseconds = 10_000
-    /// Between requests on a keep-alive connection. Default 10 s.
-    public var idleTimeoutMilliseconds = 10_000
+    /// Request head and body limits and deadlines: `ServerOptions`' defaults (the one place they
+    /// are written): 32 KiB / 100 header fields, 1 MiB body, 5 s head, 10 s body, 10 s idle.
+    public var requestLimits = ServerOptions().limits
+    /// From a request's first byte to the end of its head.
+    public var headerTimeoutMilliseconds = ServerOptions().headerTimeoutMilliseconds
+    /// From the end of a request's head to the end of its body.
+    public var bodyTimeoutMilliseconds = ServerOptions().bodyTimeoutMilliseconds
+    /// Between requests on a keep-alive connection.
+    public var idleTimeoutMilliseconds = ServerOptions().idleTimeoutMilliseconds
     /// The largest backend response body accepted. Default 8 MiB.
     public var maxResponseBytes = 8 << 20
     /// Requests that may wait for a backend connection, per backend and worker. Default 1024.

@@ -132,7 +132,6 @@ public final class Sidecar: @unchecked Sendable {
         let next = state.snapshot.generation + 1
         switch ConfigSnapshot.load(directory: options.configDirectory, generation: next) {
         case .failure(let diagnostics):
-            state.countReload(success: false)
             metrics.configReloads(success: false).increment()
             logger.error(
                 "reload failed; the previous config keeps serving",
@@ -144,7 +143,6 @@ public final class Sidecar: @unchecked Sendable {
         case .success(let snapshot):
             let previous = state.snapshot
             state.install(snapshot)
-            state.countReload(success: true)
             metrics.configReloads(success: true).increment()
             let guards = guardMonitor.install(snapshot.config)
             publishGauges(snapshot, previous: previous, guards: guards)
@@ -292,14 +290,12 @@ public enum SidecarStartError: Error, CustomStringConvertible {
     }
 }
 
-/// State read from several threads: the current snapshot, readiness, reload counts.
+/// State read from several threads: the current snapshot and readiness.
 final class SharedState: @unchecked Sendable {
     private let lock = NSLock()
     private var _snapshot: ConfigSnapshot?
     private var _ready = false
     private var _draining = false
-    private(set) var reloadSuccesses = 0
-    private(set) var reloadFailures = 0
 
     var snapshot: ConfigSnapshot { lock.withLock { _snapshot! } }
     var isReady: Bool { lock.withLock { _ready && !_draining } }
@@ -308,9 +304,6 @@ final class SharedState: @unchecked Sendable {
     func install(_ s: ConfigSnapshot) { lock.withLock { _snapshot = s } }
     func setReady(_ r: Bool) { lock.withLock { _ready = r } }
     func setDraining() { lock.withLock { _draining = true } }
-    func countReload(success: Bool) {
-        lock.withLock { if success { reloadSuccesses += 1 } else { reloadFailures += 1 } }
-    }
 }
 
 final class CountDown: @unchecked Sendable {

@@ -4,6 +4,9 @@ import Logging
 import Sidecar
 
 struct Serve: ParsableCommand {
+    /// The option defaults: `SidecarOptions`' own, written once there.
+    static let defaults = SidecarOptions()
+
     static let configuration = CommandConfiguration(
         abstract: "Run the sidecar.",
         discussion:
@@ -35,34 +38,34 @@ struct Serve: ParsableCommand {
     var logLevel: String = "info"
 
     @Option(name: .long, help: "Largest request body in bytes (413 beyond).")
-    var maxBodyBytes = 1 << 20
+    var maxBodyBytes = Serve.defaults.requestLimits.maxBodyBytes
 
     @Option(name: .long, help: "Largest request head in bytes (431 beyond).")
-    var maxHeaderBytes = 32 * 1024
+    var maxHeaderBytes = Serve.defaults.requestLimits.maxHeaderBytes
 
     @Option(name: .long, help: "Most request header fields (431 beyond).")
-    var maxHeaders = 100
+    var maxHeaders = Serve.defaults.requestLimits.maxHeaderCount
 
     @Option(name: .long, help: "Milliseconds from a request's first byte to the end of its head (408 beyond).")
-    var headerTimeoutMs = 5_000
+    var headerTimeoutMs = Serve.defaults.headerTimeoutMilliseconds
 
     @Option(name: .long, help: "Milliseconds from the end of a request's head to the end of its body (408 beyond).")
-    var bodyTimeoutMs = 10_000
+    var bodyTimeoutMs = Serve.defaults.bodyTimeoutMilliseconds
 
     @Option(name: .long, help: "Milliseconds an idle keep-alive connection stays open.")
-    var idleTimeoutMs = 10_000
+    var idleTimeoutMs = Serve.defaults.idleTimeoutMilliseconds
 
     @Option(name: .long, help: "Largest backend response body in bytes (502 beyond).")
-    var maxResponseBytes = 8 << 20
+    var maxResponseBytes = Serve.defaults.maxResponseBytes
 
     @Option(name: .long, help: "Shadow copies in flight per worker; more are dropped and counted.")
-    var maxShadowsInFlight = 256
+    var maxShadowsInFlight = Serve.defaults.maxShadowsInFlight
 
     @Option(name: .long, help: "Seconds SIGTERM waits for in-flight requests.")
-    var drainTimeout: Double = 10
+    var drainTimeout = Double(Serve.defaults.drainTimeoutMilliseconds) / 1000
 
     @Option(name: .long, help: "Milliseconds between checks of the config directory for changes (0: off).")
-    var configPollMs = 2_000
+    var configPollMs = Serve.defaults.configPollMilliseconds
 
     func validate() throws {
         _ = try parseAddress(listen, option: "--listen")
