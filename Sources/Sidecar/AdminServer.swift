@@ -103,7 +103,7 @@ final class AdminServer {
     }
 
     private func error(_ code: String, _ detail: String) -> [UInt8] {
-        JSON.fields([("error", .string(code)), ("detail", .string(detail))]).serialized()
+        JSON.error(code, detail).serialized()
     }
 }
 

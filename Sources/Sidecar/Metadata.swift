@@ -31,7 +31,7 @@ enum Metadata {
         // TF Serving writes `/v1/models/churn/metadata`; a `:` suffix is not metadata.
         if modelName.contains(":") { return nil }
         guard let policy = config.models[modelName] else {
-            return Answer(status: 404, body: error("model_not_found", "no model '\(modelName)' behind this sidecar"))
+            return Answer(status: 404, body: .error("model_not_found", "no model '\(modelName)' behind this sidecar"))
         }
         modelName = policy.model
         var version: String?
@@ -39,7 +39,7 @@ enum Metadata {
             guard let resolved = policy.resolve(rest[1]) else {
                 return Answer(
                     status: 404,
-                    body: error("unknown_version", "model '\(modelName)' has no version or label '\(rest[1])'")
+                    body: .error("unknown_version", "model '\(modelName)' has no version or label '\(rest[1])'")
                 )
             }
             version = resolved
@@ -48,7 +48,7 @@ enum Metadata {
             guard let resolved = policy.labels[rest[1]] else {
                 return Answer(
                     status: 404,
-                    body: error("unknown_version", "model '\(modelName)' has no label '\(rest[1])'")
+                    body: .error("unknown_version", "model '\(modelName)' has no label '\(rest[1])'")
                 )
             }
             version = resolved
@@ -77,10 +77,6 @@ enum Metadata {
     /// The version unpinned traffic mostly reaches: the heaviest split entry.
     static func primary(_ policy: ModelPolicy) -> String {
         policy.split.max { $0.weight < $1.weight }?.version ?? policy.versionOrder[0]
-    }
-
-    private static func error(_ code: String, _ detail: String) -> JSON {
-        .fields([("error", .string(code)), ("detail", .string(detail))])
     }
 
     private static func tfServingStatus(_ policy: ModelPolicy, only: String?) -> JSON {

@@ -42,6 +42,14 @@ extension JSON {
 }
 
 extension JSON {
+    /// The sidecar's error body (SPEC §8): `{"error": code, "detail": ..., "request_id": ...}`,
+    /// the id only where a data-port request has one.
+    static func error(_ code: String, _ detail: String, requestID: String? = nil) -> JSON {
+        var fields: [(String, JSON)] = [("error", .string(code)), ("detail", .string(detail))]
+        if let requestID { fields.append(("request_id", .string(requestID))) }
+        return .fields(fields)
+    }
+
     /// An object from ordered (key, value) pairs.
     public static func fields(_ pairs: [(String, JSON)]) -> JSON {
         .object(JSONObject(pairs.map { (key: $0.0, value: $0.1) }))

@@ -53,8 +53,6 @@ struct SidecarError: Error, Sendable {
     }
 
     func body(requestID: String) -> [UInt8] {
-        JSON.fields([
-            ("error", .string(code)), ("detail", .string(detail)), ("request_id", .string(requestID)),
-        ]).serialized()
+        JSON.error(code, detail, requestID: requestID).serialized()
     }
 }
