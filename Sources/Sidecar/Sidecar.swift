@@ -17,6 +17,8 @@ public final class Sidecar: @unchecked Sendable {
     private let state = SharedState()
     let metrics = SidecarMetrics()
     let guardMonitor = GuardMonitor()
+    /// The tripped set the workers last received (admin loop).
+    private var publishedGuards = GuardState()
     let comparisonLog: ComparisonLog
 
     /// The data port actually bound (useful with port 0).
@@ -145,6 +147,7 @@ public final class Sidecar: @unchecked Sendable {
             state.install(snapshot)
             metrics.configReloads(success: true).increment()
             let guards = guardMonitor.install(snapshot.config)
+            publishedGuards = guards
             publishGauges(snapshot, previous: previous, guards: guards)
             watcher?.remember()
             for worker in workers {
@@ -218,16 +221,20 @@ public final class Sidecar: @unchecked Sendable {
         guard let guards = guardMonitor.evaluate(nowMilliseconds: now) else { return }
         let snapshot = state.snapshot
         publishGauges(snapshot, previous: nil, guards: guards)
+        // Log what changed, once: a guard that tripped, or one that reopened.
         for status in guardMonitor.statuses(nowMilliseconds: now, epochOffsetMilliseconds: 0) {
-            if status.tripped {
+            let wasTripped = publishedGuards.isTripped(model: status.model, version: status.version)
+            let metadata: Logger.Metadata = ["model": "\(status.model)", "version": "\(status.version)"]
+            if status.tripped && !wasTripped {
                 logger.warning(
                     "guard tripped: live share goes to the fallback",
-                    metadata: [
-                        "model": "\(status.model)", "version": "\(status.version)", "reason": "\(status.reason ?? "")",
-                    ]
+                    metadata: metadata.merging(["reason": "\(status.reason ?? "")"]) { $1 }
                 )
+            } else if !status.tripped && wasTripped {
+                logger.info("guard reopened (half-open): the version gets its share again", metadata: metadata)
             }
         }
+        publishedGuards = guards
         for worker in workers {
             worker.loop.execute { worker.guards = guards }
         }
