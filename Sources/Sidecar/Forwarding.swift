@@ -40,6 +40,14 @@ enum Forwarding {
         mustReadBody: Bool,
         isShadow: Bool = false
     ) -> HTTPHeaders {
+        var headers = upstreamBaseHeaders(client, peerAddress: peerAddress, requestID: requestID)
+        finishUpstreamHeaders(&headers, mustReadBody: mustReadBody, isShadow: isShadow)
+        return headers
+    }
+
+    /// The part of `upstreamHeaders` every version asked for the same request shares (computed
+    /// once per request; the live request and its shadow copies each finish a copy).
+    static func upstreamBaseHeaders(_ client: HTTPHeaders, peerAddress: String, requestID: String) -> HTTPHeaders {
         var headers = endToEnd(client, dropping: requestOwned)
         let prior = client.values(name: "x-forwarded-for")
         headers.add(
@@ -47,9 +55,14 @@ enum Forwarding {
             value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", ")
         )
         headers.add(name: "x-request-id", value: requestID)
+        return headers
+    }
+
+    /// Adds what depends on the version asked: `accept-encoding: identity` when the sidecar reads
+    /// the body, `x-switchyard-shadow: 1` on a shadow copy.
+    static func finishUpstreamHeaders(_ headers: inout HTTPHeaders, mustReadBody: Bool, isShadow: Bool) {
         if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
         if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
-        return headers
     }
 
     /// The client response's fields from an upstream response.

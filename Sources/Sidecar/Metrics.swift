@@ -193,8 +193,12 @@ struct MetricCache {
     var dropped: [PairKey: Counter] = [:]
     /// The handles `count` used last: most requests repeat them, and comparing two keys whose
     /// strings share storage costs less than hashing them.
-    private var lastRequest: (key: RequestKey, counter: Counter)?
-    private var lastDuration: (key: VersionKey, histogram: ValueHistogram)?
+    /// One entry per role: live and shadow answers alternate on a shadowed model.
+    private var lastLiveRequest: (key: RequestKey, counter: Counter)?
+    private var lastShadowRequest: (key: RequestKey, counter: Counter)?
+    private var lastLiveDuration: (key: VersionKey, histogram: ValueHistogram)?
+    private var lastShadowDuration: (key: VersionKey, histogram: ValueHistogram)?
+    private var lastPair: (key: PairKey, handles: PairHandles)?
 
     mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
         let key = PairKey(model: model, live: from, shadow: to)
@@ -237,34 +241,47 @@ struct MetricCache {
         seconds: Double
     ) {
         let key = RequestKey(route: route, version: version, role: role, code: code)
-        if let last = lastRequest, last.key == key {
+        let isLive = role == .live
+        if let last = isLive ? lastLiveRequest : lastShadowRequest, last.key == key {
             last.counter.increment()
-        } else if let counter = requests[key] {
-            counter.increment()
-            lastRequest = (key, counter)
         } else {
-            let counter = metrics.requests(route: route, model: model, version: version, role: role, code: code)
-            requests[key] = counter
+            let counter: Counter
+            if let known = requests[key] {
+                counter = known
+            } else {
+                counter = metrics.requests(route: route, model: model, version: version, role: role, code: code)
+                requests[key] = counter
+            }
             counter.increment()
-            lastRequest = (key, counter)
+            if isLive { lastLiveRequest = (key, counter) } else { lastShadowRequest = (key, counter) }
         }
         let durationKey = VersionKey(model: model, version: version, role: role)
-        if let last = lastDuration, last.key == durationKey {
+        if let last = isLive ? lastLiveDuration : lastShadowDuration, last.key == durationKey {
             last.histogram.record(seconds)
-        } else if let histogram = durations[durationKey] {
-            histogram.record(seconds)
-            lastDuration = (durationKey, histogram)
         } else {
-            let histogram = metrics.duration(model: model, version: version, role: role)
-            durations[durationKey] = histogram
+            let histogram: ValueHistogram
+            if let known = durations[durationKey] {
+                histogram = known
+            } else {
+                histogram = metrics.duration(model: model, version: version, role: role)
+                durations[durationKey] = histogram
+            }
             histogram.record(seconds)
-            lastDuration = (durationKey, histogram)
+            if isLive {
+                lastLiveDuration = (durationKey, histogram)
+            } else {
+                lastShadowDuration = (durationKey, histogram)
+            }
         }
     }
 
     mutating func pair(_ metrics: SidecarMetrics, model: String, live: String, shadow: String) -> PairHandles {
         let key = PairKey(model: model, live: live, shadow: shadow)
-        if let handles = pairs[key] { return handles }
+        if let last = lastPair, last.key == key { return last.handles }
+        if let handles = pairs[key] {
+            lastPair = (key, handles)
+            return handles
+        }
         let handles = PairHandles(
             match: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "match"),
             mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),
@@ -273,6 +290,7 @@ struct MetricCache {
             absDiff: metrics.absDiff(model: model, live: live, shadow: shadow)
         )
         pairs[key] = handles
+        lastPair = (key, handles)
         return handles
     }
 }

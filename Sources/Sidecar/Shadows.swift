@@ -9,24 +9,27 @@ import Routing
 /// compared with the live answer once both exist (SPEC §3 "Shadow", §6).
 final class ShadowRun {
     let version: String
+    let spec: VersionSpec
     /// When the copy went out; for an embedded shadow, when its evaluation began.
-    var startNanoseconds: UInt64
+    var startNanoseconds: UInt64 = 0
     var result: ResponseSide?
     /// Embedded shadows wait until the live response has been written.
     var isDeferred = false
     var isCompared = false
 
-    init(version: String, startNanoseconds: UInt64) {
+    init(version: String, spec: VersionSpec) {
         self.version = version
-        self.startNanoseconds = startNanoseconds
+        self.spec = spec
     }
 }
 
 extension Worker {
-    /// Sends the request's shadow copies: remote ones now, in parallel with live; embedded ones
-    /// after the live response (so evaluating them never delays it). Copies beyond the worker's
-    /// in-flight bound, or during a drain, are dropped and counted.
-    func startShadows(_ exchange: Exchange, decision: Decision) {
+    /// Registers the request's shadow copies before the live version is asked (so a live answer
+    /// that comes back at once still finds them); copies beyond the worker's in-flight bound, or
+    /// during a drain, are dropped and counted. `sendShadows` sends the remote ones after the
+    /// live request has gone out; embedded ones run after the live response is written (so
+    /// evaluating them never delays it).
+    func registerShadows(_ exchange: Exchange, decision: Decision) {
         guard let policy = exchange.snapshot.config.models[decision.model] else { return }
         for version in decision.shadows {
             guard let spec = policy.versions[version] else { continue }
@@ -36,15 +39,19 @@ extension Worker {
                 continue
             }
             shadowsInFlight += 1
-            let run = ShadowRun(version: version, startNanoseconds: Monotonic.nanoseconds())
+            let run = ShadowRun(version: version, spec: spec)
+            if case .embedded = spec.backend { run.isDeferred = true }
             exchange.shadows.append(run)
-            switch spec.backend {
-            case .remote(let remote):
-                forward(exchange, version: version, spec: spec, remote: remote, isShadow: true) { [self] result in
-                    self.shadowFinished(exchange, run, result: result)
-                }
-            case .embedded:
-                run.isDeferred = true
+        }
+    }
+
+    /// Sends the remote shadow copies `registerShadows` kept, in parallel with the live request.
+    func sendShadows(_ exchange: Exchange) {
+        for run in exchange.shadows {
+            guard case .remote(let remote) = run.spec.backend else { continue }
+            run.startNanoseconds = Monotonic.nanoseconds()
+            forward(exchange, version: run.version, spec: run.spec, remote: remote, isShadow: true) { [self] result in
+                self.shadowFinished(exchange, run, result: result)
             }
         }
     }
@@ -61,11 +68,9 @@ extension Worker {
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
-                guard let decision = exchange.decision, let policy = exchange.snapshot.config.models[decision.model],
-                    case .embedded(let backend)? = policy.versions[run.version]?.backend
-                else { return }
+                guard let routed = exchange.routed, case .embedded(let backend) = run.spec.backend else { return }
                 run.startNanoseconds = Monotonic.nanoseconds()
-                let result = self.evaluate(exchange, model: decision.model, version: run.version, backend: backend)
+                let result = self.evaluate(exchange, model: routed.model, version: run.version, backend: backend)
                 self.shadowFinished(exchange, run, result: result)
             }
         }
@@ -91,11 +96,11 @@ extension Worker {
             body: body,
             latencyMilliseconds: Double(elapsed) / 1e6
         )
-        if let decision = exchange.decision {
+        if let routed = exchange.routed {
             metricCache.count(
                 metrics,
-                route: decision.route.name,
-                model: decision.model,
+                route: routed.routeName,
+                model: routed.model,
                 version: run.version,
                 role: .shadow,
                 code: status,
@@ -107,13 +112,13 @@ extension Worker {
 
     /// Compares every shadow whose answer is back with the live answer, once each.
     private func compareReady(_ exchange: Exchange) {
-        guard let live = exchange.live, let decision = exchange.decision else { return }
+        guard let live = exchange.live, let routed = exchange.routed else { return }
         for run in exchange.shadows where !run.isCompared {
             guard let shadow = run.result else { continue }
             run.isCompared = true
-            let spec = exchange.snapshot.comparisonSpec(for: decision.model)
+            let spec = exchange.snapshot.comparisonSpec(for: routed.model)
             let comparison = compare(live: live, shadow: shadow, spec: spec)
-            let handles = metricCache.pair(metrics, model: decision.model, live: live.version, shadow: shadow.version)
+            let handles = metricCache.pair(metrics, model: routed.model, live: live.version, shadow: shadow.version)
             switch comparison.outcome {
             case .match: handles.match.increment()
             case .mismatch: handles.mismatch.increment()
@@ -121,19 +126,19 @@ extension Worker {
             }
             if comparison.flip { handles.flips.increment() }
             if let diff = comparison.maxAbsDiff { handles.absDiff.record(diff) }
-            record(exchange, decision: decision, live: live, shadow: shadow, comparison: comparison)
+            record(exchange, routed: routed, live: live, shadow: shadow, comparison: comparison)
         }
     }
 
     /// Writes the comparison log record when the policy names a log and the sample picks it.
     private func record(
         _ exchange: Exchange,
-        decision: Decision,
+        routed: RoutedRequest,
         live: ResponseSide,
         shadow: ResponseSide,
         comparison: Comparison
     ) {
-        guard let compare = exchange.snapshot.config.models[decision.model]?.compare, let path = compare.log else {
+        guard let compare = exchange.snapshot.config.models[routed.model]?.compare, let path = compare.log else {
             return
         }
         if compare.sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= compare.sample { return }
@@ -141,8 +146,8 @@ extension Worker {
         let line = ComparisonRecord(
             timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds),
             requestID: exchange.requestID,
-            model: decision.model,
-            route: decision.route.name,
+            model: routed.model,
+            route: routed.routeName,
             live: live,
             shadow: shadow,
             comparison: comparison

@@ -159,8 +159,14 @@ final class Worker: @unchecked Sendable {
             if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
-            if !decision.shadows.isEmpty { startShadows(exchange, decision: decision) }
-            answer(exchange, version: routed.version)
+            if decision.shadows.isEmpty {
+                answer(exchange, version: routed.version)
+            } else {
+                // Live goes out first; the shadow copies follow it in the same loop turn.
+                registerShadows(exchange, decision: decision)
+                answer(exchange, version: routed.version)
+                sendShadows(exchange)
+            }
         }
     }
 
@@ -283,13 +289,8 @@ final class Worker: @unchecked Sendable {
         // A shadow's body is compared, never sent on: it is not checked here.
         let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
-        var headers = Forwarding.upstreamHeaders(
-            head.headers,
-            peerAddress: exchange.request.peerAddress,
-            requestID: exchange.requestID,
-            mustReadBody: mustRead || isShadow,
-            isShadow: isShadow
-        )
+        var headers = exchange.upstreamBaseHeaders
+        Forwarding.finishUpstreamHeaders(&headers, mustReadBody: mustRead || isShadow, isShadow: isShadow)
         if translate {
             do throws(ModelError) {
                 let translated = try Protocols.translateRequest(
@@ -337,7 +338,8 @@ final class Worker: @unchecked Sendable {
                 translate: translate,
                 routeProtocol: routeProtocol,
                 versionProtocol: versionProtocol,
-                model: model
+                model: model,
+                isShadow: isShadow
             )
             self.deliver(outcome, exchange, version: version, completion: completion)
         }
@@ -353,13 +355,15 @@ final class Worker: @unchecked Sendable {
         translate: Bool,
         routeProtocol: WireProtocol,
         versionProtocol: WireProtocol,
-        model: String
+        model: String,
+        isShadow: Bool
     ) -> VersionResult {
         switch result {
         case .success(let response):
+            // A shadow's reply is compared, never sent: its fields are not rewritten for a client.
             let reply = Reply(
                 status: response.head.status,
-                headers: Forwarding.responseHeaders(response.head.headers),
+                headers: isShadow ? HTTPHeaders() : Forwarding.responseHeaders(response.head.headers),
                 body: response.body
             )
             if response.head.status >= 500 {
@@ -577,6 +581,12 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     var shadows: [ShadowRun] = []
     var live: ResponseSide?
     var hasShadows: Bool { !shadows.isEmpty }
+    /// The upstream request fields shared by the live request and its shadow copies.
+    lazy var upstreamBaseHeaders: HTTPHeaders = Forwarding.upstreamBaseHeaders(
+        request.head.headers,
+        peerAddress: request.peerAddress,
+        requestID: requestID
+    )
     private var parsedBody: Result<JSON, ModelError>?
 
     /// Some key source of `snapshot` reads the body (see `ConfigSnapshot.readsBodyKeys`).
