@@ -169,7 +169,7 @@ public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSp
     }
 
     var walk = OutputWalk(tolerance: spec.tolerance)
-    walk.compare(liveOutput, shadowOutput, path: "", depth: 0)
+    walk.compare(liveOutput, shadowOutput, depth: 0)
     var flip = false
     if let liveLabels, let shadowLabels, liveLabels.count == shadowLabels.count {
         flip = zip(liveLabels, shadowLabels).contains { $0 != $1 }
@@ -219,6 +219,12 @@ private func extractOutput(
 
 /// Walks two outputs together, collecting differences.
 private struct OutputWalk {
+    /// One step of the pointer to where the walk is; turned into text only for a difference.
+    enum Step {
+        case index(Int)
+        case key(String)
+    }
+
     let tolerance: Double
     var maxAbsDiff = 0.0
     var sumAbsDiff = 0.0
@@ -226,10 +232,23 @@ private struct OutputWalk {
     var allAgree = true
     /// The first difference of shape or kind, with its pointer; the walk stops there.
     var shapeDifference: String?
+    private var steps: [Step] = []
 
     init(tolerance: Double) { self.tolerance = tolerance }
 
-    mutating func compare(_ live: JSON, _ shadow: JSON, path: String, depth: Int) {
+    /// The JSON pointer to where the walk is, e.g. `/0/probabilities`.
+    private var path: String {
+        var text = ""
+        for step in steps {
+            switch step {
+            case .index(let index): text += "/\(index)"
+            case .key(let key): text += "/" + escape(key)
+            }
+        }
+        return text
+    }
+
+    mutating func compare(_ live: JSON, _ shadow: JSON, depth: Int) {
         guard shapeDifference == nil else { return }
         switch (live, shadow) {
         case (.number(let left), .number(let right)):
@@ -241,10 +260,12 @@ private struct OutputWalk {
         case (.array(let left), .array(let right)):
             if left.count == right.count {
                 for index in left.indices {
-                    compare(left[index], right[index], path: path + "/\(index)", depth: depth + 1)
+                    steps.append(.index(index))
+                    compare(left[index], right[index], depth: depth + 1)
+                    steps.removeLast()
                 }
             } else if depth > 0, let (l, r) = probabilityPair(live, shadow) {
-                compare(l, r, path: path, depth: depth + 1)
+                compare(l, r, depth: depth + 1)
             } else {
                 let what = depth == 0 ? "rows" : "elements"
                 shapeDifference =
@@ -252,7 +273,7 @@ private struct OutputWalk {
             }
         case (.array, .number), (.number, .array):
             if let (l, r) = probabilityPair(live, shadow) {
-                compare(l, r, path: path, depth: depth + 1)
+                compare(l, r, depth: depth + 1)
             } else {
                 shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
             }
@@ -262,9 +283,11 @@ private struct OutputWalk {
                     shapeDifference = "shape differs at '\(path)': shadow has no member '\(member.key)'"
                     return
                 }
-                compare(member.value, other, path: path + "/" + escape(member.key), depth: depth + 1)
+                steps.append(.key(member.key))
+                compare(member.value, other, depth: depth + 1)
+                steps.removeLast()
             }
-            if let extra = right.members.first(where: { left[$0.key] == nil }) {
+            if shapeDifference == nil, let extra = right.members.first(where: { left[$0.key] == nil }) {
                 shapeDifference = "shape differs at '\(path)': live has no member '\(extra.key)'"
             }
         case (.string, .string), (.bool, .bool), (.null, .null):
@@ -335,22 +358,27 @@ public enum Labels {
             guard let threshold else { return nil }
             return probability >= threshold ? 1 : 0
         case .array(let elements):
-            var values: [Double] = []
-            values.reserveCapacity(elements.count)
-            for element in elements {
+            // One pass, no copy: the count, the first two values and the first index of the largest.
+            guard !elements.isEmpty else { return nil }
+            var first = 0.0
+            var second = 0.0
+            var best = 0
+            var bestValue = -Double.infinity
+            for (index, element) in elements.enumerated() {
                 guard let value = element.doubleValue else { return nil }
-                values.append(value)
+                if index == 0 { first = value } else if index == 1 { second = value }
+                if index == 0 || value > bestValue {
+                    best = index
+                    bestValue = value
+                }
             }
-            switch values.count {
-            case 0: return nil
+            switch elements.count {
             case 1:
                 guard let threshold else { return nil }
-                return values[0] >= threshold ? 1 : 0
+                return first >= threshold ? 1 : 0
             case 2 where threshold != nil:
-                return values[1] >= threshold! ? 1 : 0
+                return second >= threshold! ? 1 : 0
             default:
-                var best = 0
-                for index in values.indices where values[index] > values[best] { best = index }
                 return best
             }
         default:

@@ -25,6 +25,8 @@ final class Worker: @unchecked Sendable {
     /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
     /// the one before went, and comparing two keys costs less than hashing one twice.
     private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    /// The same for shadow copies, which alternate with live requests to another pool.
+    private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
     var random: SplitMix64
     private(set) var isDraining = false
     let metrics: SidecarMetrics
@@ -87,6 +89,7 @@ final class Worker: @unchecked Sendable {
         snapshotReadsBodyKeys = next.readsBodyKeys
         metricCache = MetricCache()
         lastPool = nil
+        lastShadowPool = nil
         let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
         for (key, pool) in pools where !wanted.contains(key) {
             // Requests that started on the old config may still be queued on this pool; its
@@ -328,7 +331,7 @@ final class Worker: @unchecked Sendable {
         let model = routed.model
         // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain).
         let timeout = remote.timeoutMilliseconds
-        pool(for: remote).send(upstream, timeoutMilliseconds: timeout) { [self] result in
+        pool(for: remote, isShadow: isShadow).send(upstream, timeoutMilliseconds: timeout) { [self] result in
             let outcome = self.versionResult(
                 result,
                 exchange,
@@ -423,29 +426,32 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    func pool(for remote: RemoteBackend) -> UpstreamPool {
+    func pool(for remote: RemoteBackend, isShadow: Bool = false) -> UpstreamPool {
         let key = Worker.poolKey(remote)
-        if let last = lastPool, remote.timeoutMilliseconds <= last.timeoutMilliseconds, last.key == key {
+        if let last = isShadow ? lastShadowPool : lastPool, remote.timeoutMilliseconds <= last.timeoutMilliseconds,
+            last.key == key
+        {
             return last.pool
         }
         let timeout = max(remote.timeoutMilliseconds, poolTimeouts[key, default: 0])
         poolTimeouts[key] = timeout
-        if let pool = pools[key] {
-            lastPool = (key, timeout, pool)
-            return pool
+        let pool: UpstreamPool
+        if let known = pools[key] {
+            pool = known
+        } else {
+            var limits = HTTPLimits()
+            limits.maxBodyBytes = options.maxResponseBytes
+            pool = UpstreamPool(
+                loop: loop,
+                host: remote.host,
+                port: remote.port,
+                maxConnections: remote.maxConnections,
+                maxQueued: options.maxQueuedPerBackend,
+                limits: limits
+            )
+            pools[key] = pool
         }
-        var limits = HTTPLimits()
-        limits.maxBodyBytes = options.maxResponseBytes
-        let pool = UpstreamPool(
-            loop: loop,
-            host: remote.host,
-            port: remote.port,
-            maxConnections: remote.maxConnections,
-            maxQueued: options.maxQueuedPerBackend,
-            limits: limits
-        )
-        pools[key] = pool
-        lastPool = (key, timeout, pool)
+        if isShadow { lastShadowPool = (key, timeout, pool) } else { lastPool = (key, timeout, pool) }
         return pool
     }
 
