@@ -401,7 +401,7 @@ private struct Parser: ~Copyable {
             let byte = p[j]
             if byte == Byte.quote {
                 i = j + 1
-                return String(decoding: UnsafeBufferPointer(start: p + start + 1, count: j - start - 1), as: UTF8.self)
+                return makeString(from: p + start + 1, count: j - start - 1)
             } else if byte == Byte.backslash {
                 break
             } else if byte < 0x20 {
@@ -437,6 +437,17 @@ private struct Parser: ~Copyable {
             }
         }
         throw JSONError(offset: start, reason: "unterminated string", expected: "'\"' before the end of input")
+    }
+
+    /// A string of already validated UTF-8. Up to 15 ASCII bytes become a small string with no
+    /// second validation pass, which `String(decoding:as:)` would make.
+    @inline(__always)
+    func makeString(from start: UnsafePointer<UInt8>, count length: Int) -> String {
+        if length == 0 { return "" }
+        return String(unsafeUninitializedCapacity: length) { buffer in
+            buffer.baseAddress!.initialize(from: start, count: length)
+            return length
+        }
     }
 
     func controlCharacter(at offset: Int) -> JSONError {
