@@ -604,6 +604,20 @@ private struct Parser: ~Copyable {
     @inline(__always)
     func isDigit(_ k: Int) -> Bool { k < count && p[k] >= Byte.zero && p[k] <= Byte.nine }
 
+    /// Reads the run of digits at `j` into `mantissa`; returns the offset after it. Arithmetic
+    /// wraps: past 18 digits the mantissa is unused, as the exact fast path no longer applies.
+    @inline(__always)
+    func readDigits(from j: Int, into mantissa: inout UInt64) -> Int {
+        var k = j
+        while k < count {
+            let digit = p[k] &- Byte.zero
+            if digit > 9 { break }
+            mantissa = mantissa &* 10 &+ UInt64(digit)
+            k &+= 1
+        }
+        return k
+    }
+
     /// Parses a number per the RFC 8259 grammar; correctly rounded.
     mutating func parseNumber() throws(JSONError) -> Double {
         let start = i
@@ -620,11 +634,9 @@ private struct Parser: ~Copyable {
             j += 1
             if isDigit(j) { throw JSONError(offset: start, reason: "leading zeros are not allowed in numbers") }
         } else {
-            while isDigit(j) {
-                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
-                digitCount += 1
-                j += 1
-            }
+            let end = readDigits(from: j, into: &mantissa)
+            digitCount = end - j
+            j = end
         }
         var fractionDigits = 0
         if j < count && p[j] == Byte.dot {
@@ -633,12 +645,10 @@ private struct Parser: ~Copyable {
                 i = j
                 throw unexpected(expected: "a digit after '.'")
             }
-            while isDigit(j) {
-                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
-                digitCount += 1
-                fractionDigits += 1
-                j += 1
-            }
+            let end = readDigits(from: j, into: &mantissa)
+            fractionDigits = end - j
+            digitCount += fractionDigits
+            j = end
         }
         var exponent = 0
         if j < count && (p[j] == UInt8(ascii: "e") || p[j] == UInt8(ascii: "E")) {
