@@ -154,7 +154,9 @@ private struct Stack<Element>: ~Copyable {
     }
 
     private mutating func grow() {
-        let newCapacity = capacity * 2
+        // Quadrupling while small copies a third as many elements for a tensor's few hundred
+        // numbers; doubling beyond keeps a large document's spare stack at most its own size.
+        let newCapacity = capacity < 4096 ? capacity * 4 : capacity * 2
         let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
         newBase.moveInitialize(from: base, count: count)
         if isOnHeap { base.deallocate() }

@@ -191,6 +191,9 @@ struct JSONParserTests {
         for _ in 0..<30 { expected = ["a": [expected]] }
         #expect(try parse(deep) == expected)
 
+        let long = (0..<10_000).map { JSON.number(Double($0)) }
+        #expect(try parse("[" + (0..<10_000).map { "\($0)" }.joined(separator: ",") + "]") == .array(long))
+
         // An error after the stacks moved to the heap reports the same place.
         let broken = "[" + (0..<100).map { "\"s\($0)\"" }.joined(separator: ",") + ",]"
         #expect(
