@@ -42,8 +42,22 @@ public enum JSONParser {
         guard let base = bytes.baseAddress, !bytes.isEmpty else {
             throw JSONError(offset: 0, reason: "empty input", expected: "a JSON value")
         }
-        var parser = Parser(base: base.assumingMemoryBound(to: UInt8.self), count: bytes.count, maxDepth: maxDepth)
-        return try parser.parseDocument()
+        // The parser's stacks start in this function's frame: a small document allocates nothing
+        // but its result.
+        let result = withUnsafeTemporaryAllocation(of: JSON.self, capacity: 16) { values in
+            withUnsafeTemporaryAllocation(of: Parser.Key.self, capacity: 8) { keys in
+                withUnsafeTemporaryAllocation(of: Parser.Frame.self, capacity: 8) { frames in
+                    var parser = Parser(
+                        base: base.assumingMemoryBound(to: UInt8.self),
+                        count: bytes.count,
+                        maxDepth: maxDepth,
+                        storage: (values, keys, frames)
+                    )
+                    return Result { () throws(JSONError) -> JSON in try parser.parseDocument() }
+                }
+            }
+        }
+        return try result.get()
     }
 
     /// Parses one JSON text.
@@ -97,11 +111,71 @@ func hex2(_ byte: UInt8) -> String {
     return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
 }
 
-private struct Parser {
+/// A stack whose elements are moved in and out, never copied. It starts in storage the caller
+/// lends (on the machine stack) and moves to the heap only when it outgrows it.
+private struct Stack<Element>: ~Copyable {
+    private(set) var base: UnsafeMutablePointer<Element>
+    private(set) var count = 0
+    private var capacity: Int
+    private var isOnHeap = false
+
+    init(lending storage: UnsafeMutableBufferPointer<Element>) {
+        precondition(storage.count > 0, "A parser stack needs lent storage for at least one element.")
+        base = storage.baseAddress!
+        capacity = storage.count
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        if isOnHeap { base.deallocate() }
+    }
+
+    var last: Element? { count > 0 ? base[count - 1] : nil }
+
+    subscript(index: Int) -> Element { base[index] }
+
+    @inline(__always)
+    mutating func push(_ element: consuming Element) {
+        if count == capacity { grow() }
+        (base + count).initialize(to: element)
+        count += 1
+    }
+
+    mutating func pop() -> Element {
+        count -= 1
+        return (base + count).move()
+    }
+
+    /// Hands `body` the elements from `start` to the top, which it must move out, and drops them.
+    mutating func moveOut<Result>(from start: Int, _ body: (UnsafeMutablePointer<Element>, Int) -> Result) -> Result {
+        let result = body(base + start, count - start)
+        count = start
+        return result
+    }
+
+    private mutating func grow() {
+        // Quadrupling while small copies a third as many elements for a tensor's few hundred
+        // numbers; doubling beyond keeps a large document's spare stack at most its own size.
+        let newCapacity = capacity < 4096 ? capacity * 4 : capacity * 2
+        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        newBase.moveInitialize(from: base, count: count)
+        if isOnHeap { base.deallocate() }
+        base = newBase
+        capacity = newCapacity
+        isOnHeap = true
+    }
+}
+
+private struct Parser: ~Copyable {
     struct Frame {
         var isObject: Bool
         var valueStart: Int
         var keyStart: Int
+    }
+
+    struct Key {
+        var name: String
+        var offset: Int
     }
 
     let p: UnsafePointer<UInt8>
@@ -110,20 +184,26 @@ private struct Parser {
     var i = 0
     // Finished values, keys and open containers: a container's children sit on top of these
     // stacks until it closes, so nesting needs no recursion.
-    var values: [JSON] = []
-    var keys: [String] = []
-    var keyOffsets: [Int] = []
-    var frames: [Frame] = []
+    var values: Stack<JSON>
+    var keys: Stack<Key>
+    var frames: Stack<Frame>
 
-    init(base: UnsafePointer<UInt8>, count: Int, maxDepth: Int) {
+    init(
+        base: UnsafePointer<UInt8>,
+        count: Int,
+        maxDepth: Int,
+        storage: (
+            values: UnsafeMutableBufferPointer<JSON>,
+            keys: UnsafeMutableBufferPointer<Key>,
+            frames: UnsafeMutableBufferPointer<Frame>
+        )
+    ) {
         self.p = base
         self.count = count
         self.maxDepth = maxDepth
-        // Start big enough for a typical request so the stacks rarely regrow.
-        values.reserveCapacity(32)
-        frames.reserveCapacity(8)
-        keys.reserveCapacity(8)
-        keyOffsets.reserveCapacity(8)
+        values = Stack(lending: storage.values)
+        keys = Stack(lending: storage.keys)
+        frames = Stack(lending: storage.frames)
     }
 
     @inline(__always)
@@ -154,7 +234,7 @@ private struct Parser {
                 expected: "end of input"
             )
         }
-        return values.removeLast()
+        return values.pop()
     }
 
     mutating func parseValue() throws(JSONError) {
@@ -168,9 +248,9 @@ private struct Parser {
                 skipWhitespace()
                 if i < count && p[i] == Byte.closeBrace {
                     i += 1
-                    values.append(.object(JSONObject()))
+                    values.push(.object(JSONObject()))
                 } else {
-                    frames.append(Frame(isObject: true, valueStart: values.count, keyStart: keys.count))
+                    frames.push(Frame(isObject: true, valueStart: values.count, keyStart: keys.count))
                     try parseKeyAndColon()
                     continue valueLoop
                 }
@@ -180,24 +260,24 @@ private struct Parser {
                 skipWhitespace()
                 if i < count && p[i] == Byte.closeBracket {
                     i += 1
-                    values.append(.array([]))
+                    values.push(.array([]))
                 } else {
-                    frames.append(Frame(isObject: false, valueStart: values.count, keyStart: keys.count))
+                    frames.push(Frame(isObject: false, valueStart: values.count, keyStart: keys.count))
                     continue valueLoop
                 }
             case Byte.quote:
-                values.append(.string(try parseString()))
+                values.push(.string(try parseString()))
             case UInt8(ascii: "t"):
                 try expectLiteral("true")
-                values.append(.bool(true))
+                values.push(.bool(true))
             case UInt8(ascii: "f"):
                 try expectLiteral("false")
-                values.append(.bool(false))
+                values.push(.bool(false))
             case UInt8(ascii: "n"):
                 try expectLiteral("null")
-                values.append(.null)
+                values.push(.null)
             case Byte.minus, Byte.zero...Byte.nine:
-                values.append(.number(try parseNumber()))
+                values.push(.number(try parseNumber()))
             case UInt8(ascii: "N"), UInt8(ascii: "I"):
                 throw JSONError(
                     offset: i,
@@ -227,10 +307,7 @@ private struct Parser {
                     try closeObject(frame)
                 } else if !frame.isObject && byte == Byte.closeBracket {
                     i += 1
-                    let array = Array(values[frame.valueStart...])
-                    values.removeLast(values.count - frame.valueStart)
-                    values.append(.array(array))
-                    frames.removeLast()
+                    closeArray(frame)
                 } else {
                     throw unexpected(expected: frame.isObject ? "',' or '}'" : "',' or ']'")
                 }
@@ -247,38 +324,60 @@ private struct Parser {
 
     mutating func parseKeyAndColon() throws(JSONError) {
         guard i < count && p[i] == Byte.quote else { throw unexpected(expected: "a string key") }
-        keyOffsets.append(i)
-        keys.append(try parseString())
+        let offset = i
+        keys.push(Key(name: try parseString(), offset: offset))
         skipWhitespace()
         guard i < count && p[i] == Byte.colon else { throw unexpected(expected: "':'") }
         i += 1
     }
 
+    mutating func closeArray(_ frame: Frame) {
+        // `reserveCapacity` and `append` rather than `init(unsafeUninitializedCapacity:)`, whose
+        // unspecialized allocation looks up the array's generic metadata on every call.
+        let array = values.moveOut(from: frame.valueStart) { elements, n in
+            var array: [JSON] = []
+            array.reserveCapacity(n)
+            for k in 0..<n { array.append((elements + k).move()) }
+            return array
+        }
+        values.push(.array(array))
+        _ = frames.pop()
+    }
+
     mutating func closeObject(_ frame: Frame) throws(JSONError) {
-        let n = keys.count - frame.keyStart
-        // Duplicate keys make lookups ambiguous between parsers, so they are refused.
+        try refuseDuplicateKeys(from: frame.keyStart)
+        let members = keys.moveOut(from: frame.keyStart) { names, n in
+            values.moveOut(from: frame.valueStart) { elements, _ in
+                var members: [JSONObject.Member] = []
+                members.reserveCapacity(n)
+                for k in 0..<n { members.append((key: (names + k).move().name, value: (elements + k).move())) }
+                return members
+            }
+        }
+        values.push(.object(JSONObject(members)))
+        _ = frames.pop()
+    }
+
+    /// Duplicate keys make lookups ambiguous between parsers, so they are refused. Keys compare as
+    /// Swift strings (canonical equivalence), the same for small and large objects.
+    func refuseDuplicateKeys(from start: Int) throws(JSONError) {
+        let n = keys.count - start
         if n <= 16 {
-            for a in frame.keyStart..<keys.count {
-                for b in (a + 1)..<max(a + 1, keys.count) where keys[a] == keys[b] {
-                    throw JSONError(offset: keyOffsets[b], reason: "duplicate key '\(keys[b])'")
+            for b in (start + 1)..<max(start + 1, keys.count) {
+                for a in start..<b where keys.base[a].name == keys.base[b].name {
+                    throw duplicateKey(keys.base[b])
                 }
             }
         } else {
             var seen = Set<String>(minimumCapacity: n)
-            for b in frame.keyStart..<keys.count where !seen.insert(keys[b]).inserted {
-                throw JSONError(offset: keyOffsets[b], reason: "duplicate key '\(keys[b])'")
+            for b in start..<keys.count where !seen.insert(keys.base[b].name).inserted {
+                throw duplicateKey(keys.base[b])
             }
         }
-        var members: [JSONObject.Member] = []
-        members.reserveCapacity(n)
-        for k in 0..<n {
-            members.append((key: keys[frame.keyStart + k], value: values[frame.valueStart + k]))
-        }
-        keys.removeLast(n)
-        keyOffsets.removeLast(n)
-        values.removeLast(n)
-        values.append(.object(JSONObject(members)))
-        frames.removeLast()
+    }
+
+    func duplicateKey(_ key: Key) -> JSONError {
+        JSONError(offset: key.offset, reason: "duplicate key '\(key.name)'")
     }
 
     mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
@@ -304,7 +403,7 @@ private struct Parser {
             let byte = p[j]
             if byte == Byte.quote {
                 i = j + 1
-                return String(decoding: UnsafeBufferPointer(start: p + start + 1, count: j - start - 1), as: UTF8.self)
+                return makeString(from: p + start + 1, count: j - start - 1)
             } else if byte == Byte.backslash {
                 break
             } else if byte < 0x20 {
@@ -340,6 +439,17 @@ private struct Parser {
             }
         }
         throw JSONError(offset: start, reason: "unterminated string", expected: "'\"' before the end of input")
+    }
+
+    /// A string of already validated UTF-8. Up to 15 ASCII bytes become a small string with no
+    /// second validation pass, which `String(decoding:as:)` would make.
+    @inline(__always)
+    func makeString(from start: UnsafePointer<UInt8>, count length: Int) -> String {
+        if length == 0 { return "" }
+        return String(unsafeUninitializedCapacity: length) { buffer in
+            buffer.baseAddress!.initialize(from: start, count: length)
+            return length
+        }
     }
 
     func controlCharacter(at offset: Int) -> JSONError {
@@ -496,6 +606,20 @@ private struct Parser {
     @inline(__always)
     func isDigit(_ k: Int) -> Bool { k < count && p[k] >= Byte.zero && p[k] <= Byte.nine }
 
+    /// Reads the run of digits at `j` into `mantissa`; returns the offset after it. Arithmetic
+    /// wraps: past 18 digits the mantissa is unused, as the exact fast path no longer applies.
+    @inline(__always)
+    func readDigits(from j: Int, into mantissa: inout UInt64) -> Int {
+        var k = j
+        while k < count {
+            let digit = p[k] &- Byte.zero
+            if digit > 9 { break }
+            mantissa = mantissa &* 10 &+ UInt64(digit)
+            k &+= 1
+        }
+        return k
+    }
+
     /// Parses a number per the RFC 8259 grammar; correctly rounded.
     mutating func parseNumber() throws(JSONError) -> Double {
         let start = i
@@ -512,11 +636,9 @@ private struct Parser {
             j += 1
             if isDigit(j) { throw JSONError(offset: start, reason: "leading zeros are not allowed in numbers") }
         } else {
-            while isDigit(j) {
-                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
-                digitCount += 1
-                j += 1
-            }
+            let end = readDigits(from: j, into: &mantissa)
+            digitCount = end - j
+            j = end
         }
         var fractionDigits = 0
         if j < count && p[j] == Byte.dot {
@@ -525,12 +647,10 @@ private struct Parser {
                 i = j
                 throw unexpected(expected: "a digit after '.'")
             }
-            while isDigit(j) {
-                if digitCount < 19 { mantissa = mantissa &* 10 &+ UInt64(p[j] - Byte.zero) }
-                digitCount += 1
-                fractionDigits += 1
-                j += 1
-            }
+            let end = readDigits(from: j, into: &mantissa)
+            fractionDigits = end - j
+            digitCount += fractionDigits
+            j = end
         }
         var exponent = 0
         if j < count && (p[j] == UInt8(ascii: "e") || p[j] == UInt8(ascii: "E")) {

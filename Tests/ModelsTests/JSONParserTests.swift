@@ -35,7 +35,15 @@ struct JSONParserTests {
             ("1e-400", 0),
             ("1.7976931348623157e308", 1.7976931348623157e308),
             ("0.30000000000000004", 0.30000000000000004),
+            ("123456789012345678", 123_456_789_012_345_678),
+            ("1234567890123456789", 1_234_567_890_123_456_789),
+            ("0.123456789012345678", 0.123456789012345678),
+            ("-98765.4321098765432e-3", -98.7654321098765432),
+            ("0.136986", 0.136986),
             ("\"\"", ""),
+            ("\"abcdefghijklmno\"", "abcdefghijklmno"),
+            ("\"abcdefghijklmnop\"", "abcdefghijklmnop"),
+            ("{\"\": \"\"}", ["": ""]),
             (#""a\"b\\c\/d\b\f\n\r\t""#, "a\"b\\c/d\u{8}\u{c}\n\r\t"),
             (#""\u0041\u00e9\u20AC""#, "Aé€"),
             (#""\u0000""#, "\u{0}"),
@@ -142,6 +150,56 @@ struct JSONParserTests {
         let members = (0..<40).map { "\"k\($0)\": \($0)" } + ["\"k7\": 0"]
         let error = parseError(Array(("{" + members.joined(separator: ",") + "}").utf8))
         #expect(error?.reason == "duplicate key 'k7'")
+    }
+
+    @Test func duplicateKeysAreRefusedAlikeInSmallAndLargeObjects() {
+        // Small objects compare keys pairwise and large ones hash them: both report the first key
+        // that repeats an earlier one, and compare keys as Swift strings do.
+        let filler = (0..<20).map { "\"k\($0)\":0," }.joined()
+        for prefix in ["", filler] {
+            let offset = prefix.utf8.count
+            #expect(
+                parseError(Array(("{" + prefix + #""a":1,"b":2,"b":3,"a":4}"#).utf8))?.description
+                    == "duplicate key 'b' at byte \(offset + 13)"
+            )
+            #expect(
+                parseError(Array(("{" + prefix + #""a":1,"\u0061":2}"#).utf8))?.description
+                    == "duplicate key 'a' at byte \(offset + 7)"
+            )
+            #expect(
+                parseError(Array(("{" + prefix + "\"\u{E9}\":1,\"e\u{301}\":2}").utf8))?.description
+                    == "duplicate key 'e\u{301}' at byte \(offset + 8)"
+            )
+        }
+    }
+
+    @Test func documentsOutgrowingTheFirstStacksParse() throws {
+        // More values, keys and open containers than the parser's first, on-stack storage holds.
+        let numbers = (0..<100).map { Double($0) / 4 }
+        let members = (0..<40).map { "\"key\($0)\": [\($0), \"v\($0)\"]" }
+        let text =
+            "{" + members.joined(separator: ", ") + ", \"numbers\": ["
+            + numbers.map { "\($0)" }.joined(separator: ",") + "]}"
+        let value = try parse(text)
+        #expect(value.objectValue?.count == 41)
+        #expect(value["key0"] == [0, "v0"])
+        #expect(value["key39"] == [39, "v39"])
+        #expect(value["numbers"] == .array(numbers.map { .number($0) }))
+
+        let deep = String(repeating: #"{"a":["#, count: 30) + "1" + String(repeating: "]}", count: 30)
+        var expected: JSON = 1
+        for _ in 0..<30 { expected = ["a": [expected]] }
+        #expect(try parse(deep) == expected)
+
+        let long = (0..<10_000).map { JSON.number(Double($0)) }
+        #expect(try parse("[" + (0..<10_000).map { "\($0)" }.joined(separator: ",") + "]") == .array(long))
+
+        // An error after the stacks moved to the heap reports the same place.
+        let broken = "[" + (0..<100).map { "\"s\($0)\"" }.joined(separator: ",") + ",]"
+        #expect(
+            parseError(Array(broken.utf8))?.description
+                == "unexpected character ']' at byte \(broken.utf8.count - 1); expected a value"
+        )
     }
 
     @Test func nestingIsLimited() throws {
