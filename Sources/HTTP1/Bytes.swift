@@ -19,12 +19,44 @@ enum ASCII {
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a method or a field name.
 @inline(__always)
 func isTChar(_ c: UInt8) -> Bool {
-    switch c {
-    case 0x61...0x7A, 0x41...0x5A, 0x30...0x39: return true  // a-z A-Z 0-9
-    case 0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:
-        return true  // ! # $ % & ' * + - . ^ _ ` | ~
-    default: return false
-    }
+    // One bit per byte below 0x80 (the two words below): a shift and a mask, not a chain of ranges.
+    c < 0x40 ? (tcharBitsLow >> UInt64(c)) & 1 != 0 : c < 0x80 && (tcharBitsHigh >> UInt64(c & 0x3F)) & 1 != 0
+}
+
+/// Bits 0x00–0x3F of the `tchar` set: `! # $ % & ' * + - .` and `0-9`.
+let tcharBitsLow: UInt64 = 0x03FF_6CFA_0000_0000
+/// Bits 0x40–0x7F of the `tchar` set, less 0x40: A-Z, ^, _, backquote, a-z, | and ~.
+let tcharBitsHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
+
+// Word-at-a-time tests (eight bytes in a `UInt64`) for the scans' fast paths; a word that fails
+// one is looked at byte by byte, so each only has to be exact about the word as a whole.
+
+private let everyByte: UInt64 = 0x0101_0101_0101_0101
+private let everyHighBit: UInt64 = 0x8080_8080_8080_8080
+
+/// The eight bytes at `bytes[i..<i + 8]`, which must all be in the buffer.
+@inline(__always)
+func loadWord(_ bytes: UnsafeRawBufferPointer, _ i: Int) -> UInt64 {
+    bytes.baseAddress.unsafelyUnwrapped.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+}
+
+/// Whether some byte of `w` is below `n`, for `n` in 1...128. A borrow can only mark a byte
+/// after one that really is below `n`, so the answer for the word is exact.
+@inline(__always)
+func hasByte(below n: UInt8, in w: UInt64) -> Bool {
+    (w &- everyByte &* UInt64(n)) & ~w & everyHighBit != 0
+}
+
+/// Whether some byte of `w` equals `b`.
+@inline(__always)
+func hasByte(_ b: UInt8, in w: UInt64) -> Bool {
+    hasByte(below: 1, in: w ^ (everyByte &* UInt64(b)))
+}
+
+/// Whether every byte of `w` is `field-vchar` other than DEL: 0x21–0x7E or obs-text (0x80–0xFF).
+@inline(__always)
+func isVisibleWord(_ w: UInt64) -> Bool {
+    !hasByte(below: 0x21, in: w) && !hasByte(ASCII.del, in: w)
 }
 
 /// `field-vchar` or SP/HTAB: visible ASCII, obs-text (0x80–0xFF), space and tab. No other CTL, no DEL.
@@ -67,13 +99,58 @@ func bytesEqualIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>
 
 @inline(__always)
 func makeString(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
-    // A typed buffer takes String's contiguous fast path; a raw buffer would go byte by byte.
     guard let base = bytes.baseAddress, !range.isEmpty else { return "" }
-    let typed = UnsafeBufferPointer(
-        start: (base + range.lowerBound).assumingMemoryBound(to: UInt8.self),
-        count: range.count
+    let start = base + range.lowerBound
+    let count = range.count
+    if count <= smallStringCapacity {
+        // Written straight into a small (inline) string, validated only when not ASCII; the
+        // `decoding:` initializer would validate first and then copy byte by byte.
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            UnsafeMutableRawPointer(buffer.baseAddress.unsafelyUnwrapped).copyMemory(from: start, byteCount: count)
+            return count
+        }
+    }
+    if let common = commonLongValue(start, count) { return common }
+    // A typed buffer takes String's contiguous fast path; a raw buffer would go byte by byte.
+    return String(
+        decoding: UnsafeBufferPointer(start: start.assumingMemoryBound(to: UInt8.self), count: count),
+        as: UTF8.self
     )
-    return String(decoding: typed, as: UTF8.self)
+}
+
+/// The most UTF-8 bytes a String stores inline (on 64-bit platforms), without allocating.
+private let smallStringCapacity = 15
+
+/// A literal for a long value that most prediction traffic carries, else nil: a literal costs no
+/// allocation and no validation, where a new long String costs both (and a free later).
+@inline(__always)
+private func commonLongValue(_ start: UnsafeRawPointer, _ count: Int) -> String? {
+    switch count {
+    case 16: return bytesEqual(start, "application/json") ? "application/json" : nil
+    case 31: return bytesEqual(start, "application/json; charset=utf-8") ? "application/json; charset=utf-8" : nil
+    default: return nil
+    }
+}
+
+/// Whether the bytes at `start` are exactly `literal`'s (the caller has checked the length).
+/// Compares a word at a time; no `memcmp`, as this module imports no C library (see ARCHITECTURE).
+@inline(__always)
+private func bytesEqual(_ start: UnsafeRawPointer, _ literal: StaticString) -> Bool {
+    let other = UnsafeRawPointer(literal.utf8Start)
+    let n = literal.utf8CodeUnitCount
+    var k = 0
+    while k &+ 8 <= n {
+        let a = start.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+        if a != other.loadUnaligned(fromByteOffset: k, as: UInt64.self) { return false }
+        k &+= 8
+    }
+    while k < n {
+        if start.load(fromByteOffset: k, as: UInt8.self) != other.load(fromByteOffset: k, as: UInt8.self) {
+            return false
+        }
+        k &+= 1
+    }
+    return true
 }
 
 /// `0x0A`-style rendering of a byte for error details.

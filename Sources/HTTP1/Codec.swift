@@ -58,6 +58,12 @@ public enum RequestHeadParser {
             )
         }
         while true {
+            // Eight visible ASCII bytes at a time; a space, control or non-ASCII byte goes below.
+            while i &+ 8 <= end {
+                let w = loadWord(bytes, i)
+                guard isVisibleWord(w) && w & 0x8080_8080_8080_8080 == 0 else { break }
+                i &+= 8
+            }
             guard i < end else { return cursor.exhausted().stopped() }
             let c = bytes[i]
             if c == ASCII.sp { break }
@@ -644,7 +650,7 @@ public enum HTTPSerializer {
     ) {
         guard !n.isEmpty else { return }
         for c in n where !isTChar(c) { return }
-        for c in v where c == ASCII.cr || c == ASCII.lf || c == 0 { return }
+        guard isSafeFieldValueBytes(v) else { return }
         if droppingFraming && (n.count == 14 || n.count == 17) {
             let raw = UnsafeRawBufferPointer(n)
             if bytesEqualIgnoringCase(raw, 0..<n.count, "content-length")
@@ -653,12 +659,28 @@ public enum HTTPSerializer {
                 return
             }
         }
-        out.append(contentsOf: n)
-        out.append(ASCII.colon)
-        out.append(ASCII.sp)
-        out.append(contentsOf: v)
-        out.append(ASCII.cr)
-        out.append(ASCII.lf)
+        // One append: one capacity check and two copies, not six appends.
+        out.append(contentsOf: FieldLine(name: n, value: v))
+    }
+
+    /// No CR, LF or NUL in `v`.
+    @inline(__always)
+    static func isSafeFieldValueBytes(_ v: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = v.count
+        guard let base = v.baseAddress else { return true }
+        var k = 0
+        // Eight bytes at a time while none is below 0x0E (no CR, LF or NUL can hide there).
+        while k &+ 8 <= n
+            && !hasByte(below: 0x0E, in: UnsafeRawPointer(base).loadUnaligned(fromByteOffset: k, as: UInt64.self))
+        {
+            k &+= 8
+        }
+        while k < n {
+            let c = v[k]
+            if c == ASCII.cr || c == ASCII.lf || c == 0 { return false }
+            k &+= 1
+        }
+        return true
     }
 
     /// Appends `content-length: N\r\n` when `contentLength` is given, then the blank line.
@@ -761,6 +783,63 @@ public enum HTTPSerializer {
     }
 
     private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x41 + v - 10 }
+}
+
+/// `name: value\r\n` as a sequence of bytes that copies itself into an array's storage whole.
+struct FieldLine: Sequence {
+    let name: UnsafeBufferPointer<UInt8>
+    let value: UnsafeBufferPointer<UInt8>
+
+    var underestimatedCount: Int { name.count &+ value.count &+ 4 }
+
+    struct Iterator: IteratorProtocol {
+        let line: FieldLine
+        var offset: Int
+
+        mutating func next() -> UInt8? {
+            let n = line.name.count
+            let v = line.value.count
+            defer { offset &+= 1 }
+            switch offset {
+            case ..<n: return line.name[offset]
+            case n: return ASCII.colon
+            case n &+ 1: return ASCII.sp
+            case ..<(n &+ 2 &+ v): return line.value[offset &- n &- 2]
+            case n &+ 2 &+ v: return ASCII.cr
+            case n &+ 3 &+ v: return ASCII.lf
+            default:
+                offset &-= 1
+                return nil
+            }
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(line: self, offset: 0) }
+
+    // `Array.append(contentsOf:)` reserves `underestimatedCount` and then calls this: two
+    // `memcpy`s and four stores instead of a call per byte (swift-nio's `ByteBufferView` does the same).
+    func _copyContents(initializing buffer: UnsafeMutableBufferPointer<UInt8>) -> (Iterator, Int) {
+        let total = underestimatedCount
+        guard buffer.count >= total, let out = buffer.baseAddress else {
+            // Not room for all of it: the element-by-element way.
+            var iterator = makeIterator()
+            var written = 0
+            while written < buffer.count, let byte = iterator.next() {
+                buffer[written] = byte
+                written &+= 1
+            }
+            return (iterator, written)
+        }
+        let n = name.count
+        let v = value.count
+        if let base = name.baseAddress { out.initialize(from: base, count: n) }
+        out[n] = ASCII.colon
+        out[n &+ 1] = ASCII.sp
+        if let base = value.baseAddress { (out + (n &+ 2)).initialize(from: base, count: v) }
+        out[n &+ 2 &+ v] = ASCII.cr
+        out[n &+ 3 &+ v] = ASCII.lf
+        return (Iterator(line: self, offset: total), total)
+    }
 }
 
 /// Hop-by-hop header names (RFC 9110 §7.6.1), lower-case, which a proxy never forwards,

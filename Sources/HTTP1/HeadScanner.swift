@@ -182,6 +182,11 @@ func scanFields(
         let valueStart = i
         var valueEnd = i
         while true {
+            // Eight visible bytes at a time (most of a value); other bytes go one by one below.
+            while i &+ 8 <= end && isVisibleWord(loadWord(bytes, i)) {
+                i &+= 8
+                valueEnd = i
+            }
             guard i < end else { return cursor.exhausted() }
             let c = bytes[i]
             if c > ASCII.sp && c != ASCII.del {
@@ -222,6 +227,20 @@ enum VersionScan {
 /// Scans the 8 bytes `HTTP/d.d` at `i`, leaving `i` after them. Says nothing about which
 /// versions are supported; the caller decides.
 func scanVersion(_ bytes: UnsafeRawBufferPointer, at i: inout Int, cursor: HeadCursor) -> VersionScan {
+    // The usual case, `HTTP/1.1` whole, in one comparison; anything else byte by byte, so a
+    // prefix is `.incomplete` and a mismatch fails at its first byte.
+    if i &+ 8 <= cursor.end {
+        // Byte k of the line is bits 8k..<8k+8 of `w`: `HTTP/` and the `.` are compared at once.
+        let w = UInt64(littleEndian: loadWord(bytes, i))
+        let fixedBytes: UInt64 = 0x00FF_00FF_FFFF_FFFF
+        let expected: UInt64 = 0x002E_002F_5054_5448  // H T T P / _ . _
+        let major = UInt8(truncatingIfNeeded: w >> 40) &- 0x30
+        let minor = UInt8(truncatingIfNeeded: w >> 56) &- 0x30
+        if w & fixedBytes == expected && major < 10 && minor < 10 {
+            i &+= 8
+            return .version(major: major, minor: minor)
+        }
+    }
     var major: UInt8 = 0
     var minor: UInt8 = 0
     for k in 0..<8 {

@@ -14,7 +14,9 @@ public struct GuardState: Sendable, Hashable {
 }
 
 /// What routing decided for one request.
-public enum RoutingOutcome: Sendable {
+// Indirect: copying an outcome (callers switch over it) retains one box instead of every field
+// of a decision or a route.
+public indirect enum RoutingOutcome: Sendable {
     /// A version answers.
     case routed(Decision)
     /// No route matches the request (404 for the caller).
@@ -34,7 +36,14 @@ public enum RoutingOutcome: Sendable {
 
 /// Which version answers a routed request, which versions shadow it, and why.
 public struct Decision: Sendable, CustomStringConvertible {
-    public var route: Route
+    // Boxed, and shared with the `RoutingTable`, so that making and copying a decision copies one
+    // reference instead of every field of the route.
+    private var routeBox: RouteBox
+    public var route: Route {
+        // A borrow of the boxed route: `decision.route.name` copies the name, not the route.
+        _read { yield routeBox.route }
+        set { routeBox = RouteBox(newValue) }
+    }
     /// The route's position in `Config.routes`.
     public var routeIndex: Int
     /// The route's model (policy) name.
@@ -65,7 +74,33 @@ public struct Decision: Sendable, CustomStringConvertible {
         shadows: [String],
         wireProtocol: WireProtocol
     ) {
-        self.route = route
+        self.init(
+            routeBox: RouteBox(route),
+            routeIndex: routeIndex,
+            model: model,
+            version: version,
+            requested: requested,
+            reason: reason,
+            guardRedirect: guardRedirect,
+            fallback: fallback,
+            shadows: shadows,
+            wireProtocol: wireProtocol
+        )
+    }
+
+    init(
+        routeBox: RouteBox,
+        routeIndex: Int,
+        model: String,
+        version: String,
+        requested: String?,
+        reason: Reason,
+        guardRedirect: String?,
+        fallback: String?,
+        shadows: [String],
+        wireProtocol: WireProtocol
+    ) {
+        self.routeBox = routeBox
         self.routeIndex = routeIndex
         self.model = model
         self.version = version
@@ -182,16 +217,17 @@ public func decide<G: RandomNumberGenerator>(
     guards: GuardState = .init(),
     using entropy: inout G
 ) -> RoutingOutcome {
-    guard let (index, route, captures) = firstMatch(request, in: config.routes) else { return .noRoute }
+    guard let (index, captures) = firstMatchIndex(request, in: config.routes) else { return .noRoute }
+    let route = config.routes[index]
     guard let policy = config.models[route.model] else {
         preconditionFailure("Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config.")
     }
     return decide(
         request,
-        route: route,
+        route: RouteBox(route),
         index: index,
         captures: captures,
-        policy: policy,
+        policy: RoutingTable.PolicyBox(policy, listingVersions: false),
         guards: guards,
         using: &entropy
     )
@@ -206,17 +242,22 @@ public func decide<G: RandomNumberGenerator>(
     guards: GuardState = .init(),
     using entropy: inout G
 ) -> RoutingOutcome {
-    guard let (index, route, captures) = firstMatch(request, in: table.config.routes) else { return .noRoute }
-    let box = table.policies[index]
+    guard let (index, captures) = firstMatchIndex(request, in: table.config.routes) else { return .noRoute }
     return decide(
         request,
-        route: route,
+        route: table.routes[index],
         index: index,
         captures: captures,
-        policy: box.policy,
+        policy: table.policies[index],
         guards: guards,
         using: &entropy
     )
+}
+
+/// A route behind a reference: decisions share it instead of copying its fields.
+final class RouteBox: Sendable {
+    let route: Route
+    init(_ route: Route) { self.route = route }
 }
 
 /// `config`'s policies by route index, built once per config for `decide(_:table:guards:using:)`
@@ -225,10 +266,31 @@ public final class RoutingTable: Sendable {
     public let config: Config
     /// By route index: the route's model's policy, boxed so that reading it copies nothing.
     let policies: [PolicyBox]
+    /// By route index: the route, boxed so that a decision shares it.
+    let routes: [RouteBox]
 
+    /// A policy and what `decide` would otherwise work out from it on every request.
     final class PolicyBox: Sendable {
         let policy: ModelPolicy
-        init(_ policy: ModelPolicy) { self.policy = policy }
+        /// The sum of the split's positive weights (checked against `splitTotal` when deciding).
+        let splitWeightTotal: Int
+        /// `policy.versions` as a list, when it is short enough that comparing names one by one
+        /// costs less than hashing the name; nil otherwise.
+        let versionList: [(name: String, spec: VersionSpec)]?
+
+        /// `listingVersions` false skips `versionList` for a box used for one decision.
+        init(_ policy: ModelPolicy, listingVersions: Bool = true) {
+            self.policy = policy
+            splitWeightTotal = policy.split.reduce(0) { $0 + max($1.weight, 0) }
+            versionList =
+                listingVersions && policy.versions.count <= 8 ? policy.versions.map { ($0.key, $0.value) } : nil
+        }
+
+        func version(_ name: String) -> VersionSpec? {
+            guard let versionList else { return policy.versions[name] }
+            for entry in versionList where entry.name == name { return entry.spec }
+            return nil
+        }
     }
 
     /// `config` must be as the loader checks it: every route's model has a policy (else this traps).
@@ -246,94 +308,97 @@ public final class RoutingTable: Sendable {
             boxes[route.model] = box
             return box
         }
+        routes = config.routes.map(RouteBox.init)
     }
 
     /// The spec of `version` of the model that route `routeIndex` sends to.
     public func version(_ version: String, routeIndex: Int) -> VersionSpec? {
-        policies[routeIndex].policy.versions[version]
+        policies[routeIndex].version(version)
     }
 }
 
 /// `decide` once the route has matched and its policy is known.
 private func decide<G: RandomNumberGenerator>(
     _ request: RequestFacts,
-    route: Route,
+    route routeBox: RouteBox,
     index: Int,
     captures: [String: String],
-    policy: ModelPolicy,
+    policy policyBox: RoutingTable.PolicyBox,
     guards: GuardState,
     using entropy: inout G
 ) -> RoutingOutcome {
+    // Fields are read through the boxes: binding `route` or `policy` to a local would copy all of it.
+    let model = policyBox.policy.model
     // Most workers have no tripped guard: skip hashing the model name then.
-    let tripped = guards.tripped.isEmpty ? [] : guards.tripped[policy.model] ?? []
-    // A closure over `policy` would copy the whole policy into its context; this captures one name.
-    let policyFallback = policy.fallback
+    let tripped = guards.tripped.isEmpty ? [] : guards.tripped[model] ?? []
+    let policyFallback = policyBox.policy.fallback
     func fallback(_ version: String) -> String? { policyFallback == version ? nil : policyFallback }
 
     // The sticky key (empty counts as missing): it assigns the split and samples the shadows.
-    let key = policy.sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
-    if let pin = route.pin, let (requested, reason) = pinnedName(pin, request: request, captures: captures) {
-        guard let version = policy.resolve(requested) else {
-            return .unknownVersion(route: route, name: requested)
+    let sticky = policyBox.policy.sticky
+    let key = sticky.flatMap { keyValue($0, in: request) }.flatMap { $0.isEmpty ? nil : $0 }
+    if let pin = routeBox.route.pin, let (requested, reason) = pinnedName(pin, request: request, captures: captures) {
+        guard let version = policyBox.policy.resolve(requested) else {
+            return .unknownVersion(route: routeBox.route, name: requested)
         }
-        if tripped.contains(version) { return .guardOpen(route: route, version: version) }
-        let shadows = sampledShadows(policy, key: key, entropy: &entropy)
+        if tripped.contains(version) { return .guardOpen(route: routeBox.route, version: version) }
+        let shadows = sampledShadows(policyBox.policy.shadows, key: key, entropy: &entropy)
         return .routed(
             Decision(
-                route: route,
+                routeBox: routeBox,
                 routeIndex: index,
-                model: route.model,
+                model: routeBox.route.model,
                 version: version,
                 requested: requested,
                 reason: reason,
                 guardRedirect: nil,
                 fallback: fallback(version),
                 shadows: shadows,
-                wireProtocol: route.wireProtocol
+                wireProtocol: routeBox.route.wireProtocol
             )
         )
     }
 
-    let total = policy.split.reduce(0) { $0 + max($1.weight, 0) }
+    let total = policyBox.splitWeightTotal
     precondition(
         total == splitTotal,
-        "Model '\(policy.model)' has split weights summing to \(total), not \(splitTotal) hundredths of a percent."
+        "Model '\(model)' has split weights summing to \(total), not \(splitTotal) hundredths of a percent."
     )
 
     let chosen: String
     let reason: Decision.Reason
-    if let source = policy.sticky, let key {
-        chosen = stickyVersion(for: key, split: policy.split)!
-        reason = .stickySplit(key: key, source: source)
+    if let sticky, let key {
+        chosen = stickyVersion(for: key, split: policyBox.policy.split)!
+        reason = .stickySplit(key: key, source: sticky)
     } else {
         let bucket = randomBucket(using: &entropy)
-        chosen = version(atBucket: bucket, split: policy.split)
-        reason = .randomSplit(bucket: bucket, why: policy.sticky.map { .stickyKeyMissing($0) } ?? .noStickyConfigured)
+        chosen = version(atBucket: bucket, split: policyBox.policy.split)
+        reason = .randomSplit(bucket: bucket, why: sticky.map { .stickyKeyMissing($0) } ?? .noStickyConfigured)
     }
 
     var version = chosen
     var guardRedirect: String?
     if tripped.contains(chosen) {
-        guard let fallback = policy.fallback, !tripped.contains(fallback) else {
-            return .guardOpen(route: route, version: chosen)
+        guard let fallback = policyFallback, !tripped.contains(fallback) else {
+            return .guardOpen(route: routeBox.route, version: chosen)
         }
         version = fallback
         guardRedirect = chosen
     }
 
-    let shadows = sampledShadows(policy, key: key, entropy: &entropy)
+    let shadows = sampledShadows(policyBox.policy.shadows, key: key, entropy: &entropy)
     return .routed(
         Decision(
-            route: route,
+            routeBox: routeBox,
             routeIndex: index,
-            model: route.model,
+            model: routeBox.route.model,
             version: version,
             requested: nil,
             reason: reason,
             guardRedirect: guardRedirect,
             fallback: fallback(version),
             shadows: shadows,
-            wireProtocol: route.wireProtocol
+            wireProtocol: routeBox.route.wireProtocol
         )
     )
 }
@@ -386,11 +451,13 @@ func version(atBucket bucket: Int, split: [SplitEntry]) -> String {
 
 /// The shadows this request's copy goes to, in policy order.
 private func sampledShadows<G: RandomNumberGenerator>(
-    _ policy: ModelPolicy,
+    _ shadows: [ShadowSpec],
     key: String?,
     entropy: inout G
 ) -> [String] {
-    policy.shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
+    // Most policies have no shadow: no arrays made then.
+    if shadows.isEmpty { return [] }
+    return shadows.filter { isSampled($0, key: key, entropy: &entropy) }.map(\.version)
 }
 
 /// Whether `shadow` gets a copy: by the sticky key's hash when there is one, else by a draw.

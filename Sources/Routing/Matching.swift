@@ -1,5 +1,13 @@
 public import Policy
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The first route of `routes` that `request` matches, its index, and the template's captures.
 ///
 /// A route matches when its path matches, its method (if any) equals the request's upper-cased,
@@ -8,10 +16,16 @@ public func firstMatch(
     _ request: RequestFacts,
     in routes: [Route]
 ) -> (index: Int, route: Route, captures: [String: String])? {
+    guard let (index, captures) = firstMatchIndex(request, in: routes) else { return nil }
+    return (index, routes[index], captures)
+}
+
+/// `firstMatch` without the route: the caller reads it by index and nothing is copied.
+func firstMatchIndex(_ request: RequestFacts, in routes: [Route]) -> (index: Int, captures: [String: String])? {
     // By index: `enumerated()` would copy every Route it passes.
     for index in routes.indices {
         if let captures = matches(request, routes[index].match) {
-            return (index, routes[index], captures)
+            return (index, captures)
         }
     }
     return nil
@@ -42,9 +56,8 @@ func utf8HasPrefix(_ text: String, _ prefix: String, exactly: Bool) -> Bool {
     let fast: Bool? =
         a.withContiguousStorageIfAvailable { x in
             b.withContiguousStorageIfAvailable { y in
-                y.isEmpty
-                    || UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(x)[..<y.count])
-                        .elementsEqual(UnsafeRawBufferPointer(y))
+                // `elementsEqual` on buffers still walks an iterator byte by byte.
+                y.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, y.count) == 0
             }
         } ?? nil
     if let fast { return fast }

@@ -152,3 +152,32 @@ func hopByHopAgreesWithItsNameSet(name: String) {
     HTTPSerializer.appendEnd(&out, contentLength: nil)
     #expect(text(out) == "GET /a?b=c%20d HTTP/1.1\r\n\r\n")
 }
+
+/// Every byte is a token byte exactly when RFC 9110 §5.6.2 lists it (the check is a bitmap).
+@Test func tokenBytesAreExactlyTheRFCsTchars() {
+    let tchars = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+    for byte in UInt8(0)...0x7F {
+        let name = String(decoding: [byte], as: UTF8.self)
+        #expect(HTTPSerializer.isToken(name) == tchars.contains(byte), "byte \(byte)")
+    }
+}
+
+/// A CR, LF or NUL anywhere in a long value (the check reads eight bytes at a time) drops the field.
+@Test(arguments: [UInt8(0x0D), 0x0A, 0x00])
+func unsafeByteAnywhereInALongValueDropsTheField(_ bad: UInt8) {
+    for position in 0..<20 {
+        var value = Array("abcdefghijklmnopqrst".utf8)
+        value[position] = bad
+        var out: [UInt8] = []
+        HTTPSerializer.appendField(
+            &out,
+            name: "x-test",
+            value: String(decoding: value, as: UTF8.self),
+            droppingFraming: false
+        )
+        #expect(out.isEmpty, "position \(position)")
+    }
+    var out: [UInt8] = []
+    HTTPSerializer.appendField(&out, name: "x-test", value: "abcdefghijklmnopqrst\t1", droppingFraming: false)
+    #expect(String(decoding: out, as: UTF8.self) == "x-test: abcdefghijklmnopqrst\t1\r\n")
+}
