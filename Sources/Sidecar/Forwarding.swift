@@ -3,32 +3,14 @@ import HTTP1
 /// Header rewriting for the remote path (SPEC §4): the sidecar rebuilds every upstream request
 /// and every client response; framing and hop-by-hop fields never cross it.
 enum Forwarding {
-    /// Fields the sidecar sets itself on the upstream request, or that describe the client's framing.
-    private static let requestOwned = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
-    /// Fields the sidecar sets itself on the client response.
-    private static let responseOwned = [
+    /// Fields the sidecar sets itself on the upstream request, or that describe the client's
+    /// framing (dropped from the client's fields by `requestFieldRole`).
+    static let requestOwned = ["host", "content-length", "expect", "x-forwarded-for", "x-request-id"]
+    /// Fields the sidecar sets itself on the client response (dropped from the backend's fields by
+    /// `responseFieldIsDropped`).
+    static let responseOwned = [
         "content-length", "x-request-id", "x-switchyard-version", "x-switchyard-fallback",
     ]
-
-    /// The end-to-end fields of `headers`: hop-by-hop fields and those the message's own
-    /// `Connection` field names are dropped, as are `owned` ones. Compares without allocating.
-    static func endToEnd(_ headers: HTTPHeaders, dropping owned: [String]) -> HTTPHeaders {
-        let named = HopByHop.connectionNamed(in: headers)
-        var out: [(name: String, value: String)] = []
-        out.reserveCapacity(headers.count + 4)
-        for field in headers.fields {
-            let name = field.name
-            let length = name.utf8.count
-            if HopByHop.isHopByHop(name)
-                || owned.contains(where: { $0.utf8.count == length && $0.asciiCaseInsensitiveEquals(name) })
-                || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
-            {
-                continue
-            }
-            out.append(field)
-        }
-        return HTTPHeaders(out)
-    }
 
     /// The upstream request's fields: the client's end-to-end fields, `x-forwarded-for` with the
     /// peer appended, the request id, and `accept-encoding: identity` when the sidecar must read
@@ -46,16 +28,64 @@ enum Forwarding {
     }
 
     /// The part of `upstreamHeaders` every version asked for the same request shares (computed
-    /// once per request; the live request and its shadow copies each finish a copy).
+    /// once per request; the live request and its shadow copies each finish a copy). One pass over
+    /// the client's fields: each name is classified by its length first, so most are kept after
+    /// one or two comparisons; the fields a `Connection` field names are dropped afterwards.
     static func upstreamBaseHeaders(_ client: HTTPHeaders, peerAddress: String, requestID: String) -> HTTPHeaders {
-        var headers = endToEnd(client, dropping: requestOwned)
-        let prior = client.values(name: "x-forwarded-for")
-        headers.add(
-            name: "x-forwarded-for",
-            value: prior.isEmpty ? peerAddress : (prior + [peerAddress]).joined(separator: ", ")
-        )
-        headers.add(name: "x-request-id", value: requestID)
-        return headers
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(client.count + 2)
+        var forwardedFor: String?
+        var hasConnection = false
+        for field in client.fields {
+            switch requestFieldRole(field.name) {
+            case .endToEnd:
+                kept.append(field)
+            case .forwardedFor:
+                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
+            case .connection:
+                hasConnection = true
+            case .dropped:
+                continue
+            }
+        }
+        if hasConnection {
+            let named = HopByHop.connectionNamed(in: client)
+            if !named.isEmpty {
+                kept.removeAll { field in named.contains { $0.asciiCaseInsensitiveEquals(field.name) } }
+            }
+        }
+        kept.append((name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress))
+        kept.append((name: "x-request-id", value: requestID))
+        return HTTPHeaders(kept)
+    }
+
+    private enum FieldRole {
+        case endToEnd, forwardedFor, connection, dropped
+    }
+
+    /// What the sidecar does with a client's request field: hop-by-hop fields and
+    /// `requestOwned` ones are dropped (`Connection` noted, for the fields it names),
+    /// `x-forwarded-for` is extended, every other field is forwarded.
+    private static func requestFieldRole(_ name: String) -> FieldRole {
+        let dropped: Bool
+        switch name.utf8.count {
+        case 2: dropped = name.asciiCaseInsensitiveEquals("te")
+        case 4: dropped = name.asciiCaseInsensitiveEquals("host")
+        case 6: dropped = name.asciiCaseInsensitiveEquals("expect")
+        case 7: dropped = name.asciiCaseInsensitiveEquals("trailer") || name.asciiCaseInsensitiveEquals("upgrade")
+        case 10:
+            if name.asciiCaseInsensitiveEquals("connection") { return .connection }
+            dropped = name.asciiCaseInsensitiveEquals("keep-alive")
+        case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
+        case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
+        case 15: return name.asciiCaseInsensitiveEquals("x-forwarded-for") ? .forwardedFor : .endToEnd
+        case 16: dropped = name.asciiCaseInsensitiveEquals("proxy-connection")
+        case 17: dropped = name.asciiCaseInsensitiveEquals("transfer-encoding")
+        case 18: dropped = name.asciiCaseInsensitiveEquals("proxy-authenticate")
+        case 19: dropped = name.asciiCaseInsensitiveEquals("proxy-authorization")
+        default: dropped = false
+        }
+        return dropped ? .dropped : .endToEnd
     }
 
     /// Adds what depends on the version asked: `accept-encoding: identity` when the sidecar reads
@@ -65,9 +95,38 @@ enum Forwarding {
         if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
     }
 
-    /// The client response's fields from an upstream response.
+    /// The client response's fields from an upstream response: hop-by-hop fields, those the
+    /// response's `Connection` field names and `responseOwned` ones are dropped (one pass, names
+    /// classified by length first, like the request's).
     static func responseHeaders(_ upstream: HTTPHeaders) -> HTTPHeaders {
-        endToEnd(upstream, dropping: responseOwned)
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(upstream.count + 3)
+        var hasConnection = false
+        for field in upstream.fields {
+            let name = field.name
+            if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
+                hasConnection = true
+            } else if !responseFieldIsDropped(name) {
+                kept.append(field)
+            }
+        }
+        if hasConnection {
+            let named = HopByHop.connectionNamed(in: upstream)
+            if !named.isEmpty {
+                kept.removeAll { field in named.contains { $0.asciiCaseInsensitiveEquals(field.name) } }
+            }
+        }
+        return HTTPHeaders(kept)
+    }
+
+    private static func responseFieldIsDropped(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 12: return name.asciiCaseInsensitiveEquals("x-request-id")
+        case 14: return name.asciiCaseInsensitiveEquals("content-length")
+        case 20: return name.asciiCaseInsensitiveEquals("x-switchyard-version")
+        case 21: return name.asciiCaseInsensitiveEquals("x-switchyard-fallback")
+        default: return HopByHop.isHopByHop(name)
+        }
     }
 
     /// A client-supplied request id is kept when it is short printable ASCII; otherwise a new one is made.
