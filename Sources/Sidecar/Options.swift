@@ -31,6 +31,11 @@ public struct SidecarOptions: Sendable {
     public var maxQueuedPerBackend = 1_024
     /// Shadow copies in flight per worker; more are dropped and counted. Default 256.
     public var maxShadowsInFlight = 256
+    /// A comparison log file is rotated before a write would take it past this size (0: never,
+    /// for outside rotation only). Default 256 MiB.
+    public var comparisonLogMaxBytes = 256 << 20
+    /// Rotated comparison log files kept beside the current one (`NAME.1` … `NAME.N`). Default 4.
+    public var comparisonLogRotatedFiles = 4
     /// How long SIGTERM waits for in-flight requests. Default 10 s.
     public var drainTimeoutMilliseconds = 10_000
     /// How often the config directory is checked for changes (0 turns polling off). Default 2 s.

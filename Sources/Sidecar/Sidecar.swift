@@ -31,7 +31,12 @@ public final class Sidecar: @unchecked Sendable {
     public init(options: SidecarOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        self.comparisonLog = ComparisonLog(metrics: metrics, logger: logger)
+        self.comparisonLog = ComparisonLog(
+            metrics: metrics,
+            logger: logger,
+            maxFileBytes: options.comparisonLogMaxBytes,
+            rotatedFiles: options.comparisonLogRotatedFiles
+        )
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s

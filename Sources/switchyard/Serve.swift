@@ -61,6 +61,15 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Shadow copies in flight per worker; more are dropped and counted.")
     var maxShadowsInFlight = Serve.defaults.maxShadowsInFlight
 
+    @Option(
+        name: .long,
+        help: "Comparison log file size in bytes at which it is rotated to NAME.1 (0: never; for outside rotation)."
+    )
+    var comparisonLogMaxBytes = Serve.defaults.comparisonLogMaxBytes
+
+    @Option(name: .long, help: "Rotated comparison log files kept (NAME.1 ... NAME.N); older ones are removed.")
+    var comparisonLogFiles = Serve.defaults.comparisonLogRotatedFiles
+
     @Option(name: .long, help: "Seconds SIGTERM waits for in-flight requests.")
     var drainTimeout = Double(Serve.defaults.drainTimeoutMilliseconds) / 1000
 
@@ -81,6 +90,10 @@ struct Serve: ParsableCommand {
             ("--max-shadows-in-flight", maxShadowsInFlight),
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
+        }
+        guard comparisonLogMaxBytes >= 0 else { throw ValidationError("--comparison-log-max-bytes must be ≥ 0") }
+        guard comparisonLogFiles >= 0, comparisonLogFiles <= 1_000 else {
+            throw ValidationError("--comparison-log-files must be between 0 and 1000")
         }
         guard drainTimeout >= 0, drainTimeout.isFinite else { throw ValidationError("--drain-timeout must be ≥ 0") }
         guard configPollMs >= 0 else { throw ValidationError("--config-poll-ms must be ≥ 0") }
@@ -110,6 +123,8 @@ struct Serve: ParsableCommand {
         options.idleTimeoutMilliseconds = idleTimeoutMs
         options.maxResponseBytes = maxResponseBytes
         options.maxShadowsInFlight = maxShadowsInFlight
+        options.comparisonLogMaxBytes = comparisonLogMaxBytes
+        options.comparisonLogRotatedFiles = comparisonLogFiles
         options.drainTimeoutMilliseconds = Int(drainTimeout * 1000)
         options.configPollMilliseconds = configPollMs
 
