@@ -277,8 +277,10 @@ final class ServerConnection {
     private var sequence = 0
     private var isProcessing = false
     private var isInputClosed = false
-    /// The response head being written, kept between responses for its capacity.
-    private var headScratch: [UInt8] = []
+    /// The response head being written, kept between responses for its capacity and status line.
+    private var headScratch = HeadScratch()
+    /// The status whose line starts `headScratch`.
+    private var headScratchStatus = 0
 
     init(server: HTTPServer, fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
         self.server = server
@@ -696,26 +698,26 @@ final class ServerConnection {
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
         let contentLength = hasNoBody ? nil : body.count
         // The handler's fields minus the ones the server writes itself, then `connection`, straight
-        // into a buffer kept for its capacity.
+        // into a buffer kept for its capacity; the status line stays from the last response when
+        // the status is the same.
         // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var out = headScratch
-        headScratch = []
-        out.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendStatusLine(&out, status: status)
+        var scratch = headScratch
+        headScratch = HeadScratch()
+        if !scratch.reset(keepingPrefix: status == headScratchStatus) {
+            HTTPSerializer.appendStatusLine(&scratch.bytes, status: status)
+            scratch.markPrefix()
+            headScratchStatus = status
+        }
+        // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
         for field in headers.fields where !ServerConnection.isFraming(field.name) {
-            HTTPSerializer.appendField(
-                &out,
-                name: field.name,
-                value: field.value,
-                droppingFraming: contentLength != nil
-            )
+            HTTPSerializer.appendField(&scratch.bytes, name: field.name, value: field.value, droppingFraming: false)
         }
         if willClose {
-            HTTPSerializer.appendField(&out, name: "connection", value: "close", droppingFraming: false)
+            HeadBytes.append(&scratch.bytes, "connection: close\r\n")
         } else if head?.version == .http10 {
-            HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
+            HeadBytes.append(&scratch.bytes, "connection: keep-alive\r\n")
         }
-        HTTPSerializer.appendEnd(&out, contentLength: contentLength)
+        HeadBytes.appendEnd(&scratch.bytes, contentLength: contentLength)
         let sendsBody = !hasNoBody && head?.method != "HEAD"
         // A response given outside `process` (after an upstream answered) with nothing queued before
         // it goes out at once with a small body in the same buffer: no output chain when it all goes.
@@ -723,14 +725,14 @@ final class ServerConnection {
         if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
             && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
         {
-            if sendsBody { body.appendBytes(to: &out) }
+            if sendsBody { HeadBytes.appendBytes(of: body, to: &scratch.bytes) }
             // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
-            _ = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = out
+            _ = scratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = scratch
             return willClose
         }
-        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = out
+        scratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = scratch
         if sendsBody {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }

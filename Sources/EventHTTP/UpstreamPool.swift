@@ -382,8 +382,12 @@ final class UpstreamConnection {
     private var chunkedDecoder: ChunkedDecoder?
     private var readsUntilClose = false
     private var scannedHeadBytes = 0
-    /// The request head being written, kept between requests for its capacity.
-    private var headScratch: [UInt8] = []
+    /// The request head being written, kept between requests for its capacity, its request line
+    /// and `host` field.
+    private var headScratch = HeadScratch()
+    /// The method and target whose request line starts `headScratch`.
+    private var headScratchMethod = ""
+    private var headScratchTarget = ""
 
     init(pool: UpstreamPool) {
         self.pool = pool
@@ -451,16 +455,27 @@ final class UpstreamConnection {
             bodyLength > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
         // Written straight from the caller's fields into a reused buffer: `host` first, then the
         // fields that are not hop-by-hop, not named by `Connection`, not `host` or `content-length`.
+        // The request line and `host` stay from the last request when method and target are the same.
         // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var out = headScratch
-        headScratch = []
-        out.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendRequestLine(&out, method: request.method, target: request.target)
-        HTTPSerializer.appendField(&out, name: "host", value: hostHeader, droppingFraming: false)
+        var scratch = headScratch
+        headScratch = HeadScratch()
+        let isSameLine = request.method == headScratchMethod && request.target == headScratchTarget
+        if !scratch.reset(keepingPrefix: isSameLine) {
+            HTTPSerializer.appendRequestLine(&scratch.bytes, method: request.method, target: request.target)
+            HTTPSerializer.appendField(&scratch.bytes, name: "host", value: hostHeader, droppingFraming: false)
+            scratch.markPrefix()
+            headScratchMethod = request.method
+            headScratchTarget = request.target
+        }
         if request.headersAreEndToEnd {
             // Filtered by the caller already: one pass over the fields, not two.
             for field in request.headers.fields {
-                HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: sendsLength)
+                HTTPSerializer.appendField(
+                    &scratch.bytes,
+                    name: field.name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
             }
         } else {
             let named = HopByHop.connectionNamed(in: request.headers)
@@ -472,21 +487,21 @@ final class UpstreamConnection {
                 {
                     continue
                 }
-                HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
+                HTTPSerializer.appendField(&scratch.bytes, name: name, value: field.value, droppingFraming: sendsLength)
             }
         }
-        HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        HeadBytes.appendEnd(&scratch.bytes, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
         if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
             // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
-            request.body.appendBytes(to: &out)
-            let left = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = out
+            HeadBytes.appendBytes(of: request.body, to: &scratch.bytes)
+            let left = scratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            headScratch = scratch
             if left { flushOutput() }
             return
         }
-        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = out
+        scratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch = scratch
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
         if canSend { flushOutput() }
     }
