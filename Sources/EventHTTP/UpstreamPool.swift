@@ -376,7 +376,10 @@ final class UpstreamConnection {
     private var exchange: Exchange?
     private var isReused = false
     private var hasResponseBytes = false
+    /// The final response's head has been read (it waits in `head` for the body).
+    private var hasHead = false
     private var head: ResponseHead?
+    private var keepsAlive = false
     private var body = ByteBuffer()
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
@@ -442,7 +445,10 @@ final class UpstreamConnection {
         self.exchange = exchange
         self.isReused = isReused
         hasResponseBytes = false
-        head = nil
+        if hasHead {
+            hasHead = false
+            head = nil
+        }
         bodyRemaining = 0
         chunkedDecoder = nil
         readsUntilClose = false
@@ -593,7 +599,7 @@ final class UpstreamConnection {
 
     private func parse() {
         while state == .busy, exchange != nil {
-            let progressed = head == nil ? readHead() : readBody()
+            let progressed = hasHead ? readBody() : readHead()
             if !progressed { return }
         }
     }
@@ -655,11 +661,14 @@ final class UpstreamConnection {
                 }
                 return true  // interim response: the real one follows
             }
+            let framing = head.framing
+            keepsAlive = head.keepAlive
             self.head = head
-            body = ByteBuffer()
-            switch head.framing {
+            hasHead = true
+            body = reusableBody()
+            switch framing {
             case .none:
-                complete(reusable: head.keepAlive)
+                complete(reusable: keepsAlive)
                 return false
             case .contentLength(let length):
                 guard length <= limits.maxBodyBytes else {
@@ -676,10 +685,20 @@ final class UpstreamConnection {
         }
     }
 
+    /// The last response's body buffer, emptied, when nothing else holds it any more (one
+    /// allocation and one `evbuffer_new` less per response); else a new one.
+    private func reusableBody() -> ByteBuffer {
+        if isKnownUniquelyReferenced(&body) {
+            body.removeAll()
+            return body
+        }
+        return ByteBuffer()
+    }
+
     private var overLimit: String { "upstream response body exceeds the limit of \(limits.maxBodyBytes) bytes" }
 
     private func readBody() -> Bool {
-        guard let exchange, let head else { return false }
+        guard let exchange else { return false }
         let available = evbuffer_get_length(input)
         if readsUntilClose {
             if available > 0 { evbuffer_remove_buffer(input, body.evbuffer, available) }
@@ -703,7 +722,7 @@ final class UpstreamConnection {
                     position = range.upperBound
                 }
                 evbuffer_drain(input, progress.consumed - position)
-                if progress.isComplete { complete(reusable: head.keepAlive) }
+                if progress.isComplete { complete(reusable: keepsAlive) }
                 return false
             }
         }
@@ -712,18 +731,18 @@ final class UpstreamConnection {
             evbuffer_remove_buffer(input, body.evbuffer, length)
             bodyRemaining -= length
         }
-        if bodyRemaining == 0 { complete(reusable: head.keepAlive) }
+        if bodyRemaining == 0 { complete(reusable: keepsAlive) }
         return false
     }
 
     private func complete(reusable: Bool) {
-        guard let exchange, let head else { return }
+        guard let exchange, hasHead, let head = head.take() else { return }
+        hasHead = false
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
         // connection is out of step: do not reuse it.
         let isClean = evbuffer_get_length(input) == 0 && evbuffer_get_length(output) == 0 && writeError == nil
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
-        self.head = nil
         let pool = exchange.pool
         pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readsUntilClose)
     }
