@@ -64,8 +64,9 @@ public final class ResponseWriter {
     private let connection: ServerConnection
     // Reset when the connection reuses this writer for its next request (only once nothing else holds it).
     private var sequence: Int
+    // Unchecked: loop thread only, and no access overlaps another (see `ServerConnection`).
     /// `respond` has been called.
-    public private(set) var hasResponded = false
+    @exclusivity(unchecked) public private(set) var hasResponded = false
 
     init(connection: ServerConnection, sequence: Int) {
         self.connection = connection
@@ -120,12 +121,14 @@ public final class HTTPServer {
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var drainCompletion: (() -> Void)?
 
+    // `@exclusivity(unchecked)`: read and changed once per request, on the loop thread, and no
+    // access overlaps another (see `ServerConnection`).
     /// Requests handed to the handler and not yet answered (on live connections).
-    public private(set) var activeRequests = 0
+    @exclusivity(unchecked) public private(set) var activeRequests = 0
     /// Called on the loop thread each time `activeRequests` falls to zero.
-    public var onNoActiveRequests: (() -> Void)?
+    @exclusivity(unchecked) public var onNoActiveRequests: (() -> Void)?
     /// `drain` was called: every response now closes its connection.
-    public private(set) var isDraining = false
+    @exclusivity(unchecked) public private(set) var isDraining = false
 
     /// Open client connections.
     public var openConnections: Int { connections.count }
@@ -251,6 +254,9 @@ final class ServerConnection {
         case idle, header, body, linger
     }
 
+    // Properties marked `@exclusivity(unchecked)` are the ones the request path changes in place:
+    // loop-thread state whose accesses never overlap (none spans a call that could reach it
+    // again), so the runtime check (about 100 instructions per access) buys nothing.
     private weak var server: HTTPServer?
     private let loop: EventLoop
     private let options: ServerOptions
@@ -260,7 +266,7 @@ final class ServerConnection {
     private var fd: Int32
     private let input: OpaquePointer
     private let output: OpaquePointer
-    private var events: SocketEvents?
+    @exclusivity(unchecked) private var events: SocketEvents?
     /// Input beyond one maximal request (plus framing slack) is not read until the request is
     /// handled: a connection never buffers without bound.
     private let maxBufferedInputBytes: Int
@@ -270,15 +276,15 @@ final class ServerConnection {
     private var deadline = Deadline.idle
 
     // The request being read. Its head goes to the handler; what its response depends on stays.
-    private var head: RequestHead?
+    @exclusivity(unchecked) private var head: RequestHead?
     private var requestKeepsAlive = false
     private var requestIsHTTP10 = false
     private var requestIsHEAD = false
-    private var body: ByteBuffer?
+    @exclusivity(unchecked) private var body: ByteBuffer?
     /// The last request's body and writer, reused for the next request once the handler has let go
     /// of them (one allocation and one `evbuffer_new` less per request). Cleared by `close()`.
-    private var spareBody: ByteBuffer?
-    private var spareWriter: ResponseWriter?
+    @exclusivity(unchecked) private var spareBody: ByteBuffer?
+    @exclusivity(unchecked) private var spareWriter: ResponseWriter?
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
     private var hasRequestStarted = false
@@ -292,7 +298,7 @@ final class ServerConnection {
     private var isProcessing = false
     private var isInputClosed = false
     /// The response head being written, kept between responses for its capacity and status line.
-    private var headScratch = HeadScratch()
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
     /// The status whose line starts `headScratch`.
     private var headScratchStatus = 0
 
@@ -744,24 +750,21 @@ final class ServerConnection {
         // The handler's fields minus the ones the server writes itself, then `connection`, straight
         // into a buffer kept for its capacity; the status line stays from the last response when
         // the status is the same.
-        // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var scratch = headScratch
-        headScratch = HeadScratch()
-        if !scratch.reset(keepingPrefix: status == headScratchStatus) {
-            HTTPSerializer.appendStatusLine(&scratch.bytes, status: status)
-            scratch.markPrefix()
+        if !headScratch.reset(keepingPrefix: status == headScratchStatus) {
+            HTTPSerializer.appendStatusLine(&headScratch.bytes, status: status)
+            headScratch.markPrefix()
             headScratchStatus = status
         }
         // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
         for field in headers.fields where !ServerConnection.isFraming(field.name) {
-            HTTPSerializer.appendField(&scratch.bytes, name: field.name, value: field.value, droppingFraming: false)
+            HTTPSerializer.appendField(&headScratch.bytes, name: field.name, value: field.value, droppingFraming: false)
         }
         if willClose {
-            HeadBytes.append(&scratch.bytes, "connection: close\r\n")
+            HeadBytes.append(&headScratch.bytes, "connection: close\r\n")
         } else if requestIsHTTP10 {
-            HeadBytes.append(&scratch.bytes, "connection: keep-alive\r\n")
+            HeadBytes.append(&headScratch.bytes, "connection: keep-alive\r\n")
         }
-        HeadBytes.appendEnd(&scratch.bytes, contentLength: contentLength)
+        HeadBytes.appendEnd(&headScratch.bytes, contentLength: contentLength)
         let sendsBody = !hasNoBody && !requestIsHEAD
         // A response given outside `process` (after an upstream answered) with nothing queued before
         // it goes out at once with a small body in the same buffer: no output chain when it all goes.
@@ -769,14 +772,12 @@ final class ServerConnection {
         if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
             && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
         {
-            if sendsBody { HeadBytes.appendBytes(of: body, to: &scratch.bytes) }
+            if sendsBody { HeadBytes.appendBytes(of: body, to: &headScratch.bytes) }
             // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
-            _ = scratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = scratch
+            _ = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
             return willClose
         }
-        scratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = scratch
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         if sendsBody {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }

@@ -90,8 +90,9 @@ public final class UpstreamPool {
     private var lastResolvedMilliseconds: Int64 = 0
     private var isResolving = false
     let hostHeader: String
-    private var idle: [UpstreamConnection] = []
-    private var waiting: [Exchange] = []
+    // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
+    @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
+    @exclusivity(unchecked) private var waiting: [Exchange] = []
     private var isClosed = false
     /// The earliest deadline among `waiting` (connections watch the deadlines of their own exchanges).
     private var waitingTimer: DeadlineTimer?
@@ -355,6 +356,7 @@ final class UpstreamConnection {
         case busy, idle, closed
     }
 
+    // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     private weak var pool: UpstreamPool?
     private let loop: EventLoop
     private let limits: HTTPLimits
@@ -363,7 +365,7 @@ final class UpstreamConnection {
     private var fd: Int32 = -1
     private let input: OpaquePointer
     private let output: OpaquePointer
-    private var events: SocketEvents?
+    @exclusivity(unchecked) private var events: SocketEvents?
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     private var isConnected = false
@@ -373,21 +375,21 @@ final class UpstreamConnection {
     private var timer: DeadlineTimer?
 
     // The exchange in progress.
-    private var exchange: Exchange?
+    @exclusivity(unchecked) private var exchange: Exchange?
     private var isReused = false
     private var hasResponseBytes = false
     /// The final response's head has been read (it waits in `head` for the body).
     private var hasHead = false
-    private var head: ResponseHead?
+    @exclusivity(unchecked) private var head: ResponseHead?
     private var keepsAlive = false
-    private var body = ByteBuffer()
+    @exclusivity(unchecked) private var body = ByteBuffer()
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
     private var readsUntilClose = false
     private var scannedHeadBytes = 0
     /// The request head being written, kept between requests for its capacity, its request line
     /// and `host` field.
-    private var headScratch = HeadScratch()
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
     /// The method and target whose request line starts `headScratch`.
     private var headScratchMethod = ""
     private var headScratchTarget = ""
@@ -462,14 +464,11 @@ final class UpstreamConnection {
         // Written straight from the caller's fields into a reused buffer: `host` first, then the
         // fields that are not hop-by-hop, not named by `Connection`, not `host` or `content-length`.
         // The request line and `host` stay from the last request when method and target are the same.
-        // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var scratch = headScratch
-        headScratch = HeadScratch()
         let isSameLine = request.method == headScratchMethod && request.target == headScratchTarget
-        if !scratch.reset(keepingPrefix: isSameLine) {
-            HTTPSerializer.appendRequestLine(&scratch.bytes, method: request.method, target: request.target)
-            HTTPSerializer.appendField(&scratch.bytes, name: "host", value: hostHeader, droppingFraming: false)
-            scratch.markPrefix()
+        if !headScratch.reset(keepingPrefix: isSameLine) {
+            HTTPSerializer.appendRequestLine(&headScratch.bytes, method: request.method, target: request.target)
+            HTTPSerializer.appendField(&headScratch.bytes, name: "host", value: hostHeader, droppingFraming: false)
+            headScratch.markPrefix()
             headScratchMethod = request.method
             headScratchTarget = request.target
         }
@@ -477,7 +476,7 @@ final class UpstreamConnection {
             // Filtered by the caller already: one pass over the fields, not two.
             for field in request.headers.fields {
                 HTTPSerializer.appendField(
-                    &scratch.bytes,
+                    &headScratch.bytes,
                     name: field.name,
                     value: field.value,
                     droppingFraming: sendsLength
@@ -493,21 +492,24 @@ final class UpstreamConnection {
                 {
                     continue
                 }
-                HTTPSerializer.appendField(&scratch.bytes, name: name, value: field.value, droppingFraming: sendsLength)
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
             }
         }
-        HeadBytes.appendEnd(&scratch.bytes, contentLength: sendsLength ? bodyLength : nil)
+        HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
         if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
             // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
-            HeadBytes.appendBytes(of: request.body, to: &scratch.bytes)
-            let left = scratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = scratch
+            HeadBytes.appendBytes(of: request.body, to: &headScratch.bytes)
+            let left = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
             if left { flushOutput() }
             return
         }
-        scratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = scratch
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
         if canSend { flushOutput() }
     }
