@@ -538,7 +538,7 @@ final class ServerConnection {
         let bytes = UnsafeRawBufferPointer(start: start, count: window)
         // A head can only complete or fail at a line end, or when the window is full.
         if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !bytes[scannedHeadBytes..<window].contains(0x0A)
+            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
         {
             scannedHeadBytes = window
             headIncomplete()

@@ -12,32 +12,46 @@ enum HeadBytes {
             return
         }
         precondition(contentLength >= 0, "HeadBytes needs a non-negative content length, got \(contentLength).")
-        // "content-length: " (16) + at most 19 digits + "\r\n\r\n" (4).
+        // Written backwards from the end of a stack buffer: "\r\n\r\n", the digits (at most 19),
+        // then "content-length: " (16) in front of them; one append of the whole line.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { line in
-            let prefix: StaticString = "content-length: "
-            let start = line.baseAddress!
-            start.update(from: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
-            var end = prefix.utf8CodeUnitCount
-            var digits = 0
+            let base = line.baseAddress!
+            var k = 36
+            base[36] = 0x0D
+            base[37] = 0x0A
+            base[38] = 0x0D
+            base[39] = 0x0A
             var value = contentLength
             repeat {
-                digits &+= 1
-                value /= 10
-            } while value > 0
-            value = contentLength
-            var k = end &+ digits
-            repeat {
                 k &-= 1
-                start[k] = UInt8(truncatingIfNeeded: value % 10) &+ 0x30
+                base[k] = UInt8(truncatingIfNeeded: value % 10) &+ 0x30
                 value /= 10
             } while value > 0
-            end &+= digits
-            start[end] = 0x0D
-            start[end &+ 1] = 0x0A
-            start[end &+ 2] = 0x0D
-            start[end &+ 3] = 0x0A
-            out.append(contentsOf: UnsafeBufferPointer(start: start, count: end &+ 4))
+            let prefix: StaticString = "content-length: "
+            k &-= prefix.utf8CodeUnitCount
+            (base + k).update(from: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
+            out.append(contentsOf: UnsafeBufferPointer(start: base + k, count: 40 &- k))
         }
+    }
+
+    /// Whether `bytes[from...]` holds a line feed; eight bytes per step.
+    static func containsLineFeed(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let count = bytes.count
+        var k = start
+        // A word holds 0x0A exactly when (w ^ 0x0A0A…) has a zero byte (the classic SWAR test).
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        while k &+ 8 <= count {
+            let w = base.loadUnaligned(fromByteOffset: k, as: UInt64.self) ^ (ones &* 0x0A)
+            if (w &- ones) & ~w & highs != 0 { return true }
+            k &+= 8
+        }
+        while k < count {
+            if base.load(fromByteOffset: k, as: UInt8.self) == 0x0A { return true }
+            k &+= 1
+        }
+        return false
     }
 
     /// Appends constant text (no `String`, no allocation).

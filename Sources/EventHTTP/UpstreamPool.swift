@@ -641,7 +641,7 @@ final class UpstreamConnection {
         guard let start = evbuffer_pullup(input, window) else { return false }
         let bytes = UnsafeRawBufferPointer(start: start, count: window)
         if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !bytes[scannedHeadBytes..<window].contains(0x0A)
+            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
         {
             scannedHeadBytes = window
             return false
