@@ -62,13 +62,21 @@ public final class ResponseWriter {
     // close sees what a weak reference would; the strong one costs no weak load per request.
     // The connection's buffers are freed once its last writer goes.
     private let connection: ServerConnection
-    private let sequence: Int
+    // Reset when the connection reuses this writer for its next request (only once nothing else holds it).
+    private var sequence: Int
+    // Unchecked: loop thread only, and no access overlaps another (see `ServerConnection`).
     /// `respond` has been called.
-    public private(set) var hasResponded = false
+    @exclusivity(unchecked) public private(set) var hasResponded = false
 
     init(connection: ServerConnection, sequence: Int) {
         self.connection = connection
         self.sequence = sequence
+    }
+
+    /// Makes an unshared writer answer the connection's next request.
+    fileprivate func reuse(sequence: Int) {
+        self.sequence = sequence
+        hasResponded = false
     }
 
     /// The client is still connected and waiting for this response.
@@ -113,12 +121,14 @@ public final class HTTPServer {
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var drainCompletion: (() -> Void)?
 
+    // `@exclusivity(unchecked)`: read and changed once per request, on the loop thread, and no
+    // access overlaps another (see `ServerConnection`).
     /// Requests handed to the handler and not yet answered (on live connections).
-    public private(set) var activeRequests = 0
+    @exclusivity(unchecked) public private(set) var activeRequests = 0
     /// Called on the loop thread each time `activeRequests` falls to zero.
-    public var onNoActiveRequests: (() -> Void)?
+    @exclusivity(unchecked) public var onNoActiveRequests: (() -> Void)?
     /// `drain` was called: every response now closes its connection.
-    public private(set) var isDraining = false
+    @exclusivity(unchecked) public private(set) var isDraining = false
 
     /// Open client connections.
     public var openConnections: Int { connections.count }
@@ -244,6 +254,9 @@ final class ServerConnection {
         case idle, header, body, linger
     }
 
+    // Properties marked `@exclusivity(unchecked)` are the ones the request path changes in place:
+    // loop-thread state whose accesses never overlap (none spans a call that could reach it
+    // again), so the runtime check (about 100 instructions per access) buys nothing.
     private weak var server: HTTPServer?
     private let loop: EventLoop
     private let options: ServerOptions
@@ -253,7 +266,7 @@ final class ServerConnection {
     private var fd: Int32
     private let input: OpaquePointer
     private let output: OpaquePointer
-    private var events: SocketEvents?
+    @exclusivity(unchecked) private var events: SocketEvents?
     /// Input beyond one maximal request (plus framing slack) is not read until the request is
     /// handled: a connection never buffers without bound.
     private let maxBufferedInputBytes: Int
@@ -262,9 +275,16 @@ final class ServerConnection {
     private var timer: DeadlineTimer?
     private var deadline = Deadline.idle
 
-    // The request being read.
-    private var head: RequestHead?
-    private var body: ByteBuffer?
+    // The request being read. Its head goes to the handler; what its response depends on stays.
+    @exclusivity(unchecked) private var head: RequestHead?
+    private var requestKeepsAlive = false
+    private var requestIsHTTP10 = false
+    private var requestIsHEAD = false
+    @exclusivity(unchecked) private var body: ByteBuffer?
+    /// The last request's body and writer, reused for the next request once the handler has let go
+    /// of them (one allocation and one `evbuffer_new` less per request). Cleared by `close()`.
+    @exclusivity(unchecked) private var spareBody: ByteBuffer?
+    @exclusivity(unchecked) private var spareWriter: ResponseWriter?
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
     private var hasRequestStarted = false
@@ -277,8 +297,10 @@ final class ServerConnection {
     private var sequence = 0
     private var isProcessing = false
     private var isInputClosed = false
-    /// The response head being written, kept between responses for its capacity.
-    private var headScratch: [UInt8] = []
+    /// The response head being written, kept between responses for its capacity and status line.
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
+    /// The status whose line starts `headScratch`.
+    private var headScratchStatus = 0
 
     init(server: HTTPServer, fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
         self.server = server
@@ -516,7 +538,7 @@ final class ServerConnection {
         let bytes = UnsafeRawBufferPointer(start: start, count: window)
         // A head can only complete or fail at a line end, or when the window is full.
         if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !bytes[scannedHeadBytes..<window].contains(0x0A)
+            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
         {
             scannedHeadBytes = window
             headIncomplete()
@@ -546,8 +568,11 @@ final class ServerConnection {
     }
 
     private func beginBody(_ head: RequestHead) -> Bool {
+        requestKeepsAlive = head.keepAlive
+        requestIsHTTP10 = head.version == .http10
+        requestIsHEAD = head.method == "HEAD"
         self.head = head
-        body = ByteBuffer()
+        body = reusableBody()
         chunkedDecoder = nil
         bodyRemaining = 0
         let limits = options.limits
@@ -586,6 +611,32 @@ final class ServerConnection {
     }
 
     private static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    /// Bodies up to this size are kept for reuse after their request (larger ones are freed, so an
+    /// idle connection holds at most this much).
+    static let maxSpareBodyBytes = 16 * 1024
+
+    /// The last request's body buffer, emptied, when nothing else holds it; else a new one.
+    private func reusableBody() -> ByteBuffer {
+        if isKnownUniquelyReferenced(&spareBody), let spare = spareBody {
+            spare.removeAll()
+            return spare
+        }
+        let fresh = ByteBuffer()
+        spareBody = fresh
+        return fresh
+    }
+
+    /// The last request's writer, when nothing else holds it; else a new one.
+    private func reusableWriter(sequence: Int) -> ResponseWriter {
+        if isKnownUniquelyReferenced(&spareWriter), let spare = spareWriter {
+            spare.reuse(sequence: sequence)
+            return spare
+        }
+        let fresh = ResponseWriter(connection: self, sequence: sequence)
+        spareWriter = fresh
+        return fresh
+    }
 
     private func readBody() -> Bool {
         guard let body else { return false }
@@ -645,15 +696,15 @@ final class ServerConnection {
     }
 
     private func dispatch() {
-        guard let head, let body, let server else { return }
+        guard let body, let server, let head = head.take() else { return }
         state = .awaitingResponse
         timer?.clear()
         sequence += 1
         server.requestStarted()
-        let writer = ResponseWriter(connection: self, sequence: sequence)
-        let request = ServerRequest(head: head, body: body, peerAddress: peerAddress, isPeerLoopback: isPeerLoopback)
+        let writer = reusableWriter(sequence: sequence)
+        if body.count > ServerConnection.maxSpareBodyBytes { spareBody = nil }
         self.body = nil
-        handler(request, writer)
+        handler(ServerRequest(head: head, body: body, peerAddress: peerAddress, isPeerLoopback: isPeerLoopback), writer)
     }
 
     // MARK: Writing responses
@@ -662,7 +713,9 @@ final class ServerConnection {
     func respond(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
         guard state == .awaitingResponse else { return }
         let willClose = write(status: status, headers: headers, body: body, forceClose: false)
-        head = nil
+        requestKeepsAlive = false
+        requestIsHTTP10 = false
+        requestIsHEAD = false
         server?.requestFinished()
         if state == .closed { return }  // the finished-callback may have closed us
         if willClose {
@@ -691,46 +744,40 @@ final class ServerConnection {
     /// after this response.
     private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
         guard state != .closed else { return true }
-        let keepAlive = head?.keepAlive ?? false
-        let willClose = forceClose || !keepAlive || isInputClosed || (server?.isDraining ?? true)
+        let willClose = forceClose || !requestKeepsAlive || isInputClosed || (server?.isDraining ?? true)
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
         let contentLength = hasNoBody ? nil : body.count
         // The handler's fields minus the ones the server writes itself, then `connection`, straight
-        // into a buffer kept for its capacity.
-        // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var out = headScratch
-        headScratch = []
-        out.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendStatusLine(&out, status: status)
+        // into a buffer kept for its capacity; the status line stays from the last response when
+        // the status is the same.
+        if !headScratch.reset(keepingPrefix: status == headScratchStatus) {
+            HTTPSerializer.appendStatusLine(&headScratch.bytes, status: status)
+            headScratch.markPrefix()
+            headScratchStatus = status
+        }
+        // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
         for field in headers.fields where !ServerConnection.isFraming(field.name) {
-            HTTPSerializer.appendField(
-                &out,
-                name: field.name,
-                value: field.value,
-                droppingFraming: contentLength != nil
-            )
+            HTTPSerializer.appendField(&headScratch.bytes, name: field.name, value: field.value, droppingFraming: false)
         }
         if willClose {
-            HTTPSerializer.appendField(&out, name: "connection", value: "close", droppingFraming: false)
-        } else if head?.version == .http10 {
-            HTTPSerializer.appendField(&out, name: "connection", value: "keep-alive", droppingFraming: false)
+            HeadBytes.append(&headScratch.bytes, "connection: close\r\n")
+        } else if requestIsHTTP10 {
+            HeadBytes.append(&headScratch.bytes, "connection: keep-alive\r\n")
         }
-        HTTPSerializer.appendEnd(&out, contentLength: contentLength)
-        let sendsBody = !hasNoBody && head?.method != "HEAD"
+        HeadBytes.appendEnd(&headScratch.bytes, contentLength: contentLength)
+        let sendsBody = !hasNoBody && !requestIsHEAD
         // A response given outside `process` (after an upstream answered) with nothing queued before
         // it goes out at once with a small body in the same buffer: no output chain when it all goes.
         // Inside `process`, responses are queued so a pipelined batch leaves in one write.
         if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
             && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
         {
-            if sendsBody { body.appendBytes(to: &out) }
+            if sendsBody { HeadBytes.appendBytes(of: body, to: &headScratch.bytes) }
             // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
-            _ = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = out
+            _ = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
             return willClose
         }
-        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = out
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         if sendsBody {
             ByteBuffer.addCopy(of: body.evbuffer, to: output)
         }
@@ -783,6 +830,8 @@ final class ServerConnection {
         evutil_closesocket(fd)
         fd = -1
         body = nil
+        spareBody = nil
+        spareWriter = nil  // it holds this connection
         if wasAwaitingResponse { server?.requestFinished() }
         server?.connectionClosed(self)
         let retained = selfRetain

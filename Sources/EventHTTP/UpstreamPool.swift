@@ -90,8 +90,9 @@ public final class UpstreamPool {
     private var lastResolvedMilliseconds: Int64 = 0
     private var isResolving = false
     let hostHeader: String
-    private var idle: [UpstreamConnection] = []
-    private var waiting: [Exchange] = []
+    // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
+    @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
+    @exclusivity(unchecked) private var waiting: [Exchange] = []
     private var isClosed = false
     /// The earliest deadline among `waiting` (connections watch the deadlines of their own exchanges).
     private var waitingTimer: DeadlineTimer?
@@ -355,6 +356,7 @@ final class UpstreamConnection {
         case busy, idle, closed
     }
 
+    // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     private weak var pool: UpstreamPool?
     private let loop: EventLoop
     private let limits: HTTPLimits
@@ -363,7 +365,7 @@ final class UpstreamConnection {
     private var fd: Int32 = -1
     private let input: OpaquePointer
     private let output: OpaquePointer
-    private var events: SocketEvents?
+    @exclusivity(unchecked) private var events: SocketEvents?
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     private var isConnected = false
@@ -373,17 +375,24 @@ final class UpstreamConnection {
     private var timer: DeadlineTimer?
 
     // The exchange in progress.
-    private var exchange: Exchange?
+    @exclusivity(unchecked) private var exchange: Exchange?
     private var isReused = false
     private var hasResponseBytes = false
-    private var head: ResponseHead?
-    private var body = ByteBuffer()
+    /// The final response's head has been read (it waits in `head` for the body).
+    private var hasHead = false
+    @exclusivity(unchecked) private var head: ResponseHead?
+    private var keepsAlive = false
+    @exclusivity(unchecked) private var body = ByteBuffer()
     private var bodyRemaining = 0
     private var chunkedDecoder: ChunkedDecoder?
     private var readsUntilClose = false
     private var scannedHeadBytes = 0
-    /// The request head being written, kept between requests for its capacity.
-    private var headScratch: [UInt8] = []
+    /// The request head being written, kept between requests for its capacity, its request line
+    /// and `host` field.
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
+    /// The method and target whose request line starts `headScratch`.
+    private var headScratchMethod = ""
+    private var headScratchTarget = ""
 
     init(pool: UpstreamPool) {
         self.pool = pool
@@ -438,7 +447,10 @@ final class UpstreamConnection {
         self.exchange = exchange
         self.isReused = isReused
         hasResponseBytes = false
-        head = nil
+        if hasHead {
+            hasHead = false
+            head = nil
+        }
         bodyRemaining = 0
         chunkedDecoder = nil
         readsUntilClose = false
@@ -451,16 +463,24 @@ final class UpstreamConnection {
             bodyLength > 0 || request.method == "POST" || request.method == "PUT" || request.method == "PATCH"
         // Written straight from the caller's fields into a reused buffer: `host` first, then the
         // fields that are not hop-by-hop, not named by `Connection`, not `host` or `content-length`.
-        // A local buffer moved out of the property: one exclusivity check, not one per append.
-        var out = headScratch
-        headScratch = []
-        out.removeAll(keepingCapacity: true)
-        HTTPSerializer.appendRequestLine(&out, method: request.method, target: request.target)
-        HTTPSerializer.appendField(&out, name: "host", value: hostHeader, droppingFraming: false)
+        // The request line and `host` stay from the last request when method and target are the same.
+        let isSameLine = request.method == headScratchMethod && request.target == headScratchTarget
+        if !headScratch.reset(keepingPrefix: isSameLine) {
+            HTTPSerializer.appendRequestLine(&headScratch.bytes, method: request.method, target: request.target)
+            HTTPSerializer.appendField(&headScratch.bytes, name: "host", value: hostHeader, droppingFraming: false)
+            headScratch.markPrefix()
+            headScratchMethod = request.method
+            headScratchTarget = request.target
+        }
         if request.headersAreEndToEnd {
             // Filtered by the caller already: one pass over the fields, not two.
             for field in request.headers.fields {
-                HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: sendsLength)
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: field.name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
             }
         } else {
             let named = HopByHop.connectionNamed(in: request.headers)
@@ -472,21 +492,24 @@ final class UpstreamConnection {
                 {
                     continue
                 }
-                HTTPSerializer.appendField(&out, name: name, value: field.value, droppingFraming: sendsLength)
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
             }
         }
-        HTTPSerializer.appendEnd(&out, contentLength: sendsLength ? bodyLength : nil)
+        HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
         if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
             // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
-            request.body.appendBytes(to: &out)
-            let left = out.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
-            headScratch = out
+            HeadBytes.appendBytes(of: request.body, to: &headScratch.bytes)
+            let left = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
             if left { flushOutput() }
             return
         }
-        out.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        headScratch = out
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
         ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
         if canSend { flushOutput() }
     }
@@ -578,7 +601,7 @@ final class UpstreamConnection {
 
     private func parse() {
         while state == .busy, exchange != nil {
-            let progressed = head == nil ? readHead() : readBody()
+            let progressed = hasHead ? readBody() : readHead()
             if !progressed { return }
         }
     }
@@ -618,7 +641,7 @@ final class UpstreamConnection {
         guard let start = evbuffer_pullup(input, window) else { return false }
         let bytes = UnsafeRawBufferPointer(start: start, count: window)
         if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !bytes[scannedHeadBytes..<window].contains(0x0A)
+            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
         {
             scannedHeadBytes = window
             return false
@@ -640,11 +663,14 @@ final class UpstreamConnection {
                 }
                 return true  // interim response: the real one follows
             }
+            let framing = head.framing
+            keepsAlive = head.keepAlive
             self.head = head
-            body = ByteBuffer()
-            switch head.framing {
+            hasHead = true
+            body = reusableBody()
+            switch framing {
             case .none:
-                complete(reusable: head.keepAlive)
+                complete(reusable: keepsAlive)
                 return false
             case .contentLength(let length):
                 guard length <= limits.maxBodyBytes else {
@@ -661,10 +687,20 @@ final class UpstreamConnection {
         }
     }
 
+    /// The last response's body buffer, emptied, when nothing else holds it any more (one
+    /// allocation and one `evbuffer_new` less per response); else a new one.
+    private func reusableBody() -> ByteBuffer {
+        if isKnownUniquelyReferenced(&body) {
+            body.removeAll()
+            return body
+        }
+        return ByteBuffer()
+    }
+
     private var overLimit: String { "upstream response body exceeds the limit of \(limits.maxBodyBytes) bytes" }
 
     private func readBody() -> Bool {
-        guard let exchange, let head else { return false }
+        guard let exchange else { return false }
         let available = evbuffer_get_length(input)
         if readsUntilClose {
             if available > 0 { evbuffer_remove_buffer(input, body.evbuffer, available) }
@@ -688,7 +724,7 @@ final class UpstreamConnection {
                     position = range.upperBound
                 }
                 evbuffer_drain(input, progress.consumed - position)
-                if progress.isComplete { complete(reusable: head.keepAlive) }
+                if progress.isComplete { complete(reusable: keepsAlive) }
                 return false
             }
         }
@@ -697,18 +733,18 @@ final class UpstreamConnection {
             evbuffer_remove_buffer(input, body.evbuffer, length)
             bodyRemaining -= length
         }
-        if bodyRemaining == 0 { complete(reusable: head.keepAlive) }
+        if bodyRemaining == 0 { complete(reusable: keepsAlive) }
         return false
     }
 
     private func complete(reusable: Bool) {
-        guard let exchange, let head else { return }
+        guard let exchange, hasHead, let head = head.take() else { return }
+        hasHead = false
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
         // connection is out of step: do not reuse it.
         let isClean = evbuffer_get_length(input) == 0 && evbuffer_get_length(output) == 0 && writeError == nil
         let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
         self.exchange = nil
-        self.head = nil
         let pool = exchange.pool
         pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readsUntilClose)
     }

@@ -88,6 +88,29 @@ private func startServer(
         }
     }
 
+    @Test func aBodyAndWriterKeptByTheHandlerOutliveLaterRequests() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        // The connection reuses a request's body buffer and writer only once nothing else holds them:
+        // what a handler keeps must stay as it was while later requests (odd ones not kept) go by.
+        let kept = Box<[(body: ByteBuffer, writer: ResponseWriter)]>([])
+        let server = try startServer(loop) { request, writer in
+            writer.respond(status: 200, body: request.body.bytes)
+            if request.head.target.hasSuffix("0") { kept.value.append((request.body, writer)) }
+        }
+        let client = try RawClient(port: server.value.port)
+        for i in 0..<6 {
+            let body = "body-\(i)-" + String(repeating: "x", count: i * 7)
+            let tail = i % 2 == 0 ? "0" : "1"
+            client.send("POST /\(i)/\(tail) HTTP/1.1\r\nhost: a\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+            #expect(try client.readResponse().text == body)
+        }
+        let seen = try loop.sync { kept.value.map { (String(decoding: $0.body.bytes, as: UTF8.self), $0.writer) } }
+        #expect(seen.map(\.0) == [0, 2, 4].map { "body-\($0)-" + String(repeating: "x", count: $0 * 7) })
+        #expect(Set(seen.map { ObjectIdentifier($0.1) }).count == 3)
+        #expect(try loop.sync { kept.value.allSatisfy { $0.writer.hasResponded && !$0.writer.isConnectionAlive } })
+    }
+
     @Test func manySynchronousPipelinedRequestsDoNotRecurse() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }

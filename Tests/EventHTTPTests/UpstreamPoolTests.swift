@@ -94,6 +94,30 @@ private func sendConcurrently(
         #expect(try loop.sync { (pool.value.connectionsOpened, pool.value.idleConnections) } == (1, 1))
     }
 
+    @Test func aResponseBodyKeptByTheCallerOutlivesLaterResponses() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let upstream = try echoUpstream(loop)
+        let pool = try makePool(loop, port: upstream.value.port)
+        // The connection reuses its response body buffer only once nothing else holds it: bodies the
+        // caller keeps (even requests) must stay as they were while later responses arrive.
+        let kept = Box<[ByteBuffer]>([])
+        for i in 0..<6 {
+            let done = DispatchSemaphore(value: 0)
+            loop.loop.execute {
+                let request = UpstreamRequest(method: "POST", target: "/k\(i)", body: ByteBuffer(bytes: bytes("b\(i)")))
+                pool.value.send(request, timeoutMilliseconds: 2000) { result in
+                    if i % 2 == 0, case .success(let response) = result { kept.value.append(response.body) }
+                    done.signal()
+                }
+            }
+            #expect(done.wait(timeout: .now() + 10) == .success)
+        }
+        let seen = try loop.sync { kept.value.map { String(decoding: $0.bytes, as: UTF8.self) } }
+        #expect(seen == ["POST /k0 b0", "POST /k2 b2", "POST /k4 b4"])
+        #expect(try loop.sync { pool.value.connectionsOpened } == 1)
+    }
+
     @Test func writesItsOwnFramingAndHost() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
