@@ -226,6 +226,20 @@ static inline evutil_socket_t switchyard_connect(const struct sockaddr *address,
     return -1;
 }
 
+// Whether a listening socket already holds the address: binds a probe without SO_REUSEPORT,
+// which fails with EADDRINUSE when another socket listens there, SO_REUSEPORT or not (so a second
+// process cannot silently share a port the first one's workers opened with SO_REUSEPORT).
+// 0 when the address is free, else the bind's errno.
+static inline int switchyard_address_taken(const struct sockaddr *address, int length) {
+    evutil_socket_t fd = socket(address->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return errno;
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int result = bind(fd, address, (socklen_t)length) == 0 ? 0 : errno;
+    evutil_closesocket(fd);
+    return result;
+}
+
 // The outcome of a non-blocking connect once the socket is writable: 0 or an errno.
 static inline int switchyard_socket_error(evutil_socket_t fd) {
     int value = 0;

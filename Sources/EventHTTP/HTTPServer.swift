@@ -137,10 +137,13 @@ public final class HTTPServer {
 
     /// Binds `host:port` (an IPv4 or IPv6 literal, or `localhost`) with `SO_REUSEADDR` and
     /// `SO_REUSEPORT`, so loops on several threads can listen on the same port, and listens.
+    /// `exclusive` (for the first of them): fail when something already listens on the port,
+    /// instead of joining it (`SO_REUSEPORT` would let a second process share it silently).
     public init(
         loop: EventLoop,
         host: String,
         port: Int,
+        exclusive: Bool = false,
         options: ServerOptions = ServerOptions(),
         handler: @escaping (ServerRequest, ResponseWriter) -> Void
     ) throws {
@@ -152,6 +155,14 @@ public final class HTTPServer {
         let length = switchyard_make_sockaddr(literal, Int32(port), &address)
         guard length > 0 else {
             throw EventHTTPError("cannot listen on \"\(host)\": expected an IP address or localhost")
+        }
+        if exclusive && port != 0 {
+            let taken = withUnsafePointer(to: &address) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { switchyard_address_taken($0, length) }
+            }
+            if taken != 0 {
+                throw EventHTTPError("\(System.errorText(taken)) (another process listens there)")
+            }
         }
         let flags = UInt32(LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
         let created = withUnsafePointer(to: &address) { storage in

@@ -16,7 +16,7 @@ final class AdminServer {
     }
 
     func listen(loop: EventLoop, host: String, port: Int) throws -> Int {
-        let server = try HTTPServer(loop: loop, host: host, port: port, options: ServerOptions()) {
+        let server = try HTTPServer(loop: loop, host: host, port: port, exclusive: true, options: ServerOptions()) {
             [unowned self] request, writer in
             self.handle(request, writer)
         }

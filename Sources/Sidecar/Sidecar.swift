@@ -59,7 +59,7 @@ public final class Sidecar: @unchecked Sendable {
             )
             worker.guards = guards
             do {
-                port = try worker.listen(host: options.listenHost, port: port)
+                port = try worker.listen(host: options.listenHost, port: port, exclusive: index == 0)
             } catch {
                 throw SidecarStartError.bindFailed("\(options.listenHost):\(options.listenPort)", "\(error)")
             }

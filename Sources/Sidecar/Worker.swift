@@ -68,13 +68,15 @@ final class Worker: @unchecked Sendable {
 
     /// Binds this worker's listener (on the loop thread, before `run`). Every worker binds the
     /// same port with `SO_REUSEPORT`; the kernel spreads connections among them.
-    func listen(host: String, port: Int) throws -> Int {
+    /// `exclusive` for the first worker: a port another process listens on is an error, not
+    /// shared.
+    func listen(host: String, port: Int, exclusive: Bool = false) throws -> Int {
         var serverOptions = ServerOptions()
         serverOptions.limits = options.requestLimits
         serverOptions.headerTimeoutMilliseconds = options.headerTimeoutMilliseconds
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
-        let server = try HTTPServer(loop: loop, host: host, port: port, options: serverOptions) {
+        let server = try HTTPServer(loop: loop, host: host, port: port, exclusive: exclusive, options: serverOptions) {
             [unowned self] request, writer in
             self.handle(request, writer)
         }

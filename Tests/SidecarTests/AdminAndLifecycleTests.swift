@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Sidecar
 import Testing
 
@@ -39,6 +40,38 @@ import Glibc
         #expect(onData.json?["error"] as? String == "no_route")
         let unknown = try #require(httpRequest(port: sidecar.adminPort, "GET", "/nothing"))
         #expect(unknown.status == 404)
+    }
+
+    /// Workers share their port with SO_REUSEPORT; a second sidecar must not silently join it.
+    @Test func aSecondSidecarOnATakenPortFailsInsteadOfSharingIt() throws {
+        let upstream = FakeUpstream(.json("{}"))
+        defer { upstream.stop() }
+        let config = try Self.oneVersion(port: upstream.port)
+        defer { config.remove() }
+        let first = try RunningSidecar(config: config.path, workers: 2)
+        defer { first.stop() }
+
+        for (data, admin) in [(first.port, 0), (0, first.adminPort)] {
+            var options = SidecarOptions()
+            options.configDirectory = config.path
+            options.listenPort = data
+            options.adminPort = admin
+            options.workers = 2
+            options.configPollMilliseconds = 0
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            do {
+                _ = try Sidecar(options: options, logger: logger)
+                Issue.record("a second sidecar started on a port the first one listens on")
+            } catch let error as SidecarStartError {
+                let taken = data != 0 ? data : admin
+                #expect("\(error)".contains("cannot listen on 127.0.0.1:\(taken)"))
+                #expect("\(error)".contains("in use"))
+            }
+        }
+        // The first one still answers on its port.
+        let health = try #require(httpRequest(port: first.adminPort, "GET", "/healthz"))
+        #expect(health.status == 200)
     }
 
     @Test func reloadSwapsTheConfigAndKeepsTheOldOneWhenInvalid() throws {
