@@ -129,7 +129,8 @@ enum Forwarding {
     /// The client's first `x-request-id` value, if any (`HTTPHeaders.first(name:)`, with the
     /// length compared before the name).
     static func clientRequestID(_ client: HTTPHeaders) -> String? {
-        for field in client.fields where field.name.utf8.count == 12 && field.name.asciiCaseInsensitiveEquals("x-request-id") {
+        for field in client.fields
+        where field.name.utf8.count == 12 && field.name.asciiCaseInsensitiveEquals("x-request-id") {
             return field.value
         }
         return nil

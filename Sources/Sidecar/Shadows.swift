@@ -34,7 +34,9 @@ extension Worker {
     func registerShadows(_ exchange: Exchange, decision: Decision) {
         // The route's policy is the decision's model's: looked up by route index, no policy copied.
         for version in decision.shadows {
-            guard let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex) else { continue }
+            guard let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex) else {
+                continue
+            }
             if isDraining || shadowsInFlight >= options.maxShadowsInFlight {
                 let reason = isDraining ? "draining" : "overloaded"
                 metricCache.shadowDropped(metrics, model: decision.model, version: version, reason: reason).increment()
@@ -138,7 +140,14 @@ extension Worker {
             if summary.flip { handles.flips.increment() }
             if let diff = summary.maxAbsDiff { handles.absDiff.record(diff) }
             if let comparison, let path = setup.logPath {
-                record(exchange, path: path, sample: setup.logSample, live: live, shadow: shadow, comparison: comparison)
+                record(
+                    exchange,
+                    path: path,
+                    sample: setup.logSample,
+                    live: live,
+                    shadow: shadow,
+                    comparison: comparison
+                )
             }
         }
     }

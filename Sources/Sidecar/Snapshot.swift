@@ -60,7 +60,8 @@ public final class ConfigSnapshot: Sendable {
     /// How `model`'s shadows are compared and logged (the whole body, no log, for a model
     /// without a policy).
     func comparison(for model: String) -> ModelComparison {
-        comparisons[model] ?? ModelComparison(spec: ComparisonSpec(pointer: JSONPointer(tokens: [])), logPath: nil, logSample: 1)
+        comparisons[model]
+            ?? ModelComparison(spec: ComparisonSpec(pointer: JSONPointer(tokens: [])), logPath: nil, logSample: 1)
     }
 
     func model(_ model: String, version: String) -> LoadedModel? {
