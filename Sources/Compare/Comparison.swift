@@ -232,7 +232,7 @@ public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: Compa
         liveOutput = left
         shadowOutput = right
     }
-    var walk = OutputWalk(tolerance: spec.tolerance)
+    var walk = OutputWalk(tolerance: spec.tolerance, describesDifferences: false)
     walk.compare(liveOutput, shadowOutput, depth: 0)
     var flip = false
     if mayFlip, let liveLabels = Labels.rowLabels(of: liveOutput, threshold: spec.threshold),
@@ -294,6 +294,9 @@ private struct OutputWalk {
     }
 
     let tolerance: Double
+    /// Whether `shapeDifference` says what differs and where; when false it is empty text, and
+    /// the walk keeps no path.
+    let describesDifferences: Bool
     var maxAbsDiff = 0.0
     var sumAbsDiff = 0.0
     var compared = 0
@@ -302,7 +305,10 @@ private struct OutputWalk {
     var shapeDifference: String?
     private var steps: [Step] = []
 
-    init(tolerance: Double) { self.tolerance = tolerance }
+    init(tolerance: Double, describesDifferences: Bool = true) {
+        self.tolerance = tolerance
+        self.describesDifferences = describesDifferences
+    }
 
     /// The JSON pointer to where the walk is, e.g. `/0/probabilities`.
     private var path: String {
@@ -328,40 +334,47 @@ private struct OutputWalk {
         case (.array(let left), .array(let right)):
             if left.count == right.count {
                 for index in left.indices {
-                    steps.append(.index(index))
+                    if describesDifferences { steps.append(.index(index)) }
                     compare(left[index], right[index], depth: depth + 1)
-                    steps.removeLast()
+                    if describesDifferences { steps.removeLast() }
                 }
             } else if depth > 0, let (l, r) = probabilityPair(live, shadow) {
                 compare(l, r, depth: depth + 1)
             } else {
                 let what = depth == 0 ? "rows" : "elements"
                 shapeDifference =
-                    "shape differs at '\(path)': live has \(left.count) \(what), shadow \(right.count)"
+                    describesDifferences
+                    ? "shape differs at '\(path)': live has \(left.count) \(what), shadow \(right.count)" : ""
             }
         case (.array, .number), (.number, .array):
             if let (l, r) = probabilityPair(live, shadow) {
                 compare(l, r, depth: depth + 1)
             } else {
-                shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+                shapeDifference =
+                    describesDifferences
+                    ? "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))" : ""
             }
         case (.object(let left), .object(let right)):
             for member in left.members {
                 guard let other = right[member.key] else {
-                    shapeDifference = "shape differs at '\(path)': shadow has no member '\(member.key)'"
+                    shapeDifference =
+                        describesDifferences ? "shape differs at '\(path)': shadow has no member '\(member.key)'" : ""
                     return
                 }
-                steps.append(.key(member.key))
+                if describesDifferences { steps.append(.key(member.key)) }
                 compare(member.value, other, depth: depth + 1)
-                steps.removeLast()
+                if describesDifferences { steps.removeLast() }
             }
             if shapeDifference == nil, let extra = right.members.first(where: { left[$0.key] == nil }) {
-                shapeDifference = "shape differs at '\(path)': live has no member '\(extra.key)'"
+                shapeDifference =
+                    describesDifferences ? "shape differs at '\(path)': live has no member '\(extra.key)'" : ""
             }
         case (.string, .string), (.bool, .bool), (.null, .null):
             if live != shadow { allAgree = false }
         default:
-            shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+            shapeDifference =
+                describesDifferences
+                ? "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))" : ""
         }
     }
 
