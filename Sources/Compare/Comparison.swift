@@ -193,6 +193,74 @@ public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSp
     )
 }
 
+/// What a comparison's metrics read: `compare(live:shadow:spec:)`'s outcome, flip and largest
+/// difference, without the outputs, labels, row count or reason text the log record needs.
+public struct ComparisonSummary: Sendable, Hashable {
+    public var outcome: Comparison.Outcome
+    public var flip: Bool
+    public var maxAbsDiff: Double?
+
+    public init(outcome: Comparison.Outcome, flip: Bool, maxAbsDiff: Double?) {
+        self.outcome = outcome
+        self.flip = flip
+        self.maxAbsDiff = maxAbsDiff
+    }
+
+    /// The summary of a full comparison.
+    public init(_ comparison: Comparison) {
+        self.init(outcome: comparison.outcome, flip: comparison.flip, maxAbsDiff: comparison.maxAbsDiff)
+    }
+}
+
+/// `ComparisonSummary(compare(live:shadow:spec:))`, for a caller that keeps no record: labels are
+/// worked out only to find a flip, no failure text is built, and two byte-identical bodies are
+/// parsed once (their outputs and labels are the same, so there is no flip).
+public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSpec) -> ComparisonSummary {
+    let error = ComparisonSummary(outcome: .error, flip: false, maxAbsDiff: nil)
+    guard live.isSuccess, shadow.isSuccess else { return error }
+    let liveOutput: JSON
+    let shadowOutput: JSON
+    var mayFlip = true
+    if case .bytes(let liveBytes) = live.body, case .bytes(let shadowBytes) = shadow.body, liveBytes == shadowBytes {
+        guard let output = output(of: live, pointer: spec.pointer) else { return error }
+        liveOutput = output
+        shadowOutput = output
+        mayFlip = false
+    } else {
+        guard let left = output(of: live, pointer: spec.pointer), let right = output(of: shadow, pointer: spec.pointer)
+        else { return error }
+        liveOutput = left
+        shadowOutput = right
+    }
+    var walk = OutputWalk(tolerance: spec.tolerance, describesDifferences: false)
+    walk.compare(liveOutput, shadowOutput, depth: 0)
+    var flip = false
+    if mayFlip, let liveLabels = Labels.rowLabels(of: liveOutput, threshold: spec.threshold),
+        let shadowLabels = Labels.rowLabels(of: shadowOutput, threshold: spec.threshold),
+        liveLabels.count == shadowLabels.count
+    {
+        flip = zip(liveLabels, shadowLabels).contains { $0 != $1 }
+    }
+    let hasDiff = walk.shapeDifference == nil
+    return ComparisonSummary(
+        outcome: hasDiff && walk.allAgree ? .match : .mismatch,
+        flip: flip,
+        maxAbsDiff: hasDiff ? walk.maxAbsDiff : nil
+    )
+}
+
+/// The output at `pointer` of a successful side, or nil where `extractOutput` reports a failure.
+private func output(of side: ResponseSide, pointer: JSONPointer) -> JSON? {
+    let body: JSON
+    switch side.body {
+    case .json(let json): body = json
+    case .bytes(let bytes):
+        guard let parsed = try? JSONParser.parse(bytes) else { return nil }
+        body = parsed
+    }
+    return OutputExtraction.output(of: body, at: pointer)
+}
+
 private func extractOutput(
     _ side: ResponseSide,
     role: String,
@@ -226,6 +294,9 @@ private struct OutputWalk {
     }
 
     let tolerance: Double
+    /// Whether `shapeDifference` says what differs and where; when false it is empty text, and
+    /// the walk keeps no path.
+    let describesDifferences: Bool
     var maxAbsDiff = 0.0
     var sumAbsDiff = 0.0
     var compared = 0
@@ -234,7 +305,10 @@ private struct OutputWalk {
     var shapeDifference: String?
     private var steps: [Step] = []
 
-    init(tolerance: Double) { self.tolerance = tolerance }
+    init(tolerance: Double, describesDifferences: Bool = true) {
+        self.tolerance = tolerance
+        self.describesDifferences = describesDifferences
+    }
 
     /// The JSON pointer to where the walk is, e.g. `/0/probabilities`.
     private var path: String {
@@ -260,40 +334,47 @@ private struct OutputWalk {
         case (.array(let left), .array(let right)):
             if left.count == right.count {
                 for index in left.indices {
-                    steps.append(.index(index))
+                    if describesDifferences { steps.append(.index(index)) }
                     compare(left[index], right[index], depth: depth + 1)
-                    steps.removeLast()
+                    if describesDifferences { steps.removeLast() }
                 }
             } else if depth > 0, let (l, r) = probabilityPair(live, shadow) {
                 compare(l, r, depth: depth + 1)
             } else {
                 let what = depth == 0 ? "rows" : "elements"
                 shapeDifference =
-                    "shape differs at '\(path)': live has \(left.count) \(what), shadow \(right.count)"
+                    describesDifferences
+                    ? "shape differs at '\(path)': live has \(left.count) \(what), shadow \(right.count)" : ""
             }
         case (.array, .number), (.number, .array):
             if let (l, r) = probabilityPair(live, shadow) {
                 compare(l, r, depth: depth + 1)
             } else {
-                shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+                shapeDifference =
+                    describesDifferences
+                    ? "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))" : ""
             }
         case (.object(let left), .object(let right)):
             for member in left.members {
                 guard let other = right[member.key] else {
-                    shapeDifference = "shape differs at '\(path)': shadow has no member '\(member.key)'"
+                    shapeDifference =
+                        describesDifferences ? "shape differs at '\(path)': shadow has no member '\(member.key)'" : ""
                     return
                 }
-                steps.append(.key(member.key))
+                if describesDifferences { steps.append(.key(member.key)) }
                 compare(member.value, other, depth: depth + 1)
-                steps.removeLast()
+                if describesDifferences { steps.removeLast() }
             }
             if shapeDifference == nil, let extra = right.members.first(where: { left[$0.key] == nil }) {
-                shapeDifference = "shape differs at '\(path)': live has no member '\(extra.key)'"
+                shapeDifference =
+                    describesDifferences ? "shape differs at '\(path)': live has no member '\(extra.key)'" : ""
             }
         case (.string, .string), (.bool, .bool), (.null, .null):
             if live != shadow { allAgree = false }
         default:
-            shapeDifference = "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))"
+            shapeDifference =
+                describesDifferences
+                ? "shape differs at '\(path)': live has \(describe(live)), shadow \(describe(shadow))" : ""
         }
     }
 

@@ -14,7 +14,13 @@ enum Forwarding {
 
     /// The upstream request's fields: the client's end-to-end fields, `x-forwarded-for` with the
     /// peer appended, the request id, and `accept-encoding: identity` when the sidecar must read
-    /// the response body (SPEC §9 "Encodings").
+    /// the response body (SPEC §9 "Encodings"), then `x-switchyard-shadow: 1` on a shadow copy.
+    ///
+    /// One pass over the client's fields: each name is classified by its length first, so most are
+    /// kept after one or two comparisons; the fields a `Connection` field names are dropped
+    /// afterwards. A client field the sidecar sets for this version (`accept-encoding` when it reads
+    /// the body, `x-switchyard-shadow` on a shadow) is dropped in the same pass, so that the
+    /// sidecar's own value is the only one and comes last, as `replaceOrAdd` would leave it.
     static func upstreamHeaders(
         _ client: HTTPHeaders,
         peerAddress: String,
@@ -22,22 +28,12 @@ enum Forwarding {
         mustReadBody: Bool,
         isShadow: Bool = false
     ) -> HTTPHeaders {
-        var headers = upstreamBaseHeaders(client, peerAddress: peerAddress, requestID: requestID)
-        finishUpstreamHeaders(&headers, mustReadBody: mustReadBody, isShadow: isShadow)
-        return headers
-    }
-
-    /// The part of `upstreamHeaders` every version asked for the same request shares (computed
-    /// once per request; the live request and its shadow copies each finish a copy). One pass over
-    /// the client's fields: each name is classified by its length first, so most are kept after
-    /// one or two comparisons; the fields a `Connection` field names are dropped afterwards.
-    static func upstreamBaseHeaders(_ client: HTTPHeaders, peerAddress: String, requestID: String) -> HTTPHeaders {
         var kept: [(name: String, value: String)] = []
-        kept.reserveCapacity(client.count + 2)
+        kept.reserveCapacity(client.count + 4)
         var forwardedFor: String?
         var hasConnection = false
         for field in client.fields {
-            switch requestFieldRole(field.name) {
+            switch requestFieldRole(field.name, mustReadBody: mustReadBody, isShadow: isShadow) {
             case .endToEnd:
                 kept.append(field)
             case .forwardedFor:
@@ -56,6 +52,8 @@ enum Forwarding {
         }
         kept.append((name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress))
         kept.append((name: "x-request-id", value: requestID))
+        if mustReadBody { kept.append((name: "accept-encoding", value: "identity")) }
+        if isShadow { kept.append((name: "x-switchyard-shadow", value: "1")) }
         return HTTPHeaders(kept)
     }
 
@@ -64,9 +62,10 @@ enum Forwarding {
     }
 
     /// What the sidecar does with a client's request field: hop-by-hop fields and
-    /// `requestOwned` ones are dropped (`Connection` noted, for the fields it names),
-    /// `x-forwarded-for` is extended, every other field is forwarded.
-    private static func requestFieldRole(_ name: String) -> FieldRole {
+    /// `requestOwned` ones are dropped (`Connection` noted, for the fields it names), so are
+    /// `accept-encoding` when `mustReadBody` and `x-switchyard-shadow` when `isShadow` (the
+    /// sidecar sets them), `x-forwarded-for` is extended, every other field is forwarded.
+    private static func requestFieldRole(_ name: String, mustReadBody: Bool, isShadow: Bool) -> FieldRole {
         let dropped: Bool
         switch name.utf8.count {
         case 2: dropped = name.asciiCaseInsensitiveEquals("te")
@@ -78,21 +77,19 @@ enum Forwarding {
             dropped = name.asciiCaseInsensitiveEquals("keep-alive")
         case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
         case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
-        case 15: return name.asciiCaseInsensitiveEquals("x-forwarded-for") ? .forwardedFor : .endToEnd
+        case 15:
+            if name.asciiCaseInsensitiveEquals("x-forwarded-for") { return .forwardedFor }
+            dropped = mustReadBody && name.asciiCaseInsensitiveEquals("accept-encoding")
         case 16: dropped = name.asciiCaseInsensitiveEquals("proxy-connection")
         case 17: dropped = name.asciiCaseInsensitiveEquals("transfer-encoding")
         case 18: dropped = name.asciiCaseInsensitiveEquals("proxy-authenticate")
-        case 19: dropped = name.asciiCaseInsensitiveEquals("proxy-authorization")
+        case 19:
+            dropped =
+                name.asciiCaseInsensitiveEquals("proxy-authorization")
+                || (isShadow && name.asciiCaseInsensitiveEquals("x-switchyard-shadow"))
         default: dropped = false
         }
         return dropped ? .dropped : .endToEnd
-    }
-
-    /// Adds what depends on the version asked: `accept-encoding: identity` when the sidecar reads
-    /// the body, `x-switchyard-shadow: 1` on a shadow copy.
-    static func finishUpstreamHeaders(_ headers: inout HTTPHeaders, mustReadBody: Bool, isShadow: Bool) {
-        if mustReadBody { headers.replaceOrAdd(name: "accept-encoding", value: "identity") }
-        if isShadow { headers.replaceOrAdd(name: "x-switchyard-shadow", value: "1") }
     }
 
     /// The client response's fields from an upstream response: hop-by-hop fields, those the
@@ -127,6 +124,16 @@ enum Forwarding {
         case 21: return name.asciiCaseInsensitiveEquals("x-switchyard-fallback")
         default: return HopByHop.isHopByHop(name)
         }
+    }
+
+    /// The client's first `x-request-id` value, if any (`HTTPHeaders.first(name:)`, with the
+    /// length compared before the name).
+    static func clientRequestID(_ client: HTTPHeaders) -> String? {
+        for field in client.fields
+        where field.name.utf8.count == 12 && field.name.asciiCaseInsensitiveEquals("x-request-id") {
+            return field.value
+        }
+        return nil
     }
 
     /// A client-supplied request id is kept when it is short printable ASCII; otherwise a new one is made.

@@ -10,12 +10,14 @@ import Routing
 final class ShadowRun {
     let version: String
     let spec: VersionSpec
+    // `@exclusivity(unchecked)`: loop thread only, and each access is one statement that calls
+    // back into nothing holding the same run.
     /// When the copy went out; for an embedded shadow, when its evaluation began.
-    var startNanoseconds: UInt64 = 0
-    var result: ResponseSide?
+    @exclusivity(unchecked) var startNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var result: ResponseSide?
     /// Embedded shadows wait until the live response has been written.
-    var isDeferred = false
-    var isCompared = false
+    @exclusivity(unchecked) var isDeferred = false
+    @exclusivity(unchecked) var isCompared = false
 
     init(version: String, spec: VersionSpec) {
         self.version = version
@@ -30,9 +32,11 @@ extension Worker {
     /// live request has gone out; embedded ones run after the live response is written (so
     /// evaluating them never delays it).
     func registerShadows(_ exchange: Exchange, decision: Decision) {
-        guard let policy = exchange.snapshot.config.models[decision.model] else { return }
+        // The route's policy is the decision's model's: looked up by route index, no policy copied.
         for version in decision.shadows {
-            guard let spec = policy.versions[version] else { continue }
+            guard let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex) else {
+                continue
+            }
             if isDraining || shadowsInFlight >= options.maxShadowsInFlight {
                 let reason = isDraining ? "draining" : "overloaded"
                 metricCache.shadowDropped(metrics, model: decision.model, version: version, reason: reason).increment()
@@ -50,9 +54,7 @@ extension Worker {
         for run in exchange.shadows {
             guard case .remote(let remote) = run.spec.backend else { continue }
             run.startNanoseconds = Monotonic.nanoseconds()
-            forward(exchange, version: run.version, spec: run.spec, remote: remote, isShadow: true) { [self] result in
-                self.shadowFinished(exchange, run, result: result)
-            }
+            forward(exchange, version: run.version, spec: run.spec, remote: remote, shadow: run)
         }
     }
 
@@ -68,16 +70,16 @@ extension Worker {
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
-                guard let routed = exchange.routed, case .embedded(let backend) = run.spec.backend else { return }
+                guard exchange.isRouted, case .embedded(let backend) = run.spec.backend else { return }
                 run.startNanoseconds = Monotonic.nanoseconds()
-                let result = self.evaluate(exchange, model: routed.model, version: run.version, backend: backend)
+                let result = self.evaluate(exchange, model: exchange.model, version: run.version, backend: backend)
                 self.shadowFinished(exchange, run, result: result)
             }
         }
         compareReady(exchange)
     }
 
-    private func shadowFinished(_ exchange: Exchange, _ run: ShadowRun, result: VersionResult) {
+    func shadowFinished(_ exchange: Exchange, _ run: ShadowRun, result: VersionResult) {
         shadowsInFlight -= 1
         let elapsed = Monotonic.nanoseconds() &- run.startNanoseconds
         let status: Int
@@ -96,11 +98,11 @@ extension Worker {
             body: body,
             latencyMilliseconds: Double(elapsed) / 1e6
         )
-        if let routed = exchange.routed {
+        if exchange.isRouted {
             metricCache.count(
                 metrics,
-                route: routed.routeName,
-                model: routed.model,
+                route: exchange.routeName,
+                model: exchange.model,
                 version: run.version,
                 role: .shadow,
                 code: status,
@@ -110,44 +112,62 @@ extension Worker {
         compareReady(exchange)
     }
 
-    /// Compares every shadow whose answer is back with the live answer, once each.
+    /// Compares every shadow whose answer is back with the live answer, once each. Without a
+    /// comparison log only what the metrics read is worked out (`compareSummary`).
     private func compareReady(_ exchange: Exchange) {
-        guard let live = exchange.live, let routed = exchange.routed else { return }
+        guard let live = exchange.live, exchange.isRouted else { return }
         for run in exchange.shadows where !run.isCompared {
             guard let shadow = run.result else { continue }
             run.isCompared = true
-            let spec = exchange.snapshot.comparisonSpec(for: routed.model)
-            let comparison = compare(live: live, shadow: shadow, spec: spec)
-            let handles = metricCache.pair(metrics, model: routed.model, live: live.version, shadow: shadow.version)
-            switch comparison.outcome {
+            let model = exchange.model
+            let setup = exchange.snapshot.comparison(for: model)
+            let comparison: Comparison?
+            let summary: ComparisonSummary
+            if setup.logPath != nil {
+                let full = compare(live: live, shadow: shadow, spec: setup.spec)
+                comparison = full
+                summary = ComparisonSummary(full)
+            } else {
+                comparison = nil
+                summary = compareSummary(live: live, shadow: shadow, spec: setup.spec)
+            }
+            let handles = metricCache.pair(metrics, model: model, live: live.version, shadow: shadow.version)
+            switch summary.outcome {
             case .match: handles.match.increment()
             case .mismatch: handles.mismatch.increment()
             case .error: handles.error.increment()
             }
-            if comparison.flip { handles.flips.increment() }
-            if let diff = comparison.maxAbsDiff { handles.absDiff.record(diff) }
-            record(exchange, routed: routed, live: live, shadow: shadow, comparison: comparison)
+            if summary.flip { handles.flips.increment() }
+            if let diff = summary.maxAbsDiff { handles.absDiff.record(diff) }
+            if let comparison, let path = setup.logPath {
+                record(
+                    exchange,
+                    path: path,
+                    sample: setup.logSample,
+                    live: live,
+                    shadow: shadow,
+                    comparison: comparison
+                )
+            }
         }
     }
 
-    /// Writes the comparison log record when the policy names a log and the sample picks it.
+    /// Writes the comparison log record to `path` when the sample picks it.
     private func record(
         _ exchange: Exchange,
-        routed: RoutedRequest,
+        path: String,
+        sample: Double,
         live: ResponseSide,
         shadow: ResponseSide,
         comparison: Comparison
     ) {
-        guard let compare = exchange.snapshot.config.models[routed.model]?.compare, let path = compare.log else {
-            return
-        }
-        if compare.sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= compare.sample { return }
+        if sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= sample { return }
         let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         let line = ComparisonRecord(
             timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds),
             requestID: exchange.requestID,
-            model: routed.model,
-            route: routed.routeName,
+            model: exchange.model,
+            route: exchange.routeName,
             live: live,
             shadow: shadow,
             comparison: comparison

@@ -19,8 +19,18 @@ public final class ConfigSnapshot: Sendable {
 
     /// Per model: the version its guard watches.
     let guardedVersion: [String: String]
-    /// Per model: how its shadows are compared with live (the whole body when `compare` is absent).
-    private let comparisonSpecs: [String: ComparisonSpec]
+    /// Per model: how its shadows are compared with live (the whole body when `compare` is absent)
+    /// and where the comparisons are logged.
+    private let comparisons: [String: ModelComparison]
+
+    /// How one model's shadows are compared and logged, looked up once per comparison.
+    struct ModelComparison {
+        var spec: ComparisonSpec
+        /// The comparison log's path; nil when the policy names none.
+        var logPath: String?
+        /// Share of comparisons written to the log, 0...1.
+        var logSample: Double
+    }
 
     init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
         self.config = config
@@ -29,21 +39,29 @@ public final class ConfigSnapshot: Sendable {
         self.generation = generation
         self.tableKeyFields = config.models.mapValues(Protocols.tableKeyFields)
         self.guardedVersion = config.models.compactMapValues { $0.guardSpec?.version }
-        self.comparisonSpecs = config.models.mapValues { policy in
+        self.comparisons = config.models.mapValues { policy in
             let compare = policy.compare
             // The loader checked the pointer; an empty pointer (the whole body) is the default.
-            return
+            let spec =
                 (try? ComparisonSpec(
                     output: compare?.output ?? "",
                     tolerance: compare?.tolerance ?? 0,
                     threshold: compare?.threshold
                 ))
                 ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
+            return ModelComparison(spec: spec, logPath: compare?.log, logSample: compare?.sample ?? 1)
         }
     }
 
     func comparisonSpec(for model: String) -> ComparisonSpec {
-        comparisonSpecs[model] ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
+        comparison(for: model).spec
+    }
+
+    /// How `model`'s shadows are compared and logged (the whole body, no log, for a model
+    /// without a policy).
+    func comparison(for model: String) -> ModelComparison {
+        comparisons[model]
+            ?? ModelComparison(spec: ComparisonSpec(pointer: JSONPointer(tokens: [])), logPath: nil, logSample: 1)
     }
 
     func model(_ model: String, version: String) -> LoadedModel? {

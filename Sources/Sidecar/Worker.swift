@@ -16,27 +16,30 @@ final class Worker: @unchecked Sendable {
     let options: SidecarOptions
     let logger: Logger
     private(set) var server: HTTPServer?
-    private(set) var snapshot: ConfigSnapshot
+    // `@exclusivity(unchecked)` below: each property is read and changed on the worker's loop
+    // thread only, and no access overlaps another (the request path never reenters itself: a
+    // mutating call on one of them calls back into nothing that touches the same property).
+    @exclusivity(unchecked) private(set) var snapshot: ConfigSnapshot
     /// `snapshot.readsBodyKeys`, computed once per snapshot.
-    private var snapshotReadsBodyKeys: Bool
+    @exclusivity(unchecked) private var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
     /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
     /// the one before went, and comparing two keys costs less than hashing one twice.
-    private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    @exclusivity(unchecked) private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
     /// The same for shadow copies, which alternate with live requests to another pool.
-    private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
-    var random: SplitMix64
-    private(set) var isDraining = false
+    @exclusivity(unchecked) private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    @exclusivity(unchecked) var random: SplitMix64
+    @exclusivity(unchecked) private(set) var isDraining = false
     let metrics: SidecarMetrics
     let comparisonLog: ComparisonLog
-    var metricCache = MetricCache()
+    @exclusivity(unchecked) var metricCache = MetricCache()
     let guardMonitor: GuardMonitor
     /// Versions whose guard has tripped, as the admin loop last published them.
-    var guards = GuardState()
+    @exclusivity(unchecked) var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
-    var shadowsInFlight = 0
+    @exclusivity(unchecked) var shadowsInFlight = 0
 
     struct PoolKey: Hashable {
         var host: String
@@ -130,11 +133,11 @@ final class Worker: @unchecked Sendable {
             request: request,
             writer: writer,
             snapshot: snapshot,
-            requestID: Forwarding.acceptableRequestID(request.head.headers.first(name: "x-request-id"))
+            requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(request.head.headers))
                 ?? random.requestID(),
             readsBodyKeys: snapshotReadsBodyKeys
         )
-        let outcome = decide(exchange.facts, table: exchange.snapshot.routing, guards: guards, using: &random)
+        let outcome = decide(exchange.facts(), table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
             if let answer = Metadata.answer(
@@ -159,17 +162,16 @@ final class Worker: @unchecked Sendable {
         case .guardOpen(let route, let version):
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
-            let routed = RoutedRequest(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
-            exchange.routed = routed
+            exchange.route(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
             if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
             if decision.shadows.isEmpty {
-                answer(exchange, version: routed.version)
+                answer(exchange, version: exchange.version)
             } else {
                 // Live goes out first; the shadow copies follow it in the same loop turn.
                 registerShadows(exchange, decision: decision)
-                answer(exchange, version: routed.version)
+                answer(exchange, version: exchange.version)
                 sendShadows(exchange)
             }
         }
@@ -187,9 +189,11 @@ final class Worker: @unchecked Sendable {
     /// A response to send. A class so that the answering path adds its fields to the one header
     /// list it owns instead of copying it (loop thread only).
     final class Reply {
-        var status: Int
-        var headers: HTTPHeaders
-        var body: ByteBuffer
+        // Unchecked: loop thread only, and each access is one statement that calls back into
+        // nothing holding the same reply.
+        @exclusivity(unchecked) var status: Int
+        @exclusivity(unchecked) var headers: HTTPHeaders
+        @exclusivity(unchecked) var body: ByteBuffer
 
         init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
             self.status = status
@@ -199,12 +203,12 @@ final class Worker: @unchecked Sendable {
     }
 
     func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
-        if let routed = exchange.routed, routed.isGuarded, exchange.snapshot.guardedVersion[routed.model] == version {
+        if exchange.isGuarded, exchange.snapshot.guardedVersion[exchange.model] == version {
             let now = Monotonic.nanoseconds()
             var failed = false
             if case .failed = result { failed = true }
             guardMonitor.record(
-                model: routed.model,
+                model: exchange.model,
                 version: version,
                 failed: failed,
                 latencyMilliseconds: Double(now &- exchange.attemptStartNanoseconds) / 1e6,
@@ -215,11 +219,9 @@ final class Worker: @unchecked Sendable {
         case .answered(let reply):
             respond(exchange, reply: reply, version: version, failedVersion: exchange.failedVersion)
         case .failed(let error, let reply):
-            if exchange.failedVersion == nil, let routed = exchange.routed, let fallback = routed.decision.fallback,
-                fallback != version
-            {
+            if exchange.failedVersion == nil, let fallback = exchange.fallback, fallback != version {
                 exchange.failedVersion = version
-                metricCache.fallback(metrics, model: routed.model, from: version, to: fallback).increment()
+                metricCache.fallback(metrics, model: exchange.model, from: version, to: fallback).increment()
                 logger.debug(
                     "falling back",
                     metadata: [
@@ -240,62 +242,72 @@ final class Worker: @unchecked Sendable {
 
     /// Asks `version` for the live answer; its result goes to `conclude`.
     func answer(_ exchange: Exchange, version: String) {
-        guard let routed = exchange.routed,
-            let spec = exchange.snapshot.routing.version(version, routeIndex: routed.routeIndex)
+        guard exchange.isRouted, let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex)
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
         // Only a guard reads the attempt's latency: no clock read otherwise.
-        if routed.isGuarded { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
+        if exchange.isGuarded { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
         switch spec.backend {
         case .remote(let remote):
-            forward(exchange, version: version, spec: spec, remote: remote, completion: nil)
+            forward(exchange, version: version, spec: spec, remote: remote, shadow: nil)
         case .embedded(let embedded):
             conclude(
                 exchange,
                 version: version,
-                result: evaluate(exchange, model: routed.model, version: version, backend: embedded)
+                result: evaluate(exchange, model: exchange.model, version: version, backend: embedded)
             )
         }
     }
 
-    /// Hands `result` to `completion`, or to `conclude` (the live path) when there is none.
+    /// Hands `result` to `shadowFinished` for a shadow copy, or to `conclude` (the live path).
     @inline(__always)
-    private func deliver(
-        _ result: VersionResult,
-        _ exchange: Exchange,
-        version: String,
-        completion: ((VersionResult) -> Void)?
-    ) {
-        if let completion {
-            completion(result)
+    private func deliver(_ result: VersionResult, _ exchange: Exchange, version: String, shadow: ShadowRun?) {
+        if let shadow {
+            shadowFinished(exchange, shadow, result: result)
         } else {
             conclude(exchange, version: version, result: result)
         }
     }
 
+    /// How one version is asked, as the response handling needs it (no reference-counted fields:
+    /// the completion closure captures it for free).
+    struct Attempt {
+        var timeoutMilliseconds: Int
+        var mustRead: Bool
+        var translate: Bool
+        var routeProtocol: WireProtocol
+        var versionProtocol: WireProtocol
+        var isShadow: Bool
+    }
+
     // MARK: Remote
 
-    /// Sends the request to a remote version. The result goes to `completion`, or to `conclude`
-    /// when it is nil (the live path: no closure of its own per request).
+    /// Sends the request to a remote version. The result goes to `shadowFinished` for a shadow
+    /// copy (`shadow` non-nil), else to `conclude`.
     func forward(
         _ exchange: Exchange,
         version: String,
         spec: VersionSpec,
         remote: RemoteBackend,
-        isShadow: Bool = false,
-        completion: ((VersionResult) -> Void)?
+        shadow: ShadowRun?
     ) {
         let head = exchange.request.head
-        guard let routed = exchange.routed else { preconditionFailure("forward runs only for routed requests") }
-        let routeProtocol = routed.wireProtocol
+        guard exchange.isRouted else { preconditionFailure("forward runs only for routed requests") }
+        let isShadow = shadow != nil
+        let routeProtocol = exchange.wireProtocol
         let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
         let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
         // A shadow's body is compared, never sent on: it is not checked here.
         let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
-        var headers = exchange.upstreamBaseHeaders
-        Forwarding.finishUpstreamHeaders(&headers, mustReadBody: mustRead || isShadow, isShadow: isShadow)
+        var headers = Forwarding.upstreamHeaders(
+            head.headers,
+            peerAddress: exchange.request.peerAddress,
+            requestID: exchange.requestID,
+            mustReadBody: mustRead || isShadow,
+            isShadow: isShadow
+        )
         if translate {
             do throws(ModelError) {
                 let translated = try Protocols.translateRequest(
@@ -310,7 +322,7 @@ final class Worker: @unchecked Sendable {
                     .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
                     exchange,
                     version: version,
-                    completion: completion
+                    shadow: shadow
                 )
                 return
             }
@@ -330,23 +342,20 @@ final class Worker: @unchecked Sendable {
             body: body,
             headersAreEndToEnd: true
         )
-        let model = routed.model
-        // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain).
-        let timeout = remote.timeoutMilliseconds
-        pool(for: remote, isShadow: isShadow).send(upstream, timeoutMilliseconds: timeout) { [self] result in
-            let outcome = self.versionResult(
-                result,
-                exchange,
-                version: version,
-                timeout: timeout,
-                mustRead: mustRead,
-                translate: translate,
-                routeProtocol: routeProtocol,
-                versionProtocol: versionProtocol,
-                model: model,
-                isShadow: isShadow
-            )
-            self.deliver(outcome, exchange, version: version, completion: completion)
+        // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain),
+        // and the flags in one trivial struct.
+        let attempt = Attempt(
+            timeoutMilliseconds: remote.timeoutMilliseconds,
+            mustRead: mustRead,
+            translate: translate,
+            routeProtocol: routeProtocol,
+            versionProtocol: versionProtocol,
+            isShadow: isShadow
+        )
+        pool(for: remote, isShadow: isShadow).send(upstream, timeoutMilliseconds: attempt.timeoutMilliseconds) {
+            [self] result in
+            let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
+            self.deliver(outcome, exchange, version: version, shadow: shadow)
         }
     }
 
@@ -355,20 +364,14 @@ final class Worker: @unchecked Sendable {
         _ result: Result<UpstreamResponse, UpstreamError>,
         _ exchange: Exchange,
         version: String,
-        timeout: Int,
-        mustRead: Bool,
-        translate: Bool,
-        routeProtocol: WireProtocol,
-        versionProtocol: WireProtocol,
-        model: String,
-        isShadow: Bool
+        attempt: Attempt
     ) -> VersionResult {
         switch result {
         case .success(let response):
             // A shadow's reply is compared, never sent: its fields are not rewritten for a client.
             let reply = Reply(
                 status: response.head.status,
-                headers: isShadow ? HTTPHeaders() : Forwarding.responseHeaders(response.head.headers),
+                headers: attempt.isShadow ? HTTPHeaders() : Forwarding.responseHeaders(response.head.headers),
                 body: response.body
             )
             if response.head.status >= 500 {
@@ -381,7 +384,7 @@ final class Worker: @unchecked Sendable {
                     reply: reply
                 )
             }
-            guard mustRead else {
+            guard attempt.mustRead else {
                 return .answered(reply)
             }
             if response.wasReadUntilClose {
@@ -394,14 +397,14 @@ final class Worker: @unchecked Sendable {
             guard let parsed else {
                 return .failed(.badResponse(version, "response body is not JSON"), reply: nil)
             }
-            if translate && (200..<300).contains(response.head.status) {
+            if attempt.translate && (200..<300).contains(response.head.status) {
                 do throws(UpstreamResponseError) {
-                    let id = routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
+                    let id = attempt.routeProtocol == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
                     let bytes = try Protocols.translateResponse(
                         parsed,
-                        from: versionProtocol,
-                        to: routeProtocol,
-                        model: model,
+                        from: attempt.versionProtocol,
+                        to: attempt.routeProtocol,
+                        model: exchange.model,
                         versionName: version,
                         id: id
                     )
@@ -414,7 +417,7 @@ final class Worker: @unchecked Sendable {
             }
             return .answered(reply)
         case .failure(let error):
-            return .failed(sidecarError(error, version: version, timeout: timeout), reply: nil)
+            return .failed(sidecarError(error, version: version, timeout: attempt.timeoutMilliseconds), reply: nil)
         }
     }
 
@@ -473,11 +476,10 @@ final class Worker: @unchecked Sendable {
     // MARK: Embedded
 
     func evaluate(_ exchange: Exchange, model: String, version: String, backend: EmbeddedBackend) -> VersionResult {
-        guard let loaded = exchange.snapshot.model(model, version: version),
-            let route = exchange.routed?.wireProtocol
-        else {
+        guard exchange.isRouted, let loaded = exchange.snapshot.model(model, version: version) else {
             preconditionFailure("an embedded version was checked but its model was not loaded")
         }
+        let route = exchange.wireProtocol
         do throws(ModelError) {
             let predictions: [JSON]
             var datatype = OIPDatatype.fp64
@@ -486,7 +488,7 @@ final class Worker: @unchecked Sendable {
                 guard let source = backend.key else {
                     preconditionFailure("a table version was checked without its key")
                 }
-                guard let key = keyValue(source, in: exchange.facts) else {
+                guard let key = keyValue(source, in: exchange.facts()) else {
                     throw ModelError.noPrediction("version '\(version)': the request has no \(source) key")
                 }
                 guard let value = table.lookup(key) else {
@@ -549,11 +551,10 @@ final class Worker: @unchecked Sendable {
         reply.headers.add(name: "x-request-id", value: exchange.requestID)
         exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
-        let routed = exchange.routed
         metricCache.count(
             metrics,
-            route: routed?.routeName ?? "",
-            model: routed?.model ?? "",
+            route: exchange.routeName,
+            model: exchange.model,
             version: version ?? "",
             role: .live,
             code: reply.status,
@@ -563,7 +564,7 @@ final class Worker: @unchecked Sendable {
             liveAnswered(
                 exchange,
                 status: reply.status,
-                version: version ?? routed?.version ?? "",
+                version: version ?? exchange.version,
                 body: reply.body.bytes,
                 latencyMilliseconds: Double(elapsed) / 1e6
             )
@@ -573,29 +574,37 @@ final class Worker: @unchecked Sendable {
 
 /// One request on its way through a worker.
 final class Exchange: @unchecked Sendable {  // confined to its worker's loop thread
+    // `@exclusivity(unchecked)` below: loop thread only, and no access overlaps another (each is
+    // read or set in one statement; none is passed `inout` across a call that reaches it again).
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
     let requestID: String
-    /// What routing decided, once it has (boxed once: the request path reads it many times).
-    var routed: RoutedRequest?
-    var decision: Decision? { routed?.decision }
+    /// Routing chose a version (`route(_:isGuarded:)` has run). The fields below are what the
+    /// request path reads of the decision, copied once so that it keeps no `Decision`; until
+    /// routing has chosen, the names are empty and `fallback` nil.
+    @exclusivity(unchecked) private(set) var isRouted = false
+    @exclusivity(unchecked) private(set) var model = ""
+    /// The version routing chose (not the fallback).
+    @exclusivity(unchecked) private(set) var version = ""
+    @exclusivity(unchecked) private(set) var routeName = ""
+    /// The route's position in `Config.routes`.
+    @exclusivity(unchecked) private(set) var routeIndex = 0
+    @exclusivity(unchecked) private(set) var wireProtocol = WireProtocol.json
+    /// The model has a guard (only then is `guardedVersion` looked up).
+    @exclusivity(unchecked) private(set) var isGuarded = false
+    /// The version that answers if the chosen one fails.
+    @exclusivity(unchecked) private(set) var fallback: String?
     /// Set once the chosen version failed and the fallback was asked.
-    var failedVersion: String?
+    @exclusivity(unchecked) var failedVersion: String?
     let startNanoseconds: UInt64
     /// When the current version (the chosen one, then the fallback) was asked.
-    var attemptStartNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var attemptStartNanoseconds: UInt64 = 0
     /// Shadow copies of this request, and the live side once it has answered.
-    var shadows: [ShadowRun] = []
-    var live: ResponseSide?
+    @exclusivity(unchecked) var shadows: [ShadowRun] = []
+    @exclusivity(unchecked) var live: ResponseSide?
     var hasShadows: Bool { !shadows.isEmpty }
-    /// The upstream request fields shared by the live request and its shadow copies.
-    lazy var upstreamBaseHeaders: HTTPHeaders = Forwarding.upstreamBaseHeaders(
-        request.head.headers,
-        peerAddress: request.peerAddress,
-        requestID: requestID
-    )
-    private var parsedBody: Result<JSON, ModelError>?
+    @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
 
     /// Some key source of `snapshot` reads the body (see `ConfigSnapshot.readsBodyKeys`).
     let readsBodyKeys: Bool
@@ -615,6 +624,20 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
         self.startNanoseconds = Monotonic.nanoseconds()
     }
 
+    /// Records what routing decided.
+    func route(_ decision: Decision, isGuarded: Bool) {
+        isRouted = true
+        model = decision.model
+        version = decision.version
+        // From the snapshot's own route list (the one `snapshot.routing` was built from):
+        // `decision.route` would copy the whole route to read its name.
+        routeName = snapshot.config.routes[decision.routeIndex].name
+        routeIndex = decision.routeIndex
+        wireProtocol = decision.wireProtocol
+        fallback = decision.fallback
+        self.isGuarded = isGuarded
+    }
+
     /// The request body as JSON, parsed once, on first use.
     func bodyJSON() throws(ModelError) -> JSON {
         if let parsedBody { return try parsedBody.get() }
@@ -629,18 +652,26 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
         return try result.get()
     }
 
-    lazy var facts: RequestFacts = {
-        let head = request.head
-        let target = head.target
-        // One byte search splits path and query; the closure is made only when a key may need it.
+    /// What routing and key sources read of the request. Made when asked (once for routing,
+    /// again only for a table key), not kept: most requests never need it after routing.
+    func facts() -> RequestFacts {
+        // Fields are read through `request.head`: binding the head to a local would copy all of it.
+        let target = request.head.target
+        // One byte search over the contiguous UTF-8 splits path and query.
         let path: String
         var query: String?
-        if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+        let utf8 = target.utf8
+        let offset =
+            utf8.withContiguousStorageIfAvailable { $0.firstIndex(of: UInt8(ascii: "?")) }
+            ?? utf8.firstIndex(of: UInt8(ascii: "?")).map { utf8.distance(from: utf8.startIndex, to: $0) }
+        if let offset {
+            let mark = utf8.index(utf8.startIndex, offsetBy: offset)
             path = String(target[..<mark])
-            query = String(target[target.utf8.index(after: mark)...])
+            query = String(target[utf8.index(after: mark)...])
         } else {
             path = target
         }
+        // The closure is made only when a key may need it.
         var bodyKey: (@Sendable (String) -> String?)?
         if readsBodyKeys {
             bodyKey = { [unowned self] pointer in
@@ -649,36 +680,12 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             }
         }
         return RequestFacts(
-            method: head.method,
+            method: request.head.method,
             path: path,
             query: query,
-            headers: head.headers.fields,
+            headers: request.head.headers.fields,
             bodyKey: bodyKey
         )
-    }()
-}
-
-/// A routing decision and the parts of it the request path reads, boxed once per request so
-/// reading them does not copy the whole `Decision` (its `Route` included) each time.
-final class RoutedRequest {
-    let decision: Decision
-    let model: String
-    let version: String
-    let routeName: String
-    /// The route's position in `Config.routes`.
-    let routeIndex: Int
-    let wireProtocol: WireProtocol
-    /// The model has a guard (only then is `guardedVersion` looked up).
-    let isGuarded: Bool
-
-    init(_ decision: Decision, isGuarded: Bool = true) {
-        self.decision = decision
-        self.model = decision.model
-        self.version = decision.version
-        self.routeName = decision.route.name
-        self.routeIndex = decision.routeIndex
-        self.wireProtocol = decision.wireProtocol
-        self.isGuarded = isGuarded
     }
 }
 

@@ -262,3 +262,55 @@ struct ComparisonTests {
         #expect(OutputExtraction.reshapedData(of: ["shape": [2, -1], "data": [1, 2]]) == nil)
     }
 }
+
+/// Live body and status, shadow body and status, and the spec: what `compareSummary` must
+/// summarise exactly as `compare` decides.
+private let summaryCases: [(String, Int, String, Int, ComparisonSpec)] = [
+    (#"{"predictions": [0.8, 0.1]}"#, 200, #"{"predictions": [0.8, 0.1]}"#, 200, spec()),
+    (#"{"predictions": [0.8, 0.1]}"#, 200, #"{"predictions": [0.80005, 0.1]}"#, 200, spec()),
+    (#"{"predictions": [0.8, 0.1]}"#, 200, #"{"predictions": [0.3, 0.1]}"#, 200, spec()),
+    (#"{"predictions": [[0.1, 0.9]]}"#, 200, #"{"predictions": [0.2]}"#, 200, spec()),
+    (#"{"predictions": [1, 2, 3]}"#, 200, #"{"predictions": [1, 2]}"#, 200, spec()),
+    (#"{"predictions": ["a"]}"#, 200, #"{"predictions": ["b"]}"#, 200, spec()),
+    (#"{"predictions": [0.8]}"#, 200, "<html>oops</html>", 200, spec()),
+    ("<html>oops</html>", 200, "<html>oops</html>", 200, spec()),
+    (#"{"outputs": [0.8]}"#, 200, #"{"outputs": [0.8]}"#, 200, spec()),
+    (#"{"predictions": [0.8]}"#, 500, #"{"predictions": [0.8]}"#, 200, spec()),
+    (#"{"predictions": [0.8]}"#, 200, #"{"predictions": [0.8]}"#, 503, spec()),
+    (#"{"predictions": [0.8]}"#, 200, #"{"predictions": [0.8]}"#, 200, spec(tolerance: -1)),
+    (#"{"predictions": [[0.2, 0.7, 0.1]]}"#, 200, #"{"predictions": [[0.7, 0.2, 0.1]]}"#, 200, spec(threshold: nil)),
+    (#"{"a": {"b": [1, 2]}}"#, 200, #"{"a": {"b": [1, 2], "c": 3}}"#, 200, spec("")),
+]
+
+struct ComparisonSummaryTests {
+    @Test(arguments: summaryCases.indices)
+    func summaryAgreesWithTheFullComparison(index: Int) {
+        let (liveBody, liveStatus, shadowBody, shadowStatus, spec) = summaryCases[index]
+        let live = side(liveBody, status: liveStatus)
+        let shadow = side(shadowBody, status: shadowStatus, version: "v2")
+        #expect(
+            compareSummary(live: live, shadow: shadow, spec: spec)
+                == ComparisonSummary(compare(live: live, shadow: shadow, spec: spec))
+        )
+    }
+
+    @Test func summaryOfAFlipCountsIt() {
+        let summary = compareSummary(
+            live: side(#"{"predictions": [[0.1, 0.9]]}"#),
+            shadow: side(#"{"predictions": [0.2]}"#),
+            spec: spec()
+        )
+        #expect(summary.outcome == .mismatch)
+        #expect(summary.flip)
+        #expect(abs(summary.maxAbsDiff! - 0.7) < 1e-12)
+    }
+
+    @Test func summaryOfParsedBodiesAgreesWithTheFullComparison() {
+        let live = ResponseSide(version: "v1", status: 200, json: ["predictions": [0.8, 0.1]], latencyMilliseconds: 1)
+        let shadow = side(#"{"predictions": [0.8, 0.2]}"#, version: "v2")
+        #expect(
+            compareSummary(live: live, shadow: shadow, spec: spec())
+                == ComparisonSummary(compare(live: live, shadow: shadow, spec: spec()))
+        )
+    }
+}
