@@ -199,6 +199,7 @@ struct MetricCache {
     private var lastLiveDuration: (key: VersionKey, histogram: ValueHistogram)?
     private var lastShadowDuration: (key: VersionKey, histogram: ValueHistogram)?
     private var lastPair: (key: PairKey, handles: PairHandles)?
+    private var lastDropped: (key: PairKey, counter: Counter)?
 
     mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
         let key = PairKey(model: model, live: from, shadow: to)
@@ -216,10 +217,17 @@ struct MetricCache {
     }
 
     mutating func shadowDropped(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
+        // While shadows are being dropped, every request drops the same one: remember it.
         let key = PairKey(model: model, live: version, shadow: reason)
-        if let counter = dropped[key] { return counter }
-        let counter = metrics.shadowDropped(model: model, version: version, reason: reason)
-        dropped[key] = counter
+        if let last = lastDropped, last.key == key { return last.counter }
+        let counter: Counter
+        if let known = dropped[key] {
+            counter = known
+        } else {
+            counter = metrics.shadowDropped(model: model, version: version, reason: reason)
+            dropped[key] = counter
+        }
+        lastDropped = (key, counter)
         return counter
     }
 
