@@ -203,6 +203,11 @@ public final class UpstreamPool {
         }
     }
 
+    /// Whether `send` would start at once: an idle connection, or room for a new one (a shadow
+    /// copy is dropped when it would wait, rather than queued behind a backend that cannot keep
+    /// up, where it would only time out).
+    public var hasFreeConnection: Bool { !idle.isEmpty || openConnections < maxConnections }
+
     /// Closes idle connections and fails queued requests with `.closed`; in-flight exchanges
     /// finish, then their connections close. Later sends fail with `.closed`.
     public func close() {

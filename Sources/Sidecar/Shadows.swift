@@ -79,6 +79,15 @@ extension Worker {
         compareReady(exchange)
     }
 
+    /// A registered copy that was not sent after all (every connection to its version busy):
+    /// counted as dropped, never compared.
+    func shadowDropped(_ exchange: Exchange, _ run: ShadowRun) {
+        shadowsInFlight -= 1
+        run.isCompared = true
+        metricCache.shadowDropped(metrics, model: exchange.model, version: run.version, reason: "overloaded")
+            .increment()
+    }
+
     func shadowFinished(_ exchange: Exchange, _ run: ShadowRun, result: VersionResult) {
         shadowsInFlight -= 1
         let elapsed = Monotonic.nanoseconds() &- run.startNanoseconds

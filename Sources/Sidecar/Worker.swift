@@ -295,6 +295,13 @@ final class Worker: @unchecked Sendable {
         let head = exchange.request.head
         guard exchange.isRouted else { preconditionFailure("forward runs only for routed requests") }
         let isShadow = shadow != nil
+        let pool = pool(for: remote, isShadow: isShadow)
+        if let shadow, !pool.hasFreeConnection {
+            // Every connection to the shadow is busy: drop the copy now rather than queue it
+            // behind a backend that cannot keep up (queued copies only time out in bursts).
+            shadowDropped(exchange, shadow)
+            return
+        }
         let routeProtocol = exchange.wireProtocol
         let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
         let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
@@ -352,7 +359,7 @@ final class Worker: @unchecked Sendable {
             versionProtocol: versionProtocol,
             isShadow: isShadow
         )
-        pool(for: remote, isShadow: isShadow).send(upstream, timeoutMilliseconds: attempt.timeoutMilliseconds) {
+        pool.send(upstream, timeoutMilliseconds: attempt.timeoutMilliseconds) {
             [self] result in
             let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
             self.deliver(outcome, exchange, version: version, shadow: shadow)

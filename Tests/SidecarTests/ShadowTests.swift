@@ -8,6 +8,7 @@ import Testing
         live: Int,
         shadow: Int,
         shadowTimeout: Int = 3_000,
+        shadowMaxConnections: Int = 64,
         compare: String = "",
         extraPolicy: String = "",
         routeProtocol: String = "tfserving"
@@ -22,7 +23,7 @@ import Testing
                 model: m
                 versions:
                   v1: { url: "http://127.0.0.1:\(live)" }
-                  v2: { url: "http://127.0.0.1:\(shadow)", timeout_ms: \(shadowTimeout) }
+                  v2: { url: "http://127.0.0.1:\(shadow)", timeout_ms: \(shadowTimeout), max_connections: \(shadowMaxConnections) }
                 split: { v1: 100, v2: 0 }
                 shadow:
                   - { version: v2, percent: 100 }
@@ -216,6 +217,39 @@ import Testing
         }
         let text = Self.metrics(sidecar)
         #expect(Self.metric(text, #"switchyard_shadow_dropped_total{model="m",version="v2",reason="overloaded"}"#) == 3)
+    }
+
+    /// A copy that would have to wait for a connection to a busy shadow is dropped at once, not
+    /// queued to time out later.
+    @Test func aCopyThatWouldWaitForABusyShadowIsDroppedNotQueued() throws {
+        let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
+        let shadow = FakeUpstream(.slow(milliseconds: 800, body: #"{"predictions":[1]}"#))
+        defer {
+            live.stop()
+            shadow.stop()
+        }
+        let config = try Self.config(
+            live: live.port,
+            shadow: shadow.port,
+            shadowMaxConnections: 1,
+            compare: "compare: { output: /predictions }"
+        )
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let client = try #require(Client(port: sidecar.port))
+        for _ in 0..<4 {
+            #expect(client.request("POST", "/predict", body: "{}")?.status == 200)
+        }
+        let dropped = #"switchyard_shadow_dropped_total{model="m",version="v2",reason="overloaded"}"#
+        let matched =
+            #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="match"}"#
+        let failed =
+            #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="error"}"#
+        #expect(Self.metric(Self.metrics(sidecar), dropped) == 3)
+        #expect(Self.eventually { Self.metric(Self.metrics(sidecar), matched) == 1 })
+        #expect(Self.metric(Self.metrics(sidecar), failed) == 0)
+        #expect(shadow.received.count == 1)
     }
 
     @Test func anEmbeddedShadowIsAnsweredAfterLive() throws {
