@@ -194,12 +194,35 @@ struct MetricCache {
     /// The handles `count` used last: most requests repeat them, and comparing two keys whose
     /// strings share storage costs less than hashing them.
     /// One entry per role: live and shadow answers alternate on a shadowed model.
-    private var lastLiveRequest: (key: RequestKey, counter: Counter)?
-    private var lastShadowRequest: (key: RequestKey, counter: Counter)?
-    private var lastLiveDuration: (key: VersionKey, histogram: ValueHistogram)?
-    private var lastShadowDuration: (key: VersionKey, histogram: ValueHistogram)?
-    private var lastPair: (key: PairKey, handles: PairHandles)?
-    private var lastDropped: (key: PairKey, counter: Counter)?
+    private var lastLiveRequest: (key: RequestKey, handle: Counter)?
+    private var lastShadowRequest: (key: RequestKey, handle: Counter)?
+    private var lastLiveDuration: (key: VersionKey, handle: ValueHistogram)?
+    private var lastShadowDuration: (key: VersionKey, handle: ValueHistogram)?
+    private var lastPair: (key: PairKey, handle: PairHandles)?
+    /// While shadows are being dropped, every request drops the same one.
+    private var lastDropped: (key: PairKey, handle: Counter)?
+
+    /// The handle for `key`: the one used last when the key is the same (comparing two keys whose
+    /// strings share storage costs less than hashing one), else the table's, else a new one from
+    /// `make`; remembered as the last one either way.
+    @inline(__always)
+    private static func handle<Key: Hashable, Handle>(
+        _ key: Key,
+        last: inout (key: Key, handle: Handle)?,
+        in table: inout [Key: Handle],
+        make: () -> Handle
+    ) -> Handle {
+        if let remembered = last, remembered.key == key { return remembered.handle }
+        let handle: Handle
+        if let known = table[key] {
+            handle = known
+        } else {
+            handle = make()
+            table[key] = handle
+        }
+        last = (key, handle)
+        return handle
+    }
 
     mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
         let key = PairKey(model: model, live: from, shadow: to)
@@ -217,18 +240,9 @@ struct MetricCache {
     }
 
     mutating func shadowDropped(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
-        // While shadows are being dropped, every request drops the same one: remember it.
-        let key = PairKey(model: model, live: version, shadow: reason)
-        if let last = lastDropped, last.key == key { return last.counter }
-        let counter: Counter
-        if let known = dropped[key] {
-            counter = known
-        } else {
-            counter = metrics.shadowDropped(model: model, version: version, reason: reason)
-            dropped[key] = counter
+        Self.handle(PairKey(model: model, live: version, shadow: reason), last: &lastDropped, in: &dropped) {
+            metrics.shadowDropped(model: model, version: version, reason: reason)
         }
-        lastDropped = (key, counter)
-        return counter
     }
 
     struct PairHandles {
@@ -249,56 +263,34 @@ struct MetricCache {
         seconds: Double
     ) {
         let key = RequestKey(route: route, version: version, role: role, code: code)
-        let isLive = role == .live
-        if let last = isLive ? lastLiveRequest : lastShadowRequest, last.key == key {
-            last.counter.increment()
-        } else {
-            let counter: Counter
-            if let known = requests[key] {
-                counter = known
-            } else {
-                counter = metrics.requests(route: route, model: model, version: version, role: role, code: code)
-                requests[key] = counter
-            }
-            counter.increment()
-            if isLive { lastLiveRequest = (key, counter) } else { lastShadowRequest = (key, counter) }
-        }
         let durationKey = VersionKey(model: model, version: version, role: role)
-        if let last = isLive ? lastLiveDuration : lastShadowDuration, last.key == durationKey {
-            last.histogram.record(seconds)
+        // Live and shadow answers alternate on a shadowed model: each role remembers its own.
+        if role == .live {
+            Self.handle(key, last: &lastLiveRequest, in: &requests) {
+                metrics.requests(route: route, model: model, version: version, role: role, code: code)
+            }.increment()
+            Self.handle(durationKey, last: &lastLiveDuration, in: &durations) {
+                metrics.duration(model: model, version: version, role: role)
+            }.record(seconds)
         } else {
-            let histogram: ValueHistogram
-            if let known = durations[durationKey] {
-                histogram = known
-            } else {
-                histogram = metrics.duration(model: model, version: version, role: role)
-                durations[durationKey] = histogram
-            }
-            histogram.record(seconds)
-            if isLive {
-                lastLiveDuration = (durationKey, histogram)
-            } else {
-                lastShadowDuration = (durationKey, histogram)
-            }
+            Self.handle(key, last: &lastShadowRequest, in: &requests) {
+                metrics.requests(route: route, model: model, version: version, role: role, code: code)
+            }.increment()
+            Self.handle(durationKey, last: &lastShadowDuration, in: &durations) {
+                metrics.duration(model: model, version: version, role: role)
+            }.record(seconds)
         }
     }
 
     mutating func pair(_ metrics: SidecarMetrics, model: String, live: String, shadow: String) -> PairHandles {
-        let key = PairKey(model: model, live: live, shadow: shadow)
-        if let last = lastPair, last.key == key { return last.handles }
-        if let handles = pairs[key] {
-            lastPair = (key, handles)
-            return handles
+        Self.handle(PairKey(model: model, live: live, shadow: shadow), last: &lastPair, in: &pairs) {
+            PairHandles(
+                match: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "match"),
+                mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),
+                error: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "error"),
+                flips: metrics.flips(model: model, live: live, shadow: shadow),
+                absDiff: metrics.absDiff(model: model, live: live, shadow: shadow)
+            )
         }
-        let handles = PairHandles(
-            match: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "match"),
-            mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),
-            error: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "error"),
-            flips: metrics.flips(model: model, live: live, shadow: shadow),
-            absDiff: metrics.absDiff(model: model, live: live, shadow: shadow)
-        )
-        pairs[key] = handles
-        lastPair = (key, handles)
-        return handles
     }
 }
