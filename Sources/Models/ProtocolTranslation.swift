@@ -31,31 +31,9 @@ public enum ProtocolTranslation {
     ) throws(ModelError)
         -> JSON
     {
-        guard case .object(let object) = body else {
-            throw .badRequest(
-                "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)"
-            )
-        }
-        var instances: JSON?
-        var inputs: JSON?
-        for member in object.members {
-            switch member.key {
-            case "instances": instances = member.value
-            case "inputs": inputs = member.value
-            case "signature_name": break
-            default:
-                throw .badRequest(
-                    "unexpected key '\(member.key)' in request body; expected \"instances\" or \"inputs\""
-                )
-            }
-        }
         var tensors: [OIPTensor] = []
-        switch (instances, inputs) {
-        case (nil, nil):
-            throw .badRequest("request body has neither \"instances\" nor \"inputs\"")
-        case (.some, .some):
-            throw .badRequest("request body has both \"instances\" and \"inputs\"; send only one")
-        case (let rows?, nil):
+        switch try TFServingCodec.requestPayload(body) {
+        case .instances(let rows):
             guard case .array(let list) = rows, let first = list.first else {
                 throw .badRequest("'instances' must be a non-empty list of instances, got \(rows)")
             }
@@ -79,7 +57,7 @@ public enum ProtocolTranslation {
             } else {
                 tensors.append(try requestTensor(rows, name: inputName))
             }
-        case (nil, let columns?):
+        case .inputs(let columns):
             if case .object(let named) = columns {
                 guard !named.isEmpty else { throw .badRequest("'inputs' is an empty object; expected named inputs") }
                 for member in named.members { tensors.append(try requestTensor(member.value, name: member.key)) }

@@ -50,6 +50,27 @@ public enum TFServingCodec {
             featureNames == nil || featureNames!.count == featureCount,
             "TFServingCodec.decodeInstances needs one feature name per feature."
         )
+        let shape = Shape(featureNames: featureNames, featureCount: featureCount, ignoredNames: ignoredNames)
+        switch try requestPayload(body, example: shape.example) {
+        case .instances(let rows):
+            return try shape.decodeRows(rows, field: "instances")
+        case .inputs(let tensor):
+            if case .object(let columns) = tensor { return try shape.decodeColumns(columns) }
+            return try shape.decodeRows(tensor, field: "inputs")
+        }
+    }
+
+    /// What a TF Serving request body carries: its `instances` (row format) or its `inputs`
+    /// (columnar format).
+    public enum RequestPayload {
+        case instances(JSON)
+        case inputs(JSON)
+    }
+
+    /// The payload of a request body: exactly one of `instances` and `inputs`; `signature_name`
+    /// (a string) is accepted and ignored; any other key is a 400. `example`, when given, is
+    /// shown as the expected `instances` value when both are missing.
+    public static func requestPayload(_ body: JSON, example: String? = nil) throws(ModelError) -> RequestPayload {
         guard case .object(let object) = body else {
             throw .badRequest(
                 "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)"
@@ -72,19 +93,18 @@ public enum TFServingCodec {
                 )
             }
         }
-        let shape = Shape(featureNames: featureNames, featureCount: featureCount, ignoredNames: ignoredNames)
         switch (instances, inputs) {
         case (nil, nil):
             throw .badRequest(
-                "request body has neither \"instances\" nor \"inputs\"; expected {\"instances\": \(shape.example)}"
+                "request body has neither \"instances\" nor \"inputs\""
+                    + (example.map { "; expected {\"instances\": \($0)}" } ?? "")
             )
         case (.some, .some):
             throw .badRequest("request body has both \"instances\" and \"inputs\"; send only one")
         case (let rows?, nil):
-            return try shape.decodeRows(rows, field: "instances")
+            return .instances(rows)
         case (nil, let tensor?):
-            if case .object(let columns) = tensor { return try shape.decodeColumns(columns) }
-            return try shape.decodeRows(tensor, field: "inputs")
+            return .inputs(tensor)
         }
     }
 

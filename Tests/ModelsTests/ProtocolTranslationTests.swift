@@ -73,7 +73,12 @@ struct ProtocolTranslationTests {
             #"{"inputs": {"a": [1, 2], "b": [1]}}"#,
             "input 'b' has 1 instances but input 'a' has 2; every input needs one entry per instance"
         ),
-        (#"{"rows": []}"#, "unexpected key 'rows' in request body; expected \"instances\" or \"inputs\""),
+        (
+            #"{"rows": []}"#,
+            #"unexpected key 'rows' in request body; expected "instances" or "inputs" (and optionally "signature_name")"#
+        ),
+        (#"{"instances": [[1]], "signature_name": 1}"#, "'signature_name' must be a string, got a number"),
+        (#"{}"#, #"request body has neither "instances" nor "inputs""#),
     ])
     func untranslatableRequestsAre400s(_ tfServing: String, _ message: String) {
         #expect(throws: ModelError.badRequest(message)) {
