@@ -217,7 +217,7 @@ public func decide<G: RandomNumberGenerator>(
     guards: GuardState = .init(),
     using entropy: inout G
 ) -> RoutingOutcome {
-    guard let (index, captures) = firstMatchIndex(request, in: config.routes) else { return .noRoute }
+    guard let (index, captures) = firstMatch(request, in: config.routes) else { return .noRoute }
     let route = config.routes[index]
     guard let policy = config.models[route.model] else {
         preconditionFailure("Route '\(route.name)' sends to model '\(route.model)', which has no policy in the config.")
@@ -242,7 +242,7 @@ public func decide<G: RandomNumberGenerator>(
     guards: GuardState = .init(),
     using entropy: inout G
 ) -> RoutingOutcome {
-    guard let (index, captures) = firstMatchIndex(request, in: table.config.routes) else { return .noRoute }
+    guard let (index, captures) = firstMatch(request, in: table.config.routes) else { return .noRoute }
     return decide(
         request,
         route: table.routes[index],

@@ -8,20 +8,11 @@ import Musl
 import Darwin
 #endif
 
-/// The first route of `routes` that `request` matches, its index, and the template's captures.
+/// The index of the first route of `routes` that `request` matches, and the template's captures.
 ///
 /// A route matches when its path matches, its method (if any) equals the request's upper-cased,
 /// and every header it lists has that exact value in its first occurrence.
-public func firstMatch(
-    _ request: RequestFacts,
-    in routes: [Route]
-) -> (index: Int, route: Route, captures: [String: String])? {
-    guard let (index, captures) = firstMatchIndex(request, in: routes) else { return nil }
-    return (index, routes[index], captures)
-}
-
-/// `firstMatch` without the route: the caller reads it by index and nothing is copied.
-func firstMatchIndex(_ request: RequestFacts, in routes: [Route]) -> (index: Int, captures: [String: String])? {
+func firstMatch(_ request: RequestFacts, in routes: [Route]) -> (index: Int, captures: [String: String])? {
     // By index: `enumerated()` would copy every Route it passes.
     for index in routes.indices {
         if let captures = matches(request, routes[index].match) {

@@ -53,10 +53,6 @@ public final class ConfigSnapshot: Sendable {
         }
     }
 
-    func comparisonSpec(for model: String) -> ComparisonSpec {
-        comparison(for: model).spec
-    }
-
     /// How `model`'s shadows are compared and logged (the whole body, no log, for a model
     /// without a policy).
     func comparison(for model: String) -> ModelComparison {
