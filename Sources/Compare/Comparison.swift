@@ -222,12 +222,13 @@ public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: Compa
     let shadowOutput: JSON
     var mayFlip = true
     if case .bytes(let liveBytes) = live.body, case .bytes(let shadowBytes) = shadow.body, liveBytes == shadowBytes {
-        guard let output = output(of: live, pointer: spec.pointer) else { return error }
+        guard case .success(let output) = output(of: live, pointer: spec.pointer) else { return error }
         liveOutput = output
         shadowOutput = output
         mayFlip = false
     } else {
-        guard let left = output(of: live, pointer: spec.pointer), let right = output(of: shadow, pointer: spec.pointer)
+        guard case .success(let left) = output(of: live, pointer: spec.pointer),
+            case .success(let right) = output(of: shadow, pointer: spec.pointer)
         else { return error }
         liveOutput = left
         shadowOutput = right
@@ -249,26 +250,17 @@ public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: Compa
     )
 }
 
-/// The output at `pointer` of a successful side, or nil where `extractOutput` reports a failure.
-private func output(of side: ResponseSide, pointer: JSONPointer) -> JSON? {
-    let body: JSON
-    switch side.body {
-    case .json(let json): body = json
-    case .bytes(let bytes):
-        guard let parsed = try? JSONParser.parse(bytes) else { return nil }
-        body = parsed
-    }
-    return OutputExtraction.output(of: body, at: pointer)
+/// Why a side has no output to compare.
+private enum OutputFailure: Error {
+    case status(Int)
+    case notJSON(JSONError)
+    case noOutput
 }
 
-private func extractOutput(
-    _ side: ResponseSide,
-    role: String,
-    pointer: JSONPointer
-) -> (
-    output: JSON?, failure: String?
-) {
-    guard side.isSuccess else { return (nil, "\(role) status \(side.status)") }
+/// The output at `pointer` of one side: its body parsed (unless it already is JSON) and read at
+/// the pointer; a non-2xx side has none.
+private func output(of side: ResponseSide, pointer: JSONPointer) -> Result<JSON, OutputFailure> {
+    guard side.isSuccess else { return .failure(.status(side.status)) }
     let body: JSON
     switch side.body {
     case .json(let json): body = json
@@ -276,13 +268,27 @@ private func extractOutput(
         do {
             body = try JSONParser.parse(bytes)
         } catch {
-            return (nil, "\(role) body is not JSON: \(error)")
+            return .failure(.notJSON(error))
         }
     }
-    guard let output = OutputExtraction.output(of: body, at: pointer) else {
-        return (nil, "\(role) response has no output at '\(pointer)'")
+    guard let output = OutputExtraction.output(of: body, at: pointer) else { return .failure(.noOutput) }
+    return .success(output)
+}
+
+/// `output(of:pointer:)`, with the failure said for the log record (`role` is live or shadow).
+private func extractOutput(
+    _ side: ResponseSide,
+    role: String,
+    pointer: JSONPointer
+) -> (
+    output: JSON?, failure: String?
+) {
+    switch output(of: side, pointer: pointer) {
+    case .success(let output): return (output, nil)
+    case .failure(.status(let status)): return (nil, "\(role) status \(status)")
+    case .failure(.notJSON(let error)): return (nil, "\(role) body is not JSON: \(error)")
+    case .failure(.noOutput): return (nil, "\(role) response has no output at '\(pointer)'")
     }
-    return (output, nil)
 }
 
 /// Walks two outputs together, collecting differences.
