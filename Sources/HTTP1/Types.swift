@@ -168,16 +168,22 @@ public struct RequestHead: Sendable, Hashable {
     }
 
     /// The target up to `?`.
-    public var path: Substring {
-        // Byte search: a target is ASCII, and Character search costs grapheme breaking.
-        if let q = target.utf8.firstIndex(of: 0x3F) { return target[..<q] }
-        return target[...]
-    }
+    public var path: Substring { pathAndQuery.path }
 
     /// The text after `?`, if any.
-    public var query: Substring? {
-        guard let q = target.utf8.firstIndex(of: 0x3F) else { return nil }
-        return target[target.utf8.index(after: q)...]
+    public var query: Substring? { pathAndQuery.query }
+
+    /// The target split at its first `?`, with one byte search (a target is ASCII, and a
+    /// Character search costs grapheme breaking): the path, and the query after the `?` (nil
+    /// when there is none).
+    public var pathAndQuery: (path: Substring, query: Substring?) {
+        let utf8 = target.utf8
+        let offset =
+            utf8.withContiguousStorageIfAvailable { $0.firstIndex(of: 0x3F) }
+            ?? utf8.firstIndex(of: 0x3F).map { utf8.distance(from: utf8.startIndex, to: $0) }
+        guard let offset else { return (target[...], nil) }
+        let mark = utf8.index(utf8.startIndex, offsetBy: offset)
+        return (target[..<mark], target[utf8.index(after: mark)...])
     }
 }
 

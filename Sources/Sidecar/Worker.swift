@@ -663,20 +663,15 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     /// again only for a table key), not kept: most requests never need it after routing.
     func facts() -> RequestFacts {
         // Fields are read through `request.head`: binding the head to a local would copy all of it.
-        let target = request.head.target
-        // One byte search over the contiguous UTF-8 splits path and query.
+        // Without a query the target is the path as it is, not a copy.
         let path: String
         var query: String?
-        let utf8 = target.utf8
-        let offset =
-            utf8.withContiguousStorageIfAvailable { $0.firstIndex(of: UInt8(ascii: "?")) }
-            ?? utf8.firstIndex(of: UInt8(ascii: "?")).map { utf8.distance(from: utf8.startIndex, to: $0) }
-        if let offset {
-            let mark = utf8.index(utf8.startIndex, offsetBy: offset)
-            path = String(target[..<mark])
-            query = String(target[utf8.index(after: mark)...])
+        let split = request.head.pathAndQuery
+        if let rest = split.query {
+            path = String(split.path)
+            query = String(rest)
         } else {
-            path = target
+            path = request.head.target
         }
         // The closure is made only when a key may need it.
         var bodyKey: (@Sendable (String) -> String?)?
