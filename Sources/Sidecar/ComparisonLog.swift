@@ -27,7 +27,6 @@ final class ComparisonLog: @unchecked Sendable {
     private let rotatedFiles: Int
     private var files: [String: OpenFile] = [:]
     private var failing: Set<String> = []
-    private var thread: Thread?
 
     /// An open log file and the identity of what it was opened as.
     private struct OpenFile {
@@ -50,9 +49,10 @@ final class ComparisonLog: @unchecked Sendable {
         self.flushIntervalSeconds = flushIntervalSeconds
         self.maxFileBytes = max(0, maxFileBytes)
         self.rotatedFiles = max(0, rotatedFiles)
-        let thread = Thread { [unowned self] in self.writerLoop() }
+        // The thread holds the log until `close()` ends its loop: a log dropped without `close()`
+        // (a sidecar whose start failed before it could) is never read after it is freed.
+        let thread = Thread { [self] in self.writerLoop() }
         thread.name = "switchyard-comparison-log"
-        self.thread = thread
         thread.start()
     }
 

@@ -31,12 +31,17 @@ public final class Sidecar: @unchecked Sendable {
     public init(options: SidecarOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        self.comparisonLog = ComparisonLog(
+        let comparisonLog = ComparisonLog(
             metrics: metrics,
             logger: logger,
             maxFileBytes: options.comparisonLogMaxBytes,
             rotatedFiles: options.comparisonLogRotatedFiles
         )
+        self.comparisonLog = comparisonLog
+        // A start that fails below stops the log's writer thread; a started sidecar closes it
+        // when it drains.
+        var started = false
+        defer { if !started { comparisonLog.close() } }
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s
@@ -78,6 +83,7 @@ public final class Sidecar: @unchecked Sendable {
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
         )
+        started = true
     }
 
     /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
