@@ -96,7 +96,9 @@ public final class ByteBuffer {
         if length <= maxCopiedBytes {
             // Segments on the stack: no array for the common one- or two-segment body.
             let copied = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 4) { vectors -> Bool in
-                let segments = evbuffer_peek(source, -1, nil, vectors.baseAddress, 4)
+                // The length, not -1: with -1 libevent stops counting at the vectors given, so a
+                // body in five or more segments looked like its first four (issue 9's cut answers).
+                let segments = evbuffer_peek(source, length, nil, vectors.baseAddress, 4)
                 guard segments > 0, segments <= 4 else { return false }
                 for vector in vectors.prefix(Int(segments)) where vector.iov_len > 0 {
                     evbuffer_add(destination, vector.iov_base, vector.iov_len)
@@ -106,10 +108,10 @@ public final class ByteBuffer {
             if copied { return }
         }
         if evbuffer_add_buffer_reference(destination, source) == 0 { return }
-        let segments = evbuffer_peek(source, -1, nil, nil, 0)
+        let segments = evbuffer_peek(source, length, nil, nil, 0)
         guard segments > 0 else { return }
         var vectors = [iovec](repeating: iovec(), count: Int(segments))
-        let filled = evbuffer_peek(source, -1, nil, &vectors, segments)
+        let filled = evbuffer_peek(source, length, nil, &vectors, segments)
         for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
             evbuffer_add(destination, vector.iov_base, vector.iov_len)
         }

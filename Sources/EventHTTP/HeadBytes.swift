@@ -65,7 +65,9 @@ enum HeadBytes {
         let length = buffer.count
         guard length > 0 else { return }
         let appended = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 4) { vectors -> Bool in
-            let segments = evbuffer_peek(buffer.evbuffer, -1, nil, vectors.baseAddress, 4)
+            // The length, not -1: with -1 libevent stops counting at the vectors given and a body
+            // in more segments than that would look whole after its first four.
+            let segments = evbuffer_peek(buffer.evbuffer, length, nil, vectors.baseAddress, 4)
             guard segments > 0, segments <= 4 else { return false }
             for vector in vectors.prefix(Int(segments)) where vector.iov_len > 0 {
                 out.append(contentsOf: UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len))

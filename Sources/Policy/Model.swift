@@ -225,22 +225,70 @@ public enum Backend: Sendable {
 }
 
 public struct RemoteBackend: Sendable, Hashable {
-    /// `http` only.
+    /// The TCP host (`http://`, `https://`); `localhost` for a Unix socket (its `Host` field).
     public var host: String
+    /// The TCP port; 0 for a Unix socket.
     public var port: Int
     /// nil: keep the request's path and query. Otherwise the path to send to (query kept).
     public var path: String?
-    /// The whole exchange, connect included. Default 1000.
+    /// The whole exchange, connect included. Default 1000. For a streamed body (SPEC §10), until
+    /// the response head has arrived.
     public var timeoutMilliseconds: Int
     /// Per worker. Default 64.
     public var maxConnections: Int
+    /// `unix:/path` versions: the socket's absolute path (SPEC §12). nil for TCP.
+    public var socketPath: String?
+    /// `https://` versions: how TLS is set up (SPEC §11); nil for plain HTTP.
+    public var tls: TLSSpec?
+    /// The longest silence between two reads of a streamed body (SPEC §10). Default 30000.
+    public var idleTimeoutMilliseconds: Int
 
-    public init(host: String, port: Int, path: String?, timeoutMilliseconds: Int, maxConnections: Int) {
+    public init(
+        host: String,
+        port: Int,
+        path: String?,
+        timeoutMilliseconds: Int,
+        maxConnections: Int,
+        socketPath: String? = nil,
+        tls: TLSSpec? = nil,
+        idleTimeoutMilliseconds: Int = 30_000
+    ) {
         self.host = host
         self.port = port
         self.path = path
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxConnections = maxConnections
+        self.socketPath = socketPath
+        self.tls = tls
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+    }
+}
+
+/// A version's `tls:` block (SPEC §11). Every field is optional; an `https://` version without
+/// the block verifies the server against the system trust store and its URL's host.
+public struct TLSSpec: Sendable, Hashable {
+    /// Trust only this CA bundle (PEM), resolved against the policy file's directory.
+    public var caFile: String?
+    /// Client certificate (PEM) for mTLS; given together with `keyFile`.
+    public var certFile: String?
+    public var keyFile: String?
+    /// The name sent as SNI and verified in the certificate, when it differs from the URL's host.
+    public var serverName: String?
+    /// No verification at all (validate warns).
+    public var insecureSkipVerify: Bool
+
+    public init(
+        caFile: String? = nil,
+        certFile: String? = nil,
+        keyFile: String? = nil,
+        serverName: String? = nil,
+        insecureSkipVerify: Bool = false
+    ) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.serverName = serverName
+        self.insecureSkipVerify = insecureSkipVerify
     }
 }
 
