@@ -1,0 +1,222 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a `PacedUpstream` frames the body it sends in pieces.
+enum PacedFraming: String, Sendable, CaseIterable {
+    case contentLength = "content-length"
+    case chunked
+    case untilClose = "until-close"
+}
+
+/// A model server that answers every request with a head and then a body in separate writes,
+/// `delayMilliseconds` apart (0: back to back), framed as asked. It records when each piece left,
+/// so tests can compare with when the client saw it. One thread per connection.
+final class PacedUpstream: @unchecked Sendable {
+    let port: Int
+    let pieces: [[UInt8]]
+    let framing: PacedFraming
+    let delayMilliseconds: Int
+    let contentType: String
+    private let listenFD: Int32
+    private let lock = NSLock()
+    private var _sentAt: [Date] = []
+    private var _requests = 0
+    private var _connectionsClosedEarly = 0
+
+    convenience init(
+        pieces: [String],
+        framing: PacedFraming,
+        delayMilliseconds: Int,
+        contentType: String = "application/json"
+    ) {
+        self.init(
+            pieceBytes: pieces.map { Array($0.utf8) },
+            framing: framing,
+            delayMilliseconds: delayMilliseconds,
+            contentType: contentType
+        )
+    }
+
+    init(pieceBytes: [[UInt8]], framing: PacedFraming, delayMilliseconds: Int, contentType: String) {
+        self.pieces = pieceBytes
+        self.framing = framing
+        self.delayMilliseconds = delayMilliseconds
+        self.contentType = contentType
+        let (fd, port) = Net.listenSocket()
+        self.listenFD = fd
+        self.port = port
+        Thread { [self] in
+            while true {
+                let client = accept(listenFD, nil, nil)
+                if client < 0 { return }
+                Net.setTimeout(client, seconds: 10)
+                Thread { [self] in serve(client) }.start()
+            }
+        }.start()
+    }
+
+    /// When each piece of the last answer was written.
+    var sentAt: [Date] { lock.withLock { _sentAt } }
+    var requests: Int { lock.withLock { _requests } }
+    /// Answers whose writes failed because the peer had gone (a client disconnect reached us).
+    var connectionsClosedEarly: Int { lock.withLock { _connectionsClosedEarly } }
+
+    func stop() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        var buffer: [UInt8] = []
+        while true {
+            let (bytes, _) = Net.receive(fd) { b in FakeUpstream.completeRequest(buffer + b) != nil }
+            buffer += bytes
+            guard let (_, _, used) = FakeUpstream.completeRequest(buffer) else { return }
+            buffer.removeFirst(used)
+            lock.withLock {
+                _requests += 1
+                _sentAt = []
+            }
+            var head = "HTTP/1.1 200 OK\r\ncontent-type: \(contentType)\r\n"
+            switch framing {
+            case .contentLength: head += "content-length: \(pieces.reduce(0) { $0 + $1.count })\r\n"
+            case .chunked: head += "transfer-encoding: chunked\r\n"
+            case .untilClose: head += "connection: close\r\n"
+            }
+            Net.send(fd, head + "\r\n")
+            for (index, piece) in pieces.enumerated() {
+                if index > 0 && delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }
+                var bytes = piece
+                if framing == .chunked {
+                    bytes = Array((String(piece.count, radix: 16) + "\r\n").utf8) + piece + [13, 10]
+                }
+                if !sendAll(fd, bytes) {
+                    lock.withLock { _connectionsClosedEarly += 1 }
+                    return
+                }
+                lock.withLock { _sentAt.append(Date()) }
+            }
+            if framing == .chunked { _ = sendAll(fd, Array("0\r\n\r\n".utf8)) }
+            if framing == .untilClose { return }
+        }
+    }
+
+    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}
+
+/// A response read the way a client reads it: by Content-Length, chunked or until close, with
+/// when each body read arrived.
+struct FramedResponse {
+    var status: Int
+    var headers: [(String, String)]
+    var body: [UInt8]
+    /// The body arrived chunked (and was de-chunked here).
+    var wasChunked: Bool
+    /// The chunked body ended with its last chunk (false: cut short).
+    var isComplete: Bool
+    /// Arrival time and de-framed byte count of each read that carried body bytes.
+    var arrivals: [(Date, Int)]
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+    var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Reads one response from `fd` (which has a receive timeout), whatever its framing.
+func readFramedResponse(_ fd: Int32, isHEAD: Bool = false) -> FramedResponse? {
+    var buffer: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    func more() -> Bool {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+    var headEnd: Int?
+    while headEnd == nil {
+        headEnd = find(Array("\r\n\r\n".utf8), in: buffer)
+        if headEnd == nil && !more() { return nil }
+    }
+    let head = String(decoding: buffer[0..<headEnd!], as: UTF8.self)
+    buffer.removeFirst(headEnd! + 4)
+    var lines = head.components(separatedBy: "\r\n")
+    let parts = lines.removeFirst().split(separator: " ", maxSplits: 2)
+    guard parts.count >= 2, let status = Int(parts[1]) else { return nil }
+    var headers: [(String, String)] = []
+    for line in lines {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers.append((String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+    }
+    var response = FramedResponse(
+        status: status,
+        headers: headers,
+        body: [],
+        wasChunked: false,
+        isComplete: true,
+        arrivals: []
+    )
+    if isHEAD { return response }
+    if !buffer.isEmpty { response.arrivals.append((Date(), buffer.count)) }
+    if let length = response.header("content-length").flatMap({ Int($0) }) {
+        while buffer.count < length {
+            let before = buffer.count
+            if !more() {
+                response.isComplete = false
+                break
+            }
+            response.arrivals.append((Date(), buffer.count - before))
+        }
+        response.body = Array(buffer.prefix(length))
+        return response
+    }
+    if response.header("transfer-encoding")?.lowercased() == "chunked" {
+        response.wasChunked = true
+        response.isComplete = false
+        var raw = buffer
+        var body: [UInt8] = []
+        var position = 0
+        while true {
+            // Decode as far as the bytes go.
+            while let lineEnd = find([13, 10], in: raw, from: position) {
+                let sizeText = String(decoding: raw[position..<lineEnd], as: UTF8.self)
+                guard let size = Int(sizeText.split(separator: ";").first ?? "", radix: 16) else { return nil }
+                if size == 0 {
+                    response.isComplete = true
+                    response.body = body
+                    return response
+                }
+                guard raw.count >= lineEnd + 2 + size + 2 else { break }
+                body += raw[(lineEnd + 2)..<(lineEnd + 2 + size)]
+                position = lineEnd + 2 + size + 2
+            }
+            let before = raw.count
+            buffer = []
+            if !more() {
+                response.body = body
+                return response
+            }
+            raw += buffer
+            response.arrivals.append((Date(), raw.count - before))
+        }
+    }
+    var seen = buffer.count
+    while more() {
+        response.arrivals.append((Date(), buffer.count - seen))
+        seen = buffer.count
+    }
+    response.body = buffer
+    return response
+}
