@@ -266,6 +266,12 @@ static inline long long switchyard_monotonic_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static inline unsigned long long switchyard_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
 static inline int switchyard_errno(void) { return errno; }
 
 static inline const char *switchyard_strerror(int code) { return strerror(code); }

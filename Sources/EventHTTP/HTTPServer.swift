@@ -77,6 +77,8 @@ public final class ResponseWriter {
     fileprivate func reuse(sequence: Int) {
         self.sequence = sequence
         hasResponded = false
+        onDrained = nil
+        onClientGone = nil
     }
 
     /// The client is still connected and waiting for this response.
@@ -105,6 +107,53 @@ public final class ResponseWriter {
     /// Sends the response with a body given as bytes.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         respond(status: status, headers: headers, body: ByteBuffer(bytes: body))
+    }
+
+    // MARK: Streamed responses (SPEC §10)
+
+    /// Unsent response bytes above which a streaming producer should pause (256 KiB).
+    public static let streamHighWaterBytes = 256 * 1024
+
+    /// Called when a streamed response's unsent bytes have fallen to the low-water mark (a
+    /// quarter of `streamHighWaterBytes`) after the producer was told to pause; loop thread.
+    @exclusivity(unchecked) public var onDrained: (() -> Void)?
+    /// Called once if the client goes away (or a write fails) before a streamed response ended.
+    @exclusivity(unchecked) public var onClientGone: (() -> Void)?
+
+    /// Sends the head of a response whose body follows in pieces (`streamBody`), then
+    /// `finishStream()` or `cutStream()`. With `contentLength` the body is exactly that long
+    /// and keeps it; without, it goes chunked to an HTTP/1.1 client and close-delimited to an
+    /// HTTP/1.0 one. Returns false (and does nothing) if the client went away.
+    @discardableResult
+    public func startStream(status: Int, headers: HTTPHeaders = HTTPHeaders(), contentLength: Int?) -> Bool {
+        precondition(
+            !hasResponded,
+            "ResponseWriter.startStream was called after a response; each request gets exactly one response."
+        )
+        hasResponded = true
+        guard connection.isAwaitingResponse(sequence: sequence) else { return false }
+        connection.startStream(status: status, headers: headers, contentLength: contentLength, writer: self)
+        return true
+    }
+
+    /// Moves `bytes` (left empty) to the client as the next piece of a streamed body. Returns
+    /// whether the producer should pause: the client has more than `streamHighWaterBytes`
+    /// unsent (`onDrained` says when to go on).
+    @discardableResult
+    public func streamBody(_ bytes: ByteBuffer) -> Bool {
+        connection.streamBody(bytes, sequence: sequence)
+    }
+
+    /// Ends a streamed body (the last chunk, when chunked); the connection goes on with the
+    /// next request.
+    public func finishStream() {
+        connection.finishStream(sequence: sequence)
+    }
+
+    /// Ends a streamed body abruptly: no last chunk, and the connection closes once what was
+    /// queued has been sent, so the client sees that the body was cut (SPEC §10).
+    public func cutStream() {
+        connection.cutStream(sequence: sequence)
     }
 }
 
@@ -243,9 +292,10 @@ public final class HTTPServer {
     }
 }
 
-/// One client connection on a socket with a persistent read event (see `SocketIO.swift`), driven
-/// by `HTTP1`. Alive from accept until `close()`, which frees the events, closes the socket and
-/// releases the retain held for libevent, exactly once.
+/// One client connection: the request-reading role over the shared connection core
+/// (`ConnectionSocket`, `HeadReader`, `BodyReader`; see Connection.swift), driven by `HTTP1`.
+/// Alive from accept until `close()`, which frees the events, closes the socket and releases the
+/// retain held for libevent, exactly once.
 final class ServerConnection {
     private enum State {
         /// Waiting for (the rest of) a request head.
@@ -254,6 +304,8 @@ final class ServerConnection {
         case readingBody
         /// The handler has the request; further input stays buffered.
         case awaitingResponse
+        /// A streamed response's head has been sent; its body follows piece by piece.
+        case streaming
         /// A last response is being flushed.
         case closing
         /// Flushed and half-closed: discarding input until the client closes or the linger time ends.
@@ -274,10 +326,7 @@ final class ServerConnection {
     private let handler: (ServerRequest, ResponseWriter) -> Void
     private let peerAddress: String
     private let isPeerLoopback: Bool
-    private var fd: Int32
-    private let input: OpaquePointer
-    private let output: OpaquePointer
-    @exclusivity(unchecked) private var events: SocketEvents?
+    @exclusivity(unchecked) private var socket: ConnectionSocket
     /// Input beyond one maximal request (plus framing slack) is not read until the request is
     /// handled: a connection never buffers without bound.
     private let maxBufferedInputBytes: Int
@@ -296,15 +345,13 @@ final class ServerConnection {
     /// of them (one allocation and one `evbuffer_new` less per request). Cleared by `close()`.
     @exclusivity(unchecked) private var spareBody: ByteBuffer?
     @exclusivity(unchecked) private var spareWriter: ResponseWriter?
-    private var bodyRemaining = 0
-    private var chunkedDecoder: ChunkedDecoder?
+    @exclusivity(unchecked) private var headReader = HeadReader()
+    @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
     private var hasRequestStarted = false
     /// The header (or body) deadline starts with this pass over the input and is armed only if
     /// the head (or body) is still incomplete at its end: most requests arrive whole.
     private var needsHeaderDeadline = false
     private var needsBodyDeadline = false
-    /// Head bytes already looked at without finding a complete head (parse again only after a new line).
-    private var scannedHeadBytes = 0
     private var sequence = 0
     private var isProcessing = false
     private var isInputClosed = false
@@ -313,64 +360,67 @@ final class ServerConnection {
     /// The status whose line starts `headScratch`.
     private var headScratchStatus = 0
 
+    // The streamed response in progress (state `.streaming`).
+    private var streamFraming = StreamFraming.contentLength
+    /// The response closes the connection when it ends.
+    private var streamWillClose = false
+    /// The producer was told to pause and waits for `onDrained`.
+    private var streamIsPaused = false
+    /// The writer of the streamed response (its callbacks).
+    private var streamWriter: ResponseWriter?
+
     init(server: HTTPServer, fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
         self.server = server
         self.loop = server.loop
         self.options = server.options
         self.handler = server.handler
-        self.fd = fd
+        self.socket = ConnectionSocket(fd: fd)
         self.peerAddress = peerAddress
         self.isPeerLoopback = isPeerLoopback
-        guard let input = evbuffer_new(), let output = evbuffer_new() else {
-            preconditionFailure("evbuffer_new failed (out of memory).")
-        }
-        self.input = input
-        self.output = output
         maxBufferedInputBytes = options.limits.maxHeaderBytes + options.limits.maxBodyBytes + 64 * 1024
     }
 
     deinit {
-        events?.free()
-        evbuffer_free(input)
-        evbuffer_free(output)
+        socket.close()
+        socket.freeBuffers()
     }
 
     func start() {
         selfRetain = Unmanaged.passRetained(self)
         timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlineMissed() }
-        events = SocketEvents(
+        socket.attach(
+            fd: socket.fd,
             base: loop.base,
-            fd: fd,
             callback: ServerCallbacks.io,
             owner: Unmanaged.passUnretained(self).toOpaque()
         )
-        events?.startReading()
+        socket.startReading()
         setDeadline(.idle)
     }
 
     var isIdle: Bool {
-        state == .awaitingHead && !hasRequestStarted && evbuffer_get_length(output) == 0
+        state == .awaitingHead && !hasRequestStarted && socket.outputLength == 0
     }
 
     func isAwaitingResponse(sequence: Int) -> Bool {
         state == .awaitingResponse && self.sequence == sequence
     }
 
-    private var outputLength: Int { evbuffer_get_length(output) }
+    private var outputLength: Int { socket.outputLength }
 
     // MARK: Events
 
     fileprivate func readable() {
         switch state {
-        case .awaitingHead, .readingBody, .awaitingResponse:
-            let room = maxBufferedInputBytes - evbuffer_get_length(input)
+        case .awaitingHead, .readingBody, .awaitingResponse, .streaming:
+            let room = maxBufferedInputBytes - socket.inputLength
             guard room > 0 else {
-                events?.stopReading()  // resumed by `updateReading` once the input is consumed
+                socket.stopReading()  // resumed by `updateReading` once the input is consumed
                 return
             }
-            switch SocketIO.read(fd, into: input, maxBytes: room, scratch: loop.readScratch) {
+            switch socket.read(maxBytes: room, scratch: loop.readScratch) {
             case .bytes:
-                if state == .awaitingResponse {
+                if state == .awaitingResponse || state == .streaming {
                     updateReading()
                 } else {
                     process()
@@ -383,14 +433,14 @@ final class ServerConnection {
                 close()
             }
         case .lingering:
-            let outcome = SocketIO.read(fd, into: input, scratch: loop.readScratch)
-            evbuffer_drain(input, evbuffer_get_length(input))
+            let outcome = socket.read(scratch: loop.readScratch)
+            evbuffer_drain(socket.input, socket.inputLength)
             switch outcome {
             case .bytes, .wouldBlock: break
             case .endOfStream, .failed: close()
             }
         case .closing:
-            events?.stopReading()
+            socket.stopReading()
         case .closed:
             break
         }
@@ -398,18 +448,20 @@ final class ServerConnection {
 
     fileprivate func writable() {
         guard state != .closed else { return }
-        switch SocketIO.flush(fd, from: output) {
+        switch socket.flushOutcome() {
         case .pending:
+            streamDrained()
             return
         case .failed:
             close()
             return
         case .drained:
-            events?.stopWaitingToWrite()
+            socket.stopWaitingToWrite()
         }
         switch state {
         case .closing: finishClosing()
         case .awaitingHead: process()  // output drained: pipelined requests may go on
+        case .streaming: streamDrained()
         default: break
         }
     }
@@ -417,12 +469,13 @@ final class ServerConnection {
     /// The client closed its side (or half-closed it).
     private func inputEnded() {
         isInputClosed = true
-        events?.stopReading()
+        socket.stopReading()
         switch state {
         case .awaitingHead, .readingBody: process()  // answers complete buffered requests, then closes
         // Like nginx, treat EOF while the handler works as the client giving up (a half-closing
-        // client loses its response): the writer reports `isConnectionAlive == false` at once.
-        case .awaitingResponse: close()
+        // client loses its response): the writer reports `isConnectionAlive == false` at once,
+        // and a streamed response's producer hears `onClientGone`.
+        case .awaitingResponse, .streaming: close()
         case .lingering: close()
         case .closing, .closed: break
         }
@@ -468,12 +521,12 @@ final class ServerConnection {
     /// Reads while the input is under its bound and the connection still wants requests.
     private func updateReading() {
         switch state {
-        case .awaitingHead, .readingBody, .awaitingResponse:
+        case .awaitingHead, .readingBody, .awaitingResponse, .streaming:
             guard !isInputClosed else { return }
-            if evbuffer_get_length(input) >= maxBufferedInputBytes {
-                events?.stopReading()
+            if socket.inputLength >= maxBufferedInputBytes {
+                socket.stopReading()
             } else {
-                events?.startReading()
+                socket.startReading()
             }
         case .closing, .lingering, .closed:
             break
@@ -483,17 +536,11 @@ final class ServerConnection {
     /// Sends what the socket takes now; waits for EV_WRITE for the rest. False when a socket
     /// error closed the connection.
     private func flushOutput() -> Bool {
-        switch SocketIO.flush(fd, from: output) {
-        case .drained:
-            events?.stopWaitingToWrite()
-            return true
-        case .pending:
-            events?.waitToWrite()
-            return true
-        case .failed:
+        if case .failed = socket.flush() {
             close()
             return false
         }
+        return true
     }
 
     // MARK: Reading requests
@@ -515,9 +562,9 @@ final class ServerConnection {
         }
         isProcessing = false
         switch state {
-        case .awaitingHead, .readingBody, .awaitingResponse:
+        case .awaitingHead, .readingBody, .awaitingResponse, .streaming:
             // While EV_WRITE is awaited the socket is full: the write callback sends.
-            if outputLength > 0 && !(events?.isWaitingToWrite ?? true) {
+            if outputLength > 0 && !socket.isWaitingToWrite {
                 guard flushOutput() else { return }
             }
             updateReading()
@@ -530,41 +577,31 @@ final class ServerConnection {
     private func readHead() -> Bool {
         if outputLength > options.maxBufferedOutputBytes {
             // Too much unsent: try to send it, else wait for `writable` before parsing more.
-            if events?.isWaitingToWrite ?? true { return false }
+            if socket.isWaitingToWrite { return false }
             guard flushOutput(), outputLength <= options.maxBufferedOutputBytes else { return false }
         }
-        let available = evbuffer_get_length(input)
-        if available == 0 {
+        if socket.inputLength == 0 {
             if isInputClosed { beginClosing() }
             return false
         }
         if !hasRequestStarted {
             hasRequestStarted = true
             needsHeaderDeadline = true
-            scannedHeadBytes = 0
+            headReader.reset()
         }
         let limits = options.limits
-        let window = min(available, limits.maxHeaderBytes + 1)
-        guard let start = evbuffer_pullup(input, window) else { return false }
-        let bytes = UnsafeRawBufferPointer(start: start, count: window)
-        // A head can only complete or fail at a line end, or when the window is full.
-        if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
-        {
-            scannedHeadBytes = window
-            headIncomplete()
-            return false
-        }
-        switch RequestHeadParser.parse(bytes, limits: limits) {
+        switch headReader.read(
+            from: socket.input,
+            maxHeaderBytes: limits.maxHeaderBytes,
+            parse: { RequestHeadParser.parse($0, limits: limits) }
+        ) {
         case .incomplete:
-            scannedHeadBytes = window
             headIncomplete()
             return false
         case .failure(let error):
             sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
             return false
-        case .complete(let head, let consumed):
-            evbuffer_drain(input, consumed)
+        case .complete(let head, _):
             return beginBody(head)
         }
     }
@@ -584,11 +621,10 @@ final class ServerConnection {
         requestIsHEAD = head.method == "HEAD"
         self.head = head
         body = reusableBody()
-        chunkedDecoder = nil
-        bodyRemaining = 0
         let limits = options.limits
         switch head.framing {
         case .none, .contentLength(0):
+            bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
             dispatch()
             return true
         case .contentLength(let length):
@@ -601,9 +637,8 @@ final class ServerConnection {
                 )
                 return false
             }
-            bodyRemaining = length
         case .chunked:
-            chunkedDecoder = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes)
+            break
         case .untilClose:
             sendError(
                 status: 400,
@@ -613,8 +648,9 @@ final class ServerConnection {
             )
             return false
         }
+        bodyReader = BodyReader(framing: head.framing, maxBodyBytes: limits.maxBodyBytes)
         if head.expectsContinue {
-            evbuffer_add(output, ServerConnection.continueLine, ServerConnection.continueLine.count)
+            evbuffer_add(socket.output, ServerConnection.continueLine, ServerConnection.continueLine.count)
         }
         state = .readingBody
         needsBodyDeadline = true
@@ -651,44 +687,17 @@ final class ServerConnection {
 
     private func readBody() -> Bool {
         guard let body else { return false }
-        let available = evbuffer_get_length(input)
-        if var decoder = chunkedDecoder {
-            guard available > 0, let start = evbuffer_pullup(input, -1) else {
-                bodyIncomplete()
-                return false
-            }
-            let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
-            chunkedDecoder = decoder
-            switch result {
-            case .failure(let error):
-                sendError(
-                    status: error.status,
-                    code: error.code,
-                    detail: error.detail,
-                    requestID: head?.headers.first(name: "x-request-id")
-                )
-                return false
-            case .success(let progress):
-                // Move the payload ranges out (no copy) and drop the chunk framing between them.
-                var position = 0
-                for range in progress.data {
-                    evbuffer_drain(input, range.lowerBound - position)
-                    evbuffer_remove_buffer(input, body.evbuffer, range.count)
-                    position = range.upperBound
-                }
-                evbuffer_drain(input, progress.consumed - position)
-                if progress.isComplete {
-                    dispatch()
-                    return true
-                }
-            }
-        } else {
-            let length = min(available, bodyRemaining)
-            if length > 0 {
-                evbuffer_remove_buffer(input, body.evbuffer, length)
-                bodyRemaining -= length
-            }
-            if bodyRemaining == 0 {
+        switch bodyReader.read(from: socket.input, into: body.evbuffer) {
+        case .failure(let error):
+            sendError(
+                status: error.status,
+                code: error.code,
+                detail: error.detail,
+                requestID: head?.headers.first(name: "x-request-id")
+            )
+            return false
+        case .success:
+            if bodyReader.isComplete {
                 dispatch()
                 return true
             }
@@ -724,6 +733,11 @@ final class ServerConnection {
     func respond(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
         guard state == .awaitingResponse else { return }
         let willClose = write(status: status, headers: headers, body: body, forceClose: false)
+        responseFinished(willClose: willClose)
+    }
+
+    /// The current response has been written whole (or queued): on to the next request.
+    private func responseFinished(willClose: Bool) {
         requestKeepsAlive = false
         requestIsHTTP10 = false
         requestIsHEAD = false
@@ -751,16 +765,10 @@ final class ServerConnection {
         beginClosing()
     }
 
-    /// Queues head and body (sent by the caller's flush); returns whether the connection closes
-    /// after this response.
-    private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
-        guard state != .closed else { return true }
-        let willClose = forceClose || !requestKeepsAlive || isInputClosed || (server?.isDraining ?? true)
-        let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
-        let contentLength = hasNoBody ? nil : body.count
-        // The handler's fields minus the ones the server writes itself, then `connection`, straight
-        // into a buffer kept for its capacity; the status line stays from the last response when
-        // the status is the same.
+    /// Writes the status line, the handler's fields minus the ones the server writes itself, then
+    /// `connection` when needed, into `headScratch` (kept for its capacity; the status line stays
+    /// from the last response when the status is the same). The caller ends the head.
+    private func beginHead(status: Int, headers: HTTPHeaders, willClose: Bool) {
         if !headScratch.reset(keepingPrefix: status == headScratchStatus) {
             HTTPSerializer.appendStatusLine(&headScratch.bytes, status: status)
             headScratch.markPrefix()
@@ -775,22 +783,36 @@ final class ServerConnection {
         } else if requestIsHTTP10 {
             HeadBytes.append(&headScratch.bytes, "connection: keep-alive\r\n")
         }
+    }
+
+    private var mustClose: Bool {
+        !requestKeepsAlive || isInputClosed || (server?.isDraining ?? true)
+    }
+
+    /// Queues head and body (sent by the caller's flush); returns whether the connection closes
+    /// after this response.
+    private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
+        guard state != .closed else { return true }
+        let willClose = forceClose || mustClose
+        let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
+        let contentLength = hasNoBody ? nil : body.count
+        beginHead(status: status, headers: headers, willClose: willClose)
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: contentLength)
         let sendsBody = !hasNoBody && !requestIsHEAD
         // A response given outside `process` (after an upstream answered) with nothing queued before
         // it goes out at once with a small body in the same buffer: no output chain when it all goes.
         // Inside `process`, responses are queued so a pipelined batch leaves in one write.
-        if !isProcessing && outputLength == 0 && !(events?.isWaitingToWrite ?? true)
+        if !isProcessing && outputLength == 0 && !socket.isWaitingToWrite
             && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
         {
             if sendsBody { HeadBytes.appendBytes(of: body, to: &headScratch.bytes) }
             // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
-            _ = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            _ = headScratch.bytes.withUnsafeBytes { raw in socket.sendOrQueue(raw) }
             return willClose
         }
-        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
         if sendsBody {
-            ByteBuffer.addCopy(of: body.evbuffer, to: output)
+            ByteBuffer.addCopy(of: body.evbuffer, to: socket.output)
         }
         return willClose
     }
@@ -805,14 +827,117 @@ final class ServerConnection {
         }
     }
 
+    // MARK: Streamed responses
+
+    func startStream(status: Int, headers: HTTPHeaders, contentLength: Int?, writer: ResponseWriter) {
+        guard state == .awaitingResponse else { return }
+        let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
+        if let contentLength {
+            streamFraming = .contentLength
+            streamWillClose = mustClose
+            beginHead(status: status, headers: headers, willClose: streamWillClose)
+            HeadBytes.appendEnd(&headScratch.bytes, contentLength: hasNoBody ? nil : contentLength)
+        } else if requestIsHTTP10 {
+            // No chunked coding for HTTP/1.0: the body ends when the connection closes.
+            streamFraming = .untilClose
+            streamWillClose = true
+            beginHead(status: status, headers: headers, willClose: true)
+            HeadBytes.append(&headScratch.bytes, "\r\n")
+        } else {
+            streamFraming = .chunked
+            streamWillClose = mustClose
+            beginHead(status: status, headers: headers, willClose: streamWillClose)
+            HeadBytes.append(&headScratch.bytes, hasNoBody ? "\r\n" : "transfer-encoding: chunked\r\n\r\n")
+        }
+        if hasNoBody || requestIsHEAD { streamFraming = .contentLength }  // nothing of the body is sent
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
+        state = .streaming
+        streamIsPaused = false
+        streamWriter = writer
+        sendStreamOutput()
+    }
+
+    /// Queues `bytes` as the next piece of the streamed body; returns whether the producer should pause.
+    func streamBody(_ bytes: ByteBuffer, sequence: Int) -> Bool {
+        guard state == .streaming, self.sequence == sequence else {
+            bytes.removeAll()
+            return false
+        }
+        let length = bytes.count
+        guard length > 0 else { return streamIsPaused }
+        if requestIsHEAD {
+            bytes.removeAll()
+            return false
+        }
+        if streamFraming == .chunked {
+            var line: [UInt8] = []
+            HeadBytes.appendChunkSize(&line, length)
+            line.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
+            bytes.moveAll(to: socket.output)
+            evbuffer_add(socket.output, ServerConnection.crlf, 2)
+        } else {
+            bytes.moveAll(to: socket.output)
+        }
+        sendStreamOutput()
+        guard state == .streaming else { return false }
+        if outputLength > ResponseWriter.streamHighWaterBytes {
+            streamIsPaused = true
+            return true
+        }
+        return false
+    }
+
+    private static let crlf: [UInt8] = [13, 10]
+    private static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
+    /// Sends what the socket takes now unless EV_WRITE is awaited (its callback sends).
+    private func sendStreamOutput() {
+        if outputLength > 0 && !socket.isWaitingToWrite { _ = flushOutput() }
+    }
+
+    /// Output drained (wholly or partly) while streaming: tell a paused producer to go on.
+    private func streamDrained() {
+        guard state == .streaming, streamIsPaused,
+            outputLength <= ResponseWriter.streamHighWaterBytes / 4
+        else { return }
+        streamIsPaused = false
+        streamWriter?.onDrained?()
+    }
+
+    func finishStream(sequence: Int) {
+        guard state == .streaming, self.sequence == sequence else { return }
+        if streamFraming == .chunked && !requestIsHEAD {
+            evbuffer_add(socket.output, ServerConnection.lastChunk, ServerConnection.lastChunk.count)
+        }
+        endStreamState()
+        responseFinished(willClose: streamWillClose)
+    }
+
+    func cutStream(sequence: Int) {
+        guard state == .streaming, self.sequence == sequence else { return }
+        endStreamState()
+        // What was queued still goes out; then the connection closes without a last chunk.
+        requestKeepsAlive = false
+        responseFinished(willClose: true)
+    }
+
+    private func endStreamState() {
+        state = .awaitingResponse  // `responseFinished` moves on from here
+        streamIsPaused = false
+        let writer = streamWriter
+        streamWriter = nil
+        writer?.onDrained = nil
+        writer?.onClientGone = nil
+    }
+
     // MARK: Closing
 
     private func beginClosing() {
         guard state != .closing, state != .lingering, state != .closed else { return }
         state = .closing
-        events?.stopReading()
+        socket.stopReading()
         setDeadline(.linger)
-        if events?.isWaitingToWrite ?? false { return }  // the write callback finishes
+        if socket.isWaitingToWrite { return }  // the write callback finishes
         guard flushOutput() else { return }
         if outputLength == 0 { finishClosing() }
     }
@@ -826,24 +951,30 @@ final class ServerConnection {
             return
         }
         state = .lingering
-        _ = switchyard_shutdown_write(fd)
-        evbuffer_drain(input, evbuffer_get_length(input))
-        events?.startReading()
+        _ = switchyard_shutdown_write(socket.fd)
+        evbuffer_drain(socket.input, socket.inputLength)
+        socket.startReading()
     }
 
     /// Frees the events, closes the socket and releases libevent's retain. Idempotent.
     func close() {
         guard state != .closed else { return }
-        let wasAwaitingResponse = state == .awaitingResponse
+        let wasAwaitingResponse = state == .awaitingResponse || state == .streaming
+        let goneWriter = state == .streaming ? streamWriter : nil
         state = .closed
         timer?.cancel()
-        events?.free()
-        evutil_closesocket(fd)
-        fd = -1
+        socket.close()
         body = nil
         spareBody = nil
         spareWriter = nil  // it holds this connection
+        streamWriter = nil
         if wasAwaitingResponse { server?.requestFinished() }
+        if let goneWriter {
+            let gone = goneWriter.onClientGone
+            goneWriter.onDrained = nil
+            goneWriter.onClientGone = nil
+            gone?()
+        }
         server?.connectionClosed(self)
         let retained = selfRetain
         selfRetain = nil

@@ -34,6 +34,21 @@ enum HeadBytes {
         }
     }
 
+    /// Appends a chunk-size line: the size in hex, then CRLF.
+    static func appendChunkSize(_ out: inout [UInt8], _ size: Int) {
+        precondition(size > 0, "HeadBytes.appendChunkSize needs a positive size, got \(size).")
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var value = size
+        var reversed: [UInt8] = []
+        while value > 0 {
+            reversed.append(digits[value & 0xF])
+            value >>= 4
+        }
+        out.append(contentsOf: reversed.reversed())
+        out.append(13)
+        out.append(10)
+    }
+
     /// Whether `bytes[from...]` holds a line feed; eight bytes per step.
     static func containsLineFeed(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Bool {
         guard let base = bytes.baseAddress else { return false }

@@ -8,6 +8,11 @@ enum System {
         Int64(switchyard_monotonic_ms())
     }
 
+    /// Nanoseconds on the monotonic clock.
+    static func monotonicNanoseconds() -> UInt64 {
+        UInt64(switchyard_monotonic_ns())
+    }
+
     /// The text of the current `errno`.
     static func lastErrorText() -> String {
         errorText(switchyard_errno())

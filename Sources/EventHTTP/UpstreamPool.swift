@@ -38,12 +38,26 @@ public struct UpstreamResponse {
     public var body: ByteBuffer
     /// The body had no length and ran until the backend closed the connection.
     public var wasReadUntilClose: Bool
+    /// Set when the caller asked for the body as a stream (`BodyDisposition.stream`): its reads
+    /// arrive through it, and `body` is empty.
+    public var stream: UpstreamStream?
+    /// From the request's last byte handed to the socket to the response head (nanoseconds).
+    public var firstByteNanoseconds: UInt64 = 0
 
     public init(head: ResponseHead, body: ByteBuffer, wasReadUntilClose: Bool) {
         self.head = head
         self.body = body
         self.wasReadUntilClose = wasReadUntilClose
     }
+}
+
+/// What to do with a response body once its head has arrived.
+public enum BodyDisposition: Sendable {
+    /// Read it whole (bounded by the pool's `maxBodyBytes`) before completing.
+    case collect
+    /// Complete with the head at once and deliver the body through `UpstreamResponse.stream`,
+    /// unbounded, paced by the consumer.
+    case stream
 }
 
 /// Why an upstream exchange failed.
@@ -90,6 +104,8 @@ public final class UpstreamPool {
     private var lastResolvedMilliseconds: Int64 = 0
     private var isResolving = false
     let hostHeader: String
+    /// The backend as error texts name it (`host:port`).
+    var endpointText: String { "\(host):\(port)" }
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
     @exclusivity(unchecked) private var waiting: [Exchange] = []
@@ -171,9 +187,16 @@ public final class UpstreamPool {
     /// `send`. `timeoutMilliseconds` covers the whole exchange: waiting for a connection,
     /// connecting, writing and reading. A reused keep-alive connection that fails before any
     /// response byte is retried once on a new connection.
+    ///
+    /// `disposition` (nil: always `.collect`) decides from the final response head whether the
+    /// body is read whole or streamed. A streamed body's completion comes with the head, so
+    /// `timeoutMilliseconds` then ends there; after it, `idleTimeoutMilliseconds` bounds the
+    /// silence between two reads.
     public func send(
         _ request: UpstreamRequest,
         timeoutMilliseconds: Int,
+        idleTimeoutMilliseconds: Int = 30_000,
+        disposition: ((ResponseHead) -> BodyDisposition)? = nil,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         let now = System.monotonicMilliseconds()
@@ -183,6 +206,8 @@ public final class UpstreamPool {
             deadline: now + Int64(max(0, timeoutMilliseconds)),
             completion: completion
         )
+        exchange.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        exchange.decideDisposition = disposition
         if isClosed {
             finishSoon(exchange, .failure(.closed))
             return
@@ -292,6 +317,20 @@ public final class UpstreamPool {
         exchange.finish(.success(response))
     }
 
+    /// A streamed body ended cleanly on a keep-alive connection: reuse it.
+    func connectionFinishedStream(_ connection: UpstreamConnection) {
+        guard !isClosed else {
+            connection.close()
+            return
+        }
+        if waiting.isEmpty {
+            connection.becomeIdle()
+            idle.append(connection)
+        } else {
+            connection.start(waiting.removeFirst(), isReused: true)
+        }
+    }
+
     /// The connection failed during `exchange` (it has been closed already).
     func connection(failed exchange: Exchange, with error: UpstreamError, isRetryable: Bool) {
         guard isRetryable, !exchange.hasRetried, !isClosed, exchange.completion != nil else {
@@ -332,6 +371,19 @@ final class Exchange {
     /// the pool while it is queued, watches it.
     let deadline: Int64
     var hasRetried = false
+    /// Streamed bodies only: the longest silence between two reads.
+    var idleTimeoutMilliseconds = 30_000
+    var decideDisposition: ((ResponseHead) -> BodyDisposition)?
+    /// The disposition decided for the head that arrived (asked once per head).
+    private var decided: BodyDisposition?
+
+    /// What to do with the body of `head`.
+    func disposition(_ head: ResponseHead) -> BodyDisposition {
+        if let decided { return decided }
+        let answer = decideDisposition?(head) ?? .collect
+        decided = answer
+        return answer
+    }
 
     init(
         pool: UpstreamPool,
@@ -353,12 +405,17 @@ final class Exchange {
     }
 }
 
-/// One TCP connection to a backend: a non-blocking socket with a persistent read event (see
-/// `SocketIO.swift`). Retained for libevent from `connect` until `close()`, which frees the
-/// events and closes the socket exactly once.
+/// One connection to a backend: the response-reading role over the shared connection core
+/// (`ConnectionSocket`, `HeadReader`, `BodyReader`). Retained for libevent from `connect` until
+/// `close()`, which frees the events and closes the socket exactly once.
 final class UpstreamConnection {
     private enum State {
-        case busy, idle, closed
+        /// An exchange is in progress: its request is being written or its head or whole body read.
+        case busy
+        /// The exchange has its head; the body goes to its `UpstreamStream` read by read.
+        case streaming
+        case idle
+        case closed
     }
 
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
@@ -367,31 +424,31 @@ final class UpstreamConnection {
     private let limits: HTTPLimits
     private let hostHeader: String
     private let endpoint: String
-    private var fd: Int32 = -1
-    private let input: OpaquePointer
-    private let output: OpaquePointer
-    @exclusivity(unchecked) private var events: SocketEvents?
+    @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     private var isConnected = false
     /// A write failed (errno): the read callback, activated for it, reports it.
     private var writeError: Int32?
-    /// Watches the deadline of the exchange in progress.
+    /// Watches the deadline of the exchange in progress (then a stream's idle deadline).
     private var timer: DeadlineTimer?
 
     // The exchange in progress.
     @exclusivity(unchecked) private var exchange: Exchange?
     private var isReused = false
     private var hasResponseBytes = false
+    /// When the request went out (monotonic nanoseconds), for the time to the response head.
+    private var sentNanoseconds: UInt64 = 0
     /// The final response's head has been read (it waits in `head` for the body).
     private var hasHead = false
     @exclusivity(unchecked) private var head: ResponseHead?
     private var keepsAlive = false
     @exclusivity(unchecked) private var body = ByteBuffer()
-    private var bodyRemaining = 0
-    private var chunkedDecoder: ChunkedDecoder?
-    private var readsUntilClose = false
-    private var scannedHeadBytes = 0
+    @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
+    @exclusivity(unchecked) private var headReader = HeadReader()
+    /// The stream the body goes to, while `state == .streaming`.
+    @exclusivity(unchecked) private var stream: UpstreamStream?
+    private var idleTimeoutMilliseconds = 0
     /// The request head being written, kept between requests for its capacity, its request line
     /// and `host` field.
     @exclusivity(unchecked) private var headScratch = HeadScratch()
@@ -404,18 +461,12 @@ final class UpstreamConnection {
         self.loop = pool.loop
         self.limits = pool.limits
         self.hostHeader = pool.hostHeader
-        self.endpoint = "\(pool.host):\(pool.port)"
-        guard let input = evbuffer_new(), let output = evbuffer_new() else {
-            preconditionFailure("evbuffer_new failed (out of memory).")
-        }
-        self.input = input
-        self.output = output
+        self.endpoint = pool.endpointText
     }
 
     deinit {
-        events?.free()
-        evbuffer_free(input)
-        evbuffer_free(output)
+        socket.close()
+        socket.freeBuffers()
     }
 
     /// Starts a non-blocking connect (TCP_NODELAY set); returns why it failed at once, or nil.
@@ -423,22 +474,21 @@ final class UpstreamConnection {
     func connect(address: UnsafePointer<sockaddr>, length: Int32) -> String? {
         var inProgress: Int32 = 0
         var error: Int32 = 0
-        let socket = switchyard_connect(address, length, &inProgress, &error)
-        guard socket >= 0 else {
+        let fd = switchyard_connect(address, length, &inProgress, &error)
+        guard fd >= 0 else {
             return "connect to \(endpoint) failed: \(System.errorText(error))"
         }
-        fd = socket
         selfRetain = Unmanaged.passRetained(self)
         timer = DeadlineTimer(loop: loop) { [unowned self] in self.deadlinePassed() }
-        events = SocketEvents(
-            base: loop.base,
+        socket.attach(
             fd: fd,
+            base: loop.base,
             callback: UpstreamCallbacks.io,
             owner: Unmanaged.passUnretained(self).toOpaque()
         )
-        events?.startReading()
+        socket.startReading()
         if inProgress != 0 {
-            events?.waitToWrite()
+            socket.waitToWrite()
         } else {
             isConnected = true
         }
@@ -456,11 +506,9 @@ final class UpstreamConnection {
             hasHead = false
             head = nil
         }
-        bodyRemaining = 0
-        chunkedDecoder = nil
-        readsUntilClose = false
-        scannedHeadBytes = 0
+        headReader.reset()
         timer?.set(exchange.deadline)
+        sentNanoseconds = System.monotonicNanoseconds()
 
         let request = exchange.request
         let bodyLength = request.body.count
@@ -506,16 +554,16 @@ final class UpstreamConnection {
             }
         }
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)
-        let canSend = isConnected && !(events?.isWaitingToWrite ?? true)
-        if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && evbuffer_get_length(output) == 0 {
+        let canSend = isConnected && !socket.isWaitingToWrite
+        if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && socket.outputLength == 0 {
             // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
             HeadBytes.appendBytes(of: request.body, to: &headScratch.bytes)
-            let left = headScratch.bytes.withUnsafeBytes { raw in SocketIO.sendOrQueue(fd, raw, output: output) }
+            let left = headScratch.bytes.withUnsafeBytes { raw in socket.sendOrQueue(raw) }
             if left { flushOutput() }
             return
         }
-        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(output, raw.baseAddress, raw.count) }
-        ByteBuffer.addCopy(of: request.body.evbuffer, to: output)
+        headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
+        ByteBuffer.addCopy(of: request.body.evbuffer, to: socket.output)
         if canSend { flushOutput() }
     }
 
@@ -536,9 +584,7 @@ final class UpstreamConnection {
         guard state != .closed else { return }
         state = .closed
         timer?.cancel()
-        events?.free()
-        if fd >= 0 { evutil_closesocket(fd) }
-        fd = -1
+        socket.close()
         pool?.connectionClosed(self)
         let retained = selfRetain
         selfRetain = nil
@@ -548,30 +594,31 @@ final class UpstreamConnection {
     // MARK: Events
 
     private func deadlinePassed() {
-        guard state == .busy, let exchange, let pool else { return }
-        pool.connection(self, timedOut: exchange)
+        switch state {
+        case .busy:
+            guard let exchange, let pool else { return }
+            pool.connection(self, timedOut: exchange)
+        case .streaming:
+            endStream(.cut(.idleTimeout))
+        case .idle, .closed:
+            break
+        }
     }
 
     /// Sends what the socket takes; waits for EV_WRITE for the rest. A write error is reported
     /// from the read callback (activated here), never from inside `start`, so a completion never
     /// runs inside `send`.
     private func flushOutput() {
-        switch SocketIO.flush(fd, from: output) {
-        case .drained:
-            events?.stopWaitingToWrite()
-        case .pending:
-            events?.waitToWrite()
-        case .failed(let error):
+        if case .failed(let error) = socket.flush() {
             writeError = error
-            events?.stopWaitingToWrite()
-            events?.activateRead()
+            socket.activateRead()
         }
     }
 
     fileprivate func writable() {
         guard state != .closed else { return }
         if !isConnected {
-            let error = switchyard_socket_error(fd)
+            let error = switchyard_socket_error(socket.fd)
             if error != 0 {
                 ended(errorText: System.errorText(error))
                 return
@@ -588,10 +635,16 @@ final class UpstreamConnection {
             return
         case .closed:
             return
+        case .streaming:
+            // Paused: the bytes wait in the socket until the client has taken what it was given.
+            if stream?.isPaused ?? true {
+                socket.stopReading()
+                return
+            }
         case .busy:
             break
         }
-        switch SocketIO.read(fd, into: input, scratch: loop.readScratch) {
+        switch socket.read(scratch: loop.readScratch) {
         case .bytes:
             hasResponseBytes = true
             parse()
@@ -605,19 +658,35 @@ final class UpstreamConnection {
     }
 
     private func parse() {
-        while state == .busy, exchange != nil {
-            let progressed = hasHead ? readBody() : readHead()
-            if !progressed { return }
+        while true {
+            switch state {
+            case .busy where exchange != nil:
+                let progressed = hasHead ? readBody() : readHead()
+                if !progressed { return }
+            case .streaming:
+                readStream()
+                return
+            default:
+                return
+            }
         }
     }
 
     /// The backend closed the connection (`errorText` nil) or the socket failed.
     private func ended(errorText: String?) {
+        if state == .streaming {
+            if bodyReader.endsAtClose && errorText == nil {
+                endStream(.complete)
+            } else {
+                endStream(.cut(.upstreamClosed))
+            }
+            return
+        }
         guard state == .busy, let exchange else {
             close()
             return
         }
-        if readsUntilClose, errorText == nil {
+        if hasHead && bodyReader.endsAtClose && errorText == nil {
             complete(reusable: false)
             return
         }
@@ -640,27 +709,19 @@ final class UpstreamConnection {
 
     private func readHead() -> Bool {
         guard let exchange else { return false }
-        let available = evbuffer_get_length(input)
-        guard available > 0 else { return false }
-        let window = min(available, limits.maxHeaderBytes + 1)
-        guard let start = evbuffer_pullup(input, window) else { return false }
-        let bytes = UnsafeRawBufferPointer(start: start, count: window)
-        if window <= limits.maxHeaderBytes && scannedHeadBytes < window
-            && !HeadBytes.containsLineFeed(bytes, from: scannedHeadBytes)
-        {
-            scannedHeadBytes = window
-            return false
-        }
-        switch ResponseHeadParser.parse(bytes, limits: limits, requestMethod: exchange.request.method) {
+        let method = exchange.request.method
+        let limits = self.limits
+        switch headReader.read(
+            from: socket.input,
+            maxHeaderBytes: limits.maxHeaderBytes,
+            parse: { ResponseHeadParser.parse($0, limits: limits, requestMethod: method) }
+        ) {
         case .incomplete:
-            scannedHeadBytes = window
             return false
         case .failure(let error):
             fail(exchange, .badResponse(error.detail), isRetryable: false)
             return false
-        case .complete(let head, let consumed):
-            evbuffer_drain(input, consumed)
-            scannedHeadBytes = 0
+        case .complete(let head, _):
             if (100..<200).contains(head.status) {
                 if head.status == 101 {
                     fail(exchange, .badResponse("upstream switched protocols (101)"), isRetryable: false)
@@ -668,25 +729,24 @@ final class UpstreamConnection {
                 }
                 return true  // interim response: the real one follows
             }
-            let framing = head.framing
             keepsAlive = head.keepAlive
+            if case .contentLength(let length) = head.framing, length > limits.maxBodyBytes,
+                exchange.disposition(head) == .collect
+            {
+                fail(exchange, .badResponse(overLimit), isRetryable: false)
+                return false
+            }
+            bodyReader = BodyReader(framing: head.framing, maxBodyBytes: limits.maxBodyBytes)
+            if !bodyReader.isComplete, exchange.disposition(head) == .stream {
+                beginStream(exchange, head: head)
+                return false
+            }
             self.head = head
             hasHead = true
             body = reusableBody()
-            switch framing {
-            case .none:
+            if bodyReader.isComplete {
                 complete(reusable: keepsAlive)
                 return false
-            case .contentLength(let length):
-                guard length <= limits.maxBodyBytes else {
-                    fail(exchange, .badResponse(overLimit), isRetryable: false)
-                    return false
-                }
-                bodyRemaining = length
-            case .chunked:
-                chunkedDecoder = ChunkedDecoder(maxBodyBytes: limits.maxBodyBytes)
-            case .untilClose:
-                readsUntilClose = true
             }
             return true
         }
@@ -706,39 +766,17 @@ final class UpstreamConnection {
 
     private func readBody() -> Bool {
         guard let exchange else { return false }
-        let available = evbuffer_get_length(input)
-        if readsUntilClose {
-            if available > 0 { evbuffer_remove_buffer(input, body.evbuffer, available) }
-            if body.count > limits.maxBodyBytes { fail(exchange, .badResponse(overLimit), isRetryable: false) }
-            return false
-        }
-        if var decoder = chunkedDecoder {
-            guard available > 0, let start = evbuffer_pullup(input, -1) else { return false }
-            let result = decoder.decode(UnsafeRawBufferPointer(start: start, count: available))
-            chunkedDecoder = decoder
-            switch result {
-            case .failure(let error):
-                let detail = error.status == 413 ? overLimit : "upstream chunked body: \(error.detail)"
-                fail(exchange, .badResponse(detail), isRetryable: false)
-                return false
-            case .success(let progress):
-                var position = 0
-                for range in progress.data {
-                    evbuffer_drain(input, range.lowerBound - position)
-                    evbuffer_remove_buffer(input, body.evbuffer, range.count)
-                    position = range.upperBound
-                }
-                evbuffer_drain(input, progress.consumed - position)
-                if progress.isComplete { complete(reusable: keepsAlive) }
-                return false
+        switch bodyReader.read(from: socket.input, into: body.evbuffer) {
+        case .failure(let error):
+            let detail = error.status == 413 ? overLimit : "upstream chunked body: \(error.detail)"
+            fail(exchange, .badResponse(detail), isRetryable: false)
+        case .success:
+            if bodyReader.endsAtClose && body.count > limits.maxBodyBytes {
+                fail(exchange, .badResponse(overLimit), isRetryable: false)
+            } else if bodyReader.isComplete {
+                complete(reusable: keepsAlive)
             }
         }
-        let length = min(available, bodyRemaining)
-        if length > 0 {
-            evbuffer_remove_buffer(input, body.evbuffer, length)
-            bodyRemaining -= length
-        }
-        if bodyRemaining == 0 { complete(reusable: keepsAlive) }
         return false
     }
 
@@ -747,17 +785,192 @@ final class UpstreamConnection {
         hasHead = false
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
         // connection is out of step: do not reuse it.
-        let isClean = evbuffer_get_length(input) == 0 && evbuffer_get_length(output) == 0 && writeError == nil
-        let response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readsUntilClose)
+        let isClean = socket.inputLength == 0 && socket.outputLength == 0 && writeError == nil
+        let readUntilClose = bodyReader.endsAtClose
+        var response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readUntilClose)
+        response.firstByteNanoseconds = firstByteNanoseconds
         self.exchange = nil
         let pool = exchange.pool
-        pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readsUntilClose)
+        pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readUntilClose)
+    }
+
+    private var firstByteNanoseconds: UInt64 {
+        System.monotonicNanoseconds() &- sentNanoseconds
     }
 
     private func fail(_ exchange: Exchange, _ error: UpstreamError, isRetryable: Bool) {
         self.exchange = nil
         close()
         exchange.pool.connection(failed: exchange, with: error, isRetryable: isRetryable)
+    }
+
+    // MARK: Streaming the body
+
+    /// Hands the head to the caller now, with a stream that the body's reads go to.
+    private func beginStream(_ exchange: Exchange, head: ResponseHead) {
+        let stream = UpstreamStream(connection: self)
+        self.stream = stream
+        self.exchange = nil
+        state = .streaming
+        idleTimeoutMilliseconds = exchange.idleTimeoutMilliseconds
+        setIdleDeadline()
+        var response = UpstreamResponse(
+            head: head,
+            body: ByteBuffer(),
+            wasReadUntilClose: bodyReader.endsAtClose
+        )
+        response.stream = stream
+        response.firstByteNanoseconds = firstByteNanoseconds
+        exchange.finish(.success(response))
+        // Body bytes that came with the head go out once the caller has its handlers in place.
+        if state == .streaming && socket.inputLength > 0 { socket.activateRead() }
+    }
+
+    private func setIdleDeadline() {
+        timer?.set(System.monotonicMilliseconds() + Int64(idleTimeoutMilliseconds))
+    }
+
+    /// Moves what has arrived of the body to the stream's consumer.
+    private func readStream() {
+        guard let stream else { return }
+        switch bodyReader.read(from: socket.input, into: stream.pending.evbuffer) {
+        case .failure:
+            endStream(.cut(.upstreamClosed))
+            return
+        case .success(let moved):
+            if moved > 0 { setIdleDeadline() }
+        }
+        stream.deliver()
+        guard state == .streaming else { return }  // the consumer cancelled
+        if bodyReader.isComplete { endStream(.complete) }
+    }
+
+    /// The consumer paused (`isPaused`) or resumed the stream.
+    func streamPausedChanged(_ stream: UpstreamStream) {
+        guard state == .streaming, stream === self.stream else { return }
+        if stream.isPaused {
+            socket.stopReading()
+            timer?.clear()  // the silence is the client's, not the backend's
+        } else {
+            socket.startReading()
+            setIdleDeadline()
+            if socket.inputLength > 0 { socket.activateRead() }
+        }
+    }
+
+    /// The consumer gave up (its client went away): the backend may still be sending, so the
+    /// connection closes at once.
+    func streamCancelled(_ stream: UpstreamStream) {
+        guard state == .streaming, stream === self.stream else { return }
+        endStream(.cut(.clientClosed))
+    }
+
+    private func endStream(_ end: UpstreamStream.End) {
+        guard state == .streaming, let stream else { return }
+        self.stream = nil
+        let isClean = socket.inputLength == 0 && socket.outputLength == 0 && writeError == nil
+        let reusable: Bool
+        if case .complete = end {
+            reusable = keepsAlive && isClean && !bodyReader.endsAtClose
+        } else {
+            reusable = false
+        }
+        if reusable, let pool {
+            pool.connectionFinishedStream(self)
+        } else {
+            close()
+        }
+        stream.end(end)
+    }
+}
+
+/// A response body that arrives read by read (SPEC §10), for the caller that asked for
+/// `.stream`. Loop thread only. The consumer installs its handlers with `start`, moves the
+/// bytes it is given, and calls `pause()` while its own client has too much unsent.
+public final class UpstreamStream {
+    /// How a stream ended.
+    public enum End: Sendable, Equatable {
+        /// The whole body arrived (by its framing, or by the backend closing a body that runs
+        /// until close).
+        case complete
+        /// It stopped before its end.
+        case cut(CutReason)
+    }
+
+    /// Why a stream was cut (SPEC §10's `reason` label).
+    public enum CutReason: String, Sendable {
+        case upstreamClosed = "upstream_closed"
+        case idleTimeout = "idle_timeout"
+        case clientClosed = "client_closed"
+    }
+
+    private weak var connection: UpstreamConnection?
+    /// Bytes read and not yet handed to the consumer.
+    let pending = ByteBuffer()
+    private var onData: ((ByteBuffer) -> Void)?
+    private var onEnd: ((End) -> Void)?
+    private var ending: End?
+    /// Reading the backend is paused.
+    public private(set) var isPaused = false
+    /// The stream has ended (its `onEnd` ran or will run when `start` is called).
+    public var hasEnded: Bool { ending != nil }
+
+    init(connection: UpstreamConnection) {
+        self.connection = connection
+    }
+
+    /// Installs the consumer: `onData` receives each read's bytes (move them out: what is left
+    /// after the call is dropped), `onEnd` runs once, after the last `onData`. Bytes and an end
+    /// that came before `start` are delivered at once.
+    public func start(onData: @escaping (ByteBuffer) -> Void, onEnd: @escaping (End) -> Void) {
+        self.onData = onData
+        self.onEnd = onEnd
+        deliver()
+        if let ending { finish(ending) }
+    }
+
+    /// Stops reading the backend until `resume()`.
+    public func pause() {
+        guard !isPaused, ending == nil else { return }
+        isPaused = true
+        connection?.streamPausedChanged(self)
+    }
+
+    public func resume() {
+        guard isPaused, ending == nil else { return }
+        isPaused = false
+        connection?.streamPausedChanged(self)
+    }
+
+    /// Ends the stream now and closes the backend connection (cut, `client_closed`).
+    public func cancel() {
+        guard ending == nil else { return }
+        if let connection {
+            connection.streamCancelled(self)
+        } else {
+            end(.cut(.clientClosed))
+        }
+    }
+
+    func deliver() {
+        guard let onData, !pending.isEmpty else { return }
+        onData(pending)
+        pending.removeAll()
+    }
+
+    func end(_ end: End) {
+        guard ending == nil else { return }
+        ending = end
+        connection = nil
+        if onEnd != nil { finish(end) }
+    }
+
+    private func finish(_ end: End) {
+        deliver()
+        let onEnd = self.onEnd
+        self.onEnd = nil
+        onData = nil
+        onEnd?(end)
     }
 }
 
