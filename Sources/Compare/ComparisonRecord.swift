@@ -46,6 +46,9 @@ public struct ComparisonRecord: Sendable, Hashable {
     public var shadowLabels: [Int]?
     /// Why an `error` or a shape `mismatch`; written as `reason`.
     public var reason: String?
+    /// A machine-readable cause of an `error` outcome, e.g. `too_large` for a streamed live answer
+    /// longer than the copy kept for comparisons (SPEC §10); written as `error`.
+    public var error: String?
 
     public init(
         timestamp: String,
@@ -59,7 +62,8 @@ public struct ComparisonRecord: Sendable, Hashable {
         flip: Bool,
         liveLabels: [Int]? = nil,
         shadowLabels: [Int]? = nil,
-        reason: String? = nil
+        reason: String? = nil,
+        error: String? = nil
     ) {
         self.timestamp = timestamp
         self.requestID = requestID
@@ -73,6 +77,7 @@ public struct ComparisonRecord: Sendable, Hashable {
         self.liveLabels = liveLabels
         self.shadowLabels = shadowLabels
         self.reason = reason
+        self.error = error
     }
 
     /// The record of one comparison; `timestamp` is `RFC3339.format(millisecondsSinceEpoch:)` of
@@ -133,6 +138,7 @@ public struct ComparisonRecord: Sendable, Hashable {
         if let liveLabels { object.set("live_label", Self.json(ofLabels: liveLabels)) }
         if let shadowLabels { object.set("shadow_label", Self.json(ofLabels: shadowLabels)) }
         if let reason { object.set("reason", .string(reason)) }
+        if let error { object.set("error", .string(error)) }
         var line = JSON.object(object).serialized()
         line.append(UInt8(ascii: "\n"))
         return line
@@ -195,7 +201,8 @@ public struct ComparisonRecord: Sendable, Hashable {
             flip: flip,
             liveLabels: try labels(object, "live_label"),
             shadowLabels: try labels(object, "shadow_label"),
-            reason: object["reason"]?.stringValue
+            reason: object["reason"]?.stringValue,
+            error: object["error"]?.stringValue
         )
     }
 

@@ -223,14 +223,20 @@ extension ByteBuffer {
         evbuffer_add_buffer(evbuffer, other.evbuffer)
     }
 
-    /// Appends a copy of at most `limit - count` bytes of `other`; returns whether all of them fit.
+    /// Appends a copy of `other`'s bytes (real copies: `other` may be moved on right after) when
+    /// the result stays within `limit` bytes; returns false, appending nothing, when it would not.
     public func appendCopy(of other: ByteBuffer, limit: Int) -> Bool {
-        let room = limit - count
         let length = other.count
-        if length <= room {
-            ByteBuffer.addCopy(of: other.evbuffer, to: evbuffer)
-            return true
+        guard length <= limit - count else { return false }
+        guard length > 0 else { return true }
+        let segments = evbuffer_peek(other.evbuffer, length, nil, nil, 0)
+        guard segments > 0 else { return true }
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: Int(segments)) { vectors in
+            let filled = evbuffer_peek(other.evbuffer, length, nil, vectors.baseAddress, segments)
+            for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
+                evbuffer_add(evbuffer, vector.iov_base, vector.iov_len)
+            }
         }
-        return false
+        return true
     }
 }

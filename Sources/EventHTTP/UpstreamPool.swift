@@ -641,6 +641,11 @@ final class UpstreamConnection {
                 socket.stopReading()
                 return
             }
+            // Bytes read before (with the head, or before a pause) go first.
+            if socket.inputLength > 0 {
+                readStream()
+                guard state == .streaming, !(stream?.isPaused ?? true) else { return }
+            }
         case .busy:
             break
         }
@@ -822,8 +827,9 @@ final class UpstreamConnection {
         response.stream = stream
         response.firstByteNanoseconds = firstByteNanoseconds
         exchange.finish(.success(response))
-        // Body bytes that came with the head go out once the caller has its handlers in place.
-        if state == .streaming && socket.inputLength > 0 { socket.activateRead() }
+        // Body bytes that came with the head: to the caller's handlers if it installed them in
+        // its completion, else kept in the stream until it does.
+        if state == .streaming && socket.inputLength > 0 { readStream() }
     }
 
     private func setIdleDeadline() {

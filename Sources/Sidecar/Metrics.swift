@@ -111,6 +111,31 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    func streamsCut(model: String, version: String, reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_streams_cut_total",
+                "Streamed responses that ended before their end: reason upstream_closed, idle_timeout or client_closed."
+            ),
+            labels: [("model", model), ("version", version), ("reason", reason)]
+        )
+    }
+
+    static let firstByteBuckets: [Double] = [
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]
+
+    func upstreamFirstByte(model: String, version: String, role: Role) -> ValueHistogram {
+        registry.makeValueHistogram(
+            descriptor: Self.named(
+                "switchyard_upstream_first_byte_seconds",
+                "Time from sending a request to a remote version to its response head."
+            ),
+            labels: [("model", model), ("version", version), ("role", role.rawValue)],
+            buckets: Self.firstByteBuckets
+        )
+    }
+
     func configReloads(success: Bool) -> Counter {
         registry.makeCounter(
             descriptor: Self.named("switchyard_config_reloads_total", "Config reloads by result."),
@@ -191,6 +216,9 @@ struct MetricCache {
     var fallbacks: [PairKey: Counter] = [:]
     var sticky: [String: Counter] = [:]
     var dropped: [PairKey: Counter] = [:]
+    var cuts: [PairKey: Counter] = [:]
+    var firstBytes: [VersionKey: ValueHistogram] = [:]
+    private var lastFirstByte: (key: VersionKey, handle: ValueHistogram)?
     /// The handles `count` used last: most requests repeat them, and comparing two keys whose
     /// strings share storage costs less than hashing them.
     /// One entry per role: live and shadow answers alternate on a shadowed model.
@@ -242,6 +270,25 @@ struct MetricCache {
     mutating func shadowDropped(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
         Self.handle(PairKey(model: model, live: version, shadow: reason), last: &lastDropped, in: &dropped) {
             metrics.shadowDropped(model: model, version: version, reason: reason)
+        }
+    }
+
+    mutating func streamCut(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
+        let key = PairKey(model: model, live: version, shadow: reason)
+        if let counter = cuts[key] { return counter }
+        let counter = metrics.streamsCut(model: model, version: version, reason: reason)
+        cuts[key] = counter
+        return counter
+    }
+
+    mutating func firstByte(
+        _ metrics: SidecarMetrics,
+        model: String,
+        version: String,
+        role: SidecarMetrics.Role
+    ) -> ValueHistogram {
+        Self.handle(VersionKey(model: model, version: version, role: role), last: &lastFirstByte, in: &firstBytes) {
+            metrics.upstreamFirstByte(model: model, version: version, role: role)
         }
     }
 

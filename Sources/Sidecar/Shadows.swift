@@ -132,7 +132,10 @@ extension Worker {
             let setup = exchange.snapshot.comparison(for: model)
             let comparison: Comparison?
             let summary: ComparisonSummary
-            if setup.logPath != nil {
+            if let streamed = streamedComparison(exchange, live: live, shadow: shadow) {
+                comparison = streamed
+                summary = ComparisonSummary(streamed)
+            } else if setup.logPath != nil {
                 let full = compare(live: live, shadow: shadow, spec: setup.spec)
                 comparison = full
                 summary = ComparisonSummary(full)
@@ -161,6 +164,43 @@ extension Worker {
         }
     }
 
+    /// The comparison of a streamed live answer that is not compared by `compare.output`
+    /// (SPEC §10): one longer than the copy kept is an `error` (`too_large`); server-sent events
+    /// match when the bytes are equal. Nil for every other answer.
+    private func streamedComparison(_ exchange: Exchange, live: ResponseSide, shadow: ResponseSide) -> Comparison? {
+        guard exchange.liveCopyTooLarge || exchange.liveIsEventStream else { return nil }
+        var outcome = Comparison.Outcome.error
+        var reason: String?
+        if exchange.liveCopyTooLarge {
+            reason =
+                "too_large: the streamed live answer is longer than --max-response-bytes (\(options.maxResponseBytes))"
+        } else if !live.isSuccess {
+            reason = "live status \(live.status)"
+        } else if !shadow.isSuccess {
+            reason = "shadow status \(shadow.status)"
+        } else if case .bytes(let liveBytes) = live.body, case .bytes(let shadowBytes) = shadow.body {
+            outcome = liveBytes == shadowBytes ? .match : .mismatch
+            if outcome == .mismatch { reason = "event streams differ" }
+        }
+        let liveFailed = exchange.liveCopyTooLarge || !live.isSuccess
+        return Comparison(
+            outcome: outcome,
+            // No number is compared in an event stream or an answer that was not kept.
+            maxAbsDiff: nil,
+            meanAbsDiff: nil,
+            comparedNumbers: 0,
+            flip: false,
+            liveLabels: nil,
+            shadowLabels: nil,
+            rows: 0,
+            liveOutput: nil,
+            shadowOutput: nil,
+            reason: reason,
+            liveFailed: liveFailed,
+            shadowFailed: !liveFailed && !shadow.isSuccess
+        )
+    }
+
     /// Writes the comparison log record to `path` when the sample picks it.
     private func record(
         _ exchange: Exchange,
@@ -172,7 +212,7 @@ extension Worker {
     ) {
         if sample < 1, Double(random.next() >> 11) / Double(1 << 53) >= sample { return }
         let milliseconds = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-        let line = ComparisonRecord(
+        var record = ComparisonRecord(
             timestamp: RFC3339.format(millisecondsSinceEpoch: milliseconds),
             requestID: exchange.requestID,
             model: exchange.model,
@@ -180,7 +220,9 @@ extension Worker {
             live: live,
             shadow: shadow,
             comparison: comparison
-        ).jsonLine()
+        )
+        if exchange.liveCopyTooLarge { record.error = "too_large" }
+        let line = record.jsonLine()
         comparisonLog.append(line, to: path)
     }
 }

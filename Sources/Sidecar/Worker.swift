@@ -194,6 +194,12 @@ final class Worker: @unchecked Sendable {
         @exclusivity(unchecked) var status: Int
         @exclusivity(unchecked) var headers: HTTPHeaders
         @exclusivity(unchecked) var body: ByteBuffer
+        /// A remote answer whose body is relayed as it arrives (SPEC §10); `body` is then empty.
+        @exclusivity(unchecked) var stream: UpstreamStream?
+        /// The streamed body's Content-Length, kept toward the client; nil: chunked or close-delimited.
+        @exclusivity(unchecked) var streamLength: Int?
+        /// The streamed body is server-sent events.
+        @exclusivity(unchecked) var isEventStream = false
 
         init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
             self.status = status
@@ -359,8 +365,33 @@ final class Worker: @unchecked Sendable {
             versionProtocol: versionProtocol,
             isShadow: isShadow
         )
-        pool.send(upstream, timeoutMilliseconds: attempt.timeoutMilliseconds) {
+        // SPEC §10: the live answer is relayed as it arrives when nothing here must read it
+        // whole — on `json` routes whose request has no shadow to compare with, and for every
+        // server-sent event stream — unless it is a 5xx (the fallback may replace it) or the
+        // body is translated. Shadow copies are always read whole.
+        let disposition: ((ResponseHead) -> BodyDisposition)?
+        if isShadow || translate {
+            disposition = nil
+        } else {
+            let streamsAnyBody = routeProtocol == .json && !exchange.hasShadows
+            disposition = { head in
+                guard head.status < 500 else { return .collect }
+                if streamsAnyBody || Worker.isEventStream(head.headers) { return .stream }
+                return .collect
+            }
+        }
+        let model = exchange.model
+        pool.send(
+            upstream,
+            timeoutMilliseconds: attempt.timeoutMilliseconds,
+            idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
+            disposition: disposition
+        ) {
             [self] result in
+            if case .success(let response) = result {
+                metricCache.firstByte(metrics, model: model, version: version, role: isShadow ? .shadow : .live)
+                    .record(Double(response.firstByteNanoseconds) / 1e9)
+            }
             let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
             self.deliver(outcome, exchange, version: version, shadow: shadow)
         }
@@ -381,6 +412,13 @@ final class Worker: @unchecked Sendable {
                 headers: attempt.isShadow ? HTTPHeaders() : Forwarding.responseHeaders(response.head.headers),
                 body: response.body
             )
+            if let stream = response.stream {
+                // Relayed as it arrives (see `forward`): nothing here reads it.
+                reply.stream = stream
+                reply.isEventStream = Worker.isEventStream(response.head.headers)
+                if case .contentLength(let length) = response.head.framing { reply.streamLength = length }
+                return .answered(reply)
+            }
             if response.head.status >= 500 {
                 return .failed(
                     SidecarError(
@@ -556,6 +594,10 @@ final class Worker: @unchecked Sendable {
         if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
         if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
         reply.headers.add(name: "x-request-id", value: exchange.requestID)
+        if let stream = reply.stream {
+            relay(exchange, reply: reply, stream: stream, version: version ?? exchange.version)
+            return
+        }
         exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
         metricCache.count(
@@ -573,6 +615,85 @@ final class Worker: @unchecked Sendable {
                 status: reply.status,
                 version: version ?? exchange.version,
                 body: reply.body.bytes,
+                latencyMilliseconds: Double(elapsed) / 1e6
+            )
+        }
+    }
+}
+
+extension Worker {
+    /// Whether a response's `content-type` is `text/event-stream` (parameters ignored).
+    static func isEventStream(_ headers: HTTPHeaders) -> Bool {
+        guard let value = headers.first(name: "content-type") else { return false }
+        let mediaType = value.split(separator: ";", maxSplits: 1).first ?? ""
+        return mediaType.trimmingCharacters(in: .whitespaces).lowercased() == "text/event-stream"
+    }
+
+    /// Relays a streamed answer to the client read by read (SPEC §10): the upstream is paused
+    /// while the client has more than 256 KiB unsent, a client that goes away closes the
+    /// upstream, and a stream cut short ends the client's response abruptly and is counted.
+    /// With shadows, a copy of up to `--max-response-bytes` is kept for the comparison.
+    func relay(_ exchange: Exchange, reply: Reply, stream: UpstreamStream, version: String) {
+        let writer = exchange.writer
+        let status = reply.status
+        guard writer.startStream(status: status, headers: reply.headers, contentLength: reply.streamLength) else {
+            stream.cancel()
+            metricCache.streamCut(metrics, model: exchange.model, version: version, reason: "client_closed").increment()
+            finishLive(exchange, status: status, version: version, body: [])
+            return
+        }
+        writer.onDrained = { stream.resume() }
+        writer.onClientGone = { stream.cancel() }
+        let copyLimit = options.maxResponseBytes
+        let copy: ByteBuffer? = exchange.hasShadows ? ByteBuffer() : nil
+        exchange.liveIsEventStream = reply.isEventStream
+        stream.start(
+            onData: { bytes in
+                if let copy, !exchange.liveCopyTooLarge, !copy.appendCopy(of: bytes, limit: copyLimit) {
+                    exchange.liveCopyTooLarge = true
+                    copy.removeAll()
+                }
+                if writer.streamBody(bytes) { stream.pause() }
+            },
+            onEnd: { [self] end in
+                switch end {
+                case .complete:
+                    writer.finishStream()
+                case .cut(let reason):
+                    writer.cutStream()
+                    metricCache.streamCut(metrics, model: exchange.model, version: version, reason: reason.rawValue)
+                        .increment()
+                    logger.debug(
+                        "stream cut",
+                        metadata: [
+                            "request_id": "\(exchange.requestID)", "version": "\(version)",
+                            "reason": "\(reason.rawValue)",
+                        ]
+                    )
+                }
+                finishLive(exchange, status: status, version: version, body: copy?.bytes ?? [])
+            }
+        )
+    }
+
+    /// Counts a live answer that has ended and hands it to the shadow comparisons.
+    private func finishLive(_ exchange: Exchange, status: Int, version: String, body: [UInt8]) {
+        let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
+        metricCache.count(
+            metrics,
+            route: exchange.routeName,
+            model: exchange.model,
+            version: version,
+            role: .live,
+            code: status,
+            seconds: Double(elapsed) / 1e9
+        )
+        if exchange.hasShadows {
+            liveAnswered(
+                exchange,
+                status: status,
+                version: version,
+                body: body,
                 latencyMilliseconds: Double(elapsed) / 1e6
             )
         }
@@ -610,6 +731,10 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     /// Shadow copies of this request, and the live side once it has answered.
     @exclusivity(unchecked) var shadows: [ShadowRun] = []
     @exclusivity(unchecked) var live: ResponseSide?
+    /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
+    @exclusivity(unchecked) var liveIsEventStream = false
+    /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).
+    @exclusivity(unchecked) var liveCopyTooLarge = false
     var hasShadows: Bool { !shadows.isEmpty }
     @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
 

@@ -209,7 +209,11 @@ import Testing
         let upstream = FakeUpstream(Self.behavior(kind))
         defer { upstream.stop() }
         let port = kind == "dead" ? deadPort() : upstream.port
-        let config = try Self.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#)]
+        // A `json` route relays a body as it arrives, so one cut mid-body is a cut stream there
+        // (StreamingTests); a typed route reads it whole and answers 502.
+        let config = try Self.remoteConfig(
+            versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#)],
+            routeProtocol: kind == "closeMidBody" ? "tfserving" : "json"
         )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path) { $0.maxResponseBytes = 1 << 16 }
@@ -241,7 +245,10 @@ import Testing
             ],
             labels: "{ stable: v1, candidate: v2 }",
             split: "{ stable: 0, candidate: 100 }",
-            fallback: "stable"
+            fallback: "stable",
+            // After a streamed head has gone out nothing can fall back: a typed route reads the
+            // body whole first (see failuresWithoutFallback).
+            routeProtocol: kind == "closeMidBody" ? "tfserving" : "json"
         )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
@@ -281,8 +288,15 @@ import Testing
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
-        let r = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}"))
+        // Relayed as it arrives (SPEC §10): chunked to an HTTP/1.1 client, no invented length.
+        let fd = Net.connect(port: sidecar.port)
+        defer { close(fd) }
+        Net.send(fd, "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        let r = try #require(readFramedResponse(fd))
         #expect(r.status == 200)
+        #expect(r.wasChunked)
+        #expect(r.header("content-length") == nil)
+        #expect(r.isComplete)
         #expect(r.bodyText == #"{"predictions":[2]}"#)
     }
 
