@@ -10,7 +10,8 @@ public enum ConfigLoader {
     /// lexical order (names starting with `.` skipped, as Kubernetes' `..data` is), and checks
     /// everything, model files included.
     ///
-    /// Returns the config, or every problem found, sorted by file then position. Paths in
+    /// Returns the config (with its warnings in `Config.warnings`), or, when there is any error,
+    /// every diagnostic found, warnings included, sorted by file then position. Paths in
     /// diagnostics and in the model are `routes/x.yaml` when `directory` is `.`, otherwise
     /// `directory/routes/x.yaml` (a trailing `/` on `directory` dropped). Paths written inside
     /// a file (`file:`, `log:`) are joined to that file's directory, not normalized.
@@ -84,8 +85,9 @@ public enum ConfigLoader {
             }
         }
 
-        guard sink.diagnostics.isEmpty else { return .failure(sink.sorted) }
-        return .success(Config(routes: routes, models: policies, files: files))
+        let diagnostics = sink.sorted
+        guard sink.errorCount == 0 else { return .failure(diagnostics) }
+        return .success(Config(routes: routes, models: policies, files: files, warnings: diagnostics))
     }
 
     // MARK: - Files

@@ -10,8 +10,15 @@ public enum ConfigDefaults {
     public static let maxConnections = 64
     /// Accepted `max_connections` values.
     public static let maxConnectionsRange = 1...4096
+    /// A remote version's `idle_timeout_ms`: the longest silence between two reads of a streamed
+    /// body (SPEC §10).
+    public static let idleTimeoutMilliseconds = 30_000
+    /// Accepted `idle_timeout_ms` values.
+    public static let idleTimeoutMillisecondsRange = 1...600_000
     /// Port of an `http://` URL that names none.
     public static let httpPort = 80
+    /// Port of an `https://` URL that names none.
+    public static let httpsPort = 443
     /// `compare.tolerance`: exact agreement.
     public static let compareTolerance = 0.0
     /// `compare.sample`: every comparison is logged.

@@ -39,11 +39,30 @@ public struct Config: Sendable {
     /// The files read, relative to the config directory, with a SHA-256-free checksum
     /// (FNV-1a 64 of the bytes, hex) so `/config` and reload can tell what changed.
     public var files: [ConfigFile]
+    /// Problems that do not stop the config from loading (for example `insecure_skip_verify:
+    /// true`), sorted like errors; `validate` prints them and `serve` logs them.
+    public var warnings: [Diagnostic]
 
-    public init(routes: [Route], models: [String: ModelPolicy], files: [ConfigFile]) {
+    public init(routes: [Route], models: [String: ModelPolicy], files: [ConfigFile], warnings: [Diagnostic] = []) {
         self.routes = routes
         self.models = models
         self.files = files
+        self.warnings = warnings
+    }
+
+    /// Every TLS file (`ca_file`, `cert_file`, `key_file`) the remote versions name, resolved,
+    /// sorted, each once: what a reload must watch besides the YAML and model files (SPEC §11).
+    public var tlsFiles: [String] {
+        var files: Set<String> = []
+        for policy in models.values {
+            for spec in policy.versions.values {
+                guard case .remote(let remote) = spec.backend, let tls = remote.tls else { continue }
+                for file in [tls.caFile, tls.certFile, tls.keyFile] {
+                    if let file { files.insert(file) }
+                }
+            }
+        }
+        return files.sorted()
     }
 }
 
@@ -251,7 +270,7 @@ public struct RemoteBackend: Sendable, Hashable {
         maxConnections: Int,
         socketPath: String? = nil,
         tls: TLSSpec? = nil,
-        idleTimeoutMilliseconds: Int = 30_000
+        idleTimeoutMilliseconds: Int = ConfigDefaults.idleTimeoutMilliseconds
     ) {
         self.host = host
         self.port = port
@@ -388,13 +407,37 @@ public struct GuardSpec: Sendable, Hashable {
 /// One problem found in a config, rendered compiler-style:
 /// `policies/churn.yaml:12:7: error: split weights sum to 90, expected 100`.
 public struct Diagnostic: Sendable, Hashable, CustomStringConvertible, Error {
-    public var location: SourceLocation
-    public var message: String
-
-    public init(_ location: SourceLocation, _ message: String) {
-        self.location = location
-        self.message = message
+    /// An error stops a config from loading; a warning does not (the config loads and carries it
+    /// in `Config.warnings`).
+    public enum Severity: String, Sendable, Hashable {
+        case error
+        case warning
     }
 
-    public var description: String { "\(location): error: \(message)" }
+    public var location: SourceLocation
+    public var message: String
+    public var severity: Severity
+
+    public init(_ location: SourceLocation, _ message: String, severity: Severity = .error) {
+        self.location = location
+        self.message = message
+        self.severity = severity
+    }
+
+    public var isError: Bool { severity == .error }
+
+    /// `file:line:column: error: message` or `file:line:column: warning: message`.
+    public var description: String { "\(location): \(severity.rawValue): \(message)" }
+
+    /// Sorted by file, then line, then column; ties keep their order in `diagnostics`.
+    public static func sorted(_ diagnostics: [Diagnostic]) -> [Diagnostic] {
+        diagnostics.enumerated().sorted { a, b in
+            let l = a.element.location
+            let r = b.element.location
+            if l.file != r.file { return l.file < r.file }
+            if l.line != r.line { return l.line < r.line }
+            if l.column != r.column { return l.column < r.column }
+            return a.offset < b.offset
+        }.map(\.element)
+    }
 }

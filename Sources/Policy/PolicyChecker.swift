@@ -41,13 +41,18 @@ struct PolicyChecker {
     let scope: FileScope
 
     static let keys = ["model", "versions", "labels", "split", "sticky", "fallback", "shadow", "compare", "guard"]
-    static let versionKeys = ["url", "embedded", "file", "key", "protocol", "timeout_ms", "max_connections"]
+    static let versionKeys = [
+        "url", "embedded", "file", "key", "protocol", "timeout_ms", "max_connections", "idle_timeout_ms", "tls",
+    ]
+    /// Keys that only a remote version (`url:`) may have.
+    static let remoteOnlyKeys = ["timeout_ms", "max_connections", "idle_timeout_ms", "tls"]
+    static let tlsKeys = ["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"]
     static let shadowKeys = ["version", "percent"]
     static let compareKeys = ["output", "tolerance", "threshold", "log", "sample"]
     static let guardKeys = ["version", "max_error_ratio", "max_p99_ms", "min_requests", "window_s"]
 
     func check(_ root: YAMLNode) -> PolicyInfo? {
-        let problemsBefore = scope.sink.diagnostics.count
+        let problemsBefore = scope.sink.errorCount
         guard let fields = scope.fields(root, for: "the policy file", context: "policy", allowed: Self.keys) else {
             return nil
         }
@@ -230,7 +235,7 @@ struct PolicyChecker {
         }
 
         guard let model else { return nil }
-        if scope.sink.diagnostics.count == problemsBefore {
+        if scope.sink.errorCount == problemsBefore {
             info.policy = ModelPolicy(
                 model: model,
                 versions: versions,
@@ -270,7 +275,7 @@ struct PolicyChecker {
             }
             backend = remote(url, fields).map { .remote($0) }
         case (nil, let kind?):
-            for key in ["timeout_ms", "max_connections"] {
+            for key in Self.remoteOnlyKeys {
                 if let keyNode = fields.keyNode(key) {
                     scope.error(keyNode, "'\(key)' is only valid for remote versions (with 'url')")
                 }
@@ -295,19 +300,108 @@ struct PolicyChecker {
             fields["max_connections"].map {
                 scope.integer($0, for: "max_connections", in: ConfigDefaults.maxConnectionsRange)
             } ?? ConfigDefaults.maxConnections
-        guard let text = scope.string(urlNode, for: "'url'") else { return nil }
-        switch Syntax.url(text) {
-        case .failure(let error):
-            scope.error(urlNode, error.message)
-            return nil
-        case .success(let url):
-            guard let timeout, let connections else { return nil }
-            return RemoteBackend(
-                host: url.host,
-                port: url.port,
-                path: url.path,
-                timeoutMilliseconds: timeout,
-                maxConnections: connections
+        let idleTimeout =
+            fields["idle_timeout_ms"].map {
+                scope.integer($0, for: "idle_timeout_ms", in: ConfigDefaults.idleTimeoutMillisecondsRange)
+            } ?? ConfigDefaults.idleTimeoutMilliseconds
+        let text = scope.string(urlNode, for: "'url'")
+        var url: Syntax.URLParts?
+        if let text {
+            switch Syntax.url(text) {
+            case .failure(let error): scope.error(urlNode, error.message)
+            case .success(let parts): url = parts
+            }
+        }
+        // The block is checked whatever the URL, so that every problem in it is reported at once.
+        let tlsBlock = fields["tls"].flatMap { checkTLS($0) }
+        if let url, !url.isTLS, let tlsKey = fields.keyNode("tls"), let text {
+            scope.error(tlsKey, "'tls' is only valid with an https:// url, not '\(text)'")
+        }
+        guard let url, let text, let timeout, let connections, let idleTimeout else { return nil }
+        var tls: TLSSpec?
+        if url.isTLS {
+            if let tlsBlock {
+                warnAboutVerification(tlsBlock, url: text)
+                tls = tlsBlock.spec
+            } else if fields["tls"] == nil {
+                tls = TLSSpec()
+            } else {
+                return nil
+            }
+        }
+        return RemoteBackend(
+            host: url.host,
+            port: url.port,
+            path: url.path,
+            timeoutMilliseconds: timeout,
+            maxConnections: connections,
+            socketPath: url.socketPath,
+            tls: tls,
+            idleTimeoutMilliseconds: idleTimeout
+        )
+    }
+
+    /// A checked `tls:` block and the nodes its warnings point at.
+    private struct TLSBlock {
+        var spec: TLSSpec
+        var caFileNode: YAMLNode?
+        var insecureNode: YAMLNode?
+    }
+
+    /// A version's `tls:` map (SPEC §11); nil when it has any error (each reported).
+    private func checkTLS(_ node: YAMLNode) -> TLSBlock? {
+        let errorsBefore = scope.sink.errorCount
+        guard let fields = scope.fields(node, for: "'tls'", context: "tls", allowed: Self.tlsKeys) else { return nil }
+        func file(_ key: String) -> String? {
+            guard let fileNode = fields[key], let text = scope.string(fileNode, for: "'\(key)'") else { return nil }
+            let path = scope.resolve(text)
+            if let problem = Self.readProblem(path) {
+                scope.error(fileNode, "cannot read \(key) '\(path)': \(problem)")
+                return nil
+            }
+            return path
+        }
+        var spec = TLSSpec()
+        spec.caFile = file("ca_file")
+        spec.certFile = file("cert_file")
+        spec.keyFile = file("key_file")
+        switch (fields.keyNode("cert_file"), fields.keyNode("key_file")) {
+        case (let cert?, nil):
+            scope.error(cert, "'cert_file' is given without 'key_file'; a client certificate needs its private key")
+        case (nil, let key?):
+            scope.error(key, "'key_file' is given without 'cert_file'; a private key needs its client certificate")
+        default: break
+        }
+        if let nameNode = fields["server_name"], let name = scope.string(nameNode, for: "'server_name'") {
+            if Syntax.isServerName(name) {
+                spec.serverName = name
+            } else {
+                scope.error(
+                    nameNode,
+                    "server_name '\(name)' is not a DNS name or IP address; expected a name such as model.svc"
+                )
+            }
+        }
+        if let insecureNode = fields["insecure_skip_verify"],
+            let insecure = scope.boolean(insecureNode, for: "'insecure_skip_verify'")
+        {
+            spec.insecureSkipVerify = insecure
+        }
+        guard scope.sink.errorCount == errorsBefore else { return nil }
+        return TLSBlock(spec: spec, caFileNode: fields["ca_file"], insecureNode: fields["insecure_skip_verify"])
+    }
+
+    /// `insecure_skip_verify: true` loads, with a warning; a `ca_file` beside it is ignored.
+    private func warnAboutVerification(_ block: TLSBlock, url: String) {
+        guard block.spec.insecureSkipVerify, let insecureNode = block.insecureNode else { return }
+        scope.warning(
+            insecureNode,
+            "insecure_skip_verify is true: the certificate of '\(url)' is not verified, so anyone on the network path can pose as this backend"
+        )
+        if let caFile = block.spec.caFile, let caFileNode = block.caFileNode {
+            scope.warning(
+                caFileNode,
+                "ca_file '\(caFile)' is ignored: insecure_skip_verify is true, so no certificate is checked against it"
             )
         }
     }

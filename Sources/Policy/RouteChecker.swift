@@ -25,7 +25,7 @@ struct RouteChecker {
 
     private func checkRoute(_ node: YAMLNode, names: inout [String: SourceLocation]) -> Route? {
         guard let fields = scope.fields(node, for: "a route", context: "route", allowed: Self.keys) else { return nil }
-        let problemsBefore = scope.sink.diagnostics.count
+        let problemsBefore = scope.sink.errorCount
 
         var name: String?
         if let nameNode = fields.required("name"), let text = scope.string(nameNode, for: "'name'") {
@@ -90,7 +90,7 @@ struct RouteChecker {
             }
         }
 
-        guard scope.sink.diagnostics.count == problemsBefore, let name, let match, let model, let wireProtocol else {
+        guard scope.sink.errorCount == problemsBefore, let name, let match, let model, let wireProtocol else {
             return nil
         }
         return Route(

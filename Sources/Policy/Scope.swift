@@ -3,22 +3,17 @@ import YAMLSource
 /// Collects diagnostics from every file of one load.
 final class DiagnosticSink {
     private(set) var diagnostics: [Diagnostic] = []
+    /// Errors so far; warnings do not count (a checker builds its part of the model when its
+    /// count did not change).
+    private(set) var errorCount = 0
 
-    func add(_ location: SourceLocation, _ message: String) {
-        diagnostics.append(Diagnostic(location, message))
+    func add(_ location: SourceLocation, _ message: String, severity: Diagnostic.Severity = .error) {
+        diagnostics.append(Diagnostic(location, message, severity: severity))
+        if severity == .error { errorCount += 1 }
     }
 
     /// Sorted by file, then line, then column; ties keep the order they were found in.
-    var sorted: [Diagnostic] {
-        diagnostics.enumerated().sorted { a, b in
-            let l = a.element.location
-            let r = b.element.location
-            if l.file != r.file { return l.file < r.file }
-            if l.line != r.line { return l.line < r.line }
-            if l.column != r.column { return l.column < r.column }
-            return a.offset < b.offset
-        }.map(\.element)
-    }
+    var sorted: [Diagnostic] { Diagnostic.sorted(diagnostics) }
 }
 
 /// One YAML file being checked: its rendered path, its directory (for relative paths inside
@@ -39,6 +34,11 @@ struct FileScope {
 
     func error(_ mark: YAMLMark, _ message: String) {
         sink.add(location(mark), message)
+    }
+
+    /// A problem that does not stop the config from loading.
+    func warning(_ node: YAMLNode, _ message: String) {
+        sink.add(location(node.mark), message, severity: .warning)
     }
 
     /// A path written inside this file, made usable from the process's working directory:
@@ -161,6 +161,13 @@ struct FileScope {
             }
         }
         error(node, "expected a name for \(what), found \(node.found)")
+        return nil
+    }
+
+    /// `true` or `false` (YAML 1.2 core schema: `yes` and `on` are strings).
+    func boolean(_ node: YAMLNode, for what: String) -> Bool? {
+        if case .bool(let b)? = node.scalar?.value { return b }
+        error(node, "expected a boolean (true or false) for \(what), found \(node.found)")
         return nil
     }
 

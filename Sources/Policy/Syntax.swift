@@ -1,6 +1,12 @@
+import Foundation
+
 /// Small grammars the config uses: tokens, URLs, key sources, JSON pointers, path templates.
 enum Syntax {
-    static let urlShape = "http://host[:port][/path]"
+    static let httpShape = "http://host[:port][/path]"
+    static let httpsShape = "https://host[:port][/path]"
+    static let unixShape = "unix:/abs/path.sock[:/path]"
+    /// Every accepted URL shape, for a URL whose scheme is not one of them.
+    static let urlShape = "\(httpShape), \(httpsShape) or \(unixShape)"
     static let keySourceShape = "header:NAME, cookie:NAME, query:NAME or body:/json/pointer"
 
     /// An HTTP token (RFC 9110 `tchar`): method and header names.
@@ -47,28 +53,34 @@ enum Syntax {
         }
     }
 
-    struct URLParts {
+    struct URLParts: Equatable {
         var host: String
         var port: Int
         var path: String?
+        /// `unix:` URLs: the socket's absolute path; host is `localhost` and port 0 then.
+        var socketPath: String?
+        /// `https://` URLs.
+        var isTLS = false
     }
 
-    /// `http://host[:port][/path]`; the error says what is wrong.
+    /// `http://host[:port][/path]`, `https://host[:port][/path]`, `unix:/abs/path.sock` or
+    /// `unix:/abs/path.sock:/path`; the error says what is wrong.
     static func url(_ s: String) -> Result<URLParts, SyntaxError> {
-        func bad(_ why: String) -> Result<URLParts, SyntaxError> {
-            .failure(SyntaxError("bad url '\(s)': \(why); expected \(urlShape)"))
-        }
         let lower = s.lowercased()
-        if lower.hasPrefix("https://") {
-            return .failure(SyntaxError("https is not supported (url '\(s)'); expected \(urlShape)"))
+        let isTLS = lower.hasPrefix("https://")
+        if lower.hasPrefix("unix:") { return unixURL(s) }
+        // Once the scheme is known, a message names that scheme's shape only.
+        let shape = isTLS ? httpsShape : httpShape
+        func bad(_ why: String) -> Result<URLParts, SyntaxError> {
+            .failure(SyntaxError("bad url '\(s)': \(why); expected \(shape)"))
         }
-        guard lower.hasPrefix("http://") else { return bad("the scheme must be http") }
-        let rest = s.dropFirst("http://".count)
+        guard isTLS || lower.hasPrefix("http://") else {
+            return .failure(SyntaxError("bad url '\(s)': the scheme must be http, https or unix; expected \(urlShape)"))
+        }
+        let rest = s.dropFirst(isTLS ? "https://".count : "http://".count)
         if rest.contains("?") { return bad("a query is not allowed") }
         if rest.contains("#") { return bad("a fragment is not allowed") }
-        if rest.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true }) {
-            return bad("spaces and control characters are not allowed")
-        }
+        if rest.contains(where: isSpaceOrControl) { return bad("spaces and control characters are not allowed") }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<slash]
         let path = String(rest[slash...])
@@ -93,7 +105,7 @@ enum Syntax {
         {
             return bad("host '\(host)' is not a host name or address")
         }
-        var port = ConfigDefaults.httpPort
+        var port = isTLS ? ConfigDefaults.httpsPort : ConfigDefaults.httpPort
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
                 let p = Int(portText), (1...65535).contains(p)
@@ -102,7 +114,88 @@ enum Syntax {
             }
             port = p
         }
-        return .success(URLParts(host: String(host), port: port, path: path.isEmpty || path == "/" ? nil : path))
+        return .success(
+            URLParts(
+                host: String(host),
+                port: port,
+                path: path.isEmpty || path == "/" ? nil : path,
+                socketPath: nil,
+                isTLS: isTLS
+            )
+        )
+    }
+
+    /// `unix:/abs/path.sock` (request path kept) or `unix:/abs/path.sock:/path` (the text after
+    /// the second `:` replaces the request's path, as a URL's path does), SPEC §12.
+    private static func unixURL(_ s: String) -> Result<URLParts, SyntaxError> {
+        func bad(_ why: String) -> Result<URLParts, SyntaxError> {
+            .failure(SyntaxError("bad url '\(s)': \(why); expected \(unixShape)"))
+        }
+        let rest = s.dropFirst("unix:".count)
+        if rest.contains("?") { return bad("a query is not allowed") }
+        if rest.contains("#") { return bad("a fragment is not allowed") }
+        if rest.contains(where: isSpaceOrControl) { return bad("spaces and control characters are not allowed") }
+        let colon = rest.firstIndex(of: ":")
+        let socketPath = String(rest[..<(colon ?? rest.endIndex)])
+        if socketPath.isEmpty { return bad("the socket path is missing") }
+        if socketPath.hasPrefix("//") {
+            let oneSlash = "unix:/" + s.dropFirst("unix:".count).drop { $0 == "/" }
+            return bad(
+                "the socket path '\(socketPath)' starts with '//'; write one '/' after 'unix:', as in '\(oneSlash)'"
+            )
+        }
+        guard socketPath.hasPrefix("/") else {
+            return bad("the socket path '\(socketPath)' must be absolute (start with '/')")
+        }
+        if socketPath.utf8.count > maxSocketPathBytes {
+            return bad(
+                "the socket path is \(socketPath.utf8.count) bytes long; a Unix socket path holds at most \(maxSocketPathBytes)"
+            )
+        }
+        var path: String?
+        if let colon {
+            let text = String(rest[rest.index(after: colon)...])
+            guard text.hasPrefix("/") else {
+                let found = text.isEmpty ? "nothing" : "'\(text)'"
+                return bad("the path after the socket path must start with '/', found \(found)")
+            }
+            path = text == "/" ? nil : text
+        }
+        return .success(URLParts(host: "localhost", port: 0, path: path, socketPath: socketPath, isTLS: false))
+    }
+
+    /// A TLS `server_name`: a DNS name (labels of letters, digits and inner hyphens, at most 63
+    /// bytes each, 253 in all, an optional final dot), or an IPv4 or IPv6 literal (no brackets).
+    static func isServerName(_ s: String) -> Bool {
+        if isIPv4(s) { return true }
+        if s.contains(":") { return isIPv6(s) }
+        var name = Substring(s)
+        if name.hasSuffix(".") { name = name.dropLast() }
+        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        // All-numeric dotted text that is not a valid IPv4 address (`999.1.1.1`) is a typo.
+        if labels.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) { return false }
+        return labels.allSatisfy { label in
+            !label.isEmpty && label.utf8.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        }
+    }
+
+    static func isIPv4(_ s: String) -> Bool {
+        var address = in_addr()
+        return inet_pton(AF_INET, s, &address) == 1
+    }
+
+    static func isIPv6(_ s: String) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET6, s, &address) == 1
+    }
+
+    /// `sun_path` holds 108 bytes on Linux, the last one the terminating NUL.
+    static let maxSocketPathBytes = 107
+
+    private static func isSpaceOrControl(_ c: Character) -> Bool {
+        c.isWhitespace || c.asciiValue.map { $0 < 0x20 || $0 == 0x7F } == true
     }
 
     /// `/v1/models/churn/versions/{version}:predict`: exactly one capture, `{version}` or `{label}`.

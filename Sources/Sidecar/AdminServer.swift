@@ -109,6 +109,18 @@ final class AdminServer {
 
 /// `GET /config`: the effective config as JSON, its generation and file checksums.
 enum ConfigDocument {
+    /// A version's `tls` block as it is used: resolved file paths, and `insecure_skip_verify`
+    /// always (false is the default worth seeing).
+    static func tlsDocument(_ tls: TLSSpec) -> JSON {
+        var fields: [(String, JSON)] = []
+        if let caFile = tls.caFile { fields.append(("ca_file", .string(caFile))) }
+        if let certFile = tls.certFile { fields.append(("cert_file", .string(certFile))) }
+        if let keyFile = tls.keyFile { fields.append(("key_file", .string(keyFile))) }
+        if let serverName = tls.serverName { fields.append(("server_name", .string(serverName))) }
+        fields.append(("insecure_skip_verify", .bool(tls.insecureSkipVerify)))
+        return .fields(fields)
+    }
+
     static func render(_ snapshot: ConfigSnapshot) -> JSON {
         let config = snapshot.config
         let routes: [JSON] = config.routes.map { route in
@@ -140,9 +152,17 @@ enum ConfigDocument {
                 var fields: [(String, JSON)] = []
                 switch spec.backend {
                 case .remote(let r):
-                    fields.append(("url", .string("http://\(r.host):\(r.port)\(r.path ?? "")")))
+                    if let socketPath = r.socketPath {
+                        fields.append(("url", .string("unix:\(socketPath)\(r.path.map { ":" + $0 } ?? "")")))
+                        fields.append(("socket_path", .string(socketPath)))
+                    } else {
+                        let scheme = r.tls == nil ? "http" : "https"
+                        fields.append(("url", .string("\(scheme)://\(r.host):\(r.port)\(r.path ?? "")")))
+                    }
                     fields.append(("timeout_ms", .number(Double(r.timeoutMilliseconds))))
+                    fields.append(("idle_timeout_ms", .number(Double(r.idleTimeoutMilliseconds))))
                     fields.append(("max_connections", .number(Double(r.maxConnections))))
+                    if let tls = r.tls { fields.append(("tls", tlsDocument(tls))) }
                 case .embedded(let e):
                     fields.append(("embedded", .string(e.kind.rawValue)))
                     fields.append(("file", .string(e.file)))

@@ -2,18 +2,18 @@ import Foundation
 import Policy
 
 /// Notices changes under a config directory by polling: the YAML files' resolved paths and
-/// contents, and the model files' resolved paths, sizes and modification times. Resolving
+/// contents, and the model and TLS files' resolved paths, sizes and modification times. Resolving
 /// paths catches the Kubernetes ConfigMap `..data` symlink swap, where no file is written in
 /// place. Admin loop thread only.
 final class ConfigWatcher {
     let directory: String
-    /// The model files the current config names.
-    private let modelFiles: () -> [String]
+    /// The files the current config names besides its YAML: models and TLS files.
+    private let files: () -> [String]
     private var last: [String: String] = [:]
 
-    init(directory: String, modelFiles: @escaping () -> [String]) {
+    init(directory: String, files: @escaping () -> [String]) {
         self.directory = directory
-        self.modelFiles = modelFiles
+        self.files = files
         last = fingerprint()
     }
 
@@ -42,12 +42,12 @@ final class ConfigWatcher {
                 out[path] = "\(resolved) \(ConfigLoader.fnv1a64([UInt8](bytes)))"
             }
         }
-        for model in modelFiles() {
-            let resolvedModel = (model as NSString).resolvingSymlinksInPath
-            let attributes = try? fm.attributesOfItem(atPath: resolvedModel)
+        for file in files() {
+            let resolved = (file as NSString).resolvingSymlinksInPath
+            let attributes = try? fm.attributesOfItem(atPath: resolved)
             let size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
             let mtime = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-            out[model] = "\(resolvedModel) \(size) \(mtime)"
+            out[file] = "\(resolved) \(size) \(mtime)"
         }
         return out
     }

@@ -83,6 +83,7 @@ public final class Sidecar: @unchecked Sendable {
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
         )
+        logWarnings(snapshot)
         started = true
     }
 
@@ -108,7 +109,7 @@ public final class Sidecar: @unchecked Sendable {
         signal(SIGPIPE, SIG_IGN)
         scheduleGuardChecks()
         if options.configPollMilliseconds > 0 {
-            watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in self.snapshot.modelFiles }
+            watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in self.snapshot.watchedFiles }
             schedulePoll()
         }
         logger.info(
@@ -168,7 +169,16 @@ public final class Sidecar: @unchecked Sendable {
                 }
             }
             logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(snapshot.generation)"])
+            logWarnings(snapshot)
             return .success(snapshot.generation)
+        }
+    }
+
+    /// One `.warning` line per config warning (`insecure_skip_verify: true`...), at start and
+    /// on every reload, so that a warning is not seen once and forgotten.
+    private func logWarnings(_ snapshot: ConfigSnapshot) {
+        for warning in snapshot.config.warnings {
+            logger.warning("config warning", metadata: ["diagnostic": "\(warning)"])
         }
     }
 

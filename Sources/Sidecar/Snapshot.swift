@@ -65,7 +65,8 @@ public final class ConfigSnapshot: Sendable {
     }
 
     /// Loads the config directory and every model file it names; returns every problem found,
-    /// models included, as compiler-style diagnostics.
+    /// models included, as compiler-style diagnostics (warnings included). A loaded snapshot's
+    /// warnings are `config.warnings`.
     public static func load(directory: String, generation: Int = 1) -> Result<ConfigSnapshot, [Diagnostic]> {
         let config: Config
         switch ConfigLoader.load(directory: directory) {
@@ -86,18 +87,20 @@ public final class ConfigSnapshot: Sendable {
                 }
             }
         }
-        if !diagnostics.isEmpty { return .failure(diagnostics) }
+        if !diagnostics.isEmpty { return .failure(Diagnostic.sorted(diagnostics + config.warnings)) }
         return .success(ConfigSnapshot(config: config, embedded: embedded, generation: generation))
     }
 
-    /// Every embedded model file the config names.
-    var modelFiles: [String] {
-        config.models.values.flatMap { policy in
+    /// Every file the config names besides its YAML: embedded model files and TLS files
+    /// (`ca_file`, `cert_file`, `key_file`), so that a reload picks up a changed one.
+    var watchedFiles: [String] {
+        let models = config.models.values.flatMap { policy in
             policy.versions.values.compactMap { spec -> String? in
                 if case .embedded(let e) = spec.backend { return e.file }
                 return nil
             }
         }
+        return models + config.tlsFiles
     }
 
     /// One line for `validate` and the start-up log: what was loaded.

@@ -7,7 +7,8 @@ struct Validate: ParsableCommand {
         abstract: "Load and check a config directory, model files included.",
         discussion: """
             Prints every problem, one per line (file:line:column: error: message), and exits 1 \
-            if there is any; otherwise prints a one-line summary and exits 0, like `nginx -t`.
+            if there is any error; otherwise prints the warnings (file:line:column: warning: message), \
+            if any, then a one-line summary, and exits 0, like `nginx -t`.
             """
     )
 
@@ -17,11 +18,16 @@ struct Validate: ParsableCommand {
     func run() throws {
         switch ConfigSnapshot.load(directory: directory) {
         case .success(let snapshot):
+            // Warnings do not fail validation (like a compiler's): they are printed, then the summary.
+            for w in snapshot.config.warnings { print(w.description) }
             print("\(directory): ok: \(snapshot.summary)")
         case .failure(let diagnostics):
             for d in diagnostics { print(d.description) }
-            let count = diagnostics.count
-            FileHandle.standardError.write(Data("\(count) error\(count == 1 ? "" : "s")\n".utf8))
+            let errors = diagnostics.filter(\.isError).count
+            let warnings = diagnostics.count - errors
+            var counts = "\(errors) error\(errors == 1 ? "" : "s")"
+            if warnings > 0 { counts += ", \(warnings) warning\(warnings == 1 ? "" : "s")" }
+            FileHandle.standardError.write(Data("\(counts)\n".utf8))
             throw Exit.problem
         }
     }

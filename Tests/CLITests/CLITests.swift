@@ -137,6 +137,58 @@ enum CLI {
         #expect(r.stdout.contains("cubic"))
     }
 
+    /// A warning alone (SPEC §11: `insecure_skip_verify: true`, validate warns) is printed like
+    /// an error but does not fail validation.
+    @Test func validatePrintsWarningsAndStillExits0() throws {
+        let dir = try CLI.tempDirectory(files: [
+            "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m }\n",
+            "policies/m.yaml": """
+            model: m
+            versions:
+              v1:
+                url: "https://models.internal:8443"
+                tls: { insecure_skip_verify: true }
+            """,
+        ])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["validate", "."], in: dir)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(
+            r.stdout == """
+                policies/m.yaml:5:34: warning: insecure_skip_verify is true: the certificate of 'https://models.internal:8443' is not verified, so anyone on the network path can pose as this backend
+                .: ok: 1 route, 1 model, 1 version (0 embedded), 2 files
+
+                """
+        )
+        #expect(r.stderr == "")
+    }
+
+    @Test func validateWithErrorsPrintsWarningsTooAndCountsBoth() throws {
+        let dir = try CLI.tempDirectory(files: [
+            "routes/r.yaml": "routes:\n  - { name: r, match: { path: /p }, model: m }\n",
+            "policies/m.yaml": """
+            model: m
+            versions:
+              v1: { url: "https://models.internal", tls: { ca_file: ca.pem, insecure_skip_verify: true } }
+              v2: { url: "unix:run/model.sock" }
+            split: { v1: 100 }
+            """,
+            "policies/ca.pem": "placeholder",
+        ])
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["validate", "."], in: dir)
+        #expect(r.status == 1)
+        #expect(
+            r.stdout == """
+                policies/m.yaml:3:57: warning: ca_file 'policies/ca.pem' is ignored: insecure_skip_verify is true, so no certificate is checked against it
+                policies/m.yaml:3:87: warning: insecure_skip_verify is true: the certificate of 'https://models.internal' is not verified, so anyone on the network path can pose as this backend
+                policies/m.yaml:4:14: error: bad url 'unix:run/model.sock': the socket path 'run/model.sock' must be absolute (start with '/'); expected unix:/abs/path.sock[:/path]
+
+                """
+        )
+        #expect(r.stderr == "1 error, 2 warnings\n")
+    }
+
     @Test func explainPrintsRouteAndVersion() throws {
         let pinned = try CLI.run(["explain", "POST", "/v1/models/churn/labels/candidate:predict"])
         #expect(pinned.status == 0, "\(pinned.stderr)")

@@ -8,6 +8,8 @@ import Testing
 /// `FIXTURE_DIR/` stripped, so `expected.txt` reads `policies/churn.yaml:4:3: error: ...`, one
 /// diagnostic per line, exactly as `switchyard validate` run inside that directory prints them.
 ///
+/// A valid fixture's warnings are in `warnings.txt` the same way (no file: no warnings).
+///
 /// To rewrite every `expected.txt` after a deliberate wording change, run the tests with
 /// `SWITCHYARD_RECORD_FIXTURES=1` and review the diff.
 enum Fixtures {
@@ -40,8 +42,8 @@ enum Fixtures {
 }
 
 @Test func everyInvalidClassHasAFixture() {
-    #expect(Fixtures.names("invalid").count >= 33)
-    #expect(Fixtures.names("valid") == ["full", "minimal"])
+    #expect(Fixtures.names("invalid").count >= 36)
+    #expect(Fixtures.names("valid") == ["full", "minimal", "transports"])
 }
 
 @Test(arguments: Fixtures.names("invalid"))
@@ -60,4 +62,18 @@ func invalidFixture(name: String) throws {
     }
     let expected = try String(contentsOf: expectedURL, encoding: .utf8)
     #expect(actual == expected.trimmingCharacters(in: .newlines))
+}
+
+/// A config with warnings and no error loads; its warnings are what `validate` prints.
+@Test(arguments: Fixtures.names("valid"))
+func validFixtureLoadsWithItsWarnings(name: String) throws {
+    let directory = Fixtures.directory("valid", name)
+    guard case .success(let config) = ConfigLoader.load(directory: directory) else {
+        Issue.record("valid fixture \(name) did not load")
+        return
+    }
+    #expect(config.warnings.allSatisfy { $0.severity == .warning })
+    let expectedURL = URL(fileURLWithPath: directory).appendingPathComponent("warnings.txt")
+    let expected = (try? String(contentsOf: expectedURL, encoding: .utf8)) ?? ""
+    #expect(Fixtures.render(config.warnings, in: directory) == expected.trimmingCharacters(in: .newlines))
 }

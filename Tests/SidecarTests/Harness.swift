@@ -12,7 +12,13 @@ final class RunningSidecar: @unchecked Sendable {
     var port: Int { sidecar.listenPort }
     var adminPort: Int { sidecar.adminPort }
 
-    init(config: String, workers: Int = 1, configure: (inout SidecarOptions) -> Void = { _ in }) throws {
+    /// `logger`: where the sidecar logs (default: a `test` logger that drops all but critical).
+    init(
+        config: String,
+        workers: Int = 1,
+        logger: Logger? = nil,
+        configure: (inout SidecarOptions) -> Void = { _ in }
+    ) throws {
         var options = SidecarOptions()
         options.configDirectory = config
         options.listenPort = 0
@@ -20,9 +26,9 @@ final class RunningSidecar: @unchecked Sendable {
         options.workers = workers
         options.configPollMilliseconds = 0
         configure(&options)
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        sidecar = try Sidecar(options: options, logger: logger)
+        var quiet = Logger(label: "test")
+        quiet.logLevel = .critical
+        sidecar = try Sidecar(options: options, logger: logger ?? quiet)
         let sidecar = self.sidecar
         let finished = self.finished
         let runner = Thread { [self] in

@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import Models
+import Testing
+
+@testable import Sidecar
+
+/// The config side of SPEC §10-§12 as the running sidecar shows it: `/config`, the watcher
+/// and the warnings in the log.
+@Suite(.serialized) struct TransportConfigTests {
+    static let certificate = "placeholder: the loader only checks that this file can be read\n"
+
+    static func transports(upstreamPort: Int) throws -> TempConfig {
+        try ProxyTests.remoteConfig(
+            versions: [
+                ("v1", #"{ url: "http://127.0.0.1:\#(upstreamPort)", idle_timeout_ms: 5000 }"#),
+                (
+                    "v2",
+                    #"{ url: "https://models.internal:8443/infer", tls: { ca_file: ../certs/ca.pem, server_name: model.svc } }"#
+                ),
+                ("v3", #"{ url: "unix:/run/switchyard-test.sock:/v2/models/m/infer" }"#),
+            ],
+            split: "{ v1: 100 }"
+        )
+    }
+
+    @Test func configDocumentShowsTLSSocketsAndIdleTimeouts() throws {
+        let config = try Self.transports(upstreamPort: 9)
+        defer { config.remove() }
+        try config.writeFile("certs/ca.pem", Self.certificate)
+        let snapshot = try ConfigSnapshot.load(directory: config.path).get()
+        let text = String(decoding: ConfigDocument.render(snapshot).serialized(), as: UTF8.self)
+        let ca = "\(config.path)/certs/ca.pem"
+        let expected = [
+            #""v1":{"url":"http://127.0.0.1:9","timeout_ms":1000,"idle_timeout_ms":5000,"max_connections":64}"#,
+            #""v2":{"url":"https://models.internal:8443/infer","timeout_ms":1000,"idle_timeout_ms":30000,"#
+                + #""max_connections":64,"tls":{"ca_file":"\#(ca)","server_name":"model.svc","#
+                + #""insecure_skip_verify":false}}"#,
+            #""v3":{"url":"unix:/run/switchyard-test.sock:/v2/models/m/infer","#
+                + #""socket_path":"/run/switchyard-test.sock","timeout_ms":1000,"idle_timeout_ms":30000,"#
+                + #""max_connections":64}"#,
+        ]
+        for fragment in expected {
+            #expect(text.contains(fragment), "\(fragment) not in \(text)")
+        }
+    }
+
+    @Test func theWatcherSeesAChangedCertificate() throws {
+        let config = try Self.transports(upstreamPort: 9)
+        defer { config.remove() }
+        try config.writeFile("certs/ca.pem", Self.certificate)
+        let snapshot = try ConfigSnapshot.load(directory: config.path).get()
+        #expect(snapshot.watchedFiles == ["\(config.path)/certs/ca.pem"])
+        let watcher = ConfigWatcher(directory: config.path) { snapshot.watchedFiles }
+        #expect(!watcher.hasChanged())
+        try config.writeFile("certs/ca.pem", Self.certificate + "rotated\n")
+        #expect(watcher.hasChanged())
+        #expect(!watcher.hasChanged())
+    }
+
+    @Test func aRotatedCertificateIsReloaded() throws {
+        let upstream = FakeUpstream(.json("{}"))
+        defer { upstream.stop() }
+        let config = try Self.transports(upstreamPort: upstream.port)
+        defer { config.remove() }
+        try config.writeFile("certs/ca.pem", Self.certificate)
+        let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
+        defer { sidecar.stop() }
+        #expect(sidecar.sidecar.snapshot.generation == 1)
+        try config.writeFile("certs/ca.pem", Self.certificate + "rotated\n")
+        for _ in 0..<200 where sidecar.sidecar.snapshot.generation == 1 { usleep(20_000) }
+        #expect(sidecar.sidecar.snapshot.generation == 2)
+    }
+
+    @Test func serveLogsConfigWarningsAtStartAndOnReload() throws {
+        let config = try ProxyTests.remoteConfig(versions: [
+            ("v1", #"{ url: "https://models.internal", tls: { insecure_skip_verify: true } }"#)
+        ])
+        defer { config.remove() }
+        let lines = LogLines()
+        let sidecar = try RunningSidecar(
+            config: config.path,
+            logger: Logger(label: "test") { _ in CapturingHandler(lines) }
+        )
+        defer { sidecar.stop() }
+        let warning =
+            "warning config warning diagnostic=\(config.path)/policies/m.yaml:3:70: warning: insecure_skip_verify is true: "
+            + "the certificate of 'https://models.internal' is not verified, so anyone on the network path can pose as this backend"
+        #expect(lines.all.filter { $0.hasPrefix("warning ") } == [warning])
+        let reload = try #require(httpRequest(port: sidecar.adminPort, "POST", "/reload"))
+        #expect(reload.bodyText == #"{"generation":2}"#)
+        #expect(lines.all.filter { $0.hasPrefix("warning ") } == [warning, warning])
+    }
+}
+
+extension TempConfig {
+    /// Writes a file under the config directory, making its directories.
+    func writeFile(_ relative: String, _ text: String) throws {
+        let full = path + "/" + relative
+        try FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        try text.write(toFile: full, atomically: true, encoding: .utf8)
+    }
+}
+
+/// Log lines as `level message key=value...`, in order.
+final class LogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
+}
+
+struct CapturingHandler: LogHandler {
+    let lines: LogLines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    init(_ lines: LogLines) { self.lines = lines }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        lines.append(([event.level.rawValue, "\(event.message)"] + fields).joined(separator: " "))
+    }
+}
