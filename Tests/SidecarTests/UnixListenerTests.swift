@@ -80,9 +80,11 @@ import Glibc
         }
         defer { first.stop() }
 
+        // The second start's own data socket (bound before its admin listener fails) goes with it.
+        let own = directory.file("own.sock")
         for (listen, adminAddress, taken) in [
             (ListenAddress.unix(path: data), ListenAddress.tcp(host: "127.0.0.1", port: 0), data),
-            (.tcp(host: "127.0.0.1", port: 0), .unix(path: admin), admin),
+            (.unix(path: own), .unix(path: admin), admin),
         ] {
             var options = SidecarOptions()
             options.configDirectory = config.path
@@ -101,8 +103,9 @@ import Glibc
                         == "cannot listen on unix:\(taken): Address already in use (another process listens there)"
                 )
             }
-            // The failed start left the first one's file in place.
+            // The failed start left the first one's file in place and removed its own.
             #expect(fileMode(taken) != nil)
+            #expect(fileMode(own) == nil)
         }
         #expect(httpRequest(unixPath: data, "POST", "/v1/models/m:predict", body: "{}")?.status == 200)
         #expect(httpRequest(unixPath: admin, "GET", "/healthz")?.status == 200)
