@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "switchyard",
             dependencies: [
-                "Sidecar", "Policy", "Routing", "Models", "Compare",
+                "Sidecar", "EventHTTP", "Policy", "Routing", "Models", "Compare",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

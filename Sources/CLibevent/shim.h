@@ -335,4 +335,123 @@ static inline int switchyard_spawn_detached(switchyard_thread_fn fn, void *arg) 
 static inline void switchyard_mutex_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
 static inline void switchyard_mutex_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 
+// --- Unix domain sockets (SPEC §12). sockaddr_un, stat and chmod are awkward or absent from
+// Swift in this module (no Glibc import), so the whole bind sequence is one C helper.
+
+#include <sys/stat.h>
+#include <sys/un.h>
+
+// Fills `out` with a sockaddr_un for `path`; returns its length, or 0 when the path is empty or
+// does not fit sun_path (107 bytes and the NUL).
+static inline int switchyard_make_unix_sockaddr(const char *path, struct sockaddr_storage *out) {
+    __builtin_memset(out, 0, sizeof(*out));
+    struct sockaddr_un *sun = (struct sockaddr_un *)out;
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof(sun->sun_path)) return 0;
+    sun->sun_family = AF_UNIX;
+    __builtin_memcpy(sun->sun_path, path, length + 1);
+    return (int)(__builtin_offsetof(struct sockaddr_un, sun_path) + length + 1);
+}
+
+// What `switchyard_unix_listen` found when it fails.
+enum switchyard_unix_listen_failure {
+    SWITCHYARD_UNIX_SYSCALL = 1,    // a call failed: `*error` holds its errno
+    SWITCHYARD_UNIX_NOT_SOCKET = 2, // the path exists and is not a socket (left alone)
+    SWITCHYARD_UNIX_TAKEN = 3,      // a socket there accepts connections: another process listens
+    SWITCHYARD_UNIX_TOO_LONG = 4,   // the path does not fit sun_path
+};
+
+// Binds a listening, non-blocking, close-on-exec Unix stream socket at `path` with file mode
+// `mode`, and records the file's st_dev / st_ino (to remove it later only if it is still ours).
+// A socket file nobody accepts on (connect: ECONNREFUSED) is a leftover and is unlinked first.
+// The mode: bind creates the file with 0777 & ~umask; changing the umask around bind would race
+// with other threads creating files, and fchmod on the socket does not reach the path on Linux.
+// So chmod(path) follows bind, and listen follows chmod: until then a connect is refused, so no
+// client gets in while the file still has the umask's mode.
+// Returns the socket, or -1 with `*failure` (and `*error` for SWITCHYARD_UNIX_SYSCALL).
+static inline evutil_socket_t switchyard_unix_listen(const char *path, unsigned int mode, int backlog,
+                                                     unsigned long long *device, unsigned long long *inode,
+                                                     int *failure, int *error) {
+    struct sockaddr_storage address;
+    int length = switchyard_make_unix_sockaddr(path, &address);
+    if (length == 0) {
+        *failure = SWITCHYARD_UNIX_TOO_LONG;
+        return -1;
+    }
+    struct stat existing;
+    if (lstat(path, &existing) == 0) {
+        if (!S_ISSOCK(existing.st_mode)) {
+            *failure = SWITCHYARD_UNIX_NOT_SOCKET;
+            return -1;
+        }
+        evutil_socket_t probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) {
+            *failure = SWITCHYARD_UNIX_SYSCALL;
+            *error = errno;
+            return -1;
+        }
+        int connected = connect(probe, (struct sockaddr *)&address, (socklen_t)length);
+        int saved = errno;
+        evutil_closesocket(probe);
+        if (connected == 0) {
+            *failure = SWITCHYARD_UNIX_TAKEN;
+            return -1;
+        }
+        if (saved == ECONNREFUSED) {
+            if (unlink(path) != 0 && errno != ENOENT) {
+                *failure = SWITCHYARD_UNIX_SYSCALL;
+                *error = errno;
+                return -1;
+            }
+        } else if (saved != ENOENT) {
+            *failure = SWITCHYARD_UNIX_SYSCALL;
+            *error = saved;
+            return -1;
+        }
+    } else if (errno != ENOENT) {
+        *failure = SWITCHYARD_UNIX_SYSCALL;
+        *error = errno;
+        return -1;
+    }
+    evutil_socket_t fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *failure = SWITCHYARD_UNIX_SYSCALL;
+        *error = errno;
+        return -1;
+    }
+    struct stat bound;
+    if (bind(fd, (struct sockaddr *)&address, (socklen_t)length) != 0) {
+        *failure = SWITCHYARD_UNIX_SYSCALL;
+        *error = errno;
+        evutil_closesocket(fd);
+        return -1;
+    }
+    if (chmod(path, (mode_t)mode) != 0 || lstat(path, &bound) != 0 || listen(fd, backlog) != 0) {
+        *failure = SWITCHYARD_UNIX_SYSCALL;
+        *error = errno;
+        evutil_closesocket(fd);
+        (void)unlink(path);
+        return -1;
+    }
+    *device = (unsigned long long)bound.st_dev;
+    *inode = (unsigned long long)bound.st_ino;
+    return fd;
+}
+
+// Unlinks `path` if it is still the socket file recorded at bind (same st_dev and st_ino), so a
+// file another process has bound there since is left alone. Returns 1 when it was removed.
+static inline int switchyard_unlink_if_same(const char *path, unsigned long long device, unsigned long long inode) {
+    struct stat current;
+    if (lstat(path, &current) != 0) return 0;
+    if (!S_ISSOCK(current.st_mode) || (unsigned long long)current.st_dev != device ||
+        (unsigned long long)current.st_ino != inode)
+        return 0;
+    return unlink(path) == 0 ? 1 : 0;
+}
+
+// A close-on-exec duplicate of `fd` (another loop's handle on one listening socket), or -1.
+static inline evutil_socket_t switchyard_dup(evutil_socket_t fd) {
+    return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
 #endif

@@ -42,9 +42,11 @@ public struct ServerRequest {
     public var head: RequestHead
     /// The payload (after de-chunking), moved out of the connection's input.
     public var body: ByteBuffer
-    /// The client's IP address as text, e.g. `127.0.0.1` or `::1`.
+    /// The client's IP address as text, e.g. `127.0.0.1` or `::1`; `127.0.0.1` for a client on a
+    /// Unix socket (it is on this host, and what is passed on, as in `x-forwarded-for`, stays an
+    /// IP address that consumers can parse).
     public var peerAddress: String
-    /// The client connected from a loopback address.
+    /// The client connected from a loopback address or over a Unix socket.
     public var isPeerLoopback: Bool
 
     public init(head: RequestHead, body: ByteBuffer, peerAddress: String, isPeerLoopback: Bool) {
@@ -163,10 +165,15 @@ public final class ResponseWriter {
 public final class HTTPServer {
     public let loop: EventLoop
     public let options: ServerOptions
-    /// The bound port (the one the kernel chose when `port` was 0).
+    /// The bound port (the one the kernel chose when `port` was 0); 0 on a Unix socket.
     public let port: Int
+    /// Where the server listens, with the bound port.
+    public let address: ListenAddress
     let handler: (ServerRequest, ResponseWriter) -> Void
     private var listener: OpaquePointer?
+    /// The Unix socket this server bound itself (`init(loop:address:...)`); its file is removed
+    /// when the server stops accepting.
+    private var ownedSocket: UnixListeningSocket?
     private var connections: [ObjectIdentifier: ServerConnection] = [:]
     private var drainCompletion: (() -> Void)?
 
@@ -228,6 +235,55 @@ public final class HTTPServer {
             throw EventHTTPError("cannot read back the port bound on \(host):\(port)")
         }
         self.port = Int(bound)
+        self.address = .tcp(host: host, port: Int(bound))
+        self.listener = created
+        evconnlistener_set_cb(created, ServerCallbacks.accept, Unmanaged.passUnretained(self).toOpaque())
+        evconnlistener_set_error_cb(created, ServerCallbacks.acceptError)
+    }
+
+    /// Listens on `address`: TCP as `init(loop:host:port:exclusive:options:handler:)` does; a Unix
+    /// socket path is bound here (see `UnixListeningSocket`) with file mode `socketMode` (default
+    /// `0o660`), and its file is removed when the server stops accepting. `exclusive` concerns TCP
+    /// only: a Unix socket another process listens on is always an error.
+    public convenience init(
+        loop: EventLoop,
+        address: ListenAddress,
+        exclusive: Bool = false,
+        socketMode: UInt32 = 0o660,
+        options: ServerOptions = ServerOptions(),
+        handler: @escaping (ServerRequest, ResponseWriter) -> Void
+    ) throws {
+        switch address {
+        case .tcp(let host, let port):
+            try self.init(loop: loop, host: host, port: port, exclusive: exclusive, options: options, handler: handler)
+        case .unix(let path):
+            let socket = try UnixListeningSocket(path: path, mode: socketMode)
+            try self.init(loop: loop, socket: socket, options: options, handler: handler)
+            ownedSocket = socket
+        }
+    }
+
+    /// Accepts from a Unix socket that loops on other threads may accept from as well: this server
+    /// takes its own `dup` of the descriptor (closed when it stops accepting); the socket and its
+    /// file stay the caller's. Clients are reported as loopback peers (see `ServerRequest`).
+    public init(
+        loop: EventLoop,
+        socket: UnixListeningSocket,
+        options: ServerOptions = ServerOptions(),
+        handler: @escaping (ServerRequest, ResponseWriter) -> Void
+    ) throws {
+        self.loop = loop
+        self.options = options
+        self.handler = handler
+        self.port = 0
+        self.address = .unix(path: socket.path)
+        let fd = try socket.duplicateDescriptor()
+        // Backlog 0: the socket listens already (`evconnlistener_new` then skips `listen`).
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
+        guard let created = evconnlistener_new(loop.base, nil, nil, flags, 0, fd) else {
+            System.close(fd)
+            throw EventHTTPError("cannot listen on unix:\(socket.path): \(System.lastErrorText())")
+        }
         self.listener = created
         evconnlistener_set_cb(created, ServerCallbacks.accept, Unmanaged.passUnretained(self).toOpaque())
         evconnlistener_set_error_cb(created, ServerCallbacks.acceptError)
@@ -238,10 +294,13 @@ public final class HTTPServer {
         for connection in Array(connections.values) { connection.close() }
     }
 
-    /// Closes the listening socket; open connections carry on.
+    /// Closes the listening socket (and removes the socket file of a Unix socket this server bound
+    /// itself); open connections carry on.
     public func stopAccepting() {
         if let listener { evconnlistener_free(listener) }
         listener = nil
+        ownedSocket?.removeFile()
+        ownedSocket = nil
     }
 
     /// Closes connections that wait for a next request with nothing received.
@@ -264,11 +323,26 @@ public final class HTTPServer {
     }
 
     fileprivate func accept(fd: Int32, address: UnsafeMutablePointer<sockaddr>?) {
+        if case .unix = self.address {
+            // A Unix socket client is on this host: a loopback peer (admin `/reload` is allowed),
+            // reported as 127.0.0.1 so that `x-forwarded-for` stays a list of IP addresses.
+            accepted(fd: fd, peerAddress: "127.0.0.1", isPeerLoopback: true)
+            return
+        }
         var text = [CChar](repeating: 0, count: 64)
         let loopback = switchyard_peer_text(address, &text, text.count)
         let peer = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         _ = switchyard_set_nodelay(fd)
-        let connection = ServerConnection(server: self, fd: fd, peerAddress: peer, isPeerLoopback: loopback == 1)
+        accepted(fd: fd, peerAddress: peer, isPeerLoopback: loopback == 1)
+    }
+
+    private func accepted(fd: Int32, peerAddress: String, isPeerLoopback: Bool) {
+        let connection = ServerConnection(
+            server: self,
+            fd: fd,
+            peerAddress: peerAddress,
+            isPeerLoopback: isPeerLoopback
+        )
         connections[ObjectIdentifier(connection)] = connection
         connectionsAccepted += 1
         connection.start()

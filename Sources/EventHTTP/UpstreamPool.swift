@@ -80,8 +80,14 @@ public enum UpstreamError: Error, Sendable, Hashable {
 /// first-out; beyond that, requests wait first-in first-out, at most `maxQueued` of them.
 public final class UpstreamPool {
     public let loop: EventLoop
+    /// The backend's host (`localhost` for a Unix socket, the `host` field sent).
     public let host: String
+    /// The backend's TCP port; 0 for a Unix socket.
     public let port: Int
+    /// The backend's Unix socket path (SPEC §12); nil for TCP.
+    public let socketPath: String?
+    /// `host:port` or `unix:/path`, as connect errors name the backend.
+    let endpoint: String
     public let maxConnections: Int
     public let maxQueued: Int
     /// `maxBodyBytes` bounds response bodies; headers are bounded like requests.
@@ -104,8 +110,6 @@ public final class UpstreamPool {
     private var lastResolvedMilliseconds: Int64 = 0
     private var isResolving = false
     let hostHeader: String
-    /// The backend as error texts name it (`host:port`).
-    var endpointText: String { "\(host):\(port)" }
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
     @exclusivity(unchecked) private var waiting: [Exchange] = []
@@ -132,6 +136,8 @@ public final class UpstreamPool {
         self.loop = loop
         self.host = host
         self.port = port
+        self.socketPath = nil
+        self.endpoint = "\(host):\(port)"
         self.maxConnections = maxConnections
         self.maxQueued = max(0, maxQueued)
         self.limits = limits
@@ -145,6 +151,34 @@ public final class UpstreamPool {
         }
         if addressLength == 0 {
             resolutionFailure = "cannot resolve backend host \"\(host)\""
+        }
+    }
+
+    /// A pool to a backend listening on the Unix socket `socketPath` (SPEC §12): requests carry
+    /// `host: localhost`; there is no name to look up. A missing socket file or one nobody listens
+    /// on fails `send` with `.connectFailed("connect to unix:/path failed: ...")`.
+    public init(
+        loop: EventLoop,
+        socketPath: String,
+        maxConnections: Int = 64,
+        maxQueued: Int = 1024,
+        limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
+    ) {
+        precondition(maxConnections > 0, "UpstreamPool needs maxConnections of at least 1, got \(maxConnections).")
+        self.loop = loop
+        self.host = "localhost"
+        self.port = 0
+        self.socketPath = socketPath
+        self.endpoint = "unix:\(socketPath)"
+        self.maxConnections = maxConnections
+        self.maxQueued = max(0, maxQueued)
+        self.limits = limits
+        self.hostHeader = "localhost"
+        isName = false
+        // `switchyard_connect` also tries TCP_NODELAY, which a Unix socket refuses; it ignores that.
+        addressLength = switchyard_make_unix_sockaddr(socketPath, &address)
+        if addressLength == 0 {
+            resolutionFailure = "connect to unix:\(socketPath) failed: the path is empty or longer than 107 bytes"
         }
     }
 
@@ -461,7 +495,7 @@ final class UpstreamConnection {
         self.loop = pool.loop
         self.limits = pool.limits
         self.hostHeader = pool.hostHeader
-        self.endpoint = pool.endpointText
+        self.endpoint = pool.endpoint
     }
 
     deinit {

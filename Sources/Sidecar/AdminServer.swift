@@ -15,13 +15,26 @@ final class AdminServer {
         self.sidecar = sidecar
     }
 
-    func listen(loop: EventLoop, host: String, port: Int) throws -> Int {
-        let server = try HTTPServer(loop: loop, host: host, port: port, exclusive: true, options: ServerOptions()) {
+    /// Binds `address` (a Unix socket file gets `socketMode`); returns the bound port (0 for a
+    /// Unix socket).
+    func listen(loop: EventLoop, address: ListenAddress, socketMode: UInt32) throws -> Int {
+        let server = try HTTPServer(
+            loop: loop,
+            address: address,
+            exclusive: true,
+            socketMode: socketMode,
+            options: ServerOptions()
+        ) {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
         self.server = server
         return server.port
+    }
+
+    /// Closes the listener (a Unix socket's file is removed). Admin loop thread.
+    func stop() {
+        server?.stopAccepting()
     }
 
     private func handle(_ request: ServerRequest, _ writer: ResponseWriter) {

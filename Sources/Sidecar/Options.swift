@@ -7,12 +7,50 @@ import HTTP1
 public struct SidecarOptions: Sendable {
     /// The config directory holding `routes/` and `policies/`.
     public var configDirectory: String = "."
-    /// Data listener. Default `127.0.0.1:8480`; port 0 picks a free port (tests).
-    public var listenHost: String = "127.0.0.1"
-    public var listenPort: Int = 8480
-    /// Admin listener (SPEC §5). Default `127.0.0.1:8481`; port 0 picks a free port.
-    public var adminHost: String = "127.0.0.1"
-    public var adminPort: Int = 8481
+    /// Data listeners, all serving the same routes (SPEC §2, §12): TCP addresses and Unix socket
+    /// paths. Default: one, `127.0.0.1:8480`; port 0 picks a free port (tests).
+    public var listen: [ListenAddress] = [.tcp(host: "127.0.0.1", port: 8480)]
+    /// Admin listener (SPEC §5, §12). Default `127.0.0.1:8481`; port 0 picks a free port.
+    public var admin: ListenAddress = .tcp(host: "127.0.0.1", port: 8481)
+    /// The permission bits of every socket file the sidecar makes (SPEC §12). Default `0o660`.
+    public var socketMode: UInt32 = 0o660
+
+    /// The first TCP data listener's host. Setting it (or `listenPort`) changes that listener, or
+    /// adds one (`127.0.0.1:8480` but for what is set) before the others when there is none.
+    public var listenHost: String {
+        get { firstTCPListener.host }
+        set { firstTCPListener.host = newValue }
+    }
+    /// The first TCP data listener's port.
+    public var listenPort: Int {
+        get { firstTCPListener.port }
+        set { firstTCPListener.port = newValue }
+    }
+    /// The admin listener's host; setting it (or `adminPort`) makes the admin listener TCP.
+    public var adminHost: String {
+        get { if case .tcp(let host, _) = admin { host } else { "127.0.0.1" } }
+        set { admin = .tcp(host: newValue, port: adminPort) }
+    }
+    /// The admin listener's port (8481 when it is a Unix socket).
+    public var adminPort: Int {
+        get { if case .tcp(_, let port) = admin { port } else { 8481 } }
+        set { admin = .tcp(host: adminHost, port: newValue) }
+    }
+
+    private var firstTCPListener: (host: String, port: Int) {
+        get {
+            for case .tcp(let host, let port) in listen { return (host, port) }
+            return ("127.0.0.1", 8480)
+        }
+        set {
+            let address = ListenAddress.tcp(host: newValue.host, port: newValue.port)
+            if let index = listen.firstIndex(where: { if case .tcp = $0 { true } else { false } }) {
+                listen[index] = address
+            } else {
+                listen.insert(address, at: 0)
+            }
+        }
+    }
     /// Worker threads, each with its own event loop; default: the number of cores.
     public var workers: Int = SidecarOptions.defaultWorkerCount
 

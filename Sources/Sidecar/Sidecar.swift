@@ -21,10 +21,18 @@ public final class Sidecar: @unchecked Sendable {
     private var publishedGuards = GuardState()
     let comparisonLog: ComparisonLog
 
-    /// The data port actually bound (useful with port 0).
+    /// The first TCP data listener's port actually bound (useful with port 0); 0 when every data
+    /// listener is a Unix socket.
     public private(set) var listenPort = 0
-    /// The admin port actually bound.
+    /// The admin port actually bound; 0 when the admin listener is a Unix socket.
     public private(set) var adminPort = 0
+    /// The admin listener as bound (its TCP port as bound).
+    public private(set) var adminAddress = ListenAddress.tcp(host: "127.0.0.1", port: 0)
+    /// The data listeners as bound, in `options.listen` order (TCP ports as bound).
+    public private(set) var listenAddresses: [ListenAddress] = []
+    /// The data listeners' Unix sockets, each shared by every worker; closed when the drain
+    /// starts, their files removed when `run` returns.
+    private var unixSockets: [UnixListeningSocket] = []
 
     /// Loads the config (every problem reported at once) and binds both listeners.
     /// Throws `SidecarStartError`.
@@ -51,7 +59,6 @@ public final class Sidecar: @unchecked Sendable {
         let guards = guardMonitor.install(snapshot.config)
         adminLoop = try EventLoop()
 
-        var port = options.listenPort
         for index in 0..<max(1, options.workers) {
             let worker = try Worker(
                 index: index,
@@ -63,19 +70,46 @@ public final class Sidecar: @unchecked Sendable {
                 guardMonitor: guardMonitor
             )
             worker.guards = guards
-            do {
-                port = try worker.listen(host: options.listenHost, port: port, exclusive: index == 0)
-            } catch {
-                throw SidecarStartError.bindFailed("\(options.listenHost):\(options.listenPort)", "\(error)")
-            }
             workers.append(worker)
         }
-        listenPort = port
+        for address in options.listen {
+            switch address {
+            case .tcp(let host, let port):
+                var bound = port
+                for worker in workers {
+                    do {
+                        bound = try worker.listen(host: host, port: bound, exclusive: worker.index == 0)
+                    } catch {
+                        throw SidecarStartError.bindFailed("\(host):\(port)", "\(error)")
+                    }
+                }
+                listenAddresses.append(.tcp(host: host, port: bound))
+                if listenPort == 0 { listenPort = bound }
+            case .unix(let path):
+                // One socket for all workers, each accepting from its own dup of it.
+                do {
+                    let socket = try UnixListeningSocket(path: path, mode: options.socketMode)
+                    unixSockets.append(socket)
+                    for worker in workers { try worker.listen(on: socket) }
+                } catch {
+                    throw SidecarStartError.listenFailed("\(error)")
+                }
+                listenAddresses.append(address)
+            }
+        }
         let admin = AdminServer(sidecar: self)
         do {
-            adminPort = try admin.listen(loop: adminLoop, host: options.adminHost, port: options.adminPort)
+            adminPort = try admin.listen(loop: adminLoop, address: options.admin, socketMode: options.socketMode)
+            if case .tcp(let host, _) = options.admin {
+                adminAddress = .tcp(host: host, port: adminPort)
+            } else {
+                adminAddress = options.admin
+            }
         } catch {
-            throw SidecarStartError.bindFailed("\(options.adminHost):\(options.adminPort)", "\(error)")
+            if case .tcp(let host, let port) = options.admin {
+                throw SidecarStartError.bindFailed("\(host):\(port)", "\(error)")
+            }
+            throw SidecarStartError.listenFailed("\(error)")
         }
         self.admin = admin
         publishGauges(snapshot, previous: nil, guards: guards)
@@ -115,11 +149,15 @@ public final class Sidecar: @unchecked Sendable {
         logger.info(
             "serving",
             metadata: [
-                "listen": "\(options.listenHost):\(listenPort)", "admin": "\(options.adminHost):\(adminPort)",
+                "listen": "\(listenAddresses.map(\.description).joined(separator: ", "))",
+                "admin": "\(adminAddress)",
                 "workers": "\(workers.count)",
             ]
         )
         adminLoop.run()
+        // A clean exit: the socket files go (each only if it is still the one bound here).
+        admin?.stop()
+        for socket in unixSockets { socket.removeFile() }
         comparisonLog.close()
         logger.info("stopped")
     }
@@ -274,6 +312,9 @@ public final class Sidecar: @unchecked Sendable {
         guard !state.isDraining else { return }
         state.setDraining()
         logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": "\(options.drainTimeoutMilliseconds)"])
+        // The workers stop accepting on their own dups of the Unix sockets; closing the shared
+        // descriptors as well makes new connections fail at once instead of waiting in the backlog.
+        for socket in unixSockets { socket.close() }
         let remaining = CountDown(workers.count)
         let adminLoop = self.adminLoop
         let logger = self.logger
@@ -309,11 +350,14 @@ public final class Sidecar: @unchecked Sendable {
 public enum SidecarStartError: Error, CustomStringConvertible {
     case invalidConfig([Diagnostic])
     case bindFailed(String, String)
+    /// A listener could not be set up; the message names it (`cannot listen on unix:/path: why`).
+    case listenFailed(String)
 
     public var description: String {
         switch self {
         case .invalidConfig(let d): return d.map(\.description).joined(separator: "\n")
         case .bindFailed(let address, let why): return "cannot listen on \(address): \(why)"
+        case .listenFailed(let message): return message
         }
     }
 }

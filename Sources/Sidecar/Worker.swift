@@ -15,7 +15,8 @@ final class Worker: @unchecked Sendable {
     let loop: EventLoop
     let options: SidecarOptions
     let logger: Logger
-    private(set) var server: HTTPServer?
+    /// One server per data listener, in `options.listen` order.
+    private(set) var servers: [HTTPServer] = []
     // `@exclusivity(unchecked)` below: each property is read and changed on the worker's loop
     // thread only, and no access overlaps another (the request path never reenters itself: a
     // mutating call on one of them calls back into nothing that touches the same property).
@@ -44,6 +45,8 @@ final class Worker: @unchecked Sendable {
     struct PoolKey: Hashable {
         var host: String
         var port: Int
+        /// A Unix socket backend's path (its host and port are `localhost` and 0).
+        var socketPath: String?
         var maxConnections: Int
     }
 
@@ -69,22 +72,36 @@ final class Worker: @unchecked Sendable {
         self.random = SplitMix64(seed: seed.next())
     }
 
-    /// Binds this worker's listener (on the loop thread, before `run`). Every worker binds the
-    /// same port with `SO_REUSEPORT`; the kernel spreads connections among them.
+    /// Binds this worker's listener on a TCP address (on the loop thread, before `run`). Every
+    /// worker binds the same port with `SO_REUSEPORT`; the kernel spreads connections among them.
     /// `exclusive` for the first worker: a port another process listens on is an error, not
     /// shared.
     func listen(host: String, port: Int, exclusive: Bool = false) throws -> Int {
+        let server = try HTTPServer(loop: loop, host: host, port: port, exclusive: exclusive, options: serverOptions) {
+            [unowned self] request, writer in
+            self.handle(request, writer)
+        }
+        servers.append(server)
+        return server.port
+    }
+
+    /// Accepts from a Unix socket that every worker accepts from (its own `dup` of it; Unix
+    /// sockets have no `SO_REUSEPORT` spreading). Loop thread, before `run`.
+    func listen(on socket: UnixListeningSocket) throws {
+        let server = try HTTPServer(loop: loop, socket: socket, options: serverOptions) {
+            [unowned self] request, writer in
+            self.handle(request, writer)
+        }
+        servers.append(server)
+    }
+
+    private var serverOptions: ServerOptions {
         var serverOptions = ServerOptions()
         serverOptions.limits = options.requestLimits
         serverOptions.headerTimeoutMilliseconds = options.headerTimeoutMilliseconds
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
-        let server = try HTTPServer(loop: loop, host: host, port: port, exclusive: exclusive, options: serverOptions) {
-            [unowned self] request, writer in
-            self.handle(request, writer)
-        }
-        self.server = server
-        return server.port
+        return serverOptions
     }
 
     /// Replaces the snapshot (loop thread). Pools of backends that remain are kept; the others
@@ -111,12 +128,14 @@ final class Worker: @unchecked Sendable {
         isDraining = true
         // Stop accepting and answer what is in progress with `connection: close`; the worker is
         // done when no request is active (idle keep-alive connections are closed as they appear).
-        server?.drain {}
+        for server in servers { server.drain {} }
         let start = loop.nowMilliseconds
         func check() {
-            guard let server = self.server else { return done(0) }
-            server.closeIdleConnections()
-            let active = server.activeRequests
+            var active = 0
+            for server in servers {
+                server.closeIdleConnections()
+                active += server.activeRequests
+            }
             if active == 0 || Int(loop.nowMilliseconds - start) >= deadlineMilliseconds {
                 done(active)
                 return
@@ -491,14 +510,24 @@ final class Worker: @unchecked Sendable {
         } else {
             var limits = HTTPLimits()
             limits.maxBodyBytes = options.maxResponseBytes
-            pool = UpstreamPool(
-                loop: loop,
-                host: remote.host,
-                port: remote.port,
-                maxConnections: remote.maxConnections,
-                maxQueued: options.maxQueuedPerBackend,
-                limits: limits
-            )
+            if let socketPath = remote.socketPath {
+                pool = UpstreamPool(
+                    loop: loop,
+                    socketPath: socketPath,
+                    maxConnections: remote.maxConnections,
+                    maxQueued: options.maxQueuedPerBackend,
+                    limits: limits
+                )
+            } else {
+                pool = UpstreamPool(
+                    loop: loop,
+                    host: remote.host,
+                    port: remote.port,
+                    maxConnections: remote.maxConnections,
+                    maxQueued: options.maxQueuedPerBackend,
+                    limits: limits
+                )
+            }
             pools[key] = pool
         }
         if isShadow { lastShadowPool = (key, timeout, pool) } else { lastPool = (key, timeout, pool) }
@@ -506,7 +535,12 @@ final class Worker: @unchecked Sendable {
     }
 
     static func poolKey(_ remote: RemoteBackend) -> PoolKey {
-        PoolKey(host: remote.host, port: remote.port, maxConnections: remote.maxConnections)
+        PoolKey(
+            host: remote.host,
+            port: remote.port,
+            socketPath: remote.socketPath,
+            maxConnections: remote.maxConnections
+        )
     }
 
     static func remoteBackends(_ config: Config) -> [RemoteBackend] {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import EventHTTP
 import Foundation
 import Logging
 import Sidecar
@@ -16,17 +17,29 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Config directory holding routes/ and policies/.", valueName: "DIR"))
     var config = "."
 
-    @Option(name: .long, help: ArgumentHelp("Data listener address.", valueName: "HOST:PORT"))
-    var listen = "127.0.0.1:8480"
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Data listener address or Unix socket path; repeat it to listen on several (all serve the same routes).",
+            valueName: "HOST:PORT|unix:PATH"
+        )
+    )
+    var listen = ["127.0.0.1:8480"]
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Admin listener address (/metrics, /healthz, /readyz, /config, /reload).",
-            valueName: "HOST:PORT"
+            "Admin listener address or Unix socket path (/metrics, /healthz, /readyz, /config, /reload).",
+            valueName: "HOST:PORT|unix:PATH"
         )
     )
     var admin = "127.0.0.1:8481"
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Permission bits of the Unix socket files made, in octal.", valueName: "MODE")
+    )
+    var socketMode = "0660"
 
     @Option(name: .long, help: "Worker threads, each with its own event loop (default: CPU cores).")
     var workers: Int = SidecarOptions.defaultWorkerCount
@@ -77,8 +90,9 @@ struct Serve: ParsableCommand {
     var configPollMs = Serve.defaults.configPollMilliseconds
 
     func validate() throws {
-        _ = try parseAddress(listen, option: "--listen")
-        _ = try parseAddress(admin, option: "--admin")
+        for address in listen { _ = try parseListenAddress(address, option: "--listen") }
+        _ = try parseListenAddress(admin, option: "--admin")
+        _ = try parseSocketMode(socketMode)
         guard workers >= 1, workers <= 256 else { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown --log-level '\(logLevel)'")
@@ -112,8 +126,9 @@ struct Serve: ParsableCommand {
 
         var options = SidecarOptions()
         options.configDirectory = config
-        (options.listenHost, options.listenPort) = try parseAddress(listen, option: "--listen")
-        (options.adminHost, options.adminPort) = try parseAddress(admin, option: "--admin")
+        options.listen = try listen.map { try parseListenAddress($0, option: "--listen") }
+        options.admin = try parseListenAddress(admin, option: "--admin")
+        options.socketMode = try parseSocketMode(socketMode)
         options.workers = workers
         options.requestLimits.maxBodyBytes = maxBodyBytes
         options.requestLimits.maxHeaderBytes = maxHeaderBytes
@@ -144,12 +159,20 @@ enum LogFormat: String, ExpressibleByArgument {
     case text, json
 }
 
-/// `HOST:PORT` → (host, port). IPv4 literals and names; port 0...65535.
-func parseAddress(_ text: String, option: String) throws -> (String, Int) {
-    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-        (0...65535).contains(port), colon > text.startIndex
-    else {
-        throw ValidationError("\(option) expects HOST:PORT, got '\(text)'")
+/// `HOST:PORT` (port 0...65535) or `unix:/path` (SPEC §12).
+func parseListenAddress(_ text: String, option: String) throws -> ListenAddress {
+    guard let address = ListenAddress(parsing: text) else {
+        throw ValidationError("\(option) expects HOST:PORT or unix:PATH, got '\(text)'")
     }
-    return (String(text[..<colon]), port)
+    return address
+}
+
+/// Octal permission bits such as `0660` or `600`, at most `0777`.
+func parseSocketMode(_ text: String) throws -> UInt32 {
+    guard !text.isEmpty, text.count <= 4, text.allSatisfy({ ("0"..."7").contains($0) }),
+        let mode = UInt32(text, radix: 8), mode <= 0o777
+    else {
+        throw ValidationError("--socket-mode expects octal permission bits such as 0660, got '\(text)'")
+    }
+    return mode
 }

@@ -113,6 +113,16 @@ final class RawClient {
         }
     }
 
+    /// Connects to a Unix socket at `unixPath`.
+    init(unixPath: String, receiveTimeoutMilliseconds: Int = 3000) throws {
+        fd = try unixConnect(unixPath)
+        var timeout = timeval(
+            tv_sec: receiveTimeoutMilliseconds / 1000,
+            tv_usec: Int((receiveTimeoutMilliseconds % 1000) * 1000)
+        )
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     deinit { Glibc.close(fd) }
 
     func send(_ text: String) { send(Array(text.utf8)) }
@@ -315,4 +325,54 @@ func send(
     }
     guard done.wait(timeout: .now() + 10) == .success else { throw TestFailure("no completion") }
     return result.value!
+}
+
+/// A connected Unix stream socket, or a `TestFailure` naming the errno.
+func unixConnect(_ path: String) throws -> Int32 {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket failed") }
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
+    }
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
+    }
+    guard rc == 0 else {
+        let code = errno
+        Glibc.close(fd)
+        throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(code)))")
+    }
+    return fd
+}
+
+/// A fresh short directory under /tmp (sun_path holds 107 bytes), removed by `remove()`.
+struct SocketDirectory {
+    let path: String
+
+    init() throws {
+        var template = Array("/tmp/sy-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw TestFailure("mkdtemp failed")
+        }
+        path = String(cString: made)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The file type and permission bits of `path` (lstat), or nil when nothing is there.
+func fileMode(_ path: String) -> mode_t? {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return nil }
+    return info.st_mode
+}
+
+func isSocketFile(_ path: String) -> Bool {
+    fileMode(path).map { $0 & S_IFMT == S_IFSOCK } ?? false
 }

@@ -54,6 +54,28 @@ enum Net {
         return fd
     }
 
+    /// A connected Unix stream socket, or -1.
+    static func connect(unixPath: String, timeoutSeconds: Int = 5) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        precondition(fd >= 0)
+        setTimeout(fd, seconds: timeoutSeconds)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, byte) in unixPath.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            close(fd)
+            return -1
+        }
+        return fd
+    }
+
     static func setTimeout(_ fd: Int32, seconds: Int) {
         var tv = timeval(tv_sec: seconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -142,6 +164,11 @@ final class Client {
         if fd < 0 { return nil }
     }
 
+    init?(unixPath: String, timeoutSeconds: Int = 5) {
+        fd = Net.connect(unixPath: unixPath, timeoutSeconds: timeoutSeconds)
+        if fd < 0 { return nil }
+    }
+
     deinit { close(fd) }
 
     func sendRaw(_ text: String) { Net.send(fd, text) }
@@ -192,6 +219,40 @@ func httpRequest(
     body: String? = nil
 ) -> ClientResponse? {
     Client(port: port)?.request(method, target, headers: headers, body: body)
+}
+
+/// One-shot request on a fresh Unix socket connection.
+func httpRequest(
+    unixPath: String,
+    _ method: String,
+    _ target: String,
+    headers: [(String, String)] = [],
+    body: String? = nil
+) -> ClientResponse? {
+    Client(unixPath: unixPath)?.request(method, target, headers: headers, body: body)
+}
+
+/// A fresh short directory under /tmp (sun_path holds 107 bytes), removed by `remove()`.
+struct SocketDirectory {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/sy-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed")
+        path = String(cString: made!)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The file type and permission bits of `path` (lstat), or nil when nothing is there.
+func fileMode(_ path: String) -> mode_t? {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return nil }
+    return info.st_mode
 }
 
 /// A scripted model server on raw sockets, one thread per connection. It records every
