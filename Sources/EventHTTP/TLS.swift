@@ -64,13 +64,7 @@ public final class TLSClientContext: @unchecked Sendable {
             throw TLSConfigurationError("cannot create a TLS context: \(TLSErrors.takeReason() ?? "out of memory")")
         }
         self.context = context
-        do {
-            try configure()
-        } catch {
-            SSL_CTX_free(context)
-            throw error
-        }
-        SSL_CTX_set_ex_data(context, 0, Unmanaged.passUnretained(self).toOpaque())
+        try configure()  // on a throw, deinit frees the context (every property is set by then)
     }
 
     deinit {
@@ -155,6 +149,8 @@ public final class TLSClientContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate_chain_file(context, certFile) == 1 else {
             throw TLSConfigurationError("cannot use cert_file '\(certFile)': \(TLSErrors.takeReason() ?? "unknown")")
         }
+        // No passphrase: OpenSSL's default callback would prompt on the terminal for an encrypted key.
+        SSL_CTX_set_default_passwd_cb(context) { _, _, _, _ in 0 }
         let keyFile = options.keyFile ?? certFile
         let field = options.keyFile == nil ? "cert_file" : "key_file"
         try Self.checkPrivateKey(keyFile, field: field)
@@ -183,13 +179,14 @@ public final class TLSClientContext: @unchecked Sendable {
             guard let certificate = PEM_read_bio_X509(bio, nil, nil, nil) else { break }
             certificates.append(certificate)
         }
-        // The loop ends on "no start line" at the end of the file; anything else is a broken block.
-        let code = ERR_peek_last_error()
+        // The loop ends on "no start line" at the end of the file; anything else is a broken block,
+        // whose first error is the telling one ("nested asn1 error", "bad base64 decode").
+        let last = ERR_peek_last_error()
+        let first = ERR_peek_error()
         ERR_clear_error()
-        if code != 0 && switchyard_err_reason(code) != PEM_R_NO_START_LINE {
+        if last != 0 && switchyard_err_reason(last) != PEM_R_NO_START_LINE {
             for certificate in certificates { X509_free(certificate) }
-            let reason = ERR_reason_error_string(code).map { String(cString: $0) } ?? "unreadable PEM"
-            throw TLSConfigurationError("cannot read \(field) '\(path)': \(reason)")
+            throw TLSConfigurationError("cannot read \(field) '\(path)': malformed certificate (\(reasonText(first)))")
         }
         if certificates.isEmpty {
             throw TLSConfigurationError("cannot read \(field) '\(path)': no certificates in it")
@@ -201,16 +198,38 @@ public final class TLSClientContext: @unchecked Sendable {
         let bio = try openFile(path, field: field)
         defer { BIO_free(bio) }
         ERR_clear_error()
-        guard let key = PEM_read_bio_PrivateKey(bio, nil, nil, nil) else {
-            let code = ERR_peek_last_error()
+        guard let key = PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in 0 }, nil) else {
+            let first = ERR_peek_error()
             ERR_clear_error()
-            if code == 0 || switchyard_err_reason(code) == PEM_R_NO_START_LINE {
+            // OpenSSL 3's decoders say "unsupported" for a file without a key: look at the text.
+            let text = String(decoding: (try? readFile(path, field: field)) ?? [], as: UTF8.self)
+            if text.contains("ENCRYPTED") {
+                throw TLSConfigurationError("cannot read \(field) '\(path)': the key is encrypted (not supported)")
+            }
+            if !text.contains("PRIVATE KEY-----") {
                 throw TLSConfigurationError("cannot read \(field) '\(path)': no private key in it")
             }
-            let reason = ERR_reason_error_string(code).map { String(cString: $0) } ?? "unreadable PEM"
-            throw TLSConfigurationError("cannot read \(field) '\(path)': \(reason)")
+            throw TLSConfigurationError("cannot read \(field) '\(path)': malformed private key (\(reasonText(first)))")
         }
         EVP_PKEY_free(key)
+    }
+
+    /// The first MiB of a file.
+    private static func readFile(_ path: String, field: String) throws(TLSConfigurationError) -> [UInt8] {
+        let bio = try openFile(path, field: field)
+        defer { BIO_free(bio) }
+        var bytes = [UInt8](repeating: 0, count: 1 << 20)
+        var total = 0
+        while total < bytes.count {
+            let got = bytes[total...].withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
+            if got <= 0 { break }
+            total += Int(got)
+        }
+        return Array(bytes[0..<total])
+    }
+
+    private static func reasonText(_ code: UInt) -> String {
+        ERR_reason_error_string(code).map { String(cString: $0) } ?? "OpenSSL error \(code)"
     }
 
     private static func openFile(_ path: String, field: String) throws(TLSConfigurationError) -> OpaquePointer {
@@ -409,7 +428,7 @@ final class TLSSession {
                     // Report the bytes; the error is kept for the next call.
                     return .bytes(total)
                 }
-                return failFromQueue(error, during: "TLS read failed")
+                return failFromQueue(error, during: "TLS failed")
             }
         }
         return .bytes(total)
@@ -445,10 +464,15 @@ final class TLSSession {
                 needsReadableToWrite = true
                 return .pending
             default:
-                switch failFromQueue(error, during: "TLS write failed") {
-                case .failed(let code): return .failed(code)
-                default: return .failed(switchyard_eproto())
-                }
+                let code = TLSErrors.systemErrno() ?? switchyard_eproto()
+                var detail = describe(error, during: "TLS failed")
+                // A server that refuses us after the handshake (TLS 1.3: no client certificate)
+                // sends an alert and closes, and our write then fails with a reset or EPIPE: the
+                // alert, when it is still readable, says why.
+                if let alert = pendingAlert() { detail = alert }
+                isBroken = true
+                failureDetail = detail
+                return .failed(code)
             }
         }
     }
@@ -463,6 +487,18 @@ final class TLSSession {
     }
 
     // MARK: Failures
+
+    /// The reason of an alert already received, read with one non-blocking SSL_read (after a failed
+    /// write), or nil.
+    private func pendingAlert() -> String? {
+        var byte: UInt8 = 0
+        var got = 0
+        ERR_clear_error()
+        let rc = SSL_read_ex(ssl, &byte, 1, &got)
+        defer { ERR_clear_error() }
+        guard rc != 1, SSL_get_error(ssl, rc) == SSL_ERROR_SSL, TLSErrors.systemErrno() == nil else { return nil }
+        return TLSErrors.takeReason().map { "TLS failed: \($0)" }
+    }
 
     private func fail(errno code: Int32, _ detail: String) -> ReadOutcome {
         isBroken = true
