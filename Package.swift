@@ -26,9 +26,14 @@ let package = Package(
             pkgConfig: "yaml-0.1",
             providers: [.apt(["libyaml-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
 
         .target(name: "HTTP1", swiftSettings: strict),
-        .target(name: "EventHTTP", dependencies: ["CLibevent", "HTTP1"], swiftSettings: strict),
+        .target(name: "EventHTTP", dependencies: ["CLibevent", "COpenSSL", "HTTP1"], swiftSettings: strict),
         .target(name: "YAMLSource", dependencies: ["CYAML"], swiftSettings: strict),
         .target(name: "Policy", dependencies: ["YAMLSource"], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["Policy"], swiftSettings: strict),
