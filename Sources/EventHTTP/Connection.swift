@@ -15,6 +15,8 @@ struct ConnectionSocket {
     let input: OpaquePointer
     let output: OpaquePointer
     private(set) var events: SocketEvents?
+    /// Encrypts what goes out and decrypts what comes in, once a TLS handshake is done.
+    var tls: TLSSession?
 
     init(fd: Int32) {
         self.fd = fd
@@ -50,12 +52,14 @@ struct ConnectionSocket {
 
     /// Reads what the socket (or the TLS session) has into `input`, up to `maxBytes`.
     func read(maxBytes: Int = .max, scratch: UnsafeMutableRawPointer) -> ReadOutcome {
-        SocketIO.read(fd, into: input, maxBytes: maxBytes, scratch: scratch)
+        if let tls { return tls.read(into: input, maxBytes: maxBytes) }
+        return SocketIO.read(fd, into: input, maxBytes: maxBytes, scratch: scratch)
     }
 
     /// Sends as much of `output` as the socket takes now.
     func flushOutcome() -> FlushOutcome {
-        SocketIO.flush(fd, from: output)
+        if let tls { return tls.flush(from: output) }
+        return SocketIO.flush(fd, from: output)
     }
 
     /// Sends what the socket takes now and waits for EV_WRITE for the rest; returns the outcome.
@@ -72,12 +76,19 @@ struct ConnectionSocket {
     /// A whole message sent straight from `bytes` when the socket takes it (no output chain); the
     /// rest is queued in `output`, which must be empty. Returns whether bytes were left queued.
     func sendOrQueue(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        SocketIO.sendOrQueue(fd, bytes, output: output)
+        if let tls {
+            evbuffer_add(output, bytes.baseAddress, bytes.count)
+            if case .drained = tls.flush(from: output) { return false }
+            return true
+        }
+        return SocketIO.sendOrQueue(fd, bytes, output: output)
     }
 
     /// Frees the events and closes the socket. Idempotent.
     mutating func close() {
         events?.free()
+        tls?.shutdown()
+        tls = nil
         if fd >= 0 { evutil_closesocket(fd) }
         fd = -1
     }

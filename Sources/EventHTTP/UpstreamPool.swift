@@ -68,6 +68,8 @@ public enum UpstreamError: Error, Sendable, Hashable {
     case timeout
     /// Malformed, cut short, or over the response size limit.
     case badResponse(String)
+    /// The TLS handshake or certificate verification failed (SPEC §11); says why.
+    case tlsFailed(String)
     /// Every connection was busy and the wait queue was full.
     case overloaded
     /// The pool was closed.
@@ -92,6 +94,8 @@ public final class UpstreamPool {
     public let maxQueued: Int
     /// `maxBodyBytes` bounds response bodies; headers are bounded like requests.
     public let limits: HTTPLimits
+    /// Set for an `https://` backend: every connection speaks TLS with this context (SPEC §11).
+    public let tls: TLSClientContext?
 
     /// Open connections: connecting, in flight or idle.
     public private(set) var openConnections = 0
@@ -130,12 +134,14 @@ public final class UpstreamPool {
         port: Int,
         maxConnections: Int = 64,
         maxQueued: Int = 1024,
-        limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20)
+        limits: HTTPLimits = HTTPLimits(maxBodyBytes: 8 << 20),
+        tls: TLSClientContext? = nil
     ) {
         precondition(maxConnections > 0, "UpstreamPool needs maxConnections of at least 1, got \(maxConnections).")
         self.loop = loop
         self.host = host
         self.port = port
+        self.tls = tls
         self.socketPath = nil
         self.endpoint = "\(host):\(port)"
         self.maxConnections = maxConnections
@@ -168,6 +174,7 @@ public final class UpstreamPool {
         self.loop = loop
         self.host = "localhost"
         self.port = 0
+        self.tls = nil
         self.socketPath = socketPath
         self.endpoint = "unix:\(socketPath)"
         self.maxConnections = maxConnections
@@ -461,7 +468,14 @@ final class UpstreamConnection {
     @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
+    /// The socket is connected and, for TLS, the handshake is done: requests may be written.
     private var isConnected = false
+    /// TCP is connected; a TLS handshake is in progress in `handshake`.
+    private var handshake: TLSSession?
+    /// The backend's context, for an `https://` pool.
+    private let tlsContext: TLSClientContext?
+    private let port: Int
+    private let host: String
     /// A write failed (errno): the read callback, activated for it, reports it.
     private var writeError: Int32?
     /// Watches the deadline of the exchange in progress (then a stream's idle deadline).
@@ -496,6 +510,9 @@ final class UpstreamConnection {
         self.limits = pool.limits
         self.hostHeader = pool.hostHeader
         self.endpoint = pool.endpoint
+        self.tlsContext = pool.tls
+        self.host = pool.host
+        self.port = pool.port
     }
 
     deinit {
@@ -524,9 +541,43 @@ final class UpstreamConnection {
         if inProgress != 0 {
             socket.waitToWrite()
         } else {
-            isConnected = true
+            socketConnected()
         }
         return nil
+    }
+
+    /// TCP is up: ready for requests, or first the TLS handshake (SPEC §11).
+    private func socketConnected() {
+        guard let tlsContext else {
+            isConnected = true
+            return
+        }
+        handshake = TLSSession(context: tlsContext, fd: socket.fd, host: host, port: port)
+        socket.waitToWrite()  // the handshake's first flight goes out when the socket is writable
+    }
+
+    /// Drives the handshake as far as the socket allows; once done, sends what waits.
+    private func continueHandshake() {
+        guard let session = handshake else { return }
+        switch session.handshake() {
+        case .done:
+            handshake = nil
+            socket.tls = session
+            isConnected = true
+            socket.stopWaitingToWrite()
+            if socket.outputLength > 0 { flushOutput() }
+        case .wantRead:
+            socket.stopWaitingToWrite()
+        case .wantWrite:
+            socket.waitToWrite()
+        case .failed(let detail):
+            handshake = nil
+            guard state == .busy, let exchange else {
+                close()
+                return
+            }
+            fail(exchange, .tlsFailed(detail), isRetryable: false)
+        }
     }
 
     /// Writes `exchange`'s request and waits for its response.
@@ -651,18 +702,35 @@ final class UpstreamConnection {
 
     fileprivate func writable() {
         guard state != .closed else { return }
+        if handshake != nil {
+            continueHandshake()
+            return
+        }
         if !isConnected {
             let error = switchyard_socket_error(socket.fd)
             if error != 0 {
                 ended(errorText: System.errorText(error))
                 return
             }
-            isConnected = true
+            socketConnected()
+            if !isConnected {
+                continueHandshake()
+                return
+            }
+        }
+        if socket.tls?.needsWritableToRead ?? false {
+            socket.stopWaitingToWrite()
+            readable()
+            return
         }
         flushOutput()
     }
 
     fileprivate func readable() {
+        if handshake != nil && state != .closed {
+            continueHandshake()
+            return
+        }
         switch state {
         case .idle:
             close()  // bytes nobody asked for, or the backend closed: the connection is out of step
@@ -683,7 +751,14 @@ final class UpstreamConnection {
         case .busy:
             break
         }
-        switch socket.read(scratch: loop.readScratch) {
+        let outcome = socket.read(scratch: loop.readScratch)
+        if let tls = socket.tls {
+            // Decrypted bytes OpenSSL keeps will not wake the loop; nor does a read that needs a write.
+            if tls.hasBufferedInput { socket.activateRead() }
+            if tls.needsWritableToRead { socket.waitToWrite() }
+            if tls.needsReadableToWrite && socket.outputLength > 0 { flushOutput() }
+        }
+        switch outcome {
         case .bytes:
             hasResponseBytes = true
             parse()
@@ -731,7 +806,11 @@ final class UpstreamConnection {
         }
         let error: UpstreamError
         var isRetryable = false
-        if !isConnected {
+        if let detail = socket.tls?.failureDetail, !hasResponseBytes {
+            // TLS 1.3 refuses a missing client certificate after the handshake, on the first
+            // read or write: a TLS failure, never a stale connection to retry.
+            error = .tlsFailed(detail)
+        } else if !isConnected {
             error = .connectFailed("connect to \(endpoint) failed: \(errorText ?? "connection closed")")
         } else if !hasResponseBytes {
             isRetryable = isReused  // a stale keep-alive connection: the backend never saw the request

@@ -26,6 +26,9 @@ struct SidecarError: Error, Sendable {
     static func badResponse(_ version: String, _ why: String) -> SidecarError {
         SidecarError(status: 502, code: "upstream_bad_response", detail: "version '\(version)': \(why)")
     }
+    static func tlsFailed(_ version: String, _ why: String) -> SidecarError {
+        SidecarError(status: 502, code: "upstream_tls_failed", detail: "version '\(version)': \(why)")
+    }
     static func timeout(_ version: String, _ ms: Int) -> SidecarError {
         SidecarError(
             status: 504,

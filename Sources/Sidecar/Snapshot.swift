@@ -1,4 +1,6 @@
 import Compare
+import EventHTTP
+import Foundation
 import Models
 import Policy
 import Routing
@@ -32,7 +34,16 @@ public final class ConfigSnapshot: Sendable {
         var logSample: Double
     }
 
-    init(config: Config, embedded: [String: [String: LoadedModel]], generation: Int) {
+    /// One TLS context per distinct `tls` setting of an `https://` version (SPEC §11).
+    let tlsContexts: [TLSSpec: TLSClientContext]
+
+    init(
+        config: Config,
+        embedded: [String: [String: LoadedModel]],
+        generation: Int,
+        tlsContexts: [TLSSpec: TLSClientContext] = [:]
+    ) {
+        self.tlsContexts = tlsContexts
         self.config = config
         self.routing = RoutingTable(config)
         self.embedded = embedded
@@ -87,8 +98,11 @@ public final class ConfigSnapshot: Sendable {
                 }
             }
         }
+        let tlsContexts = TLSContextCache.shared.contexts(for: config, diagnostics: &diagnostics)
         if !diagnostics.isEmpty { return .failure(Diagnostic.sorted(diagnostics + config.warnings)) }
-        return .success(ConfigSnapshot(config: config, embedded: embedded, generation: generation))
+        return .success(
+            ConfigSnapshot(config: config, embedded: embedded, generation: generation, tlsContexts: tlsContexts)
+        )
     }
 
     /// Every file the config names besides its YAML: embedded model files and TLS files
@@ -110,5 +124,79 @@ public final class ConfigSnapshot: Sendable {
         func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
         return "\(plural(config.routes.count, "route")), \(plural(config.models.count, "model")), "
             + "\(plural(versions, "version")) (\(embeddedCount) embedded), \(plural(config.files.count, "file"))"
+    }
+}
+
+/// TLS contexts kept from one load to the next while a version's `tls` settings and the files
+/// they name are unchanged, so a reload keeps the backends' pooled connections and cached
+/// sessions; a changed certificate, key or CA file (size, time or inode) makes a new context,
+/// which is how a rotated certificate is picked up (SPEC §11).
+final class TLSContextCache: @unchecked Sendable {
+    static let shared = TLSContextCache()
+
+    private struct Key: Hashable {
+        var spec: TLSSpec
+        var fingerprints: [String]
+    }
+
+    private let lock = NSLock()
+    private var contexts: [Key: TLSClientContext] = [:]
+
+    /// A context for every distinct `tls` setting in `config`; a file that OpenSSL refuses is a
+    /// diagnostic at the version that names it.
+    func contexts(for config: Config, diagnostics: inout [Diagnostic]) -> [TLSSpec: TLSClientContext] {
+        var made: [TLSSpec: TLSClientContext] = [:]
+        var kept: [Key: TLSClientContext] = [:]
+        var failed: Set<TLSSpec> = []
+        for name in config.models.keys.sorted() {
+            let policy = config.models[name]!
+            for versionName in policy.versionOrder {
+                guard let spec = policy.versions[versionName], case .remote(let remote) = spec.backend,
+                    let tls = remote.tls
+                else { continue }
+                if made[tls] != nil { continue }
+                if failed.contains(tls) {
+                    continue
+                }
+                let key = Key(spec: tls, fingerprints: Self.fingerprints(tls))
+                if let known = lock.withLock({ contexts[key] }) {
+                    made[tls] = known
+                    kept[key] = known
+                    continue
+                }
+                do throws(TLSConfigurationError) {
+                    let context = try TLSClientContext(options: Self.options(tls))
+                    made[tls] = context
+                    kept[key] = context
+                } catch {
+                    failed.insert(tls)
+                    diagnostics.append(Diagnostic(spec.location, "version '\(versionName)': tls: \(error)"))
+                }
+            }
+        }
+        if diagnostics.isEmpty { lock.withLock { contexts = kept } }
+        return made
+    }
+
+    static func options(_ spec: TLSSpec) -> TLSClientOptions {
+        TLSClientOptions(
+            caFile: spec.caFile,
+            certFile: spec.certFile,
+            keyFile: spec.keyFile,
+            serverName: spec.serverName,
+            insecureSkipVerify: spec.insecureSkipVerify
+        )
+    }
+
+    private static func fingerprints(_ spec: TLSSpec) -> [String] {
+        [spec.caFile, spec.certFile, spec.keyFile].map { path in
+            guard let path, let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+                return "-"
+            }
+            let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+            return "\(size):\(modified):\(inode)"
+        }
     }
 }

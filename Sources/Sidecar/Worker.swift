@@ -48,6 +48,9 @@ final class Worker: @unchecked Sendable {
         /// A Unix socket backend's path (its host and port are `localhost` and 0).
         var socketPath: String?
         var maxConnections: Int
+        /// An `https://` backend's TLS context: a reload that changes its files makes a new
+        /// context, and so a new pool (SPEC §11).
+        var tls: ObjectIdentifier?
     }
 
     init(
@@ -112,7 +115,7 @@ final class Worker: @unchecked Sendable {
         metricCache = MetricCache()
         lastPool = nil
         lastShadowPool = nil
-        let wanted = Set(Worker.remoteBackends(next.config).map(Worker.poolKey))
+        let wanted = Set(Worker.remoteBackends(next.config).map { Worker.poolKey($0, contexts: next.tlsContexts) })
         for (key, pool) in pools where !wanted.contains(key) {
             // Requests that started on the old config may still be queued on this pool; its
             // timeout bounds them, so it closes only after that.
@@ -490,13 +493,14 @@ final class Worker: @unchecked Sendable {
         case .connectFailed(let why): return .connectFailed(version, why)
         case .timeout: return .timeout(version, timeout)
         case .badResponse(let why): return .badResponse(version, why)
+        case .tlsFailed(let why): return .tlsFailed(version, why)
         case .overloaded: return .overloaded(version)
         case .closed: return .draining
         }
     }
 
     func pool(for remote: RemoteBackend, isShadow: Bool = false) -> UpstreamPool {
-        let key = Worker.poolKey(remote)
+        let key = Worker.poolKey(remote, contexts: snapshot.tlsContexts)
         if let last = isShadow ? lastShadowPool : lastPool, remote.timeoutMilliseconds <= last.timeoutMilliseconds,
             last.key == key
         {
@@ -525,7 +529,8 @@ final class Worker: @unchecked Sendable {
                     port: remote.port,
                     maxConnections: remote.maxConnections,
                     maxQueued: options.maxQueuedPerBackend,
-                    limits: limits
+                    limits: limits,
+                    tls: remote.tls.flatMap { snapshot.tlsContexts[$0] }
                 )
             }
             pools[key] = pool
@@ -534,12 +539,13 @@ final class Worker: @unchecked Sendable {
         return pool
     }
 
-    static func poolKey(_ remote: RemoteBackend) -> PoolKey {
+    static func poolKey(_ remote: RemoteBackend, contexts: [TLSSpec: TLSClientContext] = [:]) -> PoolKey {
         PoolKey(
             host: remote.host,
             port: remote.port,
             socketPath: remote.socketPath,
-            maxConnections: remote.maxConnections
+            maxConnections: remote.maxConnections,
+            tls: remote.tls.flatMap { contexts[$0] }.map(ObjectIdentifier.init)
         )
     }
 
