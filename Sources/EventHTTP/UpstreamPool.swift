@@ -829,10 +829,14 @@ final class UpstreamConnection {
         guard let exchange else { return false }
         let method = exchange.request.method
         let limits = self.limits
+        // The body limit is checked below, once the head says whether the body is streamed
+        // (unbounded) or read whole: the parser checks only the head.
+        var headLimits = limits
+        headLimits.maxBodyBytes = .max
         switch headReader.read(
             from: socket.input,
             maxHeaderBytes: limits.maxHeaderBytes,
-            parse: { ResponseHeadParser.parse($0, limits: limits, requestMethod: method) }
+            parse: { ResponseHeadParser.parse($0, limits: headLimits, requestMethod: method) }
         ) {
         case .incomplete:
             return false
@@ -854,8 +858,10 @@ final class UpstreamConnection {
                 fail(exchange, .badResponse(overLimit), isRetryable: false)
                 return false
             }
-            bodyReader = BodyReader(framing: head.framing, maxBodyBytes: limits.maxBodyBytes)
-            if !bodyReader.isComplete, exchange.disposition(head) == .stream {
+            // A streamed body is bounded by back-pressure, not by `maxBodyBytes` (SPEC §10).
+            let streams = exchange.disposition(head) == .stream
+            bodyReader = BodyReader(framing: head.framing, maxBodyBytes: streams ? .max : limits.maxBodyBytes)
+            if !bodyReader.isComplete, streams {
                 beginStream(exchange, head: head)
                 return false
             }

@@ -700,9 +700,10 @@ extension Worker {
                 case .complete:
                     writer.finishStream()
                 case .cut(let reason):
-                    writer.cutStream()
+                    // Counted before the client can see the cut.
                     metricCache.streamCut(metrics, model: exchange.model, version: version, reason: reason.rawValue)
                         .increment()
+                    writer.cutStream()
                     logger.debug(
                         "stream cut",
                         metadata: [

@@ -25,6 +25,7 @@ final class PacedUpstream: @unchecked Sendable {
     private var _sentAt: [Date] = []
     private var _requests = 0
     private var _connectionsClosedEarly = 0
+    private var _connections = 0
 
     convenience init(
         pieces: [String],
@@ -52,6 +53,7 @@ final class PacedUpstream: @unchecked Sendable {
             while true {
                 let client = accept(listenFD, nil, nil)
                 if client < 0 { return }
+                lock.withLock { _connections += 1 }
                 Net.setTimeout(client, seconds: 10)
                 Thread { [self] in serve(client) }.start()
             }
@@ -61,6 +63,8 @@ final class PacedUpstream: @unchecked Sendable {
     /// When each piece of the last answer was written.
     var sentAt: [Date] { lock.withLock { _sentAt } }
     var requests: Int { lock.withLock { _requests } }
+    /// Connections accepted (a reused keep-alive connection counts once).
+    var connections: Int { lock.withLock { _connections } }
     /// Answers whose writes failed because the peer had gone (a client disconnect reached us).
     var connectionsClosedEarly: Int { lock.withLock { _connectionsClosedEarly } }
 
@@ -219,4 +223,105 @@ func readFramedResponse(_ fd: Int32, isHEAD: Bool = false) -> FramedResponse? {
     }
     response.body = buffer
     return response
+}
+
+/// Byte `i` of the pattern a `PatternUpstream` sends: position-dependent, so a lost, repeated or
+/// reordered piece shows at its first byte.
+@inline(__always) func patternByte(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: (i &* 31) ^ (i >> 13)) }
+
+/// A model server that answers each request with `size` pattern bytes, chunked or with a
+/// Content-Length, written as fast as the socket takes them (64 KiB at a time, made on the fly:
+/// it holds no copy of the body).
+final class PatternUpstream: @unchecked Sendable {
+    let port: Int
+    let size: Int
+    let chunked: Bool
+    private let listenFD: Int32
+    private let lock = NSLock()
+    private var _bytesSent = 0
+    private var _finished = 0
+    private var _failed = 0
+
+    init(size: Int, chunked: Bool) {
+        self.size = size
+        self.chunked = chunked
+        let (fd, port) = Net.listenSocket()
+        self.listenFD = fd
+        self.port = port
+        Thread { [self] in
+            while true {
+                let client = accept(listenFD, nil, nil)
+                if client < 0 { return }
+                Net.setTimeout(client, seconds: 30)
+                Thread { [self] in serve(client) }.start()
+            }
+        }.start()
+    }
+
+    var bytesSent: Int { lock.withLock { _bytesSent } }
+    /// Answers sent whole, and answers whose writes failed (the peer went away).
+    var finished: Int { lock.withLock { _finished } }
+    var failed: Int { lock.withLock { _failed } }
+
+    func stop() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        var buffer: [UInt8] = []
+        let (bytes, _) = Net.receive(fd) { b in FakeUpstream.completeRequest(buffer + b) != nil }
+        buffer += bytes
+        guard FakeUpstream.completeRequest(buffer) != nil else { return }
+        let framing = chunked ? "transfer-encoding: chunked" : "content-length: \(size)"
+        Net.send(fd, "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\(framing)\r\n\r\n")
+        var offset = 0
+        var piece = [UInt8](repeating: 0, count: 64 * 1024)
+        while offset < size {
+            let count = min(piece.count, size - offset)
+            for k in 0..<count { piece[k] = patternByte(offset + k) }
+            var out = Array(piece[0..<count])
+            if chunked { out = Array((String(count, radix: 16) + "\r\n").utf8) + out + [13, 10] }
+            if !sendAll(fd, out) {
+                lock.withLock { _failed += 1 }
+                return
+            }
+            offset += count
+            lock.withLock { _bytesSent = offset }
+        }
+        if chunked { _ = sendAll(fd, Array("0\r\n\r\n".utf8)) }
+        lock.withLock { _finished += 1 }
+    }
+
+    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            offset += n
+        }
+        return true
+    }
+}
+
+/// This process's resident set size in bytes (from /proc/self/status).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let digits = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return digits * 1024
+    }
+    return 0
+}
+
+/// A metric's value from the admin `/metrics` text: the sum over series whose labels contain
+/// every `labels` pair.
+func metricValue(_ text: String, _ name: String, _ labels: [String: String] = [:]) -> Double {
+    var total = 0.0
+    for line in text.split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
+        let matches = labels.allSatisfy { line.contains("\($0.key)=\"\($0.value)\"") }
+        if matches, let value = line.split(separator: " ").last.flatMap({ Double($0) }) { total += value }
+    }
+    return total
 }

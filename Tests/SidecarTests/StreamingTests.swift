@@ -82,4 +82,276 @@ import Glibc
             #expect(response.bodyText == Self.pieces.joined())
         }
     }
+
+    /// A metric's value once it is non-zero (polled for up to 3 s), else 0.
+    static func eventuallyMetric(_ sidecar: RunningSidecar, _ name: String, _ labels: [String: String]) -> Double {
+        let deadline = Date().addingTimeInterval(3)
+        while true {
+            let text = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
+            let value = metricValue(text, name, labels)
+            if value != 0 || Date() > deadline { return value }
+            usleep(20_000)
+        }
+    }
+
+    static let events = (1...5).map { "data: {\"token\": \"t\($0)\"}\n\n" }
+
+    @Test(arguments: ["json", "tfserving"])
+    func serverSentEventsReachTheClientWhileTheUpstreamIsStillSending(routeProtocol: String) throws {
+        let upstream = PacedUpstream(
+            pieces: Self.events,
+            framing: .chunked,
+            delayMilliseconds: 300,
+            contentType: "text/event-stream"
+        )
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: routeProtocol)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let fd = Self.request(port: sidecar.port)
+        defer { close(fd) }
+        let response = try #require(readFramedResponse(fd))
+        #expect(response.status == 200)
+        #expect(response.wasChunked)
+        #expect(response.isComplete)
+        #expect(response.bodyText == Self.events.joined())
+        // Each event arrives on its own, soon after it left: never batched until the end.
+        let sent = upstream.sentAt
+        try #require(sent.count == 5)
+        #expect(response.arrivals.count >= 5)
+        let firstArrival = try #require(response.arrivals.first?.0)
+        #expect(firstArrival < sent[4].addingTimeInterval(-0.6))
+        #expect(firstArrival.timeIntervalSince(sent[0]) < 0.25)
+        // The time to the response head is observed once for the live request.
+        #expect(
+            Self.eventuallyMetric(
+                sidecar,
+                "switchyard_upstream_first_byte_seconds_count",
+                ["version": "v1", "role": "live"]
+            ) == 1
+        )
+    }
+
+    @Test func chunkedStaysChunkedAndContentLengthIsKept() throws {
+        for framing in [PacedFraming.chunked, .contentLength] {
+            let upstream = PacedUpstream(pieces: Self.pieces, framing: framing, delayMilliseconds: 10)
+            defer { upstream.stop() }
+            let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+            defer { config.remove() }
+            let sidecar = try RunningSidecar(config: config.path)
+            defer { sidecar.stop() }
+            let fd = Self.request(port: sidecar.port)
+            defer { close(fd) }
+            let response = try #require(readFramedResponse(fd))
+            #expect(response.bodyText == Self.pieces.joined())
+            if framing == .chunked {
+                #expect(response.wasChunked)
+                #expect(response.header("content-length") == nil)
+            } else {
+                #expect(!response.wasChunked)
+                #expect(response.header("content-length") == String(Self.pieces.joined().utf8.count))
+            }
+            // The connection goes on with the next request.
+            Net.send(
+                fd,
+                "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+            )
+            #expect(readFramedResponse(fd)?.bodyText == Self.pieces.joined())
+        }
+    }
+
+    @Test func anHTTP10ClientGetsAStreamDelimitedByClose() throws {
+        let upstream = PacedUpstream(pieces: Self.pieces, framing: .chunked, delayMilliseconds: 10)
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let fd = Self.request(port: sidecar.port, version: "1.0")
+        defer { close(fd) }
+        let response = try #require(readFramedResponse(fd))
+        #expect(response.status == 200)
+        #expect(!response.wasChunked)
+        #expect(response.header("transfer-encoding") == nil)
+        #expect(response.header("content-length") == nil)
+        #expect(response.header("connection") == "close")
+        #expect(response.bodyText == Self.pieces.joined())
+    }
+
+    @Test func theIdleDeadlineCutsAStreamAndItsConnectionIsNotReused() throws {
+        let upstream = PacedUpstream(pieces: ["first,", "second"], framing: .chunked, delayMilliseconds: 1500)
+        defer { upstream.stop() }
+        let config = try Self.config(
+            upstreamPort: upstream.port,
+            routeProtocol: "json",
+            extra: ", idle_timeout_ms: 300"
+        )
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let started = Date()
+        let fd = Self.request(port: sidecar.port)
+        defer { close(fd) }
+        let response = try #require(readFramedResponse(fd))
+        #expect(response.status == 200)
+        #expect(response.wasChunked)
+        #expect(!response.isComplete)  // no last chunk: the client sees the cut
+        #expect(response.bodyText == "first,")
+        #expect(Date().timeIntervalSince(started) < 1.4)  // cut by the 300 ms deadline, not the upstream
+        #expect(
+            Self.eventuallyMetric(sidecar, "switchyard_streams_cut_total", ["version": "v1", "reason": "idle_timeout"])
+                == 1
+        )
+        // The next request opens a new upstream connection.
+        let second = Self.request(port: sidecar.port)
+        defer { close(second) }
+        _ = readFramedResponse(second)
+        #expect(upstream.connections == 2)
+    }
+
+    @Test func aClientThatDisconnectsMidStreamClosesTheUpstream() throws {
+        let upstream = PatternUpstream(size: 256 << 20, chunked: true)
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let fd = Self.request(port: sidecar.port)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let got = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        #expect(got > 0)
+        close(fd)
+        // The upstream's writes fail soon: the sidecar closed its connection when the client left.
+        let deadline = Date().addingTimeInterval(5)
+        while upstream.failed == 0 && Date() < deadline { usleep(20_000) }
+        #expect(upstream.failed == 1)
+        #expect(upstream.bytesSent < 64 << 20)
+        #expect(
+            Self.eventuallyMetric(
+                sidecar,
+                "switchyard_streams_cut_total",
+                ["version": "v1", "reason": "client_closed"]
+            )
+                == 1
+        )
+    }
+
+    @Test func aLargeBodyThroughASlowReaderKeepsMemoryBoundedAndArrivesIntact() throws {
+        let size = 64 << 20
+        let upstream = PatternUpstream(size: size, chunked: false)
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let before = residentBytes()
+        let fd = Net.connect(port: sidecar.port, timeoutSeconds: 10)
+        defer { close(fd) }
+        var small: Int32 = 64 * 1024  // a small receive window: the reader really is slow
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        Net.send(fd, "GET /v1/models/m:predict HTTP/1.1\r\nhost: x\r\n\r\n")
+        var buffer = [UInt8](repeating: 0, count: 32 * 1024)
+        var head: [UInt8] = []
+        var bodyOffset = 0
+        var mismatchAt: Int?
+        var peak = before
+        var reads = 0
+        while bodyOffset < size {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            var start = 0
+            if head.count < 4 || find([13, 10, 13, 10], in: head) == nil {
+                head += buffer[0..<n]
+                guard let end = find([13, 10, 13, 10], in: head) else { continue }
+                start = n - (head.count - (end + 4))
+                head = Array(head[0..<(end + 4)])
+            }
+            for k in start..<n {
+                if mismatchAt == nil && buffer[k] != patternByte(bodyOffset) { mismatchAt = bodyOffset }
+                bodyOffset += 1
+            }
+            reads += 1
+            // Slow for the first 16 MiB (the upstream is far ahead), then as fast as it goes.
+            if bodyOffset < 16 << 20 && reads % 4 == 0 { usleep(2_000) }
+            if reads % 64 == 0 { peak = max(peak, residentBytes()) }
+        }
+        let headText = String(decoding: head, as: UTF8.self)
+        #expect(headText.contains("content-length: \(size)"), "\(String(decoding: buffer.prefix(400), as: UTF8.self))")
+        #expect(bodyOffset == size)
+        #expect(mismatchAt == nil)
+        // Without back-pressure the sidecar would hold tens of MiB the reader had not taken.
+        #expect(peak - before < 16 << 20, "RSS grew by \(peak - before) bytes")
+    }
+
+    @Test func aShadowedEventStreamIsComparedByItsBytes() throws {
+        let upstream = PacedUpstream(
+            pieces: Self.events,
+            framing: .chunked,
+            delayMilliseconds: 20,
+            contentType: "text/event-stream"
+        )
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json", compare: true)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let fd = Self.request(port: sidecar.port)
+        defer { close(fd) }
+        let response = try #require(readFramedResponse(fd))
+        #expect(response.wasChunked)
+        #expect(response.bodyText == Self.events.joined())
+        var matches = 0.0
+        let deadline = Date().addingTimeInterval(5)
+        while matches == 0 && Date() < deadline {
+            let metrics = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
+            matches = metricValue(metrics, "switchyard_shadow_comparisons_total", ["outcome": "match"])
+            if matches == 0 { usleep(20_000) }
+        }
+        #expect(matches == 1)
+    }
+
+    @Test func aStreamedLiveAnswerLongerThanTheCopyIsAComparisonErrorTooLarge() throws {
+        let upstream = PacedUpstream(
+            pieces: Self.events,
+            framing: .chunked,
+            delayMilliseconds: 5,
+            contentType: "text/event-stream"
+        )
+        defer { upstream.stop() }
+        let logPath = NSTemporaryDirectory() + "switchyard-too-large-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: logPath) }
+        var policy = """
+            model: m
+            versions:
+              v1: { url: "http://127.0.0.1:\(upstream.port)" }
+            shadow: [{ version: v1, percent: 100 }]
+            compare: { output: "", log: "\(logPath)" }
+
+            """
+        policy += ""
+        let config = try TempConfig(
+            routes: "routes:\n  - { name: main, match: { prefix: /v1 }, model: m }\n",
+            policies: ["m": policy]
+        )
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path) { $0.maxResponseBytes = 64 }
+        let fd = Self.request(port: sidecar.port)
+        defer { close(fd) }
+        let response = try #require(readFramedResponse(fd))
+        // The client's stream is whole: the bound is on the copy, not on the relay.
+        #expect(response.bodyText == Self.events.joined())
+        let deadline = Date().addingTimeInterval(5)
+        var errors = 0.0
+        while errors == 0 && Date() < deadline {
+            let metrics = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
+            errors = metricValue(metrics, "switchyard_shadow_comparisons_total", ["outcome": "error"])
+            if errors == 0 { usleep(20_000) }
+        }
+        #expect(errors == 1)
+        sidecar.stop()  // flushes the log
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        #expect(log.contains(#""error":"too_large""#))
+        #expect(log.contains(#""outcome":"error""#))
+    }
 }
