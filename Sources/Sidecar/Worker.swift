@@ -394,13 +394,10 @@ final class Worker: @unchecked Sendable {
         let disposition: ((ResponseHead) -> BodyDisposition)?
         if isShadow || translate {
             disposition = nil
+        } else if routeProtocol == .json && !exchange.hasShadows {
+            disposition = Worker.streamsAnyBody
         } else {
-            let streamsAnyBody = routeProtocol == .json && !exchange.hasShadows
-            disposition = { head in
-                guard head.status < 500 else { return .collect }
-                if streamsAnyBody || Worker.isEventStream(head.headers) { return .stream }
-                return .collect
-            }
+            disposition = Worker.streamsEventStreams
         }
         let model = exchange.model
         pool.send(
@@ -662,6 +659,16 @@ final class Worker: @unchecked Sendable {
 }
 
 extension Worker {
+    // Functions, not closures: passing one allocates nothing per request.
+    /// Streams every body but a 5xx's (the fallback may replace that one).
+    static func streamsAnyBody(_ head: ResponseHead) -> BodyDisposition {
+        head.status < 500 ? .stream : .collect
+    }
+    /// Streams server-sent events (but a 5xx's); reads every other body whole.
+    static func streamsEventStreams(_ head: ResponseHead) -> BodyDisposition {
+        head.status < 500 && isEventStream(head.headers) ? .stream : .collect
+    }
+
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored).
     static func isEventStream(_ headers: HTTPHeaders) -> Bool {
         guard let value = headers.first(name: "content-type") else { return false }

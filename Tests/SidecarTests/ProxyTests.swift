@@ -210,10 +210,11 @@ import Testing
         defer { upstream.stop() }
         let port = kind == "dead" ? deadPort() : upstream.port
         // A `json` route relays a body as it arrives, so one cut mid-body is a cut stream there
-        // (StreamingTests); a typed route reads it whole and answers 502.
+        // and one over --max-response-bytes is relayed whole (StreamingTests); a typed route
+        // reads it whole and answers 502.
         let config = try Self.remoteConfig(
             versions: [("v1", #"{ url: "http://127.0.0.1:\#(port)", timeout_ms: 300 }"#)],
-            routeProtocol: kind == "closeMidBody" ? "tfserving" : "json"
+            routeProtocol: ["closeMidBody", "huge"].contains(kind) ? "tfserving" : "json"
         )
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path) { $0.maxResponseBytes = 1 << 16 }
