@@ -15,7 +15,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        // C libraries, each imported by exactly one wrapper target (see ARCHITECTURE.md).
+        // C libraries, each imported by exactly one wrapper target (see docs/ARCHITECTURE.md).
         .systemLibrary(
             name: "CLibevent",
             pkgConfig: "libevent",
