@@ -19,6 +19,9 @@ public struct ServerOptions: Sendable {
     /// After a connection-closing response, how long the server keeps reading (and discarding)
     /// what the client still sends, so the response is not lost to a TCP reset. Default 2000 ms.
     public var lingerMilliseconds: Int
+    /// While response bytes wait for the client, the longest time without any of them being
+    /// taken before the connection is closed (a reader that stopped reading). Default 30000 ms.
+    public var sendTimeoutMilliseconds: Int
 
     public init(
         limits: HTTPLimits = HTTPLimits(),
@@ -26,7 +29,8 @@ public struct ServerOptions: Sendable {
         bodyTimeoutMilliseconds: Int = 10000,
         idleTimeoutMilliseconds: Int = 10000,
         maxBufferedOutputBytes: Int = 1 << 20,
-        lingerMilliseconds: Int = 2000
+        lingerMilliseconds: Int = 2000,
+        sendTimeoutMilliseconds: Int = 30_000
     ) {
         self.limits = limits
         self.headerTimeoutMilliseconds = headerTimeoutMilliseconds
@@ -34,6 +38,7 @@ public struct ServerOptions: Sendable {
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         self.maxBufferedOutputBytes = maxBufferedOutputBytes
         self.lingerMilliseconds = lingerMilliseconds
+        self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
     }
 }
 
@@ -113,11 +118,14 @@ public final class ResponseWriter {
 
     // MARK: Streamed responses (SPEC §10)
 
-    /// Unsent response bytes above which a streaming producer should pause (256 KiB).
+    /// The most response bytes a stream keeps unsent before its producer is told to pause
+    /// (SPEC §10: 256 KiB). In practice it pauses sooner: as soon as the client's socket is full
+    /// (the kernel's send buffer already holds what keeps the client busy), so a slow reader
+    /// costs at most about one read of the upstream here, however many of them there are.
     public static let streamHighWaterBytes = 256 * 1024
 
-    /// Called when a streamed response's unsent bytes have fallen to the low-water mark (a
-    /// quarter of `streamHighWaterBytes`) after the producer was told to pause; loop thread.
+    /// Called when a paused streamed response's unsent bytes have all gone to the client; loop
+    /// thread.
     @exclusivity(unchecked) public var onDrained: (() -> Void)?
     /// Called once if the client goes away (or a write fails) before a streamed response ended.
     @exclusivity(unchecked) public var onClientGone: (() -> Void)?
@@ -139,8 +147,8 @@ public final class ResponseWriter {
     }
 
     /// Moves `bytes` (left empty) to the client as the next piece of a streamed body. Returns
-    /// whether the producer should pause: the client has more than `streamHighWaterBytes`
-    /// unsent (`onDrained` says when to go on).
+    /// whether the producer should pause: the client's socket is full, or more than
+    /// `streamHighWaterBytes` wait unsent (`onDrained` says when to go on).
     @discardableResult
     public func streamBody(_ bytes: ByteBuffer) -> Bool {
         connection.streamBody(bytes, sequence: sequence)
@@ -186,8 +194,19 @@ public final class HTTPServer {
     /// `drain` was called: every response now closes its connection.
     @exclusivity(unchecked) public private(set) var isDraining = false
 
+    /// Called on the loop thread each time a connection is closed because its client took no
+    /// response bytes for `sendTimeoutMilliseconds`.
+    public var onSendTimeout: (() -> Void)?
+
     /// Open client connections.
     public var openConnections: Int { connections.count }
+
+    /// Connections with a request under way, from its first byte until the last byte of its
+    /// response has been sent (and the close that follows it, when it closes): what a drain
+    /// waits for.
+    public var connectionsInFlight: Int {
+        connections.values.reduce(0) { $0 + ($1.isIdle ? 0 : 1) }
+    }
     /// Connections accepted since the server started.
     public private(set) var connectionsAccepted = 0
 
@@ -408,6 +427,9 @@ final class ServerConnection {
     private var selfRetain: Unmanaged<ServerConnection>?
     private var timer: DeadlineTimer?
     private var deadline = Deadline.idle
+    /// Armed while response bytes wait for the client (made when first needed: most responses
+    /// leave in one write).
+    private var sendTimer: DeadlineTimer?
 
     // The request being read. Its head goes to the handler; what its response depends on stays.
     @exclusivity(unchecked) private var head: RequestHead?
@@ -522,8 +544,10 @@ final class ServerConnection {
 
     fileprivate func writable() {
         guard state != .closed else { return }
+        let before = outputLength
         switch socket.flushOutcome() {
         case .pending:
+            outputPending(progressed: outputLength < before)
             streamDrained()
             return
         case .failed:
@@ -531,6 +555,7 @@ final class ServerConnection {
             return
         case .drained:
             socket.stopWaitingToWrite()
+            sendTimer?.clear()
         }
         switch state {
         case .closing: finishClosing()
@@ -610,11 +635,34 @@ final class ServerConnection {
     /// Sends what the socket takes now; waits for EV_WRITE for the rest. False when a socket
     /// error closed the connection.
     private func flushOutput() -> Bool {
-        if case .failed = socket.flush() {
+        let before = outputLength
+        switch socket.flush() {
+        case .failed:
             close()
             return false
+        case .pending:
+            outputPending(progressed: outputLength < before)
+        case .drained:
+            sendTimer?.clear()
         }
         return true
+    }
+
+    /// Bytes wait for the client: the send deadline runs from the last time it took some.
+    private func outputPending(progressed: Bool) {
+        if sendTimer == nil {
+            sendTimer = DeadlineTimer(loop: loop) { [unowned self] in self.sendDeadlineMissed() }
+        }
+        guard let sendTimer, progressed || sendTimer.deadline == nil else { return }
+        sendTimer.set(System.monotonicMilliseconds() + Int64(options.sendTimeoutMilliseconds))
+    }
+
+    /// The client took nothing for `sendTimeoutMilliseconds`: it is not reading, so the memory
+    /// its response holds (and a stream's upstream) is let go.
+    private func sendDeadlineMissed() {
+        guard state != .closed, outputLength > 0 else { return }
+        server?.onSendTimeout?()
+        close()
     }
 
     // MARK: Reading requests
@@ -954,7 +1002,8 @@ final class ServerConnection {
         }
         sendStreamOutput()
         guard state == .streaming else { return false }
-        if outputLength > ResponseWriter.streamHighWaterBytes {
+        let unsent = outputLength
+        if unsent > ResponseWriter.streamHighWaterBytes || (unsent > 0 && socket.isWaitingToWrite) {
             streamIsPaused = true
             return true
         }
@@ -969,11 +1018,10 @@ final class ServerConnection {
         if outputLength > 0 && !socket.isWaitingToWrite { _ = flushOutput() }
     }
 
-    /// Output drained (wholly or partly) while streaming: tell a paused producer to go on.
+    /// Output drained (wholly or partly) while streaming: once all of it has gone, a paused
+    /// producer goes on.
     private func streamDrained() {
-        guard state == .streaming, streamIsPaused,
-            outputLength <= ResponseWriter.streamHighWaterBytes / 4
-        else { return }
+        guard state == .streaming, streamIsPaused, outputLength == 0 else { return }
         streamIsPaused = false
         streamWriter?.onDrained?()
     }
@@ -1037,6 +1085,7 @@ final class ServerConnection {
         let goneWriter = state == .streaming ? streamWriter : nil
         state = .closed
         timer?.cancel()
+        sendTimer?.cancel()
         socket.close()
         body = nil
         spareBody = nil

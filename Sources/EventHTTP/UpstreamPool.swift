@@ -43,6 +43,9 @@ public struct UpstreamResponse {
     public var stream: UpstreamStream?
     /// From the request's last byte handed to the socket to the response head (nanoseconds).
     public var firstByteNanoseconds: UInt64 = 0
+    /// The caller asked for this body as a stream, and it had all arrived with its head: it is
+    /// handed over whole in `body` instead (pass it on as a stream's would be).
+    public var wasStreamable = false
 
     public init(head: ResponseHead, body: ByteBuffer, wasReadUntilClose: Bool) {
         self.head = head
@@ -861,15 +864,28 @@ final class UpstreamConnection {
             // A streamed body is bounded by back-pressure, not by `maxBodyBytes` (SPEC §10).
             let streams = exchange.disposition(head) == .stream
             bodyReader = BodyReader(framing: head.framing, maxBodyBytes: streams ? .max : limits.maxBodyBytes)
-            if !bodyReader.isComplete, streams {
-                beginStream(exchange, head: head)
-                return false
-            }
             self.head = head
             hasHead = true
             body = reusableBody()
             if bodyReader.isComplete {
-                complete(reusable: keepsAlive)
+                complete(reusable: keepsAlive, wasStreamable: streams)
+                return false
+            }
+            if streams {
+                // What came with the head first: a body that is all here already (most small
+                // answers) is handed over whole, head and body in one write to the client, rather
+                // than as a head and a piece.
+                if case .failure = bodyReader.read(from: socket.input, into: body.evbuffer) {
+                    fail(exchange, .badResponse("upstream chunked body is malformed"), isRetryable: false)
+                    return false
+                }
+                if bodyReader.isComplete {
+                    complete(reusable: keepsAlive, wasStreamable: true)
+                    return false
+                }
+                hasHead = false
+                self.head = nil
+                beginStream(exchange, head: head, first: body)  // leaves `body` empty, for reuse
                 return false
             }
             return true
@@ -904,7 +920,7 @@ final class UpstreamConnection {
         return false
     }
 
-    private func complete(reusable: Bool) {
+    private func complete(reusable: Bool, wasStreamable: Bool = false) {
         guard let exchange, hasHead, let head = head.take() else { return }
         hasHead = false
         // Bytes after the response, or request bytes still unsent (an early answer), mean the
@@ -913,6 +929,7 @@ final class UpstreamConnection {
         let readUntilClose = bodyReader.endsAtClose
         var response = UpstreamResponse(head: head, body: body, wasReadUntilClose: readUntilClose)
         response.firstByteNanoseconds = firstByteNanoseconds
+        response.wasStreamable = wasStreamable
         self.exchange = nil
         let pool = exchange.pool
         pool.connection(self, finished: exchange, with: response, reusable: reusable && isClean && !readUntilClose)
@@ -931,8 +948,9 @@ final class UpstreamConnection {
     // MARK: Streaming the body
 
     /// Hands the head to the caller now, with a stream that the body's reads go to.
-    private func beginStream(_ exchange: Exchange, head: ResponseHead) {
+    private func beginStream(_ exchange: Exchange, head: ResponseHead, first: ByteBuffer) {
         let stream = UpstreamStream(connection: self)
+        stream.pending.moveAll(from: first)
         self.stream = stream
         self.exchange = nil
         state = .streaming
@@ -946,9 +964,6 @@ final class UpstreamConnection {
         response.stream = stream
         response.firstByteNanoseconds = firstByteNanoseconds
         exchange.finish(.success(response))
-        // Body bytes that came with the head: to the caller's handlers if it installed them in
-        // its completion, else kept in the stream until it does.
-        if state == .streaming && socket.inputLength > 0 { readStream() }
     }
 
     private func setIdleDeadline() {

@@ -136,6 +136,24 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    func sendTimeouts() -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_send_timeouts_total",
+                "Client connections closed because the client took no response bytes for --send-timeout-ms."
+            )
+        )
+    }
+
+    func drainCut() -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_drain_cut_total",
+                "Requests still under way (a body arriving or a response leaving) when --drain-timeout ended the drain."
+            )
+        )
+    }
+
     func configReloads(success: Bool) -> Counter {
         registry.makeCounter(
             descriptor: Self.named("switchyard_config_reloads_total", "Config reloads by result."),

@@ -63,6 +63,8 @@ public struct SidecarOptions: Sendable {
     public var bodyTimeoutMilliseconds = ServerOptions().bodyTimeoutMilliseconds
     /// Between requests on a keep-alive connection.
     public var idleTimeoutMilliseconds = ServerOptions().idleTimeoutMilliseconds
+    /// The longest a client may take no response bytes while some wait for it. Default 30 s.
+    public var sendTimeoutMilliseconds = ServerOptions().sendTimeoutMilliseconds
     /// The largest backend response body accepted. Default 8 MiB.
     public var maxResponseBytes = 8 << 20
     /// Requests that may wait for a backend connection, per backend and worker. Default 1024.

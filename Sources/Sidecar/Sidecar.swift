@@ -322,9 +322,10 @@ public final class Sidecar: @unchecked Sendable {
             worker.loop.execute {
                 worker.drain(deadlineMilliseconds: self.options.drainTimeoutMilliseconds) { unfinished in
                     if unfinished > 0 {
+                        worker.metrics.drainCut().increment(by: Int64(unfinished))
                         logger.warning(
-                            "drain deadline passed",
-                            metadata: ["worker": "\(worker.index)", "unfinished": "\(unfinished)"]
+                            "drain deadline passed: requests cut",
+                            metadata: ["worker": "\(worker.index)", "cut": "\(unfinished)"]
                         )
                     }
                     worker.loop.stop()

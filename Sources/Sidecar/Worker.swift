@@ -84,8 +84,15 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        servers.append(server)
+        adopt(server)
         return server.port
+    }
+
+    /// Keeps a listener of this worker and counts its clients cut off for not reading.
+    private func adopt(_ server: HTTPServer) {
+        let counter = metrics.sendTimeouts()
+        server.onSendTimeout = { counter.increment() }
+        servers.append(server)
     }
 
     /// Accepts from a Unix socket that every worker accepts from (its own `dup` of it; Unix
@@ -95,7 +102,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        servers.append(server)
+        adopt(server)
     }
 
     private var serverOptions: ServerOptions {
@@ -104,6 +111,7 @@ final class Worker: @unchecked Sendable {
         serverOptions.headerTimeoutMilliseconds = options.headerTimeoutMilliseconds
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
+        serverOptions.sendTimeoutMilliseconds = options.sendTimeoutMilliseconds
         return serverOptions
     }
 
@@ -130,14 +138,16 @@ final class Worker: @unchecked Sendable {
     func drain(deadlineMilliseconds: Int, done: @escaping @Sendable (_ unfinished: Int) -> Void) {
         isDraining = true
         // Stop accepting and answer what is in progress with `connection: close`; the worker is
-        // done when no request is active (idle keep-alive connections are closed as they appear).
+        // done when no request is under way — from its first byte (a body still arriving) to the
+        // last byte of its response sent (to a slow reader) — and idle keep-alive connections are
+        // closed as they appear.
         for server in servers { server.drain {} }
         let start = loop.nowMilliseconds
         func check() {
             var active = 0
             for server in servers {
                 server.closeIdleConnections()
-                active += server.activeRequests
+                active += server.connectionsInFlight
             }
             if active == 0 || Int(loop.nowMilliseconds - start) >= deadlineMilliseconds {
                 done(active)
@@ -438,6 +448,11 @@ final class Worker: @unchecked Sendable {
                 if case .contentLength(let length) = response.head.framing { reply.streamLength = length }
                 return .answered(reply)
             }
+            if response.wasStreamable {
+                // A stream that had all arrived with its head: passed on whole, unread, the same.
+                reply.isEventStream = Worker.isEventStream(response.head.headers)
+                return .answered(reply)
+            }
             if response.head.status >= 500 {
                 return .failed(
                     SidecarError(
@@ -635,6 +650,7 @@ final class Worker: @unchecked Sendable {
             relay(exchange, reply: reply, stream: stream, version: version ?? exchange.version)
             return
         }
+        if reply.isEventStream { exchange.liveIsEventStream = true }
         exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
         metricCache.count(

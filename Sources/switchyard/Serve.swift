@@ -68,6 +68,12 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Milliseconds an idle keep-alive connection stays open.")
     var idleTimeoutMs = Serve.defaults.idleTimeoutMilliseconds
 
+    @Option(
+        name: .long,
+        help: "Milliseconds a client may take no response bytes while some wait for it before it is cut off."
+    )
+    var sendTimeoutMs = Serve.defaults.sendTimeoutMilliseconds
+
     @Option(name: .long, help: "Largest backend response body in bytes (502 beyond).")
     var maxResponseBytes = Serve.defaults.maxResponseBytes
 
@@ -100,7 +106,8 @@ struct Serve: ParsableCommand {
         for (name, value) in [
             ("--max-body-bytes", maxBodyBytes), ("--max-header-bytes", maxHeaderBytes), ("--max-headers", maxHeaders),
             ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs),
-            ("--idle-timeout-ms", idleTimeoutMs), ("--max-response-bytes", maxResponseBytes),
+            ("--idle-timeout-ms", idleTimeoutMs), ("--send-timeout-ms", sendTimeoutMs),
+            ("--max-response-bytes", maxResponseBytes),
             ("--max-shadows-in-flight", maxShadowsInFlight),
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
@@ -136,6 +143,7 @@ struct Serve: ParsableCommand {
         options.headerTimeoutMilliseconds = headerTimeoutMs
         options.bodyTimeoutMilliseconds = bodyTimeoutMs
         options.idleTimeoutMilliseconds = idleTimeoutMs
+        options.sendTimeoutMilliseconds = sendTimeoutMs
         options.maxResponseBytes = maxResponseBytes
         options.maxShadowsInFlight = maxShadowsInFlight
         options.comparisonLogMaxBytes = comparisonLogMaxBytes

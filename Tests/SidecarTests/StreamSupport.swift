@@ -325,3 +325,111 @@ func metricValue(_ text: String, _ name: String, _ labels: [String: String] = [:
     }
     return total
 }
+
+/// `switchyard serve` as a child process on Unix sockets, so that its memory is its own
+/// (`residentBytes(of:)`), not shared with the tests running beside it in this process.
+final class ChildSidecar {
+    let process = Process()
+    let directory: String
+    var socketPath: String { directory + "/data.sock" }
+    var adminPath: String { directory + "/admin.sock" }
+
+    init(config: String, arguments: [String] = []) throws {
+        var template = Array("/tmp/sy-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        directory = String(cString: made!)
+        let products =
+            Bundle.main.executableURL?.deletingLastPathComponent().path ?? CommandLine.arguments[0]
+        process.executableURL = URL(fileURLWithPath: products + "/switchyard")
+        process.arguments =
+            [
+                "serve", "--config", config, "--listen", "unix:" + directory + "/data.sock",
+                "--admin", "unix:" + directory + "/admin.sock", "--workers", "1", "--config-poll-ms", "0",
+            ] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            let fd = connect()
+            if fd >= 0 {
+                close(fd)
+                return
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("the child sidecar did not start listening")
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// A connection to the data socket (5 s receive timeout), or -1.
+    func connect(receiveBufferBytes: Int32? = nil) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let path = socketPath
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            close(fd)
+            return -1
+        }
+        return fd
+    }
+
+    /// The admin `/metrics` text (empty if it does not answer).
+    func metrics() -> String {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let path = adminPath
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard rc == 0 else { return "" }
+        Net.send(fd, "GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        return String(decoding: Net.receive(fd) { _ in false }.bytes, as: UTF8.self)
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A process's resident set size in bytes (from /proc/PID/status).
+func residentBytes(of pid: Int32) -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+    }
+    return 0
+}
