@@ -4,7 +4,12 @@ import Logging
 /// Appends comparison records (JSONL) to their files from one background thread, so a worker
 /// never blocks on disk. Records queue in memory up to `maxPendingBytes`; past that they are
 /// dropped and counted. A file that cannot be opened or written is logged once per failure
-/// streak and counted, never fatal. `close()` flushes everything (drain).
+/// streak and counted, never fatal; writing resumes by itself once it can (space returns).
+/// `close()` flushes everything (drain).
+///
+/// Records are written whole or not at all: a write that stops part-way (a full disk, a file
+/// size limit, an I/O error) is cut back to the end of the last whole record, so every line of
+/// a file parses. Each record lost is counted in `switchyard_comparison_records_dropped_total`.
 ///
 /// Files are bounded: before a write would take a file past `maxFileBytes`, it is renamed
 /// `NAME.1` (an older `NAME.1` becomes `NAME.2`, and so on; beyond `rotatedFiles` the oldest is
@@ -13,7 +18,7 @@ import Logging
 /// rename (`create`), after which the next write starts a new file at the path.
 final class ComparisonLog: @unchecked Sendable {
     private let condition = NSCondition()
-    private var pending: [String: [UInt8]] = [:]
+    private var pending: [String: Batch] = [:]
     private var pendingBytes = 0
     private var closed = false
     private var finished = false
@@ -27,6 +32,28 @@ final class ComparisonLog: @unchecked Sendable {
     private let rotatedFiles: Int
     private var files: [String: OpenFile] = [:]
     private var failing: Set<String> = []
+    /// Files left ending in part of a record because cutting it off failed too: the bytes to
+    /// cut before the next write to the path (writer thread).
+    private var unfinished: [String: UnfinishedFile] = [:]
+
+    /// Records queued for one file: whole lines back to back, and how many.
+    private struct Batch {
+        var bytes: [UInt8] = []
+        var records = 0
+    }
+
+    /// A file whose last `tailBytes` are an unfinished record.
+    private struct UnfinishedFile {
+        var device: UInt64
+        var inode: UInt64
+        var tailBytes: Int
+    }
+
+    /// A batch written in part: how many of its records are whole in the file, and why it stopped.
+    private struct PartialWrite: Error {
+        var recordsWritten: Int
+        var error: LogFileError
+    }
 
     /// An open log file and the identity of what it was opened as.
     private struct OpenFile {
@@ -63,9 +90,11 @@ final class ComparisonLog: @unchecked Sendable {
         guard !closed else { return }
         if pendingBytes + line.count > maxPendingBytes {
             metrics.comparisonLogErrors(reason: "queue_full").increment()
+            metrics.comparisonRecordsDropped(reason: "queue_full").increment()
             return
         }
-        pending[path, default: []].append(contentsOf: line)
+        pending[path, default: Batch()].bytes.append(contentsOf: line)
+        pending[path, default: Batch()].records += 1
         pendingBytes += line.count
     }
 
@@ -87,7 +116,7 @@ final class ComparisonLog: @unchecked Sendable {
             pending = [:]
             pendingBytes = 0
             condition.unlock()
-            for (path, bytes) in batch.sorted(by: { $0.key < $1.key }) { write(bytes, to: path) }
+            for (path, queued) in batch.sorted(by: { $0.key < $1.key }) { write(queued, to: path) }
             if isClosing {
                 for file in files.values { Glibc.close(file.descriptor) }
                 files = [:]
@@ -100,20 +129,29 @@ final class ComparisonLog: @unchecked Sendable {
         }
     }
 
-    private func write(_ bytes: [UInt8], to path: String) {
+    private func write(_ batch: Batch, to path: String) {
+        var recordsWritten = 0
         do {
             var file = try self.file(for: path)
-            if maxFileBytes > 0, let size = fileSize(file), size > 0, size + bytes.count > maxFileBytes {
+            try finish(file, path: path)
+            if maxFileBytes > 0, let size = fileSize(file), size > 0, size + batch.bytes.count > maxFileBytes {
                 try rotate(path)
                 file = try self.file(for: path)
             }
-            try writeAll(bytes, to: file.descriptor, path: path)
+            try writeWhole(batch.bytes, to: file, path: path)
             if failing.remove(path) != nil {
                 logger.info("comparison log writable again", metadata: ["path": "\(path)"])
             }
         } catch {
+            var error: any Error = error
+            if let partial = error as? PartialWrite {
+                recordsWritten = partial.recordsWritten
+                error = partial.error
+            }
             if let file = files.removeValue(forKey: path) { Glibc.close(file.descriptor) }
             metrics.comparisonLogErrors(reason: "write_failed").increment()
+            let dropped = batch.records - recordsWritten
+            if dropped > 0 { metrics.comparisonRecordsDropped(reason: "write_failed").increment(by: Int64(dropped)) }
             if failing.insert(path).inserted {
                 logger.error(
                     "cannot write comparison log; records are dropped",
@@ -175,18 +213,60 @@ final class ComparisonLog: @unchecked Sendable {
         logger.info("comparison log rotated", metadata: ["path": "\(path)", "kept": "\(rotatedFiles)"])
     }
 
-    private func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws {
-        try bytes.withUnsafeBytes { raw in
-            var offset = 0
+    /// Appends `bytes` (whole records). When a write fails part-way, the unfinished record is cut
+    /// off the end of the file and `PartialWrite` says how many records made it whole.
+    private func writeWhole(_ bytes: [UInt8], to file: OpenFile, path: String) throws {
+        var offset = 0
+        var failure: LogFileError?
+        bytes.withUnsafeBytes { raw in
             while offset < raw.count {
-                let written = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                let written = Glibc.write(file.descriptor, raw.baseAddress! + offset, raw.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
-                    throw LogFileError(path: path, operation: "write", code: errno)
+                    failure = LogFileError(path: path, operation: "write", code: errno)
+                    return
                 }
                 offset += written
             }
         }
+        guard let failure else { return }
+        let wholeBytes = bytes[..<offset].lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+        let recordsWritten = bytes[..<wholeBytes].reduce(0) { $1 == 0x0A ? $0 + 1 : $0 }
+        let tailBytes = offset - wholeBytes
+        if tailBytes > 0 {
+            unfinished[path] = UnfinishedFile(device: file.device, inode: file.inode, tailBytes: tailBytes)
+            do { try finish(file, path: path) } catch {
+                logger.error(
+                    "cannot cut an unfinished record off the comparison log; retried before the next write",
+                    metadata: ["path": "\(path)", "error": "\(error)"]
+                )
+            }
+        }
+        throw PartialWrite(recordsWritten: recordsWritten, error: failure)
+    }
+
+    /// Cuts an unfinished record (left by a failed write) off the end of `file`, if it has one.
+    ///
+    /// The cut is counted from the end, not from the size before the batch: the file is opened
+    /// for appending and only this thread writes it, so its last `tailBytes` are the part of the
+    /// record that made it, even if the file was truncated outside (`copytruncate`) meanwhile
+    /// (then less is left, and the cut stops at 0). A file renamed away since is left as it is.
+    private func finish(_ file: OpenFile, path: String) throws {
+        guard let cut = unfinished[path] else { return }
+        guard cut.device == file.device, cut.inode == file.inode else {
+            unfinished[path] = nil
+            return
+        }
+        var status = stat()
+        guard fstat(file.descriptor, &status) == 0 else {
+            throw LogFileError(path: path, operation: "stat", code: errno)
+        }
+        let length = max(0, Int(status.st_size) - cut.tailBytes)
+        while ftruncate(file.descriptor, off_t(length)) != 0 {
+            if errno == EINTR { continue }
+            throw LogFileError(path: path, operation: "truncate", code: errno)
+        }
+        unfinished[path] = nil
     }
 }
 

@@ -172,11 +172,29 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    /// Failed attempts, not records: +1 per batch that could not be written (`write_failed`; a
+    /// batch is what one file got in one flush, any number of records) and +1 per record the full
+    /// queue refused (`queue_full`). How many records were lost is
+    /// `comparisonRecordsDropped(reason:)`.
     func comparisonLogErrors(reason: String) -> Counter {
         registry.makeCounter(
             descriptor: Self.named(
                 "switchyard_comparison_log_errors_total",
                 "Comparison log records not written: reason write_failed or queue_full."
+            ),
+            labels: [("reason", reason)]
+        )
+    }
+
+    /// Records lost, one each: `write_failed` (not written whole: a disk error such as ENOSPC,
+    /// EFBIG or EIO, or a file that could not be opened) or `queue_full` (refused by the
+    /// in-memory bound). Unlike `comparisonLogErrors(reason:)`, a failed batch adds every record
+    /// it lost.
+    func comparisonRecordsDropped(reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_comparison_records_dropped_total",
+                "Comparison records lost, each counted once: reason write_failed (not written whole) or queue_full."
             ),
             labels: [("reason", reason)]
         )

@@ -39,6 +39,10 @@ public final class Sidecar: @unchecked Sendable {
     public init(options: SidecarOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
+        // A write past a file size limit (`ulimit -f`, RLIMIT_FSIZE) raises SIGXFSZ, which by
+        // default kills the process; ignored, the write fails with EFBIG and the comparison log
+        // drops and counts those records like on a full disk.
+        signal(SIGXFSZ, SIG_IGN)
         let comparisonLog = ComparisonLog(
             metrics: metrics,
             logger: logger,
