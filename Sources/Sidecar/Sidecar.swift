@@ -57,6 +57,7 @@ public final class Sidecar: @unchecked Sendable {
         }
         state.install(snapshot)
         let guards = guardMonitor.install(snapshot.config)
+        Sidecar.raiseOpenFileLimit(logger: logger)
         adminLoop = try EventLoop()
 
         for index in 0..<max(1, options.workers) {
@@ -121,6 +122,25 @@ public final class Sidecar: @unchecked Sendable {
         started = true
     }
 
+    /// Raises the soft open-file limit to the hard one and says so, with the descriptors the data
+    /// listeners leave to the rest (see `OpenFileLimit.reserve`).
+    private static func raiseOpenFileLimit(logger: Logger) {
+        switch OpenFileLimit.raiseToHardLimit() {
+        case .raised(let from, let to):
+            logger.info(
+                "raised the open-file limit from \(from) to \(to)",
+                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: to))"]
+            )
+        case .alreadyAtHardLimit(let limit):
+            logger.info(
+                "the open-file limit is already at the hard limit, \(limit)",
+                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: limit))"]
+            )
+        case .failed(let why):
+            logger.warning("could not raise the open-file limit", metadata: ["error": "\(why)"])
+        }
+    }
+
     /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
     public func run() {
         // A parent may have started us with these blocked (some process launchers do);
@@ -169,7 +189,17 @@ public final class Sidecar: @unchecked Sendable {
     private func schedulePoll() {
         _ = adminLoop.scheduleTimer(afterMilliseconds: options.configPollMilliseconds) { [weak self] in
             guard let self, !self.state.isDraining else { return }
+            let wasFailing = self.watcher?.isFailing ?? false
             if self.watcher?.hasChanged() == true { _ = self.reload(trigger: "file change") }
+            let isFailing = self.watcher?.isFailing ?? false
+            if isFailing && !wasFailing {
+                self.logger.warning(
+                    "config poll could not read the config directory; retrying every poll",
+                    metadata: ["directory": "\(self.options.configDirectory)"]
+                )
+            } else if wasFailing && !isFailing {
+                self.logger.notice("config poll reads the config directory again")
+            }
             self.schedulePoll()
         }
     }

@@ -84,6 +84,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
         servers.append(server)
         return server.port
     }
@@ -95,6 +96,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
         servers.append(server)
     }
 
@@ -104,6 +106,8 @@ final class Worker: @unchecked Sendable {
         serverOptions.headerTimeoutMilliseconds = options.headerTimeoutMilliseconds
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
+        // Data listeners stop short of the open-file limit (read now: `Sidecar` has raised it).
+        serverOptions.reservedDescriptors = OpenFileLimit.reserve(forLimit: OpenFileLimit.current)
         return serverOptions
     }
 
