@@ -57,7 +57,9 @@ public final class Sidecar: @unchecked Sendable {
         }
         state.install(snapshot)
         let guards = guardMonitor.install(snapshot.config)
-        Sidecar.raiseOpenFileLimit(logger: logger)
+        // Raised before anything is bound (the reserve is computed from it); logged once the
+        // start has succeeded, so that a failed start prints only its error.
+        let openFileLimit = OpenFileLimit.raiseToHardLimit()
         adminLoop = try EventLoop()
 
         for index in 0..<max(1, options.workers) {
@@ -114,6 +116,7 @@ public final class Sidecar: @unchecked Sendable {
         }
         self.admin = admin
         publishGauges(snapshot, previous: nil, guards: guards)
+        Sidecar.log(openFileLimit, logger: logger)
         logger.info(
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
@@ -122,10 +125,10 @@ public final class Sidecar: @unchecked Sendable {
         started = true
     }
 
-    /// Raises the soft open-file limit to the hard one and says so, with the descriptors the data
-    /// listeners leave to the rest (see `OpenFileLimit.reserve`).
-    private static func raiseOpenFileLimit(logger: Logger) {
-        switch OpenFileLimit.raiseToHardLimit() {
+    /// Says how the open-file limit was raised, with the descriptors the data listeners leave to
+    /// the rest (see `OpenFileLimit.reserve`).
+    private static func log(_ openFileLimit: OpenFileLimit.Outcome, logger: Logger) {
+        switch openFileLimit {
         case .raised(let from, let to):
             logger.info(
                 "raised the open-file limit from \(from) to \(to)",

@@ -193,6 +193,11 @@ import Glibc
         let hard = Int(limit.rlim_max)
         try #require(hard > 100 && limit.rlim_max != rlim_t.max, "the hard limit (\(hard)) leaves nothing to raise")
         let child = try Child(ulimit: "-S -n 100")
+        // "serving" comes once the signal handlers are in place; the limit is logged before it.
+        for _ in 0..<200 {
+            if child.log.contains("serving") { break }
+            usleep(25_000)
+        }
         let log = child.log
         #expect(child.stop() == 0)
         #expect(log.contains("raised the open-file limit from 100 to \(hard)"), "\(log)")
