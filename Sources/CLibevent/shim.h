@@ -454,4 +454,22 @@ static inline evutil_socket_t switchyard_dup(evutil_socket_t fd) {
     return fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
+// accept(2)'s errno as a kind for Swift, which does not see the errno names through this module:
+// 1 for EMFILE (the process limit), 2 for ENFILE (the system limit), 0 for anything else.
+static inline int switchyard_descriptor_error_kind(int code) {
+    if (code == EMFILE) return 1;
+    if (code == ENFILE) return 2;
+    return 0;
+}
+
+#include <sys/resource.h>
+
+// The soft RLIMIT_NOFILE (one more than the highest descriptor number the process may get),
+// or -1 when it cannot be read or is unlimited. Here so that EventHTTP need not import Glibc.
+static inline long long switchyard_open_file_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
+    return (long long)limit.rlim_cur;
+}
+
 #endif

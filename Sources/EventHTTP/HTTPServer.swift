@@ -22,6 +22,11 @@ public struct ServerOptions: Sendable {
     /// While response bytes wait for the client, the longest time without any of them being
     /// taken before the connection is closed (a reader that stopped reading). Default 30000 ms.
     public var sendTimeoutMilliseconds: Int
+    /// Descriptors the server leaves to the rest of the process (upstream connections, another
+    /// listener, file reads). A connection accepted into the last `reservedDescriptors` below
+    /// the soft `RLIMIT_NOFILE` (read when the server starts) is an accept failure,
+    /// `.descriptorReserve`. Default 0: accept until the kernel refuses (EMFILE).
+    public var reservedDescriptors: Int
 
     public init(
         limits: HTTPLimits = HTTPLimits(),
@@ -30,7 +35,8 @@ public struct ServerOptions: Sendable {
         idleTimeoutMilliseconds: Int = 10000,
         maxBufferedOutputBytes: Int = 1 << 20,
         lingerMilliseconds: Int = 2000,
-        sendTimeoutMilliseconds: Int = 30_000
+        sendTimeoutMilliseconds: Int = 30_000,
+        reservedDescriptors: Int = 0
     ) {
         self.limits = limits
         self.headerTimeoutMilliseconds = headerTimeoutMilliseconds
@@ -39,6 +45,7 @@ public struct ServerOptions: Sendable {
         self.maxBufferedOutputBytes = maxBufferedOutputBytes
         self.lingerMilliseconds = lingerMilliseconds
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
+        self.reservedDescriptors = reservedDescriptors
     }
 }
 
@@ -167,6 +174,29 @@ public final class ResponseWriter {
     }
 }
 
+/// Why a server could not take a connection (see `HTTPServer.onAcceptFailure`).
+public enum AcceptFailure: Sendable, Equatable {
+    /// EMFILE: the process holds as many descriptors as its soft `RLIMIT_NOFILE` allows.
+    case processDescriptorLimit
+    /// ENFILE: the system is out of file descriptors.
+    case systemDescriptorLimit
+    /// The connection was accepted into `ServerOptions.reservedDescriptors`: the process is that
+    /// close to its limit.
+    case descriptorReserve
+    /// Any other error accept(2) returns (ENOBUFS, ENOMEM, EPERM...), with its errno.
+    case other(Int32)
+}
+
+/// A run of accept failures, from the first to the end of the first quiet second after it.
+public struct AcceptEpisode: Sendable {
+    /// Failed accepts (each one paused accepting).
+    public var failures = 0
+    /// Idle keep-alive connections closed to make room.
+    public var closedIdleConnections = 0
+    /// From the first failure to the end of the episode.
+    public var milliseconds: Int64 = 0
+}
+
 /// An HTTP/1.1 server on one `EventLoop`: accepts connections, parses requests strictly with
 /// `HTTP1`, and calls `handler` on the loop thread once per whole request, in order per
 /// connection. Loop thread only (create it before `run()` or on the loop thread).
@@ -182,7 +212,8 @@ public final class HTTPServer {
     /// The Unix socket this server bound itself (`init(loop:address:...)`); its file is removed
     /// when the server stops accepting.
     private var ownedSocket: UnixListeningSocket?
-    private var connections: [ObjectIdentifier: ServerConnection] = [:]
+    /// Each open connection with its accept number (the oldest idle one is shed first).
+    private var connections: [ObjectIdentifier: (connection: ServerConnection, number: Int)] = [:]
     private var drainCompletion: (() -> Void)?
 
     // `@exclusivity(unchecked)`: read and changed once per request, on the loop thread, and no
@@ -205,10 +236,41 @@ public final class HTTPServer {
     /// response has been sent (and the close that follows it, when it closes): what a drain
     /// waits for.
     public var connectionsInFlight: Int {
-        connections.values.reduce(0) { $0 + ($1.isIdle ? 0 : 1) }
+        connections.values.reduce(0) { $0 + ($1.connection.isIdle ? 0 : 1) }
     }
     /// Connections accepted since the server started.
     public private(set) var connectionsAccepted = 0
+
+    /// Called on the loop thread for each failed accept, after accepting paused;
+    /// `startsEpisode` for the first failure since accepting last ran smoothly (log it once).
+    public var onAcceptFailure: ((_ failure: AcceptFailure, _ startsEpisode: Bool) -> Void)?
+    /// Called on the loop thread when an episode of accept failures ends: accepting has run a
+    /// whole `acceptQuietMilliseconds` without failing.
+    public var onAcceptResumed: ((AcceptEpisode) -> Void)?
+
+    // Accept failures (EMFILE and the like; see `acceptFailed`). Loop thread.
+    /// Descriptor numbers from here up are the reserve (`ServerOptions.reservedDescriptors`).
+    private let descriptorCeiling: Int32
+    private var acceptTimer: LoopTimer?
+    private var acceptState = AcceptState.accepting
+    private var acceptPauseMilliseconds = HTTPServer.firstAcceptPauseMilliseconds
+    private var episode = AcceptEpisode()
+    private var episodeStartMilliseconds: Int64 = 0
+
+    private enum AcceptState {
+        case accepting
+        /// The listener is disabled until the timer fires.
+        case paused
+        /// The listener is enabled again; the episode ends if the timer fires before a failure.
+        case probing
+    }
+
+    /// The first pause after a failed accept; each further failure doubles it, up to
+    /// `maxAcceptPauseMilliseconds`, and a successful accept resets it.
+    public static let firstAcceptPauseMilliseconds = 10
+    public static let maxAcceptPauseMilliseconds = 1_000
+    /// Accepting without a failure for this long ends an episode.
+    public static let acceptQuietMilliseconds = 1_000
 
     /// Binds `host:port` (an IPv4 or IPv6 literal, or `localhost`) with `SO_REUSEADDR` and
     /// `SO_REUSEPORT`, so loops on several threads can listen on the same port, and listens.
@@ -225,6 +287,7 @@ public final class HTTPServer {
         self.loop = loop
         self.options = options
         self.handler = handler
+        self.descriptorCeiling = HTTPServer.descriptorCeiling(reserving: options.reservedDescriptors)
         var address = sockaddr_storage()
         let literal = host == "localhost" ? "127.0.0.1" : host
         let length = switchyard_make_sockaddr(literal, Int32(port), &address)
@@ -294,6 +357,7 @@ public final class HTTPServer {
         self.loop = loop
         self.options = options
         self.handler = handler
+        self.descriptorCeiling = HTTPServer.descriptorCeiling(reserving: options.reservedDescriptors)
         self.port = 0
         self.address = .unix(path: socket.path)
         let fd = try socket.duplicateDescriptor()
@@ -310,12 +374,15 @@ public final class HTTPServer {
 
     deinit {
         stopAccepting()
-        for connection in Array(connections.values) { connection.close() }
+        acceptTimer?.cancel()
+        for entry in Array(connections.values) { entry.connection.close() }
     }
 
     /// Closes the listening socket (and removes the socket file of a Unix socket this server bound
     /// itself); open connections carry on.
     public func stopAccepting() {
+        acceptTimer?.cancel()
+        acceptState = .accepting
         if let listener { evconnlistener_free(listener) }
         listener = nil
         ownedSocket?.removeFile()
@@ -324,7 +391,7 @@ public final class HTTPServer {
 
     /// Closes connections that wait for a next request with nothing received.
     public func closeIdleConnections() {
-        for connection in Array(connections.values) where connection.isIdle { connection.close() }
+        for entry in Array(connections.values) where entry.connection.isIdle { entry.connection.close() }
     }
 
     /// Stops accepting, closes idle connections, answers the requests in progress with
@@ -341,7 +408,24 @@ public final class HTTPServer {
         }
     }
 
-    fileprivate func accept(fd: Int32, address: UnsafeMutablePointer<sockaddr>?) {
+    fileprivate func accept(fd newFD: Int32, address: UnsafeMutablePointer<sockaddr>?) {
+        var fd = newFD
+        if fd >= descriptorCeiling {
+            // Into the reserve: the new connection moves into the descriptor of the oldest idle
+            // one (the lowest free number, which `dup` takes), so the reserve stays whole; with
+            // none idle it is closed at once (the client sees the connection close).
+            let moved = acceptFailed(.descriptorReserve) ? switchyard_dup(fd) : -1
+            System.close(fd)
+            guard moved >= 0, moved < descriptorCeiling else {
+                if moved >= 0 { System.close(moved) }
+                return
+            }
+            fd = moved
+            // A connection got in: the next pause starts short again.
+            acceptPauseMilliseconds = HTTPServer.firstAcceptPauseMilliseconds
+        } else if acceptPauseMilliseconds != HTTPServer.firstAcceptPauseMilliseconds {
+            acceptPauseMilliseconds = HTTPServer.firstAcceptPauseMilliseconds
+        }
         if case .unix = self.address {
             // A Unix socket client is on this host: a loopback peer (admin `/reload` is allowed),
             // reported as 127.0.0.1 so that `x-forwarded-for` stays a list of IP addresses.
@@ -362,9 +446,87 @@ public final class HTTPServer {
             peerAddress: peerAddress,
             isPeerLoopback: isPeerLoopback
         )
-        connections[ObjectIdentifier(connection)] = connection
         connectionsAccepted += 1
+        connections[ObjectIdentifier(connection)] = (connection, connectionsAccepted)
         connection.start()
+    }
+
+    // MARK: Accept failures
+
+    // Out of descriptors, accept(2) fails at once for every connection waiting in the backlog, and
+    // a listener left enabled is woken again at once: the loop spins (issue 10). So, per listener,
+    // as nginx and HAProxy do: disable it, close the idle keep-alive connection accepted first
+    // (standing in for the one idle longest: a connection keeps no idle-since time; the scan is
+    // O(open connections), at most once per pause) so that one waiting client gets in, and enable
+    // it again after a pause that starts at 10 ms and doubles to 1 s while accepts keep failing
+    // (a connection that gets in resets it). The reserve (`ServerOptions.reservedDescriptors`) makes
+    // the data listeners stop short of the limit, so that upstream connections, the admin
+    // listener and config reads still get descriptors; a spare descriptor closed on EMFILE (the
+    // libev recipe) would hand its one slot to whichever thread asks first, not to them.
+
+    private static func descriptorCeiling(reserving reserved: Int) -> Int32 {
+        let limit = switchyard_open_file_limit()
+        guard reserved > 0, limit > 0 else { return Int32.max }
+        return Int32(clamping: max(0, limit - Int64(reserved)))
+    }
+
+    fileprivate static func failure(errno code: Int32) -> AcceptFailure {
+        switch switchyard_descriptor_error_kind(code) {
+        case 1: return .processDescriptorLimit
+        case 2: return .systemDescriptorLimit
+        default: return .other(code)
+        }
+    }
+
+    /// Pauses accepting after a failure and closes the oldest idle connection; returns whether
+    /// one was closed.
+    @discardableResult
+    fileprivate func acceptFailed(_ failure: AcceptFailure) -> Bool {
+        guard let listener else { return false }
+        let startsEpisode = acceptState == .accepting
+        if startsEpisode {
+            episode = AcceptEpisode()
+            episodeStartMilliseconds = loop.nowMilliseconds
+        }
+        episode.failures += 1
+        evconnlistener_disable(listener)
+        acceptState = .paused
+        let closedIdle = closeOldestIdleConnection()
+        if closedIdle { episode.closedIdleConnections += 1 }
+        if acceptTimer == nil {
+            acceptTimer = LoopTimer(loop: loop, isOneShot: false) { [unowned self] in self.acceptTimerFired() }
+        }
+        acceptTimer?.arm(milliseconds: acceptPauseMilliseconds)
+        acceptPauseMilliseconds = min(acceptPauseMilliseconds * 2, HTTPServer.maxAcceptPauseMilliseconds)
+        onAcceptFailure?(failure, startsEpisode)
+        return closedIdle
+    }
+
+    private func acceptTimerFired() {
+        guard let listener else { return }
+        switch acceptState {
+        case .accepting:
+            break
+        case .paused:
+            acceptState = .probing
+            evconnlistener_enable(listener)
+            acceptTimer?.arm(milliseconds: HTTPServer.acceptQuietMilliseconds)
+        case .probing:
+            acceptState = .accepting
+            episode.milliseconds = loop.nowMilliseconds - episodeStartMilliseconds
+            onAcceptResumed?(episode)
+        }
+    }
+
+    /// Closes the idle connection accepted first, if there is one.
+    private func closeOldestIdleConnection() -> Bool {
+        var oldest: (connection: ServerConnection, number: Int)?
+        for entry in connections.values where entry.connection.isIdle {
+            if oldest.map({ entry.number < $0.number }) ?? true { oldest = entry }
+        }
+        guard let oldest else { return false }
+        oldest.connection.close()
+        return true
     }
 
     func requestStarted() {
@@ -1133,9 +1295,13 @@ enum ServerCallbacks {
         let server = Unmanaged<HTTPServer>.fromOpaque(arg!).takeUnretainedValue()
         withExtendedLifetime(server) { server.accept(fd: fd, address: address) }
     }
-    // Accept errors (EMFILE, ENFILE) land here; the listener stays enabled and the next accept
-    // may succeed once descriptors are freed.
-    static let acceptError: evconnlistener_errorcb = { _, _ in }
+    // Accept errors other than EAGAIN, EINTR and ECONNABORTED (which libevent retries itself)
+    // land here, errno still set: EMFILE, ENFILE, ENOBUFS...
+    static let acceptError: evconnlistener_errorcb = { _, arg in
+        let code = switchyard_errno()
+        let server = Unmanaged<HTTPServer>.fromOpaque(arg!).takeUnretainedValue()
+        withExtendedLifetime(server) { _ = server.acceptFailed(HTTPServer.failure(errno: code)) }
+    }
     static let io: event_callback_fn = { _, what, arg in
         let connection = Unmanaged<ServerConnection>.fromOpaque(arg!).takeUnretainedValue()
         withExtendedLifetime(connection) {

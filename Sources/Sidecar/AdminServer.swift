@@ -28,6 +28,12 @@ final class AdminServer {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
+        // No reserve: the admin listener may use what the data listeners leave.
+        server.reportAcceptFailures(
+            metrics: sidecar.metrics,
+            logger: sidecar.logger,
+            metadata: ["listener": "admin"]
+        )
         self.server = server
         return server.port
     }

@@ -10,35 +10,49 @@ final class ConfigWatcher {
     /// The files the current config names besides its YAML: models and TLS files.
     private let files: () -> [String]
     private var last: [String: String] = [:]
+    /// The last poll could not read a file or directory that is there (EMFILE...).
+    private(set) var isFailing = false
 
     init(directory: String, files: @escaping () -> [String]) {
         self.directory = directory
         self.files = files
-        last = fingerprint()
+        last = fingerprint() ?? [:]
     }
 
     /// Records the current state as seen (after a reload attempt).
-    func remember() { last = fingerprint() }
+    func remember() {
+        if let now = fingerprint() { last = now }
+    }
 
     /// Whether anything changed since the last check; the new state becomes the reference,
-    /// so a broken edit is reported once, not every poll.
+    /// so a broken edit is reported once, not every poll. A poll that cannot read what is there
+    /// (out of descriptors) reports no change and keeps the reference: the next poll retries.
     func hasChanged() -> Bool {
-        let now = fingerprint()
+        guard let now = fingerprint() else {
+            isFailing = true
+            return false
+        }
+        isFailing = false
         defer { last = now }
         return now != last
     }
 
-    private func fingerprint() -> [String: String] {
+    /// The state of every watched file, or nil when something that exists could not be read.
+    private func fingerprint() -> [String: String]? {
         var out: [String: String] = [:]
         let fm = FileManager.default
         for sub in ["routes", "policies"] {
             let dir = (directory as NSString).appendingPathComponent(sub)
             out[dir] = (dir as NSString).resolvingSymlinksInPath
-            guard let names = try? fm.contentsOfDirectory(atPath: dir) else { continue }
+            guard let names = try? fm.contentsOfDirectory(atPath: dir) else {
+                if fm.fileExists(atPath: dir) { return nil }
+                continue
+            }
             for name in names where name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
                 let path = (dir as NSString).appendingPathComponent(name)
                 let resolved = (path as NSString).resolvingSymlinksInPath
-                let bytes = fm.contents(atPath: resolved) ?? Data()
+                guard let bytes = fm.contents(atPath: resolved) ?? (fm.fileExists(atPath: resolved) ? nil : Data())
+                else { return nil }
                 out[path] = "\(resolved) \(ConfigLoader.fnv1a64([UInt8](bytes)))"
             }
         }

@@ -1,3 +1,4 @@
+import EventHTTP
 import Prometheus
 
 /// Every metric the sidecar exports (SPEC §6), its name, help and label order, in one place.
@@ -198,6 +199,30 @@ final class SidecarMetrics: Sendable {
             ),
             labels: [("reason", reason)]
         )
+    }
+
+    func acceptErrors(reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_accept_errors_total",
+                "Connections a data or admin listener could not take, by reason: emfile (the process open-file "
+                    + "limit), enfile (the system's), reserve (the descriptors kept for upstreams, the admin port "
+                    + "and config reads) or other. Each one pauses that listener, 10 ms doubling to 1 s."
+            ),
+            labels: [("reason", reason)]
+        )
+    }
+
+    /// The `reason` label of `switchyard_accept_errors_total`.
+    static let acceptErrorReasons = ["emfile", "enfile", "reserve", "other"]
+
+    static func acceptErrorReason(_ failure: AcceptFailure) -> String {
+        switch failure {
+        case .processDescriptorLimit: return "emfile"
+        case .systemDescriptorLimit: return "enfile"
+        case .descriptorReserve: return "reserve"
+        case .other: return "other"
+        }
     }
 
     func stickyMissing(model: String) -> Counter {

@@ -61,6 +61,9 @@ public final class Sidecar: @unchecked Sendable {
         }
         state.install(snapshot)
         let guards = guardMonitor.install(snapshot.config)
+        // Raised before anything is bound (the reserve is computed from it); logged once the
+        // start has succeeded, so that a failed start prints only its error.
+        let openFileLimit = OpenFileLimit.raiseToHardLimit()
         adminLoop = try EventLoop()
 
         for index in 0..<max(1, options.workers) {
@@ -117,12 +120,32 @@ public final class Sidecar: @unchecked Sendable {
         }
         self.admin = admin
         publishGauges(snapshot, previous: nil, guards: guards)
+        Sidecar.log(openFileLimit, logger: logger)
         logger.info(
             "config loaded",
             metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
         )
         logWarnings(snapshot)
         started = true
+    }
+
+    /// Says how the open-file limit was raised, with the descriptors the data listeners leave to
+    /// the rest (see `OpenFileLimit.reserve`).
+    private static func log(_ openFileLimit: OpenFileLimit.Outcome, logger: Logger) {
+        switch openFileLimit {
+        case .raised(let from, let to):
+            logger.info(
+                "raised the open-file limit from \(from) to \(to)",
+                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: to))"]
+            )
+        case .alreadyAtHardLimit(let limit):
+            logger.info(
+                "the open-file limit is already at the hard limit, \(limit)",
+                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: limit))"]
+            )
+        case .failed(let why):
+            logger.warning("could not raise the open-file limit", metadata: ["error": "\(why)"])
+        }
     }
 
     /// Serves until SIGTERM or SIGINT, then drains and returns (exit 0).
@@ -173,7 +196,17 @@ public final class Sidecar: @unchecked Sendable {
     private func schedulePoll() {
         _ = adminLoop.scheduleTimer(afterMilliseconds: options.configPollMilliseconds) { [weak self] in
             guard let self, !self.state.isDraining else { return }
+            let wasFailing = self.watcher?.isFailing ?? false
             if self.watcher?.hasChanged() == true { _ = self.reload(trigger: "file change") }
+            let isFailing = self.watcher?.isFailing ?? false
+            if isFailing && !wasFailing {
+                self.logger.warning(
+                    "config poll could not read the config directory; retrying every poll",
+                    metadata: ["directory": "\(self.options.configDirectory)"]
+                )
+            } else if wasFailing && !isFailing {
+                self.logger.notice("config poll reads the config directory again")
+            }
             self.schedulePoll()
         }
     }

@@ -84,6 +84,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
         adopt(server)
         return server.port
     }
@@ -102,6 +103,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
         adopt(server)
     }
 
@@ -112,6 +114,8 @@ final class Worker: @unchecked Sendable {
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
         serverOptions.sendTimeoutMilliseconds = options.sendTimeoutMilliseconds
+        // Data listeners stop short of the open-file limit (read now: `Sidecar` has raised it).
+        serverOptions.reservedDescriptors = OpenFileLimit.reserve(forLimit: OpenFileLimit.current)
         return serverOptions
     }
 
