@@ -33,6 +33,11 @@ public final class TLSTestServer: @unchecked Sendable {
         public var isResumed: Bool
         /// "TLSv1.3", ...
         public var protocolVersion: String
+
+        public init(isResumed: Bool, protocolVersion: String) {
+            self.isResumed = isResumed
+            self.protocolVersion = protocolVersion
+        }
     }
 
     public init(cert: String, key: String, _ options: Option...) throws {
