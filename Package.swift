@@ -75,6 +75,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["switchyard"]),
+        .testTarget(name: "CLITests", dependencies: ["switchyard", "TestTLSSupport"]),
     ]
 )
