@@ -58,8 +58,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Test PKI and a Python TLS server, shared by the test targets that talk TLS.
+        .target(name: "TestTLSSupport", path: "Tests/TestTLSSupport"),
+
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1"]),
+        .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1", "TestTLSSupport"]),
         .testTarget(name: "YAMLSourceTests", dependencies: ["YAMLSource"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"]),
@@ -68,10 +71,10 @@ let package = Package(
         .testTarget(
             name: "SidecarTests",
             dependencies: [
-                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare",
+                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", "TestTLSSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["switchyard"]),
+        .testTarget(name: "CLITests", dependencies: ["switchyard", "TestTLSSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TestTLSSupport
 import Testing
 
 @testable import EventHTTP

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Models
+import TestTLSSupport
 import Testing
 
 @testable import Sidecar
@@ -8,7 +9,12 @@ import Testing
 /// The config side of SPEC §10-§12 as the running sidecar shows it: `/config`, the watcher
 /// and the warnings in the log.
 @Suite(.serialized) struct TransportConfigTests {
-    static let certificate = "placeholder: the loader only checks that this file can be read\n"
+    /// The CA certificate the config's `ca_file` names, and the different one a rotation writes over it
+    /// (the loader makes a TLS context from it, so both are real certificates).
+    static func certificates() throws -> (first: String, rotated: String) {
+        let pki = try TestPKI.shared()
+        return (try pki.contents(of: pki.caFile), try pki.contents(of: pki.otherCAFile))
+    }
 
     static func transports(upstreamPort: Int) throws -> TempConfig {
         try ProxyTests.remoteConfig(
@@ -27,7 +33,7 @@ import Testing
     @Test func configDocumentShowsTLSSocketsAndIdleTimeouts() throws {
         let config = try Self.transports(upstreamPort: 9)
         defer { config.remove() }
-        try config.writeFile("certs/ca.pem", Self.certificate)
+        try config.writeFile("certs/ca.pem", try Self.certificates().first)
         let snapshot = try ConfigSnapshot.load(directory: config.path).get()
         let text = String(decoding: ConfigDocument.render(snapshot).serialized(), as: UTF8.self)
         let ca = "\(config.path)/certs/ca.pem"
@@ -48,12 +54,13 @@ import Testing
     @Test func theWatcherSeesAChangedCertificate() throws {
         let config = try Self.transports(upstreamPort: 9)
         defer { config.remove() }
-        try config.writeFile("certs/ca.pem", Self.certificate)
+        let certificates = try Self.certificates()
+        try config.writeFile("certs/ca.pem", certificates.first)
         let snapshot = try ConfigSnapshot.load(directory: config.path).get()
         #expect(snapshot.watchedFiles == ["\(config.path)/certs/ca.pem"])
         let watcher = ConfigWatcher(directory: config.path) { snapshot.watchedFiles }
         #expect(!watcher.hasChanged())
-        try config.writeFile("certs/ca.pem", Self.certificate + "rotated\n")
+        try config.writeFile("certs/ca.pem", certificates.rotated)
         #expect(watcher.hasChanged())
         #expect(!watcher.hasChanged())
     }
@@ -63,13 +70,18 @@ import Testing
         defer { upstream.stop() }
         let config = try Self.transports(upstreamPort: upstream.port)
         defer { config.remove() }
-        try config.writeFile("certs/ca.pem", Self.certificate)
+        let certificates = try Self.certificates()
+        try config.writeFile("certs/ca.pem", certificates.first)
         let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
         defer { sidecar.stop() }
         #expect(sidecar.sidecar.snapshot.generation == 1)
-        try config.writeFile("certs/ca.pem", Self.certificate + "rotated\n")
+        let before = sidecar.sidecar.snapshot.tlsContexts.values.map(ObjectIdentifier.init)
+        try config.writeFile("certs/ca.pem", certificates.rotated)
         for _ in 0..<200 where sidecar.sidecar.snapshot.generation == 1 { usleep(20_000) }
         #expect(sidecar.sidecar.snapshot.generation == 2)
+        // The rotated CA makes a new TLS context (an unchanged file would keep the old one).
+        let after = sidecar.sidecar.snapshot.tlsContexts.values.map(ObjectIdentifier.init)
+        #expect(before.count == 1 && after.count == 1 && after != before)
     }
 
     @Test func serveLogsConfigWarningsAtStartAndOnReload() throws {
