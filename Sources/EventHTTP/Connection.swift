@@ -95,40 +95,40 @@ struct ConnectionSocket {
 }
 
 /// Finds a message head at the front of a connection's input, parsing again only after a new
-/// line arrives. One per connection; `reset()` for each message.
+/// line arrives. One per connection; `reset()` for each message. The role parses the window with
+/// its own parser (request or response) and reports back, so the head is never copied through
+/// a generic result.
 struct HeadReader {
     /// Head bytes already looked at without finding a complete head.
     private var scannedBytes = 0
 
     mutating func reset() { scannedBytes = 0 }
 
-    /// The head at the front of `input` (its bytes drained when complete), or why not.
-    mutating func read<Head>(
-        from input: OpaquePointer,
-        maxHeaderBytes: Int,
-        parse: (UnsafeRawBufferPointer) -> HeadParseResult<Head>
-    ) -> HeadParseResult<Head> {
+    /// The bytes at the front of `input` to parse a head from (at most `maxHeaderBytes + 1`), or
+    /// nil when there is nothing new to parse: no bytes, or no line end since the last look (a
+    /// head can only complete or fail at a line end, or when the window is full).
+    mutating func window(in input: OpaquePointer, maxHeaderBytes: Int) -> UnsafeRawBufferPointer? {
         let available = evbuffer_get_length(input)
-        guard available > 0 else { return .incomplete }
+        guard available > 0 else { return nil }
         let window = min(available, maxHeaderBytes + 1)
-        guard let start = evbuffer_pullup(input, window) else { return .incomplete }
+        guard let start = evbuffer_pullup(input, window) else { return nil }
         let bytes = UnsafeRawBufferPointer(start: start, count: window)
-        // A head can only complete or fail at a line end, or when the window is full.
         if window <= maxHeaderBytes && scannedBytes < window && !HeadBytes.containsLineFeed(bytes, from: scannedBytes) {
             scannedBytes = window
-            return .incomplete
+            return nil
         }
-        let result = parse(bytes)
-        switch result {
-        case .incomplete:
-            scannedBytes = window
-        case .complete(_, let consumed):
-            evbuffer_drain(input, consumed)
-            scannedBytes = 0
-        case .failure:
-            break
-        }
-        return result
+        return bytes
+    }
+
+    /// The parser found no whole head in `window` yet.
+    mutating func incomplete(_ window: UnsafeRawBufferPointer) {
+        scannedBytes = window.count
+    }
+
+    /// The parser found a head of `consumed` bytes: they leave the input.
+    mutating func consume(_ consumed: Int, from input: OpaquePointer) {
+        evbuffer_drain(input, consumed)
+        scannedBytes = 0
     }
 }
 

@@ -874,18 +874,20 @@ final class ServerConnection {
             headReader.reset()
         }
         let limits = options.limits
-        switch headReader.read(
-            from: socket.input,
-            maxHeaderBytes: limits.maxHeaderBytes,
-            parse: { RequestHeadParser.parse($0, limits: limits) }
-        ) {
+        guard let window = headReader.window(in: socket.input, maxHeaderBytes: limits.maxHeaderBytes) else {
+            headIncomplete()
+            return false
+        }
+        switch RequestHeadParser.parse(window, limits: limits) {
         case .incomplete:
+            headReader.incomplete(window)
             headIncomplete()
             return false
         case .failure(let error):
             sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
             return false
-        case .complete(let head, _):
+        case .complete(let head, let consumed):
+            headReader.consume(consumed, from: socket.input)
             return beginBody(head)
         }
     }

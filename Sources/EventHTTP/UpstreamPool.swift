@@ -836,17 +836,18 @@ final class UpstreamConnection {
         // (unbounded) or read whole: the parser checks only the head.
         var headLimits = limits
         headLimits.maxBodyBytes = .max
-        switch headReader.read(
-            from: socket.input,
-            maxHeaderBytes: limits.maxHeaderBytes,
-            parse: { ResponseHeadParser.parse($0, limits: headLimits, requestMethod: method) }
-        ) {
+        guard let window = headReader.window(in: socket.input, maxHeaderBytes: limits.maxHeaderBytes) else {
+            return false
+        }
+        switch ResponseHeadParser.parse(window, limits: headLimits, requestMethod: method) {
         case .incomplete:
+            headReader.incomplete(window)
             return false
         case .failure(let error):
             fail(exchange, .badResponse(error.detail), isRetryable: false)
             return false
-        case .complete(let head, _):
+        case .complete(let head, let consumed):
+            headReader.consume(consumed, from: socket.input)
             if (100..<200).contains(head.status) {
                 if head.status == 101 {
                     fail(exchange, .badResponse("upstream switched protocols (101)"), isRetryable: false)

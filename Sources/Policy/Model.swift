@@ -258,9 +258,38 @@ public struct RemoteBackend: Sendable, Hashable {
     /// `unix:/path` versions: the socket's absolute path (SPEC §12). nil for TCP.
     public var socketPath: String?
     /// `https://` versions: how TLS is set up (SPEC §11); nil for plain HTTP.
-    public var tls: TLSSpec?
+    public var tls: TLSSpec? {
+        get { tlsStorage?.spec }
+        set { tlsStorage = newValue.map(TLSStorage.init) }
+    }
+    /// Boxed: the request path copies a `RemoteBackend` out of its version, and the TLS settings
+    /// (four optional strings) would cost a retain and a release each per copy.
+    private var tlsStorage: TLSStorage?
     /// The longest silence between two reads of a streamed body (SPEC §10). Default 30000.
     public var idleTimeoutMilliseconds: Int
+
+    private final class TLSStorage: Sendable {
+        let spec: TLSSpec
+        init(_ spec: TLSSpec) { self.spec = spec }
+    }
+
+    public static func == (lhs: RemoteBackend, rhs: RemoteBackend) -> Bool {
+        lhs.host == rhs.host && lhs.port == rhs.port && lhs.path == rhs.path
+            && lhs.timeoutMilliseconds == rhs.timeoutMilliseconds && lhs.maxConnections == rhs.maxConnections
+            && lhs.socketPath == rhs.socketPath && lhs.tls == rhs.tls
+            && lhs.idleTimeoutMilliseconds == rhs.idleTimeoutMilliseconds
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(host)
+        hasher.combine(port)
+        hasher.combine(path)
+        hasher.combine(timeoutMilliseconds)
+        hasher.combine(maxConnections)
+        hasher.combine(socketPath)
+        hasher.combine(tls)
+        hasher.combine(idleTimeoutMilliseconds)
+    }
 
     public init(
         host: String,
@@ -278,7 +307,7 @@ public struct RemoteBackend: Sendable, Hashable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxConnections = maxConnections
         self.socketPath = socketPath
-        self.tls = tls
+        self.tlsStorage = tls.map(TLSStorage.init)
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
     }
 }

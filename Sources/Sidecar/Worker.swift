@@ -454,7 +454,8 @@ final class Worker: @unchecked Sendable {
             }
             if response.wasStreamable {
                 // A stream that had all arrived with its head: passed on whole, unread, the same.
-                reply.isEventStream = Worker.isEventStream(response.head.headers)
+                // Only a comparison asks whether it was an event stream.
+                if exchange.hasShadows { reply.isEventStream = Worker.isEventStream(response.head.headers) }
                 return .answered(reply)
             }
             if response.head.status >= 500 {
@@ -690,10 +691,25 @@ extension Worker {
     }
 
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored).
+    /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
+    /// scan of the field's contiguous UTF-8, no String made.
     static func isEventStream(_ headers: HTTPHeaders) -> Bool {
-        guard let value = headers.first(name: "content-type") else { return false }
-        let mediaType = value.split(separator: ";", maxSplits: 1).first ?? ""
-        return mediaType.trimmingCharacters(in: .whitespaces).lowercased() == "text/event-stream"
+        guard var value = headers.first(name: "content-type") else { return false }
+        return value.withUTF8 { bytes in
+            var start = 0
+            var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+            // The media type: up to `;`, without the spaces and tabs around it.
+            while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+            while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+            let expected: StaticString = "text/event-stream"
+            guard end - start == expected.utf8CodeUnitCount else { return false }
+            for k in 0..<(end - start) {
+                let byte = bytes[start + k]
+                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                if lower != expected.utf8Start[k] { return false }
+            }
+            return true
+        }
     }
 
     /// Relays a streamed answer to the client read by read (SPEC §10): the upstream is paused

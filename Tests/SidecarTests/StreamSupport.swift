@@ -109,15 +109,6 @@ final class PacedUpstream: @unchecked Sendable {
         }
     }
 
-    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
 }
 
 /// A response read the way a client reads it: by Content-Length, chunked or until close, with
@@ -294,15 +285,6 @@ final class PatternUpstream: @unchecked Sendable {
         lock.withLock { _finished += 1 }
     }
 
-    private func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
-            offset += n
-        }
-        return true
-    }
 }
 
 /// This process's resident set size in bytes (from /proc/self/status).
@@ -365,48 +347,20 @@ final class ChildSidecar {
 
     /// A connection to the data socket (5 s receive timeout), or -1.
     func connect(receiveBufferBytes: Int32? = nil) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        if var size = receiveBufferBytes {
+        let fd = Net.connect(unixPath: socketPath)
+        if fd >= 0, var size = receiveBufferBytes {
+            // Set after connect: a Unix socket's window is the sender's buffer, so this only
+            // keeps what this client reads small.
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let path = socketPath
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 {
-            close(fd)
-            return -1
         }
         return fd
     }
 
     /// The admin `/metrics` text (empty if it does not answer).
     func metrics() -> String {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = Net.connect(unixPath: adminPath)
+        guard fd >= 0 else { return "" }
         defer { close(fd) }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let path = adminPath
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard rc == 0 else { return "" }
         Net.send(fd, "GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         return String(decoding: Net.receive(fd) { _ in false }.bytes, as: UTF8.self)
     }
@@ -432,4 +386,15 @@ func residentBytes(of pid: Int32) -> Int {
         return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
     }
     return 0
+}
+
+/// Sends all of `bytes`; false when the peer has gone.
+func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if n <= 0 { return false }
+        offset += n
+    }
+    return true
 }

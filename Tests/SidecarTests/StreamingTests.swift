@@ -1,5 +1,8 @@
 import Foundation
+import HTTP1
 import Testing
+
+@testable import Sidecar
 
 #if canImport(Glibc)
 import Glibc
@@ -45,17 +48,28 @@ import Glibc
         return fd
     }
 
-    @Test(arguments: PacedFraming.allCases, [0, 30])
-    func aBodyInManyReadsArrivesWholeOnAnOpaqueRoute(framing: PacedFraming, delay: Int) throws {
-        let upstream = PacedUpstream(pieces: Self.pieces, framing: framing, delayMilliseconds: delay)
+    /// One request through a sidecar in front of a `PacedUpstream` sending `pieces`; the response
+    /// as the client read it.
+    static func pacedExchange(
+        framing: PacedFraming,
+        delay: Int,
+        routeProtocol: String,
+        pieces: [String] = pieces
+    ) throws -> FramedResponse {
+        let upstream = PacedUpstream(pieces: pieces, framing: framing, delayMilliseconds: delay)
         defer { upstream.stop() }
-        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: routeProtocol)
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
         let fd = Self.request(port: sidecar.port)
         defer { close(fd) }
-        let response = try #require(readFramedResponse(fd))
+        return try #require(readFramedResponse(fd))
+    }
+
+    @Test(arguments: PacedFraming.allCases, [0, 30])
+    func aBodyInManyReadsArrivesWholeOnAnOpaqueRoute(framing: PacedFraming, delay: Int) throws {
+        let response = try Self.pacedExchange(framing: framing, delay: delay, routeProtocol: "json")
         #expect(response.status == 200)
         #expect(response.isComplete)
         #expect(response.bodyText == Self.pieces.joined())
@@ -63,15 +77,7 @@ import Glibc
 
     @Test(arguments: PacedFraming.allCases, [0, 30])
     func aBodyInManyReadsArrivesWholeOnATypedRoute(framing: PacedFraming, delay: Int) throws {
-        let upstream = PacedUpstream(pieces: Self.pieces, framing: framing, delayMilliseconds: delay)
-        defer { upstream.stop() }
-        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "tfserving")
-        defer { config.remove() }
-        let sidecar = try RunningSidecar(config: config.path)
-        defer { sidecar.stop() }
-        let fd = Self.request(port: sidecar.port)
-        defer { close(fd) }
-        let response = try #require(readFramedResponse(fd))
+        let response = try Self.pacedExchange(framing: framing, delay: delay, routeProtocol: "tfserving")
         if framing == .untilClose {
             // SPEC §9: a typed route reads bodies whole and refuses one without a length.
             #expect(response.status == 502)
@@ -353,5 +359,16 @@ import Glibc
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         #expect(log.contains(#""error":"too_large""#))
         #expect(log.contains(#""outcome":"error""#))
+    }
+
+    @Test(arguments: [
+        ("text/event-stream", true), ("Text/Event-Stream; charset=utf-8", true), (" text/event-stream\t", true),
+        ("text/event-streams", false), ("text/event", false), ("application/json", false), ("", false),
+    ])
+    func eventStreamsAreKnownByTheirMediaType(contentType: String, isEventStream: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        #expect(Worker.isEventStream(headers) == isEventStream)
+        #expect(!Worker.isEventStream(HTTPHeaders()))
     }
 }
