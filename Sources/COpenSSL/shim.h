@@ -33,6 +33,10 @@ static inline int switchyard_ssl_ctx_set_max_version(SSL_CTX *ctx, int version) 
 
 static inline long switchyard_ssl_set_mode(SSL *ssl, long mode) { return SSL_set_mode(ssl, mode); }
 
+// SSL_CTX_set_read_ahead is a macro. Read-ahead lets one recv take a whole record (and what
+// follows it) instead of a 5-byte header read and then the record.
+static inline void switchyard_ssl_ctx_set_read_ahead(SSL_CTX *ctx) { SSL_CTX_set_read_ahead(ctx, 1); }
+
 // SSL_MODE_* are `0x...U` macros whose types import unevenly; one helper names the mode we use.
 static inline long switchyard_ssl_client_mode(void) {
     return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;

@@ -88,6 +88,9 @@ public final class TLSClientContext: @unchecked Sendable {
             throw TLSConfigurationError("cannot set TLS 1.2 as the minimum: \(TLSErrors.takeReason() ?? "unknown")")
         }
         SSL_CTX_set_options(context, switchyard_ssl_op_ignore_unexpected_eof())
+        // One recv per record rather than two; bytes read ahead show in `SSL_has_pending`, which
+        // `read` and `hasBufferedInput` consult, so none waits for a wake-up that never comes.
+        switchyard_ssl_ctx_set_read_ahead(context)
         // ALPN protocol list: length-prefixed names. SSL_CTX_set_alpn_protos returns 0 on success.
         let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
         guard SSL_CTX_set_alpn_protos(context, alpn, UInt32(alpn.count)) == 0 else {
@@ -410,6 +413,10 @@ final class TLSSession {
                 vector.iov_len = got
                 evbuffer_commit_space(buffer, &vector, 1)
                 total += got
+                // A short read with no decrypted bytes left in OpenSSL: the socket is most likely
+                // drained, and if it is not, level-triggered epoll says so again. Asking once more
+                // would cost a `recv` that answers EAGAIN on nearly every response.
+                if got < want && SSL_has_pending(ssl) == 0 { break }
                 continue
             }
             evbuffer_commit_space(buffer, &vector, 0)
