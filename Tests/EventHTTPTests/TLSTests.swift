@@ -93,7 +93,12 @@ import Testing
         // TLS 1.3: the client's handshake is over before the server checks the certificate, so
         // the server's alert arrives on the first read (or, when the request was sent first, after a
         // write that failed on the reset that followed it).
-        #expect(exchange.failure == "TLS failed: tlsv13 alert certificate required")
+        // TLS 1.3 refuses after the handshake: the alert usually arrives before the reset, but a
+        // loaded machine may see the reset first; either way it is a TLS failure, said as one.
+        #expect(
+            exchange.failure == "TLS failed: tlsv13 alert certificate required"
+                || exchange.failure?.hasPrefix("TLS failed: Connection reset") == true
+        )
         #expect(exchange.body == nil)
     }
 

@@ -145,7 +145,10 @@ import Glibc
         defer { server.stop() }
         let response = try Self.predict(server: server, tls: Self.trustingTheTestCA())
         // TLS 1.3: the server refuses after the client's side of the handshake is done, with an alert.
-        Self.expectTLSFailure(response) { $0 == "TLS failed: tlsv13 alert certificate required" }
+        // The alert usually arrives before the reset; a loaded machine may see the reset first.
+        Self.expectTLSFailure(response) {
+            $0 == "TLS failed: tlsv13 alert certificate required" || $0.hasPrefix("TLS failed: Connection reset")
+        }
         #expect(server.requests == 0)
     }
 
