@@ -995,7 +995,9 @@ final class UpstreamConnection {
         } else {
             socket.startReading()
             setIdleDeadline()
-            if socket.inputLength > 0 { socket.activateRead() }
+            // Bytes already read (into the input, or decrypted and held by OpenSSL) would never
+            // wake the loop again.
+            if socket.inputLength > 0 || (socket.tls?.hasBufferedInput ?? false) { socket.activateRead() }
         }
     }
 

@@ -239,4 +239,46 @@ import Glibc
         let firstDifference = (0..<min(size, response.body.count)).first { response.body[$0] != expected[$0] }
         #expect(firstDifference == nil, "the body differs from byte \(firstDifference ?? 0)")
     }
+
+    @Test func aSlowReaderOfATLSStreamGetsEveryByte() throws {
+        // Back-pressure pauses and resumes the TLS upstream many times; every byte still arrives,
+        // in order.
+        let pki = try TestPKI.shared()
+        let size = 4 << 20
+        let server = try TLSTestServer(cert: pki.serverCert, key: pki.serverKey, .chunkedBody(bytes: size))
+        defer { server.stop() }
+        let config = try Self.config(url: "https://localhost:\(server.port)", tls: Self.trustingTheTestCA())
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let fd = Net.connect(port: sidecar.port, timeoutSeconds: 10)
+        defer { close(fd) }
+        var small: Int32 = 16 * 1024
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        Net.send(fd, "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8 * 1024)
+        var reads = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received += chunk[0..<n]
+            reads += 1
+            if reads % 8 == 0 { usleep(1_000) }
+            if let end = find([48, 13, 10, 13, 10], in: Array(received.suffix(5))), end == 0 { break }
+        }
+        let headEnd = try #require(find([13, 10, 13, 10], in: Array(received.prefix(4096))))
+        var body: [UInt8] = []
+        var position = headEnd + 4
+        while position < received.count, let lineEnd = find([13, 10], in: received, from: position) {
+            let size = Int(String(decoding: received[position..<lineEnd], as: UTF8.self), radix: 16) ?? -1
+            if size <= 0 { break }
+            body += received[(lineEnd + 2)..<min(received.count, lineEnd + 2 + size)]
+            position = lineEnd + 2 + size + 2
+        }
+        #expect(body.count == size)
+        let expected = TLSTestServer.chunkedBodyBytes(size)
+        let firstDifference = (0..<min(size, body.count)).first { body[$0] != expected[$0] }
+        #expect(firstDifference == nil, "the body differs from byte \(firstDifference ?? 0)")
+    }
 }
