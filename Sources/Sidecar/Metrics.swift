@@ -185,7 +185,9 @@ final class SidecarMetrics: Sendable {
         registry.makeCounter(
             descriptor: Self.named(
                 "switchyard_comparison_log_errors_total",
-                "Comparison log records not written: reason write_failed or queue_full."
+                "Failed comparison log write attempts, not records: reason write_failed (+1 per batch not "
+                    + "written whole) or queue_full (+1 per record refused). Records lost are in "
+                    + "switchyard_comparison_records_dropped_total."
             ),
             labels: [("reason", reason)]
         )
