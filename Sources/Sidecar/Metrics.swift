@@ -249,8 +249,51 @@ final class SidecarMetrics: Sendable {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    /// The exposition text.
+    /// `switchyard_build_info{version,libevent,libyaml} 1`.
+    private func buildInfo() -> Gauge {
+        registry.makeGauge(
+            descriptor: Self.named(
+                "switchyard_build_info",
+                "Always 1; the labels name the sidecar's version and the libevent and libyaml it runs on."
+            ),
+            labels: [
+                ("version", SwitchyardVersion.current), ("libevent", SwitchyardVersion.libevent),
+                ("libyaml", SwitchyardVersion.libyaml),
+            ]
+        )
+    }
+
+    /// Sets the process series (Prometheus client conventions) from `stats`. A figure that is
+    /// nil leaves its series as it was: absent until it is first read.
+    func updateProcess(_ stats: ProcessStats) {
+        if let seconds = stats.cpuSeconds {
+            let counter = registry.makeCounter(
+                descriptor: Self.named("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.")
+            )
+            // The kernel keeps the total: the counter is set to it, not added to.
+            counter.reset()
+            counter.increment(by: seconds)
+        }
+        let gauges: [(String, String, Double?)] = [
+            ("process_resident_memory_bytes", "Resident memory size in bytes.", stats.residentBytes),
+            ("process_open_fds", "Number of open file descriptors.", stats.openDescriptors),
+            ("process_max_fds", "Maximum number of open file descriptors.", stats.maxDescriptors),
+            (
+                "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+                stats.startTime
+            ),
+        ]
+        for (name, help, value) in gauges {
+            guard let value else { continue }
+            registry.makeGauge(descriptor: Self.named(name, help)).set(to: value)
+        }
+    }
+
+    /// The exposition text, with the process series and build info read now. Admin loop thread
+    /// (the process counter is reset and set, which two renders at once could interleave).
     func render() -> [UInt8] {
+        buildInfo().set(to: 1)
+        updateProcess(ProcessStats.read())
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return buffer
