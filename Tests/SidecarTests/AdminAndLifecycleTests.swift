@@ -42,6 +42,39 @@ import Glibc
         #expect(unknown.status == 404)
     }
 
+    /// Process series (Prometheus client conventions) and build info, read when scraped.
+    @Test func metricsCarryProcessFiguresAndBuildInfo() throws {
+        let upstream = FakeUpstream(.json("{}"))
+        defer { upstream.stop() }
+        let config = try Self.oneVersion(port: upstream.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+
+        let response = try #require(httpRequest(port: sidecar.adminPort, "GET", "/metrics"))
+        #expect(response.status == 200)
+        let text = response.bodyText
+        let cpu = try #require(ShadowTests.metric(text, "process_cpu_seconds_total"))
+        #expect(cpu >= 0)
+        #expect(text.contains("# TYPE process_cpu_seconds_total counter"))
+        let resident = try #require(ShadowTests.metric(text, "process_resident_memory_bytes"))
+        #expect(resident > 1024 * 1024)
+        let open = try #require(ShadowTests.metric(text, "process_open_fds"))
+        #expect(open > 3)
+        if let max = ShadowTests.metric(text, "process_max_fds") {
+            #expect(max >= open)
+        }
+        let start = try #require(ShadowTests.metric(text, "process_start_time_seconds"))
+        let now = Date().timeIntervalSince1970
+        #expect(start <= now + 1)  // btime is whole seconds
+        #expect(start > now - 3600)
+
+        let buildInfo =
+            #"switchyard_build_info{version="\#(SwitchyardVersion.current)",libevent="\#(SwitchyardVersion.libevent)","#
+            + #"libyaml="\#(SwitchyardVersion.libyaml)"}"#
+        #expect(ShadowTests.metric(text, buildInfo) == 1)
+    }
+
     /// Workers share their port with SO_REUSEPORT; a second sidecar must not silently join it.
     @Test func aSecondSidecarOnATakenPortFailsInsteadOfSharingIt() throws {
         let upstream = FakeUpstream(.json("{}"))

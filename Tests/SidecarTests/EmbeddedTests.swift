@@ -55,6 +55,30 @@ import Testing
         }
     }
 
+    /// An embedded answer takes microseconds: the duration histogram starts at 25 µs.
+    @Test func anEmbeddedAnswerLandsInASubMillisecondBucket() throws {
+        let config = try Self.config()
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let client = try #require(Client(port: sidecar.port))
+        for _ in 0..<20 {
+            let r = try #require(
+                client.request(
+                    "POST",
+                    "/v1/models/churn/versions/v1:predict",
+                    body: #"{"instances":[[12.0, 73.36, 2.0, 1.0]]}"#
+                )
+            )
+            #expect(r.status == 200)
+        }
+        let text = ShadowTests.metrics(sidecar)
+        let series = #"switchyard_request_duration_seconds_bucket{model="churn",version="v1",role="live""#
+        #expect(ShadowTests.metric(text, series + #",le="2.5e-05"}"#) != nil)
+        #expect(ShadowTests.metric(text, series + #",le="0.0005"}"#) ?? 0 > 0)
+        #expect(ShadowTests.metric(text, series + #",le="+Inf"}"#) == 20)
+    }
+
     @Test func badInstancesAre400WithoutFallback() throws {
         let config = try Self.config()
         defer { config.remove() }

@@ -151,6 +151,9 @@ import Testing
         #expect(Self.metric(text, "switchyard_shadow_comparisons_total" + prefix + #",outcome="mismatch"}"#) == 2)
         #expect(Self.metric(text, "switchyard_shadow_flips_total" + prefix + "}") == 1)
         #expect(Self.metric(text, "switchyard_shadow_abs_diff_count" + prefix + "}") == 5)
+        // Buckets reach regression differences in the hundreds (swift-prometheus writes 100 as "100.0").
+        #expect(Self.metric(text, "switchyard_shadow_abs_diff_bucket" + prefix + #",le="100.0"}"#) == 5)
+        #expect(Self.metric(text, "switchyard_shadow_abs_diff_bucket" + prefix + #",le="1000.0"}"#) == 5)
         #expect(
             Self.metric(
                 text,
