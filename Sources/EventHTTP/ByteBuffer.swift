@@ -108,12 +108,20 @@ public final class ByteBuffer {
             if copied { return }
         }
         if evbuffer_add_buffer_reference(destination, source) == 0 { return }
+        copySegments(of: source, to: destination)
+    }
+
+    /// Appends a real copy of every byte of `source` to `destination`, one `evbuffer_add` per
+    /// segment (`source` may be drained or moved on right after).
+    static func copySegments(of source: OpaquePointer, to destination: OpaquePointer) {
+        let length = evbuffer_get_length(source)
         let segments = evbuffer_peek(source, length, nil, nil, 0)
-        guard segments > 0 else { return }
-        var vectors = [iovec](repeating: iovec(), count: Int(segments))
-        let filled = evbuffer_peek(source, length, nil, &vectors, segments)
-        for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
-            evbuffer_add(destination, vector.iov_base, vector.iov_len)
+        guard length > 0, segments > 0 else { return }
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: Int(segments)) { vectors in
+            let filled = evbuffer_peek(source, length, nil, vectors.baseAddress, segments)
+            for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
+                evbuffer_add(destination, vector.iov_base, vector.iov_len)
+            }
         }
     }
 }

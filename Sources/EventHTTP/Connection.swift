@@ -41,7 +41,6 @@ struct ConnectionSocket {
 
     var inputLength: Int { evbuffer_get_length(input) }
     var outputLength: Int { evbuffer_get_length(output) }
-    var isReading: Bool { events?.isReading ?? false }
     var isWaitingToWrite: Bool { events?.isWaitingToWrite ?? true }
 
     mutating func startReading() { events?.startReading() }
@@ -237,17 +236,8 @@ extension ByteBuffer {
     /// Appends a copy of `other`'s bytes (real copies: `other` may be moved on right after) when
     /// the result stays within `limit` bytes; returns false, appending nothing, when it would not.
     public func appendCopy(of other: ByteBuffer, limit: Int) -> Bool {
-        let length = other.count
-        guard length <= limit - count else { return false }
-        guard length > 0 else { return true }
-        let segments = evbuffer_peek(other.evbuffer, length, nil, nil, 0)
-        guard segments > 0 else { return true }
-        withUnsafeTemporaryAllocation(of: iovec.self, capacity: Int(segments)) { vectors in
-            let filled = evbuffer_peek(other.evbuffer, length, nil, vectors.baseAddress, segments)
-            for vector in vectors.prefix(Int(filled)) where vector.iov_len > 0 {
-                evbuffer_add(evbuffer, vector.iov_base, vector.iov_len)
-            }
-        }
+        guard other.count <= limit - count else { return false }
+        ByteBuffer.copySegments(of: other.evbuffer, to: evbuffer)
         return true
     }
 }

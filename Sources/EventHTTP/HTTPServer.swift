@@ -1156,9 +1156,7 @@ final class ServerConnection {
             return false
         }
         if streamFraming == .chunked {
-            var line: [UInt8] = []
-            HeadBytes.appendChunkSize(&line, length)
-            line.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
+            HeadBytes.addChunkSize(length, to: socket.output)
             bytes.moveAll(to: socket.output)
             evbuffer_add(socket.output, ServerConnection.crlf, 2)
         } else {

@@ -34,19 +34,27 @@ enum HeadBytes {
         }
     }
 
-    /// Appends a chunk-size line: the size in hex, then CRLF.
-    static func appendChunkSize(_ out: inout [UInt8], _ size: Int) {
-        precondition(size > 0, "HeadBytes.appendChunkSize needs a positive size, got \(size).")
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var value = size
-        var reversed: [UInt8] = []
-        while value > 0 {
-            reversed.append(digits[value & 0xF])
-            value >>= 4
+    /// Adds a chunk-size line (the size in hex, then CRLF) to `buffer`, written on the stack: no
+    /// array per chunk.
+    static func addChunkSize(_ size: Int, to buffer: OpaquePointer) {
+        precondition(size > 0, "HeadBytes.addChunkSize needs a positive size, got \(size).")
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 18) { line in
+            let base = line.baseAddress!
+            // Backwards from the end: CRLF, then the hex digits (at most 16).
+            var k = 18
+            k &-= 1
+            base[k] = 0x0A
+            k &-= 1
+            base[k] = 0x0D
+            var value = size
+            repeat {
+                let digit = UInt8(truncatingIfNeeded: value & 0xF)
+                k &-= 1
+                base[k] = digit < 10 ? 0x30 &+ digit : 0x61 &+ digit &- 10
+                value >>= 4
+            } while value > 0
+            evbuffer_add(buffer, base + k, 18 &- k)
         }
-        out.append(contentsOf: reversed.reversed())
-        out.append(13)
-        out.append(10)
     }
 
     /// Whether `bytes[from...]` holds a line feed; eight bytes per step.
