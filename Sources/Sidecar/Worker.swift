@@ -657,25 +657,7 @@ final class Worker: @unchecked Sendable {
         }
         if reply.isEventStream { exchange.liveIsEventStream = true }
         exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
-        let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
-        metricCache.count(
-            metrics,
-            route: exchange.routeName,
-            model: exchange.model,
-            version: version ?? "",
-            role: .live,
-            code: reply.status,
-            seconds: Double(elapsed) / 1e9
-        )
-        if exchange.hasShadows {
-            liveAnswered(
-                exchange,
-                status: reply.status,
-                version: version ?? exchange.version,
-                body: reply.body.bytes,
-                latencyMilliseconds: Double(elapsed) / 1e6
-            )
-        }
+        finishLive(exchange, status: reply.status, version: version, body: reply.body.bytes)
     }
 }
 
@@ -760,14 +742,15 @@ extension Worker {
         )
     }
 
-    /// Counts a live answer that has ended and hands it to the shadow comparisons.
-    private func finishLive(_ exchange: Exchange, status: Int, version: String, body: [UInt8]) {
+    /// Counts a live answer that has ended and hands it to the shadow comparisons (`body` is
+    /// read only then). `version` nil: the sidecar answered before a version was chosen.
+    func finishLive(_ exchange: Exchange, status: Int, version: String?, body: @autoclosure () -> [UInt8]) {
         let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
         metricCache.count(
             metrics,
             route: exchange.routeName,
             model: exchange.model,
-            version: version,
+            version: version ?? "",
             role: .live,
             code: status,
             seconds: Double(elapsed) / 1e9
@@ -776,8 +759,8 @@ extension Worker {
             liveAnswered(
                 exchange,
                 status: status,
-                version: version,
-                body: body,
+                version: version ?? exchange.version,
+                body: body(),
                 latencyMilliseconds: Double(elapsed) / 1e6
             )
         }
