@@ -91,7 +91,18 @@ import Glibc
             return fd
         }
         defer { for fd in fds { close(fd) } }
-        usleep(700_000)  // every answer has filled its client's socket and paused its upstream
+        // Wait until every answer has filled its client's socket and paused its upstream: the
+        // upstream stops being able to write.
+        var sent = upstream.totalSent
+        var steady = 0
+        let settle = Date().addingTimeInterval(10)
+        while steady < 3 && Date() < settle {
+            usleep(100_000)
+            let now = upstream.totalSent
+            steady = now == sent && now > 0 ? steady + 1 : 0
+            sent = now
+        }
+        #expect(steady == 3, "the upstream never stopped sending")
         let during = residentBytes(of: sidecar.pid)
         // 40 whole answers held here would be 200 MiB; paused streams hold about one read each.
         #expect(during - before < 24 << 20, "RSS grew by \(during - before) bytes")
@@ -121,10 +132,12 @@ import Glibc
         let size = 440_000
         let fd = Net.connect(port: sidecar.port, timeoutSeconds: 10)
         defer { close(fd) }
+        // A first exchange on the connection: the sidecar has accepted it before the drain.
+        Net.send(fd, "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        #expect(readFramedResponse(fd)?.status == 200)
         Net.send(fd, "POST /v1/models/m:predict HTTP/1.1\r\nhost: x\r\ncontent-length: \(size)\r\n\r\n")
         let body = [UInt8](repeating: UInt8(ascii: "a"), count: size)
         Net.send(fd, Array(body[0..<100_000]))
-        usleep(100_000)
         sidecar.sidecar.shutdown()  // SIGTERM's drain, while the body is still arriving
         var sent = 100_000
         while sent < size {
@@ -152,11 +165,14 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path)
         let fd = Self.stalledRequest(port: sidecar.port)
         defer { close(fd) }
-        usleep(300_000)
-        sidecar.sidecar.shutdown()
-        // A slow reader: about 4 MB/s, so the drain must wait about two seconds for it.
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)
         var received: [UInt8] = []
+        // The answer has started: its first bytes are here when SIGTERM comes.
+        let first = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        try #require(first > 0)
+        received += chunk[0..<first]
+        sidecar.sidecar.shutdown()
+        // A slow reader: about 4 MB/s, so the drain must wait about two seconds for it.
         received.reserveCapacity(big.utf8.count + 4096)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -183,7 +199,9 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path) { $0.drainTimeoutMilliseconds = 300 }
         let fd = Self.stalledRequest(port: sidecar.port)
         defer { close(fd) }
-        usleep(200_000)
+        let begun = Date().addingTimeInterval(5)
+        while upstream.bytesSent == 0 && Date() < begun { usleep(10_000) }  // the stream is under way
+        try #require(upstream.bytesSent > 0)
         let started = Date()
         #expect(sidecar.stop())
         #expect(Date().timeIntervalSince(started) < 3)

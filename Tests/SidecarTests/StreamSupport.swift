@@ -230,6 +230,7 @@ final class PatternUpstream: @unchecked Sendable {
     private let listenFD: Int32
     private let lock = NSLock()
     private var _bytesSent = 0
+    private var _totalSent = 0
     private var _finished = 0
     private var _failed = 0
 
@@ -250,6 +251,8 @@ final class PatternUpstream: @unchecked Sendable {
     }
 
     var bytesSent: Int { lock.withLock { _bytesSent } }
+    /// Body bytes written over every connection.
+    var totalSent: Int { lock.withLock { _totalSent } }
     /// Answers sent whole, and answers whose writes failed (the peer went away).
     var finished: Int { lock.withLock { _finished } }
     var failed: Int { lock.withLock { _failed } }
@@ -279,7 +282,10 @@ final class PatternUpstream: @unchecked Sendable {
                 return
             }
             offset += count
-            lock.withLock { _bytesSent = offset }
+            lock.withLock {
+                _bytesSent = offset
+                _totalSent += count
+            }
         }
         if chunked { _ = sendAll(fd, Array("0\r\n\r\n".utf8)) }
         lock.withLock { _finished += 1 }
