@@ -260,13 +260,9 @@ enum CLI {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    /// One POST on a fresh connection (`Connection: close`), read to EOF.
-    static func post(
-        port: Int,
-        path: String,
-        body: String,
-        headers: [String: String] = [:]
-    ) -> (Int, [String: String], String)? {
+    /// Sends `request` on a fresh connection to 127.0.0.1:`port` and reads the answer to EOF (5 s
+    /// receive timeout); nil when the connection is refused.
+    static func roundTrip(port: Int, _ request: String) -> [UInt8]? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -281,12 +277,8 @@ enum CLI {
             }
         }
         guard connected == 0 else { return nil }
-        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
-        let request = Array(
-            "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
-                .utf8
-        )
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -294,6 +286,24 @@ enum CLI {
             if n <= 0 { break }
             received += chunk[0..<n]
         }
+        return received
+    }
+
+    /// One POST on a fresh connection (`Connection: close`), read to EOF.
+    static func post(
+        port: Int,
+        path: String,
+        body: String,
+        headers: [String: String] = [:]
+    ) -> (Int, [String: String], String)? {
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
+        guard
+            let received = roundTrip(
+                port: port,
+                "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
+        else { return nil }
         let text = String(decoding: received, as: UTF8.self)
         guard let split = text.range(of: "\r\n\r\n") else { return nil }
         var lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
