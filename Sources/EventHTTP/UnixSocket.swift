@@ -7,7 +7,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     /// A filesystem path for a socket file.
     case unix(path: String)
 
-    /// Reads `unix:/path` or `HOST:PORT` (port 0...65535); nil for anything else.
+    /// Reads `unix:/path`, `HOST:PORT` or `[IPV6]:PORT` (port 0...65535); nil for anything else.
     public init?(parsing text: String) {
         if text.hasPrefix("unix:") {
             let path = String(text.dropFirst("unix:".count))
@@ -18,13 +18,23 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
         guard let colon = text.lastIndex(of: ":"), colon > text.startIndex,
             let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
         else { return nil }
-        self = .tcp(host: String(text[..<colon]), port: port)
+        var host = text[..<colon]
+        // `[::1]:8480`, as URLs write an IPv6 literal; `::1:8480` is read too (the port is after
+        // the last colon).
+        if host.first == "[" {
+            guard host.count > 2, host.last == "]" else { return nil }
+            host = host.dropFirst().dropLast()
+            guard host.contains(":") else { return nil }
+        } else if host.contains("[") || host.contains("]") {
+            return nil
+        }
+        self = .tcp(host: String(host), port: port)
     }
 
     /// `HOST:PORT` or `unix:/path`, as the command line takes it.
     public var description: String {
         switch self {
-        case .tcp(let host, let port): return "\(host):\(port)"
+        case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path): return "unix:\(path)"
         }
     }

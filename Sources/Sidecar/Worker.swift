@@ -194,8 +194,10 @@ final class Worker: @unchecked Sendable {
             }
             respond(exchange, error: .noRoute(request.head.method, request.head.path), version: nil)
         case .unknownVersion(let route, let name):
+            exchange.refuse(route: route)
             respond(exchange, error: .unknownVersion(model: route.model, name: name), version: nil)
         case .guardOpen(let route, let version):
+            exchange.refuse(route: route)
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
             exchange.route(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
@@ -835,6 +837,13 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
         wireProtocol = decision.wireProtocol
         fallback = decision.fallback
         self.isGuarded = isGuarded
+    }
+
+    /// Records the route that matched a request refused before a version was chosen (an unknown
+    /// version, an open guard), so that its metrics carry the route and model.
+    func refuse(route: Route) {
+        routeName = route.name
+        model = route.model
     }
 
     /// The request body as JSON, parsed once, on first use.

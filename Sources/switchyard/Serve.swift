@@ -41,8 +41,13 @@ struct Serve: ParsableCommand {
     )
     var socketMode = "0660"
 
-    @Option(name: .long, help: "Worker threads, each with its own event loop (default: CPU cores).")
-    var workers: Int = SidecarOptions.defaultWorkerCount
+    // Optional so that the help names the default once, in words: the count depends on the machine.
+    @Option(
+        name: .long,
+        help:
+            "Worker threads, each with its own event loop (default: the CPU cores this process may use, capped by a container's CPU quota)."
+    )
+    var workers: Int?
 
     @Option(name: .long, help: "Log format: text or json.")
     var logFormat: LogFormat = .text
@@ -99,7 +104,7 @@ struct Serve: ParsableCommand {
         for address in listen { _ = try parseListenAddress(address, option: "--listen") }
         _ = try parseListenAddress(admin, option: "--admin")
         _ = try parseSocketMode(socketMode)
-        guard workers >= 1, workers <= 256 else { throw ValidationError("--workers must be between 1 and 256") }
+        if let workers, !(1...256).contains(workers) { throw ValidationError("--workers must be between 1 and 256") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown --log-level '\(logLevel)'")
         }
@@ -136,7 +141,7 @@ struct Serve: ParsableCommand {
         options.listen = try listen.map { try parseListenAddress($0, option: "--listen") }
         options.admin = try parseListenAddress(admin, option: "--admin")
         options.socketMode = try parseSocketMode(socketMode)
-        options.workers = workers
+        options.workers = workers ?? SidecarOptions.defaultWorkerCount
         options.requestLimits.maxBodyBytes = maxBodyBytes
         options.requestLimits.maxHeaderBytes = maxHeaderBytes
         options.requestLimits.maxHeaderCount = maxHeaders
@@ -167,10 +172,10 @@ enum LogFormat: String, ExpressibleByArgument {
     case text, json
 }
 
-/// `HOST:PORT` (port 0...65535) or `unix:/path` (SPEC §12).
+/// `HOST:PORT`, `[IPV6]:PORT` (port 0...65535) or `unix:/path` (SPEC §12).
 func parseListenAddress(_ text: String, option: String) throws -> ListenAddress {
     guard let address = ListenAddress(parsing: text) else {
-        throw ValidationError("\(option) expects HOST:PORT or unix:PATH, got '\(text)'")
+        throw ValidationError("\(option) expects HOST:PORT, [IPV6]:PORT or unix:PATH, got '\(text)'")
     }
     return address
 }

@@ -468,3 +468,19 @@ enum Net {
         #expect(v2Share > 0.35 && v2Share < 0.65)
     }
 }
+
+/// The README's samples say what the commands print.
+@Suite struct ReadmeSampleTests {
+    /// The `explain` sample in "A five-minute tour" is the command's output, line numbers included.
+    @Test func theExplainSampleIsWhatExplainPrints() throws {
+        let readme = try String(contentsOfFile: CLI.root + "/README.md", encoding: .utf8)
+        let command = "    swift run switchyard explain POST /v1/models/churn:predict -H 'x-user-id: u-42'\n\n"
+        let start = try #require(readme.range(of: command)).upperBound
+        // The sample: the indented lines after the command, up to the first blank line.
+        let sample = readme[start...].components(separatedBy: "\n\n")[0]
+            .split(separator: "\n").map { $0.hasPrefix("    ") ? String($0.dropFirst(4)) : String($0) }
+        let r = try CLI.run(["explain", "POST", "/v1/models/churn:predict", "-H", "x-user-id: u-42"])
+        #expect(r.status == 0)
+        #expect(r.stdout.split(separator: "\n").map(String.init) == sample)
+    }
+}

@@ -243,3 +243,25 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
         }
     }
 }
+
+/// `--listen` / `--admin` text as users write it (SPEC §12; IPv6 literals in brackets, as in URLs).
+@Suite struct ListenAddressParsingTests {
+    @Test(arguments: [
+        ("127.0.0.1:8480", ListenAddress.tcp(host: "127.0.0.1", port: 8480), "127.0.0.1:8480"),
+        ("[::1]:8480", .tcp(host: "::1", port: 8480), "[::1]:8480"),
+        ("::1:8480", .tcp(host: "::1", port: 8480), "[::1]:8480"),
+        ("[fe80::1%lo]:0", .tcp(host: "fe80::1%lo", port: 0), "[fe80::1%lo]:0"),
+        ("localhost:1", .tcp(host: "localhost", port: 1), "localhost:1"),
+        ("unix:/run/s.sock", .unix(path: "/run/s.sock"), "unix:/run/s.sock"),
+    ])
+    func readsAndWritesBack(text: String, address: ListenAddress, written: String) {
+        #expect(ListenAddress(parsing: text) == address)
+        #expect(address.description == written)
+        #expect(ListenAddress(parsing: written) == address)
+    }
+
+    @Test(arguments: ["[::1]", "[::1:8480", "::1]:8480", "[]:8480", "[127.0.0.1]:8480", "[::1]x:8480", "8480", "unix:"])
+    func refusesMalformedAddresses(text: String) {
+        #expect(ListenAddress(parsing: text) == nil)
+    }
+}

@@ -155,6 +155,12 @@ import Testing
         )
         #expect(unknownHeader.status == 404)
         #expect(unknownHeader.json?["error"] as? String == "unknown_version")
+        // Refused on a matched route: counted under that route and model, with no version.
+        let metrics = try #require(httpRequest(port: sidecar.adminPort, "GET", "/metrics")).bodyText
+        let refused = ["model": "m", "version": "", "role": "live", "code": "404"]
+        #expect(metricValue(metrics, "switchyard_requests_total", refused.merging(["route": "pinned"]) { $1 }) == 1)
+        #expect(metricValue(metrics, "switchyard_requests_total", refused.merging(["route": "by-header"]) { $1 }) == 1)
+        #expect(metricValue(metrics, "switchyard_requests_total", ["route": "", "code": "404"]) == 0)
 
         let noRoute = try #require(httpRequest(port: sidecar.port, "GET", "/elsewhere"))
         #expect(noRoute.status == 404)

@@ -238,3 +238,57 @@ final class Box<T>: @unchecked Sendable {
     var value: T
     init(_ value: T) { self.value = value }
 }
+
+@Suite struct IPv6ListenerTests {
+    /// `--listen '[::1]:PORT'` binds the IPv6 loopback and serves there.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/proc/net/if_inet6")))
+    func aBracketedIPv6AddressServes() throws {
+        let config = try TempConfig(
+            routes: "routes:\n  - { name: r, match: { path: /p }, model: m, protocol: tfserving }\n",
+            policies: ["m": "model: m\nversions:\n  v1: { embedded: table, file: t.csv, key: \"header:k\" }\n"],
+            extraFiles: ["policies/t.csv": "k,y\na,1\n"]
+        )
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path) { options in
+            options.listen = [try! #require(ListenAddress(parsing: "[::1]:0"))]
+        }
+        defer { sidecar.stop() }
+        let bound = try #require(sidecar.sidecar.listenAddresses.first)
+        guard case .tcp(let host, let port) = bound else {
+            Issue.record("expected a TCP listener, got \(bound)")
+            return
+        }
+        #expect(host == "::1")
+        #expect(bound.description == "[::1]:\(port)")
+
+        let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = in_port_t(UInt16(port).bigEndian)
+        address.sin6_addr = in6addr_loopback
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
+        }
+        try #require(connected == 0)
+        _ = sendAll(
+            fd,
+            Array(
+                "POST /p HTTP/1.1\r\nHost: x\r\nk: a\r\nConnection: close\r\nContent-Length: 19\r\n\r\n{\"instances\":[[1]]}"
+                    .utf8
+            )
+        )
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200"))
+        #expect(text.contains("x-switchyard-version: v1"))
+    }
+}
