@@ -164,7 +164,7 @@ enum HTML {
         html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
         html += Chart.agreementOverTime(pair.timeline, range: timeRange, overall: pair.agreement?.rate, id: "time-\(index)")
         if pair.hasScalarOutput { html += Chart.scatter(pair.scatter, pair: key, id: "scatter-\(index)") }
-        html += "</div>\n<p class=\"note\">\(escape(Report.latencyNote))</p>\n"
+        html += "</div>\n"
         if !pair.labelMatrix.isEmpty { html += matrix(pair) }
         return html + "</section>\n"
     }
@@ -363,10 +363,15 @@ enum Chart {
         var svg = open(id: id, title: "Agreement over time (per \(durationLabel(width)) bucket, UTC)")
         let rates = (0..<count).compactMap { compared[$0] > 0 ? Double(matched[$0]) / Double(compared[$0]) : nil }
         let lowest = rates.min()!
-        let low = [0.99, 0.98, 0.95, 0.9, 0.8, 0.5, 0].first { $0 <= lowest - 0.001 } ?? 0
+        // The axis starts at a round share below the lowest bucket, so that 99.2 % and 99.8 % do
+        // not sit on one line; each start has a round tick step.
+        let scales: [(low: Double, step: Double)] = [
+            (0.99, 0.002), (0.98, 0.005), (0.95, 0.01), (0.9, 0.02), (0.8, 0.05), (0.5, 0.1), (0, 0.2),
+        ]
+        let (low, step) = scales.first { $0.low <= lowest - 0.001 } ?? (0, 0.2)
         func y(_ rate: Double) -> Double { top + plotHeight * (1 - (rate - low) / (1 - low)) }
         func x(_ bucket: Int) -> Double { left + (Double(bucket) + 0.5) / Double(count) * plotWidth }
-        let ticks = (0...4).map { low + Double($0) * (1 - low) / 4 }
+        let ticks = (0...Int(((1 - low) / step).rounded())).map { low + Double($0) * step }
         for tick in ticks {
             svg += "<line x1=\"\(f(left - 4))\" y1=\"\(f(y(tick)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y(tick)))\" "
             svg += "stroke=\"\(tick == low ? "#1d2330" : "#e3e6eb")\"/>"
