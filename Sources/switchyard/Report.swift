@@ -28,7 +28,7 @@ struct Report: ParsableCommand {
     )
 
     @Argument(help: ArgumentHelp("Comparison logs written by `serve` (compare.log).", valueName: "FILE.jsonl"))
-    var files: [String] = []
+    var files: [String]
 
     @Option(name: .long, help: "Output format: table, markdown, json or html.")
     var format: String = "table"
