@@ -162,7 +162,12 @@ enum HTML {
         html += "</div>\n<div class=\"charts\">\n"
         html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
         html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
-        html += Chart.agreementOverTime(pair.timeline, range: timeRange, overall: pair.agreement?.rate, id: "time-\(index)")
+        html += Chart.agreementOverTime(
+            pair.timeline,
+            range: timeRange,
+            overall: pair.agreement?.rate,
+            id: "time-\(index)"
+        )
         if pair.hasScalarOutput { html += Chart.scatter(pair.scatter, pair: key, id: "scatter-\(index)") }
         html += "</div>\n"
         if !pair.labelMatrix.isEmpty { html += matrix(pair) }
@@ -373,7 +378,8 @@ enum Chart {
         func x(_ bucket: Int) -> Double { left + (Double(bucket) + 0.5) / Double(count) * plotWidth }
         let ticks = (0...Int(((1 - low) / step).rounded())).map { low + Double($0) * step }
         for tick in ticks {
-            svg += "<line x1=\"\(f(left - 4))\" y1=\"\(f(y(tick)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y(tick)))\" "
+            svg +=
+                "<line x1=\"\(f(left - 4))\" y1=\"\(f(y(tick)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y(tick)))\" "
             svg += "stroke=\"\(tick == low ? "#1d2330" : "#e3e6eb")\"/>"
             svg += "<text x=\"\(f(left - 7))\" y=\"\(f(y(tick) + 4))\" text-anchor=\"end\">"
             svg += "\(String(format: low >= 0.9 ? "%.1f%%" : "%.0f%%", tick * 100))</text>\n"
@@ -448,7 +454,8 @@ enum Chart {
         for point in shown {
             svg += "<circle cx=\"\(f(x(point.live)))\" cy=\"\(f(y(point.shadow)))\" r=\"2.2\"/>\n"
         }
-        svg += "</g>\n<text x=\"\(f(left + side + 12))\" y=\"\(f(top + 14))\" fill=\"#6b7385\">dashed: shadow = live</text>\n"
+        svg +=
+            "</g>\n<text x=\"\(f(left + side + 12))\" y=\"\(f(top + 14))\" fill=\"#6b7385\">dashed: shadow = live</text>\n"
         svg += axisTitles(x: "live \(pair.liveVersion) output", y: "shadow \(pair.shadowVersion) output")
         return svg + "</svg>\n"
     }
@@ -593,7 +600,6 @@ enum Chart {
 
     private static func f(_ value: Double) -> String { String(format: "%.1f", value) }
 }
-
 
 /// Euclidean remainder: never negative for a positive divisor.
 private func floorRemainder(_ lhs: Int64, _ rhs: Int64) -> Int64 {

@@ -346,7 +346,9 @@ extension PairSummary {
         )
         for live in classes {
             let total = labelMatrix[live]?.values.reduce(0, +) ?? 0
-            table.rows.append([String(live)] + classes.map { Self.countWithShare(labelMatrix[live]?[$0] ?? 0, of: total) })
+            table.rows.append(
+                [String(live)] + classes.map { Self.countWithShare(labelMatrix[live]?[$0] ?? 0, of: total) }
+            )
         }
         table.notes = ["cells: rows of output, and in parentheses their share of the live class's rows."]
         return table

@@ -38,7 +38,9 @@ import Testing
         #expect(pair["insufficient_data"] as? Bool == true)
         #expect(object["min_requests"] as? Int == 100)
         let html = try CLI.run(["report", path, "--format", "html"])
-        #expect(html.stdout.contains("<p class=\"insufficient\">insufficient data: 42 compared requests, fewer than 100"))
+        #expect(
+            html.stdout.contains("<p class=\"insufficient\">insufficient data: 42 compared requests, fewer than 100")
+        )
         // Lowered to 42, the pair has enough data.
         let enough = try CLI.run(["report", path, "--min-requests", "42"])
         #expect(enough.stdout.contains("churn  v1    v2            42  ok"))
@@ -106,7 +108,9 @@ import Testing
         let path = try Self.log(matches: 100, mismatches: 0)
         #expect(try CLI.run(["report", path]).status == 0)
         #expect(try CLI.run(["report", path, "--fail-if", "agreement<1.5"]).status == 1)
-        #expect(try CLI.run(["report", try Self.log(matches: 5, mismatches: 0), "--fail-if", "agreement<0.5"]).status == 3)
+        #expect(
+            try CLI.run(["report", try Self.log(matches: 5, mismatches: 0), "--fail-if", "agreement<0.5"]).status == 3
+        )
         // Gates on no pair at all are inconclusive too.
         let empty = try CLI.tempDirectory(files: ["empty.jsonl": ""]) + "/empty.jsonl"
         let none = try CLI.run(["report", empty, "--fail-if", "agreement<0.5"])

@@ -22,7 +22,13 @@ func timedRecord(
         requestID: "r\(second)",
         model: model,
         route: model,
-        live: .init(version: live, status: 200, latencyMilliseconds: latency.0, totalMilliseconds: total, output: liveOutput),
+        live: .init(
+            version: live,
+            status: 200,
+            latencyMilliseconds: latency.0,
+            totalMilliseconds: total,
+            output: liveOutput
+        ),
         shadow: .init(
             version: shadow,
             status: outcome == .error ? 500 : 200,
@@ -88,7 +94,11 @@ struct InsufficientDataTests {
         // With enough data none of it shows.
         let enough = sampleReport(minRequests: 1)
         #expect(!enough.renderHTML().contains("<p class=\"insufficient\">"))
-        #expect(!enough.renderTable().split(separator: "\n").contains { $0.hasPrefix("churn") && $0.contains("insufficient") })
+        #expect(
+            !enough.renderTable().split(separator: "\n").contains {
+                $0.hasPrefix("churn") && $0.contains("insufficient")
+            }
+        )
     }
 
     @Test func theMinimumCountsComparedRequestsAndIsInclusive() throws {
@@ -240,7 +250,13 @@ struct HTMLChartTests {
     @Test func scatterDrawsEveryScalarRowUpToTheCap() throws {
         var small = ReportBuilder()
         for second in 0..<150 {
-            small.add(timedRecord(second: second, liveOutput: [.number(Double(second))], shadowOutput: [.number(Double(second) + 0.5)]))
+            small.add(
+                timedRecord(
+                    second: second,
+                    liveOutput: [.number(Double(second))],
+                    shadowOutput: [.number(Double(second) + 0.5)]
+                )
+            )
         }
         // Two rows per request, as `[[x], [y]]`: each row is a point.
         small.add(timedRecord(second: 150, liveOutput: [[1.0], [2.0]], shadowOutput: [[1.5], [2.5]]))
@@ -262,7 +278,9 @@ struct HTMLChartTests {
     @Test func vectorOutputsGetNoScatter() throws {
         var builder = ReportBuilder()
         for second in 0..<20 {
-            builder.add(timedRecord(second: second, liveOutput: [[0.2, 0.8]], shadowOutput: [[0.3, 0.7]], labels: (1, 1)))
+            builder.add(
+                timedRecord(second: second, liveOutput: [[0.2, 0.8]], shadowOutput: [[0.3, 0.7]], labels: (1, 1))
+            )
         }
         let html = builder.build().renderHTML()
         #expect(wellFormednessProblem(html) == nil)
@@ -318,7 +336,9 @@ struct TimestampAndRecordTests {
 
     @Test func formatAndReadRoundTrip() {
         for milliseconds: Int64 in [0, 1, 999, 1_746_100_800_123, 253_402_300_799_999, -86_400_000] {
-            #expect(RFC3339.millisecondsSinceEpoch(RFC3339.format(millisecondsSinceEpoch: milliseconds)) == milliseconds)
+            #expect(
+                RFC3339.millisecondsSinceEpoch(RFC3339.format(millisecondsSinceEpoch: milliseconds)) == milliseconds
+            )
         }
     }
 
