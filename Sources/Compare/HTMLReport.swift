@@ -168,7 +168,9 @@ enum HTML {
             overall: pair.agreement?.rate,
             id: "time-\(index)"
         )
-        if pair.hasScalarOutput { html += Chart.scatter(pair.scatter, pair: key, id: "scatter-\(index)") }
+        if pair.hasScalarOutput {
+            html += Chart.scatter(pair.scatter, rows: pair.scatterRows, pair: key, id: "scatter-\(index)")
+        }
         html += "</div>\n"
         if !pair.labelMatrix.isEmpty { html += matrix(pair) }
         return html + "</section>\n"
@@ -419,12 +421,12 @@ enum Chart {
 
     /// Live against shadow value per output row, with the y = x diagonal (where agreeing rows
     /// lie). Above `maxScatterPoints` rows, an evenly spaced subset in reading order is drawn.
-    static func scatter(_ points: [ScatterPoint], pair: PairKey, id: String) -> String {
+    static func scatter(_ points: [ScatterPoint], rows: Int, pair: PairKey, id: String) -> String {
         let shown: [ScatterPoint] =
             points.count <= maxScatterPoints
             ? points : (0..<maxScatterPoints).map { points[$0 * points.count / maxScatterPoints] }
         var title = "Live vs shadow output per row"
-        if shown.count < points.count { title += " (\(shown.count) of \(points.count) rows)" }
+        if shown.count < rows { title += " (\(shown.count) of \(rows) rows)" }
         var svg = open(id: id, title: title)
         guard !shown.isEmpty else { return svg + empty("no scalar outputs") + "</svg>\n" }
         var lowest = shown.map { min($0.live, $0.shadow) }.min()!

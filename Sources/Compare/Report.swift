@@ -56,9 +56,15 @@ public struct PairAccumulator: Sendable, Hashable {
     /// Each compared record's time and outcome, in reading order (records whose `ts` does not
     /// read as RFC 3339 are left out): the agreement-over-time chart.
     public private(set) var timeline: [TimedOutcome] = []
-    /// Live and shadow value of each output row, from compared records whose outputs are one
-    /// number per row on both sides (as many rows each), in reading order.
+    /// Live and shadow value of output rows, from compared records whose outputs are one number
+    /// per row on both sides (as many rows each), in reading order: every `scatterStride`-th row,
+    /// so that a long log keeps a bounded, evenly spread sample (at most `scatterKept` points).
     public private(set) var scatter: [ScatterPoint] = []
+    /// Scalar rows seen in all (`scatter` holds a sample of them).
+    public private(set) var scatterRows = 0
+    private var scatterStride = 1
+    /// Twice what a chart draws: halving it still leaves enough.
+    static let scatterKept = 4096
     /// Some compared record had an output that is not one number per row (a probability vector,
     /// an object): the pair's outputs are not scalar, so it gets no scatter.
     public private(set) var hasNonScalarOutput = false
@@ -94,12 +100,24 @@ public struct PairAccumulator: Sendable, Hashable {
             let shadow = Self.scalarRows(of: shadowOutput)
             if let live, let shadow {
                 if live.count == shadow.count {
-                    for (x, y) in zip(live, shadow) { scatter.append(ScatterPoint(live: x, shadow: y)) }
+                    for (x, y) in zip(live, shadow) { addScatterPoint(ScatterPoint(live: x, shadow: y)) }
                 }
             } else {
                 hasNonScalarOutput = true
             }
         }
+    }
+
+    /// Keeps every `scatterStride`-th row; when that is too many, every other one of those.
+    private mutating func addScatterPoint(_ point: ScatterPoint) {
+        if scatterRows % scatterStride == 0 {
+            if scatter.count == Self.scatterKept {
+                scatter = stride(from: 0, to: scatter.count, by: 2).map { scatter[$0] }
+                scatterStride *= 2
+            }
+            if scatterRows % scatterStride == 0 { scatter.append(point) }
+        }
+        scatterRows += 1
     }
 
     /// The rows of an output that holds one finite number per row: a number, or an array of
@@ -186,6 +204,8 @@ public struct PairSummary: Sendable, Hashable {
     /// See `PairAccumulator`.
     public var timeline: [TimedOutcome]
     public var scatter: [ScatterPoint]
+    /// Scalar rows seen, of which `scatter` is an evenly spread sample.
+    public var scatterRows: Int
     /// Every compared output was one number per row (and there was one): the scatter applies.
     public var hasScalarOutput: Bool
 
@@ -209,6 +229,7 @@ public struct PairSummary: Sendable, Hashable {
         noise = nil
         timeline = accumulator.timeline
         scatter = accumulator.scatter
+        scatterRows = accumulator.scatterRows
         hasScalarOutput = !accumulator.hasNonScalarOutput && !accumulator.scatter.isEmpty
     }
 

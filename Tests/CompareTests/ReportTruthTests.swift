@@ -273,6 +273,11 @@ struct HTMLChartTests {
         let largeChart = try #require(svg("scatter-0", in: large.build().renderHTML()))
         #expect(count("<circle", in: largeChart) == Chart.maxScatterPoints)
         #expect(largeChart.contains("(2000 of 5000 rows)"))
+        // The builder keeps a bounded, evenly spread sample: every other row here.
+        let pair = large.build().pairs[0]
+        #expect(pair.scatterRows == 5000)
+        #expect(pair.scatter.count == 2500)
+        #expect(pair.scatter.prefix(3).map(\.live) == [0, 2, 4])
     }
 
     @Test func vectorOutputsGetNoScatter() throws {
