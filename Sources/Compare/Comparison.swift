@@ -40,8 +40,12 @@ public struct ResponseSide: Sendable, Hashable {
     /// case (502 for a connect error, 504 for a timeout).
     public var status: Int
     public var body: Body
-    /// Time from sending the request to the end of the response, in milliseconds.
+    /// The version's own time, from asking it (sending the request, or starting an embedded
+    /// evaluation) to the end of its answer, in milliseconds: the same measure for live and shadow.
     public var latencyMilliseconds: Double
+    /// The live side's end-to-end time, from the request's arrival at the sidecar to the end of
+    /// the answer sent (a fallback's detour included); nil for a shadow. Written as `total_ms`.
+    public var totalMilliseconds: Double?
 
     public init(version: String, status: Int, body: [UInt8], latencyMilliseconds: Double) {
         self.init(version: version, status: status, body: .bytes(body), latencyMilliseconds: latencyMilliseconds)
@@ -51,11 +55,18 @@ public struct ResponseSide: Sendable, Hashable {
         self.init(version: version, status: status, body: .json(json), latencyMilliseconds: latencyMilliseconds)
     }
 
-    public init(version: String, status: Int, body: Body, latencyMilliseconds: Double) {
+    public init(
+        version: String,
+        status: Int,
+        body: Body,
+        latencyMilliseconds: Double,
+        totalMilliseconds: Double? = nil
+    ) {
         self.version = version
         self.status = status
         self.body = body
         self.latencyMilliseconds = latencyMilliseconds
+        self.totalMilliseconds = totalMilliseconds
     }
 
     /// Whether the status is 2xx.

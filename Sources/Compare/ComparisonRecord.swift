@@ -4,26 +4,40 @@ import Models
 ///
 /// ```json
 /// {"ts":"2025-05-01T12:00:00.123Z","request_id":"r1","model":"churn","route":"churn",
-///  "live":{"version":"v1","status":200,"latency_ms":3.2,"output":[0.8]},
+///  "live":{"version":"v1","status":200,"latency_ms":3.2,"total_ms":3.4,"output":[0.8]},
 ///  "shadow":{"version":"v2","status":200,"latency_ms":4.1,"output":[0.3]},
 ///  "outcome":"mismatch","max_abs_diff":0.5,"flip":true,"live_label":1,"shadow_label":0}
 /// ```
 /// `live_label` and `shadow_label` are present for classifier outputs: a number for a
 /// one-row output, an array for several rows. `max_abs_diff` is null for an error or a shape
 /// difference. A `reason` member (a string) says why, for those outcomes. Readers ignore
-/// members they do not know.
+/// members they do not know. Each side's `latency_ms` is that version's own time, from being
+/// asked to its answer, so live and shadow compare like with like; the live side's `total_ms`
+/// is the end-to-end time its client saw (absent from older logs).
 public struct ComparisonRecord: Sendable, Hashable {
     public struct Side: Sendable, Hashable {
         public var version: String
         public var status: Int
+        /// `latency_ms`: the version's own time, from being asked to its answer (see
+        /// `ResponseSide.latencyMilliseconds`). Logs written before `total_ms` existed hold the
+        /// live end-to-end time here.
         public var latencyMilliseconds: Double
+        /// `total_ms`, live side only: the end-to-end time the client saw, arrival to answer.
+        public var totalMilliseconds: Double?
         /// The extracted output; nil (JSON null) for a side that failed.
         public var output: JSON?
 
-        public init(version: String, status: Int, latencyMilliseconds: Double, output: JSON?) {
+        public init(
+            version: String,
+            status: Int,
+            latencyMilliseconds: Double,
+            totalMilliseconds: Double? = nil,
+            output: JSON?
+        ) {
             self.version = version
             self.status = status
             self.latencyMilliseconds = latencyMilliseconds
+            self.totalMilliseconds = totalMilliseconds
             self.output = output
         }
 
@@ -100,6 +114,7 @@ public struct ComparisonRecord: Sendable, Hashable {
                 version: live.version,
                 status: live.status,
                 latencyMilliseconds: live.latencyMilliseconds,
+                totalMilliseconds: live.totalMilliseconds,
                 output: comparison.liveOutput
             ),
             shadow: Side(
@@ -145,11 +160,13 @@ public struct ComparisonRecord: Sendable, Hashable {
     }
 
     private static func json(of side: Side) -> JSON {
-        [
-            "version": .string(side.version), "status": .number(Double(side.status)),
-            "latency_ms": .number((side.latencyMilliseconds * 1000).rounded() / 1000),
-            "output": side.output ?? .null,
-        ]
+        var object = JSONObject()
+        object.set("version", .string(side.version))
+        object.set("status", .number(Double(side.status)))
+        object.set("latency_ms", .number((side.latencyMilliseconds * 1000).rounded() / 1000))
+        if let total = side.totalMilliseconds { object.set("total_ms", .number((total * 1000).rounded() / 1000)) }
+        object.set("output", side.output ?? .null)
+        return .object(object)
     }
 
     private static func json(ofLabels labels: [Int]) -> JSON {
@@ -240,11 +257,18 @@ public struct ComparisonRecord: Sendable, Hashable {
         }
         let latency = try number(side, "latency_ms", in: parent)
         guard latency >= 0 else { throw RecordError("'\(parent)latency_ms' must not be negative") }
+        var total: Double?
+        if side["total_ms"] != nil {
+            let value = try number(side, "total_ms", in: parent)
+            guard value >= 0 else { throw RecordError("'\(parent)total_ms' must not be negative") }
+            total = value
+        }
         guard let output = side["output"] else { throw RecordError("missing '\(parent)output'") }
         return Side(
             version: try string(side, "version", in: parent),
             status: Int(status),
             latencyMilliseconds: latency,
+            totalMilliseconds: total,
             output: output.isNull ? nil : output
         )
     }
@@ -286,6 +310,71 @@ public enum RFC3339 {
         let (year, month, day) = civilDate(daysSinceEpoch: days)
         return pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + "T" + pad(secondOfDay / 3600, 2) + ":"
             + pad(secondOfDay / 60 % 60, 2) + ":" + pad(secondOfDay % 60, 2) + "." + pad(milliseconds, 3) + "Z"
+    }
+
+    /// Milliseconds since 1970-01-01T00:00:00Z of `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`
+    /// (`t` or a space for `T`, `z` for `Z`; fraction digits beyond the millisecond are dropped);
+    /// nil for any other text.
+    public static func millisecondsSinceEpoch(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        var index = 0
+        func digits(_ count: Int) -> Int? {
+            guard index + count <= bytes.count else { return nil }
+            var value = 0
+            for byte in bytes[index..<(index + count)] {
+                guard byte >= 0x30 && byte <= 0x39 else { return nil }
+                value = value * 10 + Int(byte - 0x30)
+            }
+            index += count
+            return value
+        }
+        func expect(_ allowed: String) -> Bool {
+            guard index < bytes.count, allowed.utf8.contains(bytes[index]) else { return false }
+            index += 1
+            return true
+        }
+        guard let year = digits(4), expect("-"), let month = digits(2), expect("-"), let day = digits(2),
+            expect("Tt "), let hour = digits(2), expect(":"), let minute = digits(2), expect(":"),
+            let second = digits(2), (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60,
+            second <= 60
+        else { return nil }
+        var milliseconds = 0
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 100
+            let start = index
+            while index < bytes.count, bytes[index] >= 0x30 && bytes[index] <= 0x39 {
+                milliseconds += Int(bytes[index] - 0x30) * scale
+                scale /= 10
+                index += 1
+            }
+            guard index > start else { return nil }
+        }
+        var offsetMinutes = 0
+        if expect("Zz") {
+        } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+            let sign = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+            index += 1
+            guard let offsetHours = digits(2), expect(":"), let offsetMinute = digits(2) else { return nil }
+            offsetMinutes = sign * (offsetHours * 60 + offsetMinute)
+        } else {
+            return nil
+        }
+        guard index == bytes.count else { return nil }
+        let days = daysSinceEpoch(year: year, month: month, day: day)
+        let seconds = days * 86_400 + Int64(hour * 3600 + minute * 60 + second) - Int64(offsetMinutes * 60)
+        return seconds * 1000 + Int64(milliseconds)
+    }
+
+    /// Howard Hinnant's `days_from_civil`.
+    private static func daysSinceEpoch(year: Int, month: Int, day: Int) -> Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let shiftedMonth = Int64(month > 2 ? month - 3 : month + 9)
+        let dayOfYear = (153 * shiftedMonth + 2) / 5 + Int64(day) - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 
     /// Howard Hinnant's `civil_from_days`.

@@ -15,6 +15,12 @@ enum Format {
         return String(format: "%.2f%%", rate * 100)
     }
 
+    /// `+1.25%`, `-0.40%`, `0.00%`.
+    static func signedPercent(_ rate: Double) -> String {
+        let text = percent(rate)
+        return text.hasPrefix("-") || text == "0.00%" ? (text == "-0.00%" ? "0.00%" : text) : "+" + text
+    }
+
     /// `[98.30%, 99.52%]`.
     static func interval(_ proportion: Proportion?) -> String {
         guard let proportion else { return "n/a" }

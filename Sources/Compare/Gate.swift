@@ -1,13 +1,21 @@
 import Models
 
 /// A `--fail-if` condition such as `agreement<0.995`: the report fails when, for some pair
-/// (noise pairs excepted), `metric op number` holds.
+/// (noise pairs excepted) with enough data, `metric op number` holds.
 public struct Gate: Sendable, Hashable, CustomStringConvertible {
     public enum Metric: String, Sendable, Hashable, CaseIterable {
         /// Agreement rate, 0…1.
         case agreement
+        /// The lower / upper bound of agreement's 95 % Wilson interval: `agreement_low<0.99`
+        /// fails unless the data show agreement above 0.99 with 95 % confidence.
+        case agreementLow = "agreement_low"
+        case agreementHigh = "agreement_high"
         /// Class-flip rate, 0…1.
         case churn
+        /// The bounds of churn's 95 % Wilson interval: `churn_high>0.01` fails unless the data
+        /// show churn below 1 % with 95 % confidence.
+        case churnLow = "churn_low"
+        case churnHigh = "churn_high"
         /// Churn less the noise pair's churn, floored at 0 (the churn itself without a noise pair).
         case netChurn = "net_churn"
         /// Shadow error rate (shadow errors / requests), 0…1.
@@ -94,7 +102,11 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
     public func value(for pair: PairSummary) -> Double? {
         switch metric {
         case .agreement: pair.agreement?.rate
+        case .agreementLow: pair.agreement?.low
+        case .agreementHigh: pair.agreement?.high
         case .churn: pair.churn?.rate
+        case .churnLow: pair.churn?.low
+        case .churnHigh: pair.churn?.high
         case .netChurn: pair.netChurn
         case .errors: pair.requests == 0 ? nil : pair.shadowErrorRate
         case .p99AbsDiff: pair.absDiff?.p99
@@ -103,20 +115,36 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Checks every gate on every pair but noise pairs. A gate whose metric is unknown for a
-    /// pair fails it (a CI gate must not pass on no evidence), and so does a report with no
-    /// pair to check when there are gates.
-    public static func evaluate(_ gates: [Gate], on report: Report) -> [GateFailure] {
-        guard !gates.isEmpty else { return [] }
+    /// Checks every gate on every pair but noise pairs. A pair with fewer compared requests
+    /// than the report's `minRequests` is not checked: it is listed in `insufficient`, neither
+    /// passing nor failing, and so is a report with no pair to check when there are gates. A
+    /// gate whose metric is unknown for a pair with enough data (churn of a regression model,
+    /// say) fails it: a CI gate must not pass on no evidence.
+    public static func evaluate(_ gates: [Gate], on report: Report) -> GateEvaluation {
+        guard !gates.isEmpty else { return GateEvaluation() }
+        var evaluation = GateEvaluation()
         let checked = report.pairs.filter { !$0.key.isNoiseFloor }
         guard !checked.isEmpty else {
-            return [GateFailure(gate: nil, pair: nil, value: nil, message: "no comparison pair to check the gates on")]
+            evaluation.insufficient.append(
+                InsufficientData(pair: nil, compared: 0, message: "no comparison pair to check the gates on")
+            )
+            return evaluation
         }
-        var failures: [GateFailure] = []
         for pair in checked {
+            if pair.insufficientData {
+                evaluation.insufficient.append(
+                    InsufficientData(
+                        pair: pair.key,
+                        compared: pair.compared,
+                        message: "\(pair.key): \(pair.compared) compared request\(pair.compared == 1 ? "" : "s"), "
+                            + "fewer than --min-requests \(report.minRequests); its gates neither pass nor fail"
+                    )
+                )
+                continue
+            }
             for gate in gates {
                 guard let value = gate.value(for: pair) else {
-                    failures.append(
+                    evaluation.failures.append(
                         GateFailure(
                             gate: gate,
                             pair: pair.key,
@@ -128,7 +156,7 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
                     continue
                 }
                 if gate.op.holds(value, gate.threshold) {
-                    failures.append(
+                    evaluation.failures.append(
                         GateFailure(
                             gate: gate,
                             pair: pair.key,
@@ -141,23 +169,43 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
                 }
             }
         }
-        return failures
+        return evaluation
     }
 
     private var unknownReason: String {
         switch metric {
-        case .agreement, .p99AbsDiff, .maxAbsDiff: "no compared request"
-        case .churn, .netChurn: "no labelled comparison"
+        case .agreement, .agreementLow, .agreementHigh, .p99AbsDiff, .maxAbsDiff: "no compared request"
+        case .churn, .churnLow, .churnHigh, .netChurn: "no labelled comparison"
         case .errors, .latencyP99DeltaMilliseconds: "no request"
         }
     }
 }
 
+/// What the gates found: failures, and pairs with too little data to judge.
+public struct GateEvaluation: Sendable, Hashable {
+    public var failures: [GateFailure] = []
+    public var insufficient: [InsufficientData] = []
+
+    public init() {}
+
+    /// Every gate held on every pair with enough data, and no pair lacked data.
+    public var passed: Bool { failures.isEmpty && insufficient.isEmpty }
+}
+
+/// A pair whose gates were not checked for lack of data, e.g. `churn/v1→v2: 42 compared
+/// requests, fewer than --min-requests 100; its gates neither pass nor fail`.
+public struct InsufficientData: Sendable, Hashable, CustomStringConvertible {
+    /// Nil when there was no pair at all.
+    public var pair: PairKey?
+    public var compared: Int
+    public var message: String
+    public var description: String { message }
+}
+
 /// A gate that failed for a pair, e.g. `churn/v1→v2: agreement 0.9871 < 0.995`.
 public struct GateFailure: Sendable, Hashable, CustomStringConvertible {
-    /// Nil when there was no pair to check.
-    public var gate: Gate?
-    public var pair: PairKey?
+    public var gate: Gate
+    public var pair: PairKey
     /// The metric's value; nil when unknown.
     public var value: Double?
     public var message: String

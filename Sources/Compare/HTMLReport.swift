@@ -2,8 +2,9 @@ import Foundation
 
 extension Report {
     /// One self-contained HTML page (inline CSS and SVG, no script, no external resource): the
-    /// summary tables, then per pair its figures, label matrix, a histogram of absolute
-    /// differences (log-scaled bins) and the latency CDFs of live and shadow. The markup is
+    /// summary tables, then per pair its figures, label matrix (counts and row shares), a
+    /// histogram of absolute differences (log-scaled bins), the latency CDFs of live and shadow,
+    /// agreement over time, and for scalar outputs a live-vs-shadow scatter. The markup is
     /// well-formed XML (every element closed, only XML entities), so XML tools can read it too.
     public func renderHTML() -> String {
         var html = """
@@ -19,6 +20,7 @@ extension Report {
 
             """
         html += "<p class=\"headline\">\(HTML.escape(headline))</p>\n"
+        if let netChurnLine { html += "<p class=\"headline\">\(HTML.escape(netChurnLine))</p>\n" }
         if !badLines.isEmpty {
             html += "<details><summary>Unreadable lines</summary><ul>"
             for badLine in badLines.prefix(50) { html += "<li><code>\(HTML.escape(badLine.description))</code></li>" }
@@ -38,8 +40,11 @@ extension Report {
 
                 """
         }
+        let times = pairs.flatMap { [$0.timeline.first?.milliseconds, $0.timeline.last?.milliseconds] }
+            .compactMap { $0 }
+        let timeRange = times.min().map { ($0, times.max()!) }
         for (index, pair) in pairs.enumerated() {
-            html += HTML.section(for: pair, index: index)
+            html += HTML.section(for: pair, index: index, timeRange: timeRange, minRequests: minRequests)
         }
         html += "</body>\n</html>\n"
         return html
@@ -63,7 +68,9 @@ enum HTML {
         .figures div{min-width:128px}.figures b{display:block;font-size:18px;font-weight:600}
         .charts{display:flex;flex-wrap:wrap;gap:16px}
         svg{background:#fff;border:1px solid #e3e6eb}svg text{font-family:inherit;font-size:11px;fill:#1d2330}
-        .matrix td.diag{background:#e8f1e4}.matrix td.off{background:#fbe9e7}
+        .matrix td.diag{background:#e8f1e4}.matrix td.off{background:#fbe9e7}.pct{color:#6b7385;font-size:11px}
+        .insufficient{display:inline-block;background:#fff4d6;border:1px solid #e8c463;border-radius:3px;\
+        padding:2px 8px;font-size:13px;margin:4px 0}
         """
 
     static func escape(_ text: String) -> String {
@@ -97,13 +104,26 @@ enum HTML {
             }
             html += "</tr>\n"
         }
-        return html + "</tbody></table></div>\n"
+        html += "</tbody></table></div>\n"
+        for note in table.notes { html += "<p class=\"note\">\(escape(note))</p>\n" }
+        return html
     }
 
-    static func section(for pair: PairSummary, index: Int) -> String {
+    static func section(
+        for pair: PairSummary,
+        index: Int,
+        timeRange: (first: Int64, last: Int64)?,
+        minRequests: Int
+    ) -> String {
         let key = pair.key
         var html = "<section id=\"pair-\(index)\">\n<h2>\(escape(key.model)): \(escape(key.liveVersion)) → "
-        html += escape(pair.shadowLabel) + "</h2>\n<div class=\"figures\">"
+        html += escape(pair.shadowLabel) + "</h2>\n"
+        if pair.insufficientData {
+            html += "<p class=\"insufficient\">insufficient data: \(pair.compared) compared request"
+            html += "\(pair.compared == 1 ? "" : "s"), fewer than "
+            html += "\(minRequests) (--min-requests); gates neither pass nor fail on this pair</p>\n"
+        }
+        html += "<div class=\"figures\">"
         func figure(_ label: String, _ value: String, _ detail: String = "") {
             html += "<div>\(escape(label))<b>\(escape(value))</b>"
             if !detail.isEmpty { html += "<span class=\"note\">\(escape(detail))</span>" }
@@ -129,11 +149,28 @@ enum HTML {
         figure(
             "latency Δ p50 / p99",
             Format.delta(pair.latencyP50DeltaMilliseconds) + " / "
-                + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms"
+                + Format.delta(pair.latencyP99DeltaMilliseconds) + " ms",
+            "each version's own time"
         )
+        if let total = pair.liveTotalLatency {
+            figure(
+                "live end to end p50 / p99",
+                Format.milliseconds(total.p50) + " / " + Format.milliseconds(total.p99) + " ms",
+                "arrival to answer (total_ms)"
+            )
+        }
         html += "</div>\n<div class=\"charts\">\n"
         html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
         html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
+        html += Chart.agreementOverTime(
+            pair.timeline,
+            range: timeRange,
+            overall: pair.agreement?.rate,
+            id: "time-\(index)"
+        )
+        if pair.hasScalarOutput {
+            html += Chart.scatter(pair.scatter, rows: pair.scatterRows, pair: key, id: "scatter-\(index)")
+        }
         html += "</div>\n"
         if !pair.labelMatrix.isEmpty { html += matrix(pair) }
         return html + "</section>\n"
@@ -142,18 +179,23 @@ enum HTML {
     static func matrix(_ pair: PairSummary) -> String {
         let classes = pair.classes
         var html = "<h3>Labels: rows live \(escape(pair.key.liveVersion)), columns shadow "
-        html += escape(pair.key.shadowVersion) + " (rows of output)</h3>\n<table class=\"matrix\"><thead><tr>"
+        html += escape(pair.key.shadowVersion) + " (rows of output; share of the live class's rows)</h3>\n"
+        html += "<table class=\"matrix\"><thead><tr>"
         html += "<th>live \\ shadow</th>"
         for shadow in classes { html += "<th class=\"num\">\(shadow)</th>" }
         html += "<th class=\"num\">total</th></tr></thead><tbody>\n"
         for live in classes {
             html += "<tr><th>\(live)</th>"
-            var total = 0
+            let total = pair.labelMatrix[live]?.values.reduce(0, +) ?? 0
             for shadow in classes {
                 let count = pair.labelMatrix[live]?[shadow] ?? 0
-                total += count
                 let kind = live == shadow ? "diag" : (count > 0 ? "off" : "")
-                html += "<td class=\"num \(kind)\">\(count)</td>"
+                html += "<td class=\"num \(kind)\">\(count)"
+                if total > 0 {
+                    html += " <span class=\"pct\">(" + String(format: "%.1f%%", Double(count) / Double(total) * 100)
+                    html += ")</span>"
+                }
+                html += "</td>"
             }
             html += "<td class=\"num\">\(total)</td></tr>\n"
         }
@@ -292,6 +334,162 @@ enum Chart {
         return svg + "</svg>\n"
     }
 
+    /// Bucket widths the agreement-over-time chart chooses from, in milliseconds.
+    static let bucketWidths: [Int64] = [
+        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800,
+        604_800,
+    ].map { Int64($0) * 1000 }
+
+    /// At most this many buckets across the time range.
+    static let maxBuckets: Int64 = 40
+
+    /// Agreement per time bucket (matches / compared requests in it) as a line, one dot per
+    /// non-empty bucket with its count in a tooltip, and the pair's overall agreement dashed.
+    /// All pairs share `range` (the report's first and last compared record), so their charts
+    /// line up; buckets are round widths (1 s … 1 week) in UTC.
+    static func agreementOverTime(
+        _ timeline: [TimedOutcome],
+        range: (first: Int64, last: Int64)?,
+        overall: Double?,
+        id: String
+    ) -> String {
+        guard let range, !timeline.isEmpty else {
+            return open(id: id, title: "Agreement over time") + empty("no compared requests") + "</svg>\n"
+        }
+        let span = max(1, range.last - range.first)
+        let width = bucketWidths.first { span / $0 < maxBuckets } ?? bucketWidths.last!
+        let start = range.first - floorRemainder(range.first, width)
+        let count = Int((range.last - start) / width) + 1
+        var matched = Array(repeating: 0, count: count)
+        var compared = Array(repeating: 0, count: count)
+        for outcome in timeline {
+            let bucket = min(count - 1, max(0, Int((outcome.milliseconds - start) / width)))
+            compared[bucket] += 1
+            if outcome.matched { matched[bucket] += 1 }
+        }
+        var svg = open(id: id, title: "Agreement over time (per \(durationLabel(width)) bucket, UTC)")
+        let rates = (0..<count).compactMap { compared[$0] > 0 ? Double(matched[$0]) / Double(compared[$0]) : nil }
+        let lowest = rates.min()!
+        // The axis starts at a round share below the lowest bucket, so that 99.2 % and 99.8 % do
+        // not sit on one line; each start has a round tick step.
+        let scales: [(low: Double, step: Double)] = [
+            (0.99, 0.002), (0.98, 0.005), (0.95, 0.01), (0.9, 0.02), (0.8, 0.05), (0.5, 0.1), (0, 0.2),
+        ]
+        let (low, step) = scales.first { $0.low <= lowest - 0.001 } ?? (0, 0.2)
+        func y(_ rate: Double) -> Double { top + plotHeight * (1 - (rate - low) / (1 - low)) }
+        func x(_ bucket: Int) -> Double { left + (Double(bucket) + 0.5) / Double(count) * plotWidth }
+        let ticks = (0...Int(((1 - low) / step).rounded())).map { low + Double($0) * step }
+        for tick in ticks {
+            svg +=
+                "<line x1=\"\(f(left - 4))\" y1=\"\(f(y(tick)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(y(tick)))\" "
+            svg += "stroke=\"\(tick == low ? "#1d2330" : "#e3e6eb")\"/>"
+            svg += "<text x=\"\(f(left - 7))\" y=\"\(f(y(tick) + 4))\" text-anchor=\"end\">"
+            svg += "\(String(format: low >= 0.9 ? "%.1f%%" : "%.0f%%", tick * 100))</text>\n"
+        }
+        svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + plotHeight))\" "
+        svg += "stroke=\"#1d2330\"/>\n"
+        let labelEvery = max(1, (count + 4) / 5)
+        for bucket in stride(from: 0, to: count, by: labelEvery) {
+            let edge = left + Double(bucket) / Double(count) * plotWidth
+            svg += "<line x1=\"\(f(edge))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(edge))\" "
+            svg += "y2=\"\(f(top + plotHeight + 4))\" stroke=\"#1d2330\"/>"
+            svg += "<text x=\"\(f(edge))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">"
+            svg += "\(timeLabel(start + Int64(bucket) * width, span: span, width: width))</text>\n"
+        }
+        if let overall, overall >= low {
+            svg += "<line x1=\"\(f(left))\" y1=\"\(f(y(overall)))\" x2=\"\(f(left + plotWidth))\" "
+            svg += "y2=\"\(f(y(overall)))\" stroke=\"#b0b6c0\" stroke-dasharray=\"4 3\"/>"
+            svg += "<text x=\"\(f(left + plotWidth - 4))\" y=\"\(f(y(overall) - 4))\" text-anchor=\"end\" "
+            svg += "fill=\"#6b7385\">overall \(Format.percent(overall))</text>\n"
+        }
+        let filled = (0..<count).filter { compared[$0] > 0 }
+        svg += "<polyline fill=\"none\" stroke=\"\(HTML.liveColor)\" stroke-width=\"2\" points=\""
+        svg += filled.map { "\(f(x($0))),\(f(y(Double(matched[$0]) / Double(compared[$0]))))" }.joined(separator: " ")
+        svg += "\"/>\n"
+        for bucket in filled {
+            let rate = Double(matched[bucket]) / Double(compared[bucket])
+            svg += "<circle cx=\"\(f(x(bucket)))\" cy=\"\(f(y(rate)))\" r=\"3\" fill=\"\(HTML.liveColor)\">"
+            svg += "<title>\(timeLabel(start + Int64(bucket) * width, span: span, width: width)): "
+            svg += "\(Format.percent(rate)) of \(compared[bucket]) compared</title></circle>\n"
+        }
+        svg += axisTitles(x: "time (UTC)", y: "agreement")
+        return svg + "</svg>\n"
+    }
+
+    /// The most points a scatter draws: more would make the page heavy without showing more.
+    static let maxScatterPoints = 2000
+
+    /// Live against shadow value per output row, with the y = x diagonal (where agreeing rows
+    /// lie). Above `maxScatterPoints` rows, an evenly spaced subset in reading order is drawn.
+    static func scatter(_ points: [ScatterPoint], rows: Int, pair: PairKey, id: String) -> String {
+        let shown: [ScatterPoint] =
+            points.count <= maxScatterPoints
+            ? points : (0..<maxScatterPoints).map { points[$0 * points.count / maxScatterPoints] }
+        var title = "Live vs shadow output per row"
+        if shown.count < rows { title += " (\(shown.count) of \(rows) rows)" }
+        var svg = open(id: id, title: title)
+        guard !shown.isEmpty else { return svg + empty("no scalar outputs") + "</svg>\n" }
+        var lowest = shown.map { min($0.live, $0.shadow) }.min()!
+        var highest = shown.map { max($0.live, $0.shadow) }.max()!
+        if highest <= lowest {
+            lowest -= 0.5
+            highest += 0.5
+        }
+        let ticks = rangeTicks(from: lowest, to: highest)
+        let low = ticks.first!
+        let high = ticks.last!
+        // A square plot: the same scale on both axes, so the diagonal is at 45°.
+        let side = plotHeight
+        func x(_ value: Double) -> Double { left + (value - low) / (high - low) * side }
+        func y(_ value: Double) -> Double { top + plotHeight - (value - low) / (high - low) * side }
+        for tick in ticks {
+            let label = String(format: "%g", Format.significant(tick, 4))
+            svg += "<line x1=\"\(f(left - 4))\" y1=\"\(f(y(tick)))\" x2=\"\(f(left + side))\" y2=\"\(f(y(tick)))\" "
+            svg += "stroke=\"#e3e6eb\"/><text x=\"\(f(left - 7))\" y=\"\(f(y(tick) + 4))\" text-anchor=\"end\">"
+            svg += "\(label)</text>\n"
+            svg += "<line x1=\"\(f(x(tick)))\" y1=\"\(f(top))\" x2=\"\(f(x(tick)))\" y2=\"\(f(top + plotHeight + 4))\" "
+            svg += "stroke=\"#e3e6eb\"/><text x=\"\(f(x(tick)))\" y=\"\(f(top + plotHeight + 16))\" "
+            svg += "text-anchor=\"middle\">\(label)</text>\n"
+        }
+        svg += "<line x1=\"\(f(x(low)))\" y1=\"\(f(y(low)))\" x2=\"\(f(x(high)))\" y2=\"\(f(y(high)))\" "
+        svg += "stroke=\"#b0b6c0\" stroke-dasharray=\"4 3\"/>\n<g fill=\"\(HTML.shadowColor)\" fill-opacity=\"0.55\">\n"
+        for point in shown {
+            svg += "<circle cx=\"\(f(x(point.live)))\" cy=\"\(f(y(point.shadow)))\" r=\"2.2\"/>\n"
+        }
+        svg +=
+            "</g>\n<text x=\"\(f(left + side + 12))\" y=\"\(f(top + 14))\" fill=\"#6b7385\">dashed: shadow = live</text>\n"
+        svg += axisTitles(x: "live \(pair.liveVersion) output", y: "shadow \(pair.shadowVersion) output")
+        return svg + "</svg>\n"
+    }
+
+    /// Round ticks (1, 2 or 5 × 10ⁿ apart, about five) from at or below `low` to at or above `high`.
+    static func rangeTicks(from low: Double, to high: Double) -> [Double] {
+        let raw = (high - low) / 5
+        let magnitude = pow(10, log10(raw).rounded(.down))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
+        let first = (low / step).rounded(.down)
+        let last = (high / step).rounded(.up)
+        return stride(from: first, through: last, by: 1).map { $0 * step }
+    }
+
+    /// `5 min`, `30 s`, `1 h`, `1 d`.
+    static func durationLabel(_ milliseconds: Int64) -> String {
+        let seconds = milliseconds / 1000
+        if seconds % 86_400 == 0 { return "\(seconds / 86_400) d" }
+        if seconds % 3600 == 0 { return "\(seconds / 3600) h" }
+        if seconds % 60 == 0 { return "\(seconds / 60) min" }
+        return "\(seconds) s"
+    }
+
+    /// A bucket's start in UTC: `12:05:30` below minute buckets, `12:05` within two days,
+    /// `05-01 12:05` beyond.
+    static func timeLabel(_ milliseconds: Int64, span: Int64, width: Int64) -> String {
+        let text = RFC3339.format(millisecondsSinceEpoch: milliseconds)  // 2025-05-01T12:05:30.000Z
+        let characters = Array(text)
+        let clock = String(characters[11..<(width < 60_000 ? 19 : 16)])
+        return span > 2 * 86_400_000 ? String(characters[5..<10]) + " " + clock : clock
+    }
+
     /// A chart's x axis: position 0…1 of a value.
     enum AxisScale {
         case linear(high: Double)
@@ -403,4 +601,10 @@ enum Chart {
     }
 
     private static func f(_ value: Double) -> String { String(format: "%.1f", value) }
+}
+
+/// Euclidean remainder: never negative for a positive divisor.
+private func floorRemainder(_ lhs: Int64, _ rhs: Int64) -> Int64 {
+    let remainder = lhs % rhs
+    return remainder < 0 ? remainder + rhs : remainder
 }

@@ -19,9 +19,18 @@ extension Report {
     // MARK: JSON
 
     /// SPEC §9 "Report JSON", pretty-printed. Numbers are rounded to 6 significant digits;
-    /// unknown values (no compared record, no labels) are null. Extra members per pair:
-    /// `matches`, `mismatches`, `latency_ms.delta` (shadow − live), `noise_floor` (whether this
-    /// is the shadow of the live version itself) and `noise` (the noise pair beside this one).
+    /// unknown values (no compared record, no labels) are null.
+    ///
+    /// At the top level, before `pairs`: `records` (records read), `time_range` (`first` and
+    /// `last` `ts`, or null without records), `min_requests`, and `net_churn` (see `NetChurn`):
+    /// `rate`, `churn` (`flips`, `requests`, `rate`, `low`, `high`) and `direction`
+    /// (`to_positive`, `to_negative`, `rows`, `rate`; null without a binary classifier pair).
+    ///
+    /// Extra members per pair: `latency_ms.delta` (shadow − live) and `latency_ms.live_total`
+    /// (the live end-to-end `total_ms`; p50 and p99 null for logs without it), `matches`,
+    /// `mismatches`, `insufficient_data` (fewer than `min_requests` compared requests),
+    /// `noise_floor` (whether this is the shadow of the live version itself) and `noise` (the
+    /// noise pair beside this one).
     public func renderJSON() -> String {
         var text = ""
         PrettyJSON.write(json, to: &text, indent: 0)
@@ -30,7 +39,36 @@ extension Report {
 
     /// The JSON report as a value.
     public var json: JSON {
-        ["pairs": .array(pairs.map(\.json))]
+        func number(_ value: Double?) -> JSON { value.map { .number(Format.significant($0)) } ?? .null }
+        let timeRange: JSON =
+            if let firstTimestamp, let lastTimestamp {
+                ["first": .string(firstTimestamp), "last": .string(lastTimestamp)]
+            } else {
+                .null
+            }
+        let churn = netChurn.churn
+        let direction: JSON =
+            netChurn.binaryRows == 0
+            ? .null
+            : [
+                "to_positive": .number(Double(netChurn.toPositive)),
+                "to_negative": .number(Double(netChurn.toNegative)),
+                "rows": .number(Double(netChurn.binaryRows)), "rate": number(netChurn.direction),
+            ]
+        return [
+            "records": .number(Double(records)),
+            "time_range": timeRange,
+            "min_requests": .number(Double(minRequests)),
+            "net_churn": [
+                "rate": number(netChurn.rate),
+                "churn": [
+                    "flips": .number(Double(churn?.successes ?? 0)), "requests": .number(Double(churn?.trials ?? 0)),
+                    "rate": number(churn?.rate), "low": number(churn?.low), "high": number(churn?.high),
+                ],
+                "direction": direction,
+            ],
+            "pairs": .array(pairs.map(\.json)),
+        ]
     }
 }
 
@@ -71,10 +109,12 @@ extension PairSummary {
                 "live": ["p50": number(liveLatency?.p50), "p99": number(liveLatency?.p99)],
                 "shadow": ["p50": number(shadowLatency?.p50), "p99": number(shadowLatency?.p99)],
                 "delta": ["p50": number(latencyP50DeltaMilliseconds), "p99": number(latencyP99DeltaMilliseconds)],
+                "live_total": ["p50": number(liveTotalLatency?.p50), "p99": number(liveTotalLatency?.p99)],
             ],
             "errors": ["live": .number(Double(liveErrors)), "shadow": .number(Double(shadowErrors))],
             "matches": .number(Double(matches)),
             "mismatches": .number(Double(mismatches)),
+            "insufficient_data": .bool(insufficientData),
             "noise_floor": .bool(key.isNoiseFloor),
             "noise": noiseJSON,
         ]
@@ -141,6 +181,8 @@ struct TextTable {
     var header: [String]
     var rightAligned: [Bool]
     var rows: [[String]] = []
+    /// Lines printed under the table.
+    var notes: [String] = []
 
     /// Columns padded to their widest cell, two spaces apart, a rule under the header.
     func plainText() -> String {
@@ -158,6 +200,7 @@ struct TextTable {
         }
         var lines = [title, line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
         lines += rows.map(line)
+        lines += notes
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -169,6 +212,7 @@ struct TextTable {
         var lines = ["### " + title, "", line(header)]
         lines.append("|" + rightAligned.map { $0 ? " ---: |" : " --- |" }.joined())
         lines += rows.map(line)
+        if !notes.isEmpty { lines += [""] + notes }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -200,10 +244,10 @@ extension Report {
         var agreementTable = TextTable(
             title: "Agreement and churn (95% Wilson intervals)",
             header: [
-                "model", "live", "shadow", "requests", "agreement", "95% CI", "churn", "95% CI", "noise churn",
-                "net churn", "live errors", "shadow errors",
+                "model", "live", "shadow", "requests", "sample", "agreement", "95% CI", "churn", "95% CI",
+                "noise churn", "net churn", "live errors", "shadow errors",
             ],
-            rightAligned: [false, false, false, true, true, true, true, true, true, true, true, true]
+            rightAligned: [false, false, false, true, false, true, true, true, true, true, true, true, true]
         )
         var differenceTable = TextTable(
             title: "Absolute difference (per request max) and latency (ms)",
@@ -215,7 +259,7 @@ extension Report {
         )
         for pair in pairs {
             agreementTable.rows.append([
-                pair.key.model, pair.key.liveVersion, pair.shadowLabel, String(pair.requests),
+                pair.key.model, pair.key.liveVersion, pair.shadowLabel, String(pair.requests), pair.sampleVerdict,
                 Format.percent(pair.agreement?.rate), Format.interval(pair.agreement), Format.percent(pair.churn?.rate),
                 Format.interval(pair.churn), pair.noise.map { Format.percent($0.churn) } ?? "-",
                 pair.key.isNoiseFloor ? "-" : Format.percent(pair.netChurn), String(pair.liveErrors),
@@ -230,11 +274,39 @@ extension Report {
                 Format.delta(pair.latencyP99DeltaMilliseconds),
             ])
         }
+        agreementTable.notes = [sampleNote]
+        differenceTable.notes = [Report.latencyNote]
         var tables = [agreementTable, differenceTable]
         for pair in pairs where !pair.labelMatrix.isEmpty {
             tables.append(pair.labelTable)
         }
         return tables
+    }
+
+    /// Says what "insufficient data" means in the `sample` column.
+    var sampleNote: String {
+        "sample: \"insufficient data\" when a pair has fewer than \(minRequests) compared requests "
+            + "(--min-requests); its figures are shown, but its gates neither pass nor fail."
+    }
+
+    /// Says which latency the tables show.
+    static let latencyNote =
+        "latency: each version's own time, from being asked to its answer (an embedded model's evaluation), "
+        + "so live and shadow compare like with like; the live end-to-end time is total_ms in the log."
+
+    /// The report-wide churn in one line, or nil without labelled requests.
+    var netChurnLine: String? {
+        guard let churn = netChurn.churn else { return nil }
+        var text =
+            "Net churn over all candidate pairs: \(Format.percent(netChurn.rate)) (churn "
+            + "\(Format.percent(churn.rate)) \(Format.interval(churn)) of \(churn.trials) labelled requests, "
+            + "less each pair's noise floor)"
+        if let direction = netChurn.direction {
+            text +=
+                "; direction \(Format.signedPercent(direction)) of rows toward class 1 "
+                + "(0→1: \(netChurn.toPositive), 1→0: \(netChurn.toNegative), of \(netChurn.binaryRows) rows)"
+        }
+        return text
     }
 
     /// One line: records, pairs, time span and skipped lines.
@@ -249,6 +321,7 @@ extension Report {
     /// Aligned plain text for a terminal.
     public func renderTable() -> String {
         var text = "Switchyard comparison report: " + headline + "\n"
+        if let netChurnLine { text += netChurnLine + "\n" }
         for table in tables { text += "\n" + table.plainText() }
         return text
     }
@@ -256,6 +329,7 @@ extension Report {
     /// GitHub-flavoured Markdown.
     public func renderMarkdown() -> String {
         var text = "## Switchyard comparison report\n\n" + headline + "\n"
+        if let netChurnLine { text += "\n" + netChurnLine + "\n" }
         for table in tables { text += "\n" + table.markdown() }
         return text
     }
@@ -271,8 +345,21 @@ extension PairSummary {
             rightAligned: [false] + classes.map { _ in true }
         )
         for live in classes {
-            table.rows.append([String(live)] + classes.map { String(labelMatrix[live]?[$0] ?? 0) })
+            let total = labelMatrix[live]?.values.reduce(0, +) ?? 0
+            table.rows.append(
+                [String(live)] + classes.map { Self.countWithShare(labelMatrix[live]?[$0] ?? 0, of: total) }
+            )
         }
+        table.notes = ["cells: rows of output, and in parentheses their share of the live class's rows."]
         return table
     }
+
+    /// `12 (80.0%)`; the bare count when the row is empty.
+    static func countWithShare(_ count: Int, of total: Int) -> String {
+        guard total > 0 else { return String(count) }
+        return "\(count) (" + String(format: "%.1f%%", Double(count) / Double(total) * 100) + ")"
+    }
+
+    /// `ok`, or `insufficient data` below the minimum sample.
+    var sampleVerdict: String { insufficientData ? "insufficient data" : "ok" }
 }

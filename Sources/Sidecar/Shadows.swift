@@ -60,12 +60,20 @@ extension Worker {
 
     /// The live side is known (its response was handed to the connection): start the deferred
     /// embedded shadows on a later loop turn, and compare what is already back.
-    func liveAnswered(_ exchange: Exchange, status: Int, version: String, body: [UInt8], latencyMilliseconds: Double) {
+    func liveAnswered(
+        _ exchange: Exchange,
+        status: Int,
+        version: String,
+        body: [UInt8],
+        latencyMilliseconds: Double,
+        totalMilliseconds: Double
+    ) {
         exchange.live = ResponseSide(
             version: version,
             status: status,
-            body: body,
-            latencyMilliseconds: latencyMilliseconds
+            body: .bytes(body),
+            latencyMilliseconds: latencyMilliseconds,
+            totalMilliseconds: totalMilliseconds
         )
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false

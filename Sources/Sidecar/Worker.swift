@@ -290,8 +290,8 @@ final class Worker: @unchecked Sendable {
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
-        // Only a guard reads the attempt's latency: no clock read otherwise.
-        if exchange.isGuarded { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
+        // Only a guard and a comparison read the attempt's latency: no clock read otherwise.
+        if exchange.isGuarded || exchange.hasShadows { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
         switch spec.backend {
         case .remote(let remote):
             forward(exchange, version: version, spec: spec, remote: remote, shadow: nil)
@@ -747,7 +747,8 @@ extension Worker {
     /// Counts a live answer that has ended and hands it to the shadow comparisons (`body` is
     /// read only then). `version` nil: the sidecar answered before a version was chosen.
     func finishLive(_ exchange: Exchange, status: Int, version: String?, body: @autoclosure () -> [UInt8]) {
-        let elapsed = Monotonic.nanoseconds() &- exchange.startNanoseconds
+        let now = Monotonic.nanoseconds()
+        let elapsed = now &- exchange.startNanoseconds
         metricCache.count(
             metrics,
             route: exchange.routeName,
@@ -763,7 +764,9 @@ extension Worker {
                 status: status,
                 version: version ?? exchange.version,
                 body: body(),
-                latencyMilliseconds: Double(elapsed) / 1e6
+                // The answering version's own time, measured as a shadow's is; end to end beside it.
+                latencyMilliseconds: Double(now &- exchange.attemptStartNanoseconds) / 1e6,
+                totalMilliseconds: Double(elapsed) / 1e6
             )
         }
     }

@@ -8,9 +8,22 @@ struct Report: ParsableCommand {
         discussion: """
             Agreement and class-flip (churn) rates with 95 % Wilson intervals, absolute differences, \
             the label matrix, latencies and errors per side; a shadow of the live version itself \
-            is the noise floor. --fail-if gates (e.g. 'agreement<0.995', 'net_churn>0.01') exit 1 \
-            when any pair fails them: metrics agreement, churn, net_churn, errors, p99_abs_diff, \
-            max_abs_diff, latency_p99_delta_ms. Exit 2 on unreadable files or a bad gate.
+            is the noise floor. Latencies are each version's own time, from being asked to its \
+            answer, so live and shadow compare like with like (the live end-to-end time is \
+            total_ms in the log).
+
+            A pair with fewer compared requests (match or mismatch) than --min-requests has \
+            "insufficient data": its figures are shown, but its gates neither pass nor fail.
+
+            --fail-if gates (e.g. 'agreement<0.995', 'agreement_low<0.99', 'net_churn>0.01') \
+            fail when any pair with enough data meets them. Metrics: agreement, agreement_low, \
+            agreement_high, churn, churn_low, churn_high (the _low/_high forms are the 95 % \
+            Wilson bounds), net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms.
+
+            Exit codes: 0 report written and every gate passed; 1 a gate failed; 3 no gate \
+            failed but a gated pair had insufficient data (or there was no pair): inconclusive; \
+            64 usage error (bad --format, --fail-if or --min-requests, no file); 66 a log \
+            cannot be read; 73 --output cannot be written.
             """
     )
 
@@ -29,14 +42,24 @@ struct Report: ParsableCommand {
     )
     var failIf: [String] = []
 
-    func validate() throws {
-        guard ["table", "markdown", "json", "html"].contains(format) else {
-            throw ValidationError("--format must be table, markdown, json or html, got '\(format)'")
-        }
-    }
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Compared requests a pair needs before its gates pass or fail.",
+            valueName: "N"
+        )
+    )
+    var minRequests: Int = ReportBuilder.defaultMinRequests
 
     func run() throws {
-        let result = ReportRunner.run(files: files, format: format, output: output, failIf: failIf)
+        // Every usage error is checked by the runner, so each one exits 64 with one message style.
+        let result = ReportRunner.run(
+            files: files,
+            format: format,
+            output: output,
+            failIf: failIf,
+            minRequests: minRequests
+        )
         if !result.stdout.isEmpty { FileHandle.standardOutput.write(Data(result.stdout.utf8)) }
         if !result.stderr.isEmpty { FileHandle.standardError.write(Data(result.stderr.utf8)) }
         if result.exitCode != 0 { throw ExitCode(result.exitCode) }

@@ -27,7 +27,9 @@ struct GateTests {
         ),
         (
             "accuracy<0.9",
-            "invalid --fail-if 'accuracy<0.9': unknown metric 'accuracy'; expected one of agreement, churn, net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms"
+            "invalid --fail-if 'accuracy<0.9': unknown metric 'accuracy'; expected one of agreement, agreement_low, "
+                + "agreement_high, churn, churn_low, churn_high, net_churn, errors, p99_abs_diff, max_abs_diff, "
+                + "latency_p99_delta_ms"
         ),
         ("churn>", "invalid --fail-if 'churn>': '' after 'churn>' is not a number"),
         ("churn>>1", "invalid --fail-if 'churn>>1': '>1' after 'churn>' is not a number"),
@@ -52,7 +54,10 @@ struct GateTests {
 
     @Test func evaluationSkipsTheNoisePairAndNamesEachFailure() throws {
         let report = sampleReport()
-        let failures = Gate.evaluate(try Gate.parse("agreement<0.995,churn>0.2,net_churn>0.04,errors>0.1"), on: report)
+        let failures = Gate.evaluate(
+            try Gate.parse("agreement<0.995,churn>0.2,net_churn>0.04,errors>0.1"),
+            on: report
+        ).failures
         #expect(
             failures.map(\.message) == [
                 "churn/v1→v2: agreement 0.5 < 0.995",
@@ -70,8 +75,8 @@ struct GateTests {
             try Gate.parse("max_abs_diff>0.5, p99_abs_diff>0.5, latency_p99_delta_ms>=10.5"),
             on: sampleReport()
         )
-        #expect(failures.isEmpty)
-        let p99Delta = Gate.evaluate(try Gate.parse("latency_p99_delta_ms>=10"), on: sampleReport())
+        #expect(failures.passed)
+        let p99Delta = Gate.evaluate(try Gate.parse("latency_p99_delta_ms>=10"), on: sampleReport()).failures
         #expect(p99Delta.map(\.message) == ["churn/v1→v2: latency_p99_delta_ms 10 >= 10"])
     }
 
@@ -81,12 +86,14 @@ struct GateTests {
         #expect(Format.gateValue(0.98712345, against: 0.995) == "0.9871")
     }
 
-    @Test func gatesFailWithoutAnyPairToCheck() throws {
+    @Test func noPairToCheckIsInsufficientData() throws {
         var builder = ReportBuilder()
         builder.add(record(shadow: "v1", outcome: .match, diff: 0, latency: (1, 1)))
-        let failures = Gate.evaluate(try Gate.parse("agreement<0.9"), on: builder.build())
-        #expect(failures.map(\.message) == ["no comparison pair to check the gates on"])
-        #expect(Gate.evaluate([], on: builder.build()).isEmpty)
+        let evaluation = Gate.evaluate(try Gate.parse("agreement<0.9"), on: builder.build(minRequests: 1))
+        #expect(evaluation.failures.isEmpty)
+        #expect(evaluation.insufficient.map(\.message) == ["no comparison pair to check the gates on"])
+        #expect(!evaluation.passed)
+        #expect(Gate.evaluate([], on: builder.build()).passed)
     }
 }
 
@@ -107,7 +114,13 @@ struct ReportRunnerTests {
 
     @Test func printsTheReportAndPassesGates() throws {
         let path = try temporaryFile("pass.jsonl", sampleLog())
-        let result = ReportRunner.run(files: [path], format: "json", output: nil, failIf: ["errors>0.5"])
+        let result = ReportRunner.run(
+            files: [path],
+            format: "json",
+            output: nil,
+            failIf: ["errors>0.5"],
+            minRequests: 1
+        )
         #expect(result.exitCode == 0)
         #expect(result.stderr == "")
         #expect(try JSONParser.parse(result.stdout) == sampleReport().json)
@@ -119,7 +132,8 @@ struct ReportRunnerTests {
             files: [path],
             format: "table",
             output: nil,
-            failIf: ["agreement<0.995", "max_abs_diff>0.4"]
+            failIf: ["agreement<0.995", "max_abs_diff>0.4"],
+            minRequests: 1
         )
         #expect(result.exitCode == 1)
         #expect(result.stdout.hasPrefix("Switchyard comparison report: 11 comparison records"))
@@ -144,25 +158,57 @@ struct ReportRunnerTests {
         #expect(wellFormednessProblem(html) == nil)
     }
 
-    @Test func usageErrorsExitTwo() throws {
+    @Test func usageErrorsExit64AndIOErrorsTheirSysexitsCodes() throws {
         let path = try temporaryFile("usage.jsonl", sampleLog())
         let badGate = ReportRunner.run(files: [path], format: "table", output: nil, failIf: ["agreement=1"])
-        #expect(badGate.exitCode == 2)
+        #expect(badGate.exitCode == 64)
         #expect(badGate.stdout == "")
         #expect(badGate.stderr.hasPrefix("error: invalid --fail-if 'agreement=1': "))
         let badFormat = ReportRunner.run(files: [path], format: "pdf", output: nil, failIf: [])
-        #expect(badFormat == (2, "", "error: unknown format 'pdf'; expected one of table, markdown, json, html\n"))
-        let missing = ReportRunner.run(files: ["/nonexistent/log.jsonl"], format: "table", output: nil, failIf: [])
-        #expect(missing == (2, "", "error: cannot read '/nonexistent/log.jsonl'\n"))
+        #expect(badFormat == (64, "", "error: unknown format 'pdf'; expected one of table, markdown, json, html\n"))
+        let badMinimum = ReportRunner.run(files: [path], format: "table", output: nil, failIf: [], minRequests: -1)
+        #expect(badMinimum == (64, "", "error: --min-requests must be 0 or more, got -1\n"))
         let none = ReportRunner.run(files: [], format: "table", output: nil, failIf: [])
-        #expect(none.exitCode == 2)
+        #expect(none.exitCode == 64)
+        let missing = ReportRunner.run(files: ["/nonexistent/log.jsonl"], format: "table", output: nil, failIf: [])
+        #expect(missing == (66, "", "error: cannot read '/nonexistent/log.jsonl'\n"))
         let unwritable = ReportRunner.run(
             files: [path],
             format: "table",
             output: "/nonexistent/dir/report.txt",
             failIf: []
         )
-        #expect(unwritable.exitCode == 2)
+        #expect(unwritable.exitCode == 73)
         #expect(unwritable.stderr.hasPrefix("error: cannot write '/nonexistent/dir/report.txt'"))
+    }
+
+    @Test func insufficientDataExitsThreeUnlessAGateFails() throws {
+        let path = try temporaryFile("small.jsonl", sampleLog())
+        // 4 and 1 compared requests: below the default minimum of 100.
+        let inconclusive = ReportRunner.run(files: [path], format: "json", output: nil, failIf: ["agreement<0.995"])
+        #expect(inconclusive.exitCode == 3)
+        #expect(
+            inconclusive.stderr == """
+                insufficient data: churn/v1→v2: 4 compared requests, fewer than --min-requests 100; \
+                its gates neither pass nor fail
+                insufficient data: fraud/v3→v4: 1 compared request, fewer than --min-requests 100; \
+                its gates neither pass nor fail
+
+                """
+        )
+        // With a minimum of 2, churn/v1→v2 is judged (and fails) while fraud stays insufficient:
+        // the failure decides the exit code.
+        let failed = ReportRunner.run(
+            files: [path],
+            format: "json",
+            output: nil,
+            failIf: ["agreement<0.995"],
+            minRequests: 2
+        )
+        #expect(failed.exitCode == 1)
+        #expect(failed.stderr.hasPrefix("gate failed: churn/v1→v2: agreement 0.5 < 0.995\n"))
+        #expect(failed.stderr.contains("insufficient data: fraud/v3→v4: 1 compared request, fewer"))
+        // Without gates, too little data is no error.
+        #expect(ReportRunner.run(files: [path], format: "table", output: nil, failIf: []).exitCode == 0)
     }
 }

@@ -80,10 +80,11 @@ func sampleRecords() -> [ComparisonRecord] {
     return records
 }
 
-func sampleReport() -> Report {
+/// The sample records' report; `minRequests` 1 by default, so that every pair has enough data.
+func sampleReport(minRequests: Int = 1) -> Report {
     var builder = ReportBuilder()
     for record in sampleRecords() { builder.add(record) }
-    return builder.build()
+    return builder.build(minRequests: minRequests)
 }
 
 /// Checks that markup is well-formed XML-ish: tags balance and nest, attributes are quoted,
