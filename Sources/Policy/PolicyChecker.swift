@@ -40,16 +40,15 @@ struct PolicyInfo {
 struct PolicyChecker {
     let scope: FileScope
 
-    static let keys = ["model", "versions", "labels", "split", "sticky", "fallback", "shadow", "compare", "guard"]
-    static let versionKeys = [
-        "url", "embedded", "file", "key", "protocol", "timeout_ms", "max_connections", "idle_timeout_ms", "tls",
-    ]
+    // Accepted keys come from the catalogue, which the schema and the reference are made from.
+    static let keys = ConfigCatalogue.policy.names
+    static let versionKeys = ConfigCatalogue.version.names
     /// Keys that only a remote version (`url:`) may have.
-    static let remoteOnlyKeys = ["timeout_ms", "max_connections", "idle_timeout_ms", "tls"]
-    static let tlsKeys = ["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"]
-    static let shadowKeys = ["version", "percent"]
-    static let compareKeys = ["output", "tolerance", "threshold", "log", "sample"]
-    static let guardKeys = ["version", "max_error_ratio", "max_p99_ms", "min_requests", "window_s"]
+    static let remoteOnlyKeys = ConfigCatalogue.version.keys(requiring: "url")
+    static let tlsKeys = ConfigCatalogue.tls.names
+    static let shadowKeys = ConfigCatalogue.shadow.names
+    static let compareKeys = ConfigCatalogue.compare.names
+    static let guardKeys = ConfigCatalogue.guardBlock.names
 
     func check(_ root: YAMLNode) -> PolicyInfo? {
         let problemsBefore = scope.sink.errorCount
@@ -411,7 +410,10 @@ struct PolicyChecker {
         if let text = scope.string(kindNode, for: "'embedded'") {
             kind = EmbeddedKind(rawValue: text)
             if kind == nil {
-                scope.error(kindNode, "unknown embedded kind '\(text)'; expected one of: xgboost, linear, table")
+                scope.error(
+                    kindNode,
+                    "unknown embedded kind '\(text)'; expected one of: \(ConfigCatalogue.embeddedKinds.joined(separator: ", "))"
+                )
             }
         }
         var file: String?
