@@ -128,9 +128,12 @@ struct PolicyChecker {
         } else if versionNames.count == 1 {
             split = [SplitEntry(version: versionNames[0], weight: 10000)]
         } else if versionNames.count > 1 {
+            // Required with several versions even when every route pins one: a policy is checked
+            // on its own, before the routes. The example is the smallest valid split.
+            let listed = versionNames.joined(separator: ", ")
             scope.error(
                 root,
-                "missing required key 'split' in policy; expected weights for its \(versionNames.count) versions"
+                "missing required key 'split' in policy: with \(versionNames.count) versions (\(listed)), requests that no route pins need weights summing to 100; e.g. split: { \(versionNames[0]): 100 } sends them all to \(versionNames[0])"
             )
         }
 
@@ -186,7 +189,14 @@ struct PolicyChecker {
                 return value
             }
             let threshold = c["threshold"].flatMap { scope.number($0, for: "threshold", in: 0...1) }
-            let log = c["log"].flatMap { scope.string($0, for: "'log'") }.map(scope.resolve)
+            let log = c["log"].flatMap { node -> String? in
+                guard let text = scope.string(node, for: "'log'") else { return nil }
+                let path = scope.resolve(text)
+                if let problem = Self.writeProblem(path) {
+                    scope.error(node, "cannot write compare log '\(path)': \(problem)")
+                }
+                return path
+            }
             let sample = c["sample"].flatMap { scope.number($0, for: "sample", in: 0...1) }
             if let output {
                 compare = CompareSpec(
@@ -448,6 +458,32 @@ struct PolicyChecker {
         var byte: UInt8 = 0
         if read(fd, &byte, 1) < 0 { return String(cString: strerror(errno)) }
         return nil
+    }
+
+    /// Why a file cannot be written at `path` by this user, or nil when it can. The comparison
+    /// log creates missing directories, so a path that does not exist yet is judged by its
+    /// nearest existing ancestor: that must be a directory this user may write and search.
+    static func writeProblem(_ path: String) -> String? {
+        var status = stat()
+        if stat(path, &status) == 0 {
+            if (status.st_mode & S_IFMT) == S_IFDIR { return "it is a directory" }
+            return access(path, W_OK) == 0 ? nil : String(cString: strerror(errno))
+        }
+        var ancestor = path
+        repeat {
+            ancestor = parentDirectory(ancestor)
+        } while stat(ancestor, &status) != 0 && ancestor != "/" && ancestor != "."
+        if (status.st_mode & S_IFMT) != S_IFDIR { return "'\(ancestor)' is not a directory" }
+        if access(ancestor, W_OK | X_OK) != 0 {
+            return "directory '\(ancestor)' is not writable: \(String(cString: strerror(errno)))"
+        }
+        return nil
+    }
+
+    /// `a/b/c` → `a/b`, `c` → `.`, `/c` → `/`.
+    private static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     // MARK: - Split
