@@ -470,9 +470,12 @@ struct PolicyChecker {
             return access(path, W_OK) == 0 ? nil : String(cString: strerror(errno))
         }
         var ancestor = path
+        var found = false
         repeat {
             ancestor = parentDirectory(ancestor)
-        } while stat(ancestor, &status) != 0 && ancestor != "/" && ancestor != "."
+            found = stat(ancestor, &status) == 0
+        } while !found && ancestor != "/" && ancestor != "."
+        if !found { return "cannot look up '\(ancestor)': \(String(cString: strerror(errno)))" }
         if (status.st_mode & S_IFMT) != S_IFDIR { return "'\(ancestor)' is not a directory" }
         if access(ancestor, W_OK | X_OK) != 0 {
             return "directory '\(ancestor)' is not writable: \(String(cString: strerror(errno)))"

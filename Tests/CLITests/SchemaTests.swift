@@ -48,16 +48,16 @@ import Testing
         let directory = try CLI.tempDirectory(files: [
             "routes/r.yaml": "routes:\n  - { name: churn, match: { path: /p }, model: churn }\n",
             "policies/p.yaml": """
-                model: churn
-                versions:
-                  v1: { url: "http://127.0.0.1:9001" }
-                  v2: { url: "http://127.0.0.1:9002" }
-                split: { v1: 100 }
-                shadow: [{ version: v2, percent: 100 }]
-                compare:
-                  output: /predictions
-                  log: ../plain-file/logs/churn.jsonl
-                """,
+            model: churn
+            versions:
+              v1: { url: "http://127.0.0.1:9001" }
+              v2: { url: "http://127.0.0.1:9002" }
+            split: { v1: 100 }
+            shadow: [{ version: v2, percent: 100 }]
+            compare:
+              output: /predictions
+              log: ../plain-file/logs/churn.jsonl
+            """,
             "plain-file": "not a directory\n",
         ])
         defer { try? FileManager.default.removeItem(atPath: directory) }
