@@ -40,16 +40,15 @@ struct PolicyInfo {
 struct PolicyChecker {
     let scope: FileScope
 
-    static let keys = ["model", "versions", "labels", "split", "sticky", "fallback", "shadow", "compare", "guard"]
-    static let versionKeys = [
-        "url", "embedded", "file", "key", "protocol", "timeout_ms", "max_connections", "idle_timeout_ms", "tls",
-    ]
+    // Accepted keys come from the catalogue, which the schema and the reference are made from.
+    static let keys = ConfigCatalogue.policy.names
+    static let versionKeys = ConfigCatalogue.version.names
     /// Keys that only a remote version (`url:`) may have.
-    static let remoteOnlyKeys = ["timeout_ms", "max_connections", "idle_timeout_ms", "tls"]
-    static let tlsKeys = ["ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"]
-    static let shadowKeys = ["version", "percent"]
-    static let compareKeys = ["output", "tolerance", "threshold", "log", "sample"]
-    static let guardKeys = ["version", "max_error_ratio", "max_p99_ms", "min_requests", "window_s"]
+    static let remoteOnlyKeys = ConfigCatalogue.version.keys(requiring: "url")
+    static let tlsKeys = ConfigCatalogue.tls.names
+    static let shadowKeys = ConfigCatalogue.shadow.names
+    static let compareKeys = ConfigCatalogue.compare.names
+    static let guardKeys = ConfigCatalogue.guardBlock.names
 
     func check(_ root: YAMLNode) -> PolicyInfo? {
         let problemsBefore = scope.sink.errorCount
@@ -129,9 +128,12 @@ struct PolicyChecker {
         } else if versionNames.count == 1 {
             split = [SplitEntry(version: versionNames[0], weight: 10000)]
         } else if versionNames.count > 1 {
+            // Required with several versions even when every route pins one: a policy is checked
+            // on its own, before the routes. The example is the smallest valid split.
+            let listed = versionNames.joined(separator: ", ")
             scope.error(
                 root,
-                "missing required key 'split' in policy; expected weights for its \(versionNames.count) versions"
+                "missing required key 'split' in policy: with \(versionNames.count) versions (\(listed)), requests that no route pins need weights summing to 100; e.g. split: { \(versionNames[0]): 100 } sends them all to \(versionNames[0])"
             )
         }
 
@@ -187,7 +189,14 @@ struct PolicyChecker {
                 return value
             }
             let threshold = c["threshold"].flatMap { scope.number($0, for: "threshold", in: 0...1) }
-            let log = c["log"].flatMap { scope.string($0, for: "'log'") }.map(scope.resolve)
+            let log = c["log"].flatMap { node -> String? in
+                guard let text = scope.string(node, for: "'log'") else { return nil }
+                let path = scope.resolve(text)
+                if let problem = Self.writeProblem(path) {
+                    scope.error(node, "cannot write compare log '\(path)': \(problem)")
+                }
+                return path
+            }
             let sample = c["sample"].flatMap { scope.number($0, for: "sample", in: 0...1) }
             if let output {
                 compare = CompareSpec(
@@ -411,7 +420,10 @@ struct PolicyChecker {
         if let text = scope.string(kindNode, for: "'embedded'") {
             kind = EmbeddedKind(rawValue: text)
             if kind == nil {
-                scope.error(kindNode, "unknown embedded kind '\(text)'; expected one of: xgboost, linear, table")
+                scope.error(
+                    kindNode,
+                    "unknown embedded kind '\(text)'; expected one of: \(ConfigCatalogue.embeddedKinds.joined(separator: ", "))"
+                )
             }
         }
         var file: String?
@@ -446,6 +458,35 @@ struct PolicyChecker {
         var byte: UInt8 = 0
         if read(fd, &byte, 1) < 0 { return String(cString: strerror(errno)) }
         return nil
+    }
+
+    /// Why a file cannot be written at `path` by this user, or nil when it can. The comparison
+    /// log creates missing directories, so a path that does not exist yet is judged by its
+    /// nearest existing ancestor: that must be a directory this user may write and search.
+    static func writeProblem(_ path: String) -> String? {
+        var status = stat()
+        if stat(path, &status) == 0 {
+            if (status.st_mode & S_IFMT) == S_IFDIR { return "it is a directory" }
+            return access(path, W_OK) == 0 ? nil : String(cString: strerror(errno))
+        }
+        var ancestor = path
+        var found = false
+        repeat {
+            ancestor = parentDirectory(ancestor)
+            found = stat(ancestor, &status) == 0
+        } while !found && ancestor != "/" && ancestor != "."
+        if !found { return "cannot look up '\(ancestor)': \(String(cString: strerror(errno)))" }
+        if (status.st_mode & S_IFMT) != S_IFDIR { return "'\(ancestor)' is not a directory" }
+        if access(ancestor, W_OK | X_OK) != 0 {
+            return "directory '\(ancestor)' is not writable: \(String(cString: strerror(errno)))"
+        }
+        return nil
+    }
+
+    /// `a/b/c` → `a/b`, `c` → `.`, `/c` → `/`.
+    private static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     // MARK: - Split

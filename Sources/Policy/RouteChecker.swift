@@ -10,13 +10,15 @@ struct RouteChecker {
     /// unknown models rather than guess.
     let hasUnreadablePolicy: Bool
 
-    static let keys = ["name", "match", "model", "protocol", "version", "version_from"]
-    static let matchKeys = ["path", "prefix", "template", "method", "headers"]
+    // Accepted keys come from the catalogue, which the schema and the reference are made from.
+    static let fileKeys = ConfigCatalogue.routeFile.names
+    static let keys = ConfigCatalogue.route.names
+    static let matchKeys = ConfigCatalogue.match.names
 
     /// Returns the routes the file defines (nil entries for broken ones are dropped), and
     /// records route names in `names` to find duplicates across files.
     func check(_ root: YAMLNode, names: inout [String: SourceLocation], routeCount: inout Int) -> [Route] {
-        guard let fields = scope.fields(root, for: "the route file", context: "route file", allowed: ["routes"]),
+        guard let fields = scope.fields(root, for: "the route file", context: "route file", allowed: Self.fileKeys),
             let node = fields.required("routes"), let items = scope.sequence(node, for: "'routes'")
         else { return [] }
         routeCount += items.count

@@ -139,12 +139,40 @@ final class LibYAMLParser {
         if p.error == YAML_MEMORY_ERROR {
             return YAMLError(mark: YAMLMark(line: 0, column: 0), message: "out of memory while parsing YAML")
         }
+        let mark = YAMLMark(line: p.problem_mark.line + 1, column: p.problem_mark.column + 1)
+        if let tab = tabProblem(problem, at: mark) { return YAMLError(mark: mark, message: tab) }
         var message = problem
         if let context = p.context.map({ String(cString: $0) }) {
             message += " (\(context) that starts at \(p.context_mark.line + 1):\(p.context_mark.column + 1))"
         }
-        let mark = YAMLMark(line: p.problem_mark.line + 1, column: p.problem_mark.column + 1)
         return YAMLError(mark: mark, message: message)
+    }
+
+    /// libyaml's words for a tab where YAML wants spaces ("found character that cannot start
+    /// any token", pointing at the tab) do not say that the tab is the problem; this does.
+    private func tabProblem(_ problem: String, at mark: YAMLMark) -> String? {
+        let indentation = "tabs are not allowed for indentation; indent with spaces"
+        if problem.contains("tab character") { return indentation }
+        guard problem.contains("cannot start any token"), let line = line(mark.line) else { return nil }
+        let before = line.prefix(mark.column - 1)
+        guard before.count == mark.column - 1, line.dropFirst(mark.column - 1).first == "\t" else { return nil }
+        return before.allSatisfy { $0 == " " || $0 == "\t" }
+            ? indentation : "a tab cannot start a value or key here; use spaces"
+    }
+
+    /// The text of line `number` (from 1) of the input as Unicode scalars, which is what
+    /// libyaml's columns count.
+    private func line(_ number: Int) -> [Unicode.Scalar]? {
+        var current = 1
+        var start = 0
+        for (offset, byte) in input.enumerated() where current < number && byte == UInt8(ascii: "\n") {
+            current += 1
+            start = offset + 1
+        }
+        guard current == number, start <= input.count else { return nil }
+        let rest = input[start...]
+        let end = rest.firstIndex(of: UInt8(ascii: "\n")) ?? input.count
+        return Array(String(decoding: input[start..<end], as: UTF8.self).unicodeScalars)
     }
 
     private func mark(atOffset offset: Int) -> YAMLMark {

@@ -9,7 +9,10 @@ struct Switchyard: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "A sidecar reverse proxy that routes, canaries and shadows ML prediction calls.",
-        subcommands: [Serve.self, Validate.self, Explain.self, Report.self, VersionCommand.self, Bench.self]
+        version: VersionCommand.text,
+        subcommands: [
+            Serve.self, Validate.self, Explain.self, Report.self, VersionCommand.self, Bench.self, Schema.self,
+        ]
     )
 }
 

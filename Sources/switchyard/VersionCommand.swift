@@ -7,9 +7,12 @@ struct VersionCommand: ParsableCommand {
         abstract: "Print the version and the libevent / libyaml versions linked."
     )
 
+    /// What both `switchyard version` and `switchyard --version` print.
+    static var text: String {
+        "switchyard \(SwitchyardVersion.current) (libevent \(SwitchyardVersion.libevent), libyaml \(SwitchyardVersion.libyaml))"
+    }
+
     func run() throws {
-        print(
-            "switchyard \(SwitchyardVersion.current) (libevent \(SwitchyardVersion.libevent), libyaml \(SwitchyardVersion.libyaml))"
-        )
+        print(Self.text)
     }
 }

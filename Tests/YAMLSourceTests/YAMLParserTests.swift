@@ -106,6 +106,20 @@ func depthBombIsRefused(opener: String) {
     #expect(unclosed.errors.first?.message.hasPrefix("did not find expected ',' or ']'") == true)
 }
 
+/// libyaml says "found character that cannot start any token" for an indenting tab; the
+/// message names the tab instead, at the tab's own line and column (after a multi-byte
+/// character too: columns count characters).
+@Test func aTabUsedForIndentationIsNamed() {
+    let indentation = "tabs are not allowed for indentation; indent with spaces"
+    #expect(rendered(parse("model: churn\nversions:\n\tv1: 1\n")) == ["3:1: \(indentation)"])
+    #expect(rendered(parse("versions:\n  v1:\n  \turl: x\n")) == ["3:3: \(indentation)"])
+    #expect(rendered(parse("é: x\nv: |\n\tabc\n")) == ["3:1: \(indentation)"])
+    // Tabs where YAML allows them (after a value, inside flow collections) are still fine.
+    #expect(parse("a: 1\t\nb: [1,\t2]\n").errors.isEmpty)
+    // Other errors keep libyaml's words.
+    #expect(rendered(parse("a: 1\n b: 2\n")) == ["2:3: mapping values are not allowed in this context"])
+}
+
 @Test func oversizedInputIsRefused() {
     let bytes = [UInt8](repeating: UInt8(ascii: "a"), count: (1 << 20) + 1)
     let doc = YAMLParser.parse(bytes)
