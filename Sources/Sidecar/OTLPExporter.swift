@@ -1,0 +1,539 @@
+import Foundation
+import Logging
+import Prometheus
+import Routing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sends ended spans to an OpenTelemetry collector, OTLP over HTTP/protobuf, from one
+/// background thread, like the OpenTelemetry BatchSpanProcessor: spans queue in memory up to
+/// `maxQueuedSpans` (more are dropped and counted); the thread exports as soon as
+/// `maxBatchSpans` are waiting, or every `exportIntervalMilliseconds`, each request bounded by
+/// `exportTimeoutMilliseconds`. A failed export is counted and its spans dropped (no retry:
+/// the next batch is already queuing). `close()` exports what is queued (drain).
+///
+/// The encoding (`OTLPEncoder`) and the HTTP/1.1 client (`OTLPHTTPClient`) are the project's
+/// own: swift-otel brings SwiftNIO and async-http-client, which the sidecar does not use.
+final class OTLPExporter: @unchecked Sendable {
+    let endpoint: OTLPEndpoint
+    private let options: TracingOptions
+    private let metrics: SidecarMetrics
+    private let logger: Logger
+    private let encoder: OTLPEncoder
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var queue: [SpanRecord] = []
+    private var closed = false
+    private var finished = false
+    /// Exports have been failing since this many (exporter thread): logged once per streak.
+    private var failing = false
+    private let droppedQueueFull: Counter
+    private let batchSpans: Int
+
+    init(endpoint: OTLPEndpoint, options: TracingOptions, metrics: SidecarMetrics, logger: Logger) {
+        self.endpoint = endpoint
+        self.options = options
+        self.metrics = metrics
+        self.logger = logger
+        self.encoder = OTLPEncoder(serviceName: options.serviceName, serviceVersion: SwitchyardVersion.current)
+        let capacity = max(1, options.maxQueuedSpans)
+        self.batchSpans = min(max(1, options.maxBatchSpans), capacity)
+        droppedQueueFull = metrics.traceSpansDropped(reason: "queue_full")
+        // Series that count events exist from the start at 0.
+        _ = metrics.traceSpansDropped(reason: "export_failed")
+        _ = metrics.traceExports(result: "success")
+        _ = metrics.traceExports(result: "failure")
+        _ = metrics.traceSpansExported()
+        queue.reserveCapacity(batchSpans)
+        // The thread holds the exporter until `close()` ends its loop.
+        let thread = Thread { [self] in self.exportLoop() }
+        thread.name = "switchyard-otlp-exporter"
+        thread.start()
+    }
+
+    /// Queues an ended span. Any thread; takes a lock, never waits for I/O.
+    func submit(_ span: SpanRecord) {
+        condition.lock()
+        if closed || queue.count >= options.maxQueuedSpans {
+            condition.unlock()
+            droppedQueueFull.increment()
+            return
+        }
+        queue.append(span)
+        let isBatchFull = queue.count == batchSpans
+        condition.unlock()
+        if isBatchFull { condition.signal() }
+    }
+
+    /// Exports what is queued and stops the thread. Blocks until done (at most one export
+    /// timeout per batch queued).
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    private func exportLoop() {
+        let interval = Double(max(1, options.exportIntervalMilliseconds)) / 1000
+        while true {
+            condition.lock()
+            let deadline = Date().addingTimeInterval(interval)
+            while !closed && queue.count < batchSpans {
+                if !condition.wait(until: deadline) { break }
+            }
+            var taken: [SpanRecord] = []
+            swap(&taken, &queue)
+            queue.reserveCapacity(batchSpans)
+            let isClosing = closed
+            condition.unlock()
+            var start = 0
+            while start < taken.count {
+                let end = min(start + batchSpans, taken.count)
+                let succeeded = export(taken[start..<end])
+                start = end
+                if !succeeded && isClosing {
+                    // The collector is not answering: the drain does not wait on it again.
+                    metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(taken.count - start))
+                    break
+                }
+            }
+            if isClosing {
+                condition.lock()
+                finished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+        }
+    }
+
+    /// Encodes and posts one batch; counts the outcome. Exporter thread.
+    private func export(_ spans: ArraySlice<SpanRecord>) -> Bool {
+        let body = encoder.encode(spans, epochOffsetNanoseconds: OTLPEncoder.epochOffsetNanoseconds())
+        let result = OTLPHTTPClient.post(
+            body,
+            to: endpoint,
+            contentType: "application/x-protobuf",
+            timeoutMilliseconds: options.exportTimeoutMilliseconds
+        )
+        let problem: String?
+        switch result {
+        case .success(let status) where (200..<300).contains(status): problem = nil
+        case .success(let status): problem = "the collector answered \(status)"
+        case .failure(let error): problem = error.message
+        }
+        if let problem {
+            metrics.traceExports(result: "failure").increment()
+            metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(spans.count))
+            if !failing {
+                failing = true
+                logger.warning(
+                    "trace export failed; spans are dropped until it works again",
+                    metadata: ["endpoint": "\(endpoint)", "error": "\(problem)"]
+                )
+            }
+            return false
+        }
+        metrics.traceExports(result: "success").increment()
+        metrics.traceSpansExported().increment(by: Int64(spans.count))
+        if failing {
+            failing = false
+            logger.info("trace export works again", metadata: ["endpoint": "\(endpoint)"])
+        }
+        return true
+    }
+}
+
+/// Where OTLP/HTTP spans are posted: `http://host[:port][/path]`. Without a path (or with
+/// `/`) the path is `/v1/traces`, as for OTEL_EXPORTER_OTLP_ENDPOINT; a path is used as it is,
+/// as for OTEL_EXPORTER_OTLP_TRACES_ENDPOINT. Plain HTTP only; the port defaults to 80.
+public struct OTLPEndpoint: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var path: String
+
+    /// The endpoint, or a message saying what is wrong with `text`.
+    public static func parse(_ text: String) -> Result<OTLPEndpoint, OTLPEndpointError> {
+        let scheme = "http://"
+        guard text.lowercased().hasPrefix(scheme) else {
+            if text.lowercased().hasPrefix("https://") {
+                return .failure(OTLPEndpointError("expects an http:// URL (https is not supported), got '\(text)'"))
+            }
+            return .failure(OTLPEndpointError("expects an http://host:port URL, got '\(text)'"))
+        }
+        let rest = text.dropFirst(scheme.count)
+        let authority = rest.prefix { $0 != "/" }
+        var path = String(rest.dropFirst(authority.count))
+        if path.isEmpty || path == "/" { path = "/v1/traces" }
+        guard !authority.contains("@"), !authority.isEmpty else {
+            return .failure(OTLPEndpointError("expects http://host:port with a host and no user name, got '\(text)'"))
+        }
+        var host: Substring
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else {
+                return .failure(OTLPEndpointError("has an unclosed '[' in '\(text)'"))
+            }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return .failure(OTLPEndpointError("has a bad port in '\(text)'")) }
+                portText = after.dropFirst()
+            }
+        } else if let colon = authority.lastIndex(of: ":") {
+            host = authority[..<colon]
+            portText = authority[authority.index(after: colon)...]
+        } else {
+            host = authority
+        }
+        var port = 80
+        if let portText {
+            guard let value = Int(portText), (1...65_535).contains(value) else {
+                return .failure(OTLPEndpointError("has a bad port in '\(text)'"))
+            }
+            port = value
+        }
+        guard !host.isEmpty else { return .failure(OTLPEndpointError("has no host in '\(text)'")) }
+        return .success(OTLPEndpoint(host: String(host), port: port, path: path))
+    }
+
+    public var description: String {
+        let shown = host.contains(":") ? "[\(host)]" : host
+        return "http://\(shown):\(port)\(path)"
+    }
+}
+
+public struct OTLPEndpointError: Error, CustomStringConvertible {
+    public var message: String
+    init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+// MARK: - Encoding
+
+/// Encodes spans as an OTLP `ExportTraceServiceRequest` in the protobuf wire format, field
+/// numbers from opentelemetry-proto (Apache-2.0): collector/trace/v1/trace_service.proto,
+/// trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto.
+struct OTLPEncoder: Sendable {
+    let serviceName: String
+    let serviceVersion: String
+
+    /// Unix time minus the monotonic clock, now: what converts `SpanRecord` times. Read once
+    /// per export, so a stepped wall clock is followed.
+    static func epochOffsetNanoseconds() -> Int64 {
+        var real = timespec()
+        clock_gettime(CLOCK_REALTIME, &real)
+        let monotonic = Monotonic.nanoseconds()
+        let unix = Int64(real.tv_sec) &* 1_000_000_000 &+ Int64(real.tv_nsec)
+        return unix &- Int64(bitPattern: monotonic)
+    }
+
+    func encode(_ spans: ArraySlice<SpanRecord>, epochOffsetNanoseconds offset: Int64) -> [UInt8] {
+        var out = ProtobufWriter()
+        // ExportTraceServiceRequest.resource_spans = 1
+        out.message(1) { resourceSpans in
+            // ResourceSpans.resource = 1
+            resourceSpans.message(1) { resource in
+                // Resource.attributes = 1
+                resource.attribute(1, "service.name", string: serviceName)
+                resource.attribute(1, "service.version", string: serviceVersion)
+                resource.attribute(1, "telemetry.sdk.name", string: "switchyard")
+                resource.attribute(1, "telemetry.sdk.language", string: "swift")
+                resource.attribute(1, "telemetry.sdk.version", string: serviceVersion)
+            }
+            // ResourceSpans.scope_spans = 2
+            resourceSpans.message(2) { scopeSpans in
+                // ScopeSpans.scope = 1: InstrumentationScope name = 1, version = 2
+                scopeSpans.message(1) { scope in
+                    scope.string(1, "switchyard")
+                    scope.string(2, serviceVersion)
+                }
+                for span in spans {
+                    // ScopeSpans.spans = 2
+                    scopeSpans.message(2) { encodeSpan(span, offset: offset, into: &$0) }
+                }
+            }
+        }
+        return out.bytes
+    }
+
+    private func encodeSpan(_ span: SpanRecord, offset: Int64, into out: inout ProtobufWriter) {
+        out.bytes(1, bigEndian: [span.traceIDHigh, span.traceIDLow])  // trace_id
+        out.bytes(2, bigEndian: [span.spanID])  // span_id
+        if let state = span.traceState, !state.isEmpty { out.string(3, state) }  // trace_state
+        if span.parentSpanID != 0 { out.bytes(4, bigEndian: [span.parentSpanID]) }  // parent_span_id
+        out.string(5, name(span))  // name
+        out.varint(6, UInt64(span.kind.rawValue))  // kind
+        out.fixed64(7, UInt64(bitPattern: Int64(bitPattern: span.startNanoseconds) &+ offset))  // start_time_unix_nano
+        out.fixed64(8, UInt64(bitPattern: Int64(bitPattern: span.endNanoseconds) &+ offset))  // end_time_unix_nano
+        // attributes = 9
+        out.attribute(9, "http.request.method", string: span.method)
+        if let path = span.path { out.attribute(9, "url.path", string: path) }
+        if let address = span.serverAddress { out.attribute(9, "server.address", string: address) }
+        if let port = span.serverPort { out.attribute(9, "server.port", int: Int64(port)) }
+        if let status = span.statusCode { out.attribute(9, "http.response.status_code", int: Int64(status)) }
+        if let errorType = span.errorType { out.attribute(9, "error.type", string: errorType) }
+        out.attribute(9, "switchyard.request_id", string: span.requestID)
+        if !span.route.isEmpty { out.attribute(9, "switchyard.route", string: span.route) }
+        if !span.model.isEmpty { out.attribute(9, "switchyard.model", string: span.model) }
+        if !span.version.isEmpty { out.attribute(9, "switchyard.version", string: span.version) }
+        if let reason = span.reason {
+            out.attribute(9, "switchyard.why", string: reason.traceDescription)
+            if let present = reason.stickyKeyPresent { out.attribute(9, "switchyard.sticky_key_present", bool: present) }
+        }
+        if span.kind != .server { out.attribute(9, "switchyard.role", string: span.isShadow ? "shadow" : "live") }
+        if !span.version.isEmpty { out.attribute(9, "switchyard.fallback", bool: span.isFallback) }
+        // status = 15: Status.code = 3 (STATUS_CODE_ERROR = 2), message = 2. Unset otherwise.
+        let failed = (span.statusCode ?? 0) >= 500 || (span.statusCode == nil && span.errorType != nil)
+        if failed {
+            out.message(15) { status in
+                if let errorType = span.errorType { status.string(2, errorType) }
+                status.varint(3, 2)
+            }
+        }
+        // flags = 16 (fixed32): the trace flags (sampled), and whether the parent is remote
+        // (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK 0x100, SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK 0x200).
+        var flags: UInt32 = 0x01
+        if span.parentSpanID != 0 { flags |= 0x100 | (span.parentIsRemote ? 0x200 : 0) }
+        out.fixed32(16, flags)
+    }
+
+    /// `METHOD route` for the server span (OpenTelemetry's `{method} {target}`, the route
+    /// standing for the target), `METHOD version` for a client span, `evaluate version` for
+    /// an embedded one.
+    private func name(_ span: SpanRecord) -> String {
+        switch span.kind {
+        case .server: return span.route.isEmpty ? span.method : "\(span.method) \(span.route)"
+        case .client: return "\(span.method) \(span.version)"
+        case .internal: return "evaluate \(span.version)"
+        }
+    }
+}
+
+/// The protobuf wire format (https://protobuf.dev/programming-guides/encoding/): varints,
+/// fixed 32- and 64-bit little-endian values, and length-delimited bytes, strings and
+/// messages.
+struct ProtobufWriter {
+    private(set) var bytes: [UInt8] = []
+
+    private mutating func rawVarint(_ value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    private mutating func tag(_ field: Int, wireType: UInt64) {
+        rawVarint(UInt64(field) << 3 | wireType)
+    }
+
+    mutating func varint(_ field: Int, _ value: UInt64) {
+        tag(field, wireType: 0)
+        rawVarint(value)
+    }
+
+    mutating func fixed64(_ field: Int, _ value: UInt64) {
+        tag(field, wireType: 1)
+        for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(8 * k))) }
+    }
+
+    mutating func fixed32(_ field: Int, _ value: UInt32) {
+        tag(field, wireType: 5)
+        for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(8 * k))) }
+    }
+
+    mutating func string(_ field: Int, _ value: String) {
+        tag(field, wireType: 2)
+        rawVarint(UInt64(value.utf8.count))
+        bytes.append(contentsOf: value.utf8)
+    }
+
+    /// Ids: each word's 8 bytes, most significant first (a trace id is its high word, then its low).
+    mutating func bytes(_ field: Int, bigEndian words: [UInt64]) {
+        tag(field, wireType: 2)
+        rawVarint(UInt64(8 * words.count))
+        for word in words {
+            for k in (0..<8).reversed() { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(8 * k))) }
+        }
+    }
+
+    /// A length-delimited sub-message written in place: one byte is kept for its length, and
+    /// the body moves up only when the length needs more.
+    mutating func message(_ field: Int, _ body: (inout ProtobufWriter) -> Void) {
+        tag(field, wireType: 2)
+        let lengthAt = bytes.count
+        bytes.append(0)
+        var inner = ProtobufWriter()
+        swap(&inner.bytes, &bytes)
+        body(&inner)
+        swap(&inner.bytes, &bytes)
+        let length = bytes.count - lengthAt - 1
+        if length < 0x80 {
+            bytes[lengthAt] = UInt8(length)
+            return
+        }
+        var encoded: [UInt8] = []
+        var value = UInt64(length)
+        while value >= 0x80 {
+            encoded.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        encoded.append(UInt8(value))
+        bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: encoded)
+    }
+
+    /// A `KeyValue` (key = 1, value = 2) whose `AnyValue` is a string (1).
+    mutating func attribute(_ field: Int, _ key: String, string value: String) {
+        message(field) { keyValue in
+            keyValue.string(1, key)
+            keyValue.message(2) { $0.string(1, value) }
+        }
+    }
+
+    /// A `KeyValue` whose `AnyValue` is a bool (2).
+    mutating func attribute(_ field: Int, _ key: String, bool value: Bool) {
+        message(field) { keyValue in
+            keyValue.string(1, key)
+            keyValue.message(2) { $0.varint(2, value ? 1 : 0) }
+        }
+    }
+
+    /// A `KeyValue` whose `AnyValue` is an int64 (3).
+    mutating func attribute(_ field: Int, _ key: String, int value: Int64) {
+        message(field) { keyValue in
+            keyValue.string(1, key)
+            keyValue.message(2) { $0.varint(3, UInt64(bitPattern: value)) }
+        }
+    }
+}
+
+// MARK: - HTTP
+
+/// A blocking HTTP/1.1 POST on POSIX sockets, for the exporter thread only: one connection
+/// per request (`connection: close`), one deadline for connecting, sending and reading the
+/// answer's status line.
+enum OTLPHTTPClient {
+    struct Failure: Error {
+        var message: String
+    }
+
+    /// The answer's status code, or why there is none.
+    static func post(
+        _ body: [UInt8],
+        to endpoint: OTLPEndpoint,
+        contentType: String,
+        timeoutMilliseconds: Int
+    ) -> Result<Int, Failure> {
+        let deadline = Monotonic.nanoseconds() &+ UInt64(max(1, timeoutMilliseconds)) &* 1_000_000
+        let fd: Int32
+        switch connect(endpoint, deadline: deadline) {
+        case .success(let connected): fd = connected
+        case .failure(let failure): return .failure(failure)
+        }
+        defer { Glibc.close(fd) }
+        let hostField = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
+        let head =
+            "POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
+            + "content-length: \(body.count)\r\nconnection: close\r\nuser-agent: switchyard/\(SwitchyardVersion.current)\r\n\r\n"
+        for part in [Array(head.utf8), body] {
+            var offset = 0
+            while offset < part.count {
+                guard setTimeouts(fd, deadline: deadline) else { return .failure(Failure(message: "timed out")) }
+                let sent = part[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if sent < 0 {
+                    if errno == EINTR { continue }
+                    return .failure(Failure(message: errno == EAGAIN ? "timed out" : "send failed: errno \(errno)"))
+                }
+                offset += sent
+            }
+        }
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4_096)
+        while answer.firstIndex(of: UInt8(ascii: "\n")) == nil {
+            guard answer.count < 8_192, setTimeouts(fd, deadline: deadline) else {
+                return .failure(Failure(message: "timed out"))
+            }
+            let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if received < 0 {
+                if errno == EINTR { continue }
+                return .failure(Failure(message: errno == EAGAIN ? "timed out" : "receive failed: errno \(errno)"))
+            }
+            if received == 0 { return .failure(Failure(message: "the collector closed the connection")) }
+            answer.append(contentsOf: chunk[0..<received])
+        }
+        // `HTTP/1.1 200 OK`
+        let line = answer.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+        let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
+        guard parts.count >= 2, parts[0].starts(with: Array("HTTP/".utf8)),
+            let status = Int(String(decoding: parts[1], as: UTF8.self))
+        else {
+            return .failure(Failure(message: "the answer is not HTTP"))
+        }
+        return .success(status)
+    }
+
+    /// Sets the socket's send and receive timeouts to what is left before `deadline`; false
+    /// when nothing is left.
+    private static func setTimeouts(_ fd: Int32, deadline: UInt64) -> Bool {
+        let now = Monotonic.nanoseconds()
+        guard now < deadline else { return false }
+        let left = deadline - now
+        var time = timeval(tv_sec: Int(left / 1_000_000_000), tv_usec: Int(left % 1_000_000_000 / 1_000))
+        if time.tv_sec == 0 && time.tv_usec == 0 { time.tv_usec = 1 }
+        let size = socklen_t(MemoryLayout<timeval>.size)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, size)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, size)
+        return true
+    }
+
+    /// A connected socket to the endpoint's first address that answers, before `deadline`.
+    private static func connect(_ endpoint: OTLPEndpoint, deadline: UInt64) -> Result<Int32, Failure> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let resolved = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &list)
+        guard resolved == 0, let first = list else {
+            return .failure(Failure(message: "cannot resolve \(endpoint.host): \(String(cString: gai_strerror(resolved)))"))
+        }
+        defer { freeaddrinfo(list) }
+        var lastError = "no address"
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let info = next {
+            next = info.pointee.ai_next
+            let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+            if fd < 0 { continue }
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            var rc = Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
+            if rc != 0 && errno == EINPROGRESS {
+                let now = Monotonic.nanoseconds()
+                let left = now < deadline ? Int32(min((deadline - now) / 1_000_000, 60_000)) : 0
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                if poll(&poller, 1, max(left, 1)) == 1 {
+                    var error: Int32 = 0
+                    var size = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size)
+                    rc = error == 0 ? 0 : -1
+                    if error != 0 { lastError = "connect failed: \(String(cString: strerror(error)))" }
+                } else {
+                    lastError = "connect timed out"
+                }
+            } else if rc != 0 {
+                lastError = "connect failed: \(String(cString: strerror(errno)))"
+            }
+            if rc == 0 {
+                _ = fcntl(fd, F_SETFL, flags)
+                return .success(fd)
+            }
+            Glibc.close(fd)
+        }
+        return .failure(Failure(message: lastError))
+    }
+}

@@ -1,0 +1,372 @@
+import EventHTTP
+import HTTP1
+import Policy
+import Routing
+
+/// How the sidecar traces (README "Tracing"): off unless `otlpEndpoint` is set.
+public struct TracingOptions: Sendable {
+    /// Where spans are exported, OTLP over HTTP/protobuf: `http://host:port` posts to
+    /// `/v1/traces`; a URL with a path is used as it is. Nil (default): tracing is off and a
+    /// client's `traceparent` is forwarded as it came.
+    public var otlpEndpoint: String?
+    /// The `service.name` resource attribute. Default `switchyard`.
+    public var serviceName = "switchyard"
+    /// The share of requests without a valid caller `traceparent` that are recorded, 0 to 1.
+    /// Default 1. A caller's `traceparent` decides for its own requests (parent-based).
+    public var sampleRatio = 1.0
+    /// Ended spans waiting for export; more are dropped and counted. Default 2048.
+    public var maxQueuedSpans = 2_048
+    /// Spans per export request; reaching it starts an export early. Default 512.
+    public var maxBatchSpans = 512
+    /// The longest a span waits for export. Default 5 s.
+    public var exportIntervalMilliseconds = 5_000
+    /// One export request's deadline (connect, send, answer). Default 10 s.
+    public var exportTimeoutMilliseconds = 10_000
+
+    public init() {}
+}
+
+/// A W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/#traceparent-header).
+struct TraceParent: Equatable, Sendable {
+    var traceIDHigh: UInt64
+    var traceIDLow: UInt64
+    var spanID: UInt64
+    var flags: UInt8
+
+    var isSampled: Bool { flags & 0x01 != 0 }
+
+    /// Parses a header value strictly: lower-case hex only; version `ff` is invalid; version
+    /// `00` is exactly 55 characters; a later version may be longer, with a `-` after the
+    /// 55th character (its further fields are ignored); the trace id and the parent id are not
+    /// all zero. Nil when any of it fails (the caller then starts a new trace).
+    static func parse(_ value: String) -> TraceParent? {
+        var value = value
+        return value.withUTF8 { parse($0) }
+    }
+
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> TraceParent? {
+        guard bytes.count >= 55, let version = hex(bytes, 0, 2), version != 0xFF else { return nil }
+        if version == 0 {
+            guard bytes.count == 55 else { return nil }
+        } else if bytes.count > 55 {
+            guard bytes[55] == UInt8(ascii: "-") else { return nil }
+        }
+        let dash = UInt8(ascii: "-")
+        guard bytes[2] == dash, bytes[35] == dash, bytes[52] == dash,
+            let high = hex(bytes, 3, 16), let low = hex(bytes, 19, 16), high | low != 0,
+            let span = hex(bytes, 36, 16), span != 0,
+            let flags = hex(bytes, 53, 2)
+        else { return nil }
+        return TraceParent(traceIDHigh: high, traceIDLow: low, spanID: span, flags: UInt8(flags))
+    }
+
+    /// `count` lower-case hex digits from `start`, or nil.
+    private static func hex(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ count: Int) -> UInt64? {
+        var value: UInt64 = 0
+        for k in start..<(start + count) {
+            let byte = bytes[k]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte &- UInt8(ascii: "a") &+ 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
+        }
+        return value
+    }
+
+    /// The version `00` header value, `00-<trace id>-<parent id>-<flags>`, written in place.
+    var header: String {
+        String(unsafeUninitializedCapacity: 55) { out in
+            func put(_ value: UInt64, digits: Int, at start: Int) {
+                for k in 0..<digits {
+                    let nibble = UInt8(truncatingIfNeeded: (value >> UInt64(4 * (digits - 1 - k))) & 0xF)
+                    out[start + k] = nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble
+                }
+            }
+            put(0, digits: 2, at: 0)
+            out[2] = UInt8(ascii: "-")
+            put(traceIDHigh, digits: 16, at: 3)
+            put(traceIDLow, digits: 16, at: 19)
+            out[35] = UInt8(ascii: "-")
+            put(spanID, digits: 16, at: 36)
+            out[52] = UInt8(ascii: "-")
+            put(UInt64(flags), digits: 2, at: 53)
+            return 55
+        }
+    }
+}
+
+/// The sidecar's tracer: the sampler and the exporter the workers hand ended spans to. Shared
+/// by every worker; `submit` is the only call on the request path that takes a lock.
+final class Tracer: Sendable {
+    let exporter: OTLPExporter
+    /// A new trace is recorded when the low 64 bits of its id are below this (ratio × 2⁶⁴,
+    /// as OpenTelemetry's TraceIdRatioBased sampler compares a part of the id).
+    private let sampleThreshold: UInt64
+    private let samplesEveryTrace: Bool
+
+    init(options: TracingOptions, exporter: OTLPExporter) {
+        self.exporter = exporter
+        let ratio = min(1, max(0, options.sampleRatio))
+        samplesEveryTrace = ratio >= 1
+        sampleThreshold = ratio >= 1 ? .max : UInt64(ratio * 18_446_744_073_709_551_616.0)
+    }
+
+    /// Whether a new trace (no valid caller `traceparent`) is recorded.
+    func samples(traceIDLow: UInt64) -> Bool {
+        samplesEveryTrace || traceIDLow < sampleThreshold
+    }
+}
+
+/// A request's place in its trace (loop thread). Made for every request while tracing is on,
+/// sampled or not (its ids are propagated either way); only a sampled one has a `span`.
+struct RequestTrace {
+    var traceIDHigh: UInt64
+    var traceIDLow: UInt64
+    /// The server span's id: the parent of every downstream span.
+    var spanID: UInt64
+    /// The caller's span id; 0 when the sidecar started the trace.
+    var parentSpanID: UInt64
+    var isSampled: Bool
+    /// What only a recorded server span needs; nil when unsampled.
+    var span: ServerSpan?
+}
+
+/// The sampled server span's details gathered while the request runs (loop thread only).
+final class ServerSpan {
+    let method: String
+    let path: String
+    let traceState: String?
+    // `@exclusivity(unchecked)`: loop thread only, each access is one statement.
+    @exclusivity(unchecked) var reason: Decision.Reason?
+    /// The sidecar's error code when it answered with one of its own errors.
+    @exclusivity(unchecked) var errorType: String?
+
+    init(method: String, path: String, traceState: String?) {
+        self.method = method
+        self.path = path
+        self.traceState = traceState
+    }
+}
+
+/// A downstream span in progress: 0 ids when the request is not recorded (the closure that
+/// completes the exchange captures it for free).
+struct ChildSpan {
+    var spanID: UInt64 = 0
+    var startNanoseconds: UInt64 = 0
+    var isRecording: Bool { startNanoseconds != 0 }
+}
+
+/// An ended span as the exporter encodes it. The request path fills ids, monotonic times and
+/// references to strings it already holds; names and attribute values are made on the
+/// exporter thread (`OTLPEncoder`).
+struct SpanRecord: Sendable {
+    enum Kind: UInt8, Sendable {
+        case `internal` = 1
+        case server = 2
+        case client = 3
+    }
+
+    var kind: Kind
+    var traceIDHigh: UInt64
+    var traceIDLow: UInt64
+    var spanID: UInt64
+    /// 0 for a root span.
+    var parentSpanID: UInt64
+    /// The parent is the caller's span (another process).
+    var parentIsRemote = false
+    var traceState: String?
+    /// CLOCK_MONOTONIC nanoseconds; the exporter converts them to Unix time.
+    var startNanoseconds: UInt64
+    var endNanoseconds: UInt64
+    var method = ""
+    /// `url.path` (server span).
+    var path: String?
+    var requestID = ""
+    var route = ""
+    var model = ""
+    /// The version routing chose (server span) or the one asked (client span).
+    var version = ""
+    var reason: Decision.Reason?
+    /// Server span: the fallback was asked after the chosen version failed. Client span: this
+    /// attempt is the fallback.
+    var isFallback = false
+    var isShadow = false
+    var statusCode: Int?
+    /// `error.type`: the sidecar's error code, or the status code of a 5xx without one.
+    var errorType: String?
+    /// The upstream's host (or Unix socket path) and port (client spans).
+    var serverAddress: String?
+    var serverPort: Int?
+}
+
+extension Decision.Reason {
+    /// The reason as `switchyard explain` words it, less what is the client's own data: a
+    /// sticky key's value and the random bucket drawn.
+    var traceDescription: String {
+        switch self {
+        case .pinnedByRoute, .pinnedByPath, .pinnedByHeader: return description
+        case .stickySplit(_, let source): return "split: sticky key (\(source)) by weighted rendezvous"
+        case .randomSplit(_, let why): return "split: random bucket (\(why))"
+        }
+    }
+
+    /// True for a split on a sticky key, false for a sticky policy whose key was missing, nil
+    /// when the policy has no sticky key or the version was pinned.
+    var stickyKeyPresent: Bool? {
+        switch self {
+        case .stickySplit: return true
+        case .randomSplit(_, .stickyKeyMissing): return false
+        default: return nil
+        }
+    }
+}
+
+// MARK: - The request path's hooks
+
+extension Worker {
+    /// Joins the caller's trace (one valid `traceparent`) or starts one, and decides whether it
+    /// is recorded. Tracing on only; loop thread.
+    func beginTrace(_ exchange: Exchange, tracer: Tracer) {
+        var parent: TraceParent?
+        var traceparents = 0
+        var traceState: String?
+        for field in exchange.request.head.headers.fields {
+            switch field.name.utf8.count {
+            case 11 where field.name.asciiCaseInsensitiveEquals("traceparent"):
+                traceparents += 1
+                parent = TraceParent.parse(field.value)
+            case 10 where field.name.asciiCaseInsensitiveEquals("tracestate"):
+                // Several fields are one list (RFC 9110 §5.3).
+                traceState = traceState.map { "\($0),\(field.value)" } ?? field.value
+            default:
+                continue
+            }
+        }
+        var trace: RequestTrace
+        if traceparents == 1, let parent {
+            trace = RequestTrace(
+                traceIDHigh: parent.traceIDHigh,
+                traceIDLow: parent.traceIDLow,
+                spanID: nonZeroID(),
+                parentSpanID: parent.spanID,
+                isSampled: parent.isSampled
+            )
+        } else {
+            // A new trace: a caller's tracestate belongs to no trace now.
+            traceState = nil
+            let high = random.next()
+            let low = nonZeroID()
+            trace = RequestTrace(
+                traceIDHigh: high,
+                traceIDLow: low,
+                spanID: nonZeroID(),
+                parentSpanID: 0,
+                isSampled: tracer.samples(traceIDLow: low)
+            )
+        }
+        if trace.isSampled {
+            let head = exchange.request.head
+            trace.span = ServerSpan(method: head.method, path: String(head.path), traceState: traceState)
+        }
+        exchange.trace = trace
+    }
+
+    private func nonZeroID() -> UInt64 {
+        let id = random.next()
+        return id == 0 ? 1 : id
+    }
+
+    /// A downstream span: its id and, when the request is recorded, its start.
+    func beginChildSpan(_ exchange: Exchange, _ child: inout ChildSpan) {
+        guard let trace = exchange.trace else { return }
+        child.spanID = nonZeroID()
+        if trace.isSampled { child.startNanoseconds = Monotonic.nanoseconds() }
+    }
+
+    /// A downstream request's span begun, and the `traceparent` it carries (the request's
+    /// sampled flag, the span's id as parent id).
+    func beginClientSpan(_ exchange: Exchange, _ child: inout ChildSpan) -> String? {
+        beginChildSpan(exchange, &child)
+        guard let trace = exchange.trace else { return nil }
+        return TraceParent(
+            traceIDHigh: trace.traceIDHigh,
+            traceIDLow: trace.traceIDLow,
+            spanID: child.spanID,
+            flags: trace.isSampled ? 0x01 : 0x00
+        ).header
+    }
+
+    /// Ends a recorded downstream span: a CLIENT span for a remote version (`remote` non-nil),
+    /// an INTERNAL one for an embedded evaluation.
+    func endChildSpan(
+        _ exchange: Exchange,
+        _ child: ChildSpan,
+        version: String,
+        isShadow: Bool,
+        remote: RemoteBackend?,
+        result: VersionResult
+    ) {
+        guard let trace = exchange.trace, let tracer else { return }
+        var record = SpanRecord(
+            kind: remote == nil ? .internal : .client,
+            traceIDHigh: trace.traceIDHigh,
+            traceIDLow: trace.traceIDLow,
+            spanID: child.spanID,
+            parentSpanID: trace.spanID,
+            traceState: trace.span?.traceState,
+            startNanoseconds: child.startNanoseconds,
+            endNanoseconds: Monotonic.nanoseconds()
+        )
+        record.method = exchange.request.head.method
+        record.requestID = exchange.requestID
+        record.route = exchange.routeName
+        record.model = exchange.model
+        record.version = version
+        record.isShadow = isShadow
+        record.isFallback = !isShadow && exchange.failedVersion != nil
+        if let remote {
+            record.serverAddress = remote.socketPath ?? remote.host
+            if remote.socketPath == nil { record.serverPort = remote.port }
+        }
+        switch result {
+        case .answered(let reply):
+            record.statusCode = reply.status
+            if reply.status >= 500 { record.errorType = String(reply.status) }
+        case .failed(let error, let reply):
+            record.statusCode = reply?.status
+            record.errorType = error.code
+        }
+        tracer.exporter.submit(record)
+    }
+
+    /// Ends the recorded server span once the live answer has ended. `version`: the one that
+    /// answered (nil when the sidecar answered itself).
+    func endServerSpan(_ exchange: Exchange, status: Int, endNanoseconds: UInt64) {
+        guard let trace = exchange.trace, let span = trace.span, let tracer else { return }
+        var record = SpanRecord(
+            kind: .server,
+            traceIDHigh: trace.traceIDHigh,
+            traceIDLow: trace.traceIDLow,
+            spanID: trace.spanID,
+            parentSpanID: trace.parentSpanID,
+            parentIsRemote: trace.parentSpanID != 0,
+            traceState: span.traceState,
+            startNanoseconds: exchange.startNanoseconds,
+            endNanoseconds: endNanoseconds
+        )
+        record.method = span.method
+        record.path = span.path
+        record.requestID = exchange.requestID
+        record.route = exchange.routeName
+        record.model = exchange.model
+        record.version = exchange.version
+        record.reason = span.reason
+        record.isFallback = exchange.failedVersion != nil
+        record.statusCode = status
+        record.errorType = span.errorType ?? (status >= 500 ? String(status) : nil)
+        tracer.exporter.submit(record)
+    }
+}
