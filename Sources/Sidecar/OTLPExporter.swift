@@ -27,8 +27,12 @@ final class OTLPExporter: @unchecked Sendable {
     private var queue: [SpanRecord] = []
     private var closed = false
     private var finished = false
-    /// Exports have been failing since this many (exporter thread): logged once per streak.
+    /// The last export failed (exporter thread): a failure is logged once per streak.
     private var failing = false
+    /// Unix time minus the monotonic clock (exporter thread): kept while the two agree within
+    /// a millisecond, so that spans of one request converted in different batches keep their
+    /// order; a stepped wall clock is followed at the next export.
+    private var epochOffsetNanoseconds = OTLPEncoder.epochOffsetNanoseconds()
     private let droppedQueueFull: Counter
     private let batchSpans: Int
 
@@ -113,7 +117,9 @@ final class OTLPExporter: @unchecked Sendable {
 
     /// Encodes and posts one batch; counts the outcome. Exporter thread.
     private func export(_ spans: ArraySlice<SpanRecord>) -> Bool {
-        let body = encoder.encode(spans, epochOffsetNanoseconds: OTLPEncoder.epochOffsetNanoseconds())
+        let offset = OTLPEncoder.epochOffsetNanoseconds()
+        if abs(offset - epochOffsetNanoseconds) > 1_000_000 { epochOffsetNanoseconds = offset }
+        let body = encoder.encode(spans, epochOffsetNanoseconds: epochOffsetNanoseconds)
         let result = OTLPHTTPClient.post(
             body,
             to: endpoint,
@@ -222,8 +228,7 @@ struct OTLPEncoder: Sendable {
     let serviceName: String
     let serviceVersion: String
 
-    /// Unix time minus the monotonic clock, now: what converts `SpanRecord` times. Read once
-    /// per export, so a stepped wall clock is followed.
+    /// Unix time minus the monotonic clock, now: what converts `SpanRecord` times.
     static func epochOffsetNanoseconds() -> Int64 {
         var real = timespec()
         clock_gettime(CLOCK_REALTIME, &real)
