@@ -288,7 +288,9 @@ struct OTLPEncoder: Sendable {
         if !span.version.isEmpty { out.attribute(9, "switchyard.version", string: span.version) }
         if let reason = span.reason {
             out.attribute(9, "switchyard.why", string: reason.traceDescription)
-            if let present = reason.stickyKeyPresent { out.attribute(9, "switchyard.sticky_key_present", bool: present) }
+            if let present = reason.stickyKeyPresent {
+                out.attribute(9, "switchyard.sticky_key_present", bool: present)
+            }
         }
         if span.kind != .server { out.attribute(9, "switchyard.role", string: span.isShadow ? "shadow" : "live") }
         if !span.version.isEmpty { out.attribute(9, "switchyard.fallback", bool: span.isFallback) }
@@ -442,7 +444,8 @@ enum OTLPHTTPClient {
         case .failure(let failure): return .failure(failure)
         }
         defer { Glibc.close(fd) }
-        let hostField = endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
+        let hostField =
+            endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
         let head =
             "POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
             + "content-length: \(body.count)\r\nconnection: close\r\nuser-agent: switchyard/\(SwitchyardVersion.current)\r\n\r\n"
@@ -505,7 +508,9 @@ enum OTLPHTTPClient {
         var list: UnsafeMutablePointer<addrinfo>?
         let resolved = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &list)
         guard resolved == 0, let first = list else {
-            return .failure(Failure(message: "cannot resolve \(endpoint.host): \(String(cString: gai_strerror(resolved)))"))
+            return .failure(
+                Failure(message: "cannot resolve \(endpoint.host): \(String(cString: gai_strerror(resolved)))")
+            )
         }
         defer { freeaddrinfo(list) }
         var lastError = "no address"

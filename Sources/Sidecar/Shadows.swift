@@ -76,7 +76,14 @@ extension Worker {
                 if exchange.trace?.isSampled == true { self.beginChildSpan(exchange, &span) }
                 let result = self.evaluate(exchange, model: exchange.model, version: run.version, backend: backend)
                 if span.isRecording {
-                    self.endChildSpan(exchange, span, version: run.version, isShadow: true, remote: nil, result: result)
+                    self.endChildSpan(
+                        exchange,
+                        span,
+                        version: run.version,
+                        isShadow: true,
+                        isRemote: false,
+                        result: result
+                    )
                 }
                 self.shadowFinished(exchange, run, result: result)
             }

@@ -299,19 +299,20 @@ extension Worker {
         ).header
     }
 
-    /// Ends a recorded downstream span: a CLIENT span for a remote version (`remote` non-nil),
-    /// an INTERNAL one for an embedded evaluation.
+    /// Ends a recorded downstream span: a CLIENT span for a remote version, an INTERNAL one
+    /// for an embedded evaluation. The upstream's address is looked up here, for recorded
+    /// spans only: the request path's completion closure does not carry it.
     func endChildSpan(
         _ exchange: Exchange,
         _ child: ChildSpan,
         version: String,
         isShadow: Bool,
-        remote: RemoteBackend?,
+        isRemote: Bool,
         result: VersionResult
     ) {
         guard let trace = exchange.trace, let tracer else { return }
         var record = SpanRecord(
-            kind: remote == nil ? .internal : .client,
+            kind: isRemote ? .client : .internal,
             traceIDHigh: trace.traceIDHigh,
             traceIDLow: trace.traceIDLow,
             spanID: child.spanID,
@@ -327,7 +328,9 @@ extension Worker {
         record.version = version
         record.isShadow = isShadow
         record.isFallback = !isShadow && exchange.failedVersion != nil
-        if let remote {
+        if isRemote, let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex),
+            case .remote(let remote) = spec.backend
+        {
             record.serverAddress = remote.socketPath ?? remote.host
             if remote.socketPath == nil { record.serverPort = remote.port }
         }

@@ -304,7 +304,7 @@ final class Worker: @unchecked Sendable {
             if exchange.trace?.isSampled == true { beginChildSpan(exchange, &span) }
             let result = evaluate(exchange, model: exchange.model, version: version, backend: embedded)
             if span.isRecording {
-                endChildSpan(exchange, span, version: version, isShadow: false, remote: nil, result: result)
+                endChildSpan(exchange, span, version: version, isShadow: false, isRemote: false, result: result)
             }
             conclude(exchange, version: version, result: result)
         }
@@ -440,7 +440,16 @@ final class Worker: @unchecked Sendable {
                     .record(Double(response.firstByteNanoseconds) / 1e9)
             }
             let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
-            if attempt.span.isRecording { self.endChildSpan(exchange, attempt.span, version: version, isShadow: isShadow, remote: remote, result: outcome) }
+            if attempt.span.isRecording {
+                self.endChildSpan(
+                    exchange,
+                    attempt.span,
+                    version: version,
+                    isShadow: isShadow,
+                    isRemote: true,
+                    result: outcome
+                )
+            }
             self.deliver(outcome, exchange, version: version, shadow: shadow)
         }
     }

@@ -109,7 +109,8 @@ struct Serve: ParsableCommand {
 
     @Option(
         name: .long,
-        help: "Share of requests recorded when the caller sent no valid traceparent, 0 to 1 (a caller's sampled flag decides for its own)."
+        help:
+            "Share of requests recorded when the caller sent no valid traceparent, 0 to 1 (a caller's sampled flag decides for its own)."
     )
     var traceSampleRatio = Serve.defaults.tracing.sampleRatio
 

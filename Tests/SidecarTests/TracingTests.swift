@@ -154,7 +154,9 @@ import Glibc
         #expect(server.parentSpanID == "")
         #expect(server.attributes["switchyard.fallback"] == .bool(true))
         #expect(server.attributes["switchyard.sticky_key_present"] == .bool(false))
-        #expect(server.attributes["switchyard.why"] == .string("split: random bucket (sticky key header:x-user missing)"))
+        #expect(
+            server.attributes["switchyard.why"] == .string("split: random bucket (sticky key header:x-user missing)")
+        )
         #expect(failed.parentSpanID == server.spanID && answered.parentSpanID == server.spanID)
         #expect(failed.attributes["error.type"] == .string("upstream_error"))
         #expect(failed.attributes["http.response.status_code"] == .int(500))
