@@ -25,6 +25,8 @@ final class OTLPExporter: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var queue: [SpanRecord] = []
+    /// The buffer the last batch was exported from, empty, kept for the next swap.
+    private var spare: [SpanRecord] = []
     private var closed = false
     private var finished = false
     /// The last export failed (exporter thread): a failure is logged once per streak.
@@ -51,6 +53,7 @@ final class OTLPExporter: @unchecked Sendable {
         _ = metrics.traceExports(result: "failure")
         _ = metrics.traceSpansExported()
         queue.reserveCapacity(batchSpans)
+        spare.reserveCapacity(batchSpans)
         // The thread holds the exporter until `close()` ends its loop.
         let thread = Thread { [self] in self.exportLoop() }
         thread.name = "switchyard-otlp-exporter"
@@ -89,9 +92,10 @@ final class OTLPExporter: @unchecked Sendable {
             while !closed && queue.count < batchSpans {
                 if !condition.wait(until: deadline) { break }
             }
-            var taken: [SpanRecord] = []
+            // The exporter's emptied buffer becomes the queue: neither is allocated again.
+            var taken = spare
+            spare = []
             swap(&taken, &queue)
-            queue.reserveCapacity(batchSpans)
             let isClosing = closed
             condition.unlock()
             var start = 0
@@ -105,6 +109,8 @@ final class OTLPExporter: @unchecked Sendable {
                     break
                 }
             }
+            taken.removeAll(keepingCapacity: true)
+            spare = taken
             if isClosing {
                 condition.lock()
                 finished = true
@@ -224,9 +230,34 @@ public struct OTLPEndpointError: Error, CustomStringConvertible {
 /// Encodes spans as an OTLP `ExportTraceServiceRequest` in the protobuf wire format, field
 /// numbers from opentelemetry-proto (Apache-2.0): collector/trace/v1/trace_service.proto,
 /// trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto.
+///
+/// Written for the exporter thread's budget (it shares the worker's CPU): attribute keys and
+/// the resource are encoded once, each span is written into one reused buffer whose length is
+/// then known, and the enclosing messages' lengths are added up rather than buffered.
 struct OTLPEncoder: Sendable {
-    let serviceName: String
-    let serviceVersion: String
+    /// `ResourceSpans.resource` (field 1) with its attributes, encoded once.
+    private let resource: [UInt8]
+    /// `ScopeSpans.scope` (field 1): InstrumentationScope name = 1, version = 2.
+    private let scope: [UInt8]
+
+    init(serviceName: String, serviceVersion: String) {
+        var attributes = ProtobufWriter()
+        // Resource.attributes = 1
+        attributes.attribute(1, AttributeKey("service.name"), string: serviceName)
+        attributes.attribute(1, AttributeKey("service.version"), string: serviceVersion)
+        attributes.attribute(1, AttributeKey("telemetry.sdk.name"), string: "switchyard")
+        attributes.attribute(1, AttributeKey("telemetry.sdk.language"), string: "swift")
+        attributes.attribute(1, AttributeKey("telemetry.sdk.version"), string: serviceVersion)
+        var resource = ProtobufWriter()
+        resource.message(1, attributes)
+        self.resource = resource.bytes
+        var fields = ProtobufWriter()
+        fields.string(1, "switchyard")
+        fields.string(2, serviceVersion)
+        var scope = ProtobufWriter()
+        scope.message(1, fields)
+        self.scope = scope.bytes
+    }
 
     /// Unix time minus the monotonic clock, now: what converts `SpanRecord` times.
     static func epochOffsetNanoseconds() -> Int64 {
@@ -238,69 +269,72 @@ struct OTLPEncoder: Sendable {
     }
 
     func encode(_ spans: ArraySlice<SpanRecord>, epochOffsetNanoseconds offset: Int64) -> [UInt8] {
-        var out = ProtobufWriter()
-        // ExportTraceServiceRequest.resource_spans = 1
-        out.message(1) { resourceSpans in
-            // ResourceSpans.resource = 1
-            resourceSpans.message(1) { resource in
-                // Resource.attributes = 1
-                resource.attribute(1, "service.name", string: serviceName)
-                resource.attribute(1, "service.version", string: serviceVersion)
-                resource.attribute(1, "telemetry.sdk.name", string: "switchyard")
-                resource.attribute(1, "telemetry.sdk.language", string: "swift")
-                resource.attribute(1, "telemetry.sdk.version", string: serviceVersion)
-            }
-            // ResourceSpans.scope_spans = 2
-            resourceSpans.message(2) { scopeSpans in
-                // ScopeSpans.scope = 1: InstrumentationScope name = 1, version = 2
-                scopeSpans.message(1) { scope in
-                    scope.string(1, "switchyard")
-                    scope.string(2, serviceVersion)
-                }
-                for span in spans {
-                    // ScopeSpans.spans = 2
-                    scopeSpans.message(2) { encodeSpan(span, offset: offset, into: &$0) }
-                }
-            }
+        // ScopeSpans.spans = 2, each span written once into `span`, then copied after its length.
+        var list = ProtobufWriter(capacity: spans.count * 640)
+        var span = ProtobufWriter(capacity: 1_024)
+        for record in spans {
+            span.removeAll()
+            encodeSpan(record, offset: offset, into: &span)
+            list.message(2, span)
         }
+        let scopeSpansLength = scope.count + list.bytes.count
+        let resourceSpansLength =
+            resource.count + 1 + ProtobufWriter.varintSize(UInt64(scopeSpansLength)) + scopeSpansLength
+        var out = ProtobufWriter(capacity: resourceSpansLength + 16)
+        // ExportTraceServiceRequest.resource_spans = 1
+        out.tag(1, wireType: 2)
+        out.rawVarint(UInt64(resourceSpansLength))
+        out.append(resource)  // ResourceSpans.resource = 1
+        // ResourceSpans.scope_spans = 2
+        out.tag(2, wireType: 2)
+        out.rawVarint(UInt64(scopeSpansLength))
+        out.append(scope)
+        out.append(list.bytes)
         return out.bytes
     }
 
     private func encodeSpan(_ span: SpanRecord, offset: Int64, into out: inout ProtobufWriter) {
-        out.bytes(1, bigEndian: [span.traceIDHigh, span.traceIDLow])  // trace_id
-        out.bytes(2, bigEndian: [span.spanID])  // span_id
+        out.id(1, span.traceIDHigh, span.traceIDLow)  // trace_id
+        out.id(2, span.spanID)  // span_id
         if let state = span.traceState, !state.isEmpty { out.string(3, state) }  // trace_state
-        if span.parentSpanID != 0 { out.bytes(4, bigEndian: [span.parentSpanID]) }  // parent_span_id
-        out.string(5, name(span))  // name
+        if span.parentSpanID != 0 { out.id(4, span.parentSpanID) }  // parent_span_id
+        // name = 5
+        switch span.kind {
+        case .server where span.route.isEmpty: out.string(5, span.method)
+        case .server: out.string(5, span.method, " ", span.route)
+        case .client: out.string(5, span.method, " ", span.version)
+        case .internal: out.string(5, "evaluate", " ", span.version)
+        }
         out.varint(6, UInt64(span.kind.rawValue))  // kind
         out.fixed64(7, UInt64(bitPattern: Int64(bitPattern: span.startNanoseconds) &+ offset))  // start_time_unix_nano
         out.fixed64(8, UInt64(bitPattern: Int64(bitPattern: span.endNanoseconds) &+ offset))  // end_time_unix_nano
         // attributes = 9
-        out.attribute(9, "http.request.method", string: span.method)
-        if let path = span.path { out.attribute(9, "url.path", string: path) }
-        if let address = span.serverAddress { out.attribute(9, "server.address", string: address) }
-        if let port = span.serverPort { out.attribute(9, "server.port", int: Int64(port)) }
-        if let status = span.statusCode { out.attribute(9, "http.response.status_code", int: Int64(status)) }
-        if let errorType = span.errorType { out.attribute(9, "error.type", string: errorType) }
-        out.attribute(9, "switchyard.request_id", string: span.requestID)
-        if !span.route.isEmpty { out.attribute(9, "switchyard.route", string: span.route) }
-        if !span.model.isEmpty { out.attribute(9, "switchyard.model", string: span.model) }
-        if !span.version.isEmpty { out.attribute(9, "switchyard.version", string: span.version) }
-        if let reason = span.reason {
-            out.attribute(9, "switchyard.why", string: reason.traceDescription)
-            if let present = reason.stickyKeyPresent {
-                out.attribute(9, "switchyard.sticky_key_present", bool: present)
-            }
+        out.attribute(9, AttributeKey.method, string: span.method)
+        if let target = span.path {
+            let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
+            out.attribute(9, AttributeKey.path, string: path)
         }
-        if span.kind != .server { out.attribute(9, "switchyard.role", string: span.isShadow ? "shadow" : "live") }
-        if !span.version.isEmpty { out.attribute(9, "switchyard.fallback", bool: span.isFallback) }
+        if let address = span.serverAddress { out.attribute(9, AttributeKey.serverAddress, string: address) }
+        if let port = span.serverPort { out.attribute(9, AttributeKey.serverPort, int: Int64(port)) }
+        if let status = span.statusCode { out.attribute(9, AttributeKey.statusCode, int: Int64(status)) }
+        if let errorType = span.errorType { out.attribute(9, AttributeKey.errorType, string: errorType) }
+        out.attribute(9, AttributeKey.requestID, string: span.requestID)
+        if !span.route.isEmpty { out.attribute(9, AttributeKey.route, string: span.route) }
+        if !span.model.isEmpty { out.attribute(9, AttributeKey.model, string: span.model) }
+        if !span.version.isEmpty { out.attribute(9, AttributeKey.version, string: span.version) }
+        if let reason = span.reason {
+            out.attribute(9, AttributeKey.why, string: reason.traceDescription)
+            if let present = reason.stickyKeyPresent { out.attribute(9, AttributeKey.stickyKeyPresent, bool: present) }
+        }
+        if span.kind != .server { out.attribute(9, AttributeKey.role, string: span.isShadow ? "shadow" : "live") }
+        if !span.version.isEmpty { out.attribute(9, AttributeKey.fallback, bool: span.isFallback) }
         // status = 15: Status.code = 3 (STATUS_CODE_ERROR = 2), message = 2. Unset otherwise.
         let failed = (span.statusCode ?? 0) >= 500 || (span.statusCode == nil && span.errorType != nil)
         if failed {
-            out.message(15) { status in
-                if let errorType = span.errorType { status.string(2, errorType) }
-                status.varint(3, 2)
-            }
+            var status = ProtobufWriter()
+            if let errorType = span.errorType { status.string(2, errorType) }
+            status.varint(3, 2)
+            out.message(15, status)
         }
         // flags = 16 (fixed32): the trace flags (sampled), and whether the parent is remote
         // (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK 0x100, SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK 0x200).
@@ -308,26 +342,55 @@ struct OTLPEncoder: Sendable {
         if span.parentSpanID != 0 { flags |= 0x100 | (span.parentIsRemote ? 0x200 : 0) }
         out.fixed32(16, flags)
     }
+}
 
-    /// `METHOD route` for the server span (OpenTelemetry's `{method} {target}`, the route
-    /// standing for the target), `METHOD version` for a client span, `evaluate version` for
-    /// an embedded one.
-    private func name(_ span: SpanRecord) -> String {
-        switch span.kind {
-        case .server: return span.route.isEmpty ? span.method : "\(span.method) \(span.route)"
-        case .client: return "\(span.method) \(span.version)"
-        case .internal: return "evaluate \(span.version)"
-        }
+/// An attribute key, encoded once as `KeyValue.key` (field 1): tag, length, UTF-8.
+struct AttributeKey: Sendable {
+    let encoded: [UInt8]
+
+    init(_ key: String) {
+        var writer = ProtobufWriter()
+        writer.string(1, key)
+        encoded = writer.bytes
     }
+
+    static let method = AttributeKey("http.request.method")
+    static let path = AttributeKey("url.path")
+    static let serverAddress = AttributeKey("server.address")
+    static let serverPort = AttributeKey("server.port")
+    static let statusCode = AttributeKey("http.response.status_code")
+    static let errorType = AttributeKey("error.type")
+    static let requestID = AttributeKey("switchyard.request_id")
+    static let route = AttributeKey("switchyard.route")
+    static let model = AttributeKey("switchyard.model")
+    static let version = AttributeKey("switchyard.version")
+    static let why = AttributeKey("switchyard.why")
+    static let stickyKeyPresent = AttributeKey("switchyard.sticky_key_present")
+    static let role = AttributeKey("switchyard.role")
+    static let fallback = AttributeKey("switchyard.fallback")
 }
 
 /// The protobuf wire format (https://protobuf.dev/programming-guides/encoding/): varints,
 /// fixed 32- and 64-bit little-endian values, and length-delimited bytes, strings and
-/// messages.
+/// messages. A sub-message is written into a writer of its own and then appended after its
+/// length (`message(_:_:)`).
 struct ProtobufWriter {
     private(set) var bytes: [UInt8] = []
 
-    private mutating func rawVarint(_ value: UInt64) {
+    init(capacity: Int = 0) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Empties the writer, keeping its storage.
+    mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    static func varintSize(_ value: UInt64) -> Int {
+        (64 - value.leadingZeroBitCount + 6) / 7 + (value == 0 ? 1 : 0)
+    }
+
+    mutating func rawVarint(_ value: UInt64) {
         var value = value
         while value >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
@@ -336,8 +399,17 @@ struct ProtobufWriter {
         bytes.append(UInt8(value))
     }
 
-    private mutating func tag(_ field: Int, wireType: UInt64) {
+    mutating func tag(_ field: Int, wireType: UInt64) {
         rawVarint(UInt64(field) << 3 | wireType)
+    }
+
+    mutating func append(_ encoded: [UInt8]) {
+        bytes.append(contentsOf: encoded)
+    }
+
+    private mutating func appendUTF8(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
     mutating func varint(_ field: Int, _ value: UInt64) {
@@ -347,76 +419,83 @@ struct ProtobufWriter {
 
     mutating func fixed64(_ field: Int, _ value: UInt64) {
         tag(field, wireType: 1)
-        for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(8 * k))) }
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     mutating func fixed32(_ field: Int, _ value: UInt32) {
         tag(field, wireType: 5)
-        for k in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(8 * k))) }
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     mutating func string(_ field: Int, _ value: String) {
         tag(field, wireType: 2)
         rawVarint(UInt64(value.utf8.count))
-        bytes.append(contentsOf: value.utf8)
+        appendUTF8(value)
     }
 
-    /// Ids: each word's 8 bytes, most significant first (a trace id is its high word, then its low).
-    mutating func bytes(_ field: Int, bigEndian words: [UInt64]) {
+    /// A string field made of three parts (a span name), without joining them first.
+    mutating func string(_ field: Int, _ first: String, _ second: String, _ third: String) {
         tag(field, wireType: 2)
-        rawVarint(UInt64(8 * words.count))
-        for word in words {
-            for k in (0..<8).reversed() { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(8 * k))) }
-        }
+        rawVarint(UInt64(first.utf8.count + second.utf8.count + third.utf8.count))
+        appendUTF8(first)
+        appendUTF8(second)
+        appendUTF8(third)
     }
 
-    /// A length-delimited sub-message written in place: one byte is kept for its length, and
-    /// the body moves up only when the length needs more.
-    mutating func message(_ field: Int, _ body: (inout ProtobufWriter) -> Void) {
+    /// A span id: 8 bytes, most significant first.
+    mutating func id(_ field: Int, _ word: UInt64) {
         tag(field, wireType: 2)
-        let lengthAt = bytes.count
-        bytes.append(0)
-        var inner = ProtobufWriter()
-        swap(&inner.bytes, &bytes)
-        body(&inner)
-        swap(&inner.bytes, &bytes)
-        let length = bytes.count - lengthAt - 1
-        if length < 0x80 {
-            bytes[lengthAt] = UInt8(length)
-            return
-        }
-        var encoded: [UInt8] = []
-        var value = UInt64(length)
-        while value >= 0x80 {
-            encoded.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        encoded.append(UInt8(value))
-        bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: encoded)
+        bytes.append(8)
+        withUnsafeBytes(of: word.bigEndian) { bytes.append(contentsOf: $0) }
     }
 
-    /// A `KeyValue` (key = 1, value = 2) whose `AnyValue` is a string (1).
-    mutating func attribute(_ field: Int, _ key: String, string value: String) {
-        message(field) { keyValue in
-            keyValue.string(1, key)
-            keyValue.message(2) { $0.string(1, value) }
-        }
+    /// A trace id: 16 bytes, its high word then its low word, most significant first.
+    mutating func id(_ field: Int, _ high: UInt64, _ low: UInt64) {
+        tag(field, wireType: 2)
+        bytes.append(16)
+        withUnsafeBytes(of: high.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: low.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    /// A length-delimited sub-message: what `body` holds, after its length.
+    mutating func message(_ field: Int, _ body: ProtobufWriter) {
+        tag(field, wireType: 2)
+        rawVarint(UInt64(body.bytes.count))
+        bytes.append(contentsOf: body.bytes)
+    }
+
+    /// A `KeyValue` (key = 1, value = 2) whose `AnyValue` is a string (1); lengths added up.
+    mutating func attribute(_ field: Int, _ key: AttributeKey, string value: String) {
+        let valueLength = value.utf8.count
+        let anyLength = 1 + Self.varintSize(UInt64(valueLength)) + valueLength
+        keyValue(field, key, anyLength: anyLength)
+        tag(1, wireType: 2)
+        rawVarint(UInt64(valueLength))
+        appendUTF8(value)
     }
 
     /// A `KeyValue` whose `AnyValue` is a bool (2).
-    mutating func attribute(_ field: Int, _ key: String, bool value: Bool) {
-        message(field) { keyValue in
-            keyValue.string(1, key)
-            keyValue.message(2) { $0.varint(2, value ? 1 : 0) }
-        }
+    mutating func attribute(_ field: Int, _ key: AttributeKey, bool value: Bool) {
+        keyValue(field, key, anyLength: 2)
+        varint(2, value ? 1 : 0)
     }
 
     /// A `KeyValue` whose `AnyValue` is an int64 (3).
-    mutating func attribute(_ field: Int, _ key: String, int value: Int64) {
-        message(field) { keyValue in
-            keyValue.string(1, key)
-            keyValue.message(2) { $0.varint(3, UInt64(bitPattern: value)) }
-        }
+    mutating func attribute(_ field: Int, _ key: AttributeKey, int value: Int64) {
+        let encoded = UInt64(bitPattern: value)
+        keyValue(field, key, anyLength: 1 + Self.varintSize(encoded))
+        varint(3, encoded)
+    }
+
+    /// A `KeyValue`'s tag, length, key and the tag and length of its `AnyValue` (value = 2),
+    /// whose body is `anyLength` bytes and follows.
+    private mutating func keyValue(_ field: Int, _ key: AttributeKey, anyLength: Int) {
+        let length = key.encoded.count + 1 + Self.varintSize(UInt64(anyLength)) + anyLength
+        tag(field, wireType: 2)
+        rawVarint(UInt64(length))
+        bytes.append(contentsOf: key.encoded)
+        tag(2, wireType: 2)
+        rawVarint(UInt64(anyLength))
     }
 }
 

@@ -120,8 +120,9 @@ final class Tracer: Sendable {
     }
 }
 
-/// A request's place in its trace (loop thread). Made for every request while tracing is on,
-/// sampled or not (its ids are propagated either way); only a sampled one has a `span`.
+/// A request's place in its trace (loop thread), kept in its `Exchange` (nothing allocated).
+/// Made for every request while tracing is on, sampled or not: its ids are propagated either
+/// way; the fields after `isSampled` are filled only for a recorded request.
 struct RequestTrace {
     var traceIDHigh: UInt64
     var traceIDLow: UInt64
@@ -130,25 +131,12 @@ struct RequestTrace {
     /// The caller's span id; 0 when the sidecar started the trace.
     var parentSpanID: UInt64
     var isSampled: Bool
-    /// What only a recorded server span needs; nil when unsampled.
-    var span: ServerSpan?
-}
-
-/// The sampled server span's details gathered while the request runs (loop thread only).
-final class ServerSpan {
-    let method: String
-    let path: String
-    let traceState: String?
-    // `@exclusivity(unchecked)`: loop thread only, each access is one statement.
-    @exclusivity(unchecked) var reason: Decision.Reason?
+    /// The caller's `tracestate`, exported with the spans (it is forwarded either way).
+    var traceState: String?
+    /// Why routing chose the version.
+    var reason: Decision.Reason?
     /// The sidecar's error code when it answered with one of its own errors.
-    @exclusivity(unchecked) var errorType: String?
-
-    init(method: String, path: String, traceState: String?) {
-        self.method = method
-        self.path = path
-        self.traceState = traceState
-    }
+    var errorType: String?
 }
 
 /// A downstream span in progress: 0 ids when the request is not recorded (the closure that
@@ -182,7 +170,7 @@ struct SpanRecord: Sendable {
     var startNanoseconds: UInt64
     var endNanoseconds: UInt64
     var method = ""
-    /// `url.path` (server span).
+    /// The request target (server span): `url.path` is its part before any `?`.
     var path: String?
     var requestID = ""
     var route = ""
@@ -245,21 +233,20 @@ extension Worker {
                 continue
             }
         }
-        var trace: RequestTrace
         if traceparents == 1, let parent {
-            trace = RequestTrace(
+            exchange.trace = RequestTrace(
                 traceIDHigh: parent.traceIDHigh,
                 traceIDLow: parent.traceIDLow,
                 spanID: nonZeroID(),
                 parentSpanID: parent.spanID,
-                isSampled: parent.isSampled
+                isSampled: parent.isSampled,
+                traceState: parent.isSampled ? traceState : nil
             )
         } else {
             // A new trace: a caller's tracestate belongs to no trace now.
-            traceState = nil
             let high = random.next()
             let low = nonZeroID()
-            trace = RequestTrace(
+            exchange.trace = RequestTrace(
                 traceIDHigh: high,
                 traceIDLow: low,
                 spanID: nonZeroID(),
@@ -267,11 +254,6 @@ extension Worker {
                 isSampled: tracer.samples(traceIDLow: low)
             )
         }
-        if trace.isSampled {
-            let head = exchange.request.head
-            trace.span = ServerSpan(method: head.method, path: String(head.path), traceState: traceState)
-        }
-        exchange.trace = trace
     }
 
     private func nonZeroID() -> UInt64 {
@@ -317,7 +299,7 @@ extension Worker {
             traceIDLow: trace.traceIDLow,
             spanID: child.spanID,
             parentSpanID: trace.spanID,
-            traceState: trace.span?.traceState,
+            traceState: trace.traceState,
             startNanoseconds: child.startNanoseconds,
             endNanoseconds: Monotonic.nanoseconds()
         )
@@ -348,7 +330,7 @@ extension Worker {
     /// Ends the recorded server span once the live answer has ended. `version`: the one that
     /// answered (nil when the sidecar answered itself).
     func endServerSpan(_ exchange: Exchange, status: Int, endNanoseconds: UInt64) {
-        guard let trace = exchange.trace, let span = trace.span, let tracer else { return }
+        guard let trace = exchange.trace, trace.isSampled, let tracer else { return }
         var record = SpanRecord(
             kind: .server,
             traceIDHigh: trace.traceIDHigh,
@@ -356,20 +338,21 @@ extension Worker {
             spanID: trace.spanID,
             parentSpanID: trace.parentSpanID,
             parentIsRemote: trace.parentSpanID != 0,
-            traceState: span.traceState,
+            traceState: trace.traceState,
             startNanoseconds: exchange.startNanoseconds,
             endNanoseconds: endNanoseconds
         )
-        record.method = span.method
-        record.path = span.path
+        record.method = exchange.request.head.method
+        // The target as it came (no copy here); the exporter cuts the query off.
+        record.path = exchange.request.head.target
         record.requestID = exchange.requestID
         record.route = exchange.routeName
         record.model = exchange.model
         record.version = exchange.version
-        record.reason = span.reason
+        record.reason = trace.reason
         record.isFallback = exchange.failedVersion != nil
         record.statusCode = status
-        record.errorType = span.errorType ?? (status >= 500 ? String(status) : nil)
+        record.errorType = trace.errorType ?? (status >= 500 ? String(status) : nil)
         tracer.exporter.submit(record)
     }
 }

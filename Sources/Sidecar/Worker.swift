@@ -204,7 +204,7 @@ final class Worker: @unchecked Sendable {
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
             exchange.route(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
-            exchange.trace?.span?.reason = decision.reason
+            if exchange.trace?.isSampled == true { exchange.trace?.reason = decision.reason }
             if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
@@ -662,7 +662,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
-        exchange.trace?.span?.errorType = error.code
+        if exchange.trace?.isSampled == true { exchange.trace?.errorType = error.code }
         respond(
             exchange,
             reply: errorReply(error, requestID: exchange.requestID),

@@ -143,7 +143,7 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path, configure: Self.tracing(receiver))
         defer { sidecar.stop() }
 
-        let response = try #require(httpRequest(port: sidecar.port, "POST", "/predict", body: "{}"))
+        let response = try #require(httpRequest(port: sidecar.port, "POST", "/predict?debug=1", body: "{}"))
         #expect(response.status == 200)
         #expect(response.header("x-switchyard-fallback") == "v1")
         #expect(receiver.waitForSpans(3))
@@ -152,6 +152,7 @@ import Glibc
         let failed = try #require(spans.first { $0.name == "POST v1" })
         let answered = try #require(spans.first { $0.name == "POST v3" })
         #expect(server.parentSpanID == "")
+        #expect(server.attributes["url.path"] == .string("/predict"))
         #expect(server.attributes["switchyard.fallback"] == .bool(true))
         #expect(server.attributes["switchyard.sticky_key_present"] == .bool(false))
         #expect(
