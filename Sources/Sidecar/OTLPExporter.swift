@@ -35,6 +35,8 @@ final class OTLPExporter: @unchecked Sendable {
     /// a millisecond, so that spans of one request converted in different batches keep their
     /// order; a stepped wall clock is followed at the next export.
     private var epochOffsetNanoseconds = OTLPEncoder.epochOffsetNanoseconds()
+    /// The collector connection (exporter thread).
+    private var client: OTLPHTTPClient
     private let droppedQueueFull: Counter
     private let batchSpans: Int
 
@@ -44,6 +46,7 @@ final class OTLPExporter: @unchecked Sendable {
         self.metrics = metrics
         self.logger = logger
         self.encoder = OTLPEncoder(serviceName: options.serviceName, serviceVersion: SwitchyardVersion.current)
+        self.client = OTLPHTTPClient(endpoint: endpoint)
         let capacity = max(1, options.maxQueuedSpans)
         self.batchSpans = min(max(1, options.maxBatchSpans), capacity)
         droppedQueueFull = metrics.traceSpansDropped(reason: "queue_full")
@@ -112,6 +115,7 @@ final class OTLPExporter: @unchecked Sendable {
             taken.removeAll(keepingCapacity: true)
             spare = taken
             if isClosing {
+                client.close()
                 condition.lock()
                 finished = true
                 condition.broadcast()
@@ -126,9 +130,8 @@ final class OTLPExporter: @unchecked Sendable {
         let offset = OTLPEncoder.epochOffsetNanoseconds()
         if abs(offset - epochOffsetNanoseconds) > 1_000_000 { epochOffsetNanoseconds = offset }
         let body = encoder.encode(spans, epochOffsetNanoseconds: epochOffsetNanoseconds)
-        let result = OTLPHTTPClient.post(
+        let result = client.post(
             body,
-            to: endpoint,
             contentType: "application/x-protobuf",
             timeoutMilliseconds: options.exportTimeoutMilliseconds
         )
@@ -270,12 +273,15 @@ struct OTLPEncoder: Sendable {
 
     func encode(_ spans: ArraySlice<SpanRecord>, epochOffsetNanoseconds offset: Int64) -> [UInt8] {
         // ScopeSpans.spans = 2, each span written once into `span`, then copied after its length.
-        var list = ProtobufWriter(capacity: spans.count * 640)
+        var list = ProtobufWriter(capacity: spans.count * 512)
         var span = ProtobufWriter(capacity: 1_024)
-        for record in spans {
-            span.removeAll()
-            encodeSpan(record, offset: offset, into: &span)
-            list.message(2, span)
+        // Each record is read where it lies (no copy, so none of its strings is retained).
+        spans.withUnsafeBufferPointer { records in
+            for index in records.indices {
+                span.removeAll()
+                encodeSpan(records[index], offset: offset, into: &span)
+                list.message(2, span)
+            }
         }
         let scopeSpansLength = scope.count + list.bytes.count
         let resourceSpansLength =
@@ -318,8 +324,11 @@ struct OTLPEncoder: Sendable {
         if let port = span.serverPort { out.attribute(9, AttributeKey.serverPort, int: Int64(port)) }
         if let status = span.statusCode { out.attribute(9, AttributeKey.statusCode, int: Int64(status)) }
         if let errorType = span.errorType { out.attribute(9, AttributeKey.errorType, string: errorType) }
-        out.attribute(9, AttributeKey.requestID, string: span.requestID)
-        if !span.route.isEmpty { out.attribute(9, AttributeKey.route, string: span.route) }
+        // The request id and the route are the server span's; its children say what differs.
+        if span.kind == .server {
+            out.attribute(9, AttributeKey.requestID, string: span.requestID)
+            if !span.route.isEmpty { out.attribute(9, AttributeKey.route, string: span.route) }
+        }
         if !span.model.isEmpty { out.attribute(9, AttributeKey.model, string: span.model) }
         if !span.version.isEmpty { out.attribute(9, AttributeKey.version, string: span.version) }
         if let reason = span.reason {
@@ -344,14 +353,14 @@ struct OTLPEncoder: Sendable {
     }
 }
 
-/// An attribute key, encoded once as `KeyValue.key` (field 1): tag, length, UTF-8.
+/// An attribute key: a static string (read in place, nothing retained), shorter than 128
+/// bytes (its length is one byte).
 struct AttributeKey: Sendable {
-    let encoded: [UInt8]
+    let key: StaticString
 
-    init(_ key: String) {
-        var writer = ProtobufWriter()
-        writer.string(1, key)
-        encoded = writer.bytes
+    init(_ key: StaticString) {
+        precondition(key.utf8CodeUnitCount < 0x80 && key.hasPointerRepresentation, "an attribute key is short ASCII")
+        self.key = key
     }
 
     static let method = AttributeKey("http.request.method")
@@ -407,9 +416,10 @@ struct ProtobufWriter {
         bytes.append(contentsOf: encoded)
     }
 
+    /// A string's UTF-8, read where it is stored (a native string always is).
     private mutating func appendUTF8(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes.append(contentsOf: $0) }
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
+        if copied == nil { bytes.append(contentsOf: text.utf8) }
     }
 
     mutating func varint(_ field: Int, _ value: UInt64) {
@@ -490,10 +500,14 @@ struct ProtobufWriter {
     /// A `KeyValue`'s tag, length, key and the tag and length of its `AnyValue` (value = 2),
     /// whose body is `anyLength` bytes and follows.
     private mutating func keyValue(_ field: Int, _ key: AttributeKey, anyLength: Int) {
-        let length = key.encoded.count + 1 + Self.varintSize(UInt64(anyLength)) + anyLength
+        let keyLength = key.key.utf8CodeUnitCount
+        let length = 2 + keyLength + 1 + Self.varintSize(UInt64(anyLength)) + anyLength
         tag(field, wireType: 2)
         rawVarint(UInt64(length))
-        bytes.append(contentsOf: key.encoded)
+        // KeyValue.key = 1
+        bytes.append(0x0A)
+        bytes.append(UInt8(keyLength))
+        bytes.append(contentsOf: UnsafeBufferPointer(start: key.key.utf8Start, count: keyLength))
         tag(2, wireType: 2)
         rawVarint(UInt64(anyLength))
     }
@@ -501,68 +515,172 @@ struct ProtobufWriter {
 
 // MARK: - HTTP
 
-/// A blocking HTTP/1.1 POST on POSIX sockets, for the exporter thread only: one connection
-/// per request (`connection: close`), one deadline for connecting, sending and reading the
-/// answer's status line.
-enum OTLPHTTPClient {
+/// A blocking HTTP/1.1 client for the exporter thread only: POSTs on one keep-alive
+/// connection to the collector (opened again when the collector closed it or asked to), one
+/// deadline per request for connecting, sending and reading the answer.
+struct OTLPHTTPClient {
     struct Failure: Error {
         var message: String
     }
 
-    /// The answer's status code, or why there is none.
-    static func post(
-        _ body: [UInt8],
-        to endpoint: OTLPEndpoint,
-        contentType: String,
-        timeoutMilliseconds: Int
-    ) -> Result<Int, Failure> {
+    let endpoint: OTLPEndpoint
+    /// The open connection, or -1.
+    private var descriptor: Int32 = -1
+
+    init(endpoint: OTLPEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    /// Closes the connection, if one is open.
+    mutating func close() {
+        if descriptor >= 0 { Glibc.close(descriptor) }
+        descriptor = -1
+    }
+
+    /// The answer's status code, or why there is none. A kept connection that turns out to be
+    /// closed is replaced once, within the same deadline.
+    mutating func post(_ body: [UInt8], contentType: String, timeoutMilliseconds: Int) -> Result<Int, Failure> {
         let deadline = Monotonic.nanoseconds() &+ UInt64(max(1, timeoutMilliseconds)) &* 1_000_000
-        let fd: Int32
-        switch connect(endpoint, deadline: deadline) {
-        case .success(let connected): fd = connected
-        case .failure(let failure): return .failure(failure)
-        }
-        defer { Glibc.close(fd) }
         let hostField =
             endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
-        let head =
-            "POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
-            + "content-length: \(body.count)\r\nconnection: close\r\nuser-agent: switchyard/\(SwitchyardVersion.current)\r\n\r\n"
-        for part in [Array(head.utf8), body] {
+        let head = Array(
+            ("POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
+                + "content-length: \(body.count)\r\nuser-agent: switchyard/\(SwitchyardVersion.current)\r\n\r\n").utf8
+        )
+        let wasOpen = descriptor >= 0
+        var result = attempt(head: head, body: body, deadline: deadline)
+        if case .failure(let failure) = result, wasOpen, failure.isStaleConnection {
+            result = attempt(head: head, body: body, deadline: deadline)
+        }
+        return result.mapError { Failure(message: $0.message) }
+    }
+
+    private struct AttemptFailure: Error {
+        var message: String
+        /// Nothing came back on a kept connection: the collector had closed it.
+        var isStaleConnection = false
+    }
+
+    private mutating func attempt(head: [UInt8], body: [UInt8], deadline: UInt64) -> Result<Int, AttemptFailure> {
+        if descriptor < 0 {
+            switch Self.connect(endpoint, deadline: deadline) {
+            case .success(let connected): descriptor = connected
+            case .failure(let failure): return .failure(AttemptFailure(message: failure.message))
+            }
+        }
+        let fd = descriptor
+        var keep = false
+        defer { if !keep { close() } }
+        for part in [head, body] {
             var offset = 0
             while offset < part.count {
-                guard setTimeouts(fd, deadline: deadline) else { return .failure(Failure(message: "timed out")) }
+                guard Self.setTimeouts(fd, deadline: deadline) else {
+                    return .failure(AttemptFailure(message: "timed out"))
+                }
                 let sent = part[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 if sent < 0 {
                     if errno == EINTR { continue }
-                    return .failure(Failure(message: errno == EAGAIN ? "timed out" : "send failed: errno \(errno)"))
+                    let stale = errno == EPIPE || errno == ECONNRESET
+                    return .failure(
+                        AttemptFailure(
+                            message: errno == EAGAIN ? "timed out" : "send failed: \(String(cString: strerror(errno)))",
+                            isStaleConnection: stale
+                        )
+                    )
                 }
                 offset += sent
             }
         }
+        // The answer's head, then its body (Content-Length), read whole so the connection can serve the next.
         var answer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4_096)
-        while answer.firstIndex(of: UInt8(ascii: "\n")) == nil {
-            guard answer.count < 8_192, setTimeouts(fd, deadline: deadline) else {
-                return .failure(Failure(message: "timed out"))
+        var headEnd: Int?
+        var expected = Int.max
+        while answer.count < expected {
+            guard answer.count < 1 << 20, Self.setTimeouts(fd, deadline: deadline) else {
+                return .failure(AttemptFailure(message: "timed out"))
             }
             let received = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if received < 0 {
                 if errno == EINTR { continue }
-                return .failure(Failure(message: errno == EAGAIN ? "timed out" : "receive failed: errno \(errno)"))
+                return .failure(
+                    AttemptFailure(
+                        message: errno == EAGAIN ? "timed out" : "receive failed: \(String(cString: strerror(errno)))",
+                        isStaleConnection: answer.isEmpty && errno == ECONNRESET
+                    )
+                )
             }
-            if received == 0 { return .failure(Failure(message: "the collector closed the connection")) }
+            if received == 0 {
+                guard headEnd != nil, expected == Int.max else {
+                    return .failure(
+                        AttemptFailure(
+                            message: "the collector closed the connection",
+                            isStaleConnection: answer.isEmpty
+                        )
+                    )
+                }
+                break  // A body read until close.
+            }
             answer.append(contentsOf: chunk[0..<received])
+            if headEnd == nil, let end = Self.headEnd(answer) {
+                headEnd = end
+                let answerHead = Self.parseHead(answer[..<end])
+                guard let status = answerHead.status else {
+                    return .failure(AttemptFailure(message: "the answer is not HTTP"))
+                }
+                if let length = answerHead.contentLength {
+                    expected = end + length
+                    keep = answerHead.isKeepAlive
+                } else if answerHead.isChunked || status == 204 || status == 304 {
+                    // Not read further: the connection is closed instead.
+                    return .success(status)
+                }
+                // Otherwise the body lasts until the collector closes the connection.
+            }
         }
-        // `HTTP/1.1 200 OK`
-        let line = answer.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
-        let parts = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
-        guard parts.count >= 2, parts[0].starts(with: Array("HTTP/".utf8)),
-            let status = Int(String(decoding: parts[1], as: UTF8.self))
-        else {
-            return .failure(Failure(message: "the answer is not HTTP"))
+        guard let end = headEnd, let status = Self.parseHead(answer[..<end]).status else {
+            return .failure(AttemptFailure(message: "the answer is not HTTP"))
         }
+        if answer.count > expected { keep = false }
         return .success(status)
+    }
+
+    /// The index after the head's blank line, if it has arrived.
+    private static func headEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for k in 3..<bytes.count
+        where bytes[k] == 0x0A && bytes[k - 1] == 0x0D && bytes[k - 2] == 0x0A && bytes[k - 3] == 0x0D {
+            return k + 1
+        }
+        return nil
+    }
+
+    /// The status, `content-length`, whether it is chunked and whether the connection may be kept.
+    private static func parseHead(
+        _ bytes: ArraySlice<UInt8>
+    ) -> (status: Int?, contentLength: Int?, isChunked: Bool, isKeepAlive: Bool) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: true)
+        guard !lines.isEmpty else { return (nil, nil, false, false) }
+        let statusLine = lines.removeFirst().split(separator: " ", maxSplits: 2)
+        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+            return (nil, nil, false, false)
+        }
+        var contentLength: Int?
+        var isChunked = false
+        var isKeepAlive = statusLine[0] == "HTTP/1.1"
+        for line in lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased()
+            switch name {
+            case "content-length": contentLength = Int(value)
+            case "transfer-encoding": isChunked = value.contains("chunked")
+            case "connection": isKeepAlive = isKeepAlive ? !value.contains("close") : value.contains("keep-alive")
+            default: continue
+            }
+        }
+        return (status, isChunked ? nil : contentLength, isChunked, isKeepAlive)
     }
 
     /// Sets the socket's send and receive timeouts to what is left before `deadline`; false

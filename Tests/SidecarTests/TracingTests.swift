@@ -326,6 +326,30 @@ import Glibc
         #expect(ShadowTests.metric(text, #"switchyard_trace_exports_total{result="success"}"#) == 0)
     }
 
+    @Test(arguments: [OTLPReceiver.Connection.keepAlive, .closeSilently])
+    func exportsReuseTheCollectorConnectionAndReplaceAClosedOne(connection: OTLPReceiver.Connection) throws {
+        let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
+        let receiver = OTLPReceiver(connection: connection)
+        defer {
+            live.stop()
+            receiver.stop()
+        }
+        let config = try Self.config(live: live.port, shadow: nil, fallback: live.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path, configure: Self.tracing(receiver))
+        defer { sidecar.stop() }
+        for round in 1...3 {
+            #expect(httpRequest(port: sidecar.port, "POST", "/predict", body: "{}")?.status == 200)
+            // Each request's spans go out in an export of their own.
+            #expect(receiver.waitForSpans(2 * round))
+        }
+        #expect(receiver.requests >= 3)
+        #expect(receiver.connections == (connection == .keepAlive ? 1 : receiver.requests))
+        let metrics = ShadowTests.metrics(sidecar)
+        #expect(ShadowTests.metric(metrics, #"switchyard_trace_exports_total{result="failure"}"#) == 0)
+        #expect(ShadowTests.metric(metrics, "switchyard_trace_spans_exported_total") == 6)
+    }
+
     // MARK: - Units
 
     @Test(arguments: [
@@ -377,8 +401,9 @@ import Glibc
             endNanoseconds: 5_000
         )
         server.method = "POST"
-        server.path = "/predict"
-        server.requestID = "r1"
+        server.path = "/predict?explain=1"
+        // Long enough to need a two-byte length in the attribute, the span and the request.
+        server.requestID = String(repeating: "x", count: 300)
         server.route = "main"
         server.model = "m"
         server.version = "v1"
@@ -395,13 +420,13 @@ import Glibc
             endNanoseconds: 3_000
         )
         client.method = "POST"
+        client.model = "m"
         client.version = "v2"
         client.isShadow = true
         client.serverAddress = "example.internal"
         client.serverPort = 8_501
         client.statusCode = 200
-        // Enough attributes to need a two-byte length somewhere.
-        client.requestID = String(repeating: "x", count: 300)
+        client.requestID = server.requestID
         let encoder = OTLPEncoder(serviceName: "svc", serviceVersion: "9.9")
         let bytes = encoder.encode([server, client], epochOffsetNanoseconds: 1_700_000_000_000_000_000)
         let export = try #require(DecodedExport(bytes))
@@ -423,6 +448,8 @@ import Glibc
         #expect(decoded.attributes["switchyard.why"] == .string("pinned by path: v1"))
         #expect(decoded.attributes["switchyard.sticky_key_present"] == nil)
         #expect(decoded.attributes["url.path"] == .string("/predict"))
+        #expect(decoded.attributes["switchyard.request_id"] == .string(server.requestID))
+        #expect(decoded.attributes["switchyard.route"] == .string("main"))
         let second = export.spans[1]
         #expect(second.spanID == "0000000000000002")
         #expect(second.kind == 3 && second.flags == 0x101 && second.statusCode == 0)
@@ -430,7 +457,10 @@ import Glibc
         #expect(second.attributes["server.address"] == .string("example.internal"))
         #expect(second.attributes["server.port"] == .int(8_501))
         #expect(second.attributes["switchyard.role"] == .string("shadow"))
-        #expect(second.attributes["switchyard.request_id"] == .string(client.requestID))
+        // The request id and the route are the server span's only.
+        #expect(second.attributes["switchyard.request_id"] == nil)
+        #expect(second.attributes["switchyard.route"] == nil)
+        #expect(second.attributes["switchyard.model"] == .string("m"))
     }
 
     @Test(arguments: [
@@ -453,24 +483,36 @@ import Glibc
 // MARK: - An OTLP/HTTP receiver and a protobuf wire-format reader
 
 /// Accepts OTLP/HTTP posts on 127.0.0.1 and keeps their bodies, decoded; answers `status`
-/// (or never, when `answers` is false).
+/// (or never, when `answers` is false). `connection`: what it does after an answer.
 final class OTLPReceiver: @unchecked Sendable {
+    enum Connection {
+        /// Says `connection: close` and closes.
+        case close
+        /// Keeps the connection for the next request.
+        case keepAlive
+        /// Closes without saying so (an idle timeout on the collector's side).
+        case closeSilently
+    }
+
     let port: Int
     private let listenFD: Int32
     private let status: Int
     private let answers: Bool
+    private let connection: Connection
     private let lock = NSLock()
     private var _bodies: [[UInt8]] = []
     private var _paths: [String] = []
     private var _contentTypes: [String] = []
     private var _requests = 0
+    private var _connections = 0
     private var held: [Int32] = []
     private var stopped = false
 
-    init(status: Int = 200, answers: Bool = true) {
+    init(status: Int = 200, answers: Bool = true, connection: Connection = .close) {
         (listenFD, port) = Net.listenSocket()
         self.status = status
         self.answers = answers
+        self.connection = connection
         Thread { [self] in acceptLoop() }.start()
     }
 
@@ -478,6 +520,7 @@ final class OTLPReceiver: @unchecked Sendable {
     var paths: [String] { lock.withLock { _paths } }
     var contentTypes: [String] { lock.withLock { _contentTypes } }
     var requests: Int { lock.withLock { _requests } }
+    var connections: Int { lock.withLock { _connections } }
     var spans: [DecodedSpan] { bodies.flatMap { DecodedExport($0)?.spans ?? [] } }
     var resource: [String: DecodedValue] { bodies.first.flatMap { DecodedExport($0)?.resource } ?? [:] }
 
@@ -489,7 +532,7 @@ final class OTLPReceiver: @unchecked Sendable {
     func stop() {
         lock.withLock {
             stopped = true
-            for fd in held { close(fd) }
+            for fd in held { shutdown(fd, Int32(SHUT_RDWR)) }
         }
         shutdown(listenFD, Int32(SHUT_RDWR))
         close(listenFD)
@@ -500,32 +543,44 @@ final class OTLPReceiver: @unchecked Sendable {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 { return }
             Net.setTimeout(fd, seconds: 5)
+            lock.withLock {
+                _connections += 1
+                held.append(fd)
+            }
             Thread { [self] in serve(fd) }.start()
         }
     }
 
     private func serve(_ fd: Int32) {
-        let (bytes, _) = Net.receive(fd) { FakeUpstream.completeRequest($0) != nil }
-        guard let (head, body, _) = FakeUpstream.completeRequest(bytes) else {
+        defer {
+            lock.withLock { held.removeAll { $0 == fd } }
             close(fd)
-            return
         }
-        let received = FakeUpstream.Received(head: head, body: body)
-        let path = received.requestLine.split(separator: " ").dropFirst().first.map(String.init) ?? ""
-        lock.withLock {
-            _requests += 1
-            if answers {
-                _bodies.append(body)
-                _paths.append(path)
-                _contentTypes.append(received.header("content-type") ?? "")
+        var buffer: [UInt8] = []
+        while true {
+            let (bytes, _) = Net.receive(fd) { FakeUpstream.completeRequest(buffer + $0) != nil }
+            buffer += bytes
+            guard let (head, body, used) = FakeUpstream.completeRequest(buffer) else { return }
+            buffer.removeFirst(used)
+            let received = FakeUpstream.Received(head: head, body: body)
+            let path = received.requestLine.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+            lock.withLock {
+                _requests += 1
+                if answers {
+                    _bodies.append(body)
+                    _paths.append(path)
+                    _contentTypes.append(received.header("content-type") ?? "")
+                }
             }
+            guard answers else {
+                // Holds the request unanswered until the test stops the receiver.
+                _ = Net.receive(fd) { _ in lock.withLock { stopped } }
+                return
+            }
+            let close = connection == .close ? "connection: close\r\n" : ""
+            Net.send(fd, "HTTP/1.1 \(status) X\r\ncontent-length: 2\r\n\(close)\r\n{}")
+            if connection != .keepAlive { return }
         }
-        guard answers else {
-            lock.withLock { if stopped { close(fd) } else { held.append(fd) } }
-            return
-        }
-        Net.send(fd, "HTTP/1.1 \(status) X\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-        close(fd)
     }
 }
 
