@@ -234,9 +234,10 @@ public struct OTLPEndpointError: Error, CustomStringConvertible {
 /// numbers from opentelemetry-proto (Apache-2.0): collector/trace/v1/trace_service.proto,
 /// trace/v1/trace.proto, common/v1/common.proto, resource/v1/resource.proto.
 ///
-/// Written for the exporter thread's budget (it shares the worker's CPU): attribute keys and
+/// Written for the exporter thread's budget (it shares the workers' CPUs): attribute keys and
 /// the resource are encoded once, each span is written into one reused buffer whose length is
-/// then known, and the enclosing messages' lengths are added up rather than buffered.
+/// then known, the enclosing messages' lengths are added up rather than buffered, and records
+/// are read where they lie (none of their strings is retained).
 struct OTLPEncoder: Sendable {
     /// `ResourceSpans.resource` (field 1) with its attributes, encoded once.
     private let resource: [UInt8]
@@ -244,20 +245,20 @@ struct OTLPEncoder: Sendable {
     private let scope: [UInt8]
 
     init(serviceName: String, serviceVersion: String) {
-        var attributes = ProtobufWriter()
+        let attributes = ProtobufWriter()
         // Resource.attributes = 1
         attributes.attribute(1, AttributeKey("service.name"), string: serviceName)
         attributes.attribute(1, AttributeKey("service.version"), string: serviceVersion)
         attributes.attribute(1, AttributeKey("telemetry.sdk.name"), string: "switchyard")
         attributes.attribute(1, AttributeKey("telemetry.sdk.language"), string: "swift")
         attributes.attribute(1, AttributeKey("telemetry.sdk.version"), string: serviceVersion)
-        var resource = ProtobufWriter()
+        let resource = ProtobufWriter()
         resource.message(1, attributes)
         self.resource = resource.bytes
-        var fields = ProtobufWriter()
+        let fields = ProtobufWriter()
         fields.string(1, "switchyard")
         fields.string(2, serviceVersion)
-        var scope = ProtobufWriter()
+        let scope = ProtobufWriter()
         scope.message(1, fields)
         self.scope = scope.bytes
     }
@@ -273,20 +274,20 @@ struct OTLPEncoder: Sendable {
 
     func encode(_ spans: ArraySlice<SpanRecord>, epochOffsetNanoseconds offset: Int64) -> [UInt8] {
         // ScopeSpans.spans = 2, each span written once into `span`, then copied after its length.
-        var list = ProtobufWriter(capacity: spans.count * 512)
-        var span = ProtobufWriter(capacity: 1_024)
-        // Each record is read where it lies (no copy, so none of its strings is retained).
+        let list = ProtobufWriter(capacity: spans.count * 512)
+        let span = ProtobufWriter(capacity: 1_024)
         spans.withUnsafeBufferPointer { records in
+            guard let first = records.baseAddress else { return }
             for index in records.indices {
                 span.removeAll()
-                encodeSpan(records[index], offset: offset, into: &span)
+                encodeSpan(first + index, offset: offset, into: span)
                 list.message(2, span)
             }
         }
-        let scopeSpansLength = scope.count + list.bytes.count
+        let scopeSpansLength = scope.count + list.count
         let resourceSpansLength =
             resource.count + 1 + ProtobufWriter.varintSize(UInt64(scopeSpansLength)) + scopeSpansLength
-        var out = ProtobufWriter(capacity: resourceSpansLength + 16)
+        let out = ProtobufWriter(capacity: resourceSpansLength + 16)
         // ExportTraceServiceRequest.resource_spans = 1
         out.tag(1, wireType: 2)
         out.rawVarint(UInt64(resourceSpansLength))
@@ -295,60 +296,69 @@ struct OTLPEncoder: Sendable {
         out.tag(2, wireType: 2)
         out.rawVarint(UInt64(scopeSpansLength))
         out.append(scope)
-        out.append(list.bytes)
+        out.append(list)
         return out.bytes
     }
 
-    private func encodeSpan(_ span: SpanRecord, offset: Int64, into out: inout ProtobufWriter) {
-        out.id(1, span.traceIDHigh, span.traceIDLow)  // trace_id
-        out.id(2, span.spanID)  // span_id
-        if let state = span.traceState, !state.isEmpty { out.string(3, state) }  // trace_state
-        if span.parentSpanID != 0 { out.id(4, span.parentSpanID) }  // parent_span_id
+    /// One span's fields. `record` is read through the pointer: a copy would retain every string.
+    private func encodeSpan(_ record: UnsafePointer<SpanRecord>, offset: Int64, into out: ProtobufWriter) {
+        let kind = record.pointee.kind
+        out.id(1, record.pointee.traceIDHigh, record.pointee.traceIDLow)  // trace_id
+        out.id(2, record.pointee.spanID)  // span_id
+        if record.pointee.traceState?.isEmpty == false { out.string(3, record.pointee.traceState!) }  // trace_state
+        let parentSpanID = record.pointee.parentSpanID
+        if parentSpanID != 0 { out.id(4, parentSpanID) }  // parent_span_id
         // name = 5
-        switch span.kind {
-        case .server where span.route.isEmpty: out.string(5, span.method)
-        case .server: out.string(5, span.method, " ", span.route)
-        case .client: out.string(5, span.method, " ", span.version)
-        case .internal: out.string(5, "evaluate", " ", span.version)
+        switch kind {
+        case .server where record.pointee.route.isEmpty: out.string(5, record.pointee.method)
+        case .server: out.string(5, record.pointee.method, " ", record.pointee.route)
+        case .client: out.string(5, record.pointee.method, " ", record.pointee.version)
+        case .internal: out.string(5, "evaluate", " ", record.pointee.version)
         }
-        out.varint(6, UInt64(span.kind.rawValue))  // kind
-        out.fixed64(7, UInt64(bitPattern: Int64(bitPattern: span.startNanoseconds) &+ offset))  // start_time_unix_nano
-        out.fixed64(8, UInt64(bitPattern: Int64(bitPattern: span.endNanoseconds) &+ offset))  // end_time_unix_nano
+        out.varint(6, UInt64(kind.rawValue))  // kind
+        // start_time_unix_nano = 7, end_time_unix_nano = 8
+        out.fixed64(7, UInt64(bitPattern: Int64(bitPattern: record.pointee.startNanoseconds) &+ offset))
+        out.fixed64(8, UInt64(bitPattern: Int64(bitPattern: record.pointee.endNanoseconds) &+ offset))
         // attributes = 9
-        out.attribute(9, AttributeKey.method, string: span.method)
-        if let target = span.path {
-            let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(target[..<$0]) } ?? target
-            out.attribute(9, AttributeKey.path, string: path)
+        out.attribute(9, AttributeKey.method, string: record.pointee.method)
+        if record.pointee.path != nil { out.attribute(9, AttributeKey.path, pathOf: record.pointee.path!) }
+        if record.pointee.serverAddress != nil {
+            out.attribute(9, AttributeKey.serverAddress, string: record.pointee.serverAddress!)
         }
-        if let address = span.serverAddress { out.attribute(9, AttributeKey.serverAddress, string: address) }
-        if let port = span.serverPort { out.attribute(9, AttributeKey.serverPort, int: Int64(port)) }
-        if let status = span.statusCode { out.attribute(9, AttributeKey.statusCode, int: Int64(status)) }
-        if let errorType = span.errorType { out.attribute(9, AttributeKey.errorType, string: errorType) }
+        if let port = record.pointee.serverPort { out.attribute(9, AttributeKey.serverPort, int: Int64(port)) }
+        let statusCode = record.pointee.statusCode
+        if let statusCode { out.attribute(9, AttributeKey.statusCode, int: Int64(statusCode)) }
+        let hasErrorType = record.pointee.errorType != nil
+        if hasErrorType { out.attribute(9, AttributeKey.errorType, string: record.pointee.errorType!) }
         // The request id and the route are the server span's; its children say what differs.
-        if span.kind == .server {
-            out.attribute(9, AttributeKey.requestID, string: span.requestID)
-            if !span.route.isEmpty { out.attribute(9, AttributeKey.route, string: span.route) }
+        if kind == .server {
+            out.attribute(9, AttributeKey.requestID, string: record.pointee.requestID)
+            if !record.pointee.route.isEmpty { out.attribute(9, AttributeKey.route, string: record.pointee.route) }
         }
-        if !span.model.isEmpty { out.attribute(9, AttributeKey.model, string: span.model) }
-        if !span.version.isEmpty { out.attribute(9, AttributeKey.version, string: span.version) }
-        if let reason = span.reason {
-            out.attribute(9, AttributeKey.why, string: reason.traceDescription)
-            if let present = reason.stickyKeyPresent { out.attribute(9, AttributeKey.stickyKeyPresent, bool: present) }
+        if !record.pointee.model.isEmpty { out.attribute(9, AttributeKey.model, string: record.pointee.model) }
+        let hasVersion = !record.pointee.version.isEmpty
+        if hasVersion { out.attribute(9, AttributeKey.version, string: record.pointee.version) }
+        if record.pointee.reason != nil {
+            out.attribute(9, AttributeKey.why, reason: record.pointee.reason!)
+            if let present = record.pointee.reason!.stickyKeyPresent {
+                out.attribute(9, AttributeKey.stickyKeyPresent, bool: present)
+            }
         }
-        if span.kind != .server { out.attribute(9, AttributeKey.role, string: span.isShadow ? "shadow" : "live") }
-        if !span.version.isEmpty { out.attribute(9, AttributeKey.fallback, bool: span.isFallback) }
+        if kind != .server { out.attribute(9, AttributeKey.role, string: record.pointee.isShadow ? "shadow" : "live") }
+        if hasVersion { out.attribute(9, AttributeKey.fallback, bool: record.pointee.isFallback) }
         // status = 15: Status.code = 3 (STATUS_CODE_ERROR = 2), message = 2. Unset otherwise.
-        let failed = (span.statusCode ?? 0) >= 500 || (span.statusCode == nil && span.errorType != nil)
-        if failed {
-            var status = ProtobufWriter()
-            if let errorType = span.errorType { status.string(2, errorType) }
-            status.varint(3, 2)
-            out.message(15, status)
+        if (statusCode ?? 0) >= 500 || (statusCode == nil && hasErrorType) {
+            let messageLength = hasErrorType ? record.pointee.errorType!.utf8.count : 0
+            let messageField = hasErrorType ? 1 + ProtobufWriter.varintSize(UInt64(messageLength)) + messageLength : 0
+            out.tag(15, wireType: 2)
+            out.rawVarint(UInt64(messageField + 2))
+            if hasErrorType { out.string(2, record.pointee.errorType!) }
+            out.varint(3, 2)
         }
         // flags = 16 (fixed32): the trace flags (sampled), and whether the parent is remote
         // (SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK 0x100, SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK 0x200).
         var flags: UInt32 = 0x01
-        if span.parentSpanID != 0 { flags |= 0x100 | (span.parentIsRemote ? 0x200 : 0) }
+        if parentSpanID != 0 { flags |= 0x100 | (record.pointee.parentIsRemote ? 0x200 : 0) }
         out.fixed32(16, flags)
     }
 }
@@ -381,70 +391,119 @@ struct AttributeKey: Sendable {
 
 /// The protobuf wire format (https://protobuf.dev/programming-guides/encoding/): varints,
 /// fixed 32- and 64-bit little-endian values, and length-delimited bytes, strings and
-/// messages. A sub-message is written into a writer of its own and then appended after its
-/// length (`message(_:_:)`).
-struct ProtobufWriter {
-    private(set) var bytes: [UInt8] = []
+/// messages, written into memory of its own (a byte is a store, not an array append). A
+/// sub-message is written into a writer of its own and appended after its length
+/// (`message(_:_:)`), or its length is added up first (`attribute`). Exporter thread only.
+final class ProtobufWriter {
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
 
-    init(capacity: Int = 0) {
-        bytes.reserveCapacity(capacity)
+    init(capacity: Int = 256) {
+        self.capacity = max(16, capacity)
+        storage = .allocate(capacity: self.capacity)
     }
 
-    /// Empties the writer, keeping its storage.
-    mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
-    }
+    deinit { storage.deallocate() }
+
+    /// What has been written.
+    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage, count: count)) }
+
+    /// Empties the writer, keeping its memory.
+    func removeAll() { count = 0 }
 
     static func varintSize(_ value: UInt64) -> Int {
-        (64 - value.leadingZeroBitCount + 6) / 7 + (value == 0 ? 1 : 0)
+        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
     }
 
-    mutating func rawVarint(_ value: UInt64) {
+    /// Room for `more` bytes.
+    @inline(__always)
+    private func reserve(_ more: Int) {
+        if count + more > capacity { grow(to: count + more) }
+    }
+
+    private func grow(to needed: Int) {
+        var next = capacity * 2
+        while next < needed { next *= 2 }
+        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: next)
+        larger.update(from: storage, count: count)
+        storage.deallocate()
+        storage = larger
+        capacity = next
+    }
+
+    @inline(__always)
+    private func put(_ byte: UInt8) {
+        storage[count] = byte
+        count += 1
+    }
+
+    private func put(_ source: UnsafeRawBufferPointer) {
+        guard let base = source.baseAddress, !source.isEmpty else { return }
+        reserve(source.count)
+        (storage + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: source.count)
+        count += source.count
+    }
+
+    func rawVarint(_ value: UInt64) {
+        reserve(10)
         var value = value
         while value >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            put(UInt8(truncatingIfNeeded: value) | 0x80)
             value >>= 7
         }
-        bytes.append(UInt8(value))
+        put(UInt8(value))
     }
 
-    mutating func tag(_ field: Int, wireType: UInt64) {
+    func tag(_ field: Int, wireType: UInt64) {
         rawVarint(UInt64(field) << 3 | wireType)
     }
 
-    mutating func append(_ encoded: [UInt8]) {
-        bytes.append(contentsOf: encoded)
+    func append(_ encoded: [UInt8]) {
+        encoded.withUnsafeBytes { put($0) }
     }
 
-    /// A string's UTF-8, read where it is stored (a native string always is).
-    private mutating func appendUTF8(_ text: String) {
-        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { bytes.append(contentsOf: $0) }
-        if copied == nil { bytes.append(contentsOf: text.utf8) }
+    func append(_ other: ProtobufWriter) {
+        put(UnsafeRawBufferPointer(start: other.storage, count: other.count))
     }
 
-    mutating func varint(_ field: Int, _ value: UInt64) {
+    /// A string's UTF-8, read where it is stored (a native string always is); `limit` bytes
+    /// at most.
+    private func appendUTF8(_ text: String, limit: Int = .max) {
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { utf8 in
+            put(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(utf8)[..<min(limit, utf8.count)]))
+        }
+        if copied == nil {
+            for byte in text.utf8.prefix(limit) {
+                reserve(1)
+                put(byte)
+            }
+        }
+    }
+
+    func varint(_ field: Int, _ value: UInt64) {
         tag(field, wireType: 0)
         rawVarint(value)
     }
 
-    mutating func fixed64(_ field: Int, _ value: UInt64) {
+    func fixed64(_ field: Int, _ value: UInt64) {
         tag(field, wireType: 1)
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: value.littleEndian) { put($0) }
     }
 
-    mutating func fixed32(_ field: Int, _ value: UInt32) {
+    func fixed32(_ field: Int, _ value: UInt32) {
         tag(field, wireType: 5)
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: value.littleEndian) { put($0) }
     }
 
-    mutating func string(_ field: Int, _ value: String) {
+    func string(_ field: Int, _ value: String) {
         tag(field, wireType: 2)
         rawVarint(UInt64(value.utf8.count))
         appendUTF8(value)
     }
 
     /// A string field made of three parts (a span name), without joining them first.
-    mutating func string(_ field: Int, _ first: String, _ second: String, _ third: String) {
+    func string(_ field: Int, _ first: String, _ second: String, _ third: String) {
         tag(field, wireType: 2)
         rawVarint(UInt64(first.utf8.count + second.utf8.count + third.utf8.count))
         appendUTF8(first)
@@ -453,45 +512,78 @@ struct ProtobufWriter {
     }
 
     /// A span id: 8 bytes, most significant first.
-    mutating func id(_ field: Int, _ word: UInt64) {
+    func id(_ field: Int, _ word: UInt64) {
         tag(field, wireType: 2)
-        bytes.append(8)
-        withUnsafeBytes(of: word.bigEndian) { bytes.append(contentsOf: $0) }
+        reserve(1)
+        put(8)
+        withUnsafeBytes(of: word.bigEndian) { put($0) }
     }
 
     /// A trace id: 16 bytes, its high word then its low word, most significant first.
-    mutating func id(_ field: Int, _ high: UInt64, _ low: UInt64) {
+    func id(_ field: Int, _ high: UInt64, _ low: UInt64) {
         tag(field, wireType: 2)
-        bytes.append(16)
-        withUnsafeBytes(of: high.bigEndian) { bytes.append(contentsOf: $0) }
-        withUnsafeBytes(of: low.bigEndian) { bytes.append(contentsOf: $0) }
+        reserve(1)
+        put(16)
+        withUnsafeBytes(of: high.bigEndian) { put($0) }
+        withUnsafeBytes(of: low.bigEndian) { put($0) }
     }
 
     /// A length-delimited sub-message: what `body` holds, after its length.
-    mutating func message(_ field: Int, _ body: ProtobufWriter) {
+    func message(_ field: Int, _ body: ProtobufWriter) {
         tag(field, wireType: 2)
-        rawVarint(UInt64(body.bytes.count))
-        bytes.append(contentsOf: body.bytes)
+        rawVarint(UInt64(body.count))
+        append(body)
     }
 
     /// A `KeyValue` (key = 1, value = 2) whose `AnyValue` is a string (1); lengths added up.
-    mutating func attribute(_ field: Int, _ key: AttributeKey, string value: String) {
-        let valueLength = value.utf8.count
+    func attribute(_ field: Int, _ key: AttributeKey, string value: String) {
+        attribute(field, key, string: value, limit: .max)
+    }
+
+    /// A string `KeyValue` holding the part of a request target before any `?` (`url.path`).
+    func attribute(_ field: Int, _ key: AttributeKey, pathOf target: String) {
+        let length =
+            target.utf8.withContiguousStorageIfAvailable { $0.firstIndex(of: UInt8(ascii: "?")) ?? $0.count }
+            ?? (target.utf8.firstIndex(of: UInt8(ascii: "?")).map {
+                target.utf8.distance(from: target.startIndex, to: $0)
+            }
+                ?? target.utf8.count)
+        attribute(field, key, string: target, limit: length)
+    }
+
+    private func attribute(_ field: Int, _ key: AttributeKey, string value: String, limit: Int) {
+        let valueLength = min(limit, value.utf8.count)
         let anyLength = 1 + Self.varintSize(UInt64(valueLength)) + valueLength
         keyValue(field, key, anyLength: anyLength)
         tag(1, wireType: 2)
         rawVarint(UInt64(valueLength))
-        appendUTF8(value)
+        appendUTF8(value, limit: valueLength)
+    }
+
+    /// A string `KeyValue` holding `Decision.Reason.traceDescription`, written in its parts.
+    func attribute(_ field: Int, _ key: AttributeKey, reason: Decision.Reason) {
+        let parts = reason.traceDescriptionParts
+        let valueLength =
+            parts.0.utf8.count + parts.1.utf8.count + parts.2.utf8.count + parts.3.utf8.count + parts.4.utf8.count
+        let anyLength = 1 + Self.varintSize(UInt64(valueLength)) + valueLength
+        keyValue(field, key, anyLength: anyLength)
+        tag(1, wireType: 2)
+        rawVarint(UInt64(valueLength))
+        appendUTF8(parts.0)
+        appendUTF8(parts.1)
+        appendUTF8(parts.2)
+        appendUTF8(parts.3)
+        appendUTF8(parts.4)
     }
 
     /// A `KeyValue` whose `AnyValue` is a bool (2).
-    mutating func attribute(_ field: Int, _ key: AttributeKey, bool value: Bool) {
+    func attribute(_ field: Int, _ key: AttributeKey, bool value: Bool) {
         keyValue(field, key, anyLength: 2)
         varint(2, value ? 1 : 0)
     }
 
     /// A `KeyValue` whose `AnyValue` is an int64 (3).
-    mutating func attribute(_ field: Int, _ key: AttributeKey, int value: Int64) {
+    func attribute(_ field: Int, _ key: AttributeKey, int value: Int64) {
         let encoded = UInt64(bitPattern: value)
         keyValue(field, key, anyLength: 1 + Self.varintSize(encoded))
         varint(3, encoded)
@@ -499,15 +591,16 @@ struct ProtobufWriter {
 
     /// A `KeyValue`'s tag, length, key and the tag and length of its `AnyValue` (value = 2),
     /// whose body is `anyLength` bytes and follows.
-    private mutating func keyValue(_ field: Int, _ key: AttributeKey, anyLength: Int) {
+    private func keyValue(_ field: Int, _ key: AttributeKey, anyLength: Int) {
         let keyLength = key.key.utf8CodeUnitCount
         let length = 2 + keyLength + 1 + Self.varintSize(UInt64(anyLength)) + anyLength
         tag(field, wireType: 2)
         rawVarint(UInt64(length))
         // KeyValue.key = 1
-        bytes.append(0x0A)
-        bytes.append(UInt8(keyLength))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: key.key.utf8Start, count: keyLength))
+        reserve(2)
+        put(0x0A)
+        put(UInt8(keyLength))
+        put(UnsafeRawBufferPointer(start: key.key.utf8Start, count: keyLength))
         tag(2, wireType: 2)
         rawVarint(UInt64(anyLength))
     }

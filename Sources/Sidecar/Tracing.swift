@@ -194,10 +194,25 @@ extension Decision.Reason {
     /// The reason as `switchyard explain` words it, less what is the client's own data: a
     /// sticky key's value and the random bucket drawn.
     var traceDescription: String {
+        let parts = traceDescriptionParts
+        return parts.0 + parts.1 + parts.2 + parts.3 + parts.4
+    }
+
+    /// `traceDescription` in the parts it is joined from (the exporter writes them one after
+    /// the other, joining nothing).
+    var traceDescriptionParts: (String, String, String, String, String) {
         switch self {
-        case .pinnedByRoute, .pinnedByPath, .pinnedByHeader: return description
-        case .stickySplit(_, let source): return "split: sticky key (\(source)) by weighted rendezvous"
-        case .randomSplit(_, let why): return "split: random bucket (\(why))"
+        case .pinnedByRoute(let name): return ("pinned by route: ", name, "", "", "")
+        case .pinnedByPath(let name): return ("pinned by path: ", name, "", "", "")
+        case .pinnedByHeader(let header, let value): return ("pinned by header ", header, ": ", value, "")
+        case .stickySplit(_, let source):
+            let (kind, name) = source.parts
+            return ("split: sticky key (", kind, name, ") by weighted rendezvous", "")
+        case .randomSplit(_, .noStickyConfigured):
+            return ("split: random bucket (no sticky key configured)", "", "", "", "")
+        case .randomSplit(_, .stickyKeyMissing(let source)):
+            let (kind, name) = source.parts
+            return ("split: random bucket (sticky key ", kind, name, " missing)", "")
         }
     }
 
@@ -208,6 +223,18 @@ extension Decision.Reason {
         case .stickySplit: return true
         case .randomSplit(_, .stickyKeyMissing): return false
         default: return nil
+        }
+    }
+}
+
+extension KeySource {
+    /// `description` in two parts, `header:` and the name, not joined.
+    fileprivate var parts: (String, String) {
+        switch self {
+        case .header(let name): return ("header:", name)
+        case .cookie(let name): return ("cookie:", name)
+        case .query(let name): return ("query:", name)
+        case .body(let pointer): return ("body:", pointer)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Routing
 import Testing
 
 @testable import Sidecar
@@ -461,6 +462,26 @@ import Glibc
         #expect(second.attributes["switchyard.request_id"] == nil)
         #expect(second.attributes["switchyard.route"] == nil)
         #expect(second.attributes["switchyard.model"] == .string("m"))
+    }
+
+    @Test func theWhyIsExplainsWordingWithoutTheClientsKeyOrBucket() {
+        #expect(Decision.Reason.pinnedByRoute("v2").traceDescription == "pinned by route: v2")
+        #expect(
+            Decision.Reason.pinnedByHeader(header: "x-model-version", value: "canary").traceDescription
+                == "pinned by header x-model-version: canary"
+        )
+        #expect(
+            Decision.Reason.stickySplit(key: "alice", source: .body("/user")).traceDescription
+                == "split: sticky key (body:/user) by weighted rendezvous"
+        )
+        #expect(
+            Decision.Reason.randomSplit(bucket: 4711, why: .noStickyConfigured).traceDescription
+                == "split: random bucket (no sticky key configured)"
+        )
+        #expect(
+            Decision.Reason.randomSplit(bucket: 1, why: .stickyKeyMissing(.cookie("uid"))).traceDescription
+                == "split: random bucket (sticky key cookie:uid missing)"
+        )
     }
 
     @Test(arguments: [
