@@ -23,10 +23,9 @@ final class OTLPExporter: @unchecked Sendable {
     private let logger: Logger
     private let encoder: OTLPEncoder
     private let condition = NSCondition()
-    // Guarded by `condition`.
-    private var queue: [SpanRecord] = []
-    /// The buffer the last batch was exported from, empty, kept for the next swap.
-    private var spare: [SpanRecord] = []
+    // Guarded by `condition`: chunks of spans from the workers, and how many spans they hold.
+    private var queue: [[SpanRecord]] = []
+    private var queuedSpans = 0
     private var closed = false
     private var finished = false
     /// The last export failed (exporter thread): a failure is logged once per streak.
@@ -37,6 +36,9 @@ final class OTLPExporter: @unchecked Sendable {
     private var epochOffsetNanoseconds = OTLPEncoder.epochOffsetNanoseconds()
     /// The collector connection (exporter thread).
     private var client: OTLPHTTPClient
+    /// One batch's encoded spans, and one span's (exporter thread; reused).
+    private let batch = ProtobufWriter(capacity: 256 << 10)
+    private let scratch = ProtobufWriter(capacity: 1_024)
     private let droppedQueueFull: Counter
     private let batchSpans: Int
 
@@ -55,25 +57,28 @@ final class OTLPExporter: @unchecked Sendable {
         _ = metrics.traceExports(result: "success")
         _ = metrics.traceExports(result: "failure")
         _ = metrics.traceSpansExported()
-        queue.reserveCapacity(batchSpans)
-        spare.reserveCapacity(batchSpans)
         // The thread holds the exporter until `close()` ends its loop.
         let thread = Thread { [self] in self.exportLoop() }
         thread.name = "switchyard-otlp-exporter"
         thread.start()
     }
 
-    /// Queues an ended span. Any thread; takes a lock, never waits for I/O.
-    func submit(_ span: SpanRecord) {
+    /// Queues ended spans (a worker's chunk); those beyond `maxQueuedSpans` are dropped and
+    /// counted. Any thread; takes a lock, never waits for I/O.
+    func submit(_ spans: consuming [SpanRecord]) {
+        var spans = spans
         condition.lock()
-        if closed || queue.count >= options.maxQueuedSpans {
-            condition.unlock()
-            droppedQueueFull.increment()
-            return
+        let room = closed ? 0 : max(0, options.maxQueuedSpans - queuedSpans)
+        let dropped = max(0, spans.count - room)
+        if dropped > 0 { spans.removeLast(dropped) }
+        let wasBelowBatch = queuedSpans < batchSpans
+        if !spans.isEmpty {
+            queuedSpans += spans.count
+            queue.append(spans)
         }
-        queue.append(span)
-        let isBatchFull = queue.count == batchSpans
+        let isBatchFull = wasBelowBatch && queuedSpans >= batchSpans
         condition.unlock()
+        if dropped > 0 { droppedQueueFull.increment(by: Int64(dropped)) }
         if isBatchFull { condition.signal() }
     }
 
@@ -92,28 +97,15 @@ final class OTLPExporter: @unchecked Sendable {
         while true {
             condition.lock()
             let deadline = Date().addingTimeInterval(interval)
-            while !closed && queue.count < batchSpans {
+            while !closed && queuedSpans < batchSpans {
                 if !condition.wait(until: deadline) { break }
             }
-            // The exporter's emptied buffer becomes the queue: neither is allocated again.
-            var taken = spare
-            spare = []
+            var taken: [[SpanRecord]] = []
             swap(&taken, &queue)
+            queuedSpans = 0
             let isClosing = closed
             condition.unlock()
-            var start = 0
-            while start < taken.count {
-                let end = min(start + batchSpans, taken.count)
-                let succeeded = export(taken[start..<end])
-                start = end
-                if !succeeded && isClosing {
-                    // The collector is not answering: the drain does not wait on it again.
-                    metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(taken.count - start))
-                    break
-                }
-            }
-            taken.removeAll(keepingCapacity: true)
-            spare = taken
+            exportBatches(taken, isClosing: isClosing)
             if isClosing {
                 client.close()
                 condition.lock()
@@ -125,11 +117,43 @@ final class OTLPExporter: @unchecked Sendable {
         }
     }
 
-    /// Encodes and posts one batch; counts the outcome. Exporter thread.
-    private func export(_ spans: ArraySlice<SpanRecord>) -> Bool {
+    /// Encodes the chunks into batches of up to `batchSpans` and posts each. While closing, a
+    /// failed post drops the rest: the drain does not wait on a collector that is not answering.
+    private func exportBatches(_ chunks: [[SpanRecord]], isClosing: Bool) {
         let offset = OTLPEncoder.epochOffsetNanoseconds()
         if abs(offset - epochOffsetNanoseconds) > 1_000_000 { epochOffsetNanoseconds = offset }
-        let body = encoder.encode(spans, epochOffsetNanoseconds: epochOffsetNanoseconds)
+        var inBatch = 0
+        var givenUp = false
+        func send() {
+            if givenUp {
+                metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(inBatch))
+            } else if !export(spans: inBatch) && isClosing {
+                givenUp = true
+            }
+            batch.removeAll()
+            inBatch = 0
+        }
+        for chunk in chunks {
+            var start = 0
+            while start < chunk.count {
+                let end = min(chunk.count, start + batchSpans - inBatch)
+                encoder.encodeSpans(
+                    chunk[start..<end],
+                    epochOffsetNanoseconds: epochOffsetNanoseconds,
+                    into: batch,
+                    scratch: scratch
+                )
+                inBatch += end - start
+                start = end
+                if inBatch == batchSpans { send() }
+            }
+        }
+        if inBatch > 0 { send() }
+    }
+
+    /// Posts the batch encoded in `batch` (`spans` spans); counts the outcome. Exporter thread.
+    private func export(spans: Int) -> Bool {
+        let body = encoder.request(spans: batch)
         let result = client.post(
             body,
             contentType: "application/x-protobuf",
@@ -143,7 +167,7 @@ final class OTLPExporter: @unchecked Sendable {
         }
         if let problem {
             metrics.traceExports(result: "failure").increment()
-            metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(spans.count))
+            metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(spans))
             if !failing {
                 failing = true
                 logger.warning(
@@ -154,7 +178,7 @@ final class OTLPExporter: @unchecked Sendable {
             return false
         }
         metrics.traceExports(result: "success").increment()
-        metrics.traceSpansExported().increment(by: Int64(spans.count))
+        metrics.traceSpansExported().increment(by: Int64(spans))
         if failing {
             failing = false
             logger.info("trace export works again", metadata: ["endpoint": "\(endpoint)"])
@@ -272,10 +296,21 @@ struct OTLPEncoder: Sendable {
         return unix &- Int64(bitPattern: monotonic)
     }
 
+    /// One request's bytes for `spans`.
     func encode(_ spans: ArraySlice<SpanRecord>, epochOffsetNanoseconds offset: Int64) -> [UInt8] {
-        // ScopeSpans.spans = 2, each span written once into `span`, then copied after its length.
         let list = ProtobufWriter(capacity: spans.count * 512)
-        let span = ProtobufWriter(capacity: 1_024)
+        encodeSpans(spans, epochOffsetNanoseconds: offset, into: list, scratch: ProtobufWriter())
+        return request(spans: list)
+    }
+
+    /// Appends `spans` to `list` as `ScopeSpans.spans` (field 2) entries, each written once into
+    /// `scratch` and then copied after its length.
+    func encodeSpans(
+        _ spans: ArraySlice<SpanRecord>,
+        epochOffsetNanoseconds offset: Int64,
+        into list: ProtobufWriter,
+        scratch span: ProtobufWriter
+    ) {
         spans.withUnsafeBufferPointer { records in
             guard let first = records.baseAddress else { return }
             for index in records.indices {
@@ -284,6 +319,10 @@ struct OTLPEncoder: Sendable {
                 list.message(2, span)
             }
         }
+    }
+
+    /// The `ExportTraceServiceRequest` holding the spans `encodeSpans` wrote into `list`.
+    func request(spans list: ProtobufWriter) -> [UInt8] {
         let scopeSpansLength = scope.count + list.count
         let resourceSpansLength =
             resource.count + 1 + ProtobufWriter.varintSize(UInt64(scopeSpansLength)) + scopeSpansLength

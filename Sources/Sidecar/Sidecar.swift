@@ -20,8 +20,8 @@ public final class Sidecar: @unchecked Sendable {
     /// The tripped set the workers last received (admin loop).
     private var publishedGuards = GuardState()
     let comparisonLog: ComparisonLog
-    /// Nil while tracing is off (no `--otlp-endpoint`).
-    let tracer: Tracer?
+    /// Nil while tracing is off (no `--otlp-endpoint`); each worker has a `Tracer` sending to it.
+    let traceExporter: OTLPExporter?
 
     /// The first TCP data listener's port actually bound (useful with port 0); 0 when every data
     /// listener is a Unix socket.
@@ -56,18 +56,17 @@ public final class Sidecar: @unchecked Sendable {
         // when it drains.
         var started = false
         defer { if !started { comparisonLog.close() } }
-        let tracer: Tracer?
+        let traceExporter: OTLPExporter?
         switch options.tracing.otlpEndpoint.map(OTLPEndpoint.parse) {
         case nil:
-            tracer = nil
+            traceExporter = nil
         case .success(let endpoint)?:
-            let exporter = OTLPExporter(endpoint: endpoint, options: options.tracing, metrics: metrics, logger: logger)
-            tracer = Tracer(options: options.tracing, exporter: exporter)
+            traceExporter = OTLPExporter(endpoint: endpoint, options: options.tracing, metrics: metrics, logger: logger)
         case .failure(let error)?:
             throw SidecarStartError.invalidOption("--otlp-endpoint \(error)")
         }
-        self.tracer = tracer
-        defer { if !started { tracer?.exporter.close() } }
+        self.traceExporter = traceExporter
+        defer { if !started { traceExporter?.close() } }
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s
@@ -89,7 +88,7 @@ public final class Sidecar: @unchecked Sendable {
                 metrics: metrics,
                 comparisonLog: comparisonLog,
                 guardMonitor: guardMonitor,
-                tracer: tracer
+                tracer: traceExporter.map { Tracer(options: options.tracing, exporter: $0) }
             )
             worker.guards = guards
             workers.append(worker)
@@ -201,7 +200,7 @@ public final class Sidecar: @unchecked Sendable {
         admin?.stop()
         for socket in unixSockets { socket.removeFile() }
         comparisonLog.close()
-        tracer?.exporter.close()
+        traceExporter?.close()
         logger.info("stopped")
     }
 
@@ -381,6 +380,7 @@ public final class Sidecar: @unchecked Sendable {
                             metadata: ["worker": "\(worker.index)", "cut": "\(unfinished)"]
                         )
                     }
+                    worker.tracer?.flush()
                     worker.loop.stop()
                     if remaining.decrement() == 0 {
                         adminLoop.execute { adminLoop.stop() }

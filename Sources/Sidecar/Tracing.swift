@@ -98,25 +98,57 @@ struct TraceParent: Equatable, Sendable {
     }
 }
 
-/// The sidecar's tracer: the sampler and the exporter the workers hand ended spans to. Shared
-/// by every worker; `submit` is the only call on the request path that takes a lock.
-final class Tracer: Sendable {
+/// One worker's tracer: the sampler, and the ended spans it has not yet handed to the shared
+/// exporter. They go in chunks (`flushSpans` at a time, or after `flushDelayMilliseconds`), so
+/// the exporter's lock is taken once per chunk, not per span. Loop thread only, but `flush`,
+/// which the drain also calls from the loop thread.
+final class Tracer: @unchecked Sendable {
     let exporter: OTLPExporter
     /// A new trace is recorded when the low 64 bits of its id are below this (ratio × 2⁶⁴,
     /// as OpenTelemetry's TraceIdRatioBased sampler compares a part of the id).
     private let sampleThreshold: UInt64
     private let samplesEveryTrace: Bool
+    private let flushSpans: Int
+    private let flushDelayMilliseconds: Int
+    // `@exclusivity(unchecked)`: loop thread only, each access is one statement.
+    @exclusivity(unchecked) private var pending: [SpanRecord] = []
+    @exclusivity(unchecked) private var isFlushScheduled = false
 
     init(options: TracingOptions, exporter: OTLPExporter) {
         self.exporter = exporter
         let ratio = min(1, max(0, options.sampleRatio))
         samplesEveryTrace = ratio >= 1
         sampleThreshold = ratio >= 1 ? .max : UInt64(ratio * 18_446_744_073_709_551_616.0)
+        flushSpans = min(64, max(1, options.maxBatchSpans))
+        flushDelayMilliseconds = min(100, max(1, options.exportIntervalMilliseconds))
     }
 
     /// Whether a new trace (no valid caller `traceparent`) is recorded.
     func samples(traceIDLow: UInt64) -> Bool {
         samplesEveryTrace || traceIDLow < sampleThreshold
+    }
+
+    /// Keeps an ended span for the next chunk; a timer on `loop` sends a chunk that does not fill.
+    func record(_ span: SpanRecord, loop: EventLoop) {
+        if pending.isEmpty { pending.reserveCapacity(flushSpans) }
+        pending.append(span)
+        if pending.count >= flushSpans {
+            flush()
+        } else if !isFlushScheduled {
+            isFlushScheduled = true
+            loop.scheduleTimer(afterMilliseconds: flushDelayMilliseconds) { [self] in
+                isFlushScheduled = false
+                flush()
+            }
+        }
+    }
+
+    /// Hands the kept spans to the exporter (also when the worker has drained).
+    func flush() {
+        guard !pending.isEmpty else { return }
+        var chunk: [SpanRecord] = []
+        swap(&chunk, &pending)
+        exporter.submit(chunk)
     }
 }
 
@@ -351,7 +383,7 @@ extension Worker {
             record.statusCode = reply?.status
             record.errorType = error.code
         }
-        tracer.exporter.submit(record)
+        tracer.record(record, loop: loop)
     }
 
     /// Ends the recorded server span once the live answer has ended. `version`: the one that
@@ -380,6 +412,6 @@ extension Worker {
         record.isFallback = exchange.failedVersion != nil
         record.statusCode = status
         record.errorType = trace.errorType ?? (status >= 500 ? String(status) : nil)
-        tracer.exporter.submit(record)
+        tracer.record(record, loop: loop)
     }
 }

@@ -267,6 +267,25 @@ import Glibc
         #expect(TraceParent.parse(seen)?.flags == 0)
     }
 
+    @Test func theDrainExportsWhatIsQueued() throws {
+        let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
+        let receiver = OTLPReceiver()
+        defer {
+            live.stop()
+            receiver.stop()
+        }
+        let config = try Self.config(live: live.port, shadow: nil, fallback: live.port)
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path) { options in
+            Self.tracing(receiver)(&options)
+            // Nothing would go out for a minute but for the drain.
+            options.tracing.exportIntervalMilliseconds = 60_000
+        }
+        #expect(httpRequest(port: sidecar.port, "POST", "/predict", body: "{}")?.status == 200)
+        #expect(sidecar.stop())
+        #expect(receiver.spans.count == 2)
+    }
+
     @Test func tracingOffForwardsTheTraceparentAsItCame() throws {
         let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
         defer { live.stop() }
