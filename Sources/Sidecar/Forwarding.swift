@@ -20,8 +20,9 @@ enum Forwarding {
     /// One pass over the client's fields: each name is classified by its length first, so most are
     /// kept after one or two comparisons; the fields a `Connection` field names are dropped
     /// afterwards. A client field the sidecar sets for this version (`accept-encoding` when it reads
-    /// the body, `x-switchyard-shadow` on a shadow, `traceparent` when tracing gives one) is dropped in the same pass, so that the
-    /// sidecar's own value is the only one and comes last, as `replaceOrAdd` would leave it.
+    /// the body, `x-switchyard-shadow` on a shadow, `traceparent` when tracing gives one) is
+    /// dropped in the same pass, so that the sidecar's own value is the only one and comes last,
+    /// as `replaceOrAdd` would leave it.
     static func upstreamHeaders(
         _ client: HTTPHeaders,
         peerAddress: String,
@@ -71,8 +72,9 @@ enum Forwarding {
 
     /// What the sidecar does with a client's request field: hop-by-hop fields and
     /// `requestOwned` ones are dropped (`Connection` noted, for the fields it names), so are
-    /// `accept-encoding` when `mustReadBody` and `x-switchyard-shadow` when `isShadow` (the
-    /// sidecar sets them), `x-forwarded-for` is extended, every other field is forwarded.
+    /// `accept-encoding` when `mustReadBody`, `x-switchyard-shadow` when `isShadow` and
+    /// `traceparent` when `replacesTraceparent` (the sidecar sets them), `x-forwarded-for` is
+    /// extended, every other field is forwarded.
     private static func requestFieldRole(
         _ name: String,
         mustReadBody: Bool,
@@ -81,7 +83,6 @@ enum Forwarding {
     ) -> FieldRole {
         let dropped: Bool
         switch name.utf8.count {
-        case 11: dropped = replacesTraceparent && name.asciiCaseInsensitiveEquals("traceparent")
         case 2: dropped = name.asciiCaseInsensitiveEquals("te")
         case 4: dropped = name.asciiCaseInsensitiveEquals("host")
         case 6: dropped = name.asciiCaseInsensitiveEquals("expect")
@@ -89,6 +90,7 @@ enum Forwarding {
         case 10:
             if name.asciiCaseInsensitiveEquals("connection") { return .connection }
             dropped = name.asciiCaseInsensitiveEquals("keep-alive")
+        case 11: dropped = replacesTraceparent && name.asciiCaseInsensitiveEquals("traceparent")
         case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
         case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
         case 15:
