@@ -118,12 +118,14 @@ final class OTLPExporter: @unchecked Sendable {
     }
 
     /// Encodes the chunks into batches of up to `batchSpans` and posts each. While closing, a
-    /// failed post drops the rest: the drain does not wait on a collector that is not answering.
+    /// failed post (or one that failed just before) drops the rest: the drain does not wait on
+    /// a collector that is not answering.
     private func exportBatches(_ chunks: [[SpanRecord]], isClosing: Bool) {
         let offset = OTLPEncoder.epochOffsetNanoseconds()
         if abs(offset - epochOffsetNanoseconds) > 1_000_000 { epochOffsetNanoseconds = offset }
         var inBatch = 0
-        var givenUp = false
+        // A collector that failed the last export is not waited on again by the drain.
+        var givenUp = isClosing && failing
         func send() {
             if givenUp {
                 metrics.traceSpansDropped(reason: "export_failed").increment(by: Int64(inBatch))
