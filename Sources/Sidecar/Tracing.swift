@@ -103,8 +103,8 @@ struct TraceParent: Equatable, Sendable {
 
 /// One worker's tracer: the sampler, and the ended spans it has not yet handed to the shared
 /// exporter. They go in chunks (`flushSpans` at a time, or after `flushDelayMilliseconds`), so
-/// the exporter's lock is taken once per chunk, not per span. Loop thread only, but `flush`,
-/// which the drain also calls from the loop thread.
+/// the exporter's lock is taken once per chunk, not per span. Its worker's loop thread only
+/// (the drain calls `flush` there too).
 final class Tracer: @unchecked Sendable {
     let exporter: OTLPExporter
     /// A new trace is recorded when the low 64 bits of its id are below this (ratio × 2⁶⁴,
