@@ -116,6 +116,11 @@ final class Tracer: @unchecked Sendable {
     // `@exclusivity(unchecked)`: loop thread only, each access is one statement.
     @exclusivity(unchecked) private var pending: [SpanRecord] = []
     @exclusivity(unchecked) private var isFlushScheduled = false
+    /// The upstream address `upstream(of:version:)` found last: most client spans name the one
+    /// before them, and comparing a generation, an index and a name costs less than copying the
+    /// version's spec out of the routing table.
+    @exclusivity(unchecked) private var lastUpstream:
+        (generation: Int, routeIndex: Int, version: String, address: String?, port: Int?)?
 
     init(options: TracingOptions, exporter: OTLPExporter) {
         self.exporter = exporter
@@ -144,6 +149,26 @@ final class Tracer: @unchecked Sendable {
                 flush()
             }
         }
+    }
+
+    /// The remote version's host (or Unix socket path) and port, as its config names them.
+    func upstream(of exchange: Exchange, version: String) -> (address: String?, port: Int?) {
+        let generation = exchange.snapshot.generation
+        if let last = lastUpstream, last.generation == generation, last.routeIndex == exchange.routeIndex,
+            last.version == version
+        {
+            return (last.address, last.port)
+        }
+        var address: String?
+        var port: Int?
+        if let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex),
+            case .remote(let remote) = spec.backend
+        {
+            address = remote.socketPath ?? remote.host
+            if remote.socketPath == nil { port = remote.port }
+        }
+        lastUpstream = (generation, exchange.routeIndex, version, address, port)
+        return (address, port)
     }
 
     /// Hands the kept spans to the exporter (also when the worker has drained).
@@ -372,12 +397,7 @@ extension Worker {
         record.version = version
         record.isShadow = isShadow
         record.isFallback = !isShadow && exchange.failedVersion != nil
-        if isRemote, let spec = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex),
-            case .remote(let remote) = spec.backend
-        {
-            record.serverAddress = remote.socketPath ?? remote.host
-            if remote.socketPath == nil { record.serverPort = remote.port }
-        }
+        if isRemote { (record.serverAddress, record.serverPort) = tracer.upstream(of: exchange, version: version) }
         switch result {
         case .answered(let reply):
             record.statusCode = reply.status
