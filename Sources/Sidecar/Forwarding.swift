@@ -14,26 +14,34 @@ enum Forwarding {
 
     /// The upstream request's fields: the client's end-to-end fields, `x-forwarded-for` with the
     /// peer appended, the request id, and `accept-encoding: identity` when the sidecar must read
-    /// the response body (SPEC §9 "Encodings"), then `x-switchyard-shadow: 1` on a shadow copy.
+    /// the response body (SPEC §9 "Encodings"), then `x-switchyard-shadow: 1` on a shadow copy and
+    /// the downstream span's `traceparent` while tracing is on (off: the client's goes as it came).
     ///
     /// One pass over the client's fields: each name is classified by its length first, so most are
     /// kept after one or two comparisons; the fields a `Connection` field names are dropped
     /// afterwards. A client field the sidecar sets for this version (`accept-encoding` when it reads
-    /// the body, `x-switchyard-shadow` on a shadow) is dropped in the same pass, so that the
-    /// sidecar's own value is the only one and comes last, as `replaceOrAdd` would leave it.
+    /// the body, `x-switchyard-shadow` on a shadow, `traceparent` when tracing gives one) is
+    /// dropped in the same pass, so that the sidecar's own value is the only one and comes last,
+    /// as `replaceOrAdd` would leave it.
     static func upstreamHeaders(
         _ client: HTTPHeaders,
         peerAddress: String,
         requestID: String,
         mustReadBody: Bool,
-        isShadow: Bool = false
+        isShadow: Bool = false,
+        traceparent: String? = nil
     ) -> HTTPHeaders {
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(client.count + 4)
         var forwardedFor: String?
         var hasConnection = false
         for field in client.fields {
-            switch requestFieldRole(field.name, mustReadBody: mustReadBody, isShadow: isShadow) {
+            switch requestFieldRole(
+                field.name,
+                mustReadBody: mustReadBody,
+                isShadow: isShadow,
+                replacesTraceparent: traceparent != nil
+            ) {
             case .endToEnd:
                 kept.append(field)
             case .forwardedFor:
@@ -54,6 +62,7 @@ enum Forwarding {
         kept.append((name: "x-request-id", value: requestID))
         if mustReadBody { kept.append((name: "accept-encoding", value: "identity")) }
         if isShadow { kept.append((name: "x-switchyard-shadow", value: "1")) }
+        if let traceparent { kept.append((name: "traceparent", value: traceparent)) }
         return HTTPHeaders(kept)
     }
 
@@ -63,9 +72,15 @@ enum Forwarding {
 
     /// What the sidecar does with a client's request field: hop-by-hop fields and
     /// `requestOwned` ones are dropped (`Connection` noted, for the fields it names), so are
-    /// `accept-encoding` when `mustReadBody` and `x-switchyard-shadow` when `isShadow` (the
-    /// sidecar sets them), `x-forwarded-for` is extended, every other field is forwarded.
-    private static func requestFieldRole(_ name: String, mustReadBody: Bool, isShadow: Bool) -> FieldRole {
+    /// `accept-encoding` when `mustReadBody`, `x-switchyard-shadow` when `isShadow` and
+    /// `traceparent` when `replacesTraceparent` (the sidecar sets them), `x-forwarded-for` is
+    /// extended, every other field is forwarded.
+    private static func requestFieldRole(
+        _ name: String,
+        mustReadBody: Bool,
+        isShadow: Bool,
+        replacesTraceparent: Bool
+    ) -> FieldRole {
         let dropped: Bool
         switch name.utf8.count {
         case 2: dropped = name.asciiCaseInsensitiveEquals("te")
@@ -75,6 +90,7 @@ enum Forwarding {
         case 10:
             if name.asciiCaseInsensitiveEquals("connection") { return .connection }
             dropped = name.asciiCaseInsensitiveEquals("keep-alive")
+        case 11: dropped = replacesTraceparent && name.asciiCaseInsensitiveEquals("traceparent")
         case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
         case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
         case 15:

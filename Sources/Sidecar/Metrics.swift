@@ -241,6 +241,38 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    /// Spans not exported: reason queue_full (the exporter's queue was full when the span
+    /// ended) or export_failed (its batch could not be sent).
+    func traceSpansDropped(reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_trace_spans_dropped_total",
+                "Trace spans not exported: reason queue_full (the export queue was full) or export_failed."
+            ),
+            labels: [("reason", reason)]
+        )
+    }
+
+    /// OTLP export requests by result: success (a 2xx answer) or failure.
+    func traceExports(result: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_trace_exports_total",
+                "OTLP trace export requests by result: success (2xx) or failure (no answer, timeout or not 2xx)."
+            ),
+            labels: [("result", result)]
+        )
+    }
+
+    func traceSpansExported() -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_trace_spans_exported_total",
+                "Trace spans the collector accepted (in 2xx-answered export requests)."
+            )
+        )
+    }
+
     enum Role: String {
         case live, shadow
     }

@@ -80,6 +80,8 @@ public struct SidecarOptions: Sendable {
     public var drainTimeoutMilliseconds = 10_000
     /// How often the config directory is checked for changes (0 turns polling off). Default 2 s.
     public var configPollMilliseconds = 2_000
+    /// Tracing with OpenTelemetry (`TracingOptions`); off unless an OTLP endpoint is set.
+    public var tracing = TracingOptions()
 
     public init() {}
 

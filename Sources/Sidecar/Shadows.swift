@@ -80,7 +80,19 @@ extension Worker {
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
                 guard exchange.isRouted, case .embedded(let backend) = run.spec.backend else { return }
                 run.startNanoseconds = Monotonic.nanoseconds()
+                var span = ChildSpan()
+                if exchange.trace?.isSampled == true { self.beginChildSpan(exchange, &span) }
                 let result = self.evaluate(exchange, model: exchange.model, version: run.version, backend: backend)
+                if span.isRecording {
+                    self.endChildSpan(
+                        exchange,
+                        span,
+                        version: run.version,
+                        isShadow: true,
+                        isRemote: false,
+                        result: result
+                    )
+                }
                 self.shadowFinished(exchange, run, result: result)
             }
         }

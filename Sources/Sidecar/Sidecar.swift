@@ -20,6 +20,8 @@ public final class Sidecar: @unchecked Sendable {
     /// The tripped set the workers last received (admin loop).
     private var publishedGuards = GuardState()
     let comparisonLog: ComparisonLog
+    /// Nil while tracing is off (no `--otlp-endpoint`); each worker has a `Tracer` sending to it.
+    let traceExporter: OTLPExporter?
 
     /// The first TCP data listener's port actually bound (useful with port 0); 0 when every data
     /// listener is a Unix socket.
@@ -54,6 +56,17 @@ public final class Sidecar: @unchecked Sendable {
         // when it drains.
         var started = false
         defer { if !started { comparisonLog.close() } }
+        let traceExporter: OTLPExporter?
+        switch options.tracing.otlpEndpoint.map(OTLPEndpoint.parse) {
+        case nil:
+            traceExporter = nil
+        case .success(let endpoint)?:
+            traceExporter = OTLPExporter(endpoint: endpoint, options: options.tracing, metrics: metrics, logger: logger)
+        case .failure(let error)?:
+            throw SidecarStartError.invalidOption("--otlp-endpoint \(error)")
+        }
+        self.traceExporter = traceExporter
+        defer { if !started { traceExporter?.close() } }
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s
@@ -74,7 +87,8 @@ public final class Sidecar: @unchecked Sendable {
                 logger: logger,
                 metrics: metrics,
                 comparisonLog: comparisonLog,
-                guardMonitor: guardMonitor
+                guardMonitor: guardMonitor,
+                tracer: traceExporter.map { Tracer(options: options.tracing, exporter: $0) }
             )
             worker.guards = guards
             workers.append(worker)
@@ -186,6 +200,7 @@ public final class Sidecar: @unchecked Sendable {
         admin?.stop()
         for socket in unixSockets { socket.removeFile() }
         comparisonLog.close()
+        traceExporter?.close()
         logger.info("stopped")
     }
 
@@ -365,6 +380,7 @@ public final class Sidecar: @unchecked Sendable {
                             metadata: ["worker": "\(worker.index)", "cut": "\(unfinished)"]
                         )
                     }
+                    worker.tracer?.flush()
                     worker.loop.stop()
                     if remaining.decrement() == 0 {
                         adminLoop.execute { adminLoop.stop() }
@@ -390,12 +406,14 @@ public enum SidecarStartError: Error, CustomStringConvertible {
     case bindFailed(String, String)
     /// A listener could not be set up; the message names it (`cannot listen on unix:/path: why`).
     case listenFailed(String)
+    /// An option's value cannot be used; the message names the option.
+    case invalidOption(String)
 
     public var description: String {
         switch self {
         case .invalidConfig(let d): return d.map(\.description).joined(separator: "\n")
         case .bindFailed(let address, let why): return "cannot listen on \(address): \(why)"
-        case .listenFailed(let message): return message
+        case .listenFailed(let message), .invalidOption(let message): return message
         }
     }
 }

@@ -41,6 +41,8 @@ final class Worker: @unchecked Sendable {
     @exclusivity(unchecked) var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
     @exclusivity(unchecked) var shadowsInFlight = 0
+    /// Nil while tracing is off: the request path then checks only this.
+    let tracer: Tracer?
 
     struct PoolKey: Hashable {
         var host: String
@@ -60,9 +62,11 @@ final class Worker: @unchecked Sendable {
         logger: Logger,
         metrics: SidecarMetrics,
         comparisonLog: ComparisonLog,
-        guardMonitor: GuardMonitor
+        guardMonitor: GuardMonitor,
+        tracer: Tracer? = nil
     ) throws {
         self.index = index
+        self.tracer = tracer
         self.guardMonitor = guardMonitor
         self.metrics = metrics
         self.comparisonLog = comparisonLog
@@ -173,6 +177,7 @@ final class Worker: @unchecked Sendable {
                 ?? random.requestID(),
             readsBodyKeys: snapshotReadsBodyKeys
         )
+        if let tracer { beginTrace(exchange, tracer: tracer) }
         let outcome = decide(exchange.facts(), table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
@@ -201,6 +206,7 @@ final class Worker: @unchecked Sendable {
             respond(exchange, error: .guardOpen(model: route.model, version: version), version: nil)
         case .routed(let decision):
             exchange.route(decision, isGuarded: !exchange.snapshot.guardedVersion.isEmpty)
+            if exchange.trace?.isSampled == true { exchange.trace?.reason = decision.reason }
             if case .randomSplit(_, .stickyKeyMissing) = decision.reason {
                 metricCache.stickyMissing(metrics, model: decision.model).increment()
             }
@@ -296,11 +302,13 @@ final class Worker: @unchecked Sendable {
         case .remote(let remote):
             forward(exchange, version: version, spec: spec, remote: remote, shadow: nil)
         case .embedded(let embedded):
-            conclude(
-                exchange,
-                version: version,
-                result: evaluate(exchange, model: exchange.model, version: version, backend: embedded)
-            )
+            var span = ChildSpan()
+            if exchange.trace?.isSampled == true { beginChildSpan(exchange, &span) }
+            let result = evaluate(exchange, model: exchange.model, version: version, backend: embedded)
+            if span.isRecording {
+                endChildSpan(exchange, span, version: version, isShadow: false, isRemote: false, result: result)
+            }
+            conclude(exchange, version: version, result: result)
         }
     }
 
@@ -323,6 +331,8 @@ final class Worker: @unchecked Sendable {
         var routeProtocol: WireProtocol
         var versionProtocol: WireProtocol
         var isShadow: Bool
+        /// The trace span of this exchange with the version (ids 0 while tracing is off).
+        var span = ChildSpan()
     }
 
     // MARK: Remote
@@ -352,12 +362,15 @@ final class Worker: @unchecked Sendable {
         // A shadow's body is compared, never sent on: it is not checked here.
         let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
+        var span = ChildSpan()
+        let traceparent = exchange.trace == nil ? nil : beginClientSpan(exchange, &span)
         var headers = Forwarding.upstreamHeaders(
             head.headers,
             peerAddress: exchange.request.peerAddress,
             requestID: exchange.requestID,
             mustReadBody: mustRead || isShadow,
-            isShadow: isShadow
+            isShadow: isShadow,
+            traceparent: traceparent
         )
         if translate {
             do throws(ModelError) {
@@ -401,7 +414,8 @@ final class Worker: @unchecked Sendable {
             translate: translate,
             routeProtocol: routeProtocol,
             versionProtocol: versionProtocol,
-            isShadow: isShadow
+            isShadow: isShadow,
+            span: span
         )
         // SPEC §10: the live answer is relayed as it arrives when nothing here must read it
         // whole — on `json` routes whose request has no shadow to compare with, and for every
@@ -428,6 +442,16 @@ final class Worker: @unchecked Sendable {
                     .record(Double(response.firstByteNanoseconds) / 1e9)
             }
             let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
+            if attempt.span.isRecording {
+                self.endChildSpan(
+                    exchange,
+                    attempt.span,
+                    version: version,
+                    isShadow: isShadow,
+                    isRemote: true,
+                    result: outcome
+                )
+            }
             self.deliver(outcome, exchange, version: version, shadow: shadow)
         }
     }
@@ -640,6 +664,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
+        if exchange.trace?.isSampled == true { exchange.trace?.errorType = error.code }
         respond(
             exchange,
             reply: errorReply(error, requestID: exchange.requestID),
@@ -758,6 +783,9 @@ extension Worker {
             code: status,
             seconds: Double(elapsed) / 1e9
         )
+        if exchange.trace?.isSampled == true {
+            endServerSpan(exchange, status: status, endNanoseconds: exchange.startNanoseconds &+ elapsed)
+        }
         if exchange.hasShadows {
             liveAnswered(
                 exchange,
@@ -803,6 +831,8 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     /// Shadow copies of this request, and the live side once it has answered.
     @exclusivity(unchecked) var shadows: [ShadowRun] = []
     @exclusivity(unchecked) var live: ResponseSide?
+    /// The request's trace while tracing is on (`Worker.beginTrace`).
+    @exclusivity(unchecked) var trace: RequestTrace?
     /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
     @exclusivity(unchecked) var liveIsEventStream = false
     /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).

@@ -100,6 +100,25 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Milliseconds between checks of the config directory for changes (0: off).")
     var configPollMs = Serve.defaults.configPollMilliseconds
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Export traces, OTLP over HTTP/protobuf, to this collector (http://host:port posts to /v1/traces; a URL with a path is used as is). Default: tracing off.",
+            valueName: "URL"
+        )
+    )
+    var otlpEndpoint: String?
+
+    @Option(name: .long, help: "The service.name of the exported spans.")
+    var otlpServiceName = Serve.defaults.tracing.serviceName
+
+    @Option(
+        name: .long,
+        help:
+            "Share of requests recorded when the caller sent no valid traceparent, 0 to 1 (a caller's sampled flag decides for its own)."
+    )
+    var traceSampleRatio = Serve.defaults.tracing.sampleRatio
+
     func validate() throws {
         for address in listen { _ = try parseListenAddress(address, option: "--listen") }
         _ = try parseListenAddress(admin, option: "--admin")
@@ -123,6 +142,12 @@ struct Serve: ParsableCommand {
         }
         guard drainTimeout >= 0, drainTimeout.isFinite else { throw ValidationError("--drain-timeout must be ≥ 0") }
         guard configPollMs >= 0 else { throw ValidationError("--config-poll-ms must be ≥ 0") }
+        if let otlpEndpoint, case .failure(let error) = OTLPEndpoint.parse(otlpEndpoint) {
+            throw ValidationError("--otlp-endpoint \(error)")
+        }
+        guard traceSampleRatio >= 0, traceSampleRatio <= 1 else {
+            throw ValidationError("--trace-sample-ratio must be between 0 and 1")
+        }
     }
 
     func run() throws {
@@ -155,6 +180,9 @@ struct Serve: ParsableCommand {
         options.comparisonLogRotatedFiles = comparisonLogFiles
         options.drainTimeoutMilliseconds = Int(drainTimeout * 1000)
         options.configPollMilliseconds = configPollMs
+        options.tracing.otlpEndpoint = otlpEndpoint
+        options.tracing.serviceName = otlpServiceName
+        options.tracing.sampleRatio = traceSampleRatio
 
         let sidecar: Sidecar
         do {
