@@ -63,13 +63,13 @@ enum Protocols {
         ignoring: Set<String>
     ) throws(ModelError) -> FeatureMatrix {
         switch route {
-        case .v2:
+        case .v2, .v2GRPC:
             return try OIPCodec.decodeInstances(
                 body,
                 featureNames: model.featureNames,
                 featureCount: model.featureCount
             )
-        case .tfserving, .json:
+        case .tfserving, .json, .tfservingGRPC:
             return try TFServingCodec.decodeInstances(
                 body,
                 featureNames: model.featureNames,
@@ -89,7 +89,7 @@ enum Protocols {
         id: String?
     ) throws(ModelError) -> [UInt8] {
         switch route {
-        case .v2:
+        case .v2, .v2GRPC:
             return try OIPCodec.encodeResponse(
                 predictions,
                 datatype: datatype,
@@ -97,7 +97,7 @@ enum Protocols {
                 modelVersion: version,
                 id: id
             )
-        case .tfserving, .json:
+        case .tfserving, .json, .tfservingGRPC:
             return TFServingCodec.encodePredictions(predictions)
         }
     }
