@@ -578,7 +578,10 @@ struct PolicyChecker {
 func checkProtocol(_ node: YAMLNode, _ scope: FileScope) -> WireProtocol? {
     guard let text = scope.string(node, for: "'protocol'") else { return nil }
     guard let value = WireProtocol(rawValue: text) else {
-        scope.error(node, "unknown protocol '\(text)'; expected one of: \(ConfigCatalogue.protocols.joined(separator: ", "))")
+        scope.error(
+            node,
+            "unknown protocol '\(text)'; expected one of: \(ConfigCatalogue.protocols.joined(separator: ", "))"
+        )
         return nil
     }
     return value

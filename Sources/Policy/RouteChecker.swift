@@ -252,7 +252,9 @@ struct RouteChecker {
             }
             return wireProtocol
         }
-        guard let grpc = checked.match?.grpc else { return wireProtocol }
+        // A bad `grpc` value (reported): the protocol is unknown unless written, so that versions
+        // are not checked against the REST default.
+        guard let grpc = checked.match?.grpc else { return wireProtocol?.isGRPC == true ? wireProtocol : nil }
         let served = WireProtocol.grpc(service: grpc.service)
         let route: WireProtocol
         if let protocolNode {

@@ -4,9 +4,10 @@ import Policy
 /// How bodies cross between what a route's client speaks and what a version speaks
 /// (SPEC §3 "Protocols", §9 "Protocols by default"). Pure functions of bytes and JSON.
 enum Protocols {
-    /// The protocol a version speaks: its own `protocol:`, else its route's.
+    /// The protocol a version speaks: its own `protocol:`, else its route's (a REST version of a
+    /// gRPC route: the REST twin, `VersionSpec.wireProtocol(onRoute:)`).
     static func versionProtocol(_ spec: VersionSpec, route: WireProtocol) -> WireProtocol {
-        spec.wireProtocol ?? route
+        spec.wireProtocol(onRoute: route)
     }
 
     /// Whether a request/response must be translated between the two: only between the two

@@ -139,7 +139,11 @@ import Testing
             "explain", "--config", dir, "--grpc", "inference.GRPCInferenceService/ModelInfer", "--model", "fraud",
         ])
         #expect(otherModel.status == 1)
-        #expect(otherModel.stdout.contains("no route matches gRPC inference.GRPCInferenceService/ModelInfer for model 'fraud'"))
+        #expect(
+            otherModel.stdout.contains(
+                "no route matches gRPC inference.GRPCInferenceService/ModelInfer for model 'fraud'"
+            )
+        )
     }
 
     /// REST requests still explain as before, and never match a gRPC route.
@@ -160,7 +164,10 @@ import Testing
             ["--grpc", "inference.GRPCInferenceService/ModelInfer", "POST", "/x"],
             "--grpc explains a gRPC call; give no METHOD PATH with it"
         ),
-        (["POST", "/x", "--model", "churn"], "--model and --model-version describe a gRPC message; use them with --grpc"),
+        (
+            ["POST", "/x", "--model", "churn"],
+            "--model and --model-version describe a gRPC message; use them with --grpc"
+        ),
         (["--grpc", "/inference.GRPCInferenceService/ModelInfer"], "--grpc expects package.Service/Method"),
         (["--grpc", "ModelInfer"], "--grpc expects package.Service/Method"),
         ([], "Missing expected argument '<method> <path>' (or --grpc SERVICE/METHOD)"),

@@ -91,12 +91,14 @@ import Testing
     #expect(WireProtocol.v2.grpcService == nil)
 }
 
-@Test(arguments: [
-    ("inference.GRPCInferenceService/ModelInfer", "inference.GRPCInferenceService", "ModelInfer"),
-    ("inference.GRPCInferenceService/*", "inference.GRPCInferenceService", nil),
-    ("Greeter/SayHello", "Greeter", "SayHello"),
-    ("a_1.b_2.Svc/M_3", "a_1.b_2.Svc", "M_3"),
-] as [(String, String, String?)])
+@Test(
+    arguments: [
+        ("inference.GRPCInferenceService/ModelInfer", "inference.GRPCInferenceService", "ModelInfer"),
+        ("inference.GRPCInferenceService/*", "inference.GRPCInferenceService", nil),
+        ("Greeter/SayHello", "Greeter", "SayHello"),
+        ("a_1.b_2.Svc/M_3", "a_1.b_2.Svc", "M_3"),
+    ] as [(String, String, String?)]
+)
 func acceptedGRPCMethod(text: String, service: String, method: String?) {
     #expect(Syntax.grpcMethod(text) == GRPCMethodMatch(service: service, method: method))
 }

@@ -421,7 +421,8 @@ struct WrongCase: CustomTestStringConvertible, Sendable {
         WrongCase(
             name: "a grpc method with a path",
             kind: .routes,
-            text: "routes:\n  - { name: churn, match: { grpc: /inference.GRPCInferenceService/ModelInfer }, model: churn }\n",
+            text:
+                "routes:\n  - { name: churn, match: { grpc: /inference.GRPCInferenceService/ModelInfer }, model: churn }\n",
             schemaSays: "'/inference.GRPCInferenceService/ModelInfer' does not match",
             loaderSays: "bad grpc method '/inference.GRPCInferenceService/ModelInfer'"
         ),

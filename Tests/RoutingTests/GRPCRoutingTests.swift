@@ -68,9 +68,18 @@ struct GRPCMatchCase: Sendable, CustomTestStringConvertible {
 
 private let grpcMatchCases: [GRPCMatchCase] = [
     // The exact method, the model the message names, and metadata.
-    GRPCMatchCase(request: call(inference, "ModelInfer", model: "churn", metadata: [("x-tenant", "acme")]), route: "infer-acme"),
-    GRPCMatchCase(request: call(inference, "ModelInfer", model: "churn", metadata: [("X-Tenant", "acme")]), route: "infer-acme"),
-    GRPCMatchCase(request: call(inference, "ModelInfer", model: "churn", metadata: [("x-tenant", "other")]), route: "infer-churn"),
+    GRPCMatchCase(
+        request: call(inference, "ModelInfer", model: "churn", metadata: [("x-tenant", "acme")]),
+        route: "infer-acme"
+    ),
+    GRPCMatchCase(
+        request: call(inference, "ModelInfer", model: "churn", metadata: [("X-Tenant", "acme")]),
+        route: "infer-acme"
+    ),
+    GRPCMatchCase(
+        request: call(inference, "ModelInfer", model: "churn", metadata: [("x-tenant", "other")]),
+        route: "infer-churn"
+    ),
     GRPCMatchCase(request: call(inference, "ModelInfer", model: "churn"), route: "infer-churn"),
     GRPCMatchCase(request: call(inference, "ModelMetadata", model: "churn"), route: "metadata"),
     // Another model, or none (server health), skips routes with `match.model`: `Service/*` takes it.
@@ -154,7 +163,9 @@ func theMessagesVersionPinsIt(_ c: MessagePinCase) {
 }
 
 @Test func aMessagePinExplainsItself() throws {
-    let decision = try #require(decideCall(call(inference, "ModelInfer", model: "churn", version: "candidate")).decision)
+    let decision = try #require(
+        decideCall(call(inference, "ModelInfer", model: "churn", version: "candidate")).decision
+    )
     #expect(decision.explanation == "pinned by message: candidate → v2")
     #expect(decision.description == "route infer-churn → churn/v2: pinned by message: candidate → v2")
 }
@@ -176,7 +187,11 @@ func anUnsetOrEmptyVersionFollowsTheSplit(version: String?) throws {
 @Test func aTFServingCallIsPinnedByItsVersionOrLabel() {
     var generator = TrappingGenerator()
     let config = sampleConfig(routes: grpcRoutes)
-    let byLabel = decide(call(prediction, "Predict", model: "churn", version: "stable"), config: config, using: &generator)
+    let byLabel = decide(
+        call(prediction, "Predict", model: "churn", version: "stable"),
+        config: config,
+        using: &generator
+    )
     #expect(byLabel.summary == "tf-predict v1")
     #expect(byLabel.decision?.wireProtocol == .tfservingGRPC)
     let unknown = decide(call(prediction, "Predict", model: "churn", version: "2"), config: config, using: &generator)
