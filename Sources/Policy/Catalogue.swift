@@ -163,8 +163,13 @@ public enum ConfigCatalogue {
     /// body JSON pointer.
     static let keySourcePattern = "^(header:\(token)|cookie:[^\\s;=&]+|query:[^\\s;=&]+|body:/([^~]|~[01])*)$"
     /// The scheme is matched without regard to case, as `Syntax.url` does.
-    static let urlPattern = "^([Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+(/[^?#\\s]*)?|[Uu][Nn][Ii][Xx]:/[^?#\\s]*)$"
-    static let httpsPattern = "^[Hh][Tt][Tt][Pp][Ss]://"
+    static let urlPattern =
+        "^([Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+(/[^?#\\s]*)?|[Uu][Nn][Ii][Xx]:/[^?#\\s]*|[Gg][Rr][Pp][Cc]://[^/?#@\\s]+:[0-9]+/?|[Gg][Rr][Pp][Cc][Ss]://[^/?#@\\s]+/?)$"
+    /// The schemes that take `tls:` (SPEC §11, §13).
+    static let tlsSchemePattern = "^([Hh][Tt][Tt][Pp][Ss]|[Gg][Rr][Pp][Cc][Ss])://"
+    static let identifier = "[A-Za-z_][A-Za-z0-9_]*"
+    /// `Syntax.grpcMethod`.
+    static let grpcMethodPattern = "^\(identifier)(\\.\(identifier))*/(\(identifier)|\\*)$"
     static let protocols = WireProtocol.allCases.map(\.rawValue)
     static let embeddedKinds = ["xgboost", "linear", "table"]
 
@@ -196,19 +201,38 @@ public enum ConfigCatalogue {
                 example: "\"/v1/models/churn/versions/{version}:predict\""
             ),
             ConfigKey(
+                "grpc",
+                .string(pattern: grpcMethodPattern, shape: Syntax.grpcMethodShape),
+                "A gRPC method, `package.Service/Method`, or `package.Service/*` for all of the service's methods: the route takes gRPC calls (HTTP/2) to it, and no REST request. `inference.GRPCInferenceService` methods (`ServerLive`, `ServerReady`, `ModelReady`, `ModelMetadata`, `ModelInfer`) are protocol `v2-grpc`; `tensorflow.serving.PredictionService` methods (`Predict`, `GetModelMetadata`) are `tfserving-grpc`.",
+                example: "inference.GRPCInferenceService/ModelInfer"
+            ),
+            ConfigKey(
                 "method",
                 .string(pattern: "^\(token)$", shape: "an HTTP method"),
-                "The request method, such as `POST` (upper-cased when loaded); any method when absent.",
+                "The request method, such as `POST` (upper-cased when loaded); any method when absent. Not with `grpc`.",
                 example: "POST"
             ),
             ConfigKey(
                 "headers",
                 .map(keys: "header names", keyPattern: "^\(token)$", value: .string()),
-                "Headers the request must carry, each with exactly this value (names without regard to case).",
+                "Headers the request must carry, each with exactly this value (names without regard to case); on a gRPC route, the call's metadata.",
                 example: "{ x-tenant: acme }"
             ),
+            ConfigKey(
+                "model",
+                .name,
+                "With `grpc`: the model name inside the call's message (`model_name`, or TF Serving's `model_spec.name`) equals this. Calls that name no model (`ServerLive`, `ServerReady`) never match it.",
+                example: "churn"
+            ),
         ],
-        rules: [.exactlyOne(["path", "prefix", "template"])]
+        rules: [
+            .exactlyOne(["path", "prefix", "template", "grpc"]),
+            .atMostOne(["grpc", "method"]),
+            .requires("model", ["grpc"]),
+        ],
+        notes: [
+            "A `grpc` method must belong to the route's protocol's service, and be one the sidecar answers; `validate` names the methods."
+        ]
     )
 
     public static let route = ConfigObject(
@@ -241,8 +265,8 @@ public enum ConfigCatalogue {
             ConfigKey(
                 "protocol",
                 .choice(protocols),
-                default: .string(ConfigDefaults.routeProtocol.rawValue),
-                "What the client speaks: `tfserving` (TF Serving REST), `v2` (Open Inference Protocol) or `json` (opaque, forwarded as it is). When a version speaks another protocol, numeric tensors are translated.",
+                default: .text("`\(ConfigDefaults.routeProtocol.rawValue)`; with `match.grpc`, its service's protocol"),
+                "What the client speaks: `tfserving` (TF Serving REST), `v2` (Open Inference Protocol), `json` (opaque, forwarded as it is), or over gRPC `v2-grpc` (`inference.GRPCInferenceService`) and `tfserving-grpc` (`tensorflow.serving.PredictionService`), which need `match.grpc`. When a version speaks another protocol, numeric tensors are translated.",
                 example: "tfserving"
             ),
             ConfigKey(
@@ -253,8 +277,8 @@ public enum ConfigCatalogue {
             ),
             ConfigKey(
                 "version_from",
-                .string(pattern: "^header:\(token)$", shape: "header:NAME"),
-                "Pins a request to the version or label its header names; a request without the header follows the split, an unknown name is a 404 `unknown_version`.",
+                .string(pattern: "^(header:\(token)|message)$", shape: "header:NAME or message"),
+                "Pins a request to the version or label its header names (gRPC metadata on a gRPC route), or, with `message` on a gRPC route, that the call's message names (`model_version`, or TF Serving's `model_spec.version` / `version_label`); a request without one follows the split, an unknown name is a 404 `unknown_version` (gRPC `NOT_FOUND`).",
                 example: "header:x-model-version"
             ),
         ],
@@ -262,6 +286,8 @@ public enum ConfigCatalogue {
         notes: [
             "A template capture (`{version}`, `{label}`) pins the version too, so a route with one has neither `version` nor `version_from`.",
             "`model` names a policy's model; `version` a version or label of it.",
+            "`version_from: message` needs `match.grpc`; `protocol: v2-grpc` and `tfserving-grpc` need `match.grpc`, and `match.grpc` needs one of them.",
+            "A gRPC route's versions: embedded models and tables, `grpc://` / `grpcs://` versions speaking the route's protocol, and REST versions speaking its REST twin (`v2` for `v2-grpc`, `tfserving` for `tfserving-grpc`; their default), translated both ways. A `grpc://` version answers only gRPC routes.",
         ]
     )
 
@@ -289,9 +315,9 @@ public enum ConfigCatalogue {
 
     public static let tls = ConfigObject(
         name: "tls",
-        place: "`tls:` of an `https://` version",
+        place: "`tls:` of an `https://` or `grpcs://` version",
         summary:
-            "How the sidecar checks the backend's certificate and, for mutual TLS, presents its own. Without the block an `https://` version is verified against the system's trust store and its URL's host. Files are relative to the policy file's directory and must be readable.",
+            "How the sidecar checks the backend's certificate and, for mutual TLS, presents its own. Without the block an `https://` or `grpcs://` version is verified against the system's trust store and its URL's host. Files are relative to the policy file's directory and must be readable.",
         keys: [
             ConfigKey(
                 "ca_file",
@@ -337,7 +363,7 @@ public enum ConfigCatalogue {
             ConfigKey(
                 "url",
                 .string(pattern: urlPattern, shape: Syntax.urlShape),
-                "A remote version. Without a path the request's path is kept; with one, it replaces the request's path. `unix:/abs/path.sock` connects to a Unix socket (`unix:/abs/path.sock:/path` replaces the path).",
+                "A remote version. Without a path the request's path is kept; with one, it replaces the request's path. `unix:/abs/path.sock` connects to a Unix socket (`unix:/abs/path.sock:/path` replaces the path). `grpc://host:port` (the port is required: plaintext gRPC has no conventional one) and `grpcs://host[:port]` (default 443) are gRPC servers for gRPC routes; they take no path.",
                 example: "\"http://127.0.0.1:9001\""
             ),
             ConfigKey(
@@ -362,7 +388,7 @@ public enum ConfigCatalogue {
                 "protocol",
                 .choice(protocols),
                 default: .text("the route's protocol"),
-                "What this version speaks, when it differs from the route's: the sidecar translates numeric tensors.",
+                "What this version speaks, when it differs from the route's: the sidecar translates numeric tensors. Behind a gRPC route, a REST version speaks the route's REST twin by default (`v2` for `v2-grpc`, `tfserving` for `tfserving-grpc`); `v2-grpc` and `tfserving-grpc` need a `grpc://` or `grpcs://` url.",
                 example: "v2"
             ),
             ConfigKey(
@@ -389,7 +415,7 @@ public enum ConfigCatalogue {
             ConfigKey(
                 "tls",
                 .object(tls),
-                "TLS settings of an `https://` version.",
+                "TLS settings of an `https://` or `grpcs://` version.",
                 example: "{ ca_file: ../certs/ca.pem }"
             ),
         ],
@@ -404,7 +430,7 @@ public enum ConfigCatalogue {
             .requires("max_connections", ["url"]),
             .requires("idle_timeout_ms", ["url"]),
             .requires("tls", ["url"]),
-            .onlyWhen("tls", other: "url", pattern: httpsPattern, shape: "an https:// url"),
+            .onlyWhen("tls", other: "url", pattern: tlsSchemePattern, shape: "an https:// or grpcs:// url"),
         ]
     )
 

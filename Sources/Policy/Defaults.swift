@@ -17,7 +17,8 @@ public enum ConfigDefaults {
     public static let idleTimeoutMillisecondsRange = 1...600_000
     /// Port of an `http://` URL that names none.
     public static let httpPort = 80
-    /// Port of an `https://` URL that names none.
+    /// Port of an `https://` or `grpcs://` URL that names none. A `grpc://` URL must name its
+    /// port: plaintext gRPC servers have no conventional one.
     public static let httpsPort = 443
     /// `compare.tolerance`: exact agreement.
     public static let compareTolerance = 0.0

@@ -28,6 +28,59 @@ public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
     case v2
     /// Opaque JSON, forwarded as it is.
     case json
+    /// The Open Inference Protocol over gRPC: `inference.GRPCInferenceService` (SPEC §13).
+    case v2GRPC = "v2-grpc"
+    /// TF Serving over gRPC: `tensorflow.serving.PredictionService` (SPEC §13).
+    case tfservingGRPC = "tfserving-grpc"
+
+    /// Whether clients speak it as gRPC calls over HTTP/2 (routes with `match.grpc`).
+    public var isGRPC: Bool { self == .v2GRPC || self == .tfservingGRPC }
+
+    /// The REST protocol with the same messages: what a gRPC protocol's REST backends speak
+    /// (`v2-grpc` → `v2`, `tfserving-grpc` → `tfserving`); a REST protocol is its own twin.
+    public var restTwin: WireProtocol {
+        switch self {
+        case .v2GRPC: return .v2
+        case .tfservingGRPC: return .tfserving
+        case .tfserving, .v2, .json: return self
+        }
+    }
+
+    /// The gRPC service this protocol's calls name (`inference.GRPCInferenceService`); nil for
+    /// a REST protocol.
+    public var grpcService: String? {
+        switch self {
+        case .v2GRPC: return "inference.GRPCInferenceService"
+        case .tfservingGRPC: return "tensorflow.serving.PredictionService"
+        case .tfserving, .v2, .json: return nil
+        }
+    }
+
+    /// The methods of `grpcService` that the sidecar answers, in the service's order.
+    public var grpcMethods: [String] {
+        switch self {
+        case .v2GRPC: return ["ServerLive", "ServerReady", "ModelReady", "ModelMetadata", "ModelInfer"]
+        case .tfservingGRPC: return ["Predict", "GetModelMetadata"]
+        case .tfserving, .v2, .json: return []
+        }
+    }
+
+    /// Methods of `grpcService` whose requests name no model (server health): a route with
+    /// `match.model` never takes them.
+    public var grpcMethodsWithoutModel: [String] {
+        self == .v2GRPC ? ["ServerLive", "ServerReady"] : []
+    }
+
+    /// Methods the real service has but the sidecar does not answer (TF Serving's `Classify`,
+    /// `Regress`, `MultiInference`): named in a route, they are a `validate` error that says so.
+    public var grpcMethodsNotServed: [String] {
+        self == .tfservingGRPC ? ["Classify", "Regress", "MultiInference"] : []
+    }
+
+    /// The gRPC protocol whose service is `service`, if any.
+    public static func grpc(service: String) -> WireProtocol? {
+        allCases.first { $0.grpcService == service }
+    }
 }
 
 /// The whole checked configuration: routes in match order and one policy per model.
@@ -109,16 +162,54 @@ public struct Route: Sendable {
 }
 
 public struct RouteMatch: Sendable {
+    /// The request path. For a gRPC route (`grpc` set), the `:path` its calls carry:
+    /// `.exact("/package.Service/Method")`, or `.prefix("/package.Service/")` for `Service/*`.
     public var path: PathMatch
-    /// Upper-case method (`POST`), or nil for any.
+    /// Upper-case method (`POST`), or nil for any. Always nil for a gRPC route.
     public var method: String?
-    /// Header names lower-cased; values compared exactly; all must match.
+    /// Header names lower-cased; values compared exactly; all must match. On a gRPC route, the
+    /// call's metadata.
     public var headers: [(name: String, value: String)]
+    /// `match.grpc`: the gRPC method the route takes; nil for a REST route. A gRPC route takes
+    /// only gRPC calls, and a REST route only REST requests.
+    public var grpc: GRPCMethodMatch?
+    /// `match.model`: the model name the call's message must carry (gRPC routes only).
+    public var model: String?
 
-    public init(path: PathMatch, method: String?, headers: [(name: String, value: String)]) {
+    public init(
+        path: PathMatch,
+        method: String?,
+        headers: [(name: String, value: String)],
+        grpc: GRPCMethodMatch? = nil,
+        model: String? = nil
+    ) {
         self.path = path
         self.method = method
         self.headers = headers
+        self.grpc = grpc
+        self.model = model
+    }
+}
+
+/// `match.grpc`: `package.Service/Method`, or `package.Service/*` for every method of the service.
+public struct GRPCMethodMatch: Sendable, Hashable, CustomStringConvertible {
+    /// The fully qualified service, `inference.GRPCInferenceService`.
+    public var service: String
+    /// The method, `ModelInfer`; nil for `*`.
+    public var method: String?
+
+    public init(service: String, method: String?) {
+        self.service = service
+        self.method = method
+    }
+
+    /// As written in the config: `inference.GRPCInferenceService/ModelInfer` or `.../*`.
+    public var description: String { "\(service)/\(method ?? "*")" }
+
+    /// The `:path` match that takes these calls: `/service/method` exactly, or `/service/` as
+    /// a prefix for `*`.
+    public var pathMatch: PathMatch {
+        method.map { .exact("/\(service)/\($0)") } ?? .prefix("/\(service)/")
     }
 }
 
@@ -157,6 +248,9 @@ public enum VersionPin: Sendable, Hashable {
     case pathCapture(String)
     /// `version_from: header:x-model-version`: header name lower-cased.
     case header(String)
+    /// `version_from: message` on a gRPC route: the version the call's message names
+    /// (`model_version` in OIP v2, `model_spec.version` or `version_label` in TF Serving).
+    case message
 }
 
 // MARK: - Policies
@@ -226,7 +320,8 @@ public struct SplitEntry: Sendable, Hashable {
 public struct VersionSpec: Sendable {
     public var name: String
     public var backend: Backend
-    /// The protocol this version speaks; nil means "the route's" (SPEC §9).
+    /// The protocol this version speaks as written; nil means "the route's" (SPEC §9). Read
+    /// `wireProtocol(onRoute:)` for what it speaks behind a given route.
     public var wireProtocol: WireProtocol?
     public var location: SourceLocation
 
@@ -236,6 +331,16 @@ public struct VersionSpec: Sendable {
         self.wireProtocol = wireProtocol
         self.location = location
     }
+
+    /// What this version speaks when it answers a route speaking `route`: its own `protocol:`
+    /// when it has one; else the route's, except that a REST version (`http://`, `https://`,
+    /// `unix:`) behind a gRPC route speaks the route's REST twin (`v2` for `v2-grpc`,
+    /// `tfserving` for `tfserving-grpc`), SPEC §13.
+    public func wireProtocol(onRoute route: WireProtocol) -> WireProtocol {
+        if let wireProtocol { return wireProtocol }
+        if route.isGRPC, case .remote(let remote) = backend, !remote.isGRPC { return route.restTwin }
+        return route
+    }
 }
 
 public enum Backend: Sendable {
@@ -244,7 +349,8 @@ public enum Backend: Sendable {
 }
 
 public struct RemoteBackend: Sendable, Hashable {
-    /// The TCP host (`http://`, `https://`); `localhost` for a Unix socket (its `Host` field).
+    /// The TCP host (`http://`, `https://`, `grpc://`, `grpcs://`); `localhost` for a Unix socket
+    /// (its `Host` field).
     public var host: String
     /// The TCP port; 0 for a Unix socket.
     public var port: Int
@@ -257,7 +363,7 @@ public struct RemoteBackend: Sendable, Hashable {
     public var maxConnections: Int
     /// `unix:/path` versions: the socket's absolute path (SPEC §12). nil for TCP.
     public var socketPath: String?
-    /// `https://` versions: how TLS is set up (SPEC §11); nil for plain HTTP.
+    /// `https://` and `grpcs://` versions: how TLS is set up (SPEC §11); nil for plain HTTP.
     public var tls: TLSSpec? {
         get { tlsStorage?.spec }
         set { tlsStorage = newValue.map(TLSStorage.init) }
@@ -267,6 +373,9 @@ public struct RemoteBackend: Sendable, Hashable {
     private var tlsStorage: TLSStorage?
     /// The longest silence between two reads of a streamed body (SPEC §10). Default 30000.
     public var idleTimeoutMilliseconds: Int
+    /// `grpc://` and `grpcs://` versions (SPEC §13): gRPC over HTTP/2, `tls` set for `grpcs://`.
+    /// `path` is nil then: a call keeps its `/package.Service/Method`.
+    public var isGRPC: Bool
 
     private final class TLSStorage: Sendable {
         let spec: TLSSpec
@@ -277,7 +386,7 @@ public struct RemoteBackend: Sendable, Hashable {
         lhs.host == rhs.host && lhs.port == rhs.port && lhs.path == rhs.path
             && lhs.timeoutMilliseconds == rhs.timeoutMilliseconds && lhs.maxConnections == rhs.maxConnections
             && lhs.socketPath == rhs.socketPath && lhs.tls == rhs.tls
-            && lhs.idleTimeoutMilliseconds == rhs.idleTimeoutMilliseconds
+            && lhs.idleTimeoutMilliseconds == rhs.idleTimeoutMilliseconds && lhs.isGRPC == rhs.isGRPC
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -289,6 +398,7 @@ public struct RemoteBackend: Sendable, Hashable {
         hasher.combine(socketPath)
         hasher.combine(tls)
         hasher.combine(idleTimeoutMilliseconds)
+        hasher.combine(isGRPC)
     }
 
     public init(
@@ -299,7 +409,8 @@ public struct RemoteBackend: Sendable, Hashable {
         maxConnections: Int,
         socketPath: String? = nil,
         tls: TLSSpec? = nil,
-        idleTimeoutMilliseconds: Int = ConfigDefaults.idleTimeoutMilliseconds
+        idleTimeoutMilliseconds: Int = ConfigDefaults.idleTimeoutMilliseconds,
+        isGRPC: Bool = false
     ) {
         self.host = host
         self.port = port
@@ -309,6 +420,7 @@ public struct RemoteBackend: Sendable, Hashable {
         self.socketPath = socketPath
         self.tlsStorage = tls.map(TLSStorage.init)
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.isGRPC = isGRPC
     }
 }
 

@@ -13,6 +13,9 @@ struct PolicyInfo {
     var versionsKnown = true
     /// The checked policy; nil when the file had any problem.
     var policy: ModelPolicy?
+    /// Versions that checked out, in file order: what routes check their protocol against
+    /// (a `grpc://` version answers only gRPC routes, SPEC §13).
+    var versionSpecs: [VersionSpec] = []
 
     enum Lookup: Equatable {
         case version(String)
@@ -106,7 +109,8 @@ struct PolicyChecker {
             versionNames: versionNames,
             labels: labels,
             versionsKnown: versionsKnown,
-            policy: nil
+            policy: nil,
+            versionSpecs: versionNames.compactMap { versions[$0] }
         )
 
         /// A version or label name, resolved to a version; reports unknown names.
@@ -292,6 +296,18 @@ struct PolicyChecker {
             backend = embedded(kind, fields, what: what).map { .embedded($0) }
         }
         guard let backend else { return nil }
+        if case .remote(let remote) = backend, let wireProtocol, let protocolNode = fields["protocol"],
+            remote.isGRPC != wireProtocol.isGRPC
+        {
+            let grpcProtocols = WireProtocol.allCases.filter(\.isGRPC).map(\.rawValue).joined(separator: " or ")
+            scope.error(
+                protocolNode,
+                remote.isGRPC
+                    ? "\(what) has a gRPC url but protocol '\(wireProtocol.rawValue)'; a grpc:// or grpcs:// version speaks \(grpcProtocols)"
+                    : "\(what) has protocol '\(wireProtocol.rawValue)', which needs a grpc:// or grpcs:// url; a REST version of a gRPC route speaks its REST twin (\(wireProtocol.restTwin.rawValue))"
+            )
+            return nil
+        }
         return VersionSpec(
             name: name,
             backend: backend,
@@ -324,7 +340,7 @@ struct PolicyChecker {
         // The block is checked whatever the URL, so that every problem in it is reported at once.
         let tlsBlock = fields["tls"].flatMap { checkTLS($0) }
         if let url, !url.isTLS, let tlsKey = fields.keyNode("tls"), let text {
-            scope.error(tlsKey, "'tls' is only valid with an https:// url, not '\(text)'")
+            scope.error(tlsKey, "'tls' is only valid with an https:// or grpcs:// url, not '\(text)'")
         }
         guard let url, let text, let timeout, let connections, let idleTimeout else { return nil }
         var tls: TLSSpec?
@@ -346,7 +362,8 @@ struct PolicyChecker {
             maxConnections: connections,
             socketPath: url.socketPath,
             tls: tls,
-            idleTimeoutMilliseconds: idleTimeout
+            idleTimeoutMilliseconds: idleTimeout,
+            isGRPC: url.isGRPC
         )
     }
 
@@ -561,7 +578,10 @@ struct PolicyChecker {
 func checkProtocol(_ node: YAMLNode, _ scope: FileScope) -> WireProtocol? {
     guard let text = scope.string(node, for: "'protocol'") else { return nil }
     guard let value = WireProtocol(rawValue: text) else {
-        scope.error(node, "unknown protocol '\(text)'; expected one of: tfserving, v2, json")
+        scope.error(
+            node,
+            "unknown protocol '\(text)'; expected one of: \(ConfigCatalogue.protocols.joined(separator: ", "))"
+        )
         return nil
     }
     return value

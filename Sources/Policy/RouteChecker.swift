@@ -41,10 +41,15 @@ struct RouteChecker {
             }
         }
 
-        let match = fields.required("match").flatMap { checkMatch($0) }
+        let checked = fields.required("match").map { checkMatch($0) }
+        let match = checked?.match
         let modelNode = fields.required("model")
         let model = modelNode.flatMap { scope.name($0, for: "'model'") }
-        let wireProtocol = fields["protocol"].map { checkProtocol($0, scope) } ?? ConfigDefaults.routeProtocol
+        var wireProtocol = fields["protocol"].map { checkProtocol($0, scope) } ?? ConfigDefaults.routeProtocol
+        let isGRPCRoute = checked?.grpcNode != nil
+        if let checked {
+            wireProtocol = checkGRPC(checked, protocolNode: fields["protocol"], wireProtocol: wireProtocol)
+        }
 
         // How the route pins a version: at most one way.
         var pins: [(key: String, pin: VersionPin?, node: YAMLNode)] = []
@@ -65,10 +70,19 @@ struct RouteChecker {
         if let fromNode = fields["version_from"] {
             var pin: VersionPin?
             if let text = scope.string(fromNode, for: "'version_from'") {
-                if case .header(let header)? = Syntax.keySource(text) {
+                if text == "message" {
+                    if isGRPCRoute {
+                        pin = .message
+                    } else {
+                        scope.error(
+                            fromNode,
+                            "version_from 'message' needs a gRPC route (match.grpc); a REST route reads header:NAME"
+                        )
+                    }
+                } else if case .header(let header)? = Syntax.keySource(text) {
                     pin = .header(header)
                 } else {
-                    scope.error(fromNode, "bad version_from '\(text)'; expected header:NAME")
+                    scope.error(fromNode, "bad version_from '\(text)'; expected header:NAME or message")
                 }
             }
             pins.append(("version_from", pin, fields.keyNode("version_from") ?? fromNode))
@@ -89,6 +103,13 @@ struct RouteChecker {
                     modelNode,
                     "unknown model '\(model)'; expected one of: \(models.keys.sorted().joined(separator: ", "))"
                 )
+            }
+        }
+
+        if let wireProtocol, let model, let info = models[model] {
+            let at = fields.keyNode("protocol") ?? modelNode ?? node
+            for spec in info.versionSpecs {
+                checkVersionProtocol(spec, route: name, speaking: wireProtocol, model: model, at: at)
             }
         }
 
@@ -118,21 +139,37 @@ struct RouteChecker {
         return true
     }
 
-    private func checkMatch(_ node: YAMLNode) -> RouteMatch? {
+    /// A checked `match:` and the nodes its gRPC checks point at.
+    private struct CheckedMatch {
+        var match: RouteMatch?
+        /// The `grpc` value, when the match has that key (a gRPC route, even if its value is bad).
+        var grpcNode: YAMLNode?
+        var modelNode: YAMLNode?
+    }
+
+    private func checkMatch(_ node: YAMLNode) -> CheckedMatch {
         guard let fields = scope.fields(node, for: "'match'", context: "match", allowed: Self.matchKeys) else {
-            return nil
+            return CheckedMatch()
         }
-        let given = ["path", "prefix", "template"].filter { fields[$0] != nil }
+        let given = ["path", "prefix", "template", "grpc"].filter { fields[$0] != nil }
         var path: PathMatch?
+        var grpc: GRPCMethodMatch?
         if given.isEmpty {
-            scope.error(node, "match has none of path, prefix, template; expected exactly one")
+            scope.error(node, "match has none of path, prefix, template, grpc; expected exactly one")
         } else if given.count > 1 {
             scope.error(
                 node,
-                "match has several of path, prefix, template (\(given.joined(separator: ", "))); expected exactly one"
+                "match has several of path, prefix, template, grpc (\(given.joined(separator: ", "))); expected exactly one"
             )
         } else if let valueNode = fields[given[0]], let text = scope.string(valueNode, for: "'\(given[0])'") {
-            if !text.hasPrefix("/") {
+            if given[0] == "grpc" {
+                if let method = Syntax.grpcMethod(text) {
+                    grpc = method
+                    path = method.pathMatch
+                } else {
+                    scope.error(valueNode, "bad grpc method '\(text)'; expected \(Syntax.grpcMethodShape)")
+                }
+            } else if !text.hasPrefix("/") {
                 scope.error(valueNode, "\(given[0]) '\(text)' does not start with '/'")
             } else if given[0] == "path" {
                 path = .exact(text)
@@ -147,7 +184,12 @@ struct RouteChecker {
         }
 
         var method: String?
-        if let methodNode = fields["method"], let text = scope.string(methodNode, for: "'method'") {
+        if let methodNode = fields["method"], fields["grpc"] != nil {
+            scope.error(
+                fields.keyNode("method") ?? methodNode,
+                "'method' is not valid with 'grpc'; every gRPC call is a POST, matched by its gRPC method"
+            )
+        } else if let methodNode = fields["method"], let text = scope.string(methodNode, for: "'method'") {
             if Syntax.isToken(text) {
                 method = text.uppercased()
             } else {
@@ -176,7 +218,124 @@ struct RouteChecker {
                 }
             }
         }
-        guard let path else { return nil }
-        return RouteMatch(path: path, method: method, headers: headers)
+        var model: String?
+        if let modelNode = fields["model"] {
+            if fields["grpc"] == nil {
+                scope.error(
+                    fields.keyNode("model") ?? modelNode,
+                    "'model' is only valid with 'grpc'; it matches the model name inside a gRPC message"
+                )
+            } else {
+                model = scope.name(modelNode, for: "'model'")
+            }
+        }
+        let match = path.map { RouteMatch(path: $0, method: method, headers: headers, grpc: grpc, model: model) }
+        return CheckedMatch(match: match, grpcNode: fields["grpc"], modelNode: fields["model"])
+    }
+
+    /// The route's protocol once `match.grpc` is taken into account: a gRPC route speaks its
+    /// service's protocol (the default when it names none), a REST route a REST protocol.
+    /// Reports a mismatch, an unknown service or method, and `match.model` on a method whose
+    /// requests carry no model name.
+    private func checkGRPC(
+        _ checked: CheckedMatch,
+        protocolNode: YAMLNode?,
+        wireProtocol: WireProtocol?
+    ) -> WireProtocol? {
+        let grpcProtocols = WireProtocol.allCases.filter(\.isGRPC)
+        guard let grpcNode = checked.grpcNode else {
+            if let wireProtocol, wireProtocol.isGRPC, let protocolNode {
+                scope.error(
+                    protocolNode,
+                    "protocol '\(wireProtocol.rawValue)' needs match.grpc; gRPC calls are matched by method (\(Syntax.grpcMethodShape)), not by path"
+                )
+            }
+            return wireProtocol
+        }
+        // A bad `grpc` value (reported): the protocol is unknown unless written, so that versions
+        // are not checked against the REST default.
+        guard let grpc = checked.match?.grpc else { return wireProtocol?.isGRPC == true ? wireProtocol : nil }
+        let served = WireProtocol.grpc(service: grpc.service)
+        let route: WireProtocol
+        if let protocolNode {
+            guard let wireProtocol else { return nil }
+            guard wireProtocol.isGRPC else {
+                scope.error(
+                    protocolNode,
+                    "protocol '\(wireProtocol.rawValue)' cannot serve match.grpc; expected one of: \(grpcProtocols.map(\.rawValue).joined(separator: ", "))"
+                )
+                return nil
+            }
+            route = wireProtocol
+        } else {
+            guard let served else {
+                let known = grpcProtocols.map { "\($0.grpcService!) (\($0.rawValue))" }
+                scope.error(
+                    grpcNode,
+                    "unknown gRPC service '\(grpc.service)'; expected \(known.joined(separator: " or "))"
+                )
+                return nil
+            }
+            route = served
+        }
+        let service = route.grpcService!
+        guard served == route else {
+            scope.error(
+                grpcNode,
+                "gRPC service '\(grpc.service)' is not served by protocol '\(route.rawValue)'; expected \(service)/METHOD or \(service)/*"
+            )
+            return nil
+        }
+        guard let method = grpc.method else { return route }
+        if route.grpcMethodsNotServed.contains(method) {
+            scope.error(
+                grpcNode,
+                "\(grpc) is not answered by the sidecar; expected one of: \(route.grpcMethods.joined(separator: ", ")) (or *)"
+            )
+        } else if !route.grpcMethods.contains(method) {
+            scope.error(
+                grpcNode,
+                "unknown method '\(method)' of \(service); expected one of: \(route.grpcMethods.joined(separator: ", ")) (or *)"
+            )
+        } else if route.grpcMethodsWithoutModel.contains(method), let modelNode = checked.modelNode {
+            scope.error(
+                modelNode,
+                "match.model never matches \(grpc): its requests name no model"
+            )
+        }
+        return route
+    }
+
+    /// Reports a version of the route's model that cannot answer a route speaking `route`
+    /// (SPEC §13): a `grpc://` version answers only gRPC routes of its own protocol; a REST
+    /// version of a gRPC route speaks that protocol's REST twin, translated both ways.
+    private func checkVersionProtocol(
+        _ spec: VersionSpec,
+        route routeName: String?,
+        speaking route: WireProtocol,
+        model: String,
+        at node: YAMLNode
+    ) {
+        guard case .remote(let remote) = spec.backend else { return }
+        let speaks = spec.wireProtocol(onRoute: route)
+        let who = routeName.map { "route '\($0)'" } ?? "the route"
+        let version = "version '\(spec.name)' of model '\(model)' (\(spec.location))"
+        if !route.isGRPC {
+            guard remote.isGRPC else { return }
+            scope.error(
+                node,
+                "\(who) speaks \(route.rawValue), but \(version) is a gRPC backend; a grpc:// or grpcs:// version answers only v2-grpc and tfserving-grpc routes"
+            )
+        } else if remote.isGRPC, speaks != route {
+            scope.error(
+                node,
+                "\(who) speaks \(route.rawValue), but \(version) speaks \(speaks.rawValue); a gRPC version speaks its route's protocol"
+            )
+        } else if !remote.isGRPC, speaks != route.restTwin {
+            scope.error(
+                node,
+                "\(who) speaks \(route.rawValue), but \(version) speaks \(speaks.rawValue); a REST version of a \(route.rawValue) route speaks \(route.restTwin.rawValue), translated both ways"
+            )
+        }
     }
 }

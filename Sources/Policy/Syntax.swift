@@ -5,8 +5,10 @@ enum Syntax {
     static let httpShape = "http://host[:port][/path]"
     static let httpsShape = "https://host[:port][/path]"
     static let unixShape = "unix:/abs/path.sock[:/path]"
+    static let grpcShape = "grpc://host:port"
+    static let grpcsShape = "grpcs://host[:port]"
     /// Every accepted URL shape, for a URL whose scheme is not one of them.
-    static let urlShape = "\(httpShape), \(httpsShape) or \(unixShape)"
+    static let urlShape = "\(httpShape), \(httpsShape), \(unixShape), \(grpcShape) or \(grpcsShape)"
     static let keySourceShape = "header:NAME, cookie:NAME, query:NAME or body:/json/pointer"
 
     /// An HTTP token (RFC 9110 `tchar`): method and header names.
@@ -16,6 +18,28 @@ enum Syntax {
                 (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
                     || "!#$%&'*+-.^_`|~".utf8.contains(c)
             }
+    }
+
+    static let grpcMethodShape = "package.Service/Method or package.Service/*"
+
+    /// `package.Service/Method` or `package.Service/*`: dot-separated protobuf identifiers
+    /// (`[A-Za-z_][A-Za-z0-9_]*`), a `/`, then an identifier or `*`. Nil when it has another shape.
+    static func grpcMethod(_ s: String) -> GRPCMethodMatch? {
+        let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return nil }
+        let names = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard names.allSatisfy(isIdentifier) else { return nil }
+        if parts[1] == "*" { return GRPCMethodMatch(service: String(parts[0]), method: nil) }
+        guard isIdentifier(parts[1]) else { return nil }
+        return GRPCMethodMatch(service: String(parts[0]), method: String(parts[1]))
+    }
+
+    /// A protobuf identifier: `[A-Za-z_][A-Za-z0-9_]*`.
+    private static func isIdentifier(_ s: Substring) -> Bool {
+        guard let first = s.utf8.first, first < 0x30 || first > 0x39 else { return false }
+        return s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x5F
+        }
     }
 
     /// `[a-z0-9_-]+`
@@ -59,25 +83,46 @@ enum Syntax {
         var path: String?
         /// `unix:` URLs: the socket's absolute path; host is `localhost` and port 0 then.
         var socketPath: String?
-        /// `https://` URLs.
+        /// `https://` and `grpcs://` URLs.
         var isTLS = false
+        /// `grpc://` and `grpcs://` URLs (SPEC §13).
+        var isGRPC = false
     }
 
-    /// `http://host[:port][/path]`, `https://host[:port][/path]`, `unix:/abs/path.sock` or
-    /// `unix:/abs/path.sock:/path`; the error says what is wrong.
+    /// `http://host[:port][/path]`, `https://host[:port][/path]`, `unix:/abs/path.sock`,
+    /// `unix:/abs/path.sock:/path`, `grpc://host:port` or `grpcs://host[:port]`; the error says
+    /// what is wrong.
+    ///
+    /// A `grpc://` URL must name its port: plaintext gRPC has no conventional one (Triton
+    /// listens on 8001, TF Serving on 8500, MLServer on 8081), so a default would be wrong more
+    /// often than right. `grpcs://` defaults to 443, as gRPC's own resolver and `https://` do.
+    /// Neither takes a path: a call keeps its `/package.Service/Method`.
     static func url(_ s: String) -> Result<URLParts, SyntaxError> {
         let lower = s.lowercased()
-        let isTLS = lower.hasPrefix("https://")
         if lower.hasPrefix("unix:") { return unixURL(s) }
+        let scheme: (name: String, isTLS: Bool, isGRPC: Bool, shape: String)
+        if lower.hasPrefix("https://") {
+            scheme = ("https://", true, false, httpsShape)
+        } else if lower.hasPrefix("http://") {
+            scheme = ("http://", false, false, httpShape)
+        } else if lower.hasPrefix("grpcs://") {
+            scheme = ("grpcs://", true, true, grpcsShape)
+        } else if lower.hasPrefix("grpc://") {
+            scheme = ("grpc://", false, true, grpcShape)
+        } else {
+            return .failure(
+                SyntaxError(
+                    "bad url '\(s)': the scheme must be http, https, unix, grpc or grpcs; expected \(urlShape)"
+                )
+            )
+        }
+        let isTLS = scheme.isTLS
         // Once the scheme is known, a message names that scheme's shape only.
-        let shape = isTLS ? httpsShape : httpShape
+        let shape = scheme.shape
         func bad(_ why: String) -> Result<URLParts, SyntaxError> {
             .failure(SyntaxError("bad url '\(s)': \(why); expected \(shape)"))
         }
-        guard isTLS || lower.hasPrefix("http://") else {
-            return .failure(SyntaxError("bad url '\(s)': the scheme must be http, https or unix; expected \(urlShape)"))
-        }
-        let rest = s.dropFirst(isTLS ? "https://".count : "http://".count)
+        let rest = s.dropFirst(scheme.name.count)
         if rest.contains("?") { return bad("a query is not allowed") }
         if rest.contains("#") { return bad("a fragment is not allowed") }
         if rest.contains(where: isSpaceOrControl) { return bad("spaces and control characters are not allowed") }
@@ -105,6 +150,12 @@ enum Syntax {
         {
             return bad("host '\(host)' is not a host name or address")
         }
+        if scheme.isGRPC, !path.isEmpty, path != "/" {
+            return bad("a path is not allowed; a gRPC call keeps its /package.Service/Method")
+        }
+        if scheme.isGRPC, !isTLS, portText == nil {
+            return bad("the port is missing; plaintext gRPC has no default port")
+        }
         var port = isTLS ? ConfigDefaults.httpsPort : ConfigDefaults.httpPort
         if let portText {
             guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy({ $0.isASCII && $0.isNumber }),
@@ -120,7 +171,8 @@ enum Syntax {
                 port: port,
                 path: path.isEmpty || path == "/" ? nil : path,
                 socketPath: nil,
-                isTLS: isTLS
+                isTLS: isTLS,
+                isGRPC: scheme.isGRPC
             )
         )
     }

@@ -120,6 +120,8 @@ public struct Decision: Sendable, CustomStringConvertible {
         case pinnedByPath(String)
         /// `version_from: header:…` and the header had this value.
         case pinnedByHeader(header: String, value: String)
+        /// `version_from: message` and the gRPC call's message asked for this version or label.
+        case pinnedByMessage(String)
         /// The split, by weighted rendezvous on this sticky key.
         case stickySplit(key: String, source: KeySource)
         /// The split, by a uniform bucket in 0..<10000 against the cumulative weights.
@@ -130,6 +132,7 @@ public struct Decision: Sendable, CustomStringConvertible {
             case .pinnedByRoute(let name): return "pinned by route: \(name)"
             case .pinnedByPath(let name): return "pinned by path: \(name)"
             case .pinnedByHeader(let header, let value): return "pinned by header \(header): \(value)"
+            case .pinnedByMessage(let name): return "pinned by message: \(name)"
             case .stickySplit(let key, let source):
                 return "split: sticky key '\(key)' (\(source)) by weighted rendezvous"
             case .randomSplit(let bucket, let why):
@@ -139,7 +142,7 @@ public struct Decision: Sendable, CustomStringConvertible {
 
         public var isPinned: Bool {
             switch self {
-            case .pinnedByRoute, .pinnedByPath, .pinnedByHeader: return true
+            case .pinnedByRoute, .pinnedByPath, .pinnedByHeader, .pinnedByMessage: return true
             case .stickySplit, .randomSplit: return false
             }
         }
@@ -202,7 +205,8 @@ public func effectiveSplit(_ policy: ModelPolicy, guards: GuardState) -> [SplitE
 /// Which version answers `request`, which shadow it, and why (SPEC §3 "Semantics").
 ///
 /// Routes are tried in order and the first match wins. A pinned request (route `version:`, path
-/// capture, `version_from` header present) goes to the version it names, never consults the split
+/// capture, `version_from` header present, or `version_from: message` and a non-empty version
+/// in the gRPC call's message) goes to the version it names, never consults the split
 /// and draws from `entropy` only to sample a shadow below 100 % when it has no sticky key: shadows
 /// copy all of the model's live traffic, pinned or not (as a route-level mirror would).
 /// Otherwise the split decides: by the sticky key when the policy has one and the request carries
@@ -436,6 +440,10 @@ private func pinnedName(
     case .header(let header):
         guard let value = request.header(header) else { return nil }
         return (value, .pinnedByHeader(header: header, value: value))
+    case .message:
+        // An empty version field is protobuf's "not set": the split decides then.
+        guard let name = request.grpc?.modelVersion, !name.isEmpty else { return nil }
+        return (name, .pinnedByMessage(name))
     }
 }
 

@@ -11,7 +11,10 @@ import Darwin
 /// The index of the first route of `routes` that `request` matches, and the template's captures.
 ///
 /// A route matches when its path matches, its method (if any) equals the request's upper-cased,
-/// and every header it lists has that exact value in its first occurrence.
+/// and every header it lists has that exact value in its first occurrence. A gRPC route
+/// (`match.grpc`) matches only a gRPC call (`request.grpc` set), by its `:path` (the method, or
+/// any method of the service for `Service/*`) and, with `match.model`, the message's model
+/// name; a REST route matches only a request that is not a gRPC call.
 func firstMatch(_ request: RequestFacts, in routes: [Route]) -> (index: Int, captures: [String: String])? {
     // By index: `enumerated()` would copy every Route it passes.
     for index in routes.indices {
@@ -24,6 +27,9 @@ func firstMatch(_ request: RequestFacts, in routes: [Route]) -> (index: Int, cap
 
 /// The captures when `request` matches `match` (empty unless the path is a template), else nil.
 func matches(_ request: RequestFacts, _ match: RouteMatch) -> [String: String]? {
+    // A gRPC call and a gRPC route find each other only (one nil check on the REST path).
+    if (match.grpc == nil) != (request.grpc == nil) { return nil }
+    if let model = match.model, request.grpc?.model != model { return nil }
     if let method = match.method, asciiUppercased(request.method) != method { return nil }
     for wanted in match.headers {
         guard request.header(wanted.name) == wanted.value else { return nil }

@@ -1,10 +1,15 @@
 public import Policy
 
 /// What routing may know about a request: its head, and a way to read a key from its JSON body.
+///
+/// A gRPC call (SPEC §13) is described with the same fields: `method` `POST`, `path` its
+/// `:path` (`/inference.GRPCInferenceService/ModelInfer`), `headers` its metadata, and `grpc`
+/// what its decoded message says. Only calls with `grpc` set match gRPC routes, and only
+/// requests without it match REST routes.
 public struct RequestFacts: Sendable {
     /// As sent (`POST`); compared upper-cased.
     public var method: String
-    /// The request target's path, without the query.
+    /// The request target's path, without the query; a gRPC call's `:path`.
     public var path: String
     /// The text after `?`, without it; nil when the target has none.
     public var query: String?
@@ -13,24 +18,46 @@ public struct RequestFacts: Sendable {
     /// Resolves a JSON pointer (RFC 6901) in the body to a key string; nil when the request has no
     /// JSON body. The sidecar supplies it and parses the body only if it is called.
     public var bodyKey: (@Sendable (String) -> String?)?
+    /// Set for a gRPC call, nil for a REST request (which costs nothing then).
+    public var grpc: GRPCCallFacts?
 
     public init(
         method: String,
         path: String,
         query: String? = nil,
         headers: [(name: String, value: String)] = [],
-        bodyKey: (@Sendable (String) -> String?)? = nil
+        bodyKey: (@Sendable (String) -> String?)? = nil,
+        grpc: GRPCCallFacts? = nil
     ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.bodyKey = bodyKey
+        self.grpc = grpc
     }
 
     /// The first value of the header `name` (any case), or nil when it is absent.
     public func header(_ name: String) -> String? {
         headers.first(where: { asciiCaseInsensitiveEquals($0.name, name) })?.value
+    }
+}
+
+/// What routing reads from a gRPC call's decoded request message: the model it names and the
+/// version it asks for. The sidecar decodes the message before deciding, and fills these.
+public struct GRPCCallFacts: Sendable, Hashable {
+    /// `model_name` (OIP v2 `ModelInferRequest`, `ModelMetadataRequest.name`,
+    /// `ModelReadyRequest.name`) or TF Serving's `model_spec.name`; nil for a call whose message
+    /// names none (`ServerLive`, `ServerReady`), which `match.model` never matches.
+    public var model: String?
+    /// `model_version` (OIP v2, `version` in the metadata and ready requests), or TF Serving's
+    /// `model_spec.version` (as decimal text) or `version_label`; nil or empty when the message
+    /// asks for none. Read by `version_from: message`.
+    public var modelVersion: String?
+
+    public init(model: String?, modelVersion: String? = nil) {
+        self.model = model
+        self.modelVersion = modelVersion
     }
 }
 

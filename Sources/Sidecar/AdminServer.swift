@@ -145,11 +145,13 @@ enum ConfigDocument {
         let routes: [JSON] = config.routes.map { route in
             var fields: [(String, JSON)] = [("name", .string(route.name))]
             switch route.match.path {
+            case _ where route.match.grpc != nil: fields.append(("grpc", .string("\(route.match.grpc!)")))
             case .exact(let p): fields.append(("path", .string(p)))
             case .prefix(let p): fields.append(("prefix", .string(p)))
             case .template(let t): fields.append(("template", .string(t.source)))
             }
             if let method = route.match.method { fields.append(("method", .string(method))) }
+            if let name = route.match.model { fields.append(("match_model", .string(name))) }
             if !route.match.headers.isEmpty {
                 fields.append(("headers", .fields(route.match.headers.map { ($0.name, .string($0.value)) })))
             }
@@ -159,6 +161,7 @@ enum ConfigDocument {
             case .fixed(let v): fields.append(("version", .string(v)))
             case .pathCapture(let c): fields.append(("version_from", .string("path:\(c)")))
             case .header(let h): fields.append(("version_from", .string("header:\(h)")))
+            case .message: fields.append(("version_from", .string("message")))
             case nil: break
             }
             return .fields(fields)

@@ -4,9 +4,10 @@ import Policy
 /// How bodies cross between what a route's client speaks and what a version speaks
 /// (SPEC §3 "Protocols", §9 "Protocols by default"). Pure functions of bytes and JSON.
 enum Protocols {
-    /// The protocol a version speaks: its own `protocol:`, else its route's.
+    /// The protocol a version speaks: its own `protocol:`, else its route's (a REST version of a
+    /// gRPC route: the REST twin, `VersionSpec.wireProtocol(onRoute:)`).
     static func versionProtocol(_ spec: VersionSpec, route: WireProtocol) -> WireProtocol {
-        spec.wireProtocol ?? route
+        spec.wireProtocol(onRoute: route)
     }
 
     /// Whether a request/response must be translated between the two: only between the two
@@ -63,13 +64,13 @@ enum Protocols {
         ignoring: Set<String>
     ) throws(ModelError) -> FeatureMatrix {
         switch route {
-        case .v2:
+        case .v2, .v2GRPC:
             return try OIPCodec.decodeInstances(
                 body,
                 featureNames: model.featureNames,
                 featureCount: model.featureCount
             )
-        case .tfserving, .json:
+        case .tfserving, .json, .tfservingGRPC:
             return try TFServingCodec.decodeInstances(
                 body,
                 featureNames: model.featureNames,
@@ -89,7 +90,7 @@ enum Protocols {
         id: String?
     ) throws(ModelError) -> [UInt8] {
         switch route {
-        case .v2:
+        case .v2, .v2GRPC:
             return try OIPCodec.encodeResponse(
                 predictions,
                 datatype: datatype,
@@ -97,7 +98,7 @@ enum Protocols {
                 modelVersion: version,
                 id: id
             )
-        case .tfserving, .json:
+        case .tfserving, .json, .tfservingGRPC:
             return TFServingCodec.encodePredictions(predictions)
         }
     }

@@ -103,7 +103,7 @@ enum CLI {
         #expect(
             r.stdout == """
                 policies/m.yaml:5:1: error: split weights sum to 90, expected 100
-                routes/r.yaml:3:24: error: unknown key 'methd' in match; expected one of: path, prefix, template, method, headers
+                routes/r.yaml:3:24: error: unknown key 'methd' in match; expected one of: path, prefix, template, grpc, method, headers, model
                 routes/r.yaml:4:12: error: unknown model 'nosuch'; expected one of: m
 
                 """

@@ -42,8 +42,8 @@ enum Fixtures {
 }
 
 @Test func everyInvalidClassHasAFixture() {
-    #expect(Fixtures.names("invalid").count >= 36)
-    #expect(Fixtures.names("valid") == ["full", "minimal", "transports"])
+    #expect(Fixtures.names("invalid").count >= 40)
+    #expect(Fixtures.names("valid") == ["full", "grpc", "minimal", "transports"])
 }
 
 @Test(arguments: Fixtures.names("invalid"))

@@ -42,6 +42,13 @@ private let longestSocketPath = "/run/" + String(repeating: "s", count: 97) + ".
         "unix:\(longestSocketPath)",
         Syntax.URLParts(host: "localhost", port: 0, path: nil, socketPath: longestSocketPath)
     ),
+    ("grpc://m.internal:9000", Syntax.URLParts(host: "m.internal", port: 9000, path: nil, isGRPC: true)),
+    ("GRPC://[::1]:8001/", Syntax.URLParts(host: "[::1]", port: 8001, path: nil, isGRPC: true)),
+    ("grpcs://m.internal", Syntax.URLParts(host: "m.internal", port: 443, path: nil, isTLS: true, isGRPC: true)),
+    (
+        "grpcs://m.internal:8443",
+        Syntax.URLParts(host: "m.internal", port: 8443, path: nil, isTLS: true, isGRPC: true)
+    ),
 ])
 func acceptedURL(text: String, expected: Syntax.URLParts) throws {
     let parts = try Syntax.url(text).get()
@@ -62,8 +69,20 @@ func acceptedURL(text: String, expected: Syntax.URLParts) throws {
         "bad url 'https://m.internal/x?y=1': a query is not allowed; expected https://host[:port][/path]"
     ),
     (
-        "grpc://m.internal:9000",
-        "bad url 'grpc://m.internal:9000': the scheme must be http, https or unix; expected http://host[:port][/path], https://host[:port][/path] or unix:/abs/path.sock[:/path]"
+        "grpc+tcp://m.internal:9000",
+        "bad url 'grpc+tcp://m.internal:9000': the scheme must be http, https, unix, grpc or grpcs; expected http://host[:port][/path], https://host[:port][/path], unix:/abs/path.sock[:/path], grpc://host:port or grpcs://host[:port]"
+    ),
+    (
+        "grpc://m.internal",
+        "bad url 'grpc://m.internal': the port is missing; plaintext gRPC has no default port; expected grpc://host:port"
+    ),
+    (
+        "grpc://m.internal:8001/inference.GRPCInferenceService/ModelInfer",
+        "bad url 'grpc://m.internal:8001/inference.GRPCInferenceService/ModelInfer': a path is not allowed; a gRPC call keeps its /package.Service/Method; expected grpc://host:port"
+    ),
+    (
+        "grpcs://m.internal:0",
+        "bad url 'grpcs://m.internal:0': port '0' is not a number in 1...65535; expected grpcs://host[:port]"
     ),
     (
         "unix:model.sock",

@@ -139,6 +139,11 @@ enum SchemaFiles {
                     version: candidate
                   - { name: b, match: { prefix: /b }, model: churn, version_from: header:x-v }
                   - { name: c, match: { template: "/c/{label}" }, model: churn }
+                  - name: d
+                    match: { grpc: inference.GRPCInferenceService/ModelInfer, model: churn, headers: { x-tenant: acme } }
+                    model: grpc-churn
+                    protocol: v2-grpc
+                    version_from: message
                 """,
             policy: """
                 model: churn
@@ -163,11 +168,18 @@ enum SchemaFiles {
                 """,
             files: ["policies/ca.pem", "policies/c.pem", "policies/k.pem", "policies/t.csv", "policies/l.json"]
         )
+        try """
+        model: grpc-churn
+        versions:
+          g: { url: "grpcs://127.0.0.1:8443", protocol: v2-grpc, tls: { server_name: model.svc } }
+        """.write(toFile: directory + "/policies/q.yaml", atomically: true, encoding: .utf8)
         if case .failure(let diagnostics) = ConfigLoader.load(directory: directory) {
             Issue.record("\(diagnostics.map(\.description))")
         }
         var used: Set<String> = []
-        for (kind, file) in [(ConfigFileKind.routes, "routes/r.yaml"), (.policy, "policies/p.yaml")] {
+        for (kind, file) in [
+            (ConfigFileKind.routes, "routes/r.yaml"), (.policy, "policies/p.yaml"), (.policy, "policies/q.yaml"),
+        ] {
             let json = try #require(SchemaFiles.json(yaml: try String(contentsOfFile: "\(directory)/\(file)")))
             #expect(JSONSchemaValidator.errors(json, against: ConfigCatalogue.schema(kind)) == [])
             Self.collectKeys(json, into: &used)
@@ -403,15 +415,45 @@ struct WrongCase: CustomTestStringConvertible, Sendable {
             name: "tls on http",
             kind: .policy,
             text: policyHead + "  v1: { url: \"http://127.0.0.1:9001\", tls: { server_name: a.svc } }\n",
-            schemaSays: "does not match ^[Hh][Tt][Tt][Pp][Ss]://",
-            loaderSays: "'tls' is only valid with an https:// url"
+            schemaSays: "does not match ^([Hh][Tt][Tt][Pp][Ss]|[Gg][Rr][Pp][Cc][Ss])://",
+            loaderSays: "'tls' is only valid with an https:// or grpcs:// url"
+        ),
+        WrongCase(
+            name: "a grpc method with a path",
+            kind: .routes,
+            text:
+                "routes:\n  - { name: churn, match: { grpc: /inference.GRPCInferenceService/ModelInfer }, model: churn }\n",
+            schemaSays: "'/inference.GRPCInferenceService/ModelInfer' does not match",
+            loaderSays: "bad grpc method '/inference.GRPCInferenceService/ModelInfer'"
+        ),
+        WrongCase(
+            name: "grpc with method",
+            kind: .routes,
+            text:
+                "routes:\n  - { name: churn, match: { grpc: inference.GRPCInferenceService/ModelInfer, method: POST }, model: churn }\n",
+            schemaSays: "must not match",
+            loaderSays: "'method' is not valid with 'grpc'"
+        ),
+        WrongCase(
+            name: "match.model without grpc",
+            kind: .routes,
+            text: "routes:\n  - { name: churn, match: { path: /p, model: churn }, model: churn }\n",
+            schemaSays: "'model' needs 'grpc'",
+            loaderSays: "'model' is only valid with 'grpc'"
+        ),
+        WrongCase(
+            name: "a grpc url without a port",
+            kind: .policy,
+            text: policyHead + "  v1: { url: \"grpc://127.0.0.1\" }\n",
+            schemaSays: "'grpc://127.0.0.1' does not match",
+            loaderSays: "the port is missing"
         ),
         WrongCase(
             name: "a bad url scheme",
             kind: .policy,
             text: policyHead + "  v1: { url: \"ftp://127.0.0.1:9001\" }\n",
             schemaSays: "'ftp://127.0.0.1:9001' does not match",
-            loaderSays: "the scheme must be http, https or unix"
+            loaderSays: "the scheme must be http, https, unix, grpc or grpcs"
         ),
         WrongCase(
             name: "split missing with two versions",
