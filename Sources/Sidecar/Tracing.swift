@@ -265,6 +265,7 @@ extension Decision.Reason {
         case .pinnedByRoute(let name): return ("pinned by route: ", name, "", "", "")
         case .pinnedByPath(let name): return ("pinned by path: ", name, "", "", "")
         case .pinnedByHeader(let header, let value): return ("pinned by header ", header, ": ", value, "")
+        case .pinnedByMessage(let name): return ("pinned by message: ", name, "", "", "")
         case .stickySplit(_, let source):
             let (kind, name) = source.parts
             return ("split: sticky key (", kind, name, ") by weighted rendezvous", "")
