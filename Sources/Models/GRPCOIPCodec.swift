@@ -62,7 +62,7 @@ public enum GRPCOIPCodec {
         inputs.reserveCapacity(message.inputs.count)
         for (k, input) in message.inputs.enumerated() {
             let label = "input '\(input.name)'"
-            if !raw.isEmpty, input.hasContents {
+            if !raw.isEmpty, hasValues(input.contents) {
                 throw .badRequest("\(label) has both contents and raw_input_contents; send one")
             }
             do {
@@ -172,7 +172,9 @@ public enum GRPCOIPCodec {
         do {
             return try Inference_ModelInferResponse(serializedBytes: bytes)
         } catch {
-            throw UpstreamResponseError("response message is not a valid inference.ModelInferResponse (protobuf: \(error))")
+            throw UpstreamResponseError(
+                "response message is not a valid inference.ModelInferResponse (protobuf: \(error))"
+            )
         }
     }
 
@@ -250,7 +252,9 @@ public enum GRPCOIPCodec {
         encoding: GRPCTensorEncoding
     ) throws(UpstreamResponseError) -> Inference_ModelInferResponse {
         guard case .object(let object) = body else {
-            throw UpstreamResponseError("v2 response body must be a JSON object with \"outputs\", got \(body.kindDescription)")
+            throw UpstreamResponseError(
+                "v2 response body must be a JSON object with \"outputs\", got \(body.kindDescription)"
+            )
         }
         guard case .array(let list)? = object["outputs"], !list.isEmpty else {
             throw UpstreamResponseError("v2 response has no \"outputs\" list of tensors")
@@ -402,6 +406,12 @@ public enum GRPCOIPCodec {
         return OIPTensor(name: name, datatype: datatype, tensor: NumericTensor(shape: shape, values: values))
     }
 
+    private static func hasValues(_ contents: Inference_InferTensorContents) -> Bool {
+        !(contents.boolContents.isEmpty && contents.intContents.isEmpty && contents.int64Contents.isEmpty
+            && contents.uintContents.isEmpty && contents.uint64Contents.isEmpty && contents.fp32Contents.isEmpty
+            && contents.fp64Contents.isEmpty && contents.bytesContents.isEmpty)
+    }
+
     /// The field of `InferTensorContents` that holds a datatype's elements.
     private static func contentsField(_ datatype: OIPDatatype) -> String {
         switch datatype {
@@ -435,15 +445,17 @@ public enum GRPCOIPCodec {
             throw TensorDataError("\(label): FP16 has no typed contents field; send it in raw_input_contents")
         }
         if let other = filled.first(where: { $0.0 != expected }) {
-            throw TensorDataError("\(label): datatype \(datatype.rawValue) takes \(expected), but the contents hold \(other.0)")
+            throw TensorDataError(
+                "\(label): datatype \(datatype.rawValue) takes \(expected), but the contents hold \(other.0)"
+            )
         }
         switch datatype {
         case .bool: return contents.boolContents.map { $0 ? 1 : 0 }
-        case .int8, .int16, .int32: return contents.intContents.map(Double.init)
-        case .int64: return contents.int64Contents.map(Double.init)
-        case .uint8, .uint16, .uint32: return contents.uintContents.map(Double.init)
-        case .uint64: return contents.uint64Contents.map(Double.init)
-        case .fp32: return contents.fp32Contents.map(Double.init)
+        case .int8, .int16, .int32: return contents.intContents.map { Double($0) }
+        case .int64: return contents.int64Contents.map { Double($0) }
+        case .uint8, .uint16, .uint32: return contents.uintContents.map { Double($0) }
+        case .uint64: return contents.uint64Contents.map { Double($0) }
+        case .fp32: return contents.fp32Contents.map { Double($0) }
         case .fp64: return contents.fp64Contents
         case .fp16, .bytes: return []
         }
@@ -506,11 +518,15 @@ public enum GRPCOIPCodec {
                 )
             case .uint8:
                 contents.uintContents.append(
-                    UInt32(try TensorData.integer(value, as: UInt8.self, datatype: datatype, index: index, label: label))
+                    UInt32(
+                        try TensorData.integer(value, as: UInt8.self, datatype: datatype, index: index, label: label)
+                    )
                 )
             case .uint16:
                 contents.uintContents.append(
-                    UInt32(try TensorData.integer(value, as: UInt16.self, datatype: datatype, index: index, label: label))
+                    UInt32(
+                        try TensorData.integer(value, as: UInt16.self, datatype: datatype, index: index, label: label)
+                    )
                 )
             case .uint32:
                 contents.uintContents.append(

@@ -180,7 +180,9 @@ public enum GRPCTFServingCodec {
     /// answering a REST client: one output is `{"predictions": nested values}`; several (with
     /// the same first dimension) are one object per row keyed by output name, as TF Serving
     /// writes row-format answers. DT_FLOAT values are the shortest decimal of the float.
-    public static func restRendering(of response: Tensorflow_Serving_PredictResponse) throws(UpstreamResponseError) -> JSON {
+    public static func restRendering(
+        of response: Tensorflow_Serving_PredictResponse
+    ) throws(UpstreamResponseError) -> JSON {
         let outputs = try outputTensors(response)
         func nested(_ output: OIPTensor) -> JSON {
             var tensor = output.tensor
@@ -363,14 +365,17 @@ public enum GRPCTFServingCodec {
         var values: [Double]
         let field: String
         switch datatype {
-        case .fp32: (values, field) = (proto.floatVal.map(Double.init), "float_val")
+        case .fp32: (values, field) = (proto.floatVal.map { Double($0) }, "float_val")
         case .fp64: (values, field) = (proto.doubleVal, "double_val")
-        case .int8, .int16, .int32, .uint8, .uint16: (values, field) = (proto.intVal.map(Double.init), "int_val")
-        case .int64: (values, field) = (proto.int64Val.map(Double.init), "int64_val")
-        case .uint32: (values, field) = (proto.uint32Val.map(Double.init), "uint32_val")
-        case .uint64: (values, field) = (proto.uint64Val.map(Double.init), "uint64_val")
+        case .int8, .int16, .int32, .uint8, .uint16: (values, field) = (proto.intVal.map { Double($0) }, "int_val")
+        case .int64: (values, field) = (proto.int64Val.map { Double($0) }, "int64_val")
+        case .uint32: (values, field) = (proto.uint32Val.map { Double($0) }, "uint32_val")
+        case .uint64: (values, field) = (proto.uint64Val.map { Double($0) }, "uint64_val")
         case .bool: (values, field) = (proto.boolVal.map { $0 ? 1 : 0 }, "bool_val")
-        case .fp16: (values, field) = (proto.halfVal.map { TensorData.halfToDouble(UInt16(truncatingIfNeeded: $0)) }, "half_val")
+        case .fp16:
+            (values, field) = (
+                proto.halfVal.map { TensorData.halfToDouble(UInt16(truncatingIfNeeded: $0)) }, "half_val"
+            )
         case .bytes: (values, field) = ([], "string_val")
         }
         if values.count == 1, count != 1 {
@@ -433,7 +438,9 @@ public enum GRPCTFServingCodec {
                 )
             case .uint16:
                 proto.intVal.append(
-                    Int32(try TensorData.integer(value, as: UInt16.self, datatype: datatype, index: index, label: label))
+                    Int32(
+                        try TensorData.integer(value, as: UInt16.self, datatype: datatype, index: index, label: label)
+                    )
                 )
             case .int64:
                 proto.int64Val.append(

@@ -75,17 +75,25 @@ enum TensorData {
                 case .bool: return raw[offset] != 0 ? 1 : 0
                 case .uint8: return Double(raw[offset])
                 case .int8: return Double(Int8(bitPattern: raw[offset]))
-                case .uint16: return Double(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-                case .int16: return Double(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int16.self)))
+                case .uint16:
+                    return Double(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+                case .int16:
+                    return Double(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int16.self)))
                 case .fp16:
-                    return halfToDouble(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-                case .uint32: return Double(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                case .int32: return Double(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+                    return halfToDouble(
+                        UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+                    )
+                case .uint32:
+                    return Double(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                case .int32:
+                    return Double(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
                 case .fp32:
                     let bits = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
                     return Double(Float(bitPattern: bits))
-                case .uint64: return Double(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
-                case .int64: return Double(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int64.self)))
+                case .uint64:
+                    return Double(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+                case .int64:
+                    return Double(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int64.self)))
                 case .fp64:
                     let bits = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
                     return Double(bitPattern: bits)
@@ -147,7 +155,9 @@ enum TensorData {
     /// A boolean element: 1 or 0.
     static func boolean(_ value: Double, index: Int, label: String) throws(TensorDataError) -> Bool {
         guard value == 0 || value == 1 else {
-            throw TensorDataError("\(label): element \(index) is \(JSON.number(value)); expected true or false for BOOL")
+            throw TensorDataError(
+                "\(label): element \(index) is \(JSON.number(value)); expected true or false for BOOL"
+            )
         }
         return value == 1
     }
@@ -164,15 +174,18 @@ enum TensorData {
         }
     }
 
-    /// The number a REST server prints for an element: FP32 (and FP16) data as the shortest
-    /// decimal that reads back as the same float, as `OIPCodec` writes it, so renderings compare
+    /// The number a REST server prints for an element: FP32 (and FP16) fractions as the shortest
+    /// decimal that reads back as the same float, as `OIPCodec` writes them, so renderings compare
     /// equal to the REST twin's; NaN is null.
     static func restNumber(_ value: Double, datatype: OIPDatatype) -> JSON {
         if value.isNaN { return .null }
         if datatype == .bool { return .bool(value != 0) }
         if datatype == .fp32 || datatype == .fp16 {
+            // The rule of `OIPCodec.writeElement`: fractions as the float's shortest text.
             let single = Float(value)
-            if single.isFinite, let shortest = Double(single.description) { return .number(shortest) }
+            if single.isFinite, single.rounded(.towardZero) != single, let shortest = Double(single.description) {
+                return .number(shortest)
+            }
         }
         return .number(value)
     }
