@@ -118,6 +118,7 @@ extension Worker {
                 seconds: Double(elapsed) / 1e9
             )
         }
+        accessLog?.shadow(exchange, run, result: result)
         compareReady(exchange)
     }
 

@@ -20,6 +20,8 @@ public final class Sidecar: @unchecked Sendable {
     /// The tripped set the workers last received (admin loop).
     private var publishedGuards = GuardState()
     let comparisonLog: ComparisonLog
+    /// Nil when `--access-log` is not given.
+    let accessLog: AccessLog?
 
     /// The first TCP data listener's port actually bound (useful with port 0); 0 when every data
     /// listener is a Unix socket.
@@ -52,8 +54,15 @@ public final class Sidecar: @unchecked Sendable {
         self.comparisonLog = comparisonLog
         // A start that fails below stops the log's writer thread; a started sidecar closes it
         // when it drains.
+        let accessLog = AccessLog(options: options, metrics: metrics, logger: logger)
+        self.accessLog = accessLog
         var started = false
-        defer { if !started { comparisonLog.close() } }
+        defer {
+            if !started {
+                comparisonLog.close()
+                accessLog?.close()
+            }
+        }
         let snapshot: ConfigSnapshot
         switch ConfigSnapshot.load(directory: options.configDirectory) {
         case .success(let s): snapshot = s
@@ -77,6 +86,7 @@ public final class Sidecar: @unchecked Sendable {
                 guardMonitor: guardMonitor
             )
             worker.guards = guards
+            worker.accessLog = accessLog.map(AccessLogger.init)
             workers.append(worker)
         }
         for address in options.listen {
@@ -186,6 +196,7 @@ public final class Sidecar: @unchecked Sendable {
         admin?.stop()
         for socket in unixSockets { socket.removeFile() }
         comparisonLog.close()
+        accessLog?.close()
         logger.info("stopped")
     }
 
