@@ -73,7 +73,8 @@ struct AccessEntry {
     var bytesOut: Int
     /// The remote version asked, if it is one.
     var upstream: RemoteBackend?
-    var durationNanoseconds: UInt64
+    /// Nil when the request was refused before it was read whole.
+    var durationNanoseconds: UInt64?
     /// Nil when no version was asked.
     var upstreamNanoseconds: UInt64?
     /// The version that failed before the fallback answered; empty when none did.
@@ -142,7 +143,7 @@ final class AccessLogger {
             append("null")
         }
         append(",\"duration_ms\":")
-        appendMilliseconds(e.durationNanoseconds)
+        if let duration = e.durationNanoseconds { appendMilliseconds(duration) } else { append("null") }
         append(",\"upstream_ms\":")
         if let upstream = e.upstreamNanoseconds { appendMilliseconds(upstream) } else { append("null") }
         append(",\"fallback\":")
@@ -158,9 +159,9 @@ final class AccessLogger {
         line.append(0x20)
         appendTextField(e.requestID)
         append(e.isShadow ? " shadow \"" : " live \"")
-        for byte in e.method.utf8 { appendTextEscaped(byte) }
+        appendTextField(e.method)
         line.append(0x20)
-        for byte in e.path.utf8 { appendTextEscaped(byte) }
+        appendTextField(e.path)
         append("\" ")
         appendDecimal(e.status)
         line.append(0x20)
@@ -178,7 +179,7 @@ final class AccessLogger {
         line.append(0x20)
         if let upstream = e.upstream { appendAddress(upstream, escape: appendTextEscaped) } else { line.append(0x2D) }
         line.append(0x20)
-        appendMilliseconds(e.durationNanoseconds)
+        if let duration = e.durationNanoseconds { appendMilliseconds(duration) } else { line.append(0x2D) }
         line.append(0x20)
         if let upstream = e.upstreamNanoseconds { appendMilliseconds(upstream) } else { line.append(0x2D) }
         line.append(0x20)
@@ -285,7 +286,7 @@ final class AccessLogger {
     }
 
     /// A text field, or `-` when `text` is empty.
-    private func appendTextField(_ text: String) {
+    private func appendTextField<S: StringProtocol>(_ text: S) {
         if text.isEmpty {
             line.append(0x2D)
             return
@@ -339,6 +340,31 @@ extension AccessLogger {
                 upstreamNanoseconds: upstreamNanoseconds,
                 fallback: exchange.failedVersion ?? "",
                 hasStickyKey: exchange.hasStickyKey
+            )
+        )
+    }
+
+    /// Logs a request the server refused before the worker saw it (`HTTPServer.onRefused`):
+    /// no route, no version, no duration; the method and path when its head was read.
+    func refused(_ request: RefusedRequest) {
+        write(
+            AccessEntry(
+                requestID: request.requestID,
+                route: "",
+                model: "",
+                version: "",
+                isShadow: false,
+                method: request.head?.method ?? "",
+                path: request.head?.path ?? "",
+                status: request.status,
+                errorCode: request.code,
+                bytesIn: 0,
+                bytesOut: request.bodyBytes,
+                upstream: nil,
+                durationNanoseconds: nil,
+                upstreamNanoseconds: nil,
+                fallback: "",
+                hasStickyKey: false
             )
         )
     }

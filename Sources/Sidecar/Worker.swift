@@ -95,6 +95,7 @@ final class Worker: @unchecked Sendable {
     private func adopt(_ server: HTTPServer) {
         let counter = metrics.sendTimeouts()
         server.onSendTimeout = { counter.increment() }
+        if let accessLog { server.onRefused = { accessLog.refused($0) } }
         servers.append(server)
     }
 

@@ -211,6 +211,46 @@ import Testing
         }
     }
 
+    /// Requests the server refuses before a worker sees them: a chunked body over
+    /// `--max-body-bytes` (its head was read: method and path are known) and a head that does
+    /// not parse.
+    @Test(arguments: ["body_too_large", "bad_request"])
+    func aRequestRefusedBeforeRoutingIsLogged(code: String) throws {
+        let config = try ProxyTests.remoteConfig(versions: [("v1", #"{ url: "http://127.0.0.1:\#(deadPort())" }"#)])
+        defer { config.remove() }
+        let directory = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/access.log"
+        let sidecar = try Self.sidecar(config, path: path) { $0.requestLimits.maxBodyBytes = 100 }
+        defer { sidecar.stop() }
+
+        let client = try #require(Client(port: sidecar.port))
+        if code == "body_too_large" {
+            // Chunked: the head is read whole, then the body outgrows the limit.
+            client.sendRaw(
+                "POST /v1/models/m:predict?token=s3cret HTTP/1.1\r\nhost: x\r\nx-request-id: big\r\n"
+                    + "transfer-encoding: chunked\r\n\r\nc8\r\n" + String(repeating: "7", count: 200) + "\r\n"
+            )
+        } else {
+            client.sendRaw("POST /a b c HTTP/1.1\r\nhost: x\r\n\r\n")
+        }
+        let response = try #require(client.readResponse())
+        #expect(response.json?["error"] as? String == code)
+        let line = try #require(try Self.records(Self.waitForLines(path, count: 1)).first)
+        #expect(line["error"] as? String == code)
+        #expect(line["status"] as? Int == response.status)
+        #expect(line["request_id"] as? String == response.header("x-request-id") ?? response.json?["request_id"] as? String)
+        #expect(line["bytes_out"] as? Int == response.body.count)
+        #expect(line["route"] is NSNull && line["version"] is NSNull && line["duration_ms"] is NSNull)
+        if code == "body_too_large" {
+            #expect(line["request_id"] as? String == "big")
+            #expect(line["method"] as? String == "POST")
+            #expect(line["path"] as? String == "/v1/models/m:predict")
+        } else {
+            #expect(line["method"] is NSNull && line["path"] is NSNull)
+        }
+    }
+
     /// An embedded model refusing a body that is not JSON: `bad_request`, no upstream address.
     @Test func anEmbeddedBadRequestIsLoggedWithoutAnUpstream() throws {
         let config = try EmbeddedTests.config()
