@@ -238,7 +238,7 @@ final class LogFileWriter: @unchecked Sendable {
         guard Glibc.rename(path, "\(path).1") == 0 || errno == ENOENT else {
             throw LogFileError(path: path, operation: "rename", code: errno)
         }
-        logger.info("\(name) rotated", metadata: ["path": "\(path)", "kept": "\(rotatedFiles)"])
+        logger.info("\(name) rotated", metadata: ["path": "\(path)", "kept": .stringConvertible(rotatedFiles)])
     }
 
     /// Appends `bytes` (whole records). When a write fails part-way, the unfinished record is cut

@@ -133,7 +133,7 @@ public final class Sidecar: @unchecked Sendable {
         Sidecar.log(openFileLimit, logger: logger)
         logger.info(
             "config loaded",
-            metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
+            metadata: ["generation": .stringConvertible(snapshot.generation), "summary": "\(snapshot.summary)"]
         )
         logWarnings(snapshot)
         started = true
@@ -146,12 +146,12 @@ public final class Sidecar: @unchecked Sendable {
         case .raised(let from, let to):
             logger.info(
                 "raised the open-file limit from \(from) to \(to)",
-                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: to))"]
+                metadata: ["reserved": .stringConvertible(OpenFileLimit.reserve(forLimit: to))]
             )
         case .alreadyAtHardLimit(let limit):
             logger.info(
                 "the open-file limit is already at the hard limit, \(limit)",
-                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: limit))"]
+                metadata: ["reserved": .stringConvertible(OpenFileLimit.reserve(forLimit: limit))]
             )
         case .failed(let why):
             logger.warning("could not raise the open-file limit", metadata: ["error": "\(why)"])
@@ -188,7 +188,7 @@ public final class Sidecar: @unchecked Sendable {
             metadata: [
                 "listen": "\(listenAddresses.map(\.description).joined(separator: ", "))",
                 "admin": "\(adminAddress)",
-                "workers": "\(workers.count)",
+                "workers": .stringConvertible(workers.count),
             ]
         )
         adminLoop.run()
@@ -254,7 +254,7 @@ public final class Sidecar: @unchecked Sendable {
                     worker.guards = guards
                 }
             }
-            logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(snapshot.generation)"])
+            logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": .stringConvertible(snapshot.generation)])
             logWarnings(snapshot)
             return .success(snapshot.generation)
         }
@@ -359,7 +359,7 @@ public final class Sidecar: @unchecked Sendable {
     private func beginDrain(signal name: String) {
         guard !state.isDraining else { return }
         state.setDraining()
-        logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": "\(options.drainTimeoutMilliseconds)"])
+        logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": .stringConvertible(options.drainTimeoutMilliseconds)])
         // The workers stop accepting on their own dups of the Unix sockets; closing the shared
         // descriptors as well makes new connections fail at once instead of waiting in the backlog.
         for socket in unixSockets { socket.close() }
@@ -373,7 +373,7 @@ public final class Sidecar: @unchecked Sendable {
                         worker.metrics.drainCut().increment(by: Int64(unfinished))
                         logger.warning(
                             "drain deadline passed: requests cut",
-                            metadata: ["worker": "\(worker.index)", "cut": "\(unfinished)"]
+                            metadata: ["worker": .stringConvertible(worker.index), "cut": .stringConvertible(unfinished)]
                         )
                     }
                     worker.loop.stop()

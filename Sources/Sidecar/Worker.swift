@@ -86,7 +86,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": .stringConvertible(index)])
         adopt(server)
         return server.port
     }
@@ -106,7 +106,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": .stringConvertible(index)])
         adopt(server)
     }
 
