@@ -1066,7 +1066,9 @@ final class ServerConnection {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         _ = write(status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), forceClose: true)
-        server?.onRefused?(RefusedRequest(status: status, code: code, requestID: id, head: request, bodyBytes: json.utf8.count))
+        server?.onRefused?(
+            RefusedRequest(status: status, code: code, requestID: id, head: request, bodyBytes: json.utf8.count)
+        )
         beginClosing()
     }
 

@@ -58,19 +58,19 @@ final class AccessLog: Sendable {
 
 /// One access log line's fields. Strings are empty when absent (written `null` or `-`).
 struct AccessEntry {
-    var requestID: String
-    var route: String
-    var model: String
-    var version: String
-    var isShadow: Bool
-    var method: String
+    var requestID = ""
+    var route = ""
+    var model = ""
+    var version = ""
+    var isShadow = false
+    var method = ""
     /// The request target's path, without the query (whose values may be keys or tokens).
-    var path: Substring
-    var status: Int
+    var path: Substring = ""
+    var status = 0
     /// The sidecar's own error code (SPEC §8); empty when a version answered.
-    var errorCode: String
-    var bytesIn: Int
-    var bytesOut: Int
+    var errorCode = ""
+    var bytesIn = 0
+    var bytesOut = 0
     /// The remote version asked, if it is one.
     var upstream: RemoteBackend?
     /// Nil when the request was refused before it was read whole.
@@ -78,8 +78,22 @@ struct AccessEntry {
     /// Nil when no version was asked.
     var upstreamNanoseconds: UInt64?
     /// The version that failed before the fallback answered; empty when none did.
-    var fallback: String
-    var hasStickyKey: Bool
+    var fallback = ""
+    var hasStickyKey = false
+
+    init() {}
+
+    /// What every line of `exchange` shares: the request, its routing, and its duration until `now`.
+    init(_ exchange: Exchange, now: UInt64) {
+        requestID = exchange.requestID
+        route = exchange.routeName
+        model = exchange.model
+        method = exchange.request.head.method
+        path = exchange.request.head.path
+        bytesIn = exchange.request.body.count
+        durationNanoseconds = now &- exchange.startNanoseconds
+        hasStickyKey = exchange.hasStickyKey
+    }
 }
 
 /// Formats a worker's access log lines with byte appends into one reused buffer (no
@@ -312,104 +326,56 @@ extension AccessLogger {
     /// the sidecar answered before a version was chosen.
     func live(_ exchange: Exchange, status: Int, version: String?) {
         let now = Monotonic.nanoseconds()
-        var upstream: RemoteBackend?
-        var upstreamNanoseconds: UInt64?
+        var entry = AccessEntry(exchange, now: now)
+        entry.status = status
+        entry.errorCode = exchange.errorCode ?? ""
+        entry.bytesOut = exchange.bytesOut
+        entry.fallback = exchange.failedVersion ?? ""
         if let version, exchange.isRouted {
+            entry.version = version
             if case .remote(let remote)? = exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex)?
                 .backend
             {
-                upstream = remote
+                entry.upstream = remote
             }
-            if exchange.attemptStartNanoseconds > 0 { upstreamNanoseconds = now &- exchange.attemptStartNanoseconds }
+            if exchange.attemptStartNanoseconds > 0 {
+                entry.upstreamNanoseconds = now &- exchange.attemptStartNanoseconds
+            }
         }
-        write(
-            AccessEntry(
-                requestID: exchange.requestID,
-                route: exchange.routeName,
-                model: exchange.model,
-                version: version ?? "",
-                isShadow: false,
-                method: exchange.request.head.method,
-                path: exchange.request.head.path,
-                status: status,
-                errorCode: exchange.errorCode ?? "",
-                bytesIn: exchange.request.body.count,
-                bytesOut: exchange.bytesOut,
-                upstream: upstream,
-                durationNanoseconds: now &- exchange.startNanoseconds,
-                upstreamNanoseconds: upstreamNanoseconds,
-                fallback: exchange.failedVersion ?? "",
-                hasStickyKey: exchange.hasStickyKey
-            )
-        )
+        write(entry)
     }
 
     /// Logs a request the server refused before the worker saw it (`HTTPServer.onRefused`):
     /// no route, no version, no duration; the method and path when its head was read.
     func refused(_ request: RefusedRequest) {
-        write(
-            AccessEntry(
-                requestID: request.requestID,
-                route: "",
-                model: "",
-                version: "",
-                isShadow: false,
-                method: request.head?.method ?? "",
-                path: request.head?.path ?? "",
-                status: request.status,
-                errorCode: request.code,
-                bytesIn: 0,
-                bytesOut: request.bodyBytes,
-                upstream: nil,
-                durationNanoseconds: nil,
-                upstreamNanoseconds: nil,
-                fallback: "",
-                hasStickyKey: false
-            )
-        )
+        var entry = AccessEntry()
+        entry.requestID = request.requestID
+        entry.method = request.head?.method ?? ""
+        entry.path = request.head?.path ?? ""
+        entry.status = request.status
+        entry.errorCode = request.code
+        entry.bytesOut = request.bodyBytes
+        write(entry)
     }
 
-    /// Logs a shadow copy that has finished (`Worker.shadowFinished`). Its `bytes_out` is the
-    /// size of the shadow's response body (never sent to the client); its duration runs from the
-    /// request's arrival, its upstream time from when the copy went out.
-    func shadow(_ exchange: Exchange, _ run: ShadowRun, result: Worker.VersionResult) {
+    /// Logs a shadow copy that has finished (`Worker.shadowFinished`) with `status`. Its
+    /// `bytes_out` is the size of the shadow's response body (never sent to the client); its
+    /// duration runs from the request's arrival, its upstream time from when the copy went out.
+    func shadow(_ exchange: Exchange, _ run: ShadowRun, status: Int, bytesOut: Int, result: Worker.VersionResult) {
         let now = Monotonic.nanoseconds()
-        let status: Int
-        let bytesOut: Int
-        let errorCode: String
+        var entry = AccessEntry(exchange, now: now)
+        entry.version = run.version
+        entry.isShadow = true
+        entry.status = status
+        entry.bytesOut = bytesOut
+        entry.upstreamNanoseconds = now &- run.startNanoseconds
+        if case .remote(let remote) = run.spec.backend { entry.upstream = remote }
         switch result {
-        case .answered(let reply):
-            status = reply.status
-            bytesOut = reply.body.count
-            errorCode = reply.errorCode ?? ""
-        case .failed(let error, let reply):
-            status = reply?.status ?? error.status
-            bytesOut = reply?.body.count ?? 0
-            // A backend's own 5xx is its answer, not the sidecar's error.
-            errorCode = reply == nil ? error.code : ""
+        case .answered(let reply): entry.errorCode = reply.errorCode ?? ""
+        // A backend's own 5xx is its answer, not the sidecar's error.
+        case .failed(let error, let reply): entry.errorCode = reply == nil ? error.code : ""
         }
-        var upstream: RemoteBackend?
-        if case .remote(let remote) = run.spec.backend { upstream = remote }
-        write(
-            AccessEntry(
-                requestID: exchange.requestID,
-                route: exchange.routeName,
-                model: exchange.model,
-                version: run.version,
-                isShadow: true,
-                method: exchange.request.head.method,
-                path: exchange.request.head.path,
-                status: status,
-                errorCode: errorCode,
-                bytesIn: exchange.request.body.count,
-                bytesOut: bytesOut,
-                upstream: upstream,
-                durationNanoseconds: now &- exchange.startNanoseconds,
-                upstreamNanoseconds: now &- run.startNanoseconds,
-                fallback: "",
-                hasStickyKey: exchange.hasStickyKey
-            )
-        )
+        write(entry)
     }
 }
 

@@ -159,7 +159,9 @@ final class LogFileWriter: @unchecked Sendable {
         do {
             var file = try self.file(for: path)
             try finish(file, path: path)
-            if maxFileBytes > 0, path != Self.standardOutput, let size = fileSize(file), size > 0, size + batch.bytes.count > maxFileBytes {
+            if maxFileBytes > 0, path != Self.standardOutput, let size = fileSize(file), size > 0,
+                size + batch.bytes.count > maxFileBytes
+            {
                 try rotate(path)
                 file = try self.file(for: path)
             }

@@ -254,7 +254,10 @@ public final class Sidecar: @unchecked Sendable {
                     worker.guards = guards
                 }
             }
-            logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": .stringConvertible(snapshot.generation)])
+            logger.info(
+                "config reloaded",
+                metadata: ["trigger": "\(trigger)", "generation": .stringConvertible(snapshot.generation)]
+            )
             logWarnings(snapshot)
             return .success(snapshot.generation)
         }
@@ -359,7 +362,10 @@ public final class Sidecar: @unchecked Sendable {
     private func beginDrain(signal name: String) {
         guard !state.isDraining else { return }
         state.setDraining()
-        logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": .stringConvertible(options.drainTimeoutMilliseconds)])
+        logger.info(
+            "draining",
+            metadata: ["signal": "\(name)", "timeout_ms": .stringConvertible(options.drainTimeoutMilliseconds)]
+        )
         // The workers stop accepting on their own dups of the Unix sockets; closing the shared
         // descriptors as well makes new connections fail at once instead of waiting in the backlog.
         for socket in unixSockets { socket.close() }
@@ -373,7 +379,9 @@ public final class Sidecar: @unchecked Sendable {
                         worker.metrics.drainCut().increment(by: Int64(unfinished))
                         logger.warning(
                             "drain deadline passed: requests cut",
-                            metadata: ["worker": .stringConvertible(worker.index), "cut": .stringConvertible(unfinished)]
+                            metadata: [
+                                "worker": .stringConvertible(worker.index), "cut": .stringConvertible(unfinished),
+                            ]
                         )
                     }
                     worker.loop.stop()

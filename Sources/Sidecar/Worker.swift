@@ -639,7 +639,11 @@ final class Worker: @unchecked Sendable {
     func errorReply(_ error: SidecarError, requestID: String) -> Reply {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        let reply = Reply(status: error.status, headers: headers, body: ByteBuffer(bytes: error.body(requestID: requestID)))
+        let reply = Reply(
+            status: error.status,
+            headers: headers,
+            body: ByteBuffer(bytes: error.body(requestID: requestID))
+        )
         reply.errorCode = error.code
         return reply
     }

@@ -146,7 +146,13 @@ import Testing
         defer { sidecar.stop() }
 
         let response = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", headers: [("x-request-id", "fb")], body: "{}")
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/m:predict",
+                headers: [("x-request-id", "fb")],
+                body: "{}"
+            )
         )
         #expect(response.status == 200)
         let line = try Self.record(try Self.records(Self.waitForLines(path, count: 1)), id: "fb")
@@ -239,7 +245,9 @@ import Testing
         let line = try #require(try Self.records(Self.waitForLines(path, count: 1)).first)
         #expect(line["error"] as? String == code)
         #expect(line["status"] as? Int == response.status)
-        #expect(line["request_id"] as? String == response.header("x-request-id") ?? response.json?["request_id"] as? String)
+        #expect(
+            line["request_id"] as? String == response.header("x-request-id") ?? response.json?["request_id"] as? String
+        )
         #expect(line["bytes_out"] as? Int == response.body.count)
         #expect(line["route"] is NSNull && line["version"] is NSNull && line["duration_ms"] is NSNull)
         if code == "body_too_large" {
@@ -315,7 +323,13 @@ import Testing
         defer { sidecar.stop() }
 
         let ok = try #require(
-            httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict?x=1", headers: [("x-request-id", "t1")], body: "{}")
+            httpRequest(
+                port: sidecar.port,
+                "POST",
+                "/v1/models/m:predict?x=1",
+                headers: [("x-request-id", "t1")],
+                body: "{}"
+            )
         )
         _ = try #require(httpRequest(port: sidecar.port, "GET", "/no%20where", headers: [("x-request-id", "t2")]))
         let lines = Self.waitForLines(path, count: 2)
@@ -326,7 +340,8 @@ import Testing
         #expect(Self.isTimestamp(first[0]))
         #expect(
             Array(first[1...12]) == [
-                "t1", "live", "\"POST", "/v1/models/m:predict\"", "200", "-", "2", "\(ok.body.count)", "main", "m", "v1",
+                "t1", "live", "\"POST", "/v1/models/m:predict\"", "200", "-", "2", "\(ok.body.count)", "main", "m",
+                "v1",
                 "127.0.0.1:\(live.port)",
             ]
         )
@@ -395,7 +410,11 @@ import Testing
         let sidecar = try Self.sidecar(config, path: directory + "/file/access.log")
         defer { sidecar.stop() }
 
-        let before = metricValue(ShadowTests.metrics(sidecar), "switchyard_access_log_records_dropped_total", ["reason": "write_failed"])
+        let before = metricValue(
+            ShadowTests.metrics(sidecar),
+            "switchyard_access_log_records_dropped_total",
+            ["reason": "write_failed"]
+        )
         #expect(before == 0)
         for _ in 0..<3 { _ = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")) }
         #expect(
