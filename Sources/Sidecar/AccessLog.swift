@@ -101,34 +101,64 @@ struct AccessEntry {
 /// its loop thread only.
 final class AccessLogger {
     let log: AccessLog
-    private var line: [UInt8] = []
+    // `@exclusivity(unchecked)`: the worker's loop thread only, one line at a time.
+    /// The last line's buffer, kept for its capacity.
+    @exclusivity(unchecked) private var spare: [UInt8] = []
     /// The wall-clock second `secondPrefix` was made for.
-    private var cachedSecond = Int64.min
+    @exclusivity(unchecked) private var cachedSecond = Int64.min
     /// `2026-12-03T12:41:23.`: the timestamp up to its milliseconds, remade once per second.
-    private var secondPrefix: [UInt8] = []
+    @exclusivity(unchecked) private var secondPrefix: [UInt8] = []
 
     init(log: AccessLog) {
         self.log = log
-        line.reserveCapacity(512)
+        spare.reserveCapacity(512)
     }
 
     /// Formats and queues one line.
     func write(_ entry: AccessEntry) {
-        line.removeAll(keepingCapacity: true)
+        // The line is built in a local value (a field of this class would be checked for
+        // exclusive access at every byte appended), then its buffer is kept for the next one.
+        var line = LineBuilder(bytes: spare)
+        spare = []
+        line.bytes.removeAll(keepingCapacity: true)
+        appendTime(to: &line)
         switch log.format {
-        case .json: appendJSON(entry)
-        case .text: appendText(entry)
+        case .json: line.appendJSON(entry)
+        case .text: line.appendText(entry)
         }
-        line.append(0x0A)
-        log.append(line)
+        line.bytes.append(0x0A)
+        log.append(line.bytes)
+        spare = line.bytes
     }
 
-    // MARK: Formats
+    /// RFC 3339 UTC with milliseconds, from `CLOCK_REALTIME`; the part up to the seconds is
+    /// remade only when the second changes. JSON lines open with it too (`{"time":"` first).
+    private func appendTime(to line: inout LineBuilder) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let second = Int64(now.tv_sec)
+        if second != cachedSecond {
+            cachedSecond = second
+            // `…:SS.000Z` without its last four bytes.
+            secondPrefix = Array(RFC3339.format(millisecondsSinceEpoch: second * 1000).utf8.dropLast(4))
+        }
+        if log.format == .json { line.append("{\"time\":\"") }
+        line.bytes.append(contentsOf: secondPrefix)
+        let milliseconds = Int(now.tv_nsec) / 1_000_000
+        line.bytes.append(0x30 + UInt8(milliseconds / 100))
+        line.bytes.append(0x30 + UInt8(milliseconds / 10 % 10))
+        line.bytes.append(0x30 + UInt8(milliseconds % 10))
+        line.bytes.append(0x5A)
+        if log.format == .json { line.bytes.append(0x22) }
+    }
+}
 
-    private func appendJSON(_ e: AccessEntry) {
-        append("{\"time\":\"")
-        appendTime()
-        append("\",\"request_id\":")
+/// One access log line under construction: the fields of an `AccessEntry` after its timestamp.
+struct LineBuilder {
+    var bytes: [UInt8]
+
+    mutating func appendJSON(_ e: AccessEntry) {
+        append(",\"request_id\":")
         appendJSONString(e.requestID)
         append(",\"route\":")
         appendJSONString(e.route)
@@ -150,9 +180,9 @@ final class AccessLogger {
         appendDecimal(e.bytesOut)
         append(",\"upstream\":")
         if let upstream = e.upstream {
-            line.append(0x22)
-            appendAddress(upstream, escape: appendJSONEscaped)
-            line.append(0x22)
+            bytes.append(0x22)
+            appendAddress(upstream, json: true)
+            bytes.append(0x22)
         } else {
             append("null")
         }
@@ -168,157 +198,150 @@ final class AccessLogger {
     /// `TIME REQUEST_ID ROLE "METHOD PATH" STATUS ERROR BYTES_IN BYTES_OUT ROUTE MODEL VERSION
     /// UPSTREAM DURATION_MS UPSTREAM_MS FALLBACK STICKY_KEY`; no field holds a space (bytes
     /// outside printable ASCII, `"` and `\` are written `\xHH`, as nginx does).
-    private func appendText(_ e: AccessEntry) {
-        appendTime()
-        line.append(0x20)
+    mutating func appendText(_ e: AccessEntry) {
+        bytes.append(0x20)
         appendTextField(e.requestID)
         append(e.isShadow ? " shadow \"" : " live \"")
         appendTextField(e.method)
-        line.append(0x20)
+        bytes.append(0x20)
         appendTextField(e.path)
         append("\" ")
         appendDecimal(e.status)
-        line.append(0x20)
+        bytes.append(0x20)
         appendTextField(e.errorCode)
-        line.append(0x20)
+        bytes.append(0x20)
         appendDecimal(e.bytesIn)
-        line.append(0x20)
+        bytes.append(0x20)
         appendDecimal(e.bytesOut)
-        line.append(0x20)
+        bytes.append(0x20)
         appendTextField(e.route)
-        line.append(0x20)
+        bytes.append(0x20)
         appendTextField(e.model)
-        line.append(0x20)
+        bytes.append(0x20)
         appendTextField(e.version)
-        line.append(0x20)
-        if let upstream = e.upstream { appendAddress(upstream, escape: appendTextEscaped) } else { line.append(0x2D) }
-        line.append(0x20)
-        if let duration = e.durationNanoseconds { appendMilliseconds(duration) } else { line.append(0x2D) }
-        line.append(0x20)
-        if let upstream = e.upstreamNanoseconds { appendMilliseconds(upstream) } else { line.append(0x2D) }
-        line.append(0x20)
+        bytes.append(0x20)
+        if let upstream = e.upstream { appendAddress(upstream, json: false) } else { bytes.append(0x2D) }
+        bytes.append(0x20)
+        if let duration = e.durationNanoseconds { appendMilliseconds(duration) } else { bytes.append(0x2D) }
+        bytes.append(0x20)
+        if let upstream = e.upstreamNanoseconds { appendMilliseconds(upstream) } else { bytes.append(0x2D) }
+        bytes.append(0x20)
         appendTextField(e.fallback)
         append(e.hasStickyKey ? " true" : " false")
     }
 
-    // MARK: Pieces
-
-    private func append(_ text: StaticString) {
-        line.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    mutating func append(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// RFC 3339 UTC with milliseconds, from `CLOCK_REALTIME`; the part up to the seconds is
-    /// remade only when the second changes.
-    private func appendTime() {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let second = Int64(now.tv_sec)
-        if second != cachedSecond {
-            cachedSecond = second
-            // `…:SS.000Z` without its last four bytes.
-            secondPrefix = Array(RFC3339.format(millisecondsSinceEpoch: second * 1000).utf8.dropLast(4))
-        }
-        line.append(contentsOf: secondPrefix)
-        let milliseconds = Int(now.tv_nsec) / 1_000_000
-        line.append(0x30 + UInt8(milliseconds / 100))
-        line.append(0x30 + UInt8(milliseconds / 10 % 10))
-        line.append(0x30 + UInt8(milliseconds % 10))
-        line.append(0x5A)
+    mutating func appendDecimal(_ value: Int) {
+        if value < 0 { bytes.append(0x2D) }
+        appendDecimal(UInt64(value.magnitude))
     }
 
-    private func appendDecimal(_ value: Int) {
-        if value < 0 {
-            line.append(0x2D)
-            appendDecimal(UInt64(value.magnitude))
-        } else {
-            appendDecimal(UInt64(value))
-        }
-    }
-
-    private func appendDecimal(_ value: UInt64) {
+    mutating func appendDecimal(_ value: UInt64) {
         if value < 10 {
-            line.append(0x30 + UInt8(value))
+            bytes.append(0x30 + UInt8(value))
             return
         }
-        let start = line.count
+        let start = bytes.count
         var rest = value
         while rest > 0 {
-            line.append(0x30 + UInt8(rest % 10))
+            bytes.append(0x30 + UInt8(rest % 10))
             rest /= 10
         }
-        line[start...].reverse()
+        bytes[start...].reverse()
     }
 
     /// Milliseconds with three decimals (microseconds): `12.345`.
-    private func appendMilliseconds(_ nanoseconds: UInt64) {
+    mutating func appendMilliseconds(_ nanoseconds: UInt64) {
         let microseconds = nanoseconds / 1_000
         appendDecimal(microseconds / 1_000)
-        line.append(0x2E)
+        bytes.append(0x2E)
         let fraction = microseconds % 1_000
-        line.append(0x30 + UInt8(fraction / 100))
-        line.append(0x30 + UInt8(fraction / 10 % 10))
-        line.append(0x30 + UInt8(fraction % 10))
+        bytes.append(0x30 + UInt8(fraction / 100))
+        bytes.append(0x30 + UInt8(fraction / 10 % 10))
+        bytes.append(0x30 + UInt8(fraction % 10))
     }
 
-    /// `host:port` (`[v6]:port`) or the Unix socket's path.
-    private func appendAddress(_ remote: RemoteBackend, escape: (UInt8) -> Void) {
+    /// `host:port` (`[v6]:port`) or the Unix socket's path, escaped for JSON or for text.
+    mutating func appendAddress(_ remote: RemoteBackend, json: Bool) {
         if let socketPath = remote.socketPath {
-            for byte in socketPath.utf8 { escape(byte) }
+            if json { appendJSONEscaped(socketPath) } else { appendTextEscaped(socketPath) }
             return
         }
         let isV6 = remote.host.utf8.contains(0x3A)
-        if isV6 { line.append(0x5B) }
-        for byte in remote.host.utf8 { escape(byte) }
-        if isV6 { line.append(0x5D) }
-        line.append(0x3A)
+        if isV6 { bytes.append(0x5B) }
+        if json { appendJSONEscaped(remote.host) } else { appendTextEscaped(remote.host) }
+        if isV6 { bytes.append(0x5D) }
+        bytes.append(0x3A)
         appendDecimal(remote.port)
     }
 
     /// A JSON string, or `null` when `text` is empty.
-    private func appendJSONString<S: StringProtocol>(_ text: S) {
+    mutating func appendJSONString<S: StringProtocol>(_ text: S) {
         if text.isEmpty {
             append("null")
             return
         }
-        line.append(0x22)
-        for byte in text.utf8 { appendJSONEscaped(byte) }
-        line.append(0x22)
-    }
-
-    private func appendJSONEscaped(_ byte: UInt8) {
-        switch byte {
-        case 0x22, 0x5C:
-            line.append(0x5C)
-            line.append(byte)
-        case ..<0x20:
-            append("\\u00")
-            line.append(Self.hexDigits[Int(byte >> 4)])
-            line.append(Self.hexDigits[Int(byte & 0x0F)])
-        default:
-            line.append(byte)
-        }
+        bytes.append(0x22)
+        appendJSONEscaped(text)
+        bytes.append(0x22)
     }
 
     /// A text field, or `-` when `text` is empty.
-    private func appendTextField<S: StringProtocol>(_ text: S) {
+    mutating func appendTextField<S: StringProtocol>(_ text: S) {
         if text.isEmpty {
-            line.append(0x2D)
-            return
-        }
-        for byte in text.utf8 { appendTextEscaped(byte) }
-    }
-
-    private func appendTextEscaped(_ byte: UInt8) {
-        if byte <= 0x20 || byte >= 0x7F || byte == 0x22 || byte == 0x5C {
-            append("\\x")
-            line.append(Self.hexDigits[Int(byte >> 4)])
-            line.append(Self.hexDigits[Int(byte & 0x0F)])
+            bytes.append(0x2D)
         } else {
-            line.append(byte)
+            appendTextEscaped(text)
         }
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789ABCDEF".utf8)
+    /// `"` and `\` backslash-escaped, control bytes as `\u00HH`; the rest as it is.
+    mutating func appendJSONEscaped<S: StringProtocol>(_ text: S) {
+        appendEscaped(text, isPlain: { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C }) { builder, byte in
+            builder.bytes.append(0x5C)
+            if byte < 0x20 {
+                builder.append("u00")
+                builder.appendHex(byte)
+            } else {
+                builder.bytes.append(byte)
+            }
+        }
+    }
+
+    /// Printable ASCII but `"` and `\` as it is; every other byte (space included) `\xHH`.
+    mutating func appendTextEscaped<S: StringProtocol>(_ text: S) {
+        appendEscaped(text, isPlain: { $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) { builder, byte in
+            builder.append("\\x")
+            builder.appendHex(byte)
+        }
+    }
+
+    /// Appends `text`'s UTF-8: in one copy when every byte `isPlain` (names, ids and paths
+    /// almost always are), else byte by byte with `escape` for the others.
+    private mutating func appendEscaped<S: StringProtocol>(
+        _ text: S,
+        isPlain: (UInt8) -> Bool,
+        escape: (inout LineBuilder, UInt8) -> Void
+    ) {
+        let copied: Bool? = text.utf8.withContiguousStorageIfAvailable { utf8 in
+            guard utf8.allSatisfy(isPlain) else { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if copied == true { return }
+        for byte in text.utf8 {
+            if isPlain(byte) { bytes.append(byte) } else { escape(&self, byte) }
+        }
+    }
+
+    private mutating func appendHex(_ byte: UInt8) {
+        let digits: StaticString = "0123456789ABCDEF"
+        bytes.append(digits.utf8Start[Int(byte >> 4)])
+        bytes.append(digits.utf8Start[Int(byte & 0x0F)])
+    }
 }
 
 extension AccessLogger {

@@ -49,6 +49,12 @@ final class LogFileWriter: @unchecked Sendable {
     /// Rotated files kept beside the current one.
     private let rotatedFiles: Int
     private var files: [String: OpenFile] = [:]
+    /// The batches written last, emptied: the next flush swaps them in for `pending`, so that a
+    /// busy log fills buffers that have grown already instead of growing new ones each time
+    /// (writer thread; handed over under the lock).
+    private var spareBatches: [String: Batch] = [:]
+    /// A spare buffer is kept up to this size (a busy access log's flush; bursts are freed).
+    private static let spareCapacityBytes = 4 << 20
     private var failing: Set<String> = []
     /// Files left ending in part of a record because cutting it off failed too: the bytes to
     /// cut before the next write to the path (writer thread).
@@ -62,6 +68,12 @@ final class LogFileWriter: @unchecked Sendable {
         mutating func append(_ line: [UInt8]) {
             bytes.append(contentsOf: line)
             records += 1
+        }
+
+        /// No records; the buffer is kept if it holds at most `limit` bytes.
+        mutating func empty(keepingUpTo limit: Int) {
+            if bytes.capacity <= limit { bytes.removeAll(keepingCapacity: true) } else { bytes = [] }
+            records = 0
         }
     }
 
@@ -136,12 +148,16 @@ final class LogFileWriter: @unchecked Sendable {
         while true {
             condition.lock()
             if !closed { _ = condition.wait(until: Date().addingTimeInterval(flushIntervalSeconds)) }
-            let batch = pending
+            var batch = pending
             let isClosing = closed
-            pending = [:]
+            pending = spareBatches
             pendingBytes = 0
             condition.unlock()
-            for (path, queued) in batch.sorted(by: { $0.key < $1.key }) { write(queued, to: path) }
+            for (path, queued) in batch.sorted(by: { $0.key < $1.key }) where queued.records > 0 {
+                write(queued, to: path)
+            }
+            for path in batch.keys { batch[path]?.empty(keepingUpTo: Self.spareCapacityBytes) }
+            spareBatches = batch
             if isClosing {
                 for (path, file) in files where path != Self.standardOutput { Glibc.close(file.descriptor) }
                 files = [:]
