@@ -300,23 +300,31 @@ struct LineBuilder {
 
     /// `"` and `\` backslash-escaped, control bytes as `\u00HH`; the rest as it is.
     mutating func appendJSONEscaped<S: StringProtocol>(_ text: S) {
-        appendEscaped(text, isPlain: { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C }) { builder, byte in
-            builder.bytes.append(0x5C)
-            if byte < 0x20 {
-                builder.append("u00")
-                builder.appendHex(byte)
-            } else {
-                builder.bytes.append(byte)
+        appendEscaped(
+            text,
+            isPlain: { $0 >= 0x20 && $0 != 0x22 && $0 != 0x5C },
+            escape: { builder, byte in
+                builder.bytes.append(0x5C)
+                if byte < 0x20 {
+                    builder.append("u00")
+                    builder.appendHex(byte)
+                } else {
+                    builder.bytes.append(byte)
+                }
             }
-        }
+        )
     }
 
     /// Printable ASCII but `"` and `\` as it is; every other byte (space included) `\xHH`.
     mutating func appendTextEscaped<S: StringProtocol>(_ text: S) {
-        appendEscaped(text, isPlain: { $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) { builder, byte in
-            builder.append("\\x")
-            builder.appendHex(byte)
-        }
+        appendEscaped(
+            text,
+            isPlain: { $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C },
+            escape: { builder, byte in
+                builder.append("\\x")
+                builder.appendHex(byte)
+            }
+        )
     }
 
     /// Appends `text`'s UTF-8: in one copy when every byte `isPlain` (names, ids and paths
