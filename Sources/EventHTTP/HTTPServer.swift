@@ -50,6 +50,18 @@ public struct ServerOptions: Sendable {
 }
 
 /// A whole request: head and de-chunked body.
+/// A request the server refused itself (`HTTPServer.onRefused`).
+public struct RefusedRequest {
+    public var status: Int
+    /// The error code answered (`bad_request`, `body_too_large`, `request_timeout`, ...).
+    public var code: String
+    public var requestID: String
+    /// The request's head, when it was read whole.
+    public var head: RequestHead?
+    /// The error body's size.
+    public var bodyBytes: Int
+}
+
 public struct ServerRequest {
     public var head: RequestHead
     /// The payload (after de-chunking), moved out of the connection's input.
@@ -228,6 +240,10 @@ public final class HTTPServer {
     /// Called on the loop thread each time a connection is closed because its client took no
     /// response bytes for `sendTimeoutMilliseconds`.
     public var onSendTimeout: (() -> Void)?
+
+    /// Called on the loop thread for each request the server answers itself with an error, never
+    /// handing it to the handler (malformed, too large, too slow): what an access log needs of it.
+    public var onRefused: ((RefusedRequest) -> Void)?
 
     /// Open client connections.
     public var openConnections: Int { connections.count }
@@ -749,14 +765,14 @@ final class ServerConnection {
                 status: 408,
                 code: "request_timeout",
                 detail: "the request head did not arrive within \(options.headerTimeoutMilliseconds) ms",
-                requestID: nil
+                request: nil
             )
         case (.body, .readingBody):
             sendError(
                 status: 408,
                 code: "request_timeout",
                 detail: "the request body did not arrive within \(options.bodyTimeoutMilliseconds) ms",
-                requestID: head?.headers.first(name: "x-request-id")
+                request: head
             )
         case (.linger, .closing), (.linger, .lingering), (.idle, .awaitingHead):
             close()
@@ -884,7 +900,7 @@ final class ServerConnection {
             headIncomplete()
             return false
         case .failure(let error):
-            sendError(status: error.status, code: error.code, detail: error.detail, requestID: nil)
+            sendError(status: error.status, code: error.code, detail: error.detail, request: nil)
             return false
         case .complete(let head, let consumed):
             headReader.consume(consumed, from: socket.input)
@@ -919,7 +935,7 @@ final class ServerConnection {
                     status: 413,
                     code: "body_too_large",
                     detail: "Content-Length \(length) exceeds the limit of \(limits.maxBodyBytes) bytes",
-                    requestID: head.headers.first(name: "x-request-id")
+                    request: head
                 )
                 return false
             }
@@ -930,7 +946,7 @@ final class ServerConnection {
                 status: 400,
                 code: "bad_request",
                 detail: "a request body cannot be delimited by closing the connection",
-                requestID: head.headers.first(name: "x-request-id")
+                request: head
             )
             return false
         }
@@ -979,7 +995,7 @@ final class ServerConnection {
                 status: error.status,
                 code: error.code,
                 detail: error.detail,
-                requestID: head?.headers.first(name: "x-request-id")
+                request: head
             )
             return false
         case .success:
@@ -1040,14 +1056,19 @@ final class ServerConnection {
     }
 
     /// A JSON error (SPEC §8) that ends the connection.
-    private func sendError(status: Int, code: String, detail: String, requestID: String?) {
-        let id = requestID ?? System.randomHexID()
+    /// Answers an error the server finds itself; `request` is the head of the request refused,
+    /// when it was read.
+    private func sendError(status: Int, code: String, detail: String, request: RequestHead?) {
+        let id = request?.headers.first(name: "x-request-id") ?? System.randomHexID()
         let json =
             "{\"error\":\"\(jsonEscaped(code))\",\"detail\":\"\(jsonEscaped(detail))\","
             + "\"request_id\":\"\(jsonEscaped(id))\"}"
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
         _ = write(status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), forceClose: true)
+        server?.onRefused?(
+            RefusedRequest(status: status, code: code, requestID: id, head: request, bodyBytes: json.utf8.count)
+        )
         beginClosing()
     }
 

@@ -207,6 +207,18 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    /// Access log records lost, one each: `queue_full` (refused by the in-memory bound) or
+    /// `write_failed` (not written whole: a disk error, or a file that could not be opened).
+    func accessLogRecordsDropped(reason: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_access_log_records_dropped_total",
+                "Access log records lost, each counted once: reason write_failed (not written whole) or queue_full."
+            ),
+            labels: [("reason", reason)]
+        )
+    }
+
     func acceptErrors(reason: String) -> Counter {
         registry.makeCounter(
             descriptor: Self.named(

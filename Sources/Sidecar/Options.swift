@@ -76,6 +76,15 @@ public struct SidecarOptions: Sendable {
     public var comparisonLogMaxBytes = 256 << 20
     /// Rotated comparison log files kept beside the current one (`NAME.1` … `NAME.N`). Default 4.
     public var comparisonLogRotatedFiles = 4
+    /// The access log: a file path, `-` for standard output, nil (the default) for none.
+    public var accessLogPath: String?
+    /// How each access log line is written. Default JSON.
+    public var accessLogFormat = AccessLogFormat.json
+    /// An access log file is rotated before a write would take it past this size (0: never).
+    /// Default 256 MiB.
+    public var accessLogMaxBytes = 256 << 20
+    /// Rotated access log files kept beside the current one. Default 4.
+    public var accessLogRotatedFiles = 4
     /// How long SIGTERM waits for in-flight requests. Default 10 s.
     public var drainTimeoutMilliseconds = 10_000
     /// How often the config directory is checked for changes (0 turns polling off). Default 2 s.

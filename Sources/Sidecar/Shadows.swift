@@ -138,6 +138,7 @@ extension Worker {
                 seconds: Double(elapsed) / 1e9
             )
         }
+        accessLog?.shadow(exchange, run, status: status, bytesOut: body.count, result: result)
         compareReady(exchange)
     }
 

@@ -22,6 +22,8 @@ public final class Sidecar: @unchecked Sendable {
     let comparisonLog: ComparisonLog
     /// Nil while tracing is off (no `--otlp-endpoint`); each worker has a `Tracer` sending to it.
     let traceExporter: OTLPExporter?
+    /// Nil when `--access-log` is not given.
+    let accessLog: AccessLog?
 
     /// The first TCP data listener's port actually bound (useful with port 0); 0 when every data
     /// listener is a Unix socket.
@@ -54,8 +56,15 @@ public final class Sidecar: @unchecked Sendable {
         self.comparisonLog = comparisonLog
         // A start that fails below stops the log's writer thread; a started sidecar closes it
         // when it drains.
+        let accessLog = AccessLog(options: options, metrics: metrics, logger: logger)
+        self.accessLog = accessLog
         var started = false
-        defer { if !started { comparisonLog.close() } }
+        defer {
+            if !started {
+                comparisonLog.close()
+                accessLog?.close()
+            }
+        }
         let traceExporter: OTLPExporter?
         switch options.tracing.otlpEndpoint.map(OTLPEndpoint.parse) {
         case nil:
@@ -91,6 +100,7 @@ public final class Sidecar: @unchecked Sendable {
                 tracer: traceExporter.map { Tracer(options: options.tracing, exporter: $0) }
             )
             worker.guards = guards
+            worker.accessLog = accessLog.map(AccessLogger.init)
             workers.append(worker)
         }
         for address in options.listen {
@@ -137,7 +147,7 @@ public final class Sidecar: @unchecked Sendable {
         Sidecar.log(openFileLimit, logger: logger)
         logger.info(
             "config loaded",
-            metadata: ["generation": "\(snapshot.generation)", "summary": "\(snapshot.summary)"]
+            metadata: ["generation": .stringConvertible(snapshot.generation), "summary": "\(snapshot.summary)"]
         )
         logWarnings(snapshot)
         started = true
@@ -150,12 +160,12 @@ public final class Sidecar: @unchecked Sendable {
         case .raised(let from, let to):
             logger.info(
                 "raised the open-file limit from \(from) to \(to)",
-                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: to))"]
+                metadata: ["reserved": .stringConvertible(OpenFileLimit.reserve(forLimit: to))]
             )
         case .alreadyAtHardLimit(let limit):
             logger.info(
                 "the open-file limit is already at the hard limit, \(limit)",
-                metadata: ["reserved": "\(OpenFileLimit.reserve(forLimit: limit))"]
+                metadata: ["reserved": .stringConvertible(OpenFileLimit.reserve(forLimit: limit))]
             )
         case .failed(let why):
             logger.warning("could not raise the open-file limit", metadata: ["error": "\(why)"])
@@ -192,7 +202,7 @@ public final class Sidecar: @unchecked Sendable {
             metadata: [
                 "listen": "\(listenAddresses.map(\.description).joined(separator: ", "))",
                 "admin": "\(adminAddress)",
-                "workers": "\(workers.count)",
+                "workers": .stringConvertible(workers.count),
             ]
         )
         adminLoop.run()
@@ -201,6 +211,7 @@ public final class Sidecar: @unchecked Sendable {
         for socket in unixSockets { socket.removeFile() }
         comparisonLog.close()
         traceExporter?.close()
+        accessLog?.close()
         logger.info("stopped")
     }
 
@@ -258,7 +269,10 @@ public final class Sidecar: @unchecked Sendable {
                     worker.guards = guards
                 }
             }
-            logger.info("config reloaded", metadata: ["trigger": "\(trigger)", "generation": "\(snapshot.generation)"])
+            logger.info(
+                "config reloaded",
+                metadata: ["trigger": "\(trigger)", "generation": .stringConvertible(snapshot.generation)]
+            )
             logWarnings(snapshot)
             return .success(snapshot.generation)
         }
@@ -363,7 +377,10 @@ public final class Sidecar: @unchecked Sendable {
     private func beginDrain(signal name: String) {
         guard !state.isDraining else { return }
         state.setDraining()
-        logger.info("draining", metadata: ["signal": "\(name)", "timeout_ms": "\(options.drainTimeoutMilliseconds)"])
+        logger.info(
+            "draining",
+            metadata: ["signal": "\(name)", "timeout_ms": .stringConvertible(options.drainTimeoutMilliseconds)]
+        )
         // The workers stop accepting on their own dups of the Unix sockets; closing the shared
         // descriptors as well makes new connections fail at once instead of waiting in the backlog.
         for socket in unixSockets { socket.close() }
@@ -377,7 +394,9 @@ public final class Sidecar: @unchecked Sendable {
                         worker.metrics.drainCut().increment(by: Int64(unfinished))
                         logger.warning(
                             "drain deadline passed: requests cut",
-                            metadata: ["worker": "\(worker.index)", "cut": "\(unfinished)"]
+                            metadata: [
+                                "worker": .stringConvertible(worker.index), "cut": .stringConvertible(unfinished),
+                            ]
                         )
                     }
                     worker.tracer?.flush()

@@ -43,6 +43,8 @@ final class Worker: @unchecked Sendable {
     @exclusivity(unchecked) var shadowsInFlight = 0
     /// Nil while tracing is off: the request path then checks only this.
     let tracer: Tracer?
+    /// This worker's access log lines; nil when the log is off.
+    @exclusivity(unchecked) var accessLog: AccessLogger?
 
     struct PoolKey: Hashable {
         var host: String
@@ -88,7 +90,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": .stringConvertible(index)])
         adopt(server)
         return server.port
     }
@@ -97,6 +99,7 @@ final class Worker: @unchecked Sendable {
     private func adopt(_ server: HTTPServer) {
         let counter = metrics.sendTimeouts()
         server.onSendTimeout = { counter.increment() }
+        if let accessLog { server.onRefused = { accessLog.refused($0) } }
         servers.append(server)
     }
 
@@ -107,7 +110,7 @@ final class Worker: @unchecked Sendable {
             [unowned self] request, writer in
             self.handle(request, writer)
         }
-        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": "\(index)"])
+        server.reportAcceptFailures(metrics: metrics, logger: logger, metadata: ["worker": .stringConvertible(index)])
         adopt(server)
     }
 
@@ -244,6 +247,8 @@ final class Worker: @unchecked Sendable {
         @exclusivity(unchecked) var streamLength: Int?
         /// The streamed body is server-sent events.
         @exclusivity(unchecked) var isEventStream = false
+        /// The sidecar's own error code when it made this reply (`errorReply`), for the access log.
+        @exclusivity(unchecked) var errorCode: String?
 
         init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
             self.status = status
@@ -296,8 +301,11 @@ final class Worker: @unchecked Sendable {
         else {
             preconditionFailure("a routing decision named a version that the checked config does not have")
         }
-        // Only a guard and a comparison read the attempt's latency: no clock read otherwise.
-        if exchange.isGuarded || exchange.hasShadows { exchange.attemptStartNanoseconds = Monotonic.nanoseconds() }
+        // Only a guard, a comparison and the access log read the attempt's latency: no clock read
+        // otherwise.
+        if exchange.isGuarded || exchange.hasShadows || accessLog != nil {
+            exchange.attemptStartNanoseconds = Monotonic.nanoseconds()
+        }
         switch spec.backend {
         case .remote(let remote):
             forward(exchange, version: version, spec: spec, remote: remote, shadow: nil)
@@ -660,7 +668,13 @@ final class Worker: @unchecked Sendable {
     func errorReply(_ error: SidecarError, requestID: String) -> Reply {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        return Reply(status: error.status, headers: headers, body: ByteBuffer(bytes: error.body(requestID: requestID)))
+        let reply = Reply(
+            status: error.status,
+            headers: headers,
+            body: ByteBuffer(bytes: error.body(requestID: requestID))
+        )
+        reply.errorCode = error.code
+        return reply
     }
 
     func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
@@ -678,12 +692,14 @@ final class Worker: @unchecked Sendable {
         if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
         if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
         reply.headers.add(name: "x-request-id", value: exchange.requestID)
+        exchange.errorCode = reply.errorCode
         if let stream = reply.stream {
             relay(exchange, reply: reply, stream: stream, version: version ?? exchange.version)
             return
         }
         if reply.isEventStream { exchange.liveIsEventStream = true }
         exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
+        exchange.bytesOut = reply.body.count
         finishLive(exchange, status: reply.status, version: version, body: reply.body.bytes)
     }
 }
@@ -745,6 +761,7 @@ extension Worker {
                     exchange.liveCopyTooLarge = true
                     copy.removeAll()
                 }
+                exchange.bytesOut += bytes.count
                 if writer.streamBody(bytes) { stream.pause() }
             },
             onEnd: { [self] end in
@@ -786,6 +803,7 @@ extension Worker {
         if exchange.trace?.isSampled == true {
             endServerSpan(exchange, status: status, endNanoseconds: exchange.startNanoseconds &+ elapsed)
         }
+        accessLog?.live(exchange, status: status, version: version)
         if exchange.hasShadows {
             liveAnswered(
                 exchange,
@@ -837,6 +855,12 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     @exclusivity(unchecked) var liveIsEventStream = false
     /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).
     @exclusivity(unchecked) var liveCopyTooLarge = false
+    /// For the access log: the sidecar's error code if it answered itself, the response body
+    /// bytes handed to the client (streamed ones counted as they go), and whether the split was
+    /// assigned by the request's sticky key.
+    @exclusivity(unchecked) var errorCode: String?
+    @exclusivity(unchecked) var bytesOut = 0
+    @exclusivity(unchecked) private(set) var hasStickyKey = false
     var hasShadows: Bool { !shadows.isEmpty }
     @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
 
@@ -869,6 +893,7 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
         routeIndex = decision.routeIndex
         wireProtocol = decision.wireProtocol
         fallback = decision.fallback
+        if case .stickySplit = decision.reason { hasStickyKey = true }
         self.isGuarded = isGuarded
     }
 

@@ -94,6 +94,18 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Rotated comparison log files kept (NAME.1 ... NAME.N); older ones are removed.")
     var comparisonLogFiles = Serve.defaults.comparisonLogRotatedFiles
 
+    @Option(name: .long, help: "Access log: one line per request and per shadow copy; a file path, or - for stdout.")
+    var accessLog: String?
+
+    @Option(name: .long, help: "Access log line format: json or text.")
+    var accessLogFormat = AccessLogFormat.json
+
+    @Option(name: .long, help: "Access log file size in bytes at which it is rotated to NAME.1 (0: never).")
+    var accessLogMaxBytes = Serve.defaults.accessLogMaxBytes
+
+    @Option(name: .long, help: "Rotated access log files kept (NAME.1 ... NAME.N); older ones are removed.")
+    var accessLogFiles = Serve.defaults.accessLogRotatedFiles
+
     @Option(name: .long, help: "Seconds SIGTERM waits for in-flight requests.")
     var drainTimeout = Double(Serve.defaults.drainTimeoutMilliseconds) / 1000
 
@@ -140,6 +152,11 @@ struct Serve: ParsableCommand {
         guard comparisonLogFiles >= 0, comparisonLogFiles <= 1_000 else {
             throw ValidationError("--comparison-log-files must be between 0 and 1000")
         }
+        guard accessLogMaxBytes >= 0 else { throw ValidationError("--access-log-max-bytes must be ≥ 0") }
+        guard accessLogFiles >= 0, accessLogFiles <= 1_000 else {
+            throw ValidationError("--access-log-files must be between 0 and 1000")
+        }
+        guard accessLog?.isEmpty != true else { throw ValidationError("--access-log expects a path or -") }
         guard drainTimeout >= 0, drainTimeout.isFinite else { throw ValidationError("--drain-timeout must be ≥ 0") }
         guard configPollMs >= 0 else { throw ValidationError("--config-poll-ms must be ≥ 0") }
         if let otlpEndpoint, case .failure(let error) = OTLPEndpoint.parse(otlpEndpoint) {
@@ -178,6 +195,10 @@ struct Serve: ParsableCommand {
         options.maxShadowsInFlight = maxShadowsInFlight
         options.comparisonLogMaxBytes = comparisonLogMaxBytes
         options.comparisonLogRotatedFiles = comparisonLogFiles
+        options.accessLogPath = accessLog
+        options.accessLogFormat = accessLogFormat
+        options.accessLogMaxBytes = accessLogMaxBytes
+        options.accessLogRotatedFiles = accessLogFiles
         options.drainTimeoutMilliseconds = Int(drainTimeout * 1000)
         options.configPollMilliseconds = configPollMs
         options.tracing.otlpEndpoint = otlpEndpoint
@@ -195,6 +216,8 @@ struct Serve: ParsableCommand {
         sidecar.waitForWorkers()
     }
 }
+
+extension AccessLogFormat: ExpressibleByArgument {}
 
 enum LogFormat: String, ExpressibleByArgument {
     case text, json
