@@ -47,6 +47,8 @@ final class HTTP2Stream {
     /// Refused (over the concurrency limit) or answered early (a limit): nothing more of the
     /// request is kept.
     var isRejected = false
+    /// Counts against the concurrency limit (every stream not refused), until it closes.
+    var isActive = false
     var requestComplete = false
     var isDispatched = false
     /// The handler's request counts in `HTTPServer.activeRequests` (until answered or gone).
@@ -183,7 +185,10 @@ final class HTTP2ServerSession {
                 settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
                 value: UInt32(maxConcurrentStreams * 2)
             ),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: headerList),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: headerList
+            ),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
         ]
         _ = nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
@@ -300,15 +305,23 @@ final class HTTP2ServerSession {
             return 0
         }
         activeStreams += 1
+        stream.isActive = true
         return 0
     }
 
-    fileprivate func header(streamID: Int32, category: Int, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Int32 {
+    fileprivate func header(
+        streamID: Int32,
+        category: Int,
+        name: UnsafeRawBufferPointer,
+        value: UnsafeRawBufferPointer
+    ) -> Int32 {
         guard category == Int(NGHTTP2_HCAT_REQUEST.rawValue), let stream = streams[streamID], !stream.isRejected else {
             return 0  // trailers of a request, and fields of refused streams, are not kept
         }
         stream.headerListBytes += name.count + value.count + 32
-        if stream.headerListBytes > options.limits.maxHeaderBytes || stream.headers.count >= options.limits.maxHeaderCount {
+        if stream.headerListBytes > options.limits.maxHeaderBytes
+            || stream.headers.count >= options.limits.maxHeaderCount
+        {
             stream.headersTooLarge = true
         }
         if name.first == UInt8(ascii: ":") {
@@ -383,7 +396,12 @@ final class HTTP2ServerSession {
         return 0
     }
 
-    fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32, frame: UnsafePointer<nghttp2_frame>) -> Int32 {
+    fileprivate func frameReceived(
+        type: UInt8,
+        flags: UInt8,
+        streamID: Int32,
+        frame: UnsafePointer<nghttp2_frame>
+    ) -> Int32 {
         switch UInt32(type) {
         case NGHTTP2_HEADERS.rawValue, NGHTTP2_DATA.rawValue:
             guard let stream = streams[streamID] else { return 0 }
@@ -453,7 +471,10 @@ final class HTTP2ServerSession {
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.isClosed = true
-        if !stream.isRejected || stream.hasResponded { activeStreams -= 1 }
+        if stream.isActive {
+            stream.isActive = false
+            activeStreams -= 1
+        }
         if stream.responseEnded && errorCode == NGHTTP2_NO_ERROR.rawValue {
             rollWindow()
             completedInWindow += 1
@@ -490,7 +511,13 @@ final class HTTP2ServerSession {
         guard !stream.isRejected else { return }
         stream.isRejected = true
         stream.body.removeAll()
-        submit(stream, status: 200, headers: GRPCFraming.trailersOnlyHeaders(status, message: message), body: nil, trailers: nil)
+        submit(
+            stream,
+            status: 200,
+            headers: GRPCFraming.trailersOnlyHeaders(status, message: message),
+            body: nil,
+            trailers: nil
+        )
     }
 
     /// SPEC §8's JSON error for a request refused by a limit.
@@ -876,8 +903,12 @@ final class HTTP2ServerSession {
         isAborted = true
         let last = session.map { nghttp2_session_get_last_proc_stream_id($0) } ?? 0
         var frame: [UInt8] = [0, 0, 8, 7, 0, 0, 0, 0, 0]
-        for shift in stride(from: 24, through: 0, by: -8) { frame.append(UInt8(truncatingIfNeeded: last >> Int32(shift))) }
-        for shift in stride(from: 24, through: 0, by: -8) { frame.append(UInt8(truncatingIfNeeded: errorCode >> UInt32(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            frame.append(UInt8(truncatingIfNeeded: last >> Int32(shift)))
+        }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            frame.append(UInt8(truncatingIfNeeded: errorCode >> UInt32(shift)))
+        }
         evbuffer_add(connection.socket.output, frame, frame.count)
         teardown()
         connection.beginClosing()
@@ -893,6 +924,7 @@ final class HTTP2ServerSession {
 
     /// Tells every handler still holding a stream that it is gone, and frees the session.
     func teardown() {
+        isAborted = true  // a handler told of its stream's end here finds the session closed
         timer?.cancel()
         let open = Array(streams.values)
         streams.removeAll()

@@ -115,7 +115,9 @@ public enum GRPCFraming {
 
     /// What a message prefix at the front of `bytes` says: nil while fewer than 5 bytes are there,
     /// else the compressed flag and the declared length (an invalid flag byte is `.malformed`).
-    public static func readPrefix(_ bytes: UnsafeRawBufferPointer) -> Result<(compressed: Bool, length: Int), GRPCFramingError>? {
+    public static func readPrefix(
+        _ bytes: UnsafeRawBufferPointer
+    ) -> Result<(compressed: Bool, length: Int), GRPCFramingError>? {
         guard bytes.count >= prefixLength else { return nil }
         let flag = bytes[0]
         guard flag <= 1 else {

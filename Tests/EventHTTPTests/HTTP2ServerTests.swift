@@ -50,7 +50,6 @@ enum HTTP2Client {
     static func scenario(_ name: String, port: Int) throws -> [String: Any] {
         let python = try python.get()
         let (status, output) = run(python, [scriptPath, name, String(port)])
-        try? output.write(toFile: NSTemporaryDirectory() + "switchyard-h2-\(name).log", atomically: true, encoding: .utf8)
         guard status == 0, let line = output.split(separator: "\n").last,
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         else {

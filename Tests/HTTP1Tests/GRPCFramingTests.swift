@@ -40,11 +40,15 @@ import Testing
 
     @Test func refusesBadBodies() {
         func split(_ bytes: [UInt8], limit: Int = 100, encoding: String? = nil) -> GRPCFramingError? {
-            let result = bytes.withUnsafeBytes { GRPCFraming.messages(in: $0, maxMessageBytes: limit, encoding: encoding) }
+            let result = bytes.withUnsafeBytes {
+                GRPCFraming.messages(in: $0, maxMessageBytes: limit, encoding: encoding)
+            }
             if case .failure(let error) = result { return error }
             return nil
         }
-        #expect(split([0, 0, 0, 0, 101] + [UInt8](repeating: 0, count: 101)) == .messageTooLarge(declared: 101, limit: 100))
+        #expect(
+            split([0, 0, 0, 0, 101] + [UInt8](repeating: 0, count: 101)) == .messageTooLarge(declared: 101, limit: 100)
+        )
         #expect(split([0, 0, 0, 0, 101])?.status == .resourceExhausted)
         #expect(split([0, 0, 0]) == .malformed("gRPC body ends inside a message prefix"))
         #expect(split([0, 0, 0, 0, 4, 1])?.status == .internal)
@@ -69,7 +73,11 @@ import Testing
 
     @Test func buildsStatusTrailersAndTrailersOnlyHeaders() {
         let trailers = GRPCFraming.statusTrailers(.resourceExhausted, message: "too big: 5 MiB > 4 MiB")
-        #expect(trailers.fields.map { "\($0.name)=\($0.value)" } == ["grpc-status=8", "grpc-message=too big: 5 MiB > 4 MiB"])
+        #expect(
+            trailers.fields.map { "\($0.name)=\($0.value)" } == [
+                "grpc-status=8", "grpc-message=too big: 5 MiB > 4 MiB",
+            ]
+        )
         #expect(GRPCFraming.statusTrailers(.ok).fields.map(\.name) == ["grpc-status"])
         let only = GRPCFraming.trailersOnlyHeaders(.notFound, message: "no model")
         #expect(only.first(name: "content-type") == "application/grpc")
