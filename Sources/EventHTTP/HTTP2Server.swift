@@ -44,6 +44,8 @@ final class HTTP2Stream {
     /// The first gRPC message prefix has been checked against the limit.
     var grpcPrefixChecked = false
     let body = ByteBuffer()
+    /// Body bytes counted in the session's `bufferedRequestBytes`.
+    var accountedBytes = 0
     /// Refused (over the concurrency limit) or answered early (a limit): nothing more of the
     /// request is kept.
     var isRejected = false
@@ -97,6 +99,10 @@ final class HTTP2ServerSession {
     /// CONTINUATION frames allowed after one HEADERS frame (nghttp2's option, from Debian's
     /// CVE-2024-28182 patch); more is a flood: GOAWAY ENHANCE_YOUR_CALM.
     static let maxContinuations = 8
+    /// Request body bytes one connection may hold for requests not yet handed to the handler, as a
+    /// multiple of the larger per-request limit: 128 streams of 4 MiB would otherwise pin 512 MiB
+    /// per connection. A stream whose data would go past it is refused as too large.
+    static let bufferedBodyFactor = 16
     /// Connection output above which nghttp2 is asked to wait (its send callbacks return
     /// WOULDBLOCK) until the socket takes some.
     static let outputHighWaterBytes = 256 * 1024
@@ -107,6 +113,9 @@ final class HTTP2ServerSession {
     private var streams: [Int32: HTTP2Stream] = [:]
     /// Streams counted against `maxConcurrentStreams`: opened and not closed, not refused.
     private var activeStreams = 0
+    /// Body bytes held for streams not yet dispatched (see `bufferedBodyFactor`).
+    private var bufferedRequestBytes = 0
+    private let bufferedRequestLimit: Int
     /// Streams whose request is whole, to hand to the handler once nghttp2 has returned.
     private var ready: [HTTP2Stream] = []
     private var paused: [HTTP2Stream] = []
@@ -135,6 +144,8 @@ final class HTTP2ServerSession {
         self.connection = connection
         self.options = options
         self.maxConcurrentStreams = options.http2MaxConcurrentStreams
+        let perRequest = max(options.maxGRPCMessageBytes + GRPCFraming.prefixLength, options.limits.maxBodyBytes)
+        self.bufferedRequestLimit = HTTP2ServerSession.bufferedBodyFactor * perRequest
     }
 
     /// The session exists and has not been torn down.
@@ -256,6 +267,7 @@ final class HTTP2ServerSession {
     private func dispatch(_ stream: HTTP2Stream) {
         guard let server = connection.server else { return }
         stream.isDispatched = true
+        release(stream)
         var headers = stream.headers
         if let authority = stream.authority, !headers.contains(name: "host") {
             headers = HTTPHeaders([("host", authority)] + headers.fields)
@@ -371,6 +383,17 @@ final class HTTP2ServerSession {
             }
             return 0
         }
+        if bufferedRequestBytes + data.count > bufferedRequestLimit {
+            let detail = "the connection's unanswered request bodies exceed \(bufferedRequestLimit) bytes"
+            if stream.isGRPC {
+                reject(stream, status: .resourceExhausted, message: detail)
+            } else {
+                rejectHTTP(stream, status: 413, code: "body_too_large", detail: detail)
+            }
+            return 0
+        }
+        bufferedRequestBytes += data.count
+        stream.accountedBytes += data.count
         evbuffer_add(stream.body.evbuffer, data.baseAddress, data.count)
         if stream.isGRPC && !stream.grpcPrefixChecked && stream.body.count >= GRPCFraming.prefixLength {
             stream.grpcPrefixChecked = true
@@ -471,6 +494,7 @@ final class HTTP2ServerSession {
     fileprivate func streamClosed(streamID: Int32, errorCode: UInt32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         stream.isClosed = true
+        release(stream)
         if stream.isActive {
             stream.isActive = false
             activeStreams -= 1
@@ -482,6 +506,12 @@ final class HTTP2ServerSession {
         streamGone(stream)
         stream.outBody = nil
         if streams.isEmpty { idleSince = System.monotonicMilliseconds() }
+    }
+
+    /// The stream's body no longer counts in `bufferedRequestBytes` (handed on, refused or gone).
+    private func release(_ stream: HTTP2Stream) {
+        bufferedRequestBytes -= stream.accountedBytes
+        stream.accountedBytes = 0
     }
 
     /// The stream closed or the connection went: a handler still holding it hears so.
@@ -510,6 +540,7 @@ final class HTTP2ServerSession {
     private func reject(_ stream: HTTP2Stream, status: GRPCStatus, message: String) {
         guard !stream.isRejected else { return }
         stream.isRejected = true
+        release(stream)
         stream.body.removeAll()
         submit(
             stream,
@@ -524,6 +555,7 @@ final class HTTP2ServerSession {
     private func rejectHTTP(_ stream: HTTP2Stream, status: Int, code: String, detail: String) {
         guard !stream.isRejected else { return }
         stream.isRejected = true
+        release(stream)
         stream.body.removeAll()
         let id = stream.headers.first(name: "x-request-id") ?? System.randomHexID()
         let json =

@@ -243,6 +243,30 @@ enum HTTP2ClientScript {
                     "sneaky": streams.summary(sneaky), "after": streams.summary(after), "goaway": streams.goaway}
 
 
+        def scenario_budget():
+            sock, conn = connect()
+            streams = Streams(sock, conn)
+            ids = []
+            for _ in range(20):
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, request_headers("/test.Echo/Echo", grpc=True))
+                conn.send_data(sid, grpc_frame(b"q" * 985))
+                ids.append(sid)
+            sock.sendall(conn.data_to_send())
+            streams.read(lambda s: sum(1 for sid in ids if s.done(sid)) >= 4, timeout=5)
+            for sid in ids:
+                try:
+                    conn.end_stream(sid)
+                except Exception:
+                    pass  # already answered and reset
+            sock.sendall(conn.data_to_send())
+            streams.read(lambda s: all(s.done(sid) for sid in ids))
+            answers = [streams.summary(sid) for sid in ids]
+            return {"echoed": sum(1 for a in answers if a["trailers"].get("grpc-status") == "0"),
+                    "exhausted": [i for i, a in enumerate(answers) if a["headers"].get("grpc-status") == "8"],
+                    "goaway": streams.goaway}
+
+
         def scenario_rapid_reset():
             bystander, bystander_conn = connect()
             others = Streams(bystander, bystander_conn)

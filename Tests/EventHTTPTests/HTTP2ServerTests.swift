@@ -211,6 +211,19 @@ private func hexString(_ bytes: [UInt8]) -> String {
     }
 
     @Test(.enabled(if: HTTP2Client.hasPython3, Comment(rawValue: requirement)))
+    func unansweredBodiesAreBoundedPerConnection() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        // Budget: 16 × (1000 + 5) bytes; twenty streams of 990 bytes each, none finished yet.
+        let options = ServerOptions(limits: HTTPLimits(maxBodyBytes: 1000), maxGRPCMessageBytes: 1000)
+        let (server, _) = try startH2Server(loop, options: options)
+        let result = try HTTP2Client.scenario("budget", port: server.value.port)
+        #expect(result["exhausted"] as? [Int] == [16, 17, 18, 19])
+        #expect(result["echoed"] as? Int == 16)
+        #expect(result["goaway"] is NSNull)
+    }
+
+    @Test(.enabled(if: HTTP2Client.hasPython3, Comment(rawValue: requirement)))
     func rapidResetGetsGoawayWhileAnotherConnectionWorks() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
