@@ -32,9 +32,19 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        // HTTP/2 framing for the data port (h2c, gRPC); imported only by EventHTTP.
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
 
         .target(name: "HTTP1", swiftSettings: strict),
-        .target(name: "EventHTTP", dependencies: ["CLibevent", "COpenSSL", "HTTP1"], swiftSettings: strict),
+        .target(
+            name: "EventHTTP",
+            dependencies: ["CLibevent", "COpenSSL", "CNGHTTP2", "HTTP1"],
+            swiftSettings: strict
+        ),
         .target(name: "YAMLSource", dependencies: ["CYAML"], swiftSettings: strict),
         .target(name: "Policy", dependencies: ["YAMLSource"], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["Policy"], swiftSettings: strict),

@@ -27,6 +27,13 @@ public struct ServerOptions: Sendable {
     /// the soft `RLIMIT_NOFILE` (read when the server starts) is an accept failure,
     /// `.descriptorReserve`. Default 0: accept until the kernel refuses (EMFILE).
     public var reservedDescriptors: Int
+    /// HTTP/2: the largest gRPC message a request may carry (SPEC §13, default 4 MiB,
+    /// `--max-grpc-message-bytes`); beyond it the stream is answered RESOURCE_EXHAUSTED.
+    /// Non-gRPC HTTP/2 bodies are bounded by `limits.maxBodyBytes` as on HTTP/1.1.
+    public var maxGRPCMessageBytes: Int
+    /// HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS; a stream beyond it is refused (RST_STREAM
+    /// REFUSED_STREAM). Default 128.
+    public var http2MaxConcurrentStreams: Int
 
     public init(
         limits: HTTPLimits = HTTPLimits(),
@@ -36,7 +43,9 @@ public struct ServerOptions: Sendable {
         maxBufferedOutputBytes: Int = 1 << 20,
         lingerMilliseconds: Int = 2000,
         sendTimeoutMilliseconds: Int = 30_000,
-        reservedDescriptors: Int = 0
+        reservedDescriptors: Int = 0,
+        maxGRPCMessageBytes: Int = GRPCFraming.defaultMaxMessageBytes,
+        http2MaxConcurrentStreams: Int = 128
     ) {
         self.limits = limits
         self.headerTimeoutMilliseconds = headerTimeoutMilliseconds
@@ -46,6 +55,8 @@ public struct ServerOptions: Sendable {
         self.lingerMilliseconds = lingerMilliseconds
         self.sendTimeoutMilliseconds = sendTimeoutMilliseconds
         self.reservedDescriptors = reservedDescriptors
+        self.maxGRPCMessageBytes = maxGRPCMessageBytes
+        self.http2MaxConcurrentStreams = http2MaxConcurrentStreams
     }
 }
 
@@ -79,6 +90,10 @@ public struct ServerRequest {
         self.peerAddress = peerAddress
         self.isPeerLoopback = isPeerLoopback
     }
+
+    /// The request came on an HTTP/2 stream (`head.version` is 2.0): its response may carry
+    /// trailers, as gRPC's do.
+    public var isHTTP2: Bool { head.version.major == 2 }
 }
 
 /// Answers one request, now or later, on the loop thread.
@@ -88,6 +103,9 @@ public final class ResponseWriter {
     // close sees what a weak reference would; the strong one costs no weak load per request.
     // The connection's buffers are freed once its last writer goes.
     private let connection: ServerConnection
+    /// The HTTP/2 stream this writer answers; nil for HTTP/1.x. HTTP/1.1 pays one nil check per
+    /// call for it (no protocol witness, no enum switch), so its path stays as it was.
+    let http2Stream: HTTP2Stream?
     // Reset when the connection reuses this writer for its next request (only once nothing else holds it).
     private var sequence: Int
     // Unchecked: loop thread only, and no access overlaps another (see `ServerConnection`).
@@ -97,6 +115,14 @@ public final class ResponseWriter {
     init(connection: ServerConnection, sequence: Int) {
         self.connection = connection
         self.sequence = sequence
+        self.http2Stream = nil
+    }
+
+    /// A writer for one HTTP/2 stream of `connection`.
+    init(connection: ServerConnection, stream: HTTP2Stream) {
+        self.connection = connection
+        self.sequence = 0
+        self.http2Stream = stream
     }
 
     /// Makes an unshared writer answer the connection's next request.
@@ -109,7 +135,8 @@ public final class ResponseWriter {
 
     /// The client is still connected and waiting for this response.
     public var isConnectionAlive: Bool {
-        connection.isAwaitingResponse(sequence: sequence)
+        if let http2Stream { return http2Stream.isAwaitingResponse }
+        return connection.isAwaitingResponse(sequence: sequence)
     }
 
     /// Sends the response. The server writes `content-length` and, when the connection will close,
@@ -126,8 +153,40 @@ public final class ResponseWriter {
                 + "interim responses are the server's job."
         )
         hasResponded = true
+        if let http2Stream {
+            http2Stream.session.respond(http2Stream, status: status, headers: headers, body: body, trailers: nil)
+            return
+        }
         guard connection.isAwaitingResponse(sequence: sequence) else { return }
         connection.respond(status: status, headers: headers, body: body)
+    }
+
+    /// Sends a response that ends with trailer fields (gRPC's `grpc-status`, built with
+    /// `GRPCFraming.statusTrailers`). On HTTP/2: HEADERS, DATA, then a trailing HEADERS frame. On
+    /// HTTP/1.1 the body goes chunked with the trailers after the last chunk; an HTTP/1.0 client
+    /// gets the body without them. `body` is left intact.
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer, trailers: HTTPHeaders) {
+        if trailers.count == 0 {
+            respond(status: status, headers: headers, body: body)
+            return
+        }
+        precondition(
+            !hasResponded,
+            "ResponseWriter.respond was called twice for one request; each request gets exactly one response."
+        )
+        precondition((200...999).contains(status), "ResponseWriter.respond needs a final status, got \(status)")
+        if let http2Stream {
+            hasResponded = true
+            http2Stream.session.respond(http2Stream, status: status, headers: headers, body: body, trailers: trailers)
+            return
+        }
+        guard startStream(status: status, headers: headers, contentLength: nil) else { return }
+        if body.count > 0 {
+            let copy = ByteBuffer()
+            copy.append(contentsOf: body)
+            streamBody(copy)
+        }
+        finishStream(trailers: trailers)
     }
 
     /// Sends the response with a body given as bytes.
@@ -160,6 +219,11 @@ public final class ResponseWriter {
             "ResponseWriter.startStream was called after a response; each request gets exactly one response."
         )
         hasResponded = true
+        if let http2Stream {
+            guard http2Stream.isAwaitingResponse else { return false }
+            http2Stream.session.startStream(http2Stream, status: status, headers: headers, contentLength: contentLength)
+            return true
+        }
         guard connection.isAwaitingResponse(sequence: sequence) else { return false }
         connection.startStream(status: status, headers: headers, contentLength: contentLength, writer: self)
         return true
@@ -170,18 +234,37 @@ public final class ResponseWriter {
     /// `streamHighWaterBytes` wait unsent (`onDrained` says when to go on).
     @discardableResult
     public func streamBody(_ bytes: ByteBuffer) -> Bool {
-        connection.streamBody(bytes, sequence: sequence)
+        if let http2Stream { return http2Stream.session.streamBody(http2Stream, bytes) }
+        return connection.streamBody(bytes, sequence: sequence)
     }
 
     /// Ends a streamed body (the last chunk, when chunked); the connection goes on with the
     /// next request.
     public func finishStream() {
-        connection.finishStream(sequence: sequence)
+        if let http2Stream {
+            http2Stream.session.finishStream(http2Stream, trailers: nil)
+            return
+        }
+        connection.finishStream(sequence: sequence, trailers: nil)
+    }
+
+    /// Ends a streamed body with trailer fields: a trailing HEADERS frame on HTTP/2, the fields
+    /// after the last chunk on chunked HTTP/1.1 (dropped when the body is not chunked).
+    public func finishStream(trailers: HTTPHeaders) {
+        if let http2Stream {
+            http2Stream.session.finishStream(http2Stream, trailers: trailers)
+            return
+        }
+        connection.finishStream(sequence: sequence, trailers: trailers)
     }
 
     /// Ends a streamed body abruptly: no last chunk, and the connection closes once what was
     /// queued has been sent, so the client sees that the body was cut (SPEC §10).
     public func cutStream() {
+        if let http2Stream {
+            http2Stream.session.cutStream(http2Stream)
+            return
+        }
         connection.cutStream(sequence: sequence)
     }
 }
@@ -416,6 +499,7 @@ public final class HTTPServer {
     public func drain(completion: @escaping () -> Void) {
         isDraining = true
         stopAccepting()
+        for entry in Array(connections.values) { entry.connection.startDrainingHTTP2() }
         closeIdleConnections()
         if connections.isEmpty {
             loop.runSoon(completion)
@@ -581,6 +665,8 @@ final class ServerConnection {
         case closing
         /// Flushed and half-closed: discarding input until the client closes or the linger time ends.
         case lingering
+        /// The connection opened with the HTTP/2 preface: `http2` drives it.
+        case http2
         case closed
     }
 
@@ -591,13 +677,16 @@ final class ServerConnection {
     // Properties marked `@exclusivity(unchecked)` are the ones the request path changes in place:
     // loop-thread state whose accesses never overlap (none spans a call that could reach it
     // again), so the runtime check (about 100 instructions per access) buys nothing.
-    private weak var server: HTTPServer?
+    private(set) weak var server: HTTPServer?
     private let loop: EventLoop
     private let options: ServerOptions
-    private let handler: (ServerRequest, ResponseWriter) -> Void
-    private let peerAddress: String
-    private let isPeerLoopback: Bool
-    @exclusivity(unchecked) private var socket: ConnectionSocket
+    let handler: (ServerRequest, ResponseWriter) -> Void
+    let peerAddress: String
+    let isPeerLoopback: Bool
+    @exclusivity(unchecked) private(set) var socket: ConnectionSocket
+    /// The HTTP/2 role, from the preface on (state `.http2`); kept until the connection goes,
+    /// since its streams' writers reach it through this connection.
+    private var http2: HTTP2ServerSession?
     /// Input beyond one maximal request (plus framing slack) is not read until the request is
     /// handled: a connection never buffers without bound.
     private let maxBufferedInputBytes: Int
@@ -673,7 +762,8 @@ final class ServerConnection {
     }
 
     var isIdle: Bool {
-        state == .awaitingHead && !hasRequestStarted && socket.outputLength == 0
+        if state == .http2 { return http2?.isIdle ?? true }
+        return state == .awaitingHead && !hasRequestStarted && socket.outputLength == 0
     }
 
     func isAwaitingResponse(sequence: Int) -> Bool {
@@ -713,6 +803,12 @@ final class ServerConnection {
             case .bytes, .wouldBlock: break
             case .endOfStream, .failed: close()
             }
+        case .http2:
+            switch socket.read(maxBytes: SocketIO.readChunkBytes, scratch: loop.readScratch) {
+            case .bytes: http2?.received()
+            case .wouldBlock: break
+            case .endOfStream, .failed: close()
+            }
         case .closing:
             socket.stopReading()
         case .closed:
@@ -739,6 +835,7 @@ final class ServerConnection {
         case .closing: finishClosing()
         case .awaitingHead: process()  // output drained: pipelined requests may go on
         case .streaming: streamDrained()
+        case .http2: http2?.writable()
         default: break
         }
     }
@@ -753,7 +850,7 @@ final class ServerConnection {
         // client loses its response): the writer reports `isConnectionAlive == false` at once,
         // and a streamed response's producer hears `onClientGone`.
         case .awaitingResponse, .streaming: close()
-        case .lingering: close()
+        case .lingering, .http2: close()
         case .closing, .closed: break
         }
     }
@@ -805,14 +902,14 @@ final class ServerConnection {
             } else {
                 socket.startReading()
             }
-        case .closing, .lingering, .closed:
+        case .closing, .lingering, .closed, .http2:
             break
         }
     }
 
     /// Sends what the socket takes now; waits for EV_WRITE for the rest. False when a socket
     /// error closed the connection.
-    private func flushOutput() -> Bool {
+    func flushOutput() -> Bool {
         let before = outputLength
         switch socket.flush() {
         case .failed:
@@ -868,7 +965,7 @@ final class ServerConnection {
                 guard flushOutput() else { return }
             }
             updateReading()
-        case .closing, .lingering, .closed:
+        case .closing, .lingering, .closed, .http2:
             break
         }
     }
@@ -900,12 +997,41 @@ final class ServerConnection {
             headIncomplete()
             return false
         case .failure(let error):
+            // The HTTP/2 preface fails the request line ("HTTP/2.0"): only then, and only before
+            // the connection's first request, is the input compared with it (SPEC §13, h2c).
+            if sequence == 0, let isWhole = http2PrefaceState(socket.input) {
+                if isWhole {
+                    switchToHTTP2()
+                } else {
+                    headIncomplete()
+                }
+                return false
+            }
             sendError(status: error.status, code: error.code, detail: error.detail, request: nil)
             return false
         case .complete(let head, let consumed):
             headReader.consume(consumed, from: socket.input)
             return beginBody(head)
         }
+    }
+
+    /// Hands the connection to an HTTP/2 session, which reads the preface and what follows.
+    private func switchToHTTP2() {
+        state = .http2
+        timer?.cancel()
+        hasRequestStarted = false
+        let session = HTTP2ServerSession(connection: self, options: options)
+        http2 = session
+        if isInputClosed {
+            close()
+            return
+        }
+        session.start(loop: loop)
+    }
+
+    /// The server drains: an HTTP/2 connection sends GOAWAY and closes once its streams are done.
+    func startDrainingHTTP2() {
+        if state == .http2 { http2?.startDraining() }
     }
 
     private func headIncomplete() {
@@ -1209,10 +1335,20 @@ final class ServerConnection {
         streamWriter?.onDrained?()
     }
 
-    func finishStream(sequence: Int) {
+    func finishStream(sequence: Int, trailers: HTTPHeaders?) {
         guard state == .streaming, self.sequence == sequence else { return }
         if streamFraming == .chunked && !requestIsHEAD {
-            evbuffer_add(socket.output, ServerConnection.lastChunk, ServerConnection.lastChunk.count)
+            if let trailers, trailers.count > 0 {
+                // The last chunk, the trailer section, the blank line (RFC 9112 §7.1.2).
+                var section: [UInt8] = Array("0\r\n".utf8)
+                for field in trailers.fields where !ServerConnection.isFraming(field.name) {
+                    HTTPSerializer.appendField(&section, name: field.name, value: field.value, droppingFraming: false)
+                }
+                section.append(contentsOf: [13, 10])
+                evbuffer_add(socket.output, section, section.count)
+            } else {
+                evbuffer_add(socket.output, ServerConnection.lastChunk, ServerConnection.lastChunk.count)
+            }
         }
         endStreamState()
         responseFinished(willClose: streamWillClose)
@@ -1237,7 +1373,7 @@ final class ServerConnection {
 
     // MARK: Closing
 
-    private func beginClosing() {
+    func beginClosing() {
         guard state != .closing, state != .lingering, state != .closed else { return }
         state = .closing
         socket.stopReading()
@@ -1266,7 +1402,9 @@ final class ServerConnection {
         guard state != .closed else { return }
         let wasAwaitingResponse = state == .awaitingResponse || state == .streaming
         let goneWriter = state == .streaming ? streamWriter : nil
+        let wasHTTP2 = state == .http2
         state = .closed
+        if wasHTTP2 { http2?.teardown() }
         timer?.cancel()
         sendTimer?.cancel()
         socket.close()
