@@ -132,7 +132,8 @@ extension Worker {
     }
 
     /// The response message for a version's REST twin answer (`body`).
-    private func grpcAnswer(_ exchange: Exchange, call: GRPCCall, body: ByteBuffer, version: String?) throws -> [UInt8] {
+    private func grpcAnswer(_ exchange: Exchange, call: GRPCCall, body: ByteBuffer, version: String?) throws -> [UInt8]
+    {
         let json = try JSONParser.parse(body.bytes)
         switch call.method {
         case .predict:
