@@ -24,7 +24,8 @@ extension Worker {
             writer: writer,
             snapshot: snapshot,
             requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(headers)) ?? random.requestID(),
-            readsBodyKeys: false,
+            // A `body:` key reads the call's REST twin.
+            readsBodyKeys: snapshotReadsBodyKeys,
             grpc: call
         )
         if let tracer { beginTrace(exchange, tracer: tracer) }

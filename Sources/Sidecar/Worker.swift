@@ -22,7 +22,7 @@ final class Worker: @unchecked Sendable {
     // mutating call on one of them calls back into nothing that touches the same property).
     @exclusivity(unchecked) private(set) var snapshot: ConfigSnapshot
     /// `snapshot.readsBodyKeys`, computed once per snapshot.
-    @exclusivity(unchecked) private var snapshotReadsBodyKeys: Bool
+    @exclusivity(unchecked) private(set) var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
