@@ -168,6 +168,11 @@ enum GRPCClientScript {
                     "seconds": time.time() - start}
 
 
+        def scenario_big():
+            """A message over the sidecar's --max-grpc-message-bytes."""
+            return infer("churn", rows=[[1.5, 2, 3, 4]] * 200)
+
+
         def scenario_mixed():
             """HTTP/1.1 and gRPC clients on the one port at once."""
             results = {"rest": 0, "grpc": 0, "rest_answers": [], "grpc_answers": []}

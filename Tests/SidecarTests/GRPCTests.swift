@@ -1,4 +1,5 @@
 import Foundation
+import Sidecar
 import Testing
 
 /// Runs `GRPCClientScript` scenarios with the venv `scripts/test-venv` makes, and the TF Serving
@@ -101,7 +102,7 @@ enum GRPCClients {
         let restError: FakeUpstream
         let comparisonLog: String
 
-        init() throws {
+        init(configure: (inout SidecarOptions) -> Void = { _ in }) throws {
             let models = GRPCClients.packageRoot.appendingPathComponent("examples/models").path
             shadow = FakeUpstream(
                 .json(
@@ -166,7 +167,7 @@ enum GRPCClients {
                     "resterr": remote("resterr", "http://127.0.0.1:\(restError.port)"),
                 ]
             )
-            sidecar = try RunningSidecar(config: config.path)
+            sidecar = try RunningSidecar(config: config.path, configure: configure)
         }
 
         func stop() {
@@ -351,6 +352,14 @@ enum GRPCClients {
         #expect((ShadowTests.metric(metrics, series) ?? 0) >= 3)
         // The shadow was sent the REST twin of the gRPC message.
         #expect(setup.shadow.received.contains { $0.requestLine == "POST /v2/models/churn/infer HTTP/1.1" })
+    }
+
+    @Test func messagesOverTheLimitAreResourceExhausted() throws {
+        let setup = try Setup { $0.maxGRPCMessageBytes = 1_000 }
+        defer { setup.stop() }
+        let result = try GRPCClients.scenario("big", port: setup.sidecar.port)
+        #expect(result["code"] as? String == "RESOURCE_EXHAUSTED", "\(result)")
+        #expect((result["details"] as? String ?? "").contains("limit of 1000 bytes"))
     }
 
     @Test func http1AndGRPCShareThePort() throws {
