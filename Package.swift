@@ -59,7 +59,8 @@ let package = Package(
         .target(
             name: "Sidecar",
             dependencies: [
-                "EventHTTP", "HTTP1", "YAMLSource", "Policy", "Routing", "Models", "Compare",
+                "EventHTTP", "HTTP1", "YAMLSource", "Policy", "Routing", "Models", "Compare", "Protos",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

@@ -96,7 +96,7 @@ enum Metadata {
         ])
     }
 
-    private struct Shape {
+    struct Shape {
         var platform: String
         var featureNames: [String]?
         var featureCount: Int?
@@ -104,7 +104,7 @@ enum Metadata {
         var datatype: OIPDatatype
     }
 
-    private static func shape(_ policy: ModelPolicy, version: String, snapshot: ConfigSnapshot) -> Shape {
+    static func shape(_ policy: ModelPolicy, version: String, snapshot: ConfigSnapshot) -> Shape {
         guard let spec = policy.versions[version] else {
             return Shape(platform: "unknown", featureNames: nil, featureCount: nil, outputWidth: 1, datatype: .fp64)
         }

@@ -67,6 +67,8 @@ public struct SidecarOptions: Sendable {
     public var sendTimeoutMilliseconds = ServerOptions().sendTimeoutMilliseconds
     /// The largest backend response body accepted. Default 8 MiB.
     public var maxResponseBytes = 8 << 20
+    /// The largest gRPC request message (RESOURCE_EXHAUSTED beyond, SPEC §13). Default 4 MiB.
+    public var maxGRPCMessageBytes = ServerOptions().maxGRPCMessageBytes
     /// Requests that may wait for a backend connection, per backend and worker. Default 1024.
     public var maxQueuedPerBackend = 1_024
     /// Shadow copies in flight per worker; more are dropped and counted. Default 256.

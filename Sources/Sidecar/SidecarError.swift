@@ -1,3 +1,4 @@
+import HTTP1
 import Models
 
 /// An error the sidecar answers itself (SPEC §8): a status, a stable code and a detail,
@@ -6,6 +7,8 @@ struct SidecarError: Error, Sendable {
     var status: Int
     var code: String
     var detail: String
+    /// The gRPC status when the code alone does not say it (a framing error); see `grpcStatus`.
+    var grpcOverride: GRPCStatus?
 
     static func noRoute(_ method: String, _ path: Substring) -> SidecarError {
         SidecarError(status: 404, code: "no_route", detail: "no route matches \(method) \(path)")
@@ -45,10 +48,45 @@ struct SidecarError: Error, Sendable {
     }
     static let draining = SidecarError(status: 503, code: "draining", detail: "the sidecar is shutting down")
 
-    init(status: Int, code: String, detail: String) {
+    init(status: Int, code: String, detail: String, grpc: GRPCStatus? = nil) {
         self.status = status
         self.code = code
         self.detail = detail
+        self.grpcOverride = grpc
+    }
+
+    /// The status a gRPC call gets for this error (SPEC §13), `detail` going in `grpc-message`.
+    var grpcStatus: GRPCStatus {
+        if let grpcOverride { return grpcOverride }
+        switch code {
+        case "bad_request": return .invalidArgument
+        case "no_route", "unknown_version", "no_prediction": return .notFound
+        case "upstream_timeout": return .deadlineExceeded
+        case "body_too_large": return .resourceExhausted
+        case "upstream_connect_failed", "upstream_tls_failed", "guard_open", "overloaded", "draining":
+            return .unavailable
+        case "upstream_bad_response", "model_error": return .internal
+        default: return SidecarError.grpcStatus(httpStatus: status)
+        }
+    }
+
+    /// The gRPC status of an HTTP status that carries no sidecar code (a REST backend's own 4xx
+    /// or 5xx on a gRPC route): what the status means, not gRPC's transport mapping.
+    static func grpcStatus(httpStatus: Int) -> GRPCStatus {
+        switch httpStatus {
+        case 200..<300: return .ok
+        case 400, 422: return .invalidArgument
+        case 401: return .unauthenticated
+        case 403: return .permissionDenied
+        case 404: return .notFound
+        case 408, 504: return .deadlineExceeded
+        case 409: return .aborted
+        case 413, 429: return .resourceExhausted
+        case 501: return .unimplemented
+        case 502, 503: return .unavailable
+        case 500..<600: return .internal
+        default: return .unknown
+        }
     }
 
     init(_ error: ModelError) {

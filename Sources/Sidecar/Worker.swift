@@ -22,7 +22,7 @@ final class Worker: @unchecked Sendable {
     // mutating call on one of them calls back into nothing that touches the same property).
     @exclusivity(unchecked) private(set) var snapshot: ConfigSnapshot
     /// `snapshot.readsBodyKeys`, computed once per snapshot.
-    @exclusivity(unchecked) private var snapshotReadsBodyKeys: Bool
+    @exclusivity(unchecked) private(set) var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
@@ -121,6 +121,7 @@ final class Worker: @unchecked Sendable {
         serverOptions.bodyTimeoutMilliseconds = options.bodyTimeoutMilliseconds
         serverOptions.idleTimeoutMilliseconds = options.idleTimeoutMilliseconds
         serverOptions.sendTimeoutMilliseconds = options.sendTimeoutMilliseconds
+        serverOptions.maxGRPCMessageBytes = options.maxGRPCMessageBytes
         // Data listeners stop short of the open-file limit (read now: `Sidecar` has raised it).
         serverOptions.reservedDescriptors = OpenFileLimit.reserve(forLimit: OpenFileLimit.current)
         return serverOptions
@@ -172,6 +173,13 @@ final class Worker: @unchecked Sendable {
     // MARK: - Requests
 
     func handle(_ request: ServerRequest, _ writer: ResponseWriter) {
+        // A gRPC call (SPEC §13) is decoded first (GRPCCalls.swift), then routed as below.
+        if request.isHTTP2, let type = request.head.headers.first(name: "content-type"),
+            GRPCFraming.isGRPC(contentType: type)
+        {
+            handleGRPC(request, writer)
+            return
+        }
         let exchange = Exchange(
             request: request,
             writer: writer,
@@ -181,9 +189,19 @@ final class Worker: @unchecked Sendable {
             readsBodyKeys: snapshotReadsBodyKeys
         )
         if let tracer { beginTrace(exchange, tracer: tracer) }
+        dispatch(exchange)
+    }
+
+    /// Routes a request (a REST one, or a decoded gRPC call) and asks the chosen version.
+    func dispatch(_ exchange: Exchange) {
+        let request = exchange.request
         let outcome = decide(exchange.facts(), table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
         case .noRoute:
+            if let call = exchange.grpc {
+                respond(exchange, error: .noGRPCRoute(call), version: nil)
+                return
+            }
             if let answer = Metadata.answer(
                 method: request.head.method,
                 path: request.head.path,
@@ -249,6 +267,9 @@ final class Worker: @unchecked Sendable {
         @exclusivity(unchecked) var isEventStream = false
         /// The sidecar's own error code when it made this reply (`errorReply`), for the access log.
         @exclusivity(unchecked) var errorCode: String?
+        /// With `errorCode`: the error's detail and gRPC status, for a gRPC call's trailers.
+        @exclusivity(unchecked) var errorDetail: String?
+        @exclusivity(unchecked) var grpcStatus: GRPCStatus?
 
         init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
             self.status = status
@@ -357,6 +378,20 @@ final class Worker: @unchecked Sendable {
         let head = exchange.request.head
         guard exchange.isRouted else { preconditionFailure("forward runs only for routed requests") }
         let isShadow = shadow != nil
+        if remote.isGRPC {
+            forwardGRPC(exchange, version: version, spec: spec, remote: remote, shadow: shadow)
+            return
+        }
+        let call = exchange.grpc
+        var timeoutMilliseconds = remote.timeoutMilliseconds
+        if let call {
+            // `grpc-timeout` shortens the version's timeout, never lengthens it (SPEC §13).
+            guard let remaining = call.timeout(remote.timeoutMilliseconds, startedAt: exchange.startNanoseconds) else {
+                deliver(.failed(.deadlinePassed(version), reply: nil), exchange, version: version, shadow: shadow)
+                return
+            }
+            timeoutMilliseconds = remaining
+        }
         let pool = pool(for: remote, isShadow: isShadow)
         if let shadow, !pool.hasFreeConnection {
             // Every connection to the shadow is busy: drop the copy now rather than queue it
@@ -364,9 +399,11 @@ final class Worker: @unchecked Sendable {
             shadowDropped(exchange, shadow)
             return
         }
-        let routeProtocol = exchange.wireProtocol
-        let versionProtocol = Protocols.versionProtocol(spec, route: routeProtocol)
-        let translate = Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
+        // A gRPC call reaches a REST version as its route's REST twin would (GRPCCalls.swift).
+        let routeProtocol = exchange.wireProtocol.restTwin
+        let versionProtocol = Protocols.versionProtocol(spec, route: exchange.wireProtocol)
+        let translate =
+            call != nil || Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
         // A shadow's body is compared, never sent on: it is not checked here.
         let mustRead = routeProtocol != .json && !isShadow
         var body = exchange.request.body
@@ -380,7 +417,20 @@ final class Worker: @unchecked Sendable {
             isShadow: isShadow,
             traceparent: traceparent
         )
-        if translate {
+        if let call {
+            do throws(ModelError) {
+                body = ByteBuffer(bytes: try call.restBody(for: versionProtocol))
+                GRPCCall.restHeaders(&headers)
+            } catch {
+                deliver(
+                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
+                    exchange,
+                    version: version,
+                    shadow: shadow
+                )
+                return
+            }
+        } else if translate {
             do throws(ModelError) {
                 let translated = try Protocols.translateRequest(
                     exchange.bodyJSON(),
@@ -400,7 +450,9 @@ final class Worker: @unchecked Sendable {
             }
         }
         let target: String
-        if let path = remote.path {
+        if let call, remote.path == nil {
+            target = call.restTarget(for: versionProtocol)
+        } else if let path = remote.path {
             target = head.query.map { "\(path)?\($0)" } ?? path
         } else {
             target = head.target
@@ -417,7 +469,7 @@ final class Worker: @unchecked Sendable {
         // The closure captures the timeout, not the whole `RemoteBackend` (two strings to retain),
         // and the flags in one trivial struct.
         let attempt = Attempt(
-            timeoutMilliseconds: remote.timeoutMilliseconds,
+            timeoutMilliseconds: timeoutMilliseconds,
             mustRead: mustRead,
             translate: translate,
             routeProtocol: routeProtocol,
@@ -641,7 +693,7 @@ final class Worker: @unchecked Sendable {
                 predictions = try evaluator.predict(rows)
                 datatype = evaluator.outputDatatype
             }
-            let id = route == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
+            let id = route.restTwin == .v2 ? Protocols.requestID(try? exchange.bodyJSON()) : nil
             let bytes = try Protocols.encode(
                 predictions,
                 route: route,
@@ -674,6 +726,8 @@ final class Worker: @unchecked Sendable {
             body: ByteBuffer(bytes: error.body(requestID: requestID))
         )
         reply.errorCode = error.code
+        reply.errorDetail = error.detail
+        reply.grpcStatus = error.grpcStatus
         return reply
     }
 
@@ -688,6 +742,10 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
+        if let call = exchange.grpc {
+            respondGRPC(exchange, call: call, reply: reply, version: version, failedVersion: failedVersion)
+            return
+        }
         // The reply is this response's own: its fields are added to in place.
         if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
         if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
@@ -826,6 +884,9 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
     let requestID: String
+    /// The decoded gRPC call, for a gRPC request (SPEC §13); nil for REST. Its REST twin body
+    /// stands in for the request body everywhere the REST path reads one.
+    let grpc: GRPCCall?
     /// Routing chose a version (`route(_:isGuarded:)` has run). The fields below are what the
     /// request path reads of the decision, copied once so that it keeps no `Decision`; until
     /// routing has chosen, the names are empty and `fallback` nil.
@@ -872,8 +933,10 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
         writer: ResponseWriter,
         snapshot: ConfigSnapshot,
         requestID: String,
-        readsBodyKeys: Bool = true
+        readsBodyKeys: Bool = true,
+        grpc: GRPCCall? = nil
     ) {
+        self.grpc = grpc
         self.request = request
         self.writer = writer
         self.snapshot = snapshot
@@ -906,6 +969,7 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
 
     /// The request body as JSON, parsed once, on first use.
     func bodyJSON() throws(ModelError) -> JSON {
+        if let grpc { return grpc.twin }
         if let parsedBody { return try parsedBody.get() }
         let result: Result<JSON, ModelError> = request.body.withUnsafeReadableBytes { bytes in
             do throws(ModelError) {
@@ -945,7 +1009,8 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             path: path,
             query: query,
             headers: request.head.headers.fields,
-            bodyKey: bodyKey
+            bodyKey: bodyKey,
+            grpc: grpc?.facts
         )
     }
 }

@@ -82,6 +82,9 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Largest backend response body in bytes (502 beyond).")
     var maxResponseBytes = Serve.defaults.maxResponseBytes
 
+    @Option(name: .long, help: "Largest gRPC request message in bytes (RESOURCE_EXHAUSTED beyond).")
+    var maxGrpcMessageBytes = Serve.defaults.maxGRPCMessageBytes
+
     @Option(name: .long, help: "Shadow copies in flight per worker; more are dropped and counted.")
     var maxShadowsInFlight = Serve.defaults.maxShadowsInFlight
 
@@ -143,7 +146,7 @@ struct Serve: ParsableCommand {
             ("--max-body-bytes", maxBodyBytes), ("--max-header-bytes", maxHeaderBytes), ("--max-headers", maxHeaders),
             ("--header-timeout-ms", headerTimeoutMs), ("--body-timeout-ms", bodyTimeoutMs),
             ("--idle-timeout-ms", idleTimeoutMs), ("--send-timeout-ms", sendTimeoutMs),
-            ("--max-response-bytes", maxResponseBytes),
+            ("--max-response-bytes", maxResponseBytes), ("--max-grpc-message-bytes", maxGrpcMessageBytes),
             ("--max-shadows-in-flight", maxShadowsInFlight),
         ] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
@@ -192,6 +195,7 @@ struct Serve: ParsableCommand {
         options.idleTimeoutMilliseconds = idleTimeoutMs
         options.sendTimeoutMilliseconds = sendTimeoutMs
         options.maxResponseBytes = maxResponseBytes
+        options.maxGRPCMessageBytes = maxGrpcMessageBytes
         options.maxShadowsInFlight = maxShadowsInFlight
         options.comparisonLogMaxBytes = comparisonLogMaxBytes
         options.comparisonLogRotatedFiles = comparisonLogFiles

@@ -78,7 +78,7 @@ enum CLI {
     @Test func validateAcceptsTheDefaultConfig() throws {
         let r = try CLI.run(["validate", "."])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        #expect(r.stdout.hasPrefix(".: ok: 7 routes, 1 model, 4 versions (4 embedded), 2 files"))
+        #expect(r.stdout.hasPrefix(".: ok: 9 routes, 1 model, 4 versions (4 embedded), 2 files"))
     }
 
     @Test func validatePrintsEveryProblemAndExits1() throws {
