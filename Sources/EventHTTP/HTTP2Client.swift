@@ -39,7 +39,8 @@ final class HTTP2ClientStream {
 /// from `connect` until `close`, which frees the events, closes the socket and frees the session.
 final class HTTP2ClientConnection {
     enum State {
-        /// TCP connect or TLS handshake in progress: calls given to it wait in `pending`.
+        /// TCP connect, TLS handshake, or waiting for the server's first SETTINGS (which says how
+        /// many streams it takes, as gRPC clients wait for it): calls given to it wait in `pending`.
         case connecting
         case ready
         /// GOAWAY received: the streams it allowed finish, nothing new starts.
@@ -83,6 +84,8 @@ final class HTTP2ClientConnection {
     /// Calls the server refused unprocessed (GOAWAY, REFUSED_STREAM), to go back to the pool.
     @exclusivity(unchecked) private var refused: [HTTP2Call] = []
     private var roomChanged = false
+    /// The server's first SETTINGS frame has arrived: `capacity` is what it allows.
+    private var peerSettingsReceived = false
     private var goawayReceived = false
     private var isPumping = false
     private var needsPump = false
@@ -121,6 +124,8 @@ final class HTTP2ClientConnection {
         let value = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
         return Int(min(value, 1 << 20))
     }
+
+    private var isOpenForStreams: Bool { state == .connecting || state == .ready }
 
     /// May take another call now.
     var hasRoom: Bool { (state == .connecting || state == .ready) && load < capacity }
@@ -187,19 +192,35 @@ final class HTTP2ClientConnection {
         }
     }
 
-    /// Makes the nghttp2 session, queues our SETTINGS and the calls that waited.
+    /// Makes the nghttp2 session and sends the preface and our SETTINGS; streams start once the
+    /// server's SETTINGS arrive (`deliver`).
     private func becomeReady() {
-        guard state == .connecting else { return }
+        guard state == .connecting, session == nil else { return }
         guard makeSession() else {
             failToConnect(.connectFailed("connect to \(endpoint) failed: cannot create an HTTP/2 session"))
             return
         }
+        pump()
+    }
+
+    /// The server's SETTINGS arrived: the waiting calls start, as many as it allows; the rest go
+    /// back to the pool (for another connection).
+    private func startPending() {
         state = .ready
         let waiting = pending
         pending = []
-        for call in waiting where !call.isFinished { submit(call) }
+        let room = capacity
+        var overflow: [HTTP2Call] = []
+        for call in waiting where !call.isFinished {
+            if streams.count < room {
+                submit(call)
+            } else {
+                call.connection = nil
+                overflow.append(call)
+            }
+        }
+        if !overflow.isEmpty { pool?.retry(overflow) }
         pump()
-        deliver()
     }
 
     private func makeSession() -> Bool {
@@ -299,6 +320,8 @@ final class HTTP2ClientConnection {
     func cancel(_ call: HTTP2Call) {
         if let index = pending.firstIndex(where: { $0 === call }) {
             pending.remove(at: index)
+            // Nobody waits for a connection that has not come up in time any more.
+            if pending.isEmpty && state == .connecting { close(error: .timeout) }
             return
         }
         guard let stream = streams.values.first(where: { $0.call === call }) else { return }
@@ -466,6 +489,7 @@ final class HTTP2ClientConnection {
             guard endsStream, let stream = streams[header.stream_id] else { return 0 }
             complete(stream)
         case NGHTTP2_SETTINGS.rawValue:
+            if header.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { peerSettingsReceived = true }
             roomChanged = true
         case NGHTTP2_GOAWAY.rawValue:
             goawayReceived = true
@@ -584,8 +608,8 @@ final class HTTP2ClientConnection {
             continueHandshake()
             return
         }
-        guard state == .ready || state == .draining else {
-            if state == .connecting && isTCPConnected == false { writable() }
+        guard session != nil, state != .closed else {
+            if state == .connecting && !isTCPConnected { writable() }
             return
         }
         let outcome = socket.read(scratch: loop.readScratch)
@@ -676,7 +700,7 @@ final class HTTP2ClientConnection {
         defer { isPumping = false }
         repeat {
             needsPump = false
-            guard let session, state == .ready || state == .draining else { return }
+            guard let session, state != .closed else { return }
             if nghttp2_session_send(session) != 0 {
                 lost("HTTP/2 session to \(endpoint) failed to send")
                 return
@@ -695,10 +719,14 @@ final class HTTP2ClientConnection {
         guard !isDelivering else { return }
         isDelivering = true
         defer { isDelivering = false }
-        while !results.isEmpty || !refused.isEmpty || roomChanged || (goawayReceived && state == .ready) {
-            if goawayReceived && state == .ready {
+        while !results.isEmpty || !refused.isEmpty || roomChanged || (goawayReceived && isOpenForStreams) {
+            if goawayReceived && isOpenForStreams {
                 state = .draining
+                for call in pending where !call.isFinished { refuse(call, detail: "GOAWAY") }
+                pending = []
                 pool?.connectionRetiring(self)
+            } else if state == .connecting && peerSettingsReceived {
+                startPending()
             }
             let done = results
             results = []
@@ -715,7 +743,7 @@ final class HTTP2ClientConnection {
             }
         }
         guard state == .ready || state == .draining else { return }
-        if streams.isEmpty && pending.isEmpty {
+        if streams.isEmpty {
             if state == .draining {
                 close(error: .closed)
                 return
