@@ -327,7 +327,12 @@ final class HTTP2ClientConnection {
         guard let stream = streams.values.first(where: { $0.call === call }) else { return }
         stream.call = nil
         if let session {
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_CANCEL.rawValue)
+            _ = nghttp2_submit_rst_stream(
+                session,
+                UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                stream.id,
+                NGHTTP2_CANCEL.rawValue
+            )
         }
         pump()
     }
@@ -389,8 +394,10 @@ final class HTTP2ClientConnection {
         case 2: return !name.asciiCaseInsensitiveEquals("te")
         case 4: return !name.asciiCaseInsensitiveEquals("host")
         case 7: return !name.asciiCaseInsensitiveEquals("upgrade")
-        case 10: return !(name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive"))
-        case 12: return !(name.asciiCaseInsensitiveEquals("content-type") || name.asciiCaseInsensitiveEquals("grpc-timeout"))
+        case 10:
+            return !(name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive"))
+        case 12:
+            return !(name.asciiCaseInsensitiveEquals("content-type") || name.asciiCaseInsensitiveEquals("grpc-timeout"))
         case 14: return !name.asciiCaseInsensitiveEquals("content-length")
         case 16: return !name.asciiCaseInsensitiveEquals("proxy-connection")
         case 17: return !name.asciiCaseInsensitiveEquals("transfer-encoding")
@@ -400,7 +407,12 @@ final class HTTP2ClientConnection {
 
     // MARK: nghttp2 callbacks
 
-    fileprivate func readBody(_ stream: HTTP2ClientStream, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    fileprivate func readBody(
+        _ stream: HTTP2ClientStream,
+        into buffer: UnsafeMutablePointer<UInt8>,
+        length: Int,
+        flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
         let taken = Int(evbuffer_remove(stream.requestBody.evbuffer, buffer, length))
         if stream.requestBody.count == 0 { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
         return max(0, taken)
@@ -462,7 +474,12 @@ final class HTTP2ClientConnection {
             stream.failure = .badResponse("upstream response body exceeds the limit of \(maxResponseBytes) bytes")
             stream.body.removeAll()
             if let session {
-                _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_CANCEL.rawValue)
+                _ = nghttp2_submit_rst_stream(
+                    session,
+                    UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                    streamID,
+                    NGHTTP2_CANCEL.rawValue
+                )
             }
             return 0
         }
@@ -540,7 +557,12 @@ final class HTTP2ClientConnection {
         results.append((call, answer(stream)))
         // The answer came before our request ended (an early error): stop sending it.
         if let session, nghttp2_session_get_stream_local_close(session, stream.id) == 0 {
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_NO_ERROR.rawValue)
+            _ = nghttp2_submit_rst_stream(
+                session,
+                UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                stream.id,
+                NGHTTP2_NO_ERROR.rawValue
+            )
         }
     }
 

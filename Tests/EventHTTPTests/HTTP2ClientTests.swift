@@ -52,6 +52,7 @@ private func makePool(
     maxConnections: Int = 8,
     maxQueued: Int = 64,
     maxResponseBytes: Int = 1 << 20,
+    idleTimeoutMilliseconds: Int = 60_000,
     tls: TLSClientContext? = nil
 ) throws -> Box<HTTP2Pool> {
     try loop.make {
@@ -62,6 +63,7 @@ private func makePool(
             maxConnections: maxConnections,
             maxQueued: maxQueued,
             maxResponseBytes: maxResponseBytes,
+            idleTimeoutMilliseconds: idleTimeoutMilliseconds,
             tls: tls
         )
     }
@@ -89,7 +91,12 @@ private func call(
     return (0..<requests.count).map { results.value[$0]! }
 }
 
-private func one(_ pool: Box<HTTP2Pool>, on loop: LoopThread, _ request: GRPCRequest, timeoutMilliseconds: Int = 5000)
+private func one(
+    _ pool: Box<HTTP2Pool>,
+    on loop: LoopThread,
+    _ request: GRPCRequest,
+    timeoutMilliseconds: Int = 5000
+)
     throws -> Result<Answer, UpstreamError>
 {
     try call(pool, on: loop, [request], timeoutMilliseconds: timeoutMilliseconds)[0]
@@ -114,7 +121,9 @@ private func badResponseDetail(_ result: Result<Answer, UpstreamError>) -> Strin
 
 @Suite("HTTP/2 client pool for gRPC backends", .serialized)
 struct HTTP2ClientTests {
-    @Test("a unary call: headers, the echoed message, trailers; the request carries te, content-type, grpc-timeout and metadata")
+    @Test(
+        "a unary call: headers, the echoed message, trailers; the request carries te, content-type, grpc-timeout and metadata"
+    )
     func unaryRoundTrip() throws {
         let backend = try HTTP2TestBackend()
         let loop = try LoopThread()
@@ -122,7 +131,11 @@ struct HTTP2ClientTests {
         let pool = try makePool(loop, port: backend.port)
 
         let reply = try answer(
-            one(pool, on: loop, request("Echo", metadata: [("X-Meta", "hello"), ("Connection", "close")], payload: [7, 8, 9]))
+            one(
+                pool,
+                on: loop,
+                request("Echo", metadata: [("X-Meta", "hello"), ("Connection", "close")], payload: [7, 8, 9])
+            )
         )
         #expect(reply.httpStatus == 200)
         #expect(reply.status == .ok)
@@ -180,7 +193,11 @@ struct HTTP2ClientTests {
         let pool = try makePool(loop, port: backend.port)
 
         // The backend holds every answer until all 50 streams are open at once.
-        let results = try call(pool, on: loop, (0..<50).map { _ in request("Barrier", metadata: [("x-barrier", "50")]) })
+        let results = try call(
+            pool,
+            on: loop,
+            (0..<50).map { _ in request("Barrier", metadata: [("x-barrier", "50")]) }
+        )
         let replies = try results.map(answer)
         #expect(replies.allSatisfy { $0.status == .ok && $0.headers["x-barrier-timeout"] == nil })
         #expect(replies.allSatisfy { $0.headers["x-connection"] == "1" })
@@ -195,7 +212,11 @@ struct HTTP2ClientTests {
         defer { loop.shutdown() }
         let pool = try makePool(loop, port: backend.port)
 
-        let results = try call(pool, on: loop, (0..<10).map { _ in request("Barrier", metadata: [("x-barrier", "10")]) })
+        let results = try call(
+            pool,
+            on: loop,
+            (0..<10).map { _ in request("Barrier", metadata: [("x-barrier", "10")]) }
+        )
         let replies = try results.map(answer)
         #expect(replies.allSatisfy { $0.status == .ok && $0.headers["x-barrier-timeout"] == nil })
         var perConnection: [String: Int] = [:]
@@ -215,7 +236,8 @@ struct HTTP2ClientTests {
         let first = Box<[Result<Answer, UpstreamError>]>([])
         let firstDone = DispatchSemaphore(value: 0)
         Thread {
-            first.value = (try? call(pool, on: loop, (0..<4).map { _ in request("Hang") }, timeoutMilliseconds: 1500)) ?? []
+            first.value =
+                (try? call(pool, on: loop, (0..<4).map { _ in request("Hang") }, timeoutMilliseconds: 1500)) ?? []
             firstDone.signal()
         }.start()
         #expect(backend.eventually { $0.events("request").count == 2 })
@@ -290,7 +312,9 @@ struct HTTP2ClientTests {
         inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0
+            }
         }
         let port = Int(UInt16(bigEndian: address.sin_port))
         close(probe)
@@ -353,6 +377,58 @@ struct HTTP2ClientTests {
             return
         }
         #expect(why.contains("certificate verify failed"))
+    }
+
+    @Test("an idle connection is closed; the next call opens a new one")
+    func idleClose() throws {
+        let backend = try HTTP2TestBackend()
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let pool = try makePool(loop, port: backend.port, idleTimeoutMilliseconds: 200)
+        #expect(try answer(one(pool, on: loop, request("Echo"))).headers["x-connection"] == "1")
+        #expect(backend.eventually { $0.events("closed").contains { $0 == ["closed", "1"] } })
+        #expect(try loop.eventually { pool.value.openConnections == 0 })
+        #expect(try answer(one(pool, on: loop, request("Echo"))).headers["x-connection"] == "2")
+    }
+
+    @Test("a real gRPC server (grpcio): round trip, metadata, one connection for many calls, statuses")
+    func grpcioInterop() throws {
+        let backend = try HTTP2TestBackend.grpcio()
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let pool = try makePool(loop, port: backend.port)
+
+        let replies = try call(
+            pool,
+            on: loop,
+            (0..<20).map { index in request("Echo", metadata: [("x-meta", "m\(index)")], payload: [UInt8(index), 42]) }
+        ).map(answer)
+        for (index, reply) in replies.enumerated() {
+            #expect(reply.status == .ok)
+            #expect(reply.body == framed([UInt8(index), 42]))
+            #expect(reply.headers["x-seen-meta"] == "m\(index)")
+        }
+        #expect(Set(replies.compactMap { $0.headers["x-peer"] }).count == 1)
+
+        let notFound = try answer(one(pool, on: loop, request("Fail")))
+        #expect(notFound.status == .notFound)
+        #expect(notFound.message == "no model named \u{FC}n\u{EF}code")
+        #expect(try answer(one(pool, on: loop, request("Missing"))).status == .unimplemented)
+        #expect(try loop.sync { pool.value.connectionsOpened } == 1)
+    }
+
+    @Test("a real gRPC server over TLS (grpcs, ALPN h2)")
+    func grpcioTLS() throws {
+        let pki = try TestPKI.shared()
+        let backend = try HTTP2TestBackend.grpcio(tls: (pki.serverCert, pki.serverKey))
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let context = try TLSClientContext(options: TLSClientOptions(caFile: pki.caFile), alpnProtocols: ["h2"])
+        let pool = try makePool(loop, port: backend.port, tls: context)
+        let reply = try answer(one(pool, on: loop, request("Echo", metadata: [("x-meta", "secure")], payload: [9])))
+        #expect(reply.status == .ok)
+        #expect(reply.body == framed([9]))
+        #expect(reply.headers["x-seen-meta"] == "secure")
     }
 
     @Test("a closed pool fails calls with closed")

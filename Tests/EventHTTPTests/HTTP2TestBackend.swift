@@ -27,11 +27,8 @@ final class HTTP2TestBackend: @unchecked Sendable {
         case closeAfter(Int)
     }
 
-    init(_ options: Option...) throws {
-        let python = try HTTP2TestBackend.python.get()
-        let script = NSTemporaryDirectory() + "switchyard-h2-backend-\(getpid()).py"
-        try Data(HTTP2TestBackend.source.utf8).write(to: URL(fileURLWithPath: script), options: .atomic)
-        var arguments = [script]
+    convenience init(_ options: Option...) throws {
+        var arguments: [String] = []
         for option in options {
             switch option {
             case .tls(let cert, let key): arguments += ["--tls", cert, key]
@@ -40,6 +37,26 @@ final class HTTP2TestBackend: @unchecked Sendable {
             case .closeAfter(let count): arguments += ["--close-after", String(count)]
             }
         }
+        try self.init(name: "h2-backend", source: HTTP2TestBackend.source, arguments: arguments)
+    }
+
+    /// A real gRPC server (grpcio, a generic handler) instead: `/test.Echo/Echo` answers the
+    /// request's message with initial metadata `x-seen-meta` (the request's `x-meta`) and `x-peer`
+    /// (the client's address and port: one per connection); `/test.Echo/Fail` aborts NOT_FOUND
+    /// with a non-ASCII message; other methods are UNIMPLEMENTED. `tls`: grpcs with that pair.
+    static func grpcio(tls: (cert: String, key: String)? = nil) throws -> HTTP2TestBackend {
+        try HTTP2TestBackend(
+            name: "grpcio-backend",
+            source: grpcioSource,
+            arguments: tls.map { [$0.cert, $0.key] } ?? []
+        )
+    }
+
+    private init(name: String, source: String, arguments: [String]) throws {
+        let python = try HTTP2TestBackend.python.get()
+        let script = NSTemporaryDirectory() + "switchyard-\(name)-\(getpid()).py"
+        try Data(source.utf8).write(to: URL(fileURLWithPath: script), options: .atomic)
+        let arguments = [script] + arguments
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = arguments
         let output = Pipe()
@@ -111,6 +128,46 @@ final class HTTP2TestBackend: @unchecked Sendable {
         }
         return path
     }
+
+    static let grpcioSource = #"""
+        import sys
+        from concurrent import futures
+
+        import grpc
+
+
+        def echo(request, context):
+            metadata = dict(context.invocation_metadata())
+            context.send_initial_metadata((("x-seen-meta", metadata.get("x-meta", "")), ("x-peer", context.peer())))
+            return request
+
+
+        def fail(request, context):
+            context.abort(grpc.StatusCode.NOT_FOUND, "no model named \u00fcn\u00efcode")
+
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details):
+                if details.method == "/test.Echo/Echo":
+                    return grpc.unary_unary_rpc_method_handler(echo)
+                if details.method == "/test.Echo/Fail":
+                    return grpc.unary_unary_rpc_method_handler(fail)
+                return None
+
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        server.add_generic_rpc_handlers((Handler(),))
+        if len(sys.argv) > 2:
+            with open(sys.argv[1], "rb") as cert, open(sys.argv[2], "rb") as key:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            port = server.add_secure_port("127.0.0.1:0", credentials)
+        else:
+            port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        print(port, flush=True)
+        sys.stdin.read()
+        server.stop(0)
+        """#
 
     static let source = #"""
         import os, select, socket, ssl, struct, sys, threading, time
