@@ -646,8 +646,25 @@ final class HTTP2ClientConnection {
             break
         case .endOfStream:
             if socket.inputLength > 0 { received() }
+            if state == .connecting, let tls = socket.tls {
+                // A server that refuses the client's certificate (or its absence) may close
+                // without an alert we can still read.
+                failToConnect(
+                    .tlsFailed(
+                        tls.failureDetail
+                            ?? "the backend closed the connection right after the TLS handshake, before any HTTP/2 frame (does it require a client certificate?)"
+                    )
+                )
+                return
+            }
             lost("upstream closed the HTTP/2 connection")
         case .failed(let error):
+            // TLS 1.3 refuses a missing client certificate after the handshake, on the first
+            // read: before the server's SETTINGS, a TLS failure like one in the handshake.
+            if state == .connecting, let detail = socket.tls?.failureDetail {
+                failToConnect(.tlsFailed(detail))
+                return
+            }
             lost("upstream HTTP/2 connection failed: \(socket.tls?.failureDetail ?? System.errorText(error))")
         }
     }

@@ -431,6 +431,27 @@ struct HTTP2ClientTests {
         #expect(reply.headers["x-seen-meta"] == "secure")
     }
 
+    @Test("grpcs with a server that requires a client certificate: refused without one, served with one")
+    func grpcioMutualTLS() throws {
+        let pki = try TestPKI.shared()
+        let backend = try HTTP2TestBackend.grpcio(tls: (pki.serverCert, pki.serverKey), clientCA: pki.clientCAFile)
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+
+        let anonymous = try TLSClientContext(options: TLSClientOptions(caFile: pki.caFile), alpnProtocols: ["h2"])
+        let refused = try makePool(loop, port: backend.port, tls: anonymous)
+        let result = try one(refused, on: loop, request("Echo"))
+        guard case .failure(.tlsFailed) = result else {
+            Issue.record("expected tlsFailed without a client certificate, got \(result)")
+            return
+        }
+
+        let options = TLSClientOptions(caFile: pki.caFile, certFile: pki.clientCert, keyFile: pki.clientKey)
+        let identified = try TLSClientContext(options: options, alpnProtocols: ["h2"])
+        let pool = try makePool(loop, port: backend.port, tls: identified)
+        #expect(try answer(one(pool, on: loop, request("Echo", payload: [5]))).body == framed([5]))
+    }
+
     @Test("a closed pool fails calls with closed")
     func closedPool() throws {
         let backend = try HTTP2TestBackend()

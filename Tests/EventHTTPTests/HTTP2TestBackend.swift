@@ -44,11 +44,12 @@ final class HTTP2TestBackend: @unchecked Sendable {
     /// request's message with initial metadata `x-seen-meta` (the request's `x-meta`) and `x-peer`
     /// (the client's address and port: one per connection); `/test.Echo/Fail` aborts NOT_FOUND
     /// with a non-ASCII message; other methods are UNIMPLEMENTED. `tls`: grpcs with that pair.
-    static func grpcio(tls: (cert: String, key: String)? = nil) throws -> HTTP2TestBackend {
+    /// `clientCA`: clients must present a certificate signed by it (mutual TLS).
+    static func grpcio(tls: (cert: String, key: String)? = nil, clientCA: String? = nil) throws -> HTTP2TestBackend {
         try HTTP2TestBackend(
             name: "grpcio-backend",
             source: grpcioSource,
-            arguments: tls.map { [$0.cert, $0.key] } ?? []
+            arguments: (tls.map { [$0.cert, $0.key] } ?? []) + (clientCA.map { [$0] } ?? [])
         )
     }
 
@@ -159,7 +160,12 @@ final class HTTP2TestBackend: @unchecked Sendable {
         server.add_generic_rpc_handlers((Handler(),))
         if len(sys.argv) > 2:
             with open(sys.argv[1], "rb") as cert, open(sys.argv[2], "rb") as key:
-                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+                pair = [(key.read(), cert.read())]
+            if len(sys.argv) > 3:
+                with open(sys.argv[3], "rb") as ca:
+                    credentials = grpc.ssl_server_credentials(pair, root_certificates=ca.read(), require_client_auth=True)
+            else:
+                credentials = grpc.ssl_server_credentials(pair)
             port = server.add_secure_port("127.0.0.1:0", credentials)
         else:
             port = server.add_insecure_port("127.0.0.1:0")
