@@ -308,7 +308,15 @@ final class HTTP2ClientConnection {
             return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
         }
         guard id > 0 else {
-            results.append((call, .failure(.badResponse("cannot start an HTTP/2 stream to \(endpoint): code \(id)"))))
+            if id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE.rawValue {
+                // 2^30 streams used up on this connection: retire it, the call goes on another.
+                goawayReceived = true
+                refused.append(call)
+                return
+            }
+            // Never completes inside `HTTP2Pool.call`, which may have led here.
+            let error = UpstreamError.badResponse("cannot start an HTTP/2 stream to \(endpoint): nghttp2 error \(id)")
+            loop.runSoon { call.finish(.failure(error)) }
             return
         }
         stream.id = id

@@ -205,6 +205,25 @@ struct HTTP2ClientTests {
         #expect(try loop.sync { pool.value.connectionsOpened } == 1)
     }
 
+    @Test("waves of calls at the server's stream limit reuse one connection and leave no stream open")
+    func waves() throws {
+        let backend = try HTTP2TestBackend()  // h2 advertises 100 concurrent streams
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let pool = try makePool(loop, port: backend.port)
+        for wave in 0..<10 {
+            let replies = try call(
+                pool,
+                on: loop,
+                (0..<100).map { request("Echo", payload: [UInt8(wave), UInt8($0)]) }
+            )
+            #expect(replies.allSatisfy { (try? answer($0).status) == .ok }, "wave \(wave)")
+        }
+        #expect(try loop.eventually { pool.value.activeStreams == 0 })
+        #expect(try loop.sync { pool.value.connectionsOpened } == 1)
+        #expect(backend.events("request").count == 1000)
+    }
+
     @Test("a connection at the server's stream limit makes the pool open another")
     func moreConnectionsAtTheStreamLimit() throws {
         let backend = try HTTP2TestBackend(.maxStreams(4))
