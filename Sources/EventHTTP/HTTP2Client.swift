@@ -791,7 +791,7 @@ final class HTTP2ClientConnection {
         }
         guard state == .ready || state == .draining else { return }
         if streams.isEmpty {
-            if state == .draining {
+            if state == .draining || pool?.isClosed ?? true {
                 close(error: .closed)
                 return
             }

@@ -120,7 +120,8 @@ public final class HTTP2Pool {
     /// Connections that got GOAWAY: their streams finish, nothing new starts on them.
     @exclusivity(unchecked) private var retiring: [HTTP2ClientConnection] = []
     @exclusivity(unchecked) private var waiting: [HTTP2Call] = []
-    private var isClosed = false
+    /// `close()` was called: connections close as soon as their streams are done.
+    private(set) var isClosed = false
     private var isDispatching = false
 
     /// `host` is an IP literal or `localhost`; another name is looked up here (blocking: make

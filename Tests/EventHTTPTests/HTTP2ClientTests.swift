@@ -471,15 +471,26 @@ struct HTTP2ClientTests {
         #expect(try answer(one(pool, on: loop, request("Echo", payload: [5]))).body == framed([5]))
     }
 
-    @Test("a closed pool fails calls with closed")
+    @Test("a closed pool fails new calls with closed, lets calls in flight finish, then closes their connection")
     func closedPool() throws {
         let backend = try HTTP2TestBackend()
         let loop = try LoopThread()
         defer { loop.shutdown() }
         let pool = try makePool(loop, port: backend.port)
         #expect(try answer(one(pool, on: loop, request("Echo"))).status == .ok)
+        // A slow call in flight when the pool closes still gets its answer.
+        let slow = Box<Result<Answer, UpstreamError>?>(nil)
+        let slowDone = DispatchSemaphore(value: 0)
+        Thread {
+            slow.value = try? one(pool, on: loop, request("Slow", metadata: [("x-delay-ms", "300")]))
+            slowDone.signal()
+        }.start()
+        #expect(backend.eventually { $0.events("request").count == 2 })
         try loop.sync { pool.value.close() }
         #expect(failure(try one(pool, on: loop, request("Echo"))) == .closed)
+        #expect(slowDone.wait(timeout: .now() + 10) == .success)
+        #expect((try slow.value.map(answer))?.status == .ok)
         #expect(backend.eventually { $0.events("closed").count == 1 })
+        #expect(try loop.eventually { pool.value.openConnections == 0 })
     }
 }

@@ -59,6 +59,10 @@ final class HTTP2TestBackend: @unchecked Sendable {
         try Data(source.utf8).write(to: URL(fileURLWithPath: script), options: .atomic)
         let arguments = [script] + arguments
         process.executableURL = URL(fileURLWithPath: python)
+        // grpcio logs failed handshakes (expected in the mutual TLS test) to stderr otherwise.
+        var environment = ProcessInfo.processInfo.environment
+        environment["GRPC_VERBOSITY"] = "NONE"
+        process.environment = environment
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
