@@ -46,10 +46,12 @@ public struct TLSConfigurationError: Error, Sendable, Hashable, CustomStringConv
 
 /// An SSL_CTX for one set of options, shared by every connection (and worker thread) to that
 /// backend: TLS 1.2 minimum, verification against the system trust store or only `caFile` (unless
-/// `insecureSkipVerify`), ALPN `http/1.1`, the client certificate when given, and a small cache of
-/// sessions for resumption keyed by "name:port".
+/// `insecureSkipVerify`), ALPN `http/1.1` (or the protocols asked for: `h2` for `grpcs://`), the
+/// client certificate when given, and a small cache of sessions for resumption keyed by "name:port".
 public final class TLSClientContext: @unchecked Sendable {
     public let options: TLSClientOptions
+    /// The ALPN protocols offered, in order of preference.
+    public let alpnProtocols: [String]
     let context: OpaquePointer
     /// Sessions at most kept (one per backend name and port).
     static let maxCachedSessions = 64
@@ -57,8 +59,10 @@ public final class TLSClientContext: @unchecked Sendable {
     // Guarded by `cacheLock`: one resumable session per "name:port", owned (SSL_SESSION_free).
     private var sessions: [String: OpaquePointer] = [:]
 
-    public init(options: TLSClientOptions) throws(TLSConfigurationError) {
+    /// `alpnProtocols`: `["http/1.1"]` for HTTP/1.1 backends, `["h2"]` for HTTP/2 ones (SPEC §13).
+    public init(options: TLSClientOptions, alpnProtocols: [String] = ["http/1.1"]) throws(TLSConfigurationError) {
         self.options = options
+        self.alpnProtocols = alpnProtocols
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_client_method()) else {
             throw TLSConfigurationError("cannot create a TLS context: \(TLSErrors.takeReason() ?? "out of memory")")
@@ -92,7 +96,7 @@ public final class TLSClientContext: @unchecked Sendable {
         // `read` and `hasBufferedInput` consult, so none waits for a wake-up that never comes.
         switchyard_ssl_ctx_set_read_ahead(context)
         // ALPN protocol list: length-prefixed names. SSL_CTX_set_alpn_protos returns 0 on success.
-        let alpn: [UInt8] = [8] + Array("http/1.1".utf8)
+        let alpn: [UInt8] = alpnProtocols.flatMap { [UInt8(truncatingIfNeeded: $0.utf8.count)] + Array($0.utf8) }
         guard SSL_CTX_set_alpn_protos(context, alpn, UInt32(alpn.count)) == 0 else {
             throw TLSConfigurationError("cannot set ALPN: \(TLSErrors.takeReason() ?? "unknown")")
         }
