@@ -1,7 +1,9 @@
+import EventHTTP
 import Foundation
-import Sidecar
 import TestTLSSupport
 import Testing
+
+@testable import Sidecar
 
 #if canImport(Glibc)
 import Glibc
@@ -231,7 +233,7 @@ enum GRPCRemoteClientScript {
             return {"live_embedded": [infer("sh") for _ in range(3)], "live_remote": [infer("lg") for _ in range(3)]}
 
 
-        def scenario_tls():
+        def scenario_one():
             return infer("up")
 
 
@@ -480,9 +482,71 @@ enum GRPCRemoteClientScript {
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path)
         defer { sidecar.stop() }
-        let result = try GRPCRemoteClientScript.scenario("tls", port: sidecar.port)
+        let result = try GRPCRemoteClientScript.scenario("one", port: sidecar.port)
         #expect(result["code"] as? String == "OK", "\(result)")
         #expect(Self.doubles(result["predict"]) == [0.25, 0.75])
         #expect(Self.object(result["initial"])["x-switchyard-version"] as? String == "r")
+    }
+
+    @Test func grpcsContextsOfferH2AndBadFilesAreDiagnostics() throws {
+        let pki = try TestPKI.shared()
+        let tls = #"tls: { ca_file: "\#(pki.caFile)" }"#
+        let config = try TempConfig(
+            routes: """
+                routes:
+                \(Self.route("g"))
+                  - { name: h, match: { path: /v2/models/h/infer, method: POST }, model: h, protocol: v2 }
+                """,
+            policies: [
+                "g": "model: g\nversions:\n  r: { url: \"grpcs://localhost:1\", \(tls) }\nsplit: { r: 100 }\n",
+                "h": "model: h\nversions:\n  r: { url: \"https://localhost:1\", \(tls) }\nsplit: { r: 100 }\n",
+            ]
+        )
+        defer { config.remove() }
+        // The same `tls` settings make one context per ALPN: `h2` for grpcs, `http/1.1` for https.
+        let snapshot = try ConfigSnapshot.load(directory: config.path).get()
+        let grpcContext = try #require(snapshot.grpcTLSContexts.values.first)
+        let httpContext = try #require(snapshot.tlsContexts.values.first)
+        #expect(snapshot.grpcTLSContexts.count == 1 && snapshot.tlsContexts.count == 1)
+        #expect(grpcContext.alpnProtocols == ["h2"])
+        #expect(httpContext.alpnProtocols == ["http/1.1"])
+        #expect(grpcContext !== httpContext)
+
+        // A CA file OpenSSL refuses is a diagnostic at the grpcs version.
+        try config.write("bad-ca.pem", "not a certificate\n")
+        try config.write(
+            "policies/g.yaml",
+            "model: g\nversions:\n  r: { url: \"grpcs://localhost:1\", tls: { ca_file: \"\(config.path)/bad-ca.pem\" } }\nsplit: { r: 100 }\n"
+        )
+        switch ConfigSnapshot.load(directory: config.path) {
+        case .success: Issue.record("a grpcs version with a bad CA file loaded")
+        case .failure(let diagnostics):
+            #expect(
+                diagnostics.contains { "\($0)".contains("version 'r': tls:") && "\($0)".contains("g.yaml") },
+                "\(diagnostics)"
+            )
+        }
+    }
+
+    @Test func aReloadMovesCallsToTheNewUpstream() throws {
+        let first = try FakeGRPCUpstream()
+        defer { first.stop() }
+        let second = try FakeGRPCUpstream()
+        defer { second.stop() }
+        let config = try TempConfig(
+            routes: "routes:\n" + Self.route("up"),
+            policies: ["up": Self.remote("up", "grpc://127.0.0.1:\(first.port)")]
+        )
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
+        defer { sidecar.stop() }
+        #expect(try GRPCRemoteClientScript.scenario("one", port: sidecar.port)["code"] as? String == "OK")
+        try config.write("policies/up.yaml", Self.remote("up", "grpc://127.0.0.1:\(second.port)"))
+        for _ in 0..<200 where sidecar.sidecar.snapshot.generation == 1 { usleep(20_000) }
+        #expect(sidecar.sidecar.snapshot.generation == 2)
+        let after = try GRPCRemoteClientScript.scenario("one", port: sidecar.port)
+        #expect(after["code"] as? String == "OK", "\(after)")
+        #expect(first.calls.count == 1)
+        #expect(second.calls.count == 1)
     }
 }
