@@ -60,8 +60,16 @@ extension Worker {
     /// Writes the answer to a gRPC call. `reply` is what the REST path made: a 2xx REST twin
     /// answer becomes the response message; the sidecar's own errors keep their status (SPEC §13's
     /// mapping) and `detail`; a REST version's other 4xx/5xx becomes the status its HTTP status
-    /// means. Metrics and comparisons see the reply's HTTP status and REST body, as for REST.
+    /// means; a `grpc://` version's answer (`reply.grpcResponse`) goes through as it came.
+    /// Metrics and comparisons see the reply's HTTP status and REST body, as for REST.
     func respondGRPC(_ exchange: Exchange, call: GRPCCall, reply: Reply, version: String?, failedVersion: String?) {
+        if let response = reply.grpcResponse {
+            // A gRPC version's own answer (GRPCBackends.swift): passed through as it came.
+            exchange.errorCode = nil
+            writeGRPCPassthrough(exchange, response, version: version, failedVersion: failedVersion)
+            finishLive(exchange, status: reply.status, version: version, body: reply.body.bytes)
+            return
+        }
         var status = reply.status
         var outcome: Result<[UInt8], GRPCFailure>
         exchange.errorCode = reply.errorCode
@@ -307,29 +315,5 @@ extension Worker {
             code: "no_route",
             detail: "no \(wireProtocol.rawValue) route serves model '\(name)'"
         )
-    }
-
-    // MARK: Remote gRPC versions
-
-    /// Asks a remote gRPC version (`grpc://`, `grpcs://`). SEAM: the HTTP/2 client pool is not in
-    /// this branch yet, so every such version fails as unreachable (UNAVAILABLE; `fallback`
-    /// catches it and guards count it). The merger replaces this body with the client call:
-    /// send `exchange.request.body` (the framed message, as the app wrote it) to
-    /// `exchange.grpc!.path` with the call's metadata and a `grpc-timeout` from
-    /// `exchange.grpc!.timeout(remote.timeoutMilliseconds, startedAt: exchange.startNanoseconds)`,
-    /// and deliver the result as `forward` delivers its own.
-    func forwardGRPC(
-        _ exchange: Exchange,
-        version: String,
-        spec: VersionSpec,
-        remote: RemoteBackend,
-        shadow: ShadowRun?
-    ) {
-        let error = SidecarError.connectFailed(version, "grpc:// backends are not wired yet")
-        if let shadow {
-            shadowFinished(exchange, shadow, result: .failed(error, reply: nil))
-        } else {
-            conclude(exchange, version: version, result: .failed(error, reply: nil))
-        }
     }
 }

@@ -36,14 +36,19 @@ public final class ConfigSnapshot: Sendable {
 
     /// One TLS context per distinct `tls` setting of an `https://` version (SPEC §11).
     let tlsContexts: [TLSSpec: TLSClientContext]
+    /// The same for `grpcs://` versions: contexts offering ALPN `h2` (SPEC §13), never shared
+    /// with an `https://` version's (ALPN `http/1.1`) even for the same settings.
+    let grpcTLSContexts: [TLSSpec: TLSClientContext]
 
     init(
         config: Config,
         embedded: [String: [String: LoadedModel]],
         generation: Int,
-        tlsContexts: [TLSSpec: TLSClientContext] = [:]
+        tlsContexts: [TLSSpec: TLSClientContext] = [:],
+        grpcTLSContexts: [TLSSpec: TLSClientContext] = [:]
     ) {
         self.tlsContexts = tlsContexts
+        self.grpcTLSContexts = grpcTLSContexts
         self.config = config
         self.routing = RoutingTable(config)
         self.embedded = embedded
@@ -98,10 +103,16 @@ public final class ConfigSnapshot: Sendable {
                 }
             }
         }
-        let tlsContexts = TLSContextCache.shared.contexts(for: config, diagnostics: &diagnostics)
+        let tls = TLSContextCache.shared.contexts(for: config, diagnostics: &diagnostics)
         if !diagnostics.isEmpty { return .failure(Diagnostic.sorted(diagnostics + config.warnings)) }
         return .success(
-            ConfigSnapshot(config: config, embedded: embedded, generation: generation, tlsContexts: tlsContexts)
+            ConfigSnapshot(
+                config: config,
+                embedded: embedded,
+                generation: generation,
+                tlsContexts: tls.http,
+                grpcTLSContexts: tls.grpc
+            )
         )
     }
 
@@ -137,15 +148,24 @@ final class TLSContextCache: @unchecked Sendable {
     private struct Key: Hashable {
         var spec: TLSSpec
         var fingerprints: [String]
+        /// `http/1.1` for `https://`, `h2` for `grpcs://`: the ALPN a context offers is part of it.
+        var alpn: String
+    }
+
+    /// A load's contexts: `https://` versions' (ALPN `http/1.1`) and `grpcs://` versions' (`h2`).
+    struct Contexts {
+        var http: [TLSSpec: TLSClientContext] = [:]
+        var grpc: [TLSSpec: TLSClientContext] = [:]
     }
 
     private let lock = NSLock()
     private var contexts: [Key: TLSClientContext] = [:]
 
-    /// A context for every distinct `tls` setting in `config`; a file that OpenSSL refuses is a
+    /// A context for every distinct `tls` setting in `config`, one per ALPN (an `https://` and a
+    /// `grpcs://` version with the same settings get two); a file that OpenSSL refuses is a
     /// diagnostic at the version that names it.
-    func contexts(for config: Config, diagnostics: inout [Diagnostic]) -> [TLSSpec: TLSClientContext] {
-        var made: [TLSSpec: TLSClientContext] = [:]
+    func contexts(for config: Config, diagnostics: inout [Diagnostic]) -> Contexts {
+        var made = Contexts()
         var kept: [Key: TLSClientContext] = [:]
         var failed: Set<TLSSpec> = []
         for name in config.models.keys.sorted() {
@@ -154,24 +174,24 @@ final class TLSContextCache: @unchecked Sendable {
                 guard let spec = policy.versions[versionName], case .remote(let remote) = spec.backend,
                     let tls = remote.tls
                 else { continue }
-                if made[tls] != nil { continue }
+                let alpn = remote.isGRPC ? "h2" : "http/1.1"
+                if (remote.isGRPC ? made.grpc[tls] : made.http[tls]) != nil { continue }
                 if failed.contains(tls) {
                     continue
                 }
-                let key = Key(spec: tls, fingerprints: Self.fingerprints(tls))
-                if let known = lock.withLock({ contexts[key] }) {
-                    made[tls] = known
-                    kept[key] = known
-                    continue
+                let key = Key(spec: tls, fingerprints: Self.fingerprints(tls), alpn: alpn)
+                var context = lock.withLock { contexts[key] }
+                if context == nil {
+                    do throws(TLSConfigurationError) {
+                        context = try TLSClientContext(options: Self.options(tls), alpnProtocols: [alpn])
+                    } catch {
+                        failed.insert(tls)
+                        diagnostics.append(Diagnostic(spec.location, "version '\(versionName)': tls: \(error)"))
+                        continue
+                    }
                 }
-                do throws(TLSConfigurationError) {
-                    let context = try TLSClientContext(options: Self.options(tls))
-                    made[tls] = context
-                    kept[key] = context
-                } catch {
-                    failed.insert(tls)
-                    diagnostics.append(Diagnostic(spec.location, "version '\(versionName)': tls: \(error)"))
-                }
+                kept[key] = context
+                if remote.isGRPC { made.grpc[tls] = context } else { made.http[tls] = context }
             }
         }
         if diagnostics.isEmpty { lock.withLock { contexts = kept } }

@@ -26,6 +26,8 @@ final class Worker: @unchecked Sendable {
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
+    /// HTTP/2 pools to `grpc://` and `grpcs://` versions (GRPCBackends.swift).
+    let grpcPools = GRPCPools()
     /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
     /// the one before went, and comparing two keys costs less than hashing one twice.
     @exclusivity(unchecked) private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
@@ -143,6 +145,7 @@ final class Worker: @unchecked Sendable {
             let timeout = poolTimeouts.removeValue(forKey: key) ?? 1_000
             loop.scheduleTimer(afterMilliseconds: timeout + 1_000) { pool.close() }
         }
+        retireGRPCPools(keeping: next)
     }
 
     /// Stops accepting; in-flight requests finish. Calls `done` (loop thread) when none remain
@@ -270,6 +273,9 @@ final class Worker: @unchecked Sendable {
         /// With `errorCode`: the error's detail and gRPC status, for a gRPC call's trailers.
         @exclusivity(unchecked) var errorDetail: String?
         @exclusivity(unchecked) var grpcStatus: GRPCStatus?
+        /// A `grpc://` version's answer, passed through to the client as it came (its `status`
+        /// is the HTTP status its gRPC status pairs with; `body` its REST rendering when read).
+        @exclusivity(unchecked) var grpcResponse: GRPCResponse?
 
         init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
             self.status = status
