@@ -105,7 +105,14 @@ extension Worker {
         )
         // An answer the sidecar reads must come uncompressed (the codecs read plain messages).
         if readsAnswer { metadata.remove(name: "grpc-accept-encoding") }
-        let request = GRPCRequest(path: call.path, metadata: metadata, body: exchange.request.body)
+        // A version the message named for the sidecar's pinning is not the backend's to read.
+        var body = exchange.request.body
+        if let unversioned = call.unversionedBody,
+            exchange.snapshot.config.routes[exchange.routeIndex].pin == .message
+        {
+            body = unversioned
+        }
+        let request = GRPCRequest(path: call.path, metadata: metadata, body: body)
         let model = exchange.model
         let childSpan = span
         pool.call(request, timeoutMilliseconds: timeout) { [self] result in

@@ -118,11 +118,22 @@ final class GRPCCall: @unchecked Sendable {
         }
     }
 
+    /// The call's framed message without the version it names, for a `grpc://` version when
+    /// the route pins by the message (`version_from: message`): that version is the sidecar's
+    /// name for the backend, not the backend's own (a REST version is asked without one too).
+    /// Nil when the message names no version.
+    private(set) var unversionedBody: ByteBuffer?
+
     /// Decodes an inference call's message and fills `facts`, `encoding` and the REST twin.
     func decode(_ message: [UInt8]) throws(ModelError) {
         switch method {
         case .modelInfer:
             let request = try GRPCOIPCodec.decodeInferRequest(message)
+            if !request.modelVersion.isEmpty {
+                var unversioned = request
+                unversioned.modelVersion = ""
+                unversionedBody = try GRPCCall.framed(unversioned)
+            }
             modelName = request.modelName
             facts = GRPCCallFacts(model: request.modelName, modelVersion: request.modelVersion)
             encoding = GRPCOIPCodec.encoding(of: request)
@@ -135,6 +146,11 @@ final class GRPCCall: @unchecked Sendable {
         case .predict:
             let request = try GRPCTFServingCodec.decodePredictRequest(message)
             let spec = request.modelSpec
+            if spec.versionChoice != nil {
+                var unversioned = request
+                unversioned.modelSpec.versionChoice = nil
+                unversionedBody = try GRPCCall.framed(unversioned)
+            }
             modelName = spec.name
             signatureName = spec.signatureName
             facts = GRPCCallFacts(model: spec.name, modelVersion: GRPCCall.version(of: spec))
@@ -152,6 +168,22 @@ final class GRPCCall: @unchecked Sendable {
         default:
             break
         }
+    }
+
+    /// `message` serialized and framed as one uncompressed gRPC message.
+    static func framed(_ message: some SwiftProtobuf.Message) throws(ModelError) -> ByteBuffer {
+        let bytes: [UInt8]
+        do {
+            bytes = try message.serializedBytes()
+        } catch {
+            throw .modelError("the message could not be encoded again: \(error)")
+        }
+        let length = UInt32(bytes.count)
+        var framed: [UInt8] = [
+            0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF),
+        ]
+        framed += bytes
+        return ByteBuffer(bytes: framed)
     }
 
     /// TF Serving's `model_spec` version as text: the number, or the label; nil for neither.

@@ -275,9 +275,7 @@ enum MLServerClientScript {
             // Pinned to `grpc` with the message's model_version: the same answer is what a user
             // expects, but the sidecar forwards model_version "grpc" (its own version name) to
             // MLServer, which has no such version and answers NOT_FOUND.
-            withKnownIssue(Self.forwardedVersion) {
-                Self.expectSameAnswer(Self.object(answers["grpc"]), ownGRPC, "\(datatype) pinned grpc")
-            }
+            Self.expectSameAnswer(Self.object(answers["grpc"]), ownGRPC, "\(datatype) pinned grpc")
 
             // Pinned to `rest`: MLServer's JSON answer translated to gRPC; what the user reads
             // equals MLServer's own to float precision, on either of its ports.
@@ -303,11 +301,8 @@ enum MLServerClientScript {
         let metadata = Self.object(result["metadata"])
         for version in ["grpc", "rest", "emb"] {
             let call = Self.object(metadata[version])
-            let check = {
-                #expect(call["code"] as? String == "OK", "\(version): \(call)")
-                #expect(Self.object(call["initial"])["x-switchyard-version"] as? String == version, "\(call)")
-            }
-            if version == "grpc" { withKnownIssue(Self.forwardedVersion, check) } else { check() }
+            #expect(call["code"] as? String == "OK", "\(version): \(call)")
+            #expect(Self.object(call["initial"])["x-switchyard-version"] as? String == version, "\(call)")
         }
 
         // The calls MLServer answered through `grpc` were shadowed to `emb` and compared on the
@@ -345,12 +340,6 @@ enum MLServerClientScript {
             #"switchyard_shadow_comparisons_total{model="churn",live_version="grpc",shadow_version="emb",outcome="mismatch"} 0"#
         #expect(metrics.contains(none), "\(none) in:\n\(metrics)")
     }
-
-    /// Pinning a `grpc://` version by the message sends the message on unchanged, so its
-    /// model_version (the sidecar's version name) reaches the backend; REST versions get
-    /// `/v2/models/NAME/infer` without it. Remove `withKnownIssue` once that is fixed.
-    static let forwardedVersion: Comment =
-        "issue 12: a grpc:// version pinned by the message receives model_version = the sidecar's version name"
 
     /// `answer` through the sidecar is `own`, MLServer's direct gRPC answer: the same values,
     /// datatype, shape and raw contents (the sidecar passes a gRPC backend's message through).
