@@ -63,23 +63,25 @@ final class AccessLog: Sendable {
 }
 
 /// One access log line's fields. Strings are empty when absent (written `null` or `-`).
-struct AccessEntry {
+struct AccessEntry: ~Copyable {
     var requestID = ""
     var route = ""
     var model = ""
     var version = ""
     var isShadow = false
     var method = ""
-    /// The request target's path, without the query (whose values may be keys or tokens).
-    var path: Substring = ""
+    /// The request target: its path is written, never the query after a `?` (whose values may
+    /// be keys or tokens).
+    var target = ""
     var status = 0
     /// The sidecar's own error code (SPEC §8); empty when a version answered.
     var errorCode = ""
     var bytesIn = 0
     var bytesOut = 0
-    /// The remote version's address as the line writes it (escaped for its format), if a
-    /// remote version was asked (`AccessLogger.upstreamAddress`).
-    var upstream: [UInt8]?
+    /// The route, model and version fields and the remote version's address as the line
+    /// writes them, made before (`AccessLogger.versionText`); nil: the line writes the three
+    /// strings, and no address.
+    var versionText: VersionText?
     /// Nil when the request was refused before it was read whole.
     var durationNanoseconds: UInt64?
     /// Nil when no version was asked.
@@ -96,7 +98,7 @@ struct AccessEntry {
         route = exchange.routeName
         model = exchange.model
         method = exchange.request.head.method
-        path = exchange.request.head.path
+        target = exchange.request.head.target
         bytesIn = exchange.request.body.count
         durationNanoseconds = now &- exchange.startNanoseconds
         hasStickyKey = exchange.hasStickyKey
@@ -125,10 +127,9 @@ final class AccessLogger {
     @exclusivity(unchecked) private var cachedSecond = Int64.min
     /// `2026-12-03T12:41:23.`: the timestamp up to its milliseconds, remade once per second.
     @exclusivity(unchecked) private var secondPrefix: [UInt8] = []
-    /// Remote versions' addresses as lines write them, by config generation, route and version
-    /// name: made once, not per line (a few entries; the oldest is replaced).
-    @exclusivity(unchecked) private var upstreams:
-        [(generation: Int, routeIndex: Int, version: String, address: [UInt8]?)] = []
+    /// What lines write about a version (`versionText`), by config generation, route and
+    /// version name: made once, not per line (a few entries; the oldest is replaced).
+    @exclusivity(unchecked) private var upstreams: [VersionText] = []
     @exclusivity(unchecked) private var nextUpstreamSlot = 0
 
     init(log: AccessLog, loop: EventLoop? = nil) {
@@ -138,7 +139,7 @@ final class AccessLogger {
     }
 
     /// Formats one line into the chunk; the chunk goes to the log when it is full, or soon.
-    func write(_ entry: AccessEntry) {
+    func write(_ entry: borrowing AccessEntry) {
         let line = chunk
         appendTime(to: line)
         switch log.format {
@@ -189,29 +190,83 @@ final class AccessLogger {
         if isJSON { line.put(0x22) }
     }
 
-    /// The address of `version` (of the route `exchange` took) as a line writes it, or nil when
-    /// the version is not a remote one; `backend` gives the version's backend on a miss.
-    private func upstreamAddress(_ exchange: Exchange, version: String, backend: () -> Backend?) -> [UInt8]? {
+    /// What a line of `version` (of the route `exchange` took) writes about the version: its
+    /// route, model and version fields, and its address (nil when it is not a remote version),
+    /// escaped for the log's format. Made once per config generation, route and version, not
+    /// per line; `backend` gives the version's backend when it is made.
+    private func versionText(
+        _ exchange: Exchange,
+        version: String,
+        backend: () -> Backend?
+    ) -> VersionText {
         let generation = exchange.snapshot.generation
         let routeIndex = exchange.routeIndex
         for entry in upstreams
-        where entry.generation == generation && entry.routeIndex == routeIndex && entry.version == version {
-            return entry.address
+        where entry.generation == generation && entry.routeIndex == routeIndex && entry.version == version
+            && entry.route == exchange.routeName && entry.model == exchange.model
+        {
+            return entry
+        }
+        let json = log.format == .json
+        let names = LineBuilder(capacity: 128)
+        if json {
+            names.appendJSONNames(route: exchange.routeName, model: exchange.model, version: version)
+        } else {
+            names.appendTextNames(route: exchange.routeName, model: exchange.model, version: version)
         }
         var address: [UInt8]?
         if case .remote(let remote)? = backend() {
             let bytes = LineBuilder(capacity: 64)
-            bytes.appendAddress(remote, json: log.format == .json)
+            bytes.appendAddress(remote, json: json)
             address = bytes.bytes
         }
-        let entry = (generation, routeIndex, version, address)
+        let entry = VersionText(
+            generation: generation,
+            routeIndex: routeIndex,
+            version: version,
+            route: exchange.routeName,
+            model: exchange.model,
+            names: names.bytes,
+            address: address
+        )
         if upstreams.count < 8 {
             upstreams.append(entry)
         } else {
             upstreams[nextUpstreamSlot] = entry
             nextUpstreamSlot = (nextUpstreamSlot + 1) % upstreams.count
         }
-        return address
+        return entry
+    }
+}
+
+/// What access log lines write about one version of one route (`AccessLogger.versionText`).
+final class VersionText {
+    let generation: Int
+    let routeIndex: Int
+    let version: String
+    let route: String
+    let model: String
+    /// The route, model and version fields, escaped.
+    let names: [UInt8]
+    /// The version's address, escaped; nil when it is not a remote version.
+    let address: [UInt8]?
+
+    init(
+        generation: Int,
+        routeIndex: Int,
+        version: String,
+        route: String,
+        model: String,
+        names: [UInt8],
+        address: [UInt8]?
+    ) {
+        self.generation = generation
+        self.routeIndex = routeIndex
+        self.version = version
+        self.route = route
+        self.model = model
+        self.names = names
+        self.address = address
     }
 }
 
@@ -271,10 +326,16 @@ final class LineBuilder {
         put(byte)
     }
 
+    /// Short sources (field names, ids) are copied byte by byte: a call to `memmove` costs more.
+    @inline(__always)
     func append(_ source: UnsafeBufferPointer<UInt8>) {
         guard let base = source.baseAddress, !source.isEmpty else { return }
         reserve(source.count)
-        (storage + count).update(from: base, count: source.count)
+        if source.count <= 32 {
+            for k in 0..<source.count { storage[count &+ k] = base[k] }
+        } else {
+            (storage + count).update(from: base, count: source.count)
+        }
         count &+= source.count
     }
 
@@ -282,23 +343,23 @@ final class LineBuilder {
         bytes.withUnsafeBufferPointer { append($0) }
     }
 
+    @inline(__always)
     func append(_ text: StaticString) {
         append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    func appendJSON(_ e: AccessEntry) {
+    func appendJSON(_ e: borrowing AccessEntry) {
         append(",\"request_id\":")
         appendJSONString(e.requestID)
-        append(",\"route\":")
-        appendJSONString(e.route)
-        append(",\"model\":")
-        appendJSONString(e.model)
-        append(",\"version\":")
-        appendJSONString(e.version)
+        if let text = e.versionText {
+            append(text.names)
+        } else {
+            appendJSONNames(route: e.route, model: e.model, version: e.version)
+        }
         append(e.isShadow ? ",\"role\":\"shadow\",\"method\":" : ",\"role\":\"live\",\"method\":")
         appendJSONString(e.method)
         append(",\"path\":")
-        appendJSONString(e.path)
+        appendJSONString(pathOf: e.target)
         append(",\"status\":")
         appendDecimal(e.status)
         append(",\"error\":")
@@ -308,7 +369,7 @@ final class LineBuilder {
         append(",\"bytes_out\":")
         appendDecimal(e.bytesOut)
         append(",\"upstream\":")
-        if let upstream = e.upstream {
+        if let upstream = e.versionText?.address {
             append(0x22)
             append(upstream)
             append(0x22)
@@ -327,13 +388,13 @@ final class LineBuilder {
     /// `TIME REQUEST_ID ROLE "METHOD PATH" STATUS ERROR BYTES_IN BYTES_OUT ROUTE MODEL VERSION
     /// UPSTREAM DURATION_MS UPSTREAM_MS FALLBACK STICKY_KEY`; no field holds a space (bytes
     /// outside printable ASCII, `"` and `\` are written `\xHH`, as nginx does).
-    func appendText(_ e: AccessEntry) {
+    func appendText(_ e: borrowing AccessEntry) {
         append(0x20)
         appendTextField(e.requestID)
         append(e.isShadow ? " shadow \"" : " live \"")
         appendTextField(e.method)
         append(0x20)
-        appendTextField(e.path)
+        appendTextField(pathOf: e.target)
         append("\" ")
         appendDecimal(e.status)
         append(0x20)
@@ -343,13 +404,13 @@ final class LineBuilder {
         append(0x20)
         appendDecimal(e.bytesOut)
         append(0x20)
-        appendTextField(e.route)
+        if let text = e.versionText {
+            append(text.names)
+        } else {
+            appendTextNames(route: e.route, model: e.model, version: e.version)
+        }
         append(0x20)
-        appendTextField(e.model)
-        append(0x20)
-        appendTextField(e.version)
-        append(0x20)
-        if let upstream = e.upstream { append(upstream) } else { append(0x2D) }
+        if let upstream = e.versionText?.address { append(upstream) } else { append(0x2D) }
         append(0x20)
         if let duration = e.durationNanoseconds { appendMilliseconds(duration) } else { append(0x2D) }
         append(0x20)
@@ -357,6 +418,25 @@ final class LineBuilder {
         append(0x20)
         appendTextField(e.fallback)
         append(e.hasStickyKey ? " true" : " false")
+    }
+
+    /// `,"route":…,"model":…,"version":…`
+    func appendJSONNames(route: String, model: String, version: String) {
+        append(",\"route\":")
+        appendJSONString(route)
+        append(",\"model\":")
+        appendJSONString(model)
+        append(",\"version\":")
+        appendJSONString(version)
+    }
+
+    /// `ROUTE MODEL VERSION`
+    func appendTextNames(route: String, model: String, version: String) {
+        appendTextField(route)
+        append(0x20)
+        appendTextField(model)
+        append(0x20)
+        appendTextField(version)
     }
 
     func appendDecimal(_ value: Int) {
@@ -424,13 +504,13 @@ final class LineBuilder {
         text.withUTF8 { appendJSONQuoted($0) }
     }
 
-    func appendJSONString(_ text: Substring) {
-        if text.isEmpty {
-            append("null")
-            return
+    /// The part of a request target before any `?`, as a JSON string (`null` when empty).
+    func appendJSONString(pathOf target: String) {
+        var target = target
+        target.withUTF8 { utf8 in
+            let path = Self.path(of: utf8)
+            if path.isEmpty { append("null") } else { appendJSONQuoted(path) }
         }
-        var text = text
-        text.withUTF8 { appendJSONQuoted($0) }
     }
 
     private func appendJSONQuoted(_ utf8: UnsafeBufferPointer<UInt8>) {
@@ -450,13 +530,18 @@ final class LineBuilder {
         }
     }
 
-    func appendTextField(_ text: Substring) {
-        if text.isEmpty {
-            append(0x2D)
-        } else {
-            var text = text
-            text.withUTF8 { appendTextEscaped($0) }
+    /// The part of a request target before any `?`, as a text field (`-` when empty).
+    func appendTextField(pathOf target: String) {
+        var target = target
+        target.withUTF8 { utf8 in
+            let path = Self.path(of: utf8)
+            if path.isEmpty { append(0x2D) } else { appendTextEscaped(path) }
         }
+    }
+
+    private static func path(of target: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        guard let query = target.firstIndex(of: 0x3F) else { return target }
+        return UnsafeBufferPointer(rebasing: target[..<query])
     }
 
     func appendJSONEscaped(_ text: String) {
@@ -524,7 +609,7 @@ extension AccessLogger {
         entry.fallback = exchange.failedVersion ?? ""
         if let version, exchange.isRouted {
             entry.version = version
-            entry.upstream = upstreamAddress(exchange, version: version) {
+            entry.versionText = versionText(exchange, version: version) {
                 exchange.snapshot.routing.version(version, routeIndex: exchange.routeIndex)?.backend
             }
             if exchange.attemptStartNanoseconds > 0 {
@@ -540,7 +625,7 @@ extension AccessLogger {
         var entry = AccessEntry()
         entry.requestID = request.requestID
         entry.method = request.head?.method ?? ""
-        entry.path = request.head?.path ?? ""
+        entry.target = request.head?.target ?? ""
         entry.status = request.status
         entry.errorCode = request.code
         entry.bytesOut = request.bodyBytes
@@ -558,7 +643,7 @@ extension AccessLogger {
         entry.status = status
         entry.bytesOut = bytesOut
         entry.upstreamNanoseconds = now &- run.startNanoseconds
-        entry.upstream = upstreamAddress(exchange, version: run.version) { run.spec.backend }
+        entry.versionText = versionText(exchange, version: run.version) { run.spec.backend }
         switch result {
         case .answered(let reply): entry.errorCode = reply.errorCode ?? ""
         // A backend's own 5xx is its answer, not the sidecar's error.
