@@ -151,7 +151,7 @@ final class Tracer: @unchecked Sendable {
     }
 
     /// Keeps an ended span for the next chunk; a timer on `loop` sends a chunk that does not fill.
-    func record(_ span: SpanRecord, loop: EventLoop) {
+    func record(_ span: consuming SpanRecord, loop: EventLoop) {
         if pending.isEmpty { pending.reserveCapacity(flushSpans) }
         pending.append(span)
         if pending.count >= flushSpans {
@@ -168,10 +168,10 @@ final class Tracer: @unchecked Sendable {
     /// The remote version's host (or Unix socket path) and port, as its config names them.
     func upstream(of exchange: Exchange, version: String) -> (address: String?, port: Int?) {
         let generation = exchange.snapshot.generation
-        if let last = lastUpstream, last.generation == generation, last.routeIndex == exchange.routeIndex,
-            last.version == version
+        if lastUpstream?.generation == generation, lastUpstream?.routeIndex == exchange.routeIndex,
+            lastUpstream?.version == version
         {
-            return (last.address, last.port)
+            return (lastUpstream?.address, lastUpstream?.port)
         }
         var address: String?
         var port: Int?
@@ -431,61 +431,74 @@ extension Worker {
         result: VersionResult
     ) {
         guard let trace = exchange.trace, let tracer else { return }
-        var record = SpanRecord(
-            kind: isRemote ? .client : .internal,
-            traceIDHigh: trace.traceIDHigh,
-            traceIDLow: trace.traceIDLow,
-            spanID: child.spanID,
-            parentSpanID: trace.spanID,
-            traceState: trace.traceState,
-            startNanoseconds: child.startNanoseconds,
-            endNanoseconds: Monotonic.nanoseconds()
-        )
-        record.method = exchange.request.head.method
-        record.requestID = exchange.requestID
-        record.route = exchange.routeName
-        record.model = exchange.model
-        record.version = version
-        record.isShadow = isShadow
-        record.isFallback = !isShadow && exchange.failedVersion != nil
-        if isRemote { (record.serverAddress, record.serverPort) = tracer.upstream(of: exchange, version: version) }
+        let statusCode: Int?
+        let errorType: String?
         switch result {
         case .answered(let reply):
-            record.statusCode = reply.status
-            if reply.status >= 500 { record.errorType = String(reply.status) }
+            statusCode = reply.status
+            errorType = reply.status >= 500 ? String(reply.status) : nil
         case .failed(let error, let reply):
-            record.statusCode = reply?.status
-            record.errorType = error.code
+            statusCode = reply?.status
+            errorType = error.code
         }
-        tracer.record(record, loop: loop)
+        let upstream: (address: String?, port: Int?) =
+            isRemote ? tracer.upstream(of: exchange, version: version) : (nil, nil)
+        // Made in one expression and handed over as it is: a record filled field by field was
+        // copied into the tracer's chunk, then destroyed here.
+        tracer.record(
+            SpanRecord(
+                kind: isRemote ? .client : .internal,
+                traceIDHigh: trace.traceIDHigh,
+                traceIDLow: trace.traceIDLow,
+                spanID: child.spanID,
+                parentSpanID: trace.spanID,
+                traceState: trace.traceState,
+                startNanoseconds: child.startNanoseconds,
+                endNanoseconds: Monotonic.nanoseconds(),
+                method: exchange.request.head.method,
+                requestID: exchange.requestID,
+                route: exchange.routeName,
+                model: exchange.model,
+                version: version,
+                isFallback: !isShadow && exchange.failedVersion != nil,
+                isShadow: isShadow,
+                statusCode: statusCode,
+                errorType: errorType,
+                serverAddress: upstream.address,
+                serverPort: upstream.port
+            ),
+            loop: loop
+        )
     }
 
     /// Ends the recorded server span once the live answer has ended. `version`: the one that
     /// answered (nil when the sidecar answered itself).
     func endServerSpan(_ exchange: Exchange, status: Int, endNanoseconds: UInt64) {
         guard let trace = exchange.trace, trace.isSampled, let tracer else { return }
-        var record = SpanRecord(
-            kind: .server,
-            traceIDHigh: trace.traceIDHigh,
-            traceIDLow: trace.traceIDLow,
-            spanID: trace.spanID,
-            parentSpanID: trace.parentSpanID,
-            parentIsRemote: trace.parentSpanID != 0,
-            traceState: trace.traceState,
-            startNanoseconds: exchange.startNanoseconds,
-            endNanoseconds: endNanoseconds
+        tracer.record(
+            SpanRecord(
+                kind: .server,
+                traceIDHigh: trace.traceIDHigh,
+                traceIDLow: trace.traceIDLow,
+                spanID: trace.spanID,
+                parentSpanID: trace.parentSpanID,
+                parentIsRemote: trace.parentSpanID != 0,
+                traceState: trace.traceState,
+                startNanoseconds: exchange.startNanoseconds,
+                endNanoseconds: endNanoseconds,
+                method: exchange.request.head.method,
+                // The target as it came (no copy here); the exporter cuts the query off.
+                path: exchange.request.head.target,
+                requestID: exchange.requestID,
+                route: exchange.routeName,
+                model: exchange.model,
+                version: exchange.version,
+                reason: trace.reason,
+                isFallback: exchange.failedVersion != nil,
+                statusCode: status,
+                errorType: trace.errorType ?? (status >= 500 ? String(status) : nil)
+            ),
+            loop: loop
         )
-        record.method = exchange.request.head.method
-        // The target as it came (no copy here); the exporter cuts the query off.
-        record.path = exchange.request.head.target
-        record.requestID = exchange.requestID
-        record.route = exchange.routeName
-        record.model = exchange.model
-        record.version = exchange.version
-        record.reason = trace.reason
-        record.isFallback = exchange.failedVersion != nil
-        record.statusCode = status
-        record.errorType = trace.errorType ?? (status >= 500 ? String(status) : nil)
-        tracer.record(record, loop: loop)
     }
 }
