@@ -70,6 +70,11 @@ final class LogFileWriter: @unchecked Sendable {
             records += 1
         }
 
+        mutating func append(_ chunk: UnsafeBufferPointer<UInt8>, records count: Int) {
+            bytes.append(contentsOf: chunk)
+            records += count
+        }
+
         /// No records; the buffer is kept if it holds at most `limit` bytes.
         mutating func empty(keepingUpTo limit: Int) {
             if bytes.capacity <= limit { bytes.removeAll(keepingCapacity: true) } else { bytes = [] }
@@ -133,6 +138,23 @@ final class LogFileWriter: @unchecked Sendable {
         }
         pending[path, default: Batch()].append(line)
         pendingBytes += line.count
+    }
+
+    /// Queues `records` whole records written back to back in `bytes` (a worker's chunk of
+    /// lines): one lock and one copy for all of them. A chunk that does not fit in the queue is
+    /// dropped whole, each of its records counted. Any thread; never blocks on I/O.
+    func append(_ bytes: UnsafeBufferPointer<UInt8>, records: Int, to path: String) {
+        guard records > 0 else { return }
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closed else { return }
+        if pendingBytes + bytes.count > maxPendingBytes {
+            counters.attemptsQueueFull?.increment(by: Int64(records))
+            counters.recordsQueueFull.increment(by: Int64(records))
+            return
+        }
+        pending[path, default: Batch()].append(bytes, records: records)
+        pendingBytes += bytes.count
     }
 
     /// Writes what is queued, closes the files and stops the thread. Blocks until done.

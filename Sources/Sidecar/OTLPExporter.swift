@@ -155,12 +155,17 @@ final class OTLPExporter: @unchecked Sendable {
 
     /// Posts the batch encoded in `batch` (`spans` spans); counts the outcome. Exporter thread.
     private func export(spans: Int) -> Bool {
-        let body = encoder.request(spans: batch)
-        let result = client.post(
-            body,
-            contentType: "application/x-protobuf",
-            timeoutMilliseconds: options.exportTimeoutMilliseconds
-        )
+        // The request's bytes before the spans, then the spans where they were encoded: the
+        // batch is not copied into a request of its own.
+        let prefix = encoder.requestPrefix(spans: batch)
+        let result = batch.withWrittenBytes { spans in
+            client.post(
+                prefix: prefix,
+                spans,
+                contentType: "application/x-protobuf",
+                timeoutMilliseconds: options.exportTimeoutMilliseconds
+            )
+        }
         let problem: String?
         switch result {
         case .success(let status) where (200..<300).contains(status): problem = nil
@@ -325,10 +330,18 @@ struct OTLPEncoder: Sendable {
 
     /// The `ExportTraceServiceRequest` holding the spans `encodeSpans` wrote into `list`.
     func request(spans list: ProtobufWriter) -> [UInt8] {
+        var out = requestPrefix(spans: list)
+        list.withWrittenBytes { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The `ExportTraceServiceRequest`'s bytes that come before the spans `encodeSpans` wrote
+    /// into `list` (which follow them as they are).
+    func requestPrefix(spans list: ProtobufWriter) -> [UInt8] {
         let scopeSpansLength = scope.count + list.count
         let resourceSpansLength =
             resource.count + 1 + ProtobufWriter.varintSize(UInt64(scopeSpansLength)) + scopeSpansLength
-        let out = ProtobufWriter(capacity: resourceSpansLength + 16)
+        let out = ProtobufWriter(capacity: resource.count + scope.count + 32)
         // ExportTraceServiceRequest.resource_spans = 1
         out.tag(1, wireType: 2)
         out.rawVarint(UInt64(resourceSpansLength))
@@ -337,7 +350,6 @@ struct OTLPEncoder: Sendable {
         out.tag(2, wireType: 2)
         out.rawVarint(UInt64(scopeSpansLength))
         out.append(scope)
-        out.append(list)
         return out.bytes
     }
 
@@ -450,6 +462,11 @@ final class ProtobufWriter {
     /// What has been written.
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage, count: count)) }
 
+    /// What has been written, in place.
+    func withWrittenBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: storage, count: count))
+    }
+
     /// Empties the writer, keeping its memory.
     func removeAll() { count = 0 }
 
@@ -479,13 +496,21 @@ final class ProtobufWriter {
         count += 1
     }
 
+    /// Short sources (names, ids) are copied byte by byte: a call to `memmove` costs more.
+    @inline(__always)
     private func put(_ source: UnsafeRawBufferPointer) {
         guard let base = source.baseAddress, !source.isEmpty else { return }
         reserve(source.count)
-        (storage + count).update(from: base.assumingMemoryBound(to: UInt8.self), count: source.count)
+        let from = base.assumingMemoryBound(to: UInt8.self)
+        if source.count <= 16 {
+            for k in 0..<source.count { storage[count &+ k] = from[k] }
+        } else {
+            (storage + count).update(from: from, count: source.count)
+        }
         count += source.count
     }
 
+    @inline(__always)
     func rawVarint(_ value: UInt64) {
         reserve(10)
         var value = value
@@ -496,6 +521,7 @@ final class ProtobufWriter {
         put(UInt8(value))
     }
 
+    @inline(__always)
     func tag(_ field: Int, wireType: UInt64) {
         rawVarint(UInt64(field) << 3 | wireType)
     }
@@ -674,13 +700,29 @@ struct OTLPHTTPClient {
     /// The answer's status code, or why there is none. A kept connection that turns out to be
     /// closed is replaced once, within the same deadline.
     mutating func post(_ body: [UInt8], contentType: String, timeoutMilliseconds: Int) -> Result<Int, Failure> {
+        body.withUnsafeBytes {
+            post(prefix: [], $0, contentType: contentType, timeoutMilliseconds: timeoutMilliseconds)
+        }
+    }
+
+    /// Posts `prefix` then `rest` as one body (`rest` is sent from where it lies, not copied).
+    mutating func post(
+        prefix: [UInt8],
+        _ rest: UnsafeRawBufferPointer,
+        contentType: String,
+        timeoutMilliseconds: Int
+    ) -> Result<Int, Failure> {
         let deadline = Monotonic.nanoseconds() &+ UInt64(max(1, timeoutMilliseconds)) &* 1_000_000
         let hostField =
             endpoint.host.contains(":") ? "[\(endpoint.host)]:\(endpoint.port)" : "\(endpoint.host):\(endpoint.port)"
-        let head = Array(
-            ("POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
-                + "content-length: \(body.count)\r\nuser-agent: switchyard/\(SwitchyardVersion.current)\r\n\r\n").utf8
-        )
+        // The body's first bytes go with the head, in one send.
+        let head =
+            Array(
+                ("POST \(endpoint.path) HTTP/1.1\r\nhost: \(hostField)\r\ncontent-type: \(contentType)\r\n"
+                    + "content-length: \(prefix.count + rest.count)\r\nuser-agent: switchyard/"
+                    + "\(SwitchyardVersion.current)\r\n\r\n").utf8
+            ) + prefix
+        let body = rest
         let wasOpen = descriptor >= 0
         var result = attempt(head: head, body: body, deadline: deadline)
         if case .failure(let failure) = result, wasOpen, failure.isStaleConnection {
@@ -695,7 +737,11 @@ struct OTLPHTTPClient {
         var isStaleConnection = false
     }
 
-    private mutating func attempt(head: [UInt8], body: [UInt8], deadline: UInt64) -> Result<Int, AttemptFailure> {
+    private mutating func attempt(
+        head: [UInt8],
+        body: UnsafeRawBufferPointer,
+        deadline: UInt64
+    ) -> Result<Int, AttemptFailure> {
         if descriptor < 0 {
             switch Self.connect(endpoint, deadline: deadline) {
             case .success(let connected): descriptor = connected
@@ -705,13 +751,17 @@ struct OTLPHTTPClient {
         let fd = descriptor
         var keep = false
         defer { if !keep { close() } }
-        for part in [head, body] {
+        for isHead in [true, false] {
             var offset = 0
-            while offset < part.count {
+            let count = isHead ? head.count : body.count
+            while offset < count {
                 guard Self.setTimeouts(fd, deadline: deadline) else {
                     return .failure(AttemptFailure(message: "timed out"))
                 }
-                let sent = part[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                let sent =
+                    isHead
+                    ? head.withUnsafeBytes { send(fd, $0.baseAddress! + offset, count - offset, Int32(MSG_NOSIGNAL)) }
+                    : send(fd, body.baseAddress! + offset, count - offset, Int32(MSG_NOSIGNAL))
                 if sent < 0 {
                     if errno == EINTR { continue }
                     let stale = errno == EPIPE || errno == ECONNRESET
@@ -790,31 +840,82 @@ struct OTLPHTTPClient {
     }
 
     /// The status, `content-length`, whether it is chunked and whether the connection may be kept.
+    /// Read from the bytes (field names and the values read compared without case), as once per
+    /// export it costs little that way.
     private static func parseHead(
         _ bytes: ArraySlice<UInt8>
     ) -> (status: Int?, contentLength: Int?, isChunked: Bool, isKeepAlive: Bool) {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var lines = text.split(separator: "\r\n", omittingEmptySubsequences: true)
-        guard !lines.isEmpty else { return (nil, nil, false, false) }
-        let statusLine = lines.removeFirst().split(separator: " ", maxSplits: 2)
-        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
-            return (nil, nil, false, false)
+        let none: (Int?, Int?, Bool, Bool) = (nil, nil, false, false)
+        // Lines, without their CR LF; empty ones skipped.
+        var lines: [ArraySlice<UInt8>] = []
+        var lineStart = bytes.startIndex
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if bytes[index] == 0x0A, index > lineStart, bytes[index - 1] == 0x0D {
+                if index - 1 > lineStart { lines.append(bytes[lineStart..<(index - 1)]) }
+                lineStart = index + 1
+            }
+            index += 1
+        }
+        if lineStart < bytes.endIndex { lines.append(bytes[lineStart...]) }
+        guard let statusLine = lines.first else { return none }
+        // `HTTP/1.x SP status [SP reason]`
+        let parts = statusLine.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: true)
+        guard parts.count >= 2, parts[0].starts(with: Array("HTTP/1.".utf8)), let status = decimal(parts[1]) else {
+            return none
         }
         var contentLength: Int?
         var isChunked = false
-        var isKeepAlive = statusLine[0] == "HTTP/1.1"
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces).lowercased()
-            switch name {
-            case "content-length": contentLength = Int(value)
-            case "transfer-encoding": isChunked = value.contains("chunked")
-            case "connection": isKeepAlive = isKeepAlive ? !value.contains("close") : value.contains("keep-alive")
-            default: continue
+        var isKeepAlive = parts[0].elementsEqual("HTTP/1.1".utf8)
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: 0x3A) else { continue }
+            let name = line[..<colon]
+            var value = line[(colon + 1)...]
+            while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+            while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+            if equalsIgnoringCase(name, "content-length") {
+                contentLength = decimal(value)
+            } else if equalsIgnoringCase(name, "transfer-encoding") {
+                isChunked = containsIgnoringCase(value, "chunked")
+            } else if equalsIgnoringCase(name, "connection") {
+                isKeepAlive =
+                    isKeepAlive ? !containsIgnoringCase(value, "close") : containsIgnoringCase(value, "keep-alive")
             }
         }
         return (status, isChunked ? nil : contentLength, isChunked, isKeepAlive)
+    }
+
+    /// A non-negative decimal number made of digits only, or nil.
+    private static func decimal(_ digits: ArraySlice<UInt8>) -> Int? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value = 0
+        for byte in digits {
+            guard byte >= 0x30 && byte <= 0x39 else { return nil }
+            value = value * 10 + Int(byte - 0x30)
+        }
+        return value
+    }
+
+    private static func lowered(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
+
+    /// `bytes` is `lowercase` (lower-case ASCII) but for case.
+    private static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lowercase: StaticString) -> Bool {
+        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        return bytes.count == expected.count && zip(bytes, expected).allSatisfy { lowered($0) == $1 }
+    }
+
+    /// `bytes` holds `lowercase` (lower-case ASCII) somewhere, case aside.
+    private static func containsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lowercase: StaticString) -> Bool {
+        let needle = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard bytes.count >= needle.count else { return false }
+        var start = bytes.startIndex
+        while start + needle.count <= bytes.endIndex {
+            if zip(bytes[start...], needle).allSatisfy({ lowered($0) == $1 }) { return true }
+            start += 1
+        }
+        return false
     }
 
     /// Sets the socket's send and receive timeouts to what is left before `deadline`; false

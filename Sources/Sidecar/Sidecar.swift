@@ -100,7 +100,7 @@ public final class Sidecar: @unchecked Sendable {
                 tracer: traceExporter.map { Tracer(options: options.tracing, exporter: $0) }
             )
             worker.guards = guards
-            worker.accessLog = accessLog.map(AccessLogger.init)
+            worker.accessLog = accessLog.map { AccessLogger(log: $0, loop: worker.loop) }
             workers.append(worker)
         }
         for address in options.listen {
@@ -400,6 +400,7 @@ public final class Sidecar: @unchecked Sendable {
                         )
                     }
                     worker.tracer?.flush()
+                    worker.accessLog?.flush()
                     worker.loop.stop()
                     if remaining.decrement() == 0 {
                         adminLoop.execute { adminLoop.stop() }

@@ -82,22 +82,36 @@ struct TraceParent: Equatable, Sendable {
     /// The version `00` header value, `00-<trace id>-<parent id>-<flags>`, written in place.
     var header: String {
         String(unsafeUninitializedCapacity: 55) { out in
-            func put(_ value: UInt64, digits: Int, at start: Int) {
-                for k in 0..<digits {
-                    let nibble = UInt8(truncatingIfNeeded: (value >> UInt64(4 * (digits - 1 - k))) & 0xF)
-                    out[start + k] = nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble
-                }
-            }
-            put(0, digits: 2, at: 0)
-            out[2] = UInt8(ascii: "-")
-            put(traceIDHigh, digits: 16, at: 3)
-            put(traceIDLow, digits: 16, at: 19)
-            out[35] = UInt8(ascii: "-")
-            put(spanID, digits: 16, at: 36)
-            out[52] = UInt8(ascii: "-")
-            put(UInt64(flags), digits: 2, at: 53)
+            let base = out.baseAddress!
+            base[0] = 0x30
+            base[1] = 0x30
+            base[2] = UInt8(ascii: "-")
+            Self.putHex(traceIDHigh, at: base + 3)
+            Self.putHex(traceIDLow, at: base + 19)
+            base[35] = UInt8(ascii: "-")
+            Self.putHex(spanID, at: base + 36)
+            base[52] = UInt8(ascii: "-")
+            base[53] = Self.hexDigit(flags >> 4)
+            base[54] = Self.hexDigit(flags & 0x0F)
             return 55
         }
+    }
+
+    /// `value` as 16 lower-case hex digits at `out`, the last one first.
+    @inline(__always)
+    private static func putHex(_ value: UInt64, at out: UnsafeMutablePointer<UInt8>) {
+        var rest = value
+        var index = 15
+        while index >= 0 {
+            out[index] = hexDigit(UInt8(truncatingIfNeeded: rest) & 0x0F)
+            rest >>= 4
+            index &-= 1
+        }
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble
     }
 }
 
@@ -137,7 +151,7 @@ final class Tracer: @unchecked Sendable {
     }
 
     /// Keeps an ended span for the next chunk; a timer on `loop` sends a chunk that does not fill.
-    func record(_ span: SpanRecord, loop: EventLoop) {
+    func record(_ span: consuming SpanRecord, loop: EventLoop) {
         if pending.isEmpty { pending.reserveCapacity(flushSpans) }
         pending.append(span)
         if pending.count >= flushSpans {
@@ -154,10 +168,10 @@ final class Tracer: @unchecked Sendable {
     /// The remote version's host (or Unix socket path) and port, as its config names them.
     func upstream(of exchange: Exchange, version: String) -> (address: String?, port: Int?) {
         let generation = exchange.snapshot.generation
-        if let last = lastUpstream, last.generation == generation, last.routeIndex == exchange.routeIndex,
-            last.version == version
+        if lastUpstream?.generation == generation, lastUpstream?.routeIndex == exchange.routeIndex,
+            lastUpstream?.version == version
         {
-            return (last.address, last.port)
+            return (lastUpstream?.address, lastUpstream?.port)
         }
         var address: String?
         var port: Int?
@@ -180,9 +194,9 @@ final class Tracer: @unchecked Sendable {
     }
 }
 
-/// A request's place in its trace (loop thread), kept in its `Exchange` (nothing allocated).
-/// Made for every request while tracing is on, sampled or not: its ids are propagated either
-/// way; the fields after `isSampled` are filled only for a recorded request.
+/// A request's place in its trace (loop thread), kept in its `Exchange` (nothing allocated for
+/// a request not recorded). Made for every request while tracing is on, sampled or not: its
+/// ids are propagated either way; `details` exist only for a recorded request.
 struct RequestTrace {
     var traceIDHigh: UInt64
     var traceIDLow: UInt64
@@ -191,12 +205,48 @@ struct RequestTrace {
     /// The caller's span id; 0 when the sidecar started the trace.
     var parentSpanID: UInt64
     var isSampled: Bool
+    /// What a recorded request's spans say beyond ids; nil for a request not recorded, so that
+    /// copying a `RequestTrace` copies no strings.
+    let details: TraceDetails?
+
+    init(
+        traceIDHigh: UInt64,
+        traceIDLow: UInt64,
+        spanID: UInt64,
+        parentSpanID: UInt64,
+        isSampled: Bool,
+        traceState: String? = nil
+    ) {
+        self.traceIDHigh = traceIDHigh
+        self.traceIDLow = traceIDLow
+        self.spanID = spanID
+        self.parentSpanID = parentSpanID
+        self.isSampled = isSampled
+        details = isSampled ? TraceDetails(traceState: traceState) : nil
+    }
+
     /// The caller's `tracestate`, exported with the spans (it is forwarded either way).
-    var traceState: String?
-    /// Why routing chose the version.
-    var reason: Decision.Reason?
-    /// The sidecar's error code when it answered with one of its own errors.
-    var errorType: String?
+    var traceState: String? { details?.traceState }
+    /// Why routing chose the version (recorded requests only).
+    var reason: Decision.Reason? {
+        get { details?.reason }
+        nonmutating set { details?.reason = newValue }
+    }
+    /// The sidecar's error code when it answered with one of its own errors (recorded requests only).
+    var errorType: String? {
+        get { details?.errorType }
+        nonmutating set { details?.errorType = newValue }
+    }
+}
+
+/// The parts of a recorded request's trace that are not ids (loop thread).
+final class TraceDetails {
+    let traceState: String?
+    // `@exclusivity(unchecked)`: the worker's loop thread only, each access is one statement.
+    @exclusivity(unchecked) var reason: Decision.Reason?
+    @exclusivity(unchecked) var errorType: String?
+
+    init(traceState: String?) { self.traceState = traceState }
 }
 
 /// A downstream span in progress: 0 ids when the request is not recorded (the closure that
@@ -381,61 +431,74 @@ extension Worker {
         result: VersionResult
     ) {
         guard let trace = exchange.trace, let tracer else { return }
-        var record = SpanRecord(
-            kind: isRemote ? .client : .internal,
-            traceIDHigh: trace.traceIDHigh,
-            traceIDLow: trace.traceIDLow,
-            spanID: child.spanID,
-            parentSpanID: trace.spanID,
-            traceState: trace.traceState,
-            startNanoseconds: child.startNanoseconds,
-            endNanoseconds: Monotonic.nanoseconds()
-        )
-        record.method = exchange.request.head.method
-        record.requestID = exchange.requestID
-        record.route = exchange.routeName
-        record.model = exchange.model
-        record.version = version
-        record.isShadow = isShadow
-        record.isFallback = !isShadow && exchange.failedVersion != nil
-        if isRemote { (record.serverAddress, record.serverPort) = tracer.upstream(of: exchange, version: version) }
+        let statusCode: Int?
+        let errorType: String?
         switch result {
         case .answered(let reply):
-            record.statusCode = reply.status
-            if reply.status >= 500 { record.errorType = String(reply.status) }
+            statusCode = reply.status
+            errorType = reply.status >= 500 ? String(reply.status) : nil
         case .failed(let error, let reply):
-            record.statusCode = reply?.status
-            record.errorType = error.code
+            statusCode = reply?.status
+            errorType = error.code
         }
-        tracer.record(record, loop: loop)
+        let upstream: (address: String?, port: Int?) =
+            isRemote ? tracer.upstream(of: exchange, version: version) : (nil, nil)
+        // Made in one expression and handed over as it is: a record filled field by field was
+        // copied into the tracer's chunk, then destroyed here.
+        tracer.record(
+            SpanRecord(
+                kind: isRemote ? .client : .internal,
+                traceIDHigh: trace.traceIDHigh,
+                traceIDLow: trace.traceIDLow,
+                spanID: child.spanID,
+                parentSpanID: trace.spanID,
+                traceState: trace.traceState,
+                startNanoseconds: child.startNanoseconds,
+                endNanoseconds: Monotonic.nanoseconds(),
+                method: exchange.request.head.method,
+                requestID: exchange.requestID,
+                route: exchange.routeName,
+                model: exchange.model,
+                version: version,
+                isFallback: !isShadow && exchange.failedVersion != nil,
+                isShadow: isShadow,
+                statusCode: statusCode,
+                errorType: errorType,
+                serverAddress: upstream.address,
+                serverPort: upstream.port
+            ),
+            loop: loop
+        )
     }
 
     /// Ends the recorded server span once the live answer has ended. `version`: the one that
     /// answered (nil when the sidecar answered itself).
     func endServerSpan(_ exchange: Exchange, status: Int, endNanoseconds: UInt64) {
         guard let trace = exchange.trace, trace.isSampled, let tracer else { return }
-        var record = SpanRecord(
-            kind: .server,
-            traceIDHigh: trace.traceIDHigh,
-            traceIDLow: trace.traceIDLow,
-            spanID: trace.spanID,
-            parentSpanID: trace.parentSpanID,
-            parentIsRemote: trace.parentSpanID != 0,
-            traceState: trace.traceState,
-            startNanoseconds: exchange.startNanoseconds,
-            endNanoseconds: endNanoseconds
+        tracer.record(
+            SpanRecord(
+                kind: .server,
+                traceIDHigh: trace.traceIDHigh,
+                traceIDLow: trace.traceIDLow,
+                spanID: trace.spanID,
+                parentSpanID: trace.parentSpanID,
+                parentIsRemote: trace.parentSpanID != 0,
+                traceState: trace.traceState,
+                startNanoseconds: exchange.startNanoseconds,
+                endNanoseconds: endNanoseconds,
+                method: exchange.request.head.method,
+                // The target as it came (no copy here); the exporter cuts the query off.
+                path: exchange.request.head.target,
+                requestID: exchange.requestID,
+                route: exchange.routeName,
+                model: exchange.model,
+                version: exchange.version,
+                reason: trace.reason,
+                isFallback: exchange.failedVersion != nil,
+                statusCode: status,
+                errorType: trace.errorType ?? (status >= 500 ? String(status) : nil)
+            ),
+            loop: loop
         )
-        record.method = exchange.request.head.method
-        // The target as it came (no copy here); the exporter cuts the query off.
-        record.path = exchange.request.head.target
-        record.requestID = exchange.requestID
-        record.route = exchange.routeName
-        record.model = exchange.model
-        record.version = exchange.version
-        record.reason = trace.reason
-        record.isFallback = exchange.failedVersion != nil
-        record.statusCode = status
-        record.errorType = trace.errorType ?? (status >= 500 ? String(status) : nil)
-        tracer.record(record, loop: loop)
     }
 }

@@ -442,16 +442,16 @@ import Testing
 
     /// Field values that need escaping: JSON escapes stay parseable, text fields never hold a space.
     @Test func escapesWhatWouldBreakALine() throws {
-        var json = LineBuilder(bytes: [])
+        let json = LineBuilder(bytes: [])
         json.append("{\"v\":")
         json.appendJSONString("a\"b\\c\u{1}d é")
         json.append("}")
         let parsed = try JSONSerialization.jsonObject(with: Data(json.bytes)) as? [String: String]
         #expect(parsed?["v"] == "a\"b\\c\u{1}d é")
 
-        var text = LineBuilder(bytes: [])
+        let text = LineBuilder(bytes: [])
         text.appendTextField("a b\"c\\é")
-        text.bytes.append(0x20)
+        text.append(0x20)
         text.appendTextField("")
         #expect(String(decoding: text.bytes, as: UTF8.self) == #"a\x20b\x22c\x5C\xC3\xA9 -"#)
     }
