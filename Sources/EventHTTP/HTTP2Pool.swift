@@ -109,12 +109,8 @@ public final class HTTP2Pool {
     let authority: String
     let scheme: String
 
-    private var address = sockaddr_storage()
-    private var addressLength: Int32 = 0
-    private var resolutionFailure: String?
-    private let isName: Bool
-    private var lastResolvedMilliseconds: Int64 = 0
-    private var isResolving = false
+    /// Where connections go; a host name is looked up again now and then.
+    private let address: BackendAddress
 
     @exclusivity(unchecked) private var connections: [HTTP2ClientConnection] = []
     /// Connections that got GOAWAY: their streams finish, nothing new starts on them.
@@ -151,14 +147,7 @@ public final class HTTP2Pool {
         self.scheme = tls == nil ? "http" : "https"
         self.endpoint = "\(host):\(port)"
         self.authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let literal = host == "localhost" ? "127.0.0.1" : host
-        addressLength = switchyard_make_sockaddr(literal, Int32(port), &address)
-        isName = addressLength == 0
-        if isName {
-            addressLength = switchyard_resolve(host, Int32(port), &address)
-            lastResolvedMilliseconds = System.monotonicMilliseconds()
-        }
-        if addressLength == 0 { resolutionFailure = "cannot resolve backend host \"\(host)\"" }
+        self.address = BackendAddress(host: host, port: port)
     }
 
     deinit {
@@ -187,9 +176,9 @@ public final class HTTP2Pool {
             finishSoon(call, .failure(.closed))
             return
         }
-        if isName { refreshAddress(now: now) }
-        if let resolutionFailure {
-            finishSoon(call, .failure(.connectFailed(resolutionFailure)))
+        address.refresh(loop: loop, now: now)
+        if let failure = address.failure {
+            finishSoon(call, .failure(.connectFailed(failure)))
             return
         }
         call.timer = loop.scheduleTimer(afterMilliseconds: max(0, timeoutMilliseconds)) { [weak call] in
@@ -248,11 +237,7 @@ public final class HTTP2Pool {
     private func openConnection() -> HTTP2ClientConnection? {
         connectionsOpened += 1
         let connection = HTTP2ClientConnection(pool: self)
-        let failure = withUnsafePointer(to: &address) { storage in
-            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                connection.connect(address: sa, length: addressLength)
-            }
-        }
+        let failure = address.withSockaddr { sa, length in connection.connect(address: sa, length: length) }
         if let failure {
             failWaiting(.connectFailed(failure))
             return nil
@@ -314,35 +299,6 @@ public final class HTTP2Pool {
         retiring.removeAll { $0 === connection }
         if !waiting.isEmpty { dispatch() }
     }
-
-    /// Looks a host name up again in the background when the last lookup is old (30 s) or failed (1 s).
-    private func refreshAddress(now: Int64) {
-        let age = now - lastResolvedMilliseconds
-        guard isName, !isResolving, age >= (resolutionFailure == nil ? 30_000 : 1_000) else { return }
-        isResolving = true
-        lastResolvedMilliseconds = now
-        let host = self.host
-        let port = Int32(self.port)
-        let loop = self.loop
-        let box = HTTP2PoolBox(self)
-        let started = spawnDetachedThread {
-            var storage = sockaddr_storage()
-            let length = switchyard_resolve(host, port, &storage)
-            let result = HTTP2ResolvedAddress(storage: storage, length: length)
-            loop.execute {
-                guard let pool = box.pool else { return }
-                pool.isResolving = false
-                if result.length > 0 {
-                    pool.address = result.storage
-                    pool.addressLength = result.length
-                    pool.resolutionFailure = nil
-                } else if pool.addressLength == 0 {
-                    pool.resolutionFailure = "cannot resolve backend host \"\(host)\""
-                }
-            }
-        }
-        if !started { isResolving = false }
-    }
 }
 
 /// One `HTTP2Pool.call`: the request, its completion, its deadline and where it is now.
@@ -396,14 +352,4 @@ final class HTTP2Call {
         }
         finish(.failure(.timeout))
     }
-}
-
-private struct HTTP2ResolvedAddress: @unchecked Sendable {
-    var storage: sockaddr_storage
-    var length: Int32
-}
-
-private final class HTTP2PoolBox: @unchecked Sendable {
-    weak var pool: HTTP2Pool?
-    init(_ pool: HTTP2Pool) { self.pool = pool }
 }

@@ -109,13 +109,8 @@ public final class UpstreamPool {
     /// Requests waiting for a connection.
     public var queuedRequests: Int { waiting.count }
 
-    private var address = sockaddr_storage()
-    private var addressLength: Int32 = 0
-    private var resolutionFailure: String?
-    /// `host` is a name (not an IP literal): it is looked up again now and then (see `refreshAddress`).
-    private let isName: Bool
-    private var lastResolvedMilliseconds: Int64 = 0
-    private var isResolving = false
+    /// Where connections go; a host name is looked up again now and then.
+    private let address: BackendAddress
     let hostHeader: String
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
@@ -151,16 +146,7 @@ public final class UpstreamPool {
         self.maxQueued = max(0, maxQueued)
         self.limits = limits
         self.hostHeader = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let literal = host == "localhost" ? "127.0.0.1" : host
-        addressLength = switchyard_make_sockaddr(literal, Int32(port), &address)
-        isName = addressLength == 0
-        if isName {
-            addressLength = switchyard_resolve(host, Int32(port), &address)
-            lastResolvedMilliseconds = System.monotonicMilliseconds()
-        }
-        if addressLength == 0 {
-            resolutionFailure = "cannot resolve backend host \"\(host)\""
-        }
+        self.address = BackendAddress(host: host, port: port)
     }
 
     /// A pool to a backend listening on the Unix socket `socketPath` (SPEC §12): requests carry
@@ -184,42 +170,8 @@ public final class UpstreamPool {
         self.maxQueued = max(0, maxQueued)
         self.limits = limits
         self.hostHeader = "localhost"
-        isName = false
         // `switchyard_connect` also tries TCP_NODELAY, which a Unix socket refuses; it ignores that.
-        addressLength = switchyard_make_unix_sockaddr(socketPath, &address)
-        if addressLength == 0 {
-            resolutionFailure = "connect to unix:\(socketPath) failed: the path is empty or longer than 107 bytes"
-        }
-    }
-
-    /// Looks a host name up again on a background thread when the last lookup is old (30 s) or
-    /// failed (1 s), and installs the result on the loop. Loop thread.
-    private func refreshAddress(now: Int64) {
-        let age = now - lastResolvedMilliseconds
-        guard isName, !isResolving, age >= (resolutionFailure == nil ? 30_000 : 1_000) else { return }
-        isResolving = true
-        lastResolvedMilliseconds = now
-        let host = self.host
-        let port = Int32(self.port)
-        let loop = self.loop
-        let box = PoolBox(self)
-        let started = spawnDetachedThread {
-            var storage = sockaddr_storage()
-            let length = switchyard_resolve(host, port, &storage)
-            let result = ResolvedAddress(storage: storage, length: length)
-            loop.execute {
-                guard let pool = box.pool else { return }
-                pool.isResolving = false
-                if result.length > 0 {
-                    pool.address = result.storage
-                    pool.addressLength = result.length
-                    pool.resolutionFailure = nil
-                } else if pool.addressLength == 0 {
-                    pool.resolutionFailure = "cannot resolve backend host \"\(host)\""
-                }
-            }
-        }
-        if !started { isResolving = false }
+        self.address = BackendAddress(socketPath: socketPath)
     }
 
     deinit {
@@ -256,9 +208,9 @@ public final class UpstreamPool {
             finishSoon(exchange, .failure(.closed))
             return
         }
-        if isName { refreshAddress(now: now) }
-        if let resolutionFailure {
-            finishSoon(exchange, .failure(.connectFailed(resolutionFailure)))
+        address.refresh(loop: loop, now: now)
+        if let failure = address.failure {
+            finishSoon(exchange, .failure(.connectFailed(failure)))
             return
         }
         if let connection = idle.popLast() {
@@ -321,11 +273,7 @@ public final class UpstreamPool {
         openConnections += 1
         connectionsOpened += 1
         let connection = UpstreamConnection(pool: self)
-        let failure = withUnsafePointer(to: &address) { storage in
-            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                connection.connect(address: sa, length: addressLength)
-            }
-        }
+        let failure = address.withSockaddr { sa, length in connection.connect(address: sa, length: length) }
         if let failure {
             connection.close()
             finishSoon(exchange, .failure(.connectFailed(failure)))
@@ -1125,16 +1073,4 @@ enum UpstreamCallbacks {
             if what & Int16(EV_WRITE) != 0 { connection.writable() }
         }
     }
-}
-
-/// A resolved address crossing from the lookup thread to the loop (plain bytes).
-private struct ResolvedAddress: @unchecked Sendable {
-    var storage: sockaddr_storage
-    var length: Int32
-}
-
-/// The pool, reached from another thread only through `loop.execute` (back on its loop).
-private final class PoolBox: @unchecked Sendable {
-    weak var pool: UpstreamPool?
-    init(_ pool: UpstreamPool) { self.pool = pool }
 }
