@@ -32,6 +32,9 @@ public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
     case v2GRPC = "v2-grpc"
     /// TF Serving over gRPC: `tensorflow.serving.PredictionService` (SPEC §13).
     case tfservingGRPC = "tfserving-grpc"
+    /// OpenAI-compatible chat, completion and embedding calls (SPEC §14): forwarded with the
+    /// body's `model` rewritten, streamed answers relayed event by event, compared as text.
+    case openai
 
     /// Whether clients speak it as gRPC calls over HTTP/2 (routes with `match.grpc`).
     public var isGRPC: Bool { self == .v2GRPC || self == .tfservingGRPC }
@@ -42,7 +45,7 @@ public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .v2GRPC: return .v2
         case .tfservingGRPC: return .tfserving
-        case .tfserving, .v2, .json: return self
+        case .tfserving, .v2, .json, .openai: return self
         }
     }
 
@@ -52,7 +55,7 @@ public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .v2GRPC: return "inference.GRPCInferenceService"
         case .tfservingGRPC: return "tensorflow.serving.PredictionService"
-        case .tfserving, .v2, .json: return nil
+        case .tfserving, .v2, .json, .openai: return nil
         }
     }
 
@@ -61,7 +64,7 @@ public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .v2GRPC: return ["ServerLive", "ServerReady", "ModelReady", "ModelMetadata", "ModelInfer"]
         case .tfservingGRPC: return ["Predict", "GetModelMetadata"]
-        case .tfserving, .v2, .json: return []
+        case .tfserving, .v2, .json, .openai: return []
         }
     }
 
@@ -371,6 +374,20 @@ public struct RemoteBackend: Sendable, Hashable {
     /// Boxed: the request path copies a `RemoteBackend` out of its version, and the TLS settings
     /// (four optional strings) would cost a retain and a release each per copy.
     private var tlsStorage: TLSStorage?
+    /// `model_name:` (SPEC §14, `openai` versions): the request body's `model` field is rewritten
+    /// to it. Nil keeps the client's.
+    public var modelName: String? {
+        get { extrasStorage?.modelName }
+        set { setExtras(modelName: newValue, headers: headers) }
+    }
+    /// `headers:` (SPEC §14): fields set on every request to this version, replacing the
+    /// client's field of the same name, in file order. Values are secret: never printed.
+    public var headers: [VersionHeader] {
+        get { extrasStorage?.headers ?? [] }
+        set { setExtras(modelName: modelName, headers: newValue) }
+    }
+    /// Boxed like `tlsStorage`: nil for every version without `model_name:` or `headers:`.
+    private var extrasStorage: ExtrasStorage?
     /// The longest silence between two reads of a streamed body (SPEC §10). Default 30000.
     public var idleTimeoutMilliseconds: Int
     /// `grpc://` and `grpcs://` versions (SPEC §13): gRPC over HTTP/2, `tls` set for `grpcs://`.
@@ -382,11 +399,26 @@ public struct RemoteBackend: Sendable, Hashable {
         init(_ spec: TLSSpec) { self.spec = spec }
     }
 
+    private final class ExtrasStorage: Sendable {
+        let modelName: String?
+        let headers: [VersionHeader]
+        init(modelName: String?, headers: [VersionHeader]) {
+            self.modelName = modelName
+            self.headers = headers
+        }
+    }
+
+    private mutating func setExtras(modelName: String?, headers: [VersionHeader]) {
+        extrasStorage =
+            modelName == nil && headers.isEmpty ? nil : ExtrasStorage(modelName: modelName, headers: headers)
+    }
+
     public static func == (lhs: RemoteBackend, rhs: RemoteBackend) -> Bool {
         lhs.host == rhs.host && lhs.port == rhs.port && lhs.path == rhs.path
             && lhs.timeoutMilliseconds == rhs.timeoutMilliseconds && lhs.maxConnections == rhs.maxConnections
             && lhs.socketPath == rhs.socketPath && lhs.tls == rhs.tls
             && lhs.idleTimeoutMilliseconds == rhs.idleTimeoutMilliseconds && lhs.isGRPC == rhs.isGRPC
+            && lhs.modelName == rhs.modelName && lhs.headers == rhs.headers
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -399,6 +431,8 @@ public struct RemoteBackend: Sendable, Hashable {
         hasher.combine(tls)
         hasher.combine(idleTimeoutMilliseconds)
         hasher.combine(isGRPC)
+        hasher.combine(modelName)
+        hasher.combine(headers)
     }
 
     public init(
@@ -410,7 +444,9 @@ public struct RemoteBackend: Sendable, Hashable {
         socketPath: String? = nil,
         tls: TLSSpec? = nil,
         idleTimeoutMilliseconds: Int = ConfigDefaults.idleTimeoutMilliseconds,
-        isGRPC: Bool = false
+        isGRPC: Bool = false,
+        modelName: String? = nil,
+        headers: [VersionHeader] = []
     ) {
         self.host = host
         self.port = port
@@ -421,7 +457,28 @@ public struct RemoteBackend: Sendable, Hashable {
         self.tlsStorage = tls.map(TLSStorage.init)
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         self.isGRPC = isGRPC
+        setExtras(modelName: modelName, headers: headers)
     }
+}
+
+/// One field of a version's `headers:` map (SPEC §14).
+public struct VersionHeader: Sendable, Hashable {
+    /// Lower-cased.
+    public var name: String
+    /// The value sent, `${NAME}` replaced by the environment's value at load (and reload).
+    /// Secret: `/config`, `explain`, `validate` and the logs print `***` instead.
+    public var value: String
+    /// The value as written in the policy (`Bearer ${OPENAI_API_KEY}`).
+    public var template: String
+
+    public init(name: String, value: String, template: String) {
+        self.name = name
+        self.value = value
+        self.template = template
+    }
+
+    /// What is printed in place of a value.
+    public static let redacted = "***"
 }
 
 /// A version's `tls:` block (SPEC §11). Every field is optional; an `https://` version without
@@ -502,19 +559,32 @@ public struct ShadowSpec: Sendable, Hashable {
 }
 
 public struct CompareSpec: Sendable, Hashable {
-    /// A JSON pointer, e.g. `/predictions`.
-    public var output: String
+    /// A JSON pointer, e.g. `/predictions`. Nil only for a model that `openai` routes serve
+    /// (SPEC §14): its answers are compared as text or embeddings.
+    public var output: String?
     public var tolerance: Double
     public var threshold: Double?
+    /// `similarity_threshold` (SPEC §14, `openai` models): texts match when their similarity is
+    /// at least this, embeddings when their cosine is. Nil: texts match on normalized equality,
+    /// embeddings at cosine 0.99.
+    public var similarityThreshold: Double?
     /// Resolved path of the JSONL comparison log.
     public var log: String?
     /// Share of comparisons written to the log, 0...1. Default 1.
     public var sample: Double
 
-    public init(output: String, tolerance: Double, threshold: Double?, log: String?, sample: Double) {
+    public init(
+        output: String?,
+        tolerance: Double,
+        threshold: Double?,
+        log: String?,
+        sample: Double,
+        similarityThreshold: Double? = nil
+    ) {
         self.output = output
         self.tolerance = tolerance
         self.threshold = threshold
+        self.similarityThreshold = similarityThreshold
         self.log = log
         self.sample = sample
     }

@@ -70,7 +70,7 @@ enum Protocols {
                 featureNames: model.featureNames,
                 featureCount: model.featureCount
             )
-        case .tfserving, .json, .tfservingGRPC:
+        case .tfserving, .json, .tfservingGRPC, .openai:
             return try TFServingCodec.decodeInstances(
                 body,
                 featureNames: model.featureNames,
@@ -98,7 +98,7 @@ enum Protocols {
                 modelVersion: version,
                 id: id
             )
-        case .tfserving, .json, .tfservingGRPC:
+        case .tfserving, .json, .tfservingGRPC, .openai:
             return TFServingCodec.encodePredictions(predictions)
         }
     }
