@@ -141,6 +141,36 @@ final class SidecarMetrics: Sendable {
         )
     }
 
+    /// LLM answers take from tens of milliseconds to minutes to their first token.
+    static let firstTokenBuckets: [Double] = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+    ]
+
+    /// SPEC §14: tokens an `openai` version reported in its answers' `usage` (`kind` prompt or
+    /// completion), a stream's final usage event included.
+    func llmTokens(model: String, version: String, role: Role, kind: String) -> Counter {
+        registry.makeCounter(
+            descriptor: Self.named(
+                "switchyard_llm_tokens_total",
+                "Tokens openai versions reported in their answers' usage: kind prompt or completion."
+            ),
+            labels: [("model", model), ("version", version), ("role", role.rawValue), ("kind", kind)]
+        )
+    }
+
+    /// SPEC §14: from sending a request to an `openai` version to its first token — the first
+    /// event carrying text or a tool call of a streamed answer; the whole answer otherwise.
+    func llmFirstToken(model: String, version: String, role: Role) -> ValueHistogram {
+        registry.makeValueHistogram(
+            descriptor: Self.named(
+                "switchyard_llm_time_to_first_token_seconds",
+                "Time from sending a request to an openai version to its first token (a whole answer when not streamed)."
+            ),
+            labels: [("model", model), ("version", version), ("role", role.rawValue)],
+            buckets: Self.firstTokenBuckets
+        )
+    }
+
     func sendTimeouts() -> Counter {
         registry.makeCounter(
             descriptor: Self.named(
@@ -372,6 +402,9 @@ struct MetricCache {
     var dropped: [PairKey: Counter] = [:]
     var cuts: [PairKey: Counter] = [:]
     var firstBytes: [VersionKey: ValueHistogram] = [:]
+    /// SPEC §14's handles: per version and role, the prompt and completion token counters and the
+    /// time-to-first-token histogram.
+    var llm: [VersionKey: LLMHandles] = [:]
     private var lastFirstByte: (key: VersionKey, handle: ValueHistogram)?
     /// The handles `count` used last: most requests repeat them, and comparing two keys whose
     /// strings share storage costs less than hashing them.
@@ -444,6 +477,29 @@ struct MetricCache {
         Self.handle(VersionKey(model: model, version: version, role: role), last: &lastFirstByte, in: &firstBytes) {
             metrics.upstreamFirstByte(model: model, version: version, role: role)
         }
+    }
+
+    struct LLMHandles {
+        var promptTokens: Counter
+        var completionTokens: Counter
+        var firstToken: ValueHistogram
+    }
+
+    mutating func llm(
+        _ metrics: SidecarMetrics,
+        model: String,
+        version: String,
+        role: SidecarMetrics.Role
+    ) -> LLMHandles {
+        let key = VersionKey(model: model, version: version, role: role)
+        if let handles = llm[key] { return handles }
+        let handles = LLMHandles(
+            promptTokens: metrics.llmTokens(model: model, version: version, role: role, kind: "prompt"),
+            completionTokens: metrics.llmTokens(model: model, version: version, role: role, kind: "completion"),
+            firstToken: metrics.llmFirstToken(model: model, version: version, role: role)
+        )
+        llm[key] = handles
+        return handles
     }
 
     struct PairHandles {

@@ -18,6 +18,8 @@ final class ShadowRun {
     /// Embedded shadows wait until the live response has been written.
     @exclusivity(unchecked) var isDeferred = false
     @exclusivity(unchecked) var isCompared = false
+    /// An `openai` shadow's time to first token: its whole answer's (SPEC §14).
+    @exclusivity(unchecked) var firstTokenMilliseconds: Double?
 
     init(version: String, spec: VersionSpec) {
         self.version = version
@@ -75,6 +77,7 @@ extension Worker {
             latencyMilliseconds: latencyMilliseconds,
             totalMilliseconds: totalMilliseconds
         )
+        exchange.live?.firstTokenMilliseconds = exchange.liveFirstTokenMilliseconds
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
@@ -127,6 +130,7 @@ extension Worker {
             body: body,
             latencyMilliseconds: Double(elapsed) / 1e6
         )
+        run.result?.firstTokenMilliseconds = run.firstTokenMilliseconds
         if exchange.isRouted {
             metricCache.count(
                 metrics,
@@ -153,7 +157,12 @@ extension Worker {
             let setup = exchange.snapshot.comparison(for: model)
             let comparison: Comparison?
             let summary: ComparisonSummary
-            if let streamed = streamedComparison(exchange, live: live, shadow: shadow) {
+            if exchange.wireProtocol == .openai && !exchange.liveCopyTooLarge {
+                // SPEC §14: answers compared as texts (or embeddings), streamed or not.
+                let llm = compareLLM(live: live, shadow: shadow, similarityThreshold: setup.similarityThreshold)
+                comparison = llm
+                summary = ComparisonSummary(llm)
+            } else if let streamed = streamedComparison(exchange, live: live, shadow: shadow) {
                 comparison = streamed
                 summary = ComparisonSummary(streamed)
             } else if setup.logPath != nil {

@@ -32,6 +32,8 @@ public final class ConfigSnapshot: Sendable {
         var logPath: String?
         /// Share of comparisons written to the log, 0...1.
         var logSample: Double
+        /// `compare.similarity_threshold` of an `openai` model (SPEC §14).
+        var similarityThreshold: Double? = nil
     }
 
     /// One TLS context per distinct `tls` setting of an `https://` version (SPEC §11).
@@ -65,7 +67,12 @@ public final class ConfigSnapshot: Sendable {
                     threshold: compare?.threshold
                 ))
                 ?? ComparisonSpec(pointer: JSONPointer(tokens: []))
-            return ModelComparison(spec: spec, logPath: compare?.log, logSample: compare?.sample ?? 1)
+            return ModelComparison(
+                spec: spec,
+                logPath: compare?.log,
+                logSample: compare?.sample ?? 1,
+                similarityThreshold: compare?.similarityThreshold
+            )
         }
     }
 

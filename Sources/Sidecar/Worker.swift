@@ -330,7 +330,7 @@ final class Worker: @unchecked Sendable {
         }
         // Only a guard, a comparison and the access log read the attempt's latency: no clock read
         // otherwise.
-        if exchange.isGuarded || exchange.hasShadows || accessLog != nil {
+        if exchange.isGuarded || exchange.hasShadows || accessLog != nil || exchange.wireProtocol == .openai {
             exchange.attemptStartNanoseconds = Monotonic.nanoseconds()
         }
         switch spec.backend {
@@ -410,8 +410,10 @@ final class Worker: @unchecked Sendable {
         let versionProtocol = Protocols.versionProtocol(spec, route: exchange.wireProtocol)
         let translate =
             call != nil || Protocols.needsTranslation(route: routeProtocol, version: versionProtocol)
-        // A shadow's body is compared, never sent on: it is not checked here.
-        let mustRead = routeProtocol != .json && !isShadow
+        // A shadow's body is compared, never sent on: it is not checked here. An `openai` answer
+        // is passed on as it came, like a `json` one.
+        let isLLM = routeProtocol == .openai
+        let mustRead = routeProtocol != .json && !isLLM && !isShadow
         var body = exchange.request.body
         var span = ChildSpan()
         let traceparent = exchange.trace == nil ? nil : beginClientSpan(exchange, &span)
@@ -427,6 +429,22 @@ final class Worker: @unchecked Sendable {
             do throws(ModelError) {
                 body = ByteBuffer(bytes: try call.restBody(for: versionProtocol))
                 GRPCCall.restHeaders(&headers)
+            } catch {
+                deliver(
+                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
+                    exchange,
+                    version: version,
+                    shadow: shadow
+                )
+                return
+            }
+        } else if isLLM {
+            // SPEC §14: the version's `model_name:` replaces the body's `model`; a shadow copy
+            // never streams (its answer is compared whole).
+            do throws(ModelError) {
+                if let edited = try Worker.llmRequestBody(body, modelName: remote.modelName, isShadow: isShadow) {
+                    body = edited
+                }
             } catch {
                 deliver(
                     .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
@@ -455,6 +473,8 @@ final class Worker: @unchecked Sendable {
                 return
             }
         }
+        // A version's `headers:` replace the client's fields of the same names (SPEC §14).
+        for field in remote.headers { headers.replaceOrAdd(name: field.name, value: field.value) }
         let target: String
         if let call, remote.path == nil {
             target = call.restTarget(for: versionProtocol)
@@ -491,6 +511,7 @@ final class Worker: @unchecked Sendable {
         if isShadow || translate {
             disposition = nil
         } else if routeProtocol == .json && !exchange.hasShadows {
+            // `openai` answers are read whole unless they are event streams: their usage is read.
             disposition = Worker.streamsAnyBody
         } else {
             disposition = Worker.streamsEventStreams
@@ -506,6 +527,19 @@ final class Worker: @unchecked Sendable {
             if case .success(let response) = result {
                 metricCache.firstByte(metrics, model: model, version: version, role: isShadow ? .shadow : .live)
                     .record(Double(response.firstByteNanoseconds) / 1e9)
+                if isLLM, response.stream == nil, (200..<300).contains(response.head.status) {
+                    // Read whole: a shadow's answer, or a live one that was not streamed.
+                    let firstToken = self.llmAnsweredWhole(
+                        exchange,
+                        version: version,
+                        role: isShadow ? .shadow : .live,
+                        body: response.body,
+                        startNanoseconds: shadow?.startNanoseconds ?? exchange.attemptStartNanoseconds
+                    )
+                    if let shadow { shadow.firstTokenMilliseconds = firstToken } else {
+                        exchange.liveFirstTokenMilliseconds = firstToken
+                    }
+                }
             }
             let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
             if attempt.span.isRecording {
@@ -819,8 +853,22 @@ extension Worker {
         let copyLimit = options.maxResponseBytes
         let copy: ByteBuffer? = exchange.hasShadows ? ByteBuffer() : nil
         exchange.liveIsEventStream = reply.isEventStream
+        // SPEC §14: a streamed `openai` answer's first token and final usage are read as it passes.
+        var meter: LLMStreamMeter?
+        if exchange.wireProtocol == .openai, (200..<300).contains(status) {
+            meter = LLMStreamMeter(
+                handles: metricCache.llm(metrics, model: exchange.model, version: version, role: .live),
+                startNanoseconds: exchange.attemptStartNanoseconds
+            )
+        }
         stream.start(
             onData: { bytes in
+                if let meter {
+                    meter.feed(bytes)
+                    if let first = meter.firstTokenMilliseconds, exchange.liveFirstTokenMilliseconds == nil {
+                        exchange.liveFirstTokenMilliseconds = first
+                    }
+                }
                 if let copy, !exchange.liveCopyTooLarge, !copy.appendCopy(of: bytes, limit: copyLimit) {
                     exchange.liveCopyTooLarge = true
                     copy.removeAll()
@@ -829,6 +877,7 @@ extension Worker {
                 if writer.streamBody(bytes) { stream.pause() }
             },
             onEnd: { [self] end in
+                meter?.finish()
                 switch end {
                 case .complete:
                     writer.finishStream()
@@ -920,6 +969,8 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
     @exclusivity(unchecked) var trace: RequestTrace?
     /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
     @exclusivity(unchecked) var liveIsEventStream = false
+    /// An `openai` live answer's time to first token (SPEC §14), for the comparison log.
+    @exclusivity(unchecked) var liveFirstTokenMilliseconds: Double?
     /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).
     @exclusivity(unchecked) var liveCopyTooLarge = false
     /// For the access log: the sidecar's error code if it answered itself, the response body
