@@ -188,7 +188,9 @@ enum ConfigDocument {
                     // SPEC §14: header values are secrets; their names show, each value as `***`.
                     if let modelName = r.modelName { fields.append(("model_name", .string(modelName))) }
                     if !r.headers.isEmpty {
-                        fields.append(("headers", .fields(r.headers.map { ($0.name, .string(VersionHeader.redacted)) })))
+                        fields.append(
+                            ("headers", .fields(r.headers.map { ($0.name, .string(VersionHeader.redacted)) }))
+                        )
                     }
                 case .embedded(let e):
                     fields.append(("embedded", .string(e.kind.rawValue)))

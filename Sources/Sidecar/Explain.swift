@@ -98,7 +98,9 @@ public struct Explanation: Sendable {
                 if !remote.headers.isEmpty {
                     let names = remote.headers.map { "\($0.name): \(VersionHeader.redacted)" }
                     lines.append("headers: \(names.joined(separator: ", "))")
-                    fields.append(("headers", .fields(remote.headers.map { ($0.name, .string(VersionHeader.redacted)) })))
+                    fields.append(
+                        ("headers", .fields(remote.headers.map { ($0.name, .string(VersionHeader.redacted)) }))
+                    )
                 }
             }
             // What the version speaks, when it is not what the client speaks (translated).
