@@ -167,6 +167,8 @@ public enum ConfigCatalogue {
         "^([Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+(/[^?#\\s]*)?|[Uu][Nn][Ii][Xx]:/[^?#\\s]*|[Gg][Rr][Pp][Cc]://[^/?#@\\s]+:[0-9]+/?|[Gg][Rr][Pp][Cc][Ss]://[^/?#@\\s]+/?)$"
     /// The schemes that take `tls:` (SPEC §11, §13).
     static let tlsSchemePattern = "^([Hh][Tt][Tt][Pp][Ss]|[Gg][Rr][Pp][Cc][Ss])://"
+    /// The schemes that take `headers:` (SPEC §14): every REST one.
+    static let httpSchemePattern = "^([Hh][Tt][Tt][Pp][Ss]?://|[Uu][Nn][Ii][Xx]:)"
     static let identifier = "[A-Za-z_][A-Za-z0-9_]*"
     /// `Syntax.grpcMethod`.
     static let grpcMethodPattern = "^\(identifier)(\\.\(identifier))*/(\(identifier)|\\*)$"
@@ -266,7 +268,7 @@ public enum ConfigCatalogue {
                 "protocol",
                 .choice(protocols),
                 default: .text("`\(ConfigDefaults.routeProtocol.rawValue)`; with `match.grpc`, its service's protocol"),
-                "What the client speaks: `tfserving` (TF Serving REST), `v2` (Open Inference Protocol), `json` (opaque, forwarded as it is), or over gRPC `v2-grpc` (`inference.GRPCInferenceService`) and `tfserving-grpc` (`tensorflow.serving.PredictionService`), which need `match.grpc`. When a version speaks another protocol, numeric tensors are translated.",
+                "What the client speaks: `tfserving` (TF Serving REST), `v2` (Open Inference Protocol), `json` (opaque, forwarded as it is), `openai` (OpenAI-compatible `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: the body's `model` rewritten to the version's `model_name`, streamed answers relayed event by event, shadow answers compared as text), or over gRPC `v2-grpc` (`inference.GRPCInferenceService`) and `tfserving-grpc` (`tensorflow.serving.PredictionService`), which need `match.grpc`. When a version speaks another protocol, numeric tensors are translated.",
                 example: "tfserving"
             ),
             ConfigKey(
@@ -288,6 +290,7 @@ public enum ConfigCatalogue {
             "`model` names a policy's model; `version` a version or label of it.",
             "`version_from: message` needs `match.grpc`; `protocol: v2-grpc` and `tfserving-grpc` need `match.grpc`, and `match.grpc` needs one of them.",
             "A gRPC route's versions: embedded models and tables, `grpc://` / `grpcs://` versions speaking the route's protocol, and REST versions speaking its REST twin (`v2` for `v2-grpc`, `tfserving` for `tfserving-grpc`; their default), translated both ways. A `grpc://` version answers only gRPC routes.",
+            "An `openai` route takes REST requests only (no `match.grpc`). Its model's versions are remote `http://`, `https://` or `unix:` servers that speak `openai` (inherited from the route; a version naming another protocol is an error), and a version with `protocol: openai` answers only `openai` routes.",
         ]
     )
 
@@ -388,7 +391,7 @@ public enum ConfigCatalogue {
                 "protocol",
                 .choice(protocols),
                 default: .text("the route's protocol"),
-                "What this version speaks, when it differs from the route's: the sidecar translates numeric tensors. Behind a gRPC route, a REST version speaks the route's REST twin by default (`v2` for `v2-grpc`, `tfserving` for `tfserving-grpc`); `v2-grpc` and `tfserving-grpc` need a `grpc://` or `grpcs://` url.",
+                "What this version speaks, when it differs from the route's: the sidecar translates numeric tensors. Behind a gRPC route, a REST version speaks the route's REST twin by default (`v2` for `v2-grpc`, `tfserving` for `tfserving-grpc`); `v2-grpc` and `tfserving-grpc` need a `grpc://` or `grpcs://` url. Behind an `openai` route a version speaks `openai`, and no other protocol.",
                 example: "v2"
             ),
             ConfigKey(
@@ -418,6 +421,18 @@ public enum ConfigCatalogue {
                 "TLS settings of an `https://` or `grpcs://` version.",
                 example: "{ ca_file: ../certs/ca.pem }"
             ),
+            ConfigKey(
+                "model_name",
+                .string(pattern: "^.+$", shape: "a non-empty name"),
+                "Versions of `openai` routes: the name the backend serves the model under. The request body's `model` field is rewritten to it, so the app keeps asking for one model while versions point at different ones. Without it the app's `model` is sent as it is. An error on a version whose model no `openai` route serves.",
+                example: "llama-3.1-8b-ft-v7"
+            ),
+            ConfigKey(
+                "headers",
+                .map(keys: "header names", keyPattern: "^\(token)$", value: .string()),
+                "Fields set on every request to this version (an `http://`, `https://` or `unix:` url, any protocol), replacing the app's field of the same name: typically a provider's API key. `${NAME}` in a value is replaced by the environment variable `NAME` when the config is loaded and on every reload (an unset variable is an error); `$$` is a literal `$`, and any other `$` is an error. Values are secret: `/config`, `explain`, `validate` and the logs print `***`. Hop-by-hop and framing fields (`connection`, `content-length`, `host`, `keep-alive`, `proxy-authenticate`, `proxy-authorization`, `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`) cannot be set.",
+                example: "{ authorization: \"Bearer ${OPENAI_API_KEY}\" }"
+            ),
         ],
         rules: [
             .exactlyOne(["url", "embedded"]),
@@ -431,6 +446,12 @@ public enum ConfigCatalogue {
             .requires("idle_timeout_ms", ["url"]),
             .requires("tls", ["url"]),
             .onlyWhen("tls", other: "url", pattern: tlsSchemePattern, shape: "an https:// or grpcs:// url"),
+            .requires("model_name", ["url"]),
+            .requires("headers", ["url"]),
+            .onlyWhen("headers", other: "url", pattern: httpSchemePattern, shape: "an http://, https:// or unix: url"),
+        ],
+        notes: [
+            "`model_name` is only valid when an `openai` route serves the version's model; `validate` checks it."
         ]
     )
 
@@ -465,8 +486,7 @@ public enum ConfigCatalogue {
             ConfigKey(
                 "output",
                 .string(pattern: "^\(pointer)$", shape: "a JSON pointer"),
-                required: true,
-                "A JSON pointer into both responses (after protocol normalizing) to the part compared; empty for the whole body.",
+                "A JSON pointer into both responses (after protocol normalizing) to the part compared; empty for the whole body. Required unless only `openai` routes serve the model: their answers are compared as text or embeddings, and an `output` there is ignored (`validate` warns).",
                 example: "/predictions"
             ),
             ConfigKey(
@@ -483,6 +503,13 @@ public enum ConfigCatalogue {
                 example: "0.5"
             ),
             ConfigKey(
+                "similarity_threshold",
+                .number(minimum: 0, maximum: 1),
+                default: .text("texts: normalized equality; embeddings: cosine 0.99"),
+                "Models served by `openai` routes: a shadow's text matches the live one when their similarity (token-level F1 after Unicode NFC, case folding and collapsing whitespace) is at least this, and an embedding when its cosine similarity is. An error on a model no `openai` route serves.",
+                example: "0.8"
+            ),
+            ConfigKey(
                 "log",
                 .string(),
                 "A JSONL file of comparison records for `switchyard report`, relative to the policy file's directory. Its directory is created when missing; `validate` reports a path that cannot be written.",
@@ -495,6 +522,9 @@ public enum ConfigCatalogue {
                 "Share of comparisons written to `log`, 0 to 1.",
                 example: "0.1"
             ),
+        ],
+        notes: [
+            "`output` may be left out only when every route serving the model is `openai`, and `similarity_threshold` given only when one is; `validate` checks both."
         ]
     )
 

@@ -15,7 +15,13 @@ public enum ConfigLoader {
     /// diagnostics and in the model are `routes/x.yaml` when `directory` is `.`, otherwise
     /// `directory/routes/x.yaml` (a trailing `/` on `directory` dropped). Paths written inside
     /// a file (`file:`, `log:`) are joined to that file's directory, not normalized.
-    public static func load(directory: String) -> Result<Config, [Diagnostic]> {
+    ///
+    /// `${NAME}` in a version's header values reads `environment` (SPEC §14): the process's
+    /// environment as it is at this call by default, so that a reload reads it afresh.
+    public static func load(
+        directory: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> Result<Config, [Diagnostic]> {
         let sink = DiagnosticSink()
         let base = normalize(directory)
         let routesDirectory = join(base, "routes")
@@ -41,7 +47,7 @@ public enum ConfigLoader {
                 continue
             }
             let scope = FileScope(path: path, directory: parent(path), sink: sink)
-            guard let info = PolicyChecker(scope: scope).check(root) else { continue }
+            guard let info = PolicyChecker(scope: scope, environment: environment).check(root) else { continue }
             if let first = models[info.model] {
                 sink.add(info.location, "duplicate model '\(info.model)' (first at \(first.location))")
                 continue
@@ -53,6 +59,9 @@ public enum ConfigLoader {
         var routes: [Route] = []
         var routeCount = 0
         var names: [String: SourceLocation] = [:]
+        var serving: [String: [ServingRoute]] = [:]
+        // With a routes file unread, which routes serve a model is unknown.
+        var routesKnown = false
         if let routeFiles = list(routesDirectory, what: "routes", sink: sink) {
             var hasUnreadableRoutes = false
             for path in routeFiles {
@@ -75,14 +84,19 @@ public enum ConfigLoader {
                     policiesDirectory: policiesDirectory,
                     hasUnreadablePolicy: hasUnreadablePolicy
                 )
-                routes += checker.check(root, names: &names, routeCount: &routeCount)
+                routes += checker.check(root, names: &names, routeCount: &routeCount, serving: &serving)
             }
+            routesKnown = !hasUnreadableRoutes
             if routeCount == 0, !hasUnreadableRoutes {
                 sink.add(
                     SourceLocation(file: routesDirectory, line: 0, column: 0),
                     "no routes defined; expected at least one route in \(routesDirectory)/*.yaml"
                 )
             }
+        }
+
+        if routesKnown {
+            ServingChecks(sink: sink).check(models: models, serving: serving, policies: &policies)
         }
 
         let diagnostics = sink.sorted

@@ -16,6 +16,16 @@ struct PolicyInfo {
     /// Versions that checked out, in file order: what routes check their protocol against
     /// (a `grpc://` version answers only gRPC routes, SPEC §13).
     var versionSpecs: [VersionSpec] = []
+    /// Where keys whose validity depends on the routes serving the model were written, for
+    /// `ServingChecks` (SPEC §14): by version, the `model_name` key and the `protocol` value.
+    var modelNameLocations: [String: SourceLocation] = [:]
+    var protocolLocations: [String: SourceLocation] = [:]
+    /// The `compare` block when it has no `output` (required unless only openai routes serve it).
+    var compareWithoutOutput: SourceLocation?
+    /// The `output` key of `compare`, when given (ignored, with a warning, for an openai-only model).
+    var compareOutput: SourceLocation?
+    /// The `similarity_threshold` key of `compare` (only for a model that openai routes serve).
+    var similarityThreshold: SourceLocation?
 
     enum Lookup: Equatable {
         case version(String)
@@ -42,6 +52,8 @@ struct PolicyInfo {
 /// Checks one `policies/*.yaml` file.
 struct PolicyChecker {
     let scope: FileScope
+    /// What `${NAME}` in a version's header values reads (SPEC §14).
+    var environment: [String: String] = [:]
 
     // Accepted keys come from the catalogue, which the schema and the reference are made from.
     static let keys = ConfigCatalogue.policy.names
@@ -65,6 +77,7 @@ struct PolicyChecker {
         var versionNames: [String] = []
         var versions: [String: VersionSpec] = [:]
         var versionsKnown = false
+        var versionNodes: [(String, YAMLNode)] = []
         if let node = fields.required("versions"),
             let entries = scope.namedEntries(node, for: "'versions'", context: "versions")
         {
@@ -72,6 +85,7 @@ struct PolicyChecker {
             if entries.isEmpty { scope.error(node, "no versions in 'versions'; expected at least one") }
             for entry in entries {
                 versionNames.append(entry.name)
+                versionNodes.append((entry.name, entry.value))
                 if let spec = checkVersion(entry.name, entry.value) { versions[entry.name] = spec }
             }
         }
@@ -112,6 +126,14 @@ struct PolicyChecker {
             policy: nil,
             versionSpecs: versionNames.compactMap { versions[$0] }
         )
+        for (name, node) in versionNodes {
+            guard let pairs = node.mapping else { continue }
+            for pair in pairs {
+                guard case .string(let key)? = pair.key.scalar?.value else { continue }
+                if key == "model_name" { info.modelNameLocations[name] = scope.location(pair.key.mark) }
+                if key == "protocol" { info.protocolLocations[name] = scope.location(pair.value.mark) }
+            }
+        }
 
         /// A version or label name, resolved to a version; reports unknown names.
         func resolve(_ node: YAMLNode, in what: String) -> String? {
@@ -177,7 +199,13 @@ struct PolicyChecker {
             let c = scope.fields(node, for: "'compare'", context: "compare", allowed: Self.compareKeys)
         {
             var output: String?
-            if let outputNode = c.required("output"), let text = scope.string(outputNode, for: "'output'") {
+            // Whether `output` may be left out depends on the routes (an openai-only model needs
+            // none): `ServingChecks` decides once they are read.
+            if c["output"] == nil { info.compareWithoutOutput = scope.location(c.node.mark) }
+            if let outputNode = c["output"] {
+                info.compareOutput = scope.location((c.keyNode("output") ?? outputNode).mark)
+            }
+            if let outputNode = c["output"], let text = scope.string(outputNode, for: "'output'") {
                 if Syntax.isJSONPointer(text) {
                     output = text
                 } else {
@@ -202,13 +230,18 @@ struct PolicyChecker {
                 return path
             }
             let sample = c["sample"].flatMap { scope.number($0, for: "sample", in: 0...1) }
-            if let output {
+            let similarity = c["similarity_threshold"].flatMap {
+                scope.number($0, for: "similarity_threshold", in: 0...1)
+            }
+            if let node = c.keyNode("similarity_threshold") { info.similarityThreshold = scope.location(node.mark) }
+            if output != nil || c["output"] == nil {
                 compare = CompareSpec(
                     output: output,
                     tolerance: tolerance ?? ConfigDefaults.compareTolerance,
                     threshold: threshold,
                     log: log,
-                    sample: sample ?? ConfigDefaults.compareSample
+                    sample: sample ?? ConfigDefaults.compareSample,
+                    similarityThreshold: similarity
                 )
             }
         }
@@ -342,7 +375,8 @@ struct PolicyChecker {
         if let url, !url.isTLS, let tlsKey = fields.keyNode("tls"), let text {
             scope.error(tlsKey, "'tls' is only valid with an https:// or grpcs:// url, not '\(text)'")
         }
-        guard let url, let text, let timeout, let connections, let idleTimeout else { return nil }
+        let extras = versionExtras(fields, url: url)
+        guard let url, let text, let timeout, let connections, let idleTimeout, let extras else { return nil }
         var tls: TLSSpec?
         if url.isTLS {
             if let tlsBlock {
@@ -363,7 +397,9 @@ struct PolicyChecker {
             socketPath: url.socketPath,
             tls: tls,
             idleTimeoutMilliseconds: idleTimeout,
-            isGRPC: url.isGRPC
+            isGRPC: url.isGRPC,
+            modelName: extras.modelName,
+            headers: extras.headers
         )
     }
 

@@ -16,16 +16,26 @@ struct RouteChecker {
     static let matchKeys = ConfigCatalogue.match.names
 
     /// Returns the routes the file defines (nil entries for broken ones are dropped), and
-    /// records route names in `names` to find duplicates across files.
-    func check(_ root: YAMLNode, names: inout [String: SourceLocation], routeCount: inout Int) -> [Route] {
+    /// records route names in `names` to find duplicates across files, and in `serving`, by
+    /// model, every route naming one, broken or not (for `ServingChecks`).
+    func check(
+        _ root: YAMLNode,
+        names: inout [String: SourceLocation],
+        routeCount: inout Int,
+        serving: inout [String: [ServingRoute]]
+    ) -> [Route] {
         guard let fields = scope.fields(root, for: "the route file", context: "route file", allowed: Self.fileKeys),
             let node = fields.required("routes"), let items = scope.sequence(node, for: "'routes'")
         else { return [] }
         routeCount += items.count
-        return items.compactMap { checkRoute($0, names: &names) }
+        return items.compactMap { checkRoute($0, names: &names, serving: &serving) }
     }
 
-    private func checkRoute(_ node: YAMLNode, names: inout [String: SourceLocation]) -> Route? {
+    private func checkRoute(
+        _ node: YAMLNode,
+        names: inout [String: SourceLocation],
+        serving: inout [String: [ServingRoute]]
+    ) -> Route? {
         guard let fields = scope.fields(node, for: "a route", context: "route", allowed: Self.keys) else { return nil }
         let problemsBefore = scope.sink.errorCount
 
@@ -106,7 +116,9 @@ struct RouteChecker {
             }
         }
 
-        if let wireProtocol, let model, let info = models[model] {
+        if let model { serving[model, default: []].append(ServingRoute(name: name, wireProtocol: wireProtocol)) }
+        // An openai route's versions are checked with the model's other openai keys (ServingChecks).
+        if let wireProtocol, wireProtocol != .openai, let model, let info = models[model] {
             let at = fields.keyNode("protocol") ?? modelNode ?? node
             for spec in info.versionSpecs {
                 checkVersionProtocol(spec, route: name, speaking: wireProtocol, model: model, at: at)

@@ -185,6 +185,13 @@ enum ConfigDocument {
                     fields.append(("idle_timeout_ms", .number(Double(r.idleTimeoutMilliseconds))))
                     fields.append(("max_connections", .number(Double(r.maxConnections))))
                     if let tls = r.tls { fields.append(("tls", tlsDocument(tls))) }
+                    // SPEC §14: header values are secrets; their names show, each value as `***`.
+                    if let modelName = r.modelName { fields.append(("model_name", .string(modelName))) }
+                    if !r.headers.isEmpty {
+                        fields.append(
+                            ("headers", .fields(r.headers.map { ($0.name, .string(VersionHeader.redacted)) }))
+                        )
+                    }
                 case .embedded(let e):
                     fields.append(("embedded", .string(e.kind.rawValue)))
                     fields.append(("file", .string(e.file)))

@@ -89,6 +89,20 @@ public struct Explanation: Sendable {
                 lines.append("backend: \(describe(spec.backend))")
                 fields.append(("backend", .string(describe(spec.backend))))
             }
+            // SPEC §14: the model name sent, and the header names a version sets; never a value.
+            if case .remote(let remote)? = spec?.backend {
+                if let modelName = remote.modelName {
+                    lines.append("model_name: \(modelName)")
+                    fields.append(("model_name", .string(modelName)))
+                }
+                if !remote.headers.isEmpty {
+                    let names = remote.headers.map { "\($0.name): \(VersionHeader.redacted)" }
+                    lines.append("headers: \(names.joined(separator: ", "))")
+                    fields.append(
+                        ("headers", .fields(remote.headers.map { ($0.name, .string(VersionHeader.redacted)) }))
+                    )
+                }
+            }
             // What the version speaks, when it is not what the client speaks (translated).
             let versionProtocol = spec?.wireProtocol(onRoute: route.wireProtocol) ?? route.wireProtocol
             if versionProtocol != route.wireProtocol, case .remote? = spec?.backend {

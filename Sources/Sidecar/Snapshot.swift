@@ -90,9 +90,14 @@ public final class ConfigSnapshot: Sendable {
     /// Loads the config directory and every model file it names; returns every problem found,
     /// models included, as compiler-style diagnostics (warnings included). A loaded snapshot's
     /// warnings are `config.warnings`.
-    public static func load(directory: String, generation: Int = 1) -> Result<ConfigSnapshot, [Diagnostic]> {
+    /// `${NAME}` in version headers reads `environment`: the process's, read afresh at each call.
+    public static func load(
+        directory: String,
+        generation: Int = 1,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> Result<ConfigSnapshot, [Diagnostic]> {
         let config: Config
-        switch ConfigLoader.load(directory: directory) {
+        switch ConfigLoader.load(directory: directory, environment: environment) {
         case .success(let c): config = c
         case .failure(let diagnostics): return .failure(diagnostics)
         }

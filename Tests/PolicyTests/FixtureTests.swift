@@ -43,7 +43,7 @@ enum Fixtures {
 
 @Test func everyInvalidClassHasAFixture() {
     #expect(Fixtures.names("invalid").count >= 40)
-    #expect(Fixtures.names("valid") == ["full", "grpc", "minimal", "transports"])
+    #expect(Fixtures.names("valid") == ["full", "grpc", "llm", "minimal", "transports"])
 }
 
 @Test(arguments: Fixtures.names("invalid"))

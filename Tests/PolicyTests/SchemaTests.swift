@@ -144,6 +144,7 @@ enum SchemaFiles {
                     model: grpc-churn
                     protocol: v2-grpc
                     version_from: message
+                  - { name: e, match: { path: /v1/chat/completions }, model: llm, protocol: openai }
                 """,
             policy: """
                 model: churn
@@ -173,12 +174,19 @@ enum SchemaFiles {
         versions:
           g: { url: "grpcs://127.0.0.1:8443", protocol: v2-grpc, tls: { server_name: model.svc } }
         """.write(toFile: directory + "/policies/q.yaml", atomically: true, encoding: .utf8)
+        try """
+        model: llm
+        versions:
+          a: { url: "http://127.0.0.1:8001", model_name: llama-3.1-8b, headers: { authorization: "Bearer $$plain" } }
+        compare: { similarity_threshold: 0.8 }
+        """.write(toFile: directory + "/policies/o.yaml", atomically: true, encoding: .utf8)
         if case .failure(let diagnostics) = ConfigLoader.load(directory: directory) {
             Issue.record("\(diagnostics.map(\.description))")
         }
         var used: Set<String> = []
         for (kind, file) in [
             (ConfigFileKind.routes, "routes/r.yaml"), (.policy, "policies/p.yaml"), (.policy, "policies/q.yaml"),
+            (.policy, "policies/o.yaml"),
         ] {
             let json = try #require(SchemaFiles.json(yaml: try String(contentsOfFile: "\(directory)/\(file)")))
             #expect(JSONSchemaValidator.errors(json, against: ConfigCatalogue.schema(kind)) == [])
