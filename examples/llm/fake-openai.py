@@ -47,6 +47,7 @@ import math
 import os
 import random
 import re
+import socket
 import socketserver
 import struct
 import sys
@@ -122,6 +123,11 @@ def make_handler(args, replies, record_lock, record_file):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # each event leaves at once (the bench measures this)
+
+        def setup(self):
+            if self.request.family == socket.AF_UNIX:
+                self.disable_nagle_algorithm = False  # TCP_NODELAY is refused on a Unix socket
+            super().setup()
 
         # --- request plumbing -------------------------------------------------------------
 
