@@ -13,23 +13,24 @@
 # Prints per setup p50 / p99 / max µs over all rounds' events and the added p50 / p99 over
 # direct (a difference of percentiles).
 #
-#   bench/llm.sh [-r ROUNDS] [-e EVENTS] [-i INTERVAL_MS] [-S "SETUPS"] [-b BASEPORT] [-m auto|yes|no]
+#   bench/llm.sh [-r ROUNDS] [-e EVENTS] [-i INTERVAL_MS] [-S "SETUPS"] [-b BASEPORT] [-m auto|yes|no] [-p]
 #     -r rounds (default 1; the setups take turns within a round)   -e events (default 1000)
 #     -i ms between events (default 2)   -S setups (default "direct switchyard nginx haproxy")
 #     -m model_name in Switchyard's version: auto (default) keeps it if `switchyard validate`
 #        accepts the config and drops it with a notice otherwise (a loader from before SPEC §14
 #        rejects the key); yes: always; no: never
+#     -p pin: each proxy on CPU 0, the upstream and the client on CPU 1 (default: unpinned)
 # Needs: swift, python3, nginx, haproxy.  KEEP=1 keeps the scratch folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 . bench/lib/common.sh
-REPS=1; EVENTS=1000; INTERVAL=2; SETUPS="direct switchyard nginx haproxy"; BASE=18700; MODELNAME=auto
-while getopts "r:e:i:S:b:m:h" o; do
+REPS=1; EVENTS=1000; INTERVAL=2; SETUPS="direct switchyard nginx haproxy"; BASE=18700; MODELNAME=auto; PIN=""
+while getopts "r:e:i:S:b:m:ph" o; do
   case $o in
     r) REPS=$OPTARG;; e) EVENTS=$OPTARG;; i) INTERVAL=$OPTARG;; S) SETUPS=$OPTARG;; b) BASE=$OPTARG;;
-    m) MODELNAME=$OPTARG;;
-    *) sed -n '2,24p' "$0"; exit 2;;
+    m) MODELNAME=$OPTARG;; p) PIN=1;;
+    *) sed -n '2,25p' "$0"; exit 2;;
   esac
 done
 need python3 nginx haproxy swift
@@ -43,8 +44,10 @@ BIN=$ROOT/.build/release/switchyard
 UP=$((BASE + 1))
 declare -A PORT=([direct]=$UP [switchyard]=$((BASE + 10)) [nginx]=$((BASE + 11)) [haproxy]=$((BASE + 12)))
 ADMIN=$((BASE + 20))
+PROXYCPU=""; SIDECPU=""; TASKSET=()
+[ -n "$PIN" ] && { PROXYCPU=0; SIDECPU=1; TASKSET=(taskset -c 1); }
 
-start upstream "" python3 examples/llm/fake-openai.py --port "$UP" --events "$EVENTS" --interval-ms "$INTERVAL" --quiet
+start upstream "$SIDECPU" python3 examples/llm/fake-openai.py --port "$UP" --events "$EVENTS" --interval-ms "$INTERVAL" --quiet
 
 # Switchyard: an openai route for the chat API, one remote version that renames the model
 mkdir -p "$RUN/sy/routes" "$RUN/sy/policies"
@@ -82,7 +85,7 @@ if [ "$MODELNAME" != n/a ]; then
   esac
   [ "$MODELNAME" = yes ] && EXPECT=(--expect-model llama-bench-v1)
   "$BIN" validate "$RUN/sy" >&2
-  start switchyard "" "$BIN" serve --config "$RUN/sy" --listen "127.0.0.1:${PORT[switchyard]}" \
+  start switchyard "$PROXYCPU" "$BIN" serve --config "$RUN/sy" --listen "127.0.0.1:${PORT[switchyard]}" \
     --admin "127.0.0.1:$ADMIN" --workers 1 --log-level warning
 fi
 
@@ -100,7 +103,7 @@ fi
 }
 EOF
 } >"$RUN/nginx.conf"
-[[ " $SETUPS " == *" nginx "* ]] && start nginx "" nginx -p "$RUN" -e "$RUN/nginx.startup.log" -c "$RUN/nginx.conf"
+[[ " $SETUPS " == *" nginx "* ]] && start nginx "$PROXYCPU" nginx -p "$RUN" -e "$RUN/nginx.startup.log" -c "$RUN/nginx.conf"
 
 cat >"$RUN/haproxy.cfg" <<EOF
 global
@@ -120,13 +123,13 @@ frontend fe
 backend be
     server s1 127.0.0.1:$UP
 EOF
-[[ " $SETUPS " == *" haproxy "* ]] && start haproxy "" haproxy -db -f "$RUN/haproxy.cfg"
+[[ " $SETUPS " == *" haproxy "* ]] && start haproxy "$PROXYCPU" haproxy -db -f "$RUN/haproxy.cfg"
 for s in $SETUPS; do wait_port "${PORT[$s]}" || { for f in "$RUN"/*.log; do echo "== $f"; tail -n 5 "$f"; done >&2; exit 1; }; done
 
 client() {  # client SETUP EVENTS OUT
   local s=$1 extra=()
   [ "$s" = switchyard ] && extra=(${EXPECT[@]+"${EXPECT[@]}"})
-  python3 bench/llm_client.py run --port "${PORT[$s]}" --events "$2" --out "$3" --label "$s" ${extra[@]+"${extra[@]}"}
+  ${TASKSET[@]+"${TASKSET[@]}"} python3 bench/llm_client.py run --port "${PORT[$s]}" --events "$2" --out "$3" --label "$s" ${extra[@]+"${extra[@]}"}
 }
 
 # warm-up (connections, pools, the Pythons' imports in the page cache)
@@ -135,13 +138,16 @@ for s in $SETUPS; do client "$s" 50 /dev/null 2>/dev/null; done
 for ((rep = 0; rep < REPS; rep++)); do
   for s in $SETUPS; do
     printf "round %d " "$rep" >&2
-    client "$s" "$EVENTS" "$RUN/$s.ns"
+    client "$s" "$EVENTS" "$RUN/$s.$rep.ns"
   done
 done
 
 echo
-echo "## llm: a streamed chat completion of $EVENTS events ${INTERVAL} ms apart, $REPS round(s), 1 worker each ($(date -u +%F); switchyard model_name: $MODELNAME)"
+echo "## llm: a streamed chat completion of $EVENTS events ${INTERVAL} ms apart, $REPS round(s), 1 worker each${PIN:+, pinned} ($(date -u +%FT%H:%MZ); switchyard model_name: $MODELNAME)"
 echo
 FILES=()
-for s in $SETUPS; do FILES+=("$s=$RUN/$s.ns"); done
+for s in $SETUPS; do
+  f=""; for ((rep = 0; rep < REPS; rep++)); do f+="${f:+,}$RUN/$s.$rep.ns"; done
+  FILES+=("$s=$f")
+done
 python3 bench/llm_client.py summary "${FILES[@]}"

@@ -9,13 +9,14 @@ stamped each event with `x_sent_ns` (CLOCK_MONOTONIC, shared by all processes) j
 writing it, so arrival minus sent is the event's time in flight: the kernel's loopback and,
 through a proxy, the proxy's relaying. The differences (ns) are appended to --out, one a line.
 
-`summary LABEL=FILE ...` prints a Markdown table: per setup the events measured and the p50,
-p99 and max in µs (all rounds pooled), and for every setup but `direct` the added p50 and p99:
-its percentile minus direct's (events are not paired across setups, so this is a difference
-of percentiles, not a percentile of differences).
+`summary LABEL=FILE[,FILE...] ...` (one file per round) prints a Markdown table: per setup the
+events measured and the p50, p99 and max in µs (all rounds pooled), and for every setup but
+`direct` the added p50 and p99: its percentile minus direct's (events are not paired across
+setups, so this is a difference of percentiles, not a percentile of differences), and the
+added p50 of each round against the same round's direct run.
 
     python3 bench/llm_client.py run --port 18701 --events 1000 --out /tmp/direct.ns
-    python3 bench/llm_client.py summary direct=/tmp/direct.ns switchyard=/tmp/sy.ns
+    python3 bench/llm_client.py summary direct=/tmp/d1.ns,/tmp/d2.ns switchyard=/tmp/s1.ns,/tmp/s2.ns
 """
 
 import argparse
@@ -146,25 +147,33 @@ def percentile(sorted_values, q):
     return sorted_values[int(rank) - 1]
 
 
+def load(path):
+    with open(path) as f:
+        return [int(line) / 1000 for line in f if line.strip()]
+
+
 def summary(args):
-    rows = []
+    rows = []  # (label, [per-round sorted µs lists])
     for item in args.files:
-        label, path = item.split("=", 1)
-        with open(path) as f:
-            values = sorted(int(line) / 1000 for line in f if line.strip())
-        rows.append((label, values))
-    direct = dict(rows).get("direct")
-    print("| setup | events | p50 µs | p99 µs | max µs | added p50 µs | added p99 µs |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, values in rows:
+        label, paths = item.split("=", 1)
+        rows.append((label, [sorted(load(p)) for p in paths.split(",")]))
+    by_label = dict(rows)
+    direct = by_label.get("direct")
+    print("| setup | events | p50 µs | p99 µs | max µs | added p50 µs | added p99 µs | added p50 by round |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    pooled_direct = sorted(v for r in direct for v in r) if direct else None
+    for label, rounds in rows:
+        values = sorted(v for r in rounds for v in r)
         p50, p99 = percentile(values, 50), percentile(values, 99)
         top = values[-1] if values else float("nan")
         if direct and label != "direct":
-            added = f"{p50 - percentile(direct, 50):.0f} | {p99 - percentile(direct, 99):.0f}"
+            added = f"{p50 - percentile(pooled_direct, 50):.0f} | {p99 - percentile(pooled_direct, 99):.0f}"
+            # the same round's direct p50: rounds take turns, so a slow spell hits both sides
+            by_round = ", ".join(f"{percentile(r, 50) - percentile(d, 50):.0f}" for r, d in zip(rounds, direct))
         else:
-            added = "— | —"
+            added, by_round = "— | —", "—"
         name = f"**{label}**" if label == "switchyard" else label
-        print(f"| {name} | {len(values)} | {p50:.0f} | {p99:.0f} | {top:.0f} | {added} |")
+        print(f"| {name} | {len(values)} | {p50:.0f} | {p99:.0f} | {top:.0f} | {added} | {by_round} |")
 
 
 def main():
@@ -178,8 +187,8 @@ def main():
     r.add_argument("--out", help="append one delay (ns) per event to this file")
     r.add_argument("--label", help="the setup's name in the progress line")
     r.add_argument("--expect-model", help="fail unless the upstream saw this `model` (a proxy's rewrite)")
-    s = sub.add_parser("summary", help="the Markdown table of LABEL=FILE results")
-    s.add_argument("files", nargs="+", metavar="LABEL=FILE")
+    s = sub.add_parser("summary", help="the Markdown table of LABEL=FILE[,FILE...] results (a file per round)")
+    s.add_argument("files", nargs="+", metavar="LABEL=FILE[,FILE...]")
     args = parser.parse_args()
     run(args) if args.command == "run" else summary(args)
 
