@@ -1,0 +1,310 @@
+import Foundation
+import Models
+
+/// What SPEC §14 compares between two OpenAI-compatible answers.
+public struct TextComparison: Sendable, Hashable {
+    public var live: LLMAnswer
+    public var shadow: LLMAnswer
+    /// The texts are the same, scalar for scalar. Embeddings: the vectors are equal.
+    public var exact: Bool
+    /// The texts are the same after `TextSimilarity.normalized` (NFC, case folding, whitespace).
+    /// Embeddings: as `exact`.
+    public var normalized: Bool
+    /// Token-level F1 of the normalized texts (`TextSimilarity.f1`), 0…1. Embeddings: the lowest
+    /// cosine similarity over the vector pairs, −1…1 (0 when the counts or lengths differ).
+    public var similarity: Double
+    /// Both `finish_reason`s are equal (both absent counts as equal). Always true for embeddings.
+    public var finishReasonAgrees: Bool
+    /// The same tool call function names in the same order. Always true for embeddings.
+    public var toolCallsAgree: Bool
+    public var isEmbedding: Bool
+
+    public init(
+        live: LLMAnswer,
+        shadow: LLMAnswer,
+        exact: Bool,
+        normalized: Bool,
+        similarity: Double,
+        finishReasonAgrees: Bool,
+        toolCallsAgree: Bool,
+        isEmbedding: Bool
+    ) {
+        self.live = live
+        self.shadow = shadow
+        self.exact = exact
+        self.normalized = normalized
+        self.similarity = similarity
+        self.finishReasonAgrees = finishReasonAgrees
+        self.toolCallsAgree = toolCallsAgree
+        self.isEmbedding = isEmbedding
+    }
+}
+
+/// The default `similarity_threshold` of embeddings (SPEC §14): a cosine of at least 0.99 matches.
+public let defaultEmbeddingSimilarityThreshold = 0.99
+
+/// SPEC §14's comparison of two OpenAI-compatible answers (pure; off the live path).
+///
+/// Either side non-2xx or not an answer (`LLMAnswer.parse`) → `error`, with a reason. Texts
+/// match by `normalized` equality when `similarityThreshold` is nil, else when `similarity >=
+/// similarityThreshold`; in both cases the tool call names must also agree in order. A
+/// different `finish_reason` is recorded but does not make a mismatch. Embeddings match when
+/// they have as many vectors of the same lengths and the lowest cosine is at least the
+/// threshold (default `defaultEmbeddingSimilarityThreshold`); an embeddings answer against any
+/// other answer is a mismatch. `maxAbsDiff` and `meanAbsDiff` are `1 - similarity`, which the
+/// `switchyard_shadow_abs_diff` metric observes; `flip` is false.
+public func compareLLM(live: ResponseSide, shadow: ResponseSide, similarityThreshold: Double?) -> Comparison {
+    let liveResult = llmAnswer(of: live, role: "live")
+    let shadowResult = llmAnswer(of: shadow, role: "shadow")
+    guard let liveAnswer = liveResult.answer, let shadowAnswer = shadowResult.answer else {
+        var comparison = Comparison(
+            outcome: .error,
+            maxAbsDiff: nil,
+            meanAbsDiff: nil,
+            comparedNumbers: 0,
+            flip: false,
+            liveLabels: nil,
+            shadowLabels: nil,
+            rows: 0,
+            liveOutput: nil,
+            shadowOutput: nil,
+            reason: [liveResult.failure, shadowResult.failure].compactMap { $0 }.joined(separator: "; "),
+            liveFailed: liveResult.failure != nil,
+            shadowFailed: shadowResult.failure != nil
+        )
+        comparison.isLLM = true
+        comparison.liveAnswer = liveResult.answer
+        comparison.shadowAnswer = shadowResult.answer
+        return comparison
+    }
+
+    let text: TextComparison
+    let matched: Bool
+    var reason: String?
+    if liveAnswer.isEmbedding || shadowAnswer.isEmbedding {
+        let cosine = TextSimilarity.lowestCosine(liveAnswer.embeddings ?? [], shadowAnswer.embeddings ?? [])
+        let same = liveAnswer.embeddings == shadowAnswer.embeddings
+        text = TextComparison(
+            live: liveAnswer,
+            shadow: shadowAnswer,
+            exact: same,
+            normalized: same,
+            similarity: cosine.value,
+            finishReasonAgrees: true,
+            toolCallsAgree: true,
+            isEmbedding: true
+        )
+        let threshold = similarityThreshold ?? defaultEmbeddingSimilarityThreshold
+        matched = cosine.difference == nil && cosine.value >= threshold
+        if let difference = cosine.difference {
+            reason = difference
+        } else if !matched {
+            reason = "lowest cosine similarity \(JSON.numberText(Format.significant(cosine.value, 4))) "
+                + "< \(JSON.numberText(threshold))"
+        }
+    } else {
+        let liveNormalized = TextSimilarity.normalized(liveAnswer.text)
+        let shadowNormalized = TextSimilarity.normalized(shadowAnswer.text)
+        let similarity = TextSimilarity.f1(normalizedLive: liveNormalized, normalizedShadow: shadowNormalized)
+        text = TextComparison(
+            live: liveAnswer,
+            shadow: shadowAnswer,
+            exact: liveAnswer.text.unicodeScalars.elementsEqual(shadowAnswer.text.unicodeScalars),
+            normalized: liveNormalized == shadowNormalized,
+            similarity: similarity,
+            finishReasonAgrees: liveAnswer.finishReason == shadowAnswer.finishReason,
+            toolCallsAgree: liveAnswer.toolCalls == shadowAnswer.toolCalls,
+            isEmbedding: false
+        )
+        let textsAgree = similarityThreshold.map { similarity >= $0 } ?? text.normalized
+        matched = textsAgree && text.toolCallsAgree
+        var reasons: [String] = []
+        if !textsAgree {
+            let shown = JSON.numberText(Format.significant(similarity, 4))
+            reasons.append(
+                similarityThreshold.map { "similarity \(shown) < \(JSON.numberText($0))" }
+                    ?? "texts differ after normalization (similarity \(shown))"
+            )
+        }
+        if !text.toolCallsAgree {
+            reasons.append(
+                "tool calls differ: live [\(liveAnswer.toolCalls.joined(separator: ", "))], "
+                    + "shadow [\(shadowAnswer.toolCalls.joined(separator: ", "))]"
+            )
+        }
+        reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+    }
+    var comparison = Comparison(
+        outcome: matched ? .match : .mismatch,
+        maxAbsDiff: 1 - text.similarity,
+        meanAbsDiff: 1 - text.similarity,
+        comparedNumbers: 0,
+        flip: false,
+        liveLabels: nil,
+        shadowLabels: nil,
+        rows: 1,
+        liveOutput: nil,
+        shadowOutput: nil,
+        reason: reason,
+        liveFailed: false,
+        shadowFailed: false
+    )
+    comparison.isLLM = true
+    comparison.text = text
+    comparison.liveAnswer = liveAnswer
+    comparison.shadowAnswer = shadowAnswer
+    return comparison
+}
+
+/// One side's answer, or why it has none (`role` is live or shadow).
+private func llmAnswer(of side: ResponseSide, role: String) -> (answer: LLMAnswer?, failure: String?) {
+    guard side.isSuccess else { return (nil, "\(role) status \(side.status)") }
+    let answer: LLMAnswer? =
+        switch side.body {
+        case .bytes(let bytes): LLMAnswer.parse(bytes)
+        case .json(let json): LLMAnswer.parse(json)
+        }
+    guard let answer else { return (nil, "\(role) body is not an OpenAI-compatible answer") }
+    return (answer, nil)
+}
+
+/// The text measures of SPEC §14.
+public enum TextSimilarity {
+    /// Unicode NFC, then full case folding (Foundation's `folding(options: .caseInsensitive)`,
+    /// which on Linux folds `ß` to `ss` and final sigma like other sigmas), then NFC again (a fold
+    /// may decompose, as `İ` does); runs of white space collapsed to one space, and trimmed.
+    public static func normalized(_ text: String) -> String {
+        let folded = text.precomposedStringWithCanonicalMapping.folding(options: .caseInsensitive, locale: nil)
+            .precomposedStringWithCanonicalMapping
+        var result = String.UnicodeScalarView()
+        var pendingSpace = false
+        for scalar in folded.unicodeScalars {
+            if scalar.properties.isWhitespace {
+                pendingSpace = !result.isEmpty
+                continue
+            }
+            if pendingSpace {
+                result.append(" ")
+                pendingSpace = false
+            }
+            result.append(scalar)
+        }
+        return String(result)
+    }
+
+    /// The tokens of a normalized text: words are maximal runs of letters, combining marks and
+    /// digits (any script); an ideograph (CJK, written without spaces) is a token of its own, and
+    /// so is any other symbol (emoji, math, currency); white space and punctuation separate tokens
+    /// and are not tokens. So `"Paris, France."` is `paris france` and `"don't"` is `don t`.
+    public static func tokens(_ normalized: String) -> [Substring] {
+        var tokens: [Substring] = []
+        let scalars = normalized.unicodeScalars
+        var wordStart: String.UnicodeScalarView.Index?
+        var index = scalars.startIndex
+        func endWord(at end: String.UnicodeScalarView.Index) {
+            if let start = wordStart { tokens.append(Substring(scalars[start..<end])) }
+            wordStart = nil
+        }
+        while index < scalars.endIndex {
+            let scalar = scalars[index]
+            let next = scalars.index(after: index)
+            switch kind(of: scalar) {
+            case .word:
+                if wordStart == nil { wordStart = index }
+            case .single:
+                endWord(at: index)
+                tokens.append(Substring(scalars[index..<next]))
+            case .separator:
+                endWord(at: index)
+            }
+            index = next
+        }
+        endWord(at: scalars.endIndex)
+        return tokens
+    }
+
+    private enum Kind { case word, single, separator }
+
+    private static func kind(of scalar: Unicode.Scalar) -> Kind {
+        if scalar.isASCII {
+            let value = scalar.value
+            if (0x30...0x39).contains(value) || (0x61...0x7A).contains(value) || (0x41...0x5A).contains(value) {
+                return .word
+            }
+            switch value {
+            case 0x24, 0x2B, 0x3C, 0x3D, 0x3E, 0x5E, 0x60, 0x7C, 0x7E: return .single  // $ + < = > ^ ` | ~
+            default: return .separator
+            }
+        }
+        let properties = scalar.properties
+        if properties.isIdeographic { return .single }
+        switch properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter, .nonspacingMark,
+            .spacingMark, .enclosingMark, .decimalNumber, .letterNumber, .otherNumber:
+            return .word
+        case .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
+            return .single
+        default:
+            return .separator
+        }
+    }
+
+    /// Token-level F1 of two normalized texts (SQuAD's measure): with `common` the size of the
+    /// multiset intersection of their `tokens`, `2·common / (live tokens + shadow tokens)`. Two
+    /// texts without tokens score 1; one without tokens against one with, 0.
+    public static func f1(normalizedLive: String, normalizedShadow: String) -> Double {
+        let liveTokens = tokens(normalizedLive)
+        let shadowTokens = tokens(normalizedShadow)
+        if liveTokens.isEmpty && shadowTokens.isEmpty { return 1 }
+        if liveTokens.isEmpty || shadowTokens.isEmpty { return 0 }
+        var counts: [Substring: Int] = [:]
+        counts.reserveCapacity(liveTokens.count)
+        for token in liveTokens { counts[token, default: 0] += 1 }
+        var common = 0
+        for token in shadowTokens {
+            if let count = counts[token], count > 0 {
+                counts[token] = count - 1
+                common += 1
+            }
+        }
+        return 2 * Double(common) / Double(liveTokens.count + shadowTokens.count)
+    }
+
+    /// `f1` of two raw texts, each normalized first.
+    public static func similarity(_ live: String, _ shadow: String) -> Double {
+        f1(normalizedLive: normalized(live), normalizedShadow: normalized(shadow))
+    }
+
+    /// The cosine similarity of two vectors; 1 for two zero vectors, 0 for one. Nil when their
+    /// lengths differ.
+    public static func cosine(_ a: [Double], _ b: [Double]) -> Double? {
+        guard a.count == b.count else { return nil }
+        var dot = 0.0
+        var normA = 0.0
+        var normB = 0.0
+        for index in a.indices {
+            dot += a[index] * b[index]
+            normA += a[index] * a[index]
+            normB += b[index] * b[index]
+        }
+        if normA == 0 && normB == 0 { return 1 }
+        if normA == 0 || normB == 0 { return 0 }
+        return min(1, max(-1, dot / (normA.squareRoot() * normB.squareRoot())))
+    }
+
+    /// The lowest cosine over the vector pairs (1 when both have none), or 0 with what differs
+    /// when the counts or a pair's lengths differ.
+    static func lowestCosine(_ live: [[Double]], _ shadow: [[Double]]) -> (value: Double, difference: String?) {
+        guard live.count == shadow.count else {
+            return (0, "live has \(live.count) embeddings, shadow \(shadow.count)")
+        }
+        var lowest = 1.0
+        for index in live.indices {
+            guard let value = cosine(live[index], shadow[index]) else {
+                return (0, "embedding \(index): live has \(live[index].count) dimensions, shadow \(shadow[index].count)")
+            }
+            lowest = min(lowest, value)
+        }
+        return (lowest, nil)
+    }
+}
