@@ -147,7 +147,6 @@ public struct ComparisonRecord: Sendable, Hashable {
         }
     }
 
-
     public struct Side: Sendable, Hashable {
         public var version: String
         public var status: Int

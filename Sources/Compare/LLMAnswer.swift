@@ -198,7 +198,9 @@ struct StreamAssembler {
                     toolCalls[index, default: ""] += name
                 }
             }
-            if let name = delta["function_call"]?["name"]?.stringValue { legacyFunction = (legacyFunction ?? "") + name }
+            if let name = delta["function_call"]?["name"]?.stringValue {
+                legacyFunction = (legacyFunction ?? "") + name
+            }
         } else if let message = choice["message"] {
             text += LLMAnswer.content(message["content"])
         } else if case .string(let piece)? = choice["text"] {

@@ -99,7 +99,8 @@ public func compareLLM(live: ResponseSide, shadow: ResponseSide, similarityThres
         if let difference = cosine.difference {
             reason = difference
         } else if !matched {
-            reason = "lowest cosine similarity \(JSON.numberText(Format.significant(cosine.value, 4))) "
+            reason =
+                "lowest cosine similarity \(JSON.numberText(Format.significant(cosine.value, 4))) "
                 + "< \(JSON.numberText(threshold))"
         }
     } else {
@@ -173,7 +174,32 @@ public enum TextSimilarity {
     /// Unicode NFC, then full case folding (Foundation's `folding(options: .caseInsensitive)`,
     /// which on Linux folds `ß` to `ss` and final sigma like other sigmas), then NFC again (a fold
     /// may decompose, as `İ` does); runs of white space collapsed to one space, and trimmed.
+    /// ASCII text, where NFC changes nothing and folding is lower-casing, takes a byte path.
     public static func normalized(_ text: String) -> String {
+        var text = text
+        let isASCII = text.withUTF8 { bytes in bytes.allSatisfy { $0 < 0x80 } }
+        if isASCII {
+            return text.withUTF8 { bytes in
+                String(unsafeUninitializedCapacity: bytes.count) { output in
+                    var count = 0
+                    var pendingSpace = false
+                    for byte in bytes {
+                        if byte == 0x20 || (0x09...0x0D).contains(byte) {
+                            pendingSpace = count > 0
+                            continue
+                        }
+                        if pendingSpace {
+                            output[count] = 0x20
+                            count += 1
+                            pendingSpace = false
+                        }
+                        output[count] = (0x41...0x5A).contains(byte) ? byte + 0x20 : byte
+                        count += 1
+                    }
+                    return count
+                }
+            }
+        }
         let folded = text.precomposedStringWithCanonicalMapping.folding(options: .caseInsensitive, locale: nil)
             .precomposedStringWithCanonicalMapping
         var result = String.UnicodeScalarView()
@@ -197,45 +223,69 @@ public enum TextSimilarity {
     /// so is any other symbol (emoji, math, currency); white space and punctuation separate tokens
     /// and are not tokens. So `"Paris, France."` is `paris france` and `"don't"` is `don t`.
     public static func tokens(_ normalized: String) -> [Substring] {
-        var tokens: [Substring] = []
-        let scalars = normalized.unicodeScalars
-        var wordStart: String.UnicodeScalarView.Index?
-        var index = scalars.startIndex
-        func endWord(at end: String.UnicodeScalarView.Index) {
-            if let start = wordStart { tokens.append(Substring(scalars[start..<end])) }
-            wordStart = nil
-        }
-        while index < scalars.endIndex {
-            let scalar = scalars[index]
-            let next = scalars.index(after: index)
-            switch kind(of: scalar) {
-            case .word:
-                if wordStart == nil { wordStart = index }
-            case .single:
-                endWord(at: index)
-                tokens.append(Substring(scalars[index..<next]))
-            case .separator:
-                endWord(at: index)
+        let bytes = Array(normalized.utf8)
+        return tokenRanges(bytes).map { Substring(String(decoding: bytes[$0], as: UTF8.self)) }
+    }
+
+    /// `tokens(_:)` as ranges of the text's UTF-8 bytes (NFC text: equal bytes, equal tokens).
+    static func tokenRanges(_ bytes: [UInt8]) -> [Range<Int>] {
+        var ranges: [Range<Int>] = []
+        ranges.reserveCapacity(bytes.count / 4)
+        var wordStart = -1
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            let lead = bytes[index]
+            let kind: Kind
+            var length = 1
+            if lead < 0x80 {
+                kind = asciiKinds[Int(lead)]
+            } else {
+                // A scalar of 2 to 4 bytes (the text came from a String: valid UTF-8).
+                var value: UInt32
+                if lead >= 0xF0 {
+                    length = 4
+                    value = UInt32(lead & 0x07)
+                } else if lead >= 0xE0 {
+                    length = 3
+                    value = UInt32(lead & 0x0F)
+                } else {
+                    length = 2
+                    value = UInt32(lead & 0x1F)
+                }
+                length = min(length, count - index)
+                for offset in 1..<max(1, length) { value = value << 6 | UInt32(bytes[index + offset] & 0x3F) }
+                kind = Unicode.Scalar(value).map(nonASCIIKind(of:)) ?? .separator
             }
-            index = next
+            switch kind {
+            case .word:
+                if wordStart < 0 { wordStart = index }
+            case .single:
+                if wordStart >= 0 { ranges.append(wordStart..<index) }
+                wordStart = -1
+                ranges.append(index..<(index + length))
+            case .separator:
+                if wordStart >= 0 { ranges.append(wordStart..<index) }
+                wordStart = -1
+            }
+            index += length
         }
-        endWord(at: scalars.endIndex)
-        return tokens
+        if wordStart >= 0 { ranges.append(wordStart..<count) }
+        return ranges
     }
 
     private enum Kind { case word, single, separator }
 
-    private static func kind(of scalar: Unicode.Scalar) -> Kind {
-        if scalar.isASCII {
-            let value = scalar.value
-            if (0x30...0x39).contains(value) || (0x61...0x7A).contains(value) || (0x41...0x5A).contains(value) {
-                return .word
-            }
-            switch value {
-            case 0x24, 0x2B, 0x3C, 0x3D, 0x3E, 0x5E, 0x60, 0x7C, 0x7E: return .single  // $ + < = > ^ ` | ~
-            default: return .separator
-            }
+    /// Letters and digits are word bytes; `$ + < = > ^ ` | ~` (symbols) are tokens of their own;
+    /// the rest (white space, punctuation, controls) separate.
+    private static let asciiKinds: [Kind] = (0..<128).map { value in
+        if (0x30...0x39).contains(value) || (0x61...0x7A).contains(value) || (0x41...0x5A).contains(value) {
+            return .word
         }
+        return [0x24, 0x2B, 0x3C, 0x3D, 0x3E, 0x5E, 0x60, 0x7C, 0x7E].contains(value) ? .single : .separator
+    }
+
+    private static func nonASCIIKind(of scalar: Unicode.Scalar) -> Kind {
         let properties = scalar.properties
         if properties.isIdeographic { return .single }
         switch properties.generalCategory {
@@ -253,21 +303,51 @@ public enum TextSimilarity {
     /// multiset intersection of their `tokens`, `2·common / (live tokens + shadow tokens)`. Two
     /// texts without tokens score 1; one without tokens against one with, 0.
     public static func f1(normalizedLive: String, normalizedShadow: String) -> Double {
-        let liveTokens = tokens(normalizedLive)
-        let shadowTokens = tokens(normalizedShadow)
+        let liveBytes = Array(normalizedLive.utf8)
+        let shadowBytes = Array(normalizedShadow.utf8)
+        let liveTokens = tokenRanges(liveBytes)
+        let shadowTokens = tokenRanges(shadowBytes)
         if liveTokens.isEmpty && shadowTokens.isEmpty { return 1 }
         if liveTokens.isEmpty || shadowTokens.isEmpty { return 0 }
-        var counts: [Substring: Int] = [:]
+        var counts: [TokenKey: Int] = [:]
         counts.reserveCapacity(liveTokens.count)
-        for token in liveTokens { counts[token, default: 0] += 1 }
+        for range in liveTokens { counts[TokenKey(liveBytes[range]), default: 0] += 1 }
         var common = 0
-        for token in shadowTokens {
+        for range in shadowTokens {
+            let token = TokenKey(shadowBytes[range])
             if let count = counts[token], count > 0 {
                 counts[token] = count - 1
                 common += 1
             }
         }
         return 2 * Double(common) / Double(liveTokens.count + shadowTokens.count)
+    }
+
+    /// A token's bytes with their FNV-1a hash worked out once: hashing and comparing whole byte
+    /// slices through `Hashable` costs several times more.
+    private struct TokenKey: Hashable {
+        let bytes: ArraySlice<UInt8>
+        let hash: UInt64
+
+        init(_ bytes: ArraySlice<UInt8>) {
+            self.bytes = bytes
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            bytes.withUnsafeBufferPointer { buffer in
+                for byte in buffer { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+            }
+            self.hash = hash
+        }
+
+        static func == (lhs: TokenKey, rhs: TokenKey) -> Bool {
+            guard lhs.hash == rhs.hash, lhs.bytes.count == rhs.bytes.count else { return false }
+            return lhs.bytes.withUnsafeBufferPointer { left in
+                rhs.bytes.withUnsafeBufferPointer { right in
+                    memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0
+                }
+            }
+        }
+
+        func hash(into hasher: inout Hasher) { hasher.combine(hash) }
     }
 
     /// `f1` of two raw texts, each normalized first.
@@ -301,7 +381,9 @@ public enum TextSimilarity {
         var lowest = 1.0
         for index in live.indices {
             guard let value = cosine(live[index], shadow[index]) else {
-                return (0, "embedding \(index): live has \(live[index].count) dimensions, shadow \(shadow[index].count)")
+                return (
+                    0, "embedding \(index): live has \(live[index].count) dimensions, shadow \(shadow[index].count)"
+                )
             }
             lowest = min(lowest, value)
         }

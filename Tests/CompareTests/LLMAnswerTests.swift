@@ -13,7 +13,8 @@ private func stream(_ events: [String], lineEnd: String = "\n") -> [UInt8] {
 
 private func chunk(_ delta: String, finish: String? = nil, index: Int = 0) -> String {
     let reason = finish.map { "\"\($0)\"" } ?? "null"
-    return #"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":\#(index),"delta":\#(delta),"finish_reason":\#(reason)}]}"#
+    return
+        #"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":\#(index),"delta":\#(delta),"finish_reason":\#(reason)}]}"#
 }
 
 struct LLMAnswerTests {
@@ -24,7 +25,10 @@ struct LLMAnswerTests {
             "completion_tokens":6,"total_tokens":18}}
             """#
         let answer = try #require(LLMAnswer.parse(Array(body.utf8)))
-        #expect(answer == LLMAnswer(text: "Paris is the capital.", finishReason: "stop", promptTokens: 12, completionTokens: 6))
+        #expect(
+            answer
+                == LLMAnswer(text: "Paris is the capital.", finishReason: "stop", promptTokens: 12, completionTokens: 6)
+        )
     }
 
     @Test func chatToolCallsJSONAndCompletionJSON() throws {
@@ -38,7 +42,8 @@ struct LLMAnswerTests {
         #expect(answer.text == "")
         #expect(answer.toolCalls == ["get_weather", "get_time"])
         #expect(answer.finishReason == "tool_calls")
-        let completion = #"{"choices":[{"index":1,"text":"no"},{"index":0,"text":" once upon","finish_reason":"length"}]}"#
+        let completion =
+            #"{"choices":[{"index":1,"text":"no"},{"index":0,"text":" once upon","finish_reason":"length"}]}"#
         let text = try #require(LLMAnswer.parse(Array(completion.utf8)))
         #expect(text.text == " once upon")
         #expect(text.finishReason == "length")
@@ -97,21 +102,27 @@ struct LLMAnswerTests {
 
     @Test func multiLineDataIsJoinedWithNewlines() throws {
         // One JSON event split over three data lines (the newlines fall between tokens).
-        let text = "data: {\"choices\":[{\"index\":0,\ndata: \"delta\":{\"content\":\"hi\"},\ndata: \"finish_reason\":\"stop\"}]}\n\n"
+        let text =
+            "data: {\"choices\":[{\"index\":0,\ndata: \"delta\":{\"content\":\"hi\"},\ndata: \"finish_reason\":\"stop\"}]}\n\n"
         let answer = try #require(LLMAnswer.parse(Array(text.utf8)))
         #expect(answer.text == "hi")
         #expect(answer.finishReason == "stop")
     }
 
     @Test func lastEventWithoutBlankLineAndLoneCRLineEnds() throws {
-        let text = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\rdata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}"
+        let text =
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\r\rdata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"b\"}}]}"
         #expect(LLMAnswer.parse(Array(text.utf8))?.text == "ab")
     }
 
     @Test func toolCallsAreAssembledAcrossDeltasByIndex() throws {
         let body = stream([
-            chunk(#"{"role":"assistant","tool_calls":[{"index":1,"id":"b","type":"function","function":{"name":"get_","arguments":""}}]}"#),
-            chunk(#"{"tool_calls":[{"index":0,"id":"a","type":"function","function":{"name":"lookup","arguments":"{\"q"}}]}"#),
+            chunk(
+                #"{"role":"assistant","tool_calls":[{"index":1,"id":"b","type":"function","function":{"name":"get_","arguments":""}}]}"#
+            ),
+            chunk(
+                #"{"tool_calls":[{"index":0,"id":"a","type":"function","function":{"name":"lookup","arguments":"{\"q"}}]}"#
+            ),
             chunk(#"{"tool_calls":[{"index":1,"function":{"name":"time","arguments":"{}"}}]}"#),
             chunk(#"{"tool_calls":[{"index":0,"function":{"arguments":"\":1}"}}]}"#),
             chunk(#"{}"#, finish: "tool_calls"),
@@ -140,7 +151,11 @@ struct LLMStreamScannerTests {
 
     /// Feeds `body` in pieces cut at `cuts`; returns the number of bytes fed when `feed` returned
     /// true, every time it did.
-    private static func scan(_ body: [UInt8], cuts: [Int], maxEventBytes: Int = 1 << 20)
+    private static func scan(
+        _ body: [UInt8],
+        cuts: [Int],
+        maxEventBytes: Int = 1 << 20
+    )
         -> (firsts: [Int], scanner: LLMStreamScanner)
     {
         var scanner = LLMStreamScanner(maxEventBytes: maxEventBytes)
@@ -167,7 +182,10 @@ struct LLMStreamScannerTests {
         // ends at its last byte.
         let text = String(decoding: Self.body, as: UTF8.self)
         let second = try #require(text.range(of: "\"The\""))
-        let end = text.utf8.distance(from: text.startIndex, to: text[second.upperBound...].range(of: "\n\n")!.upperBound)
+        let end = text.utf8.distance(
+            from: text.startIndex,
+            to: text[second.upperBound...].range(of: "\n\n")!.upperBound
+        )
         let (firsts, _) = Self.scan(Self.body, cuts: [end - 1, end, end + 1])
         #expect(firsts == [end])
     }
@@ -179,7 +197,10 @@ struct LLMStreamScannerTests {
             #expect(scanner.promptTokens == 7 && scanner.completionTokens == 2, "cut at \(cut)")
         }
         // Byte by byte, with CRLF line ends.
-        let crlf = stream([chunk(#"{"content":"x"}"#), #"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#], lineEnd: "\r\n")
+        let crlf = stream(
+            [chunk(#"{"content":"x"}"#), #"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#],
+            lineEnd: "\r\n"
+        )
         let (firsts, scanner) = Self.scan(crlf, cuts: Array(0..<crlf.count))
         #expect(firsts.count == 1)
         #expect(scanner.completionTokens == 1)
@@ -194,7 +215,9 @@ struct LLMStreamScannerTests {
 
     @Test func oversizedEventIsSkippedToTheNextEvent() {
         let big = chunk(#"{"content":""# + String(repeating: "x", count: 5000) + #""}"#)
-        let body = stream([big, chunk(#"{"content":"ok"}"#), #"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#])
+        let body = stream([
+            big, chunk(#"{"content":"ok"}"#), #"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        ])
         let (firsts, scanner) = Self.scan(body, cuts: [100, 2000, 4000], maxEventBytes: 1024)
         #expect(scanner.oversizedEvents == 1)
         // The big event's token is not seen; the next event's is.
@@ -205,7 +228,10 @@ struct LLMStreamScannerTests {
     }
 
     @Test func nonStreamedJSONIsReadAtFinish() {
-        let body = Array(#"{"choices":[{"index":0,"message":{"content":"hi"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#.utf8)
+        let body = Array(
+            #"{"choices":[{"index":0,"message":{"content":"hi"}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#
+                .utf8
+        )
         var scanner = LLMStreamScanner()
         let flagged = body.withUnsafeBytes { scanner.feed($0) }
         #expect(!flagged)

@@ -72,7 +72,11 @@ struct LLMRecordTests {
         let shadow = llmSide(Array("busy".utf8), status: 503, version: "v2")
         let error = record(compareLLM(live: live, shadow: shadow, similarityThreshold: nil), live: live, shadow: shadow)
         let errorLine = String(decoding: error.jsonLine(), as: UTF8.self)
-        #expect(errorLine.hasSuffix(#""outcome":"error","max_abs_diff":null,"flip":false,"reason":"shadow status 503","text":null}"# + "\n"))
+        #expect(
+            errorLine.hasSuffix(
+                #""outcome":"error","max_abs_diff":null,"flip":false,"reason":"shadow status 503","text":null}"# + "\n"
+            )
+        )
         let readError = try ComparisonRecord.parse(Array(error.jsonLine().dropLast()))
         #expect(readError == error)
         #expect(readError.isLLM && readError.text == nil)
@@ -90,7 +94,8 @@ struct LLMRecordTests {
     }
 
     @Test func otherRecordsAreUnchanged() throws {
-        let line = #"{"ts":"t","request_id":"r","model":"m","route":"m","live":{"version":"a","status":200,"latency_ms":1,"output":[1]},"shadow":{"version":"b","status":200,"latency_ms":2,"output":[1]},"outcome":"match","max_abs_diff":0,"flip":false}"#
+        let line =
+            #"{"ts":"t","request_id":"r","model":"m","route":"m","live":{"version":"a","status":200,"latency_ms":1,"output":[1]},"shadow":{"version":"b","status":200,"latency_ms":2,"output":[1]},"outcome":"match","max_abs_diff":0,"flip":false}"#
         let read = try ComparisonRecord.parse(Array(line.utf8))
         #expect(!read.isLLM && read.live.llm == nil && read.text == nil)
         #expect(String(decoding: read.jsonLine(), as: UTF8.self) == line + "\n")

@@ -25,7 +25,12 @@ private func llmLog() -> [ComparisonRecord] {
             status: 200,
             latencyMilliseconds: 400,
             output: nil,
-            llm: .init(text: "shadow \(index)", finishReason: index <= 8 ? "stop" : "length", promptTokens: 10, completionTokens: 6),
+            llm: .init(
+                text: "shadow \(index)",
+                finishReason: index <= 8 ? "stop" : "length",
+                promptTokens: 10,
+                completionTokens: 6
+            ),
             firstTokenMilliseconds: 20
         )
         records.append(
@@ -114,7 +119,11 @@ struct LLMReportTests {
     @Test func jsonCarriesTheSpecTextObject() throws {
         let json = try JSONParser.parse(llmReport().renderJSON())
         let text = try #require(json["pairs"]?[0]?["text"])
-        #expect(text.objectValue?.keys == ["exact", "normalized", "similarity", "finish_reason_agreement", "tokens", "ttft_ms"])
+        #expect(
+            text.objectValue?.keys == [
+                "exact", "normalized", "similarity", "finish_reason_agreement", "tokens", "ttft_ms",
+            ]
+        )
         #expect(text["exact"]?.objectValue?.keys == ["rate", "low", "high"])
         #expect(text["normalized"]?["rate"] == 0.3)
         #expect(text["normalized"]?["low"] == .number(Format.significant(0.10779126740630093)))
