@@ -200,6 +200,11 @@ public enum TextSimilarity {
                 }
             }
         }
+        return foundationNormalized(text)
+    }
+
+    /// `normalized(_:)` through Foundation, whatever the text (the ASCII path must agree with it).
+    static func foundationNormalized(_ text: String) -> String {
         let folded = text.precomposedStringWithCanonicalMapping.folding(options: .caseInsensitive, locale: nil)
             .precomposedStringWithCanonicalMapping
         var result = String.UnicodeScalarView()

@@ -169,6 +169,24 @@ struct LLMComparisonTests {
         #expect(TextSimilarity.cosine([1], [1, 2]) == nil)
     }
 
+    @Test func asciiPathAgreesWithFoundation() {
+        // Every printable ASCII character and the white space controls, in pseudo-random texts.
+        let alphabet = Array(" \t\n\r\u{0B}\u{0C}") + (0x20...0x7E).map { Character(Unicode.Scalar($0)!) }
+        var state: UInt64 = 42
+        for _ in 0..<300 {
+            var text = ""
+            for _ in 0..<40 {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                text.append(alphabet[Int(state >> 33) % alphabet.count])
+            }
+            #expect(
+                TextSimilarity.normalized(text) == TextSimilarity.foundationNormalized(text),
+                "\(text.debugDescription)"
+            )
+        }
+        #expect(TextSimilarity.normalized("\u{C9}T\u{C9} \u{2003} Fin") == "\u{E9}t\u{E9} fin")
+    }
+
     @Test func bodiesAlreadyParsedAreAccepted() throws {
         let json = try JSONParser.parse(chatBody("same"))
         let comparison = compareLLM(
