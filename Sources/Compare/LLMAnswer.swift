@@ -166,27 +166,24 @@ struct StreamAssembler {
     private var answers = 0
     private var done = false
 
-    /// Adds one event's data; false when it is an error event or not JSON (the stream is no
-    /// answer). Events after `[DONE]` are ignored.
+    /// Adds one event's data; false when it is an error event (the stream is no answer). Events
+    /// after `[DONE]`, events that are not JSON objects (an empty keep-alive `data:`) and objects
+    /// that are not chunks are passed over.
     mutating func add(_ data: ArraySlice<UInt8>) -> Bool {
         guard !done else { return true }
         if isDone(data) {
             done = true
             return true
         }
-        guard let json = try? data.withUnsafeBytes({ try JSONParser.parse($0) }), case .object(let object) = json,
-            object["error"] == nil || object["error"]!.isNull
-        else { return false }
+        guard let json = try? data.withUnsafeBytes({ try JSONParser.parse($0) }), case .object(let object) = json
+        else { return true }
+        if let error = object["error"], !error.isNull { return false }
         let (prompt, completion) = LLMAnswer.usage(of: object)
         if prompt != nil || completion != nil {
             promptTokens = prompt ?? promptTokens
             completionTokens = completion ?? completionTokens
         }
-        guard case .array(let choices)? = object["choices"] else {
-            // A usage-only event still belongs to the answer; anything else is not a chunk.
-            if object["usage"] != nil { return true }
-            return false
-        }
+        guard case .array(let choices)? = object["choices"] else { return true }
         answers += 1
         guard let choice = LLMAnswer.firstChoice(choices) else { return true }
         if let delta = choice["delta"] {

@@ -114,9 +114,17 @@ struct BenchCompareText: ParsableCommand {
     @Option(help: "Timed comparisons.")
     var iterations = 2_000
 
+    @Flag(
+        help: "Put accented letters in the texts (normalization then goes through Foundation's NFC and case folding)."
+    )
+    var nonASCII = false
+
     func run() throws {
         guard bytes > 0, iterations > 0 else { throw ValidationError("--bytes and --iterations must be positive") }
-        let words = ["the", "model", "answers", "with", "a", "short", "sentence", "about", "routing", "traffic"]
+        let words = [
+            "the", "model", "answers", "with", "a", "short", "sentence", nonASCII ? "àbout" : "about", "routing",
+            "traffic",
+        ]
         var text = ""
         var index = 0
         while text.utf8.count < bytes {

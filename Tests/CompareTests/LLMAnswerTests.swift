@@ -133,6 +133,14 @@ struct LLMAnswerTests {
         #expect(answer.text == "")
     }
 
+    @Test func keepAlivesAndOtherObjectsArePassedOver() throws {
+        let text =
+            "data:\n\ndata: {\"object\":\"heartbeat\"}\n\n"
+            + "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}\n\ndata: [DONE]\n\n"
+        #expect(LLMAnswer.parse(Array(text.utf8))?.text == "ok")
+        #expect(LLMAnswer.parse(Array("data: {\"object\":\"heartbeat\"}\n\n".utf8)) == nil)
+    }
+
     @Test func otherChoicesAndEventsAfterDoneAreIgnored() throws {
         var body = stream([chunk(#"{"content":"yes"}"#), chunk(#"{"content":"NO"}"#, index: 1)])
         body += Array("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"late\"}}]}\n\n".utf8)

@@ -169,22 +169,28 @@ struct LLMComparisonTests {
         #expect(TextSimilarity.cosine([1], [1, 2]) == nil)
     }
 
-    @Test func asciiPathAgreesWithFoundation() {
-        // Every printable ASCII character and the white space controls, in pseudo-random texts.
-        let alphabet = Array(" \t\n\r\u{0B}\u{0C}") + (0x20...0x7E).map { Character(Unicode.Scalar($0)!) }
+    @Test func runByRunNormalizationAgreesWithFoundationOnTheWholeText() {
+        // Printable ASCII, white space (ASCII and not), and characters that compose, fold to
+        // several, or decompose when folded; in pseudo-random texts.
+        let alphabet =
+            Array(" \t\n\r\u{0B}\u{0C}\u{A0}\u{2003}") + (0x20...0x7E).map { Character(Unicode.Scalar($0)!) }
+            + [
+                "\u{E9}", "e", "\u{301}", "\u{DF}", "\u{3A3}", "\u{3C2}", "\u{130}", "\u{6771}", "\u{1F44D}",
+                "\u{212B}",
+            ]
         var state: UInt64 = 42
-        for _ in 0..<300 {
+        for _ in 0..<500 {
             var text = ""
-            for _ in 0..<40 {
+            for _ in 0..<30 {
                 state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                text.append(alphabet[Int(state >> 33) % alphabet.count])
+                text.unicodeScalars.append(contentsOf: alphabet[Int(state >> 33) % alphabet.count].unicodeScalars)
             }
             #expect(
                 TextSimilarity.normalized(text) == TextSimilarity.foundationNormalized(text),
                 "\(text.debugDescription)"
             )
         }
-        #expect(TextSimilarity.normalized("\u{C9}T\u{C9} \u{2003} Fin") == "\u{E9}t\u{E9} fin")
+        #expect(TextSimilarity.normalized("\u{C9}T\u{C9} \u{2003} Fin \u{A0}") == "\u{E9}t\u{E9} fin")
     }
 
     @Test func bodiesAlreadyParsedAreAccepted() throws {
