@@ -46,6 +46,9 @@ public struct ResponseSide: Sendable, Hashable {
     /// The live side's end-to-end time, from the request's arrival at the sidecar to the end of
     /// the answer sent (a fallback's detour included); nil for a shadow. Written as `total_ms`.
     public var totalMilliseconds: Double?
+    /// An LLM answer's time to first token (SPEC §14), from asking the version to the event that
+    /// carried its first token, in milliseconds; set by the sidecar, written as `ttft_ms`.
+    public var firstTokenMilliseconds: Double?
 
     public init(version: String, status: Int, body: [UInt8], latencyMilliseconds: Double) {
         self.init(version: version, status: status, body: .bytes(body), latencyMilliseconds: latencyMilliseconds)
@@ -60,13 +63,15 @@ public struct ResponseSide: Sendable, Hashable {
         status: Int,
         body: Body,
         latencyMilliseconds: Double,
-        totalMilliseconds: Double? = nil
+        totalMilliseconds: Double? = nil,
+        firstTokenMilliseconds: Double? = nil
     ) {
         self.version = version
         self.status = status
         self.body = body
         self.latencyMilliseconds = latencyMilliseconds
         self.totalMilliseconds = totalMilliseconds
+        self.firstTokenMilliseconds = firstTokenMilliseconds
     }
 
     /// Whether the status is 2xx.
@@ -110,6 +115,15 @@ public struct Comparison: Sendable, Hashable {
     /// Whether each side failed; for an `error` outcome, at least one is true.
     public var liveFailed: Bool
     public var shadowFailed: Bool
+    /// The text comparison of two OpenAI-compatible answers (`compareLLM`); nil for other
+    /// comparisons and for an LLM comparison whose outcome is `error`.
+    public var text: TextComparison?
+    /// Each side's parsed answer in an LLM comparison (nil for a side that failed, and for other
+    /// comparisons): what the log record writes, an `error` outcome included.
+    public var liveAnswer: LLMAnswer?
+    public var shadowAnswer: LLMAnswer?
+    /// Whether this compared two OpenAI-compatible answers (`compareLLM`).
+    public var isLLM = false
 
     public init(
         outcome: Outcome,

@@ -14,7 +14,139 @@ import Models
 /// members they do not know. Each side's `latency_ms` is that version's own time, from being
 /// asked to its answer, so live and shadow compare like with like; the live side's `total_ms`
 /// is the end-to-end time its client saw (absent from older logs).
+///
+/// A record of two OpenAI-compatible answers (SPEC §14, `compareLLM`) has `output` null on both
+/// sides, and carries `text` (see `TextFigures`; null for an `error` outcome) and, on each side
+/// that parsed, the answer (see `LLMSide`) and `ttft_ms`:
+/// ```json
+/// {..., "live":{"version":"v7","status":200,"latency_ms":812.5,"output":null,"text":"Paris.",
+///  "finish_reason":"stop","tool_calls":[],"usage":{"prompt_tokens":12,"completion_tokens":3},
+///  "ttft_ms":95.2}, ..., "outcome":"match","max_abs_diff":0,"flip":false,
+///  "text":{"exact":true,"normalized":true,"similarity":1,"finish_reason_agrees":true,
+///  "tool_calls_agree":true}}
+/// ```
 public struct ComparisonRecord: Sendable, Hashable {
+    /// What the log keeps of one side's OpenAI-compatible answer.
+    public struct LLMSide: Sendable, Hashable {
+        /// The answer's text, cut to `maxTextBytes` of UTF-8 at a character boundary; nil for an
+        /// embeddings answer.
+        public var text: String?
+        /// Whether `text` was cut; written as `"truncated": true` only then.
+        public var truncated: Bool
+        public var finishReason: String?
+        /// Tool call function names, in order.
+        public var toolCalls: [String]
+        /// Written as `usage: {"prompt_tokens", "completion_tokens"}`.
+        public var promptTokens: Int?
+        public var completionTokens: Int?
+        /// An embeddings answer's vector count (the vectors are not logged); nil otherwise.
+        public var embeddings: Int?
+
+        /// The most of a text the log keeps, in UTF-8 bytes (SPEC §14: 4 KiB).
+        public static let maxTextBytes = 4096
+
+        public init(
+            text: String?,
+            truncated: Bool = false,
+            finishReason: String? = nil,
+            toolCalls: [String] = [],
+            promptTokens: Int? = nil,
+            completionTokens: Int? = nil,
+            embeddings: Int? = nil
+        ) {
+            self.text = text
+            self.truncated = truncated
+            self.finishReason = finishReason
+            self.toolCalls = toolCalls
+            self.promptTokens = promptTokens
+            self.completionTokens = completionTokens
+            self.embeddings = embeddings
+        }
+
+        /// What the log keeps of `answer`: its text cut to `maxTextBytes`.
+        public init(_ answer: LLMAnswer) {
+            if let embeddings = answer.embeddings {
+                self.init(
+                    text: nil,
+                    promptTokens: answer.promptTokens,
+                    completionTokens: answer.completionTokens,
+                    embeddings: embeddings.count
+                )
+            } else {
+                let (text, truncated) = Self.cut(answer.text, toBytes: Self.maxTextBytes)
+                self.init(
+                    text: text,
+                    truncated: truncated,
+                    finishReason: answer.finishReason,
+                    toolCalls: answer.toolCalls,
+                    promptTokens: answer.promptTokens,
+                    completionTokens: answer.completionTokens
+                )
+            }
+        }
+
+        /// The longest prefix of `text` of at most `limit` UTF-8 bytes that ends on a scalar
+        /// boundary, and whether it is shorter than `text`.
+        public static func cut(_ text: String, toBytes limit: Int) -> (String, Bool) {
+            let utf8 = text.utf8
+            guard utf8.count > limit else { return (text, false) }
+            var end = utf8.index(utf8.startIndex, offsetBy: limit)
+            // Back up over continuation bytes (10xxxxxx) to the start of the cut scalar.
+            while end > utf8.startIndex, utf8[end] & 0xC0 == 0x80 { end = utf8.index(before: end) }
+            return (String(decoding: utf8[utf8.startIndex..<end], as: UTF8.self), true)
+        }
+    }
+
+    /// The record's `text` member: the figures of one LLM comparison.
+    public struct TextFigures: Sendable, Hashable {
+        /// Nil for embeddings (they are written with `cosine` only).
+        public var exact: Bool?
+        public var normalized: Bool?
+        /// Token F1; for embeddings the lowest cosine (written `cosine`).
+        public var similarity: Double
+        public var finishReasonAgrees: Bool?
+        public var toolCallsAgree: Bool?
+        public var isEmbedding: Bool
+
+        public init(
+            exact: Bool?,
+            normalized: Bool?,
+            similarity: Double,
+            finishReasonAgrees: Bool?,
+            toolCallsAgree: Bool?,
+            isEmbedding: Bool = false
+        ) {
+            self.exact = exact
+            self.normalized = normalized
+            self.similarity = similarity
+            self.finishReasonAgrees = finishReasonAgrees
+            self.toolCallsAgree = toolCallsAgree
+            self.isEmbedding = isEmbedding
+        }
+
+        /// The figures of a text comparison.
+        public init(_ text: TextComparison) {
+            if text.isEmbedding {
+                self.init(
+                    exact: nil,
+                    normalized: nil,
+                    similarity: text.similarity,
+                    finishReasonAgrees: nil,
+                    toolCallsAgree: nil,
+                    isEmbedding: true
+                )
+            } else {
+                self.init(
+                    exact: text.exact,
+                    normalized: text.normalized,
+                    similarity: text.similarity,
+                    finishReasonAgrees: text.finishReasonAgrees,
+                    toolCallsAgree: text.toolCallsAgree
+                )
+            }
+        }
+    }
+
     public struct Side: Sendable, Hashable {
         public var version: String
         public var status: Int
@@ -24,21 +156,29 @@ public struct ComparisonRecord: Sendable, Hashable {
         public var latencyMilliseconds: Double
         /// `total_ms`, live side only: the end-to-end time the client saw, arrival to answer.
         public var totalMilliseconds: Double?
-        /// The extracted output; nil (JSON null) for a side that failed.
+        /// The extracted output; nil (JSON null) for a side that failed, and for LLM answers.
         public var output: JSON?
+        /// An LLM answer as logged; nil for a side that failed and for other comparisons.
+        public var llm: LLMSide?
+        /// `ttft_ms`: an LLM answer's time to first token (`ResponseSide.firstTokenMilliseconds`).
+        public var firstTokenMilliseconds: Double?
 
         public init(
             version: String,
             status: Int,
             latencyMilliseconds: Double,
             totalMilliseconds: Double? = nil,
-            output: JSON?
+            output: JSON?,
+            llm: LLMSide? = nil,
+            firstTokenMilliseconds: Double? = nil
         ) {
             self.version = version
             self.status = status
             self.latencyMilliseconds = latencyMilliseconds
             self.totalMilliseconds = totalMilliseconds
             self.output = output
+            self.llm = llm
+            self.firstTokenMilliseconds = firstTokenMilliseconds
         }
 
         /// Whether the status is 2xx.
@@ -63,6 +203,11 @@ public struct ComparisonRecord: Sendable, Hashable {
     /// A machine-readable cause of an `error` outcome, e.g. `too_large` for a streamed live answer
     /// longer than the copy kept for comparisons (SPEC §10); written as `error`.
     public var error: String?
+    /// Whether this compared two OpenAI-compatible answers: written as a `text` member (null for
+    /// an `error` outcome).
+    public var isLLM: Bool
+    /// The figures of an LLM comparison; nil for an `error` outcome and other comparisons.
+    public var text: TextFigures?
 
     public init(
         timestamp: String,
@@ -77,7 +222,9 @@ public struct ComparisonRecord: Sendable, Hashable {
         liveLabels: [Int]? = nil,
         shadowLabels: [Int]? = nil,
         reason: String? = nil,
-        error: String? = nil
+        error: String? = nil,
+        isLLM: Bool = false,
+        text: TextFigures? = nil
     ) {
         self.timestamp = timestamp
         self.requestID = requestID
@@ -92,6 +239,8 @@ public struct ComparisonRecord: Sendable, Hashable {
         self.shadowLabels = shadowLabels
         self.reason = reason
         self.error = error
+        self.isLLM = isLLM || text != nil
+        self.text = text
     }
 
     /// The record of one comparison; `timestamp` is `RFC3339.format(millisecondsSinceEpoch:)` of
@@ -115,27 +264,39 @@ public struct ComparisonRecord: Sendable, Hashable {
                 status: live.status,
                 latencyMilliseconds: live.latencyMilliseconds,
                 totalMilliseconds: live.totalMilliseconds,
-                output: comparison.liveOutput
+                output: comparison.liveOutput,
+                llm: comparison.liveAnswer.map(LLMSide.init),
+                firstTokenMilliseconds: live.firstTokenMilliseconds
             ),
             shadow: Side(
                 version: shadow.version,
                 status: shadow.status,
                 latencyMilliseconds: shadow.latencyMilliseconds,
-                output: comparison.shadowOutput
+                output: comparison.shadowOutput,
+                llm: comparison.shadowAnswer.map(LLMSide.init),
+                firstTokenMilliseconds: shadow.firstTokenMilliseconds
             ),
             outcome: comparison.outcome,
             maxAbsDiff: comparison.maxAbsDiff,
             flip: comparison.flip,
             liveLabels: comparison.liveLabels,
             shadowLabels: comparison.shadowLabels,
-            reason: comparison.reason
+            reason: comparison.reason,
+            isLLM: comparison.isLLM,
+            text: comparison.text.map(TextFigures.init)
         )
     }
 
     /// Whether the live side failed: a non-2xx status, or an `error` record without a live output.
-    public var liveFailed: Bool { !live.isSuccess || (outcome == .error && live.output == nil) }
+    /// (An LLM record: without a live answer.)
+    public var liveFailed: Bool { !live.isSuccess || (outcome == .error && !Self.hasAnswer(live, isLLM: isLLM)) }
     /// Whether the shadow side failed: a non-2xx status, or an `error` record without a shadow output.
-    public var shadowFailed: Bool { !shadow.isSuccess || (outcome == .error && shadow.output == nil) }
+    /// (An LLM record: without a shadow answer.)
+    public var shadowFailed: Bool {
+        !shadow.isSuccess || (outcome == .error && !Self.hasAnswer(shadow, isLLM: isLLM))
+    }
+
+    private static func hasAnswer(_ side: Side, isLLM: Bool) -> Bool { isLLM ? side.llm != nil : side.output != nil }
 
     /// The record as one line of compact JSON, ending with `\n`. Latencies are rounded to the
     /// microsecond.
@@ -154,6 +315,7 @@ public struct ComparisonRecord: Sendable, Hashable {
         if let shadowLabels { object.set("shadow_label", Self.json(ofLabels: shadowLabels)) }
         if let reason { object.set("reason", .string(reason)) }
         if let error { object.set("error", .string(error)) }
+        if isLLM { object.set("text", text.map(Self.json(of:)) ?? .null) }
         var line = JSON.object(object).serialized()
         line.append(UInt8(ascii: "\n"))
         return line
@@ -166,6 +328,35 @@ public struct ComparisonRecord: Sendable, Hashable {
         object.set("latency_ms", .number((side.latencyMilliseconds * 1000).rounded() / 1000))
         if let total = side.totalMilliseconds { object.set("total_ms", .number((total * 1000).rounded() / 1000)) }
         object.set("output", side.output ?? .null)
+        if let llm = side.llm {
+            if let text = llm.text {
+                object.set("text", .string(text))
+                if llm.truncated { object.set("truncated", .bool(true)) }
+                object.set("finish_reason", llm.finishReason.map(JSON.string) ?? .null)
+                object.set("tool_calls", .array(llm.toolCalls.map(JSON.string)))
+            }
+            if let embeddings = llm.embeddings { object.set("embeddings", .number(Double(embeddings))) }
+            object.set(
+                "usage",
+                [
+                    "prompt_tokens": llm.promptTokens.map { .number(Double($0)) } ?? .null,
+                    "completion_tokens": llm.completionTokens.map { .number(Double($0)) } ?? .null,
+                ]
+            )
+        }
+        if let ttft = side.firstTokenMilliseconds { object.set("ttft_ms", .number((ttft * 1000).rounded() / 1000)) }
+        return .object(object)
+    }
+
+    private static func json(of text: TextFigures) -> JSON {
+        let similarity = JSON.number((text.similarity * 1_000_000).rounded() / 1_000_000)
+        if text.isEmbedding { return ["cosine": similarity] }
+        var object = JSONObject()
+        if let exact = text.exact { object.set("exact", .bool(exact)) }
+        if let normalized = text.normalized { object.set("normalized", .bool(normalized)) }
+        object.set("similarity", similarity)
+        if let agrees = text.finishReasonAgrees { object.set("finish_reason_agrees", .bool(agrees)) }
+        if let agrees = text.toolCallsAgree { object.set("tool_calls_agree", .bool(agrees)) }
         return .object(object)
     }
 
@@ -206,6 +397,12 @@ public struct ComparisonRecord: Sendable, Hashable {
         guard let flip = flipValue.boolValue else {
             throw RecordError("'flip' must be a boolean, got \(flipValue.kindDescription)")
         }
+        let text: TextFigures?
+        switch object["text"] {
+        case nil, .null?: text = nil
+        case .object(let figures)?: text = try textFigures(figures)
+        case let other?: throw RecordError("'text' must be an object or null, got \(other.kindDescription)")
+        }
         return ComparisonRecord(
             timestamp: timestamp,
             requestID: requestID,
@@ -219,7 +416,64 @@ public struct ComparisonRecord: Sendable, Hashable {
             liveLabels: try labels(object, "live_label"),
             shadowLabels: try labels(object, "shadow_label"),
             reason: object["reason"]?.stringValue,
-            error: object["error"]?.stringValue
+            error: object["error"]?.stringValue,
+            isLLM: object["text"] != nil,
+            text: text
+        )
+    }
+
+    private static func textFigures(_ object: JSONObject) throws(RecordError) -> TextFigures {
+        func flag(_ key: String) throws(RecordError) -> Bool? {
+            guard let value = object[key], !value.isNull else { return nil }
+            guard let flag = value.boolValue else {
+                throw RecordError("'text.\(key)' must be a boolean, got \(value.kindDescription)")
+            }
+            return flag
+        }
+        if object["cosine"] != nil {
+            return TextFigures(
+                exact: nil,
+                normalized: nil,
+                similarity: try number(object, "cosine", in: "text."),
+                finishReasonAgrees: nil,
+                toolCallsAgree: nil,
+                isEmbedding: true
+            )
+        }
+        return TextFigures(
+            exact: try flag("exact"),
+            normalized: try flag("normalized"),
+            similarity: try number(object, "similarity", in: "text."),
+            finishReasonAgrees: try flag("finish_reason_agrees"),
+            toolCallsAgree: try flag("tool_calls_agree")
+        )
+    }
+
+    private static func llmSide(_ side: JSONObject, in parent: String) throws(RecordError) -> LLMSide? {
+        let textValue = side["text"]
+        let embeddings = side["embeddings"]?.doubleValue
+        guard textValue != nil || embeddings != nil || side["usage"] != nil else { return nil }
+        var text: String?
+        if let textValue, !textValue.isNull {
+            guard let string = textValue.stringValue else {
+                throw RecordError("'\(parent)text' must be a string, got \(textValue.kindDescription)")
+            }
+            text = string
+        }
+        var toolCalls: [String] = []
+        if case .array(let names)? = side["tool_calls"] { toolCalls = names.compactMap(\.stringValue) }
+        func count(_ key: String) -> Int? {
+            guard let value = side["usage"]?[key]?.doubleValue, value >= 0, value < 1e15 else { return nil }
+            return Int(value)
+        }
+        return LLMSide(
+            text: text,
+            truncated: side["truncated"]?.boolValue ?? false,
+            finishReason: side["finish_reason"]?.stringValue,
+            toolCalls: toolCalls,
+            promptTokens: count("prompt_tokens"),
+            completionTokens: count("completion_tokens"),
+            embeddings: embeddings.map { Int(max(0, min($0, 1e15))) }
         )
     }
 
@@ -264,12 +518,20 @@ public struct ComparisonRecord: Sendable, Hashable {
             total = value
         }
         guard let output = side["output"] else { throw RecordError("missing '\(parent)output'") }
+        var ttft: Double?
+        if side["ttft_ms"] != nil {
+            let value = try number(side, "ttft_ms", in: parent)
+            guard value >= 0 else { throw RecordError("'\(parent)ttft_ms' must not be negative") }
+            ttft = value
+        }
         return Side(
             version: try string(side, "version", in: parent),
             status: Int(status),
             latencyMilliseconds: latency,
             totalMilliseconds: total,
-            output: output.isNull ? nil : output
+            output: output.isNull ? nil : output,
+            llm: try llmSide(side, in: parent),
+            firstTokenMilliseconds: ttft
         )
     }
 

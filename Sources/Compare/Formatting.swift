@@ -34,6 +34,12 @@ enum Format {
         return String(format: "%.3g", value)
     }
 
+    /// A similarity with three decimals: `0.873`.
+    static func similarity(_ value: Double?) -> String {
+        guard let value else { return "n/a" }
+        return String(format: "%.3f", value)
+    }
+
     /// Milliseconds with about three significant digits: `0.052`, `4.21`, `38.4`, `1250`.
     static func milliseconds(_ value: Double?) -> String {
         guard let value else { return "n/a" }

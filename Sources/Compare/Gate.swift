@@ -24,6 +24,12 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
         case maxAbsDiff = "max_abs_diff"
         /// Shadow p99 latency minus live p99 latency, in milliseconds.
         case latencyP99DeltaMilliseconds = "latency_p99_delta_ms"
+        /// An openai pair's 10th percentile of per-request similarity (token F1; cosine for
+        /// embeddings): `similarity_p10<0.8` fails when more than a tenth of answers stray.
+        case similarityP10 = "similarity_p10"
+        /// An openai pair's share of answers equal after normalization (NFC, case folding,
+        /// white space), 0…1.
+        case normalizedAgreement = "normalized_agreement"
     }
 
     public enum Operator: String, Sendable, Hashable, CaseIterable {
@@ -112,6 +118,8 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
         case .p99AbsDiff: pair.absDiff?.p99
         case .maxAbsDiff: pair.absDiff?.max
         case .latencyP99DeltaMilliseconds: pair.latencyP99DeltaMilliseconds
+        case .similarityP10: pair.text?.similarity?.p10
+        case .normalizedAgreement: pair.text?.normalized?.rate
         }
     }
 
@@ -177,6 +185,8 @@ public struct Gate: Sendable, Hashable, CustomStringConvertible {
         case .agreement, .agreementLow, .agreementHigh, .p99AbsDiff, .maxAbsDiff: "no compared request"
         case .churn, .churnLow, .churnHigh, .netChurn: "no labelled comparison"
         case .errors, .latencyP99DeltaMilliseconds: "no request"
+        case .similarityP10: "no compared LLM answer"
+        case .normalizedAgreement: "no compared LLM text"
         }
     }
 }

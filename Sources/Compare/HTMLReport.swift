@@ -4,7 +4,8 @@ extension Report {
     /// One self-contained HTML page (inline CSS and SVG, no script, no external resource): the
     /// summary tables, then per pair its figures, label matrix (counts and row shares), a
     /// histogram of absolute differences (log-scaled bins), the latency CDFs of live and shadow,
-    /// agreement over time, and for scalar outputs a live-vs-shadow scatter. The markup is
+    /// agreement over time, and for scalar outputs a live-vs-shadow scatter; for openai (LLM)
+    /// pairs, their text figures and a histogram of per-request similarity. The markup is
     /// well-formed XML (every element closed, only XML entities), so XML tools can read it too.
     public func renderHTML() -> String {
         var html = """
@@ -32,6 +33,7 @@ extension Report {
         } else {
             let overview = tables
             html += HTML.table(overview[0]) + HTML.table(overview[1])
+            for table in textTables { html += HTML.table(table) }
             html += """
                 <p class="note">Agreement: matching requests among those compared (errors excluded). Churn: requests \
                 whose class label differs on some row, among labelled requests. A pair marked (noise) shadows the \
@@ -159,7 +161,27 @@ enum HTML {
                 "arrival to answer (total_ms)"
             )
         }
+        if let text = pair.text {
+            if let normalized = text.normalized {
+                figure("normalized agreement", Format.percent(normalized.rate), "95% CI " + Format.interval(normalized))
+                figure("exact agreement", Format.percent(text.exact?.rate), "95% CI " + Format.interval(text.exact))
+            }
+            figure(
+                "similarity p10 / p50",
+                Format.similarity(text.similarity?.p10) + " / " + Format.similarity(text.similarity?.p50),
+                "mean " + Format.similarity(text.similarity?.mean)
+            )
+            figure(
+                "time to first token p50",
+                Format.milliseconds(text.liveFirstToken?.p50) + " / " + Format.milliseconds(text.shadowFirstToken?.p50)
+                    + " ms",
+                "live / shadow"
+            )
+        }
         html += "</div>\n<div class=\"charts\">\n"
+        if let text = pair.text {
+            html += Chart.similarityHistogram(text.similarities, isEmbedding: text.hasEmbeddings, id: "sim-\(index)")
+        }
         html += Chart.differenceHistogram(pair.absDiffs, id: "diff-\(index)")
         html += Chart.latencyCDF(live: pair.liveLatencies, shadow: pair.shadowLatencies, pair: key, id: "lat-\(index)")
         html += Chart.agreementOverTime(
@@ -265,6 +287,42 @@ enum Chart {
             svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(tick.text)</text>\n"
         }
         svg += axisTitles(x: "absolute difference |live − shadow| (log scale)", y: "requests")
+        return svg + "</svg>\n"
+    }
+
+    /// Histogram of per-request similarity in 20 bins of 0.05 from 0 to 1 (the last bin includes
+    /// 1); a negative cosine counts in the first bin.
+    static func similarityHistogram(_ sorted: [Double], isEmbedding: Bool, id: String) -> String {
+        let measure = isEmbedding ? "cosine similarity" : "token F1 similarity"
+        var svg = open(id: id, title: "Similarity per request (\(measure))")
+        guard !sorted.isEmpty else { return svg + empty("no compared answers") + "</svg>\n" }
+        let binCount = 20
+        var counts = Array(repeating: 0, count: binCount)
+        for value in sorted {
+            counts[min(binCount - 1, max(0, Int((value * Double(binCount)).rounded(.down))))] += 1
+        }
+        let maxCount = max(1, counts.max()!)
+        let yTicks = niceTicks(upTo: Double(maxCount), minimumStep: 1)
+        let yMax = max(Double(maxCount), yTicks.last!)
+        let barWidth = plotWidth / Double(binCount)
+        svg += yAxis(ticks: yTicks, maximum: yMax, format: { String(Int($0)) })
+        for (bin, count) in counts.enumerated() where count > 0 {
+            let barHeight = Double(count) / yMax * plotHeight
+            let low = Double(bin) / Double(binCount)
+            svg += "<rect x=\"\(f(left + Double(bin) * barWidth + 1))\" y=\"\(f(top + plotHeight - barHeight))\" "
+            svg += "width=\"\(f(barWidth - 2))\" height=\"\(f(barHeight))\" fill=\"#4c8c4a\">"
+            svg += "<title>" + String(format: "%.2f–%.2f", low, low + 1 / Double(binCount))
+            svg += ": \(count) requests</title></rect>\n"
+        }
+        for tick in stride(from: 0, through: binCount, by: 4) {
+            let x = left + Double(tick) * barWidth
+            svg +=
+                "<line x1=\"\(f(x))\" y1=\"\(f(top + plotHeight))\" x2=\"\(f(x))\" y2=\"\(f(top + plotHeight + 4))\" "
+            svg += "stroke=\"#1d2330\"/>"
+            svg += "<text x=\"\(f(x))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">"
+            svg += String(format: "%.1f", Double(tick) / Double(binCount)) + "</text>\n"
+        }
+        svg += axisTitles(x: measure + " (live vs shadow)", y: "requests")
         return svg + "</svg>\n"
     }
 

@@ -68,6 +68,9 @@ public struct PairAccumulator: Sendable, Hashable {
     /// Some compared record had an output that is not one number per row (a probability vector,
     /// an object): the pair's outputs are not scalar, so it gets no scatter.
     public private(set) var hasNonScalarOutput = false
+    /// The LLM figures of the pair's records that compared OpenAI-compatible answers; nil when
+    /// none did.
+    public private(set) var text: TextAccumulator?
 
     public init(key: PairKey) { self.key = key }
 
@@ -91,6 +94,7 @@ public struct PairAccumulator: Sendable, Hashable {
         liveLatencies.append(record.live.latencyMilliseconds)
         shadowLatencies.append(record.shadow.latencyMilliseconds)
         if let total = record.live.totalMilliseconds { liveTotals.append(total) }
+        if record.isLLM { text = (text ?? TextAccumulator()).adding(record) }
         guard record.outcome != .error else { return }
         if let time = RFC3339.millisecondsSinceEpoch(record.timestamp) {
             timeline.append(TimedOutcome(milliseconds: time, matched: record.outcome == .match))
@@ -208,6 +212,8 @@ public struct PairSummary: Sendable, Hashable {
     public var scatterRows: Int
     /// Every compared output was one number per row (and there was one): the scatter applies.
     public var hasScalarOutput: Bool
+    /// The LLM figures (SPEC §14) of an openai pair; nil for other pairs.
+    public var text: TextSummary?
 
     public init(_ accumulator: PairAccumulator) {
         key = accumulator.key
@@ -231,6 +237,7 @@ public struct PairSummary: Sendable, Hashable {
         scatter = accumulator.scatter
         scatterRows = accumulator.scatterRows
         hasScalarOutput = !accumulator.hasNonScalarOutput && !accumulator.scatter.isEmpty
+        text = accumulator.text.map(TextSummary.init)
     }
 
     /// Requests compared (outcome `match` or `mismatch`): the sample `--min-requests` counts.

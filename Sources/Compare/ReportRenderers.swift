@@ -93,7 +93,7 @@ extension PairSummary {
                     "agreement": number($0.agreement), "churn": number($0.churn), "net_churn": number($0.netChurn),
                 ]
             } ?? .null
-        return [
+        var object: JSONObject = [
             "model": .string(key.model),
             "live_version": .string(key.liveVersion),
             "shadow_version": .string(key.shadowVersion),
@@ -118,6 +118,8 @@ extension PairSummary {
             "noise_floor": .bool(key.isNoiseFloor),
             "noise": noiseJSON,
         ]
+        if let text { object.set("text", text.json) }
+        return .object(object)
     }
 }
 
@@ -276,7 +278,7 @@ extension Report {
         }
         agreementTable.notes = [sampleNote]
         differenceTable.notes = [Report.latencyNote]
-        var tables = [agreementTable, differenceTable]
+        var tables = [agreementTable, differenceTable] + textTables
         for pair in pairs where !pair.labelMatrix.isEmpty {
             tables.append(pair.labelTable)
         }

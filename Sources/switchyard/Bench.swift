@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compare
 import Foundation
 import Models
 
@@ -7,7 +8,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Micro-benchmarks of the embedded evaluators and the JSON parser (for bench/ scripts).",
         shouldDisplay: false,
-        subcommands: [BenchModel.self, BenchJSON.self]
+        subcommands: [BenchModel.self, BenchJSON.self, BenchCompareText.self]
     )
 }
 
@@ -72,9 +73,9 @@ struct BenchJSON: ParsableCommand {
         tensor += "]}]}"
         bodies.append(("\(tensor.utf8.count)-byte tensor", Array(tensor.utf8)))
         for (name, bytes) in bodies {
-            let ours = median(iterations) { _ = try? bytes.withUnsafeBytes { try JSONParser.parse($0) } }
+            let ours = Self.median(iterations) { _ = try? bytes.withUnsafeBytes { try JSONParser.parse($0) } }
             let data = Data(bytes)
-            let foundation = median(iterations) { _ = try? JSONSerialization.jsonObject(with: data) }
+            let foundation = Self.median(iterations) { _ = try? JSONSerialization.jsonObject(with: data) }
             print(
                 String(
                     format: "%@: switchyard %.2f us, JSONSerialization %.2f us (%.1fx)",
@@ -87,7 +88,7 @@ struct BenchJSON: ParsableCommand {
         }
     }
 
-    private func median(_ n: Int, _ body: () -> Void) -> Double {
+    static func median(_ n: Int, _ body: () -> Void) -> Double {
         for _ in 0..<min(n, 50) { body() }
         var samples: [Double] = []
         samples.reserveCapacity(n)
@@ -98,5 +99,72 @@ struct BenchJSON: ParsableCommand {
         }
         samples.sort()
         return samples[samples.count / 2]
+    }
+}
+
+struct BenchCompareText: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare-text",
+        abstract: "Median microseconds of one LLM text comparison (parsing both JSON chat answers included)."
+    )
+
+    @Option(help: "Bytes of text in each answer.")
+    var bytes = 4096
+
+    @Option(help: "Timed comparisons.")
+    var iterations = 2_000
+
+    @Flag(
+        help: "Put accented letters in the texts (normalization then goes through Foundation's NFC and case folding)."
+    )
+    var nonASCII = false
+
+    func run() throws {
+        guard bytes > 0, iterations > 0 else { throw ValidationError("--bytes and --iterations must be positive") }
+        let words = [
+            "the", "model", "answers", "with", "a", "short", "sentence", nonASCII ? "àbout" : "about", "routing",
+            "traffic",
+        ]
+        var text = ""
+        var index = 0
+        while text.utf8.count < bytes {
+            text += (text.isEmpty ? "" : " ") + words[index % words.count] + (index % 13 == 12 ? "." : "")
+            index += 1
+        }
+        // The shadow's text differs in a few words spread over the answer.
+        var shadowWords = text.split(separator: " ").map(String.init)
+        for position in stride(from: 7, to: shadowWords.count, by: max(1, shadowWords.count / 5)) {
+            shadowWords[position] = "different"
+        }
+        let live = Self.chatAnswer(text)
+        let shadow = Self.chatAnswer(shadowWords.joined(separator: " "))
+        let liveSide = ResponseSide(version: "v1", status: 200, body: live, latencyMilliseconds: 1)
+        let shadowSide = ResponseSide(version: "v2", status: 200, body: shadow, latencyMilliseconds: 1)
+        var outcome = ""
+        let microseconds = BenchJSON.median(iterations) {
+            outcome = compareLLM(live: liveSide, shadow: shadowSide, similarityThreshold: 0.8).outcome.rawValue
+        }
+        let similarity = compareLLM(live: liveSide, shadow: shadowSide, similarityThreshold: 0.8).text?.similarity ?? 0
+        print(
+            String(
+                format: "compare-text: %d-byte texts, %d-byte bodies: median %.1f us (outcome %@, similarity %.4f)",
+                text.utf8.count,
+                live.count,
+                microseconds,
+                outcome,
+                similarity
+            )
+        )
+    }
+
+    private static func chatAnswer(_ text: String) -> [UInt8] {
+        let answer: JSON = [
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "bench",
+            "choices": [
+                ["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": "stop"]
+            ],
+            "usage": ["prompt_tokens": 20, "completion_tokens": 900],
+        ]
+        return answer.serialized()
     }
 }

@@ -8,7 +8,9 @@ struct Report: ParsableCommand {
         discussion: """
             Agreement and class-flip (churn) rates with 95 % Wilson intervals, absolute differences, \
             the label matrix, latencies and errors per side; a shadow of the live version itself \
-            is the noise floor. Latencies are each version's own time, from being asked to its \
+            is the noise floor. For openai (LLM) pairs: exact and normalized text agreement with \
+            Wilson intervals, similarity mean / p10 / p50, finish-reason agreement, token totals \
+            and time to first token per side. Latencies are each version's own time, from being asked to its \
             answer, so live and shadow compare like with like (the live end-to-end time is \
             total_ms in the log).
 
@@ -18,7 +20,10 @@ struct Report: ParsableCommand {
             --fail-if gates (e.g. 'agreement<0.995', 'agreement_low<0.99', 'net_churn>0.01') \
             fail when any pair with enough data meets them. Metrics: agreement, agreement_low, \
             agreement_high, churn, churn_low, churn_high (the _low/_high forms are the 95 % \
-            Wilson bounds), net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms.
+            Wilson bounds), net_churn, errors, p99_abs_diff, max_abs_diff, latency_p99_delta_ms; \
+            for openai (LLM) pairs, similarity_p10 (10th percentile of the per-request token F1, \
+            or cosine for embeddings) and normalized_agreement (share of answers equal after NFC, \
+            case folding and white space). A metric a pair does not have fails its gate.
 
             Exit codes: 0 report written and every gate passed; 1 a gate failed; 3 no gate \
             failed but a gated pair had insufficient data (or there was no pair): inconclusive; \

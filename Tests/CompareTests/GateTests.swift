@@ -29,7 +29,7 @@ struct GateTests {
             "accuracy<0.9",
             "invalid --fail-if 'accuracy<0.9': unknown metric 'accuracy'; expected one of agreement, agreement_low, "
                 + "agreement_high, churn, churn_low, churn_high, net_churn, errors, p99_abs_diff, max_abs_diff, "
-                + "latency_p99_delta_ms"
+                + "latency_p99_delta_ms, similarity_p10, normalized_agreement"
         ),
         ("churn>", "invalid --fail-if 'churn>': '' after 'churn>' is not a number"),
         ("churn>>1", "invalid --fail-if 'churn>>1': '>1' after 'churn>' is not a number"),
