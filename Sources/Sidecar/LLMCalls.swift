@@ -13,7 +13,8 @@ extension Worker {
     /// `stream_options`. Nil: the client's bytes go as they are (nothing to change). Every member
     /// the rewrite does not touch keeps its bytes. Throws a 400 when the body must be changed and
     /// is not a JSON object.
-    static func llmRequestBody(_ body: ByteBuffer, modelName: String?, isShadow: Bool) throws(ModelError) -> ByteBuffer? {
+    static func llmRequestBody(_ body: ByteBuffer, modelName: String?, isShadow: Bool) throws(ModelError) -> ByteBuffer?
+    {
         guard modelName != nil || isShadow else { return nil }
         var set: [(key: String, rawValue: [UInt8])] = []
         if let modelName { set.append((key: "model", rawValue: JSON.string(modelName).serialized())) }
@@ -68,16 +69,19 @@ final class LLMStreamMeter {
     }
 
     func feed(_ bytes: ByteBuffer) {
-        let first = bytes.withUnsafeReadableBytes { scanner.feed($0) }
-        if first {
-            let elapsed = Monotonic.nanoseconds() &- startNanoseconds
-            handles.firstToken.record(Double(elapsed) / 1e9)
-            firstTokenMilliseconds = Double(elapsed) / 1e6
-        }
+        if bytes.withUnsafeReadableBytes({ scanner.feed($0) }) { firstToken() }
     }
 
-    /// The stream ended (whole or cut): counts what its usage event said, if it came.
+    private func firstToken() {
+        let elapsed = Monotonic.nanoseconds() &- startNanoseconds
+        handles.firstToken.record(Double(elapsed) / 1e9)
+        firstTokenMilliseconds = Double(elapsed) / 1e6
+    }
+
+    /// The stream ended (whole or cut): reads a last event that had no blank line after it, then
+    /// counts what the usage event said, if it came.
     func finish() {
+        if scanner.finish() { firstToken() }
         if let prompt = scanner.promptTokens, prompt > 0 { handles.promptTokens.increment(by: Int64(prompt)) }
         if let completion = scanner.completionTokens, completion > 0 {
             handles.completionTokens.increment(by: Int64(completion))

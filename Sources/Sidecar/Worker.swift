@@ -536,7 +536,9 @@ final class Worker: @unchecked Sendable {
                         body: response.body,
                         startNanoseconds: shadow?.startNanoseconds ?? exchange.attemptStartNanoseconds
                     )
-                    if let shadow { shadow.firstTokenMilliseconds = firstToken } else {
+                    if let shadow {
+                        shadow.firstTokenMilliseconds = firstToken
+                    } else {
                         exchange.liveFirstTokenMilliseconds = firstToken
                     }
                 }

@@ -12,7 +12,8 @@ import Testing
     }
 
     @Test func replacesInPlaceAndKeepsOtherValuesByteForByte() {
-        let body = #"{"model": "assistant", "seed": 12345678901234567890, "temperature": 0.70, "messages": [{"role":"user","content":"a \"quoted\" }, ] text"}]}"#
+        let body =
+            #"{"model": "assistant", "seed": 12345678901234567890, "temperature": 0.70, "messages": [{"role":"user","content":"a \"quoted\" }, ] text"}]}"#
         let edited = edit(body, set: [("model", #""llama-v7""#)])
         #expect(
             edited
