@@ -147,21 +147,19 @@ extension Worker {
     }
 
     /// Compares every shadow whose answer is back with the live answer, once each. Without a
-    /// comparison log only what the metrics read is worked out (`compareSummary`).
+    /// comparison log only what the metrics read is worked out (`compareSummary`). An `openai`
+    /// pair is compared off the loop (`compareLLMOffLoop`).
     private func compareReady(_ exchange: Exchange) {
         guard let live = exchange.live, exchange.isRouted else { return }
         for run in exchange.shadows where !run.isCompared {
             guard let shadow = run.result else { continue }
             run.isCompared = true
-            let model = exchange.model
-            let setup = exchange.snapshot.comparison(for: model)
+            let setup = exchange.snapshot.comparison(for: exchange.model)
             let comparison: Comparison?
             let summary: ComparisonSummary
             if exchange.wireProtocol == .openai && !exchange.liveCopyTooLarge {
-                // SPEC §14: answers compared as texts (or embeddings), streamed or not.
-                let llm = compareLLM(live: live, shadow: shadow, similarityThreshold: setup.similarityThreshold)
-                comparison = llm
-                summary = ComparisonSummary(llm)
+                compareLLMOffLoop(exchange, live: live, shadow: shadow, setup: setup)
+                continue
             } else if let streamed = streamedComparison(exchange, live: live, shadow: shadow) {
                 comparison = streamed
                 summary = ComparisonSummary(streamed)
@@ -173,24 +171,71 @@ extension Worker {
                 comparison = nil
                 summary = compareSummary(live: live, shadow: shadow, spec: setup.spec)
             }
-            let handles = metricCache.pair(metrics, model: model, live: live.version, shadow: shadow.version)
-            switch summary.outcome {
-            case .match: handles.match.increment()
-            case .mismatch: handles.mismatch.increment()
-            case .error: handles.error.increment()
-            }
-            if summary.flip { handles.flips.increment() }
-            if let diff = summary.maxAbsDiff { handles.absDiff.record(diff) }
-            if let comparison, let path = setup.logPath {
-                record(
+            settle(exchange, live: live, shadow: shadow, setup: setup, summary: summary, comparison: comparison)
+        }
+    }
+
+    /// SPEC §14: two LLM answers are compared as texts (or embeddings), streamed or not. Parsing
+    /// two answers and comparing their texts takes ~0.1 ms for 4 KiB of ASCII and ~0.5 ms with
+    /// accents (`switchyard bench compare-text`), too long to hold the worker's loop, so it runs
+    /// on a background queue and the result comes back to the loop for the metrics and the log.
+    /// At most `maxQueuedLLMComparisons` per worker wait there; beyond, the loop compares itself
+    /// (slower answers for its other clients, but no comparison lost).
+    private func compareLLMOffLoop(
+        _ exchange: Exchange,
+        live: ResponseSide,
+        shadow: ResponseSide,
+        setup: ConfigSnapshot.ModelComparison
+    ) {
+        let threshold = setup.similarityThreshold
+        guard llmComparisonsQueued < Worker.maxQueuedLLMComparisons else {
+            let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
+            settle(
+                exchange,
+                live: live,
+                shadow: shadow,
+                setup: setup,
+                summary: ComparisonSummary(comparison),
+                comparison: comparison
+            )
+            return
+        }
+        llmComparisonsQueued += 1
+        Worker.comparisonQueue.async { [self] in
+            let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
+            loop.execute { [self] in
+                llmComparisonsQueued -= 1
+                settle(
                     exchange,
-                    path: path,
-                    sample: setup.logSample,
                     live: live,
                     shadow: shadow,
+                    setup: setup,
+                    summary: ComparisonSummary(comparison),
                     comparison: comparison
                 )
             }
+        }
+    }
+
+    /// Counts a comparison in the pair's metrics and hands its record to the log (sampled).
+    private func settle(
+        _ exchange: Exchange,
+        live: ResponseSide,
+        shadow: ResponseSide,
+        setup: ConfigSnapshot.ModelComparison,
+        summary: ComparisonSummary,
+        comparison: Comparison?
+    ) {
+        let handles = metricCache.pair(metrics, model: exchange.model, live: live.version, shadow: shadow.version)
+        switch summary.outcome {
+        case .match: handles.match.increment()
+        case .mismatch: handles.mismatch.increment()
+        case .error: handles.error.increment()
+        }
+        if summary.flip { handles.flips.increment() }
+        if let diff = summary.maxAbsDiff { handles.absDiff.record(diff) }
+        if let comparison, let path = setup.logPath {
+            record(exchange, path: path, sample: setup.logSample, live: live, shadow: shadow, comparison: comparison)
         }
     }
 

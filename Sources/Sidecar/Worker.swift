@@ -43,6 +43,11 @@ final class Worker: @unchecked Sendable {
     @exclusivity(unchecked) var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
     @exclusivity(unchecked) var shadowsInFlight = 0
+    /// `openai` comparisons this worker has queued on `comparisonQueue` (SPEC §14).
+    @exclusivity(unchecked) var llmComparisonsQueued = 0
+    static let maxQueuedLLMComparisons = 256
+    /// Where LLM answers are compared, off every worker's loop (`Shadows.swift`).
+    static let comparisonQueue = DispatchQueue(label: "switchyard.llm-compare", qos: .utility, attributes: .concurrent)
     /// Nil while tracing is off: the request path then checks only this.
     let tracer: Tracer?
     /// This worker's access log lines; nil when the log is off.
