@@ -234,4 +234,23 @@ private let chatRoute = """
             ]
         )
     }
+
+    /// The README's LLM example config loads, its keys as the README describes them.
+    @Test func theReadmesExampleConfigLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let directory = root.appendingPathComponent("examples/llm/config").path
+        let config = try ConfigLoader.load(directory: directory, environment: ["OPENAI_API_KEY": "sk-readme"]).get()
+        #expect(config.warnings.isEmpty)
+        let assistant = try #require(config.models["assistant"])
+        guard case .remote(let v7)? = assistant.versions["ft-v7"]?.backend else {
+            Issue.record("ft-v7 is not a remote version")
+            return
+        }
+        #expect(v7.modelName == "llama-3.1-8b-ft-v7")
+        #expect(v7.headers.map(\.value) == ["Bearer sk-readme"])
+        #expect(assistant.compare?.similarityThreshold == 0.8)
+        #expect(assistant.sticky == .body("/user"))
+        #expect(config.routes.allSatisfy { $0.wireProtocol == .openai })
+    }
 }
