@@ -154,6 +154,34 @@ public struct Comparison: Sendable, Hashable {
         self.liveFailed = liveFailed
         self.shadowFailed = shadowFailed
     }
+
+    /// A comparison of no numbers and no labels (event streams compared by their bytes, LLM
+    /// answers compared as texts, a side that failed): `absDiff` is both the max and the mean
+    /// difference, when there is one.
+    public init(
+        outcome: Outcome,
+        reason: String?,
+        liveFailed: Bool,
+        shadowFailed: Bool,
+        absDiff: Double? = nil,
+        rows: Int = 0
+    ) {
+        self.init(
+            outcome: outcome,
+            maxAbsDiff: absDiff,
+            meanAbsDiff: absDiff,
+            comparedNumbers: 0,
+            flip: false,
+            liveLabels: nil,
+            shadowLabels: nil,
+            rows: rows,
+            liveOutput: nil,
+            shadowOutput: nil,
+            reason: reason,
+            liveFailed: liveFailed,
+            shadowFailed: shadowFailed
+        )
+    }
 }
 
 /// Compares a shadow response with the live one (SPEC §9 "Comparisons", "Shapes in comparisons").

@@ -59,15 +59,6 @@ public func compareLLM(live: ResponseSide, shadow: ResponseSide, similarityThres
     guard let liveAnswer = liveResult.answer, let shadowAnswer = shadowResult.answer else {
         var comparison = Comparison(
             outcome: .error,
-            maxAbsDiff: nil,
-            meanAbsDiff: nil,
-            comparedNumbers: 0,
-            flip: false,
-            liveLabels: nil,
-            shadowLabels: nil,
-            rows: 0,
-            liveOutput: nil,
-            shadowOutput: nil,
             reason: [liveResult.failure, shadowResult.failure].compactMap { $0 }.joined(separator: "; "),
             liveFailed: liveResult.failure != nil,
             shadowFailed: shadowResult.failure != nil
@@ -137,18 +128,11 @@ public func compareLLM(live: ResponseSide, shadow: ResponseSide, similarityThres
     }
     var comparison = Comparison(
         outcome: matched ? .match : .mismatch,
-        maxAbsDiff: 1 - text.similarity,
-        meanAbsDiff: 1 - text.similarity,
-        comparedNumbers: 0,
-        flip: false,
-        liveLabels: nil,
-        shadowLabels: nil,
-        rows: 1,
-        liveOutput: nil,
-        shadowOutput: nil,
         reason: reason,
         liveFailed: false,
-        shadowFailed: false
+        shadowFailed: false,
+        absDiff: 1 - text.similarity,
+        rows: 1
     )
     comparison.isLLM = true
     comparison.text = text

@@ -188,9 +188,8 @@ extension Worker {
         setup: ConfigSnapshot.ModelComparison
     ) {
         let threshold = setup.similarityThreshold
-        guard llmComparisonsQueued < Worker.maxQueuedLLMComparisons else {
-            let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
-            settle(
+        @Sendable func settle(_ comparison: Comparison) {
+            self.settle(
                 exchange,
                 live: live,
                 shadow: shadow,
@@ -198,6 +197,9 @@ extension Worker {
                 summary: ComparisonSummary(comparison),
                 comparison: comparison
             )
+        }
+        guard llmComparisonsQueued < Worker.maxQueuedLLMComparisons else {
+            settle(compareLLM(live: live, shadow: shadow, similarityThreshold: threshold))
             return
         }
         llmComparisonsQueued += 1
@@ -205,14 +207,7 @@ extension Worker {
             let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
             loop.execute { [self] in
                 llmComparisonsQueued -= 1
-                settle(
-                    exchange,
-                    live: live,
-                    shadow: shadow,
-                    setup: setup,
-                    summary: ComparisonSummary(comparison),
-                    comparison: comparison
-                )
+                settle(comparison)
             }
         }
     }
@@ -258,18 +253,9 @@ extension Worker {
             if outcome == .mismatch { reason = "event streams differ" }
         }
         let liveFailed = exchange.liveCopyTooLarge || !live.isSuccess
+        // No number is compared in an event stream or an answer that was not kept.
         return Comparison(
             outcome: outcome,
-            // No number is compared in an event stream or an answer that was not kept.
-            maxAbsDiff: nil,
-            meanAbsDiff: nil,
-            comparedNumbers: 0,
-            flip: false,
-            liveLabels: nil,
-            shadowLabels: nil,
-            rows: 0,
-            liveOutput: nil,
-            shadowOutput: nil,
             reason: reason,
             liveFailed: liveFailed,
             shadowFailed: !liveFailed && !shadow.isSuccess

@@ -422,6 +422,16 @@ final class Worker: @unchecked Sendable {
         var body = exchange.request.body
         var span = ChildSpan()
         let traceparent = exchange.trace == nil ? nil : beginClientSpan(exchange, &span)
+        /// The body cannot go to this version (not the JSON its protocol needs): the client's own
+        /// 400, answered without asking the version.
+        func refuseBody(_ error: ModelError) {
+            deliver(
+                .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
+                exchange,
+                version: version,
+                shadow: shadow
+            )
+        }
         var headers = Forwarding.upstreamHeaders(
             head.headers,
             peerAddress: exchange.request.peerAddress,
@@ -435,12 +445,7 @@ final class Worker: @unchecked Sendable {
                 body = ByteBuffer(bytes: try call.restBody(for: versionProtocol))
                 GRPCCall.restHeaders(&headers)
             } catch {
-                deliver(
-                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
-                    exchange,
-                    version: version,
-                    shadow: shadow
-                )
+                refuseBody(error)
                 return
             }
         } else if isLLM {
@@ -451,12 +456,7 @@ final class Worker: @unchecked Sendable {
                     body = edited
                 }
             } catch {
-                deliver(
-                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
-                    exchange,
-                    version: version,
-                    shadow: shadow
-                )
+                refuseBody(error)
                 return
             }
         } else if translate {
@@ -469,12 +469,7 @@ final class Worker: @unchecked Sendable {
                 body = ByteBuffer(bytes: translated)
                 headers.replaceOrAdd(name: "content-type", value: "application/json")
             } catch {
-                deliver(
-                    .answered(errorReply(SidecarError(error), requestID: exchange.requestID)),
-                    exchange,
-                    version: version,
-                    shadow: shadow
-                )
+                refuseBody(error)
                 return
             }
         }
