@@ -40,7 +40,8 @@ enum ScanOutcome {
 
 /// Field lines plus what the framing rules need, gathered while scanning.
 struct ScannedFields {
-    var fields: [(name: String, value: String)] = []
+    /// The fields, copied as bytes (the scanner has checked each name and value).
+    var headers: HTTPHeaders
     var contentLengthCount = 0
     /// The first well-formed Content-Length value.
     var contentLength: Int? = nil
@@ -58,15 +59,19 @@ struct ScannedFields {
     /// Every Expect value is `100-continue`, ignoring case.
     var expectOnlyContinue = true
 
-    init() {
-        fields.reserveCapacity(16)
+    /// `headBytes`: the head's length, which bounds the fields' bytes.
+    init(headBytes: Int = 512) {
+        headers = HTTPHeaders(reservingFields: 16, bytes: headBytes)
     }
 
     /// Longest Content-Length accepted: 18 digits always fit an Int.
     static let maxContentLengthDigits = 18
 
     mutating func record(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, value: Range<Int>) {
-        fields.append((makeString(bytes, name), makeString(bytes, value)))
+        headers.appendChecked(
+            name: UnsafeRawBufferPointer(rebasing: bytes[name]),
+            value: UnsafeRawBufferPointer(rebasing: bytes[value])
+        )
         switch name.count {
         case 4:
             if bytesEqualIgnoringCase(bytes, name, "host") { hostCount += 1 }
@@ -152,7 +157,7 @@ func scanFields(
         if isOWS(first) {
             return .failure(.badRequest("header line starts with whitespace (obsolete line folding)"))
         }
-        if scanned.fields.count >= maxHeaderCount {
+        if scanned.headers.count >= maxHeaderCount {
             return .failure(.headersTooLarge("more than \(maxHeaderCount) header fields"))
         }
 

@@ -359,16 +359,14 @@ extension Worker {
         var parent: TraceParent?
         var traceparents = 0
         var traceState: String?
-        for field in exchange.request.head.headers.fields {
-            switch field.name.utf8.count {
-            case 11 where field.name.asciiCaseInsensitiveEquals("traceparent"):
+        exchange.request.head.headers.forEachField { _, name, value in
+            if equalsIgnoringCase(name, "traceparent") {
                 traceparents += 1
-                parent = TraceParent.parse(field.value)
-            case 10 where field.name.asciiCaseInsensitiveEquals("tracestate"):
+                parent = TraceParent.parse(String(decoding: value, as: UTF8.self))
+            } else if equalsIgnoringCase(name, "tracestate") {
                 // Several fields are one list (RFC 9110 §5.3).
-                traceState = traceState.map { "\($0),\(field.value)" } ?? field.value
-            default:
-                continue
+                let text = String(decoding: value, as: UTF8.self)
+                traceState = traceState.map { "\($0),\(text)" } ?? text
             }
         }
         if traceparents == 1, let parent {

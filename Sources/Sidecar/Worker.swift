@@ -1067,7 +1067,7 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             method: request.head.method,
             path: path,
             query: query,
-            headers: request.head.headers.fields,
+            headers: request.head.headers,
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )
