@@ -1208,7 +1208,9 @@ final class ServerConnection {
             headScratchStatus = status
         }
         // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
-        headers.write(to: &headScratch.bytes, skipping: ServerConnection.isFraming)
+        for field in headers.fields where !ServerConnection.isFraming(field.name) {
+            HTTPSerializer.appendField(&headScratch.bytes, name: field.name, value: field.value, droppingFraming: false)
+        }
         if willClose {
             HeadBytes.append(&headScratch.bytes, "connection: close\r\n")
         } else if requestIsHTTP10 {
@@ -1249,11 +1251,11 @@ final class ServerConnection {
     }
 
     /// Fields the server writes itself.
-    private static func isFraming(_ name: UnsafeRawBufferPointer) -> Bool {
-        switch name.count {
-        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
-        case 14: return equalsIgnoringCase(name, "content-length")
-        case 17: return equalsIgnoringCase(name, "transfer-encoding")
+    private static func isFraming(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 10: return name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
+        case 14: return name.asciiCaseInsensitiveEquals("content-length")
+        case 17: return name.asciiCaseInsensitiveEquals("transfer-encoding")
         default: return false
         }
     }
@@ -1339,7 +1341,9 @@ final class ServerConnection {
             if let trailers, trailers.count > 0 {
                 // The last chunk, the trailer section, the blank line (RFC 9112 §7.1.2).
                 var section: [UInt8] = Array("0\r\n".utf8)
-                trailers.write(to: &section, skipping: ServerConnection.isFraming)
+                for field in trailers.fields where !ServerConnection.isFraming(field.name) {
+                    HTTPSerializer.appendField(&section, name: field.name, value: field.value, droppingFraming: false)
+                }
                 section.append(contentsOf: [13, 10])
                 evbuffer_add(socket.output, section, section.count)
             } else {

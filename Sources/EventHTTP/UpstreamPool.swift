@@ -562,14 +562,31 @@ final class UpstreamConnection {
             headScratchTarget = request.target
         }
         if request.headersAreEndToEnd {
-            // Filtered by the caller already: its lines are copied as they are.
-            request.headers.write(to: &headScratch.bytes, droppingFraming: sendsLength)
+            // Filtered by the caller already: one pass over the fields, not two.
+            for field in request.headers.fields {
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: field.name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
+            }
         } else {
             let named = HopByHop.connectionNamed(in: request.headers)
-            request.headers.write(to: &headScratch.bytes) { name in
-                HopByHop.isHopByHop(name) || equalsIgnoringCase(name, "host")
-                    || equalsIgnoringCase(name, "content-length")
-                    || named.contains { HopByHop.named($0, equals: name) }
+            for field in request.headers.fields {
+                let name = field.name
+                if HopByHop.isHopByHop(name) || name.asciiCaseInsensitiveEquals("host")
+                    || name.asciiCaseInsensitiveEquals("content-length")
+                    || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
+                {
+                    continue
+                }
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: name,
+                    value: field.value,
+                    droppingFraming: sendsLength
+                )
             }
         }
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)

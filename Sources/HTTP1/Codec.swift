@@ -101,7 +101,7 @@ public enum RequestHeadParser {
         }
         let isHTTP11 = version.minor == 1
 
-        var scanned = ScannedFields(headBytes: min(bytes.count, 4096))
+        var scanned = ScannedFields()
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete
@@ -146,7 +146,7 @@ public enum RequestHeadParser {
             method: makeString(bytes, methodStart..<methodEnd),
             target: makeString(bytes, targetStart..<targetEnd),
             version: isHTTP11 ? .http11 : .http10,
-            headers: scanned.headers,
+            headers: HTTPHeaders(scanned.fields),
             framing: framing,
             keepAlive: isHTTP11 ? !scanned.connectionClose : (scanned.connectionKeepAlive && !scanned.connectionClose),
             // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
@@ -236,7 +236,7 @@ public enum ResponseHeadParser {
         guard bytes[i + 1] == ASCII.lf else { return bad("bare CR in the status line") }
         i += 2
 
-        var scanned = ScannedFields(headBytes: min(bytes.count, 4096))
+        var scanned = ScannedFields()
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete
@@ -274,7 +274,7 @@ public enum ResponseHeadParser {
             status: status,
             reason: makeString(bytes, reasonStart..<reasonEnd),
             version: isHTTP11 ? .http11 : .http10,
-            headers: scanned.headers,
+            headers: HTTPHeaders(scanned.fields),
             framing: framing,
             keepAlive: keepAlive
         )
@@ -769,11 +769,16 @@ public enum HTTPSerializer {
     }
 
     private static func estimatedCapacity(_ headers: HTTPHeaders) -> Int {
-        64 + headers.byteCount  // start line, content-length, final CRLF
+        var n = 64  // start line, content-length, final CRLF
+        for field in headers.fields { n += field.name.utf8.count + field.value.utf8.count + 4 }
+        return n
     }
 
     private static func appendFields(_ out: inout [UInt8], _ headers: HTTPHeaders, _ contentLength: Int?) {
-        headers.write(to: &out, droppingFraming: contentLength != nil)
+        let droppingFraming = contentLength != nil
+        for field in headers.fields {
+            appendField(&out, name: field.name, value: field.value, droppingFraming: droppingFraming)
+        }
         appendEnd(&out, contentLength: contentLength)
     }
 
@@ -846,26 +851,6 @@ public enum HopByHop {
     ]
 
     /// Whether `name` is in `names`, ignoring ASCII case.
-    /// `isHopByHop` on a name's bytes.
-    public static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
-        switch name.count {
-        case 2: return equalsIgnoringCase(name, "te")
-        case 7: return equalsIgnoringCase(name, "trailer") || equalsIgnoringCase(name, "upgrade")
-        case 10: return equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
-        case 16: return equalsIgnoringCase(name, "proxy-connection")
-        case 17: return equalsIgnoringCase(name, "transfer-encoding")
-        case 18: return equalsIgnoringCase(name, "proxy-authenticate")
-        case 19: return equalsIgnoringCase(name, "proxy-authorization")
-        default: return false
-        }
-    }
-
-    /// Whether a name from a `Connection` value equals a field's name bytes, ignoring case.
-    public static func named(_ listed: String, equals name: UnsafeRawBufferPointer) -> Bool {
-        var listed = listed
-        return listed.withUTF8 { asciiCaseInsensitiveEqualBytes(UnsafeRawBufferPointer($0), name) }
-    }
-
     public static func isHopByHop(_ name: String) -> Bool {
         // Dispatch on the length first: most names are not hop-by-hop and share no length with one.
         switch name.utf8.count {
@@ -884,9 +869,9 @@ public enum HopByHop {
     /// allocating) when there is no `Connection` field.
     public static func connectionNamed(in headers: HTTPHeaders) -> [String] {
         var named: [String] = []
-        headers.forEachField { _, name, value in
-            guard equalsIgnoringCase(name, "connection") else { return }
-            for token in value.split(separator: ASCII.comma) {
+        for field in headers.fields
+        where field.name.utf8.count == 10 && field.name.asciiCaseInsensitiveEquals("connection") {
+            for token in field.value.utf8.split(separator: ASCII.comma) {
                 var t = token.drop(while: isOWS)
                 while let last = t.last, isOWS(last) { t = t.dropLast() }
                 if !t.isEmpty { named.append(String(decoding: t, as: UTF8.self)) }
@@ -898,8 +883,13 @@ public enum HopByHop {
     /// `headers` without the hop-by-hop fields and without the fields named in its `Connection` values.
     public static func removing(from headers: HTTPHeaders) -> HTTPHeaders {
         let named = connectionNamed(in: headers)
-        return headers.filter { name, _ in
-            !isHopByHop(name) && !named.contains { HopByHop.named($0, equals: name) }
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(headers.count)
+        for field in headers.fields {
+            if isHopByHop(field.name) { continue }
+            if named.contains(where: { $0.asciiCaseInsensitiveEquals(field.name) }) { continue }
+            kept.append(field)
         }
+        return HTTPHeaders(kept)
     }
 }

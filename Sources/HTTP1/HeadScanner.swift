@@ -40,8 +40,7 @@ enum ScanOutcome {
 
 /// Field lines plus what the framing rules need, gathered while scanning.
 struct ScannedFields {
-    /// The fields, copied as bytes (the scanner has checked each name and value).
-    var headers: HTTPHeaders
+    var fields: [(name: String, value: String)] = []
     var contentLengthCount = 0
     /// The first well-formed Content-Length value.
     var contentLength: Int? = nil
@@ -59,19 +58,15 @@ struct ScannedFields {
     /// Every Expect value is `100-continue`, ignoring case.
     var expectOnlyContinue = true
 
-    /// `headBytes`: the head's length, which bounds the fields' bytes.
-    init(headBytes: Int = 512) {
-        headers = HTTPHeaders(reservingFields: 16, bytes: headBytes)
+    init() {
+        fields.reserveCapacity(16)
     }
 
     /// Longest Content-Length accepted: 18 digits always fit an Int.
     static let maxContentLengthDigits = 18
 
     mutating func record(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, value: Range<Int>) {
-        headers.appendChecked(
-            name: UnsafeRawBufferPointer(rebasing: bytes[name]),
-            value: UnsafeRawBufferPointer(rebasing: bytes[value])
-        )
+        fields.append((makeString(bytes, name), makeString(bytes, value)))
         switch name.count {
         case 4:
             if bytesEqualIgnoringCase(bytes, name, "host") { hostCount += 1 }
@@ -157,7 +152,7 @@ func scanFields(
         if isOWS(first) {
             return .failure(.badRequest("header line starts with whitespace (obsolete line folding)"))
         }
-        if scanned.headers.count >= maxHeaderCount {
+        if scanned.fields.count >= maxHeaderCount {
             return .failure(.headersTooLarge("more than \(maxHeaderCount) header fields"))
         }
 

@@ -29,304 +29,57 @@ public struct HTTPVersion: Sendable, Hashable {
 }
 
 /// Header fields in arrival order. Names keep their case as received; lookups ignore case.
-///
-/// Stored as they go on the wire: one byte array of `name: value\r\n` lines and one span per
-/// field into it. A parsed head's fields are copied in once (no `String` per name or value), a
-/// serializer writes them with one copy per kept run of lines, and a `String` is made only for a
-/// field a caller reads by name (`first(name:)`) or as a tuple (`fields`, iteration). Every stored
-/// field can be written: the parser checked it, and `add` drops a name that is not a token or a
-/// value with CR, LF or NUL.
 public struct HTTPHeaders: Sendable, Hashable, Sequence {
-    /// `name: value\r\n` per field, in order.
-    @usableFromInline var lines: [UInt8]
-    /// Where each field's name and value are in `lines`.
-    @usableFromInline var spans: [Span]
+    public private(set) var fields: [(name: String, value: String)]
 
-    @usableFromInline
-    struct Span: Sendable, Hashable {
-        /// The line starts with the name; the value runs to two bytes before the line's end.
-        @usableFromInline var nameStart: Int32
-        @usableFromInline var nameEnd: Int32
-        @usableFromInline var valueStart: Int32
-        @usableFromInline var valueEnd: Int32
-
-        @usableFromInline var lineEnd: Int { Int(valueEnd) + 2 }
-
-        @usableFromInline
-        init(nameStart: Int32, nameEnd: Int32, valueStart: Int32, valueEnd: Int32) {
-            self.nameStart = nameStart
-            self.nameEnd = nameEnd
-            self.valueStart = valueStart
-            self.valueEnd = valueEnd
-        }
+    public init(_ fields: [(name: String, value: String)] = []) {
+        self.fields = fields
     }
 
-    @inlinable
-    public init() {
-        lines = []
-        spans = []
-    }
+    public var count: Int { fields.count }
 
-    public init(_ fields: [(name: String, value: String)]) {
-        self.init()
-        for field in fields { add(name: field.name, value: field.value) }
-    }
-
-    /// Room for `count` fields of `bytes` line bytes in all (the parser's sizing).
-    public init(reservingFields count: Int, bytes: Int) {
-        self.init()
-        lines.reserveCapacity(bytes)
-        spans.reserveCapacity(count)
-    }
-
-    public var count: Int { spans.count }
-
-    /// The fields as tuples (a `String` pair made per field: for callers off the request path).
-    public var fields: [(name: String, value: String)] {
-        spans.indices.map { (name: name(at: $0), value: value(at: $0)) }
-    }
-
-    /// The field at `index`'s name and value.
-    public func name(at index: Int) -> String {
-        let span = spans[index]
-        return lines.withUnsafeBufferPointer {
-            String(decoding: UnsafeBufferPointer(rebasing: $0[Int(span.nameStart)..<Int(span.nameEnd)]), as: UTF8.self)
-        }
-    }
-
-    public func value(at index: Int) -> String {
-        let span = spans[index]
-        return lines.withUnsafeBufferPointer {
-            String(
-                decoding: UnsafeBufferPointer(rebasing: $0[Int(span.valueStart)..<Int(span.valueEnd)]),
-                as: UTF8.self
-            )
-        }
-    }
-
-    /// Appends a field; a name that is not a token or a value with CR, LF or NUL is dropped (it
-    /// could not be written on the wire).
     public mutating func add(name: String, value: String) {
-        var name = name
-        var value = value
-        name.withUTF8 { n in
-            value.withUTF8 { v in append(name: UnsafeRawBufferPointer(n), value: UnsafeRawBufferPointer(v)) }
-        }
-    }
-
-    /// Appends a field from bytes, checked as `add` checks it.
-    public mutating func append(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard !name.isEmpty, name.allSatisfy(isTChar), isFieldValue(value) else { return }
-        appendChecked(name: name, value: value)
-    }
-
-    /// Appends a field the caller has checked (the parser).
-    @usableFromInline
-    mutating func appendChecked(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        let nameStart = lines.count
-        lines.append(contentsOf: name)
-        let nameEnd = lines.count
-        lines.append(UInt8(ascii: ":"))
-        lines.append(UInt8(ascii: " "))
-        let valueStart = lines.count
-        lines.append(contentsOf: value)
-        let valueEnd = lines.count
-        lines.append(UInt8(ascii: "\r"))
-        lines.append(UInt8(ascii: "\n"))
-        spans.append(
-            Span(
-                nameStart: Int32(nameStart),
-                nameEnd: Int32(nameEnd),
-                valueStart: Int32(valueStart),
-                valueEnd: Int32(valueEnd)
-            )
-        )
+        fields.append((name, value))
     }
 
     /// Replaces every field of this name with one field.
     public mutating func replaceOrAdd(name: String, value: String) {
         remove(name: name)
-        add(name: name, value: value)
+        fields.append((name, value))
     }
 
     public mutating func remove(name: String) {
-        var name = name
-        name.withUTF8 { wanted in
-            let wanted = UnsafeRawBufferPointer(wanted)
-            self = filter { field, _ in !asciiCaseInsensitiveEqualBytes(field, wanted) }
-        }
-    }
-
-    /// The index of the first field named `name`, if any.
-    public func firstIndex(name: String) -> Int? {
-        var name = name
-        return name.withUTF8 { wanted in firstIndex(nameBytes: UnsafeRawBufferPointer(wanted)) }
-    }
-
-    @usableFromInline
-    func firstIndex(nameBytes wanted: UnsafeRawBufferPointer) -> Int? {
-        lines.withUnsafeBytes { all in
-            for (index, span) in spans.enumerated()
-            where Int(span.nameEnd - span.nameStart) == wanted.count
-                && asciiCaseInsensitiveEqualBytes(
-                    UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<Int(span.nameEnd)]),
-                    wanted
-                )
-            {
-                return index
-            }
-            return nil
-        }
+        fields.removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
     }
 
     /// The first value of the field, if any.
     public func first(name: String) -> String? {
-        firstIndex(name: name).map { value(at: $0) }
+        for f in fields where f.name.asciiCaseInsensitiveEquals(name) { return f.value }
+        return nil
     }
 
     /// Every value of the field, in order.
     public func values(name: String) -> [String] {
-        var name = name
-        return name.withUTF8 { wanted in
-            let wanted = UnsafeRawBufferPointer(wanted)
-            var found: [String] = []
-            forEachField { index, fieldName, _ in
-                if asciiCaseInsensitiveEqualBytes(fieldName, wanted) { found.append(value(at: index)) }
-            }
-            return found
-        }
+        fields.compactMap { $0.name.asciiCaseInsensitiveEquals(name) ? $0.value : nil }
     }
 
-    public func contains(name: String) -> Bool { firstIndex(name: name) != nil }
-
-    /// Calls `body` with each field's index, name bytes and value bytes, in order (no `String` made).
-    @inlinable
-    public func forEachField(
-        _ body: (_ index: Int, _ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Void
-    ) rethrows {
-        try lines.withUnsafeBytes { all in
-            for index in spans.indices {
-                let span = spans[index]
-                try body(
-                    index,
-                    UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<Int(span.nameEnd)]),
-                    UnsafeRawBufferPointer(rebasing: all[Int(span.valueStart)..<Int(span.valueEnd)])
-                )
-            }
-        }
-    }
-
-    /// The fields `keep` returns true for (given each field's name and value bytes), copied as
-    /// bytes: consecutive kept lines in one copy.
-    @inlinable
-    public func filter(_ keep: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool) -> HTTPHeaders
-    {
-        var kept = HTTPHeaders()
-        kept.lines.reserveCapacity(lines.count + 96)
-        kept.spans.reserveCapacity(spans.count + 4)
-        lines.withUnsafeBytes { all in
-            for span in spans {
-                let name = UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<Int(span.nameEnd)])
-                let value = UnsafeRawBufferPointer(rebasing: all[Int(span.valueStart)..<Int(span.valueEnd)])
-                guard keep(name, value) else { continue }
-                let shift = Int32(kept.lines.count) - span.nameStart
-                kept.lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<span.lineEnd]))
-                kept.spans.append(
-                    Span(
-                        nameStart: span.nameStart + shift,
-                        nameEnd: span.nameEnd + shift,
-                        valueStart: span.valueStart + shift,
-                        valueEnd: span.valueEnd + shift
-                    )
-                )
-            }
-        }
-        return kept
-    }
-
-    /// Writes every field as `name: value\r\n`, without `content-length` and
-    /// `transfer-encoding` when `droppingFraming` (the writer sets the framing itself).
-    public func write(to out: inout [UInt8], droppingFraming: Bool) {
-        lines.withUnsafeBytes { all in
-            guard droppingFraming else {
-                out.append(contentsOf: all)
-                return
-            }
-            // Runs of kept lines are copied at once.
-            var runStart = 0
-            for span in spans {
-                let length = Int(span.nameEnd - span.nameStart)
-                guard length == 14 || length == 17 else { continue }
-                let name = UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<Int(span.nameEnd)])
-                if equalsIgnoringCase(name, "content-length") || equalsIgnoringCase(name, "transfer-encoding") {
-                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[runStart..<Int(span.nameStart)]))
-                    runStart = span.lineEnd
-                }
-            }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[runStart...]))
-        }
-    }
-
-    /// Writes every field `skip` returns false for (given its name bytes), as `name: value\r\n`;
-    /// consecutive written lines in one copy.
-    @inlinable
-    public func write(to out: inout [UInt8], skipping skip: (_ name: UnsafeRawBufferPointer) -> Bool) {
-        lines.withUnsafeBytes { all in
-            var runStart = 0
-            for span in spans {
-                let name = UnsafeRawBufferPointer(rebasing: all[Int(span.nameStart)..<Int(span.nameEnd)])
-                if skip(name) {
-                    out.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[runStart..<Int(span.nameStart)]))
-                    runStart = span.lineEnd
-                }
-            }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: all[runStart...]))
-        }
-    }
-
-    /// The bytes `write(to:droppingFraming: false)` writes.
-    public var byteCount: Int { lines.count }
+    public func contains(name: String) -> Bool { first(name: name) != nil }
 
     public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
         fields.makeIterator()
     }
 
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
-        lhs.lines == rhs.lines
+        lhs.fields.count == rhs.fields.count
+            && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(lines)
+        for f in fields {
+            hasher.combine(f.name)
+            hasher.combine(f.value)
+        }
     }
-}
-
-/// Whether `bytes` equal `lowercase` (an ASCII literal in lower case) ignoring ASCII case.
-@inlinable
-public func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-    let n = lowercase.utf8CodeUnitCount
-    guard bytes.count == n else { return false }
-    let literal = lowercase.utf8Start
-    var k = 0
-    while k < n {
-        let b = bytes[k]
-        let lower = (b &- 65) < 26 ? b | 0x20 : b
-        if lower != literal[k] { return false }
-        k &+= 1
-    }
-    return true
-}
-
-/// Whether two byte buffers are equal ignoring ASCII case (false when their lengths differ).
-@inlinable
-public func asciiCaseInsensitiveEqualBytes(_ x: UnsafeRawBufferPointer, _ y: UnsafeRawBufferPointer) -> Bool {
-    asciiCaseInsensitiveEqualBytes(x.assumingMemoryBound(to: UInt8.self), y.assumingMemoryBound(to: UInt8.self))
-}
-
-/// A value the writers can put on the wire: no CR, LF or NUL (what would end or corrupt a line).
-@usableFromInline
-func isFieldValue(_ value: UnsafeRawBufferPointer) -> Bool {
-    for byte in value where byte == 0x0D || byte == 0x0A || byte == 0x00 { return false }
-    return true
 }
 
 extension String {

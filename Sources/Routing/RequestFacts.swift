@@ -1,4 +1,3 @@
-public import HTTP1
 public import Policy
 
 /// What routing may know about a request: its head, and a way to read a key from its JSON body.
@@ -14,9 +13,8 @@ public struct RequestFacts: Sendable {
     public var path: String
     /// The text after `?`, without it; nil when the target has none.
     public var query: String?
-    /// In arrival order; names compare ASCII-case-insensitively. The request's own fields (bytes:
-    /// a `String` is made only for a field routing reads).
-    public var headers: HTTPHeaders
+    /// In arrival order; names compare ASCII-case-insensitively.
+    public var headers: [(name: String, value: String)]
     /// Resolves a JSON pointer (RFC 6901) in the body to a key string; nil when the request has no
     /// JSON body. The sidecar supplies it and parses the body only if it is called.
     public var bodyKey: (@Sendable (String) -> String?)?
@@ -27,7 +25,7 @@ public struct RequestFacts: Sendable {
         method: String,
         path: String,
         query: String? = nil,
-        headers: HTTPHeaders,
+        headers: [(name: String, value: String)] = [],
         bodyKey: (@Sendable (String) -> String?)? = nil,
         grpc: GRPCCallFacts? = nil
     ) {
@@ -39,27 +37,9 @@ public struct RequestFacts: Sendable {
         self.grpc = grpc
     }
 
-    public init(
-        method: String,
-        path: String,
-        query: String? = nil,
-        headers: [(name: String, value: String)] = [],
-        bodyKey: (@Sendable (String) -> String?)? = nil,
-        grpc: GRPCCallFacts? = nil
-    ) {
-        self.init(
-            method: method,
-            path: path,
-            query: query,
-            headers: HTTPHeaders(headers),
-            bodyKey: bodyKey,
-            grpc: grpc
-        )
-    }
-
     /// The first value of the header `name` (any case), or nil when it is absent.
     public func header(_ name: String) -> String? {
-        headers.first(name: name)
+        headers.first(where: { asciiCaseInsensitiveEquals($0.name, name) })?.value
     }
 }
 
@@ -105,9 +85,9 @@ public func keyValue(_ source: KeySource, in request: RequestFacts) -> String? {
     }
 }
 
-func cookieValue(_ name: String, in headers: HTTPHeaders) -> String? {
-    for value in headers.values(name: "cookie") {
-        for pair in value.split(separator: ";", omittingEmptySubsequences: true) {
+func cookieValue(_ name: String, in headers: [(name: String, value: String)]) -> String? {
+    for header in headers where asciiCaseInsensitiveEquals(header.name, "cookie") {
+        for pair in header.value.split(separator: ";", omittingEmptySubsequences: true) {
             guard let equals = pair.firstIndex(of: "=") else { continue }
             let key = trimmingWhitespace(pair[..<equals])
             guard key == name else { continue }

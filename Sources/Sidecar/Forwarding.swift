@@ -31,42 +31,39 @@ enum Forwarding {
         isShadow: Bool = false,
         traceparent: String? = nil
     ) -> HTTPHeaders {
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(client.count + 4)
         var forwardedFor: String?
         var hasConnection = false
-        let replacesTraceparent = traceparent != nil
-        // The kept lines are copied as bytes: no `String` per field.
-        var kept = client.filter { name, value in
+        for field in client.fields {
             switch requestFieldRole(
-                name,
+                field.name,
                 mustReadBody: mustReadBody,
                 isShadow: isShadow,
-                replacesTraceparent: replacesTraceparent
+                replacesTraceparent: traceparent != nil
             ) {
             case .endToEnd:
-                return true
+                kept.append(field)
             case .forwardedFor:
-                let text = String(decoding: value, as: UTF8.self)
-                forwardedFor = forwardedFor.map { "\($0), \(text)" } ?? text
-                return false
+                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
             case .connection:
                 hasConnection = true
-                return false
             case .dropped:
-                return false
+                continue
             }
         }
         if hasConnection {
             let named = HopByHop.connectionNamed(in: client)
             if !named.isEmpty {
-                kept = kept.filter { name, _ in !named.contains { HopByHop.named($0, equals: name) } }
+                kept.removeAll { field in named.contains { $0.asciiCaseInsensitiveEquals(field.name) } }
             }
         }
-        kept.add(name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress)
-        kept.add(name: "x-request-id", value: requestID)
-        if mustReadBody { kept.add(name: "accept-encoding", value: "identity") }
-        if isShadow { kept.add(name: "x-switchyard-shadow", value: "1") }
-        if let traceparent { kept.add(name: "traceparent", value: traceparent) }
-        return kept
+        kept.append((name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress))
+        kept.append((name: "x-request-id", value: requestID))
+        if mustReadBody { kept.append((name: "accept-encoding", value: "identity")) }
+        if isShadow { kept.append((name: "x-switchyard-shadow", value: "1")) }
+        if let traceparent { kept.append((name: "traceparent", value: traceparent)) }
+        return HTTPHeaders(kept)
     }
 
     private enum FieldRole {
@@ -79,33 +76,33 @@ enum Forwarding {
     /// `traceparent` when `replacesTraceparent` (the sidecar sets them), `x-forwarded-for` is
     /// extended, every other field is forwarded.
     private static func requestFieldRole(
-        _ name: UnsafeRawBufferPointer,
+        _ name: String,
         mustReadBody: Bool,
         isShadow: Bool,
         replacesTraceparent: Bool
     ) -> FieldRole {
         let dropped: Bool
-        switch name.count {
-        case 2: dropped = equalsIgnoringCase(name, "te")
-        case 4: dropped = equalsIgnoringCase(name, "host")
-        case 6: dropped = equalsIgnoringCase(name, "expect")
-        case 7: dropped = equalsIgnoringCase(name, "trailer") || equalsIgnoringCase(name, "upgrade")
+        switch name.utf8.count {
+        case 2: dropped = name.asciiCaseInsensitiveEquals("te")
+        case 4: dropped = name.asciiCaseInsensitiveEquals("host")
+        case 6: dropped = name.asciiCaseInsensitiveEquals("expect")
+        case 7: dropped = name.asciiCaseInsensitiveEquals("trailer") || name.asciiCaseInsensitiveEquals("upgrade")
         case 10:
-            if equalsIgnoringCase(name, "connection") { return .connection }
-            dropped = equalsIgnoringCase(name, "keep-alive")
-        case 11: dropped = replacesTraceparent && equalsIgnoringCase(name, "traceparent")
-        case 12: dropped = equalsIgnoringCase(name, "x-request-id")
-        case 14: dropped = equalsIgnoringCase(name, "content-length")
+            if name.asciiCaseInsensitiveEquals("connection") { return .connection }
+            dropped = name.asciiCaseInsensitiveEquals("keep-alive")
+        case 11: dropped = replacesTraceparent && name.asciiCaseInsensitiveEquals("traceparent")
+        case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
+        case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
         case 15:
-            if equalsIgnoringCase(name, "x-forwarded-for") { return .forwardedFor }
-            dropped = mustReadBody && equalsIgnoringCase(name, "accept-encoding")
-        case 16: dropped = equalsIgnoringCase(name, "proxy-connection")
-        case 17: dropped = equalsIgnoringCase(name, "transfer-encoding")
-        case 18: dropped = equalsIgnoringCase(name, "proxy-authenticate")
+            if name.asciiCaseInsensitiveEquals("x-forwarded-for") { return .forwardedFor }
+            dropped = mustReadBody && name.asciiCaseInsensitiveEquals("accept-encoding")
+        case 16: dropped = name.asciiCaseInsensitiveEquals("proxy-connection")
+        case 17: dropped = name.asciiCaseInsensitiveEquals("transfer-encoding")
+        case 18: dropped = name.asciiCaseInsensitiveEquals("proxy-authenticate")
         case 19:
             dropped =
-                equalsIgnoringCase(name, "proxy-authorization")
-                || (isShadow && equalsIgnoringCase(name, "x-switchyard-shadow"))
+                name.asciiCaseInsensitiveEquals("proxy-authorization")
+                || (isShadow && name.asciiCaseInsensitiveEquals("x-switchyard-shadow"))
         default: dropped = false
         }
         return dropped ? .dropped : .endToEnd
@@ -113,31 +110,34 @@ enum Forwarding {
 
     /// The client response's fields from an upstream response: hop-by-hop fields, those the
     /// response's `Connection` field names and `responseOwned` ones are dropped (one pass, names
-    /// classified by length first, like the request's; lines copied as bytes).
+    /// classified by length first, like the request's).
     static func responseHeaders(_ upstream: HTTPHeaders) -> HTTPHeaders {
+        var kept: [(name: String, value: String)] = []
+        kept.reserveCapacity(upstream.count + 3)
         var hasConnection = false
-        var kept = upstream.filter { name, _ in
-            if name.count == 10 && equalsIgnoringCase(name, "connection") {
+        for field in upstream.fields {
+            let name = field.name
+            if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
                 hasConnection = true
-                return false
+            } else if !responseFieldIsDropped(name) {
+                kept.append(field)
             }
-            return !responseFieldIsDropped(name)
         }
         if hasConnection {
             let named = HopByHop.connectionNamed(in: upstream)
             if !named.isEmpty {
-                kept = kept.filter { name, _ in !named.contains { HopByHop.named($0, equals: name) } }
+                kept.removeAll { field in named.contains { $0.asciiCaseInsensitiveEquals(field.name) } }
             }
         }
-        return kept
+        return HTTPHeaders(kept)
     }
 
-    private static func responseFieldIsDropped(_ name: UnsafeRawBufferPointer) -> Bool {
-        switch name.count {
-        case 12: return equalsIgnoringCase(name, "x-request-id")
-        case 14: return equalsIgnoringCase(name, "content-length")
-        case 20: return equalsIgnoringCase(name, "x-switchyard-version")
-        case 21: return equalsIgnoringCase(name, "x-switchyard-fallback")
+    private static func responseFieldIsDropped(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 12: return name.asciiCaseInsensitiveEquals("x-request-id")
+        case 14: return name.asciiCaseInsensitiveEquals("content-length")
+        case 20: return name.asciiCaseInsensitiveEquals("x-switchyard-version")
+        case 21: return name.asciiCaseInsensitiveEquals("x-switchyard-fallback")
         default: return HopByHop.isHopByHop(name)
         }
     }
@@ -145,7 +145,11 @@ enum Forwarding {
     /// The client's first `x-request-id` value, if any (`HTTPHeaders.first(name:)`, with the
     /// length compared before the name).
     static func clientRequestID(_ client: HTTPHeaders) -> String? {
-        client.firstIndex(name: "x-request-id").map { client.value(at: $0) }
+        for field in client.fields
+        where field.name.utf8.count == 12 && field.name.asciiCaseInsensitiveEquals("x-request-id") {
+            return field.value
+        }
+        return nil
     }
 
     /// A client-supplied request id is kept when it is short printable ASCII; otherwise a new one is made.

@@ -359,14 +359,16 @@ extension Worker {
         var parent: TraceParent?
         var traceparents = 0
         var traceState: String?
-        exchange.request.head.headers.forEachField { _, name, value in
-            if equalsIgnoringCase(name, "traceparent") {
+        for field in exchange.request.head.headers.fields {
+            switch field.name.utf8.count {
+            case 11 where field.name.asciiCaseInsensitiveEquals("traceparent"):
                 traceparents += 1
-                parent = TraceParent.parse(String(decoding: value, as: UTF8.self))
-            } else if equalsIgnoringCase(name, "tracestate") {
+                parent = TraceParent.parse(field.value)
+            case 10 where field.name.asciiCaseInsensitiveEquals("tracestate"):
                 // Several fields are one list (RFC 9110 §5.3).
-                let text = String(decoding: value, as: UTF8.self)
-                traceState = traceState.map { "\($0),\(text)" } ?? text
+                traceState = traceState.map { "\($0),\(field.value)" } ?? field.value
+            default:
+                continue
             }
         }
         if traceparents == 1, let parent {

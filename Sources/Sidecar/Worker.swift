@@ -1067,7 +1067,7 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             method: request.head.method,
             path: path,
             query: query,
-            headers: request.head.headers,
+            headers: request.head.headers.fields,
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )
