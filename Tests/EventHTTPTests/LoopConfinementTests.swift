@@ -91,5 +91,20 @@ import Testing
         let printed = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(printed.contains(LoopConfinementTests.trapMessage))
     }
+
+    @Test func anUpstreamRequestSentFromAnotherThreadTraps() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let running = try LoopThread()
+            // Nothing listens on port 1: without the check the send fails and the process ends well.
+            let pool = try running.make { UpstreamPool(loop: running.loop, host: "127.0.0.1", port: 1) }
+            let finished = DispatchSemaphore(value: 0)
+            pool.value.send(UpstreamRequest(method: "GET", target: "/"), timeoutMilliseconds: 1000) { _ in
+                finished.signal()
+            }
+            _ = finished.wait(timeout: .now() + 10)
+        }
+        let printed = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(printed.contains(LoopConfinementTests.trapMessage))
+    }
     #endif
 }
