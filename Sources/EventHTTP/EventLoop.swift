@@ -81,11 +81,11 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Whether the calling thread owns the loop's state: the thread running the loop, or before
     /// `run()` the thread that created it. Any thread; for checks and tests (`assertInLoop()`).
+    /// Always true in a release build, which records no owner.
     public var isInLoop: Bool {
         #if DEBUG
         return ownerThread.load(ordering: .relaxed) == UInt(pthread_self())
         #else
-        // Release builds record no owner.
         return true
         #endif
     }
