@@ -1,5 +1,9 @@
 internal import CLibevent
 
+#if DEBUG
+import Synchronization
+#endif
+
 /// A failure to set up a loop, a listener or a socket; `message` says what failed and why.
 public struct EventHTTPError: Error, CustomStringConvertible, Sendable {
     public var message: String
@@ -12,8 +16,14 @@ public struct EventHTTPError: Error, CustomStringConvertible, Sendable {
 /// Only `run()`, `stop()` and `execute(_:)` may be called from any thread. Everything else in
 /// this module (timers, signals, servers, pools, buffers) belongs to one loop and is used only on
 /// that loop's thread (or before `run()` starts). The loop must outlive what is created on it.
+/// Debug builds check this at the confined entry points with `assertInLoop()`.
 public final class EventLoop: @unchecked Sendable {
     let base: OpaquePointer
+    #if DEBUG
+    /// The thread that owns the loop's state (`pthread_self()`): the creating thread until
+    /// `run()` starts, then the thread running it. Read from any thread by `assertInLoop()`.
+    private let ownerThread = Atomic<UInt>(0)
+    #endif
     private let wakePipe: (read: Int32, write: Int32)
     private var wakeEvent: OpaquePointer?
     private var soonEvent: OpaquePointer?
@@ -39,6 +49,9 @@ public final class EventLoop: @unchecked Sendable {
         }
         self.base = base
         self.wakePipe = System.makeWakePipe()
+        #if DEBUG
+        ownerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        #endif
         let me = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, wakePipe.read, Int16(EV_READ | EV_PERSIST), Callbacks.wake, me)
         soonEvent = event_new(base, -1, 0, Callbacks.soon, me)
@@ -57,9 +70,46 @@ public final class EventLoop: @unchecked Sendable {
         readScratch.deallocate()
     }
 
-    /// Runs the loop on the calling thread until `stop()`.
+    /// Runs the loop on the calling thread until `stop()`. From here on that thread owns the
+    /// loop's state, also after `run()` returns (until a later `run()` on another thread).
     public func run() {
+        #if DEBUG
+        ownerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        #endif
         event_base_loop(base, Int32(EVLOOP_NO_EXIT_ON_EMPTY))
+    }
+
+    /// Whether the calling thread owns the loop's state: the thread running the loop, or before
+    /// `run()` the thread that created it. Any thread; for checks and tests (`assertInLoop()`).
+    /// Always true in a release build, which records no owner.
+    public var isInLoop: Bool {
+        #if DEBUG
+        return ownerThread.load(ordering: .relaxed) == UInt(pthread_self())
+        #else
+        return true
+        #endif
+    }
+
+    /// Traps in a debug build when called off the loop's thread (as swift-nio's
+    /// `preconditionInEventLoop`); does nothing in a release build. The first line of each entry
+    /// point to loop-confined state, so a cross-thread call fails where it is made instead of as
+    /// a data race later.
+    @inlinable
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        #if DEBUG
+        checkInLoop(file: file, line: line)
+        #endif
+    }
+
+    @usableFromInline
+    func checkInLoop(file: StaticString, line: UInt) {
+        if !isInLoop {
+            preconditionFailure(
+                "Loop-confined state was used off its loop's thread: use `execute` to get onto the loop.",
+                file: file,
+                line: line
+            )
+        }
     }
 
     /// Makes `run()` return after the current callback. Any thread; called before `run()`, the
@@ -83,6 +133,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Loop thread only. The timer stays scheduled even if the returned handle is dropped.
     @discardableResult
     public func scheduleTimer(afterMilliseconds: Int, _ callback: @escaping () -> Void) -> LoopTimer {
+        assertInLoop()
         let timer = LoopTimer(loop: self, isOneShot: true, action: callback)
         timer.arm(milliseconds: afterMilliseconds)
         return timer
@@ -92,6 +143,7 @@ public final class EventLoop: @unchecked Sendable {
     /// events: the C handler only wakes the loop). Loop thread only; stays registered for the
     /// loop's lifetime. Only one loop per process should watch signals.
     public func onSignal(_ signo: Int32, _ callback: @escaping () -> Void) {
+        assertInLoop()
         let handler = SignalHandler(callback)
         let event = event_new(
             base,
@@ -111,6 +163,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Runs `work` on the loop thread in a later callback, never synchronously. Loop thread only.
     func runSoon(_ work: @escaping () -> Void) {
+        assertInLoop()
         soonWork.append(work)
         if soonWork.count == 1, let soonEvent { event_active(soonEvent, Int32(EV_TIMEOUT), 0) }
     }

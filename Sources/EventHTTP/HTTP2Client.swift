@@ -280,6 +280,7 @@ final class HTTP2ClientConnection {
 
     /// Opens a stream for `call` now, or once connected.
     func start(_ call: HTTP2Call) {
+        loop.assertInLoop()
         call.connection = self
         switch state {
         case .connecting:

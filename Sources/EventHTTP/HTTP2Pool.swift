@@ -165,6 +165,7 @@ public final class HTTP2Pool {
         timeoutMilliseconds: Int,
         completion: @escaping (Result<GRPCResponse, UpstreamError>) -> Void
     ) {
+        loop.assertInLoop()
         let now = System.monotonicMilliseconds()
         let call = HTTP2Call(
             pool: self,

@@ -143,6 +143,7 @@ public final class ResponseWriter {
     /// `connection: close`; any `content-length`, `transfer-encoding` or `connection` field in
     /// `headers` is replaced. `body` is left intact. A no-op if the client went away.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer) {
+        connection.loop.assertInLoop()
         precondition(
             !hasResponded,
             "ResponseWriter.respond was called twice for one request; each request gets exactly one response."
@@ -166,6 +167,7 @@ public final class ResponseWriter {
     /// HTTP/1.1 the body goes chunked with the trailers after the last chunk; an HTTP/1.0 client
     /// gets the body without them. `body` is left intact.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer, trailers: HTTPHeaders) {
+        connection.loop.assertInLoop()
         if trailers.count == 0 {
             respond(status: status, headers: headers, body: body)
             return
@@ -191,6 +193,7 @@ public final class ResponseWriter {
 
     /// Sends the response with a body given as bytes.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        connection.loop.assertInLoop()
         respond(status: status, headers: headers, body: ByteBuffer(bytes: body))
     }
 
@@ -214,6 +217,7 @@ public final class ResponseWriter {
     /// HTTP/1.0 one. Returns false (and does nothing) if the client went away.
     @discardableResult
     public func startStream(status: Int, headers: HTTPHeaders = HTTPHeaders(), contentLength: Int?) -> Bool {
+        connection.loop.assertInLoop()
         precondition(
             !hasResponded,
             "ResponseWriter.startStream was called after a response; each request gets exactly one response."
@@ -234,6 +238,7 @@ public final class ResponseWriter {
     /// `streamHighWaterBytes` wait unsent (`onDrained` says when to go on).
     @discardableResult
     public func streamBody(_ bytes: ByteBuffer) -> Bool {
+        connection.loop.assertInLoop()
         if let http2Stream { return http2Stream.session.streamBody(http2Stream, bytes) }
         return connection.streamBody(bytes, sequence: sequence)
     }
@@ -241,6 +246,7 @@ public final class ResponseWriter {
     /// Ends a streamed body (the last chunk, when chunked); the connection goes on with the
     /// next request.
     public func finishStream() {
+        connection.loop.assertInLoop()
         if let http2Stream {
             http2Stream.session.finishStream(http2Stream, trailers: nil)
             return
@@ -251,6 +257,7 @@ public final class ResponseWriter {
     /// Ends a streamed body with trailer fields: a trailing HEADERS frame on HTTP/2, the fields
     /// after the last chunk on chunked HTTP/1.1 (dropped when the body is not chunked).
     public func finishStream(trailers: HTTPHeaders) {
+        connection.loop.assertInLoop()
         if let http2Stream {
             http2Stream.session.finishStream(http2Stream, trailers: trailers)
             return
@@ -261,6 +268,7 @@ public final class ResponseWriter {
     /// Ends a streamed body abruptly: no last chunk, and the connection closes once what was
     /// queued has been sent, so the client sees that the body was cut (SPEC §10).
     public func cutStream() {
+        connection.loop.assertInLoop()
         if let http2Stream {
             http2Stream.session.cutStream(http2Stream)
             return
@@ -509,6 +517,7 @@ public final class HTTPServer {
     }
 
     fileprivate func accept(fd newFD: Int32, address: UnsafeMutablePointer<sockaddr>?) {
+        loop.assertInLoop()
         var fd = newFD
         if fd >= descriptorCeiling {
             // Into the reserve: the new connection moves into the descriptor of the oldest idle
@@ -678,7 +687,7 @@ final class ServerConnection {
     // loop-thread state whose accesses never overlap (none spans a call that could reach it
     // again), so the runtime check (about 100 instructions per access) buys nothing.
     private(set) weak var server: HTTPServer?
-    private let loop: EventLoop
+    let loop: EventLoop
     private let options: ServerOptions
     let handler: (ServerRequest, ResponseWriter) -> Void
     let peerAddress: String
@@ -775,6 +784,7 @@ final class ServerConnection {
     // MARK: Events
 
     fileprivate func readable() {
+        loop.assertInLoop()
         switch state {
         case .awaitingHead, .readingBody, .awaitingResponse, .streaming:
             let room = maxBufferedInputBytes - socket.inputLength
@@ -817,6 +827,7 @@ final class ServerConnection {
     }
 
     fileprivate func writable() {
+        loop.assertInLoop()
         guard state != .closed else { return }
         let before = outputLength
         switch socket.flushOutcome() {

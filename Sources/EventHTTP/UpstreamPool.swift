@@ -195,6 +195,7 @@ public final class UpstreamPool {
         disposition: ((ResponseHead) -> BodyDisposition)? = nil,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
+        loop.assertInLoop()
         let now = System.monotonicMilliseconds()
         let exchange = Exchange(
             pool: self,

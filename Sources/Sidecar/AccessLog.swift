@@ -140,6 +140,7 @@ final class AccessLogger {
 
     /// Formats one line into the chunk; the chunk goes to the log when it is full, or soon.
     func write(_ entry: borrowing AccessEntry) {
+        loop?.assertInLoop()
         let line = chunk
         appendTime(to: line)
         switch log.format {
@@ -161,6 +162,7 @@ final class AccessLogger {
 
     /// Hands the lines formatted so far to the log (also when the worker has drained).
     func flush() {
+        loop?.assertInLoop()
         guard records > 0 else { return }
         log.append(UnsafeBufferPointer(start: chunk.storage, count: chunk.count), records: records)
         chunk.removeAll()

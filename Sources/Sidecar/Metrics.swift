@@ -388,19 +388,32 @@ struct MetricCache {
         var version: String
         var role: SidecarMetrics.Role
     }
-    struct PairKey: Hashable {
+    /// A compared pair: the live and the shadow version of one model.
+    struct ComparedPairKey: Hashable {
         var model: String
-        var live: String
-        var shadow: String
+        var liveVersion: String
+        var shadowVersion: String
+    }
+    /// A fallback taken: the version that failed and the version answered instead.
+    struct FallbackKey: Hashable {
+        var model: String
+        var fromVersion: String
+        var toVersion: String
+    }
+    /// Something that happened to one version for a reason (a shadow dropped, a stream cut).
+    struct ReasonKey: Hashable {
+        var model: String
+        var version: String
+        var reason: String
     }
 
     var requests: [RequestKey: Counter] = [:]
     var durations: [VersionKey: ValueHistogram] = [:]
-    var pairs: [PairKey: PairHandles] = [:]
-    var fallbacks: [PairKey: Counter] = [:]
+    var pairs: [ComparedPairKey: PairHandles] = [:]
+    var fallbacks: [FallbackKey: Counter] = [:]
     var sticky: [String: Counter] = [:]
-    var dropped: [PairKey: Counter] = [:]
-    var cuts: [PairKey: Counter] = [:]
+    var dropped: [ReasonKey: Counter] = [:]
+    var cuts: [ReasonKey: Counter] = [:]
     var firstBytes: [VersionKey: ValueHistogram] = [:]
     /// SPEC §14's handles: per version and role, the prompt and completion token counters and the
     /// time-to-first-token histogram.
@@ -413,9 +426,9 @@ struct MetricCache {
     private var lastShadowRequest: (key: RequestKey, handle: Counter)?
     private var lastLiveDuration: (key: VersionKey, handle: ValueHistogram)?
     private var lastShadowDuration: (key: VersionKey, handle: ValueHistogram)?
-    private var lastPair: (key: PairKey, handle: PairHandles)?
+    private var lastPair: (key: ComparedPairKey, handle: PairHandles)?
     /// While shadows are being dropped, every request drops the same one.
-    private var lastDropped: (key: PairKey, handle: Counter)?
+    private var lastDropped: (key: ReasonKey, handle: Counter)?
 
     /// The handle for `key`: the one used last when the key is the same (comparing two keys whose
     /// strings share storage costs less than hashing one), else the table's, else a new one from
@@ -440,7 +453,7 @@ struct MetricCache {
     }
 
     mutating func fallback(_ metrics: SidecarMetrics, model: String, from: String, to: String) -> Counter {
-        let key = PairKey(model: model, live: from, shadow: to)
+        let key = FallbackKey(model: model, fromVersion: from, toVersion: to)
         if let counter = fallbacks[key] { return counter }
         let counter = metrics.fallbacks(model: model, from: from, to: to)
         fallbacks[key] = counter
@@ -455,13 +468,13 @@ struct MetricCache {
     }
 
     mutating func shadowDropped(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
-        Self.handle(PairKey(model: model, live: version, shadow: reason), last: &lastDropped, in: &dropped) {
+        Self.handle(ReasonKey(model: model, version: version, reason: reason), last: &lastDropped, in: &dropped) {
             metrics.shadowDropped(model: model, version: version, reason: reason)
         }
     }
 
     mutating func streamCut(_ metrics: SidecarMetrics, model: String, version: String, reason: String) -> Counter {
-        let key = PairKey(model: model, live: version, shadow: reason)
+        let key = ReasonKey(model: model, version: version, reason: reason)
         if let counter = cuts[key] { return counter }
         let counter = metrics.streamsCut(model: model, version: version, reason: reason)
         cuts[key] = counter
@@ -540,7 +553,11 @@ struct MetricCache {
     }
 
     mutating func pair(_ metrics: SidecarMetrics, model: String, live: String, shadow: String) -> PairHandles {
-        Self.handle(PairKey(model: model, live: live, shadow: shadow), last: &lastPair, in: &pairs) {
+        Self.handle(
+            ComparedPairKey(model: model, liveVersion: live, shadowVersion: shadow),
+            last: &lastPair,
+            in: &pairs
+        ) {
             PairHandles(
                 match: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "match"),
                 mismatch: metrics.comparisons(model: model, live: live, shadow: shadow, outcome: "mismatch"),

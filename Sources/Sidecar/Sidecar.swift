@@ -187,15 +187,22 @@ public final class Sidecar: @unchecked Sendable {
             threads.append(thread)
             thread.start()
         }
-        state.setReady(true)
-        adminLoop.onSignal(SIGTERM) { [unowned self] in self.beginDrain(signal: "SIGTERM") }
-        adminLoop.onSignal(SIGINT) { [unowned self] in self.beginDrain(signal: "SIGINT") }
-        adminLoop.onSignal(SIGHUP) { [unowned self] in _ = self.reload(trigger: "SIGHUP") }
         signal(SIGPIPE, SIG_IGN)
-        scheduleGuardChecks()
-        if options.configPollMilliseconds > 0 {
-            watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in self.snapshot.watchedFiles }
-            schedulePoll()
+        // The admin loop's state belongs to the thread running it (`EventLoop.assertInLoop`), which
+        // need not be the one that made this sidecar (the tests run it on another): its signals
+        // and timers are set up in its first callback, and the sidecar is ready once they are.
+        adminLoop.execute { [self] in
+            adminLoop.onSignal(SIGTERM) { [unowned self] in self.beginDrain(signal: "SIGTERM") }
+            adminLoop.onSignal(SIGINT) { [unowned self] in self.beginDrain(signal: "SIGINT") }
+            adminLoop.onSignal(SIGHUP) { [unowned self] in _ = self.reload(trigger: "SIGHUP") }
+            scheduleGuardChecks()
+            if options.configPollMilliseconds > 0 {
+                watcher = ConfigWatcher(directory: options.configDirectory) { [unowned self] in
+                    self.snapshot.watchedFiles
+                }
+                schedulePoll()
+            }
+            state.setReady(true)
         }
         logger.info(
             "serving",

@@ -181,6 +181,7 @@ final class Worker: @unchecked Sendable {
     // MARK: - Requests
 
     func handle(_ request: ServerRequest, _ writer: ResponseWriter) {
+        loop.assertInLoop()
         // A gRPC call (SPEC §13) is decoded first (GRPCCalls.swift), then routed as below.
         if request.isHTTP2, let type = request.head.headers.first(name: "content-type"),
             GRPCFraming.isGRPC(contentType: type)
@@ -202,6 +203,7 @@ final class Worker: @unchecked Sendable {
 
     /// Routes a request (a REST one, or a decoded gRPC call) and asks the chosen version.
     func dispatch(_ exchange: Exchange) {
+        loop.assertInLoop()
         let request = exchange.request
         let outcome = decide(exchange.facts(), table: exchange.snapshot.routing, guards: guards, using: &random)
         switch outcome {
@@ -774,6 +776,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, error: SidecarError, version: String?) {
+        loop.assertInLoop()
         if exchange.trace?.isSampled == true { exchange.trace?.errorType = error.code }
         respond(
             exchange,
@@ -784,6 +787,7 @@ final class Worker: @unchecked Sendable {
     }
 
     func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
+        loop.assertInLoop()
         if let call = exchange.grpc {
             respondGRPC(exchange, call: call, reply: reply, version: version, failedVersion: failedVersion)
             return
@@ -842,6 +846,7 @@ extension Worker {
     /// upstream, and a stream cut short ends the client's response abruptly and is counted.
     /// With shadows, a copy of up to `--max-response-bytes` is kept for the comparison.
     func relay(_ exchange: Exchange, reply: Reply, stream: UpstreamStream, version: String) {
+        loop.assertInLoop()
         let writer = exchange.writer
         let status = reply.status
         guard writer.startStream(status: status, headers: reply.headers, contentLength: reply.streamLength) else {

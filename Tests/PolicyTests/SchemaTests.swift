@@ -188,7 +188,9 @@ enum SchemaFiles {
             (ConfigFileKind.routes, "routes/r.yaml"), (.policy, "policies/p.yaml"), (.policy, "policies/q.yaml"),
             (.policy, "policies/o.yaml"),
         ] {
-            let json = try #require(SchemaFiles.json(yaml: try String(contentsOfFile: "\(directory)/\(file)")))
+            let json = try #require(
+                SchemaFiles.json(yaml: try String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8))
+            )
             #expect(JSONSchemaValidator.errors(json, against: ConfigCatalogue.schema(kind)) == [])
             Self.collectKeys(json, into: &used)
         }

@@ -64,7 +64,8 @@ final class MLServerProcess {
         try JSONSerialization.data(withJSONObject: modelSettings)
             .write(to: URL(fileURLWithPath: directory + "/churn/model-settings.json"))
         let mlserver = URL(fileURLWithPath: python).deletingLastPathComponent().appendingPathComponent("mlserver").path
-        FileManager.default.createFile(atPath: directory + "/mlserver.log", contents: nil)
+        // Opening it for writing (next line) fails if it could not be made.
+        _ = FileManager.default.createFile(atPath: directory + "/mlserver.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/mlserver.log"))
         // Its own process group (Foundation may already have made one), then exec: the group's
         // id is the PID we hold.
