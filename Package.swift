@@ -76,27 +76,33 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // What the test targets share: fake upstreams, a raw HTTP client, polling waits, a
+        // `switchyard serve` child on kernel-chosen ports, SplitMix64. Depends on no product code.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Test PKI and a Python TLS server, shared by the test targets that talk TLS.
-        .target(name: "TestTLSSupport", path: "Tests/TestTLSSupport"),
+        .target(name: "TestTLSSupport", dependencies: ["TestSupport"], path: "Tests/TestTLSSupport"),
 
-        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"]),
-        .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1", "TestTLSSupport"]),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "TestSupport"]),
+        .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1", "TestSupport", "TestTLSSupport"]),
         .testTarget(name: "YAMLSourceTests", dependencies: ["YAMLSource"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy", "TestSupport"]),
         .testTarget(
             name: "ModelsTests",
-            dependencies: ["Models", "Protos", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: [
+                "Models", "Protos", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(name: "CompareTests", dependencies: ["Compare", "Models"]),
         .testTarget(
             name: "SidecarTests",
             dependencies: [
-                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", "TestTLSSupport",
+                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", "TestSupport",
+                "TestTLSSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["switchyard", "TestTLSSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["switchyard", "TestSupport", "TestTLSSupport"]),
     ]
 )

@@ -95,9 +95,7 @@ import Glibc
 
     /// Waits (at most 15 s) for the process to exit; false if it is still running.
     static func waitForExit(_ process: Process) -> Bool {
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        return !process.isRunning
+        eventually(within: 15) { !process.isRunning }
     }
 
     @Test func servesOnTCPAndAUnixSocketWithTheAdminOnASocketAndRemovesTheFilesOnSIGTERM() throws {
@@ -105,19 +103,16 @@ import Glibc
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let data = directory + "/data.sock"
         let admin = directory + "/admin.sock"
-        let port = DefaultConfigServeTests.freePort()
-        let (process, _) = try Self.start([
-            "--listen", "127.0.0.1:\(port)", "--listen", "unix:\(data)", "--admin", "unix:\(admin)",
+        let serve = try ServeProcess([
+            "--listen", "127.0.0.1:0", "--listen", "unix:\(data)", "--admin", "unix:\(admin)",
             "--socket-mode", "0600", "--workers", "2",
         ])
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        defer { serve.kill() }
+        let process = serve.process
+        let port = serve.port
+        #expect(port > 0, "\(serve.stderr)")
 
-        var health: (Int, String)?
-        for _ in 0..<200 {
-            health = Self.request(unixPath: admin, "GET", "/healthz")
-            if health != nil { break }
-            usleep(25_000)
-        }
+        let health = polled { Self.request(unixPath: admin, "GET", "/healthz") }
         #expect(health?.0 == 200)
         #expect(Self.mode(data) == 0o600)
         #expect(Self.mode(admin) == 0o600)

@@ -2,6 +2,7 @@ import Dispatch
 import EventHTTP
 import Foundation
 import HTTP1
+@_exported import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,11 +12,6 @@ import Glibc
 final class Box<T>: @unchecked Sendable {
     var value: T
     init(_ value: T) { self.value = value }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// An `EventLoop` running on its own thread. Objects created on it are kept until `shutdown()`,
@@ -208,14 +204,6 @@ final class RawClient {
     }
 }
 
-func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-    guard haystack.count >= needle.count else { return nil }
-    for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) {
-        return i
-    }
-    return nil
-}
-
 /// A JSON object body decoded with Foundation (tests only).
 func jsonObject(_ body: [UInt8]) -> [String: String] {
     let any = try? JSONSerialization.jsonObject(with: Data(body))
@@ -347,30 +335,6 @@ func unixConnect(_ path: String) throws -> Int32 {
         throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(code)))")
     }
     return fd
-}
-
-/// A fresh short directory under /tmp (sun_path holds 107 bytes), removed by `remove()`.
-struct SocketDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/sy-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw TestFailure("mkdtemp failed")
-        }
-        path = String(cString: made)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// The file type and permission bits of `path` (lstat), or nil when nothing is there.
-func fileMode(_ path: String) -> mode_t? {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return nil }
-    return info.st_mode
 }
 
 func isSocketFile(_ path: String) -> Bool {

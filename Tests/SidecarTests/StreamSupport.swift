@@ -380,11 +380,6 @@ final class ChildSidecar {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// A process's resident set size in bytes (from /proc/PID/status).
 func residentBytes(of pid: Int32) -> Int {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
