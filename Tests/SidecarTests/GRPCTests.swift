@@ -331,7 +331,7 @@ enum GRPCClients {
         _ = try GRPCClients.scenario("infer", port: setup.sidecar.port)
         var records: [[String: Any]] = []
         #expect(
-            ShadowTests.eventually {
+            eventually {
                 let text = (try? String(contentsOfFile: setup.comparisonLog, encoding: .utf8)) ?? ""
                 records = text.split(separator: "\n").compactMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

@@ -337,16 +337,12 @@ final class ChildSidecar {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
+        let listening = eventually {
             let fd = connect()
-            if fd >= 0 {
-                close(fd)
-                return
-            }
-            usleep(20_000)
+            if fd >= 0 { close(fd) }
+            return fd >= 0
         }
-        throw TestFailure("the child sidecar did not start listening")
+        if !listening { throw TestFailure("the child sidecar did not start listening") }
     }
 
     var pid: Int32 { process.processIdentifier }
