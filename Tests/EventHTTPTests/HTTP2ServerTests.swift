@@ -298,6 +298,7 @@ private func hexString(_ bytes: [UInt8]) -> String {
         let drained = Box(false)
         try loop.sync { server.value.drain { drained.value = true } }
         // The held stream is answered after the GOAWAY; then the connection closes.
+        // An absence to check, so a fixed window: the drain must not finish while a stream is held.
         usleep(200_000)
         #expect(try loop.sync { drained.value } == false)
         try loop.sync {

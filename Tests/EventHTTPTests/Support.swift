@@ -54,12 +54,7 @@ final class LoopThread: @unchecked Sendable {
 
     /// Polls `condition` on the loop thread until it holds (or `timeoutMilliseconds` pass).
     func eventually(timeoutMilliseconds: Int = 3000, _ condition: @escaping () -> Bool) throws -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
-        while Date() < deadline {
-            if try sync(condition) { return true }
-            usleep(20_000)
-        }
-        return try sync(condition)
+        try TestSupport.eventually(within: Double(timeoutMilliseconds) / 1000) { try sync(condition) }
     }
 
     func shutdown() {

@@ -47,6 +47,7 @@ final class FakeGRPCUpstream: @unchecked Sendable {
                     context.abort(grpc.StatusCode.UNAVAILABLE, "backend down for maintenance")
                 if name.startswith("missing"):
                     context.abort(grpc.StatusCode.NOT_FOUND, "no model called missing here")
+                # The scenario: "slow" outlasts a call's deadline; "hold" keeps calls overlapping.
                 if name == "slow":
                     time.sleep(2)
                 if name == "hold":

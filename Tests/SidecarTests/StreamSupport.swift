@@ -93,6 +93,7 @@ final class PacedUpstream: @unchecked Sendable {
             }
             Net.send(fd, head + "\r\n")
             for (index, piece) in pieces.enumerated() {
+                // The scenario: an upstream pacing its pieces.
                 if index > 0 && delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }
                 var bytes = piece
                 if framing == .chunked {
