@@ -46,23 +46,7 @@ import Glibc
     }
 
     /// A connected TCP socket that sends nothing (an idle keep-alive client); -1 on failure.
-    static func idleConnection(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if rc != 0 {
-            close(fd)
-            return -1
-        }
-        return fd
-    }
+    static func idleConnection(port: Int) -> Int32 { Net.connect(port: port) }
 
     /// One GET with `Connection: close`: the status and body, or nil when no whole answer came
     /// within `timeoutSeconds`.

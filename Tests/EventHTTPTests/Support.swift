@@ -312,22 +312,10 @@ func send(
 
 /// A connected Unix stream socket, or a `TestFailure` naming the errno.
 func unixConnect(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket failed") }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-    }
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-    guard rc == 0 else {
-        let code = errno
-        Glibc.close(fd)
-        throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(code)))")
+    let fd = Net.connect(unixPath: path)
+    guard fd >= 0 else {
+        // errno of the failed connect (a successful close leaves it alone).
+        throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(errno)))")
     }
     return fd
 }

@@ -248,7 +248,7 @@ enum GRPCRemoteClientScript {
     }()
 
     static func scenario(_ name: String, port: Int) throws -> [String: Any] {
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             try GRPCClients.python.get(),
             [scriptPath, name, String(port), try GRPCClients.stubs.get()]
         )

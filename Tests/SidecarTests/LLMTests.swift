@@ -84,7 +84,7 @@ final class FakeOpenAI: @unchecked Sendable {
     /// Runs one client scenario against the sidecar and returns what it printed.
     static func client(_ scenario: String, port: Int, _ argument: String = "") throws -> Any {
         let python = try GRPCClients.python.get()
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             python,
             [scriptPath, scenario, "http://127.0.0.1:\(port)/v1", argument].filter { !$0.isEmpty }
         )

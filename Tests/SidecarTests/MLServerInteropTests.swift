@@ -14,7 +14,7 @@ import Glibc
 enum MLServerVenv {
     static let python: Result<String, TestFailure> = {
         let script = GRPCClients.packageRoot.appendingPathComponent("scripts/test-venv").path
-        let (status, output) = GRPCClients.run("/bin/bash", [script, "mlserver"])
+        let (status, output) = runProcess("/bin/bash", [script, "mlserver"])
         let path = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init)
         guard status == 0, let path, FileManager.default.isExecutableFile(atPath: path) else {
             return .failure(
@@ -190,7 +190,7 @@ enum MLServerClientScript {
     static func run(python: String, sidecar: Int, mlserver: MLServerProcess) throws -> [String: Any] {
         let path = NSTemporaryDirectory() + "switchyard-mlserver-client-\(getpid()).py"
         try Data(source.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             python,
             [path, String(sidecar), String(mlserver.grpcPort), String(mlserver.httpPort)]
         )

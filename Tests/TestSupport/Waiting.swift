@@ -54,3 +54,18 @@ public func find(_ needle: [UInt8], in haystack: [UInt8], from: Int = 0) -> Int?
     }
     return nil
 }
+
+/// Runs `executable` with `arguments` to its end: the exit status (-1 when it cannot start) and
+/// standard output and standard error together.
+public func runProcess(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    do { try process.run() } catch { return (-1, "\(error)") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
