@@ -85,7 +85,11 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "TestSupport"]),
         .testTarget(name: "EventHTTPTests", dependencies: ["EventHTTP", "HTTP1", "TestSupport", "TestTLSSupport"]),
         .testTarget(name: "YAMLSourceTests", dependencies: ["YAMLSource"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "PolicyTests",
+            dependencies: ["Policy", "TestSupport"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy", "TestSupport"]),
         .testTarget(
             name: "ModelsTests",

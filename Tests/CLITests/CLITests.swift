@@ -39,16 +39,7 @@ enum CLI {
     }
 
     static func tempDirectory(files: [String: String]) throws -> String {
-        let path = NSTemporaryDirectory() + "switchyard-cli-" + UUID().uuidString
-        for (name, text) in files {
-            let full = path + "/" + name
-            try FileManager.default.createDirectory(
-                atPath: (full as NSString).deletingLastPathComponent,
-                withIntermediateDirectories: true
-            )
-            try text.write(toFile: full, atomically: true, encoding: .utf8)
-        }
-        return path
+        try temporaryDirectory(files: files, prefix: "switchyard-cli-")
     }
 }
 

@@ -187,27 +187,32 @@ public final class FakeUpstream: @unchecked Sendable {
     }
 }
 
+/// A fresh folder under the temporary directory holding `files` (relative path → text, folders
+/// made as needed); the caller removes it.
+public func temporaryDirectory(files: [String: String], prefix: String = "switchyard-") throws -> String {
+    let path = NSTemporaryDirectory() + prefix + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    for (name, text) in files {
+        let full = path + "/" + name
+        try FileManager.default.createDirectory(
+            atPath: (full as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        try text.write(toFile: full, atomically: true, encoding: .utf8)
+    }
+    return path
+}
+
 /// A config directory in a temporary folder, removed by `remove()`.
 public struct TempConfig {
     public let path: String
 
     public init(routes: String, policies: [String: String], extraFiles: [String: String] = [:]) throws {
-        path = NSTemporaryDirectory() + "switchyard-test-" + UUID().uuidString
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: path + "/routes", withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: path + "/policies", withIntermediateDirectories: true)
-        try routes.write(toFile: path + "/routes/routes.yaml", atomically: true, encoding: .utf8)
-        for (name, text) in policies {
-            try text.write(toFile: path + "/policies/\(name).yaml", atomically: true, encoding: .utf8)
-        }
-        for (name, text) in extraFiles {
-            let full = path + "/" + name
-            try fm.createDirectory(
-                atPath: (full as NSString).deletingLastPathComponent,
-                withIntermediateDirectories: true
-            )
-            try text.write(toFile: full, atomically: true, encoding: .utf8)
-        }
+        var files = extraFiles
+        files["routes/routes.yaml"] = routes
+        for (name, text) in policies { files["policies/\(name).yaml"] = text }
+        path = try temporaryDirectory(files: files, prefix: "switchyard-test-")
+        try FileManager.default.createDirectory(atPath: path + "/policies", withIntermediateDirectories: true)
     }
 
     public func write(_ relative: String, _ text: String) throws {
