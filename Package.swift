@@ -83,26 +83,40 @@ let package = Package(
             swiftSettings: warningsAsErrorsInCI
         ),
 
+        // What the test targets share: fake upstreams, a raw HTTP client, polling waits, a
+        // `switchyard serve` child on kernel-chosen ports, SplitMix64. Depends on no product code.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: warningsAsErrorsInCI),
         // Test PKI and a Python TLS server, shared by the test targets that talk TLS.
-        .target(name: "TestTLSSupport", path: "Tests/TestTLSSupport", swiftSettings: warningsAsErrorsInCI),
+        .target(
+            name: "TestTLSSupport",
+            dependencies: ["TestSupport"],
+            path: "Tests/TestTLSSupport",
+            swiftSettings: warningsAsErrorsInCI
+        ),
 
-        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: warningsAsErrorsInCI),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1", "TestSupport"], swiftSettings: warningsAsErrorsInCI),
         .testTarget(
             name: "EventHTTPTests",
-            dependencies: ["EventHTTP", "HTTP1", "TestTLSSupport"],
+            dependencies: ["EventHTTP", "HTTP1", "TestSupport", "TestTLSSupport"],
             swiftSettings: warningsAsErrorsInCI
         ),
         .testTarget(name: "YAMLSourceTests", dependencies: ["YAMLSource"], swiftSettings: warningsAsErrorsInCI),
         .testTarget(
             name: "PolicyTests",
-            dependencies: ["Policy"],
+            dependencies: ["Policy", "TestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: warningsAsErrorsInCI
         ),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "Policy"], swiftSettings: warningsAsErrorsInCI),
+        .testTarget(
+            name: "RoutingTests",
+            dependencies: ["Routing", "Policy", "TestSupport"],
+            swiftSettings: warningsAsErrorsInCI
+        ),
         .testTarget(
             name: "ModelsTests",
-            dependencies: ["Models", "Protos", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: [
+                "Models", "Protos", "TestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             resources: [.copy("Fixtures")],
             swiftSettings: warningsAsErrorsInCI
         ),
@@ -110,14 +124,15 @@ let package = Package(
         .testTarget(
             name: "SidecarTests",
             dependencies: [
-                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", "TestTLSSupport",
+                "switchyard", "Sidecar", "EventHTTP", "HTTP1", "Policy", "Models", "Compare", "TestSupport",
+                "TestTLSSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: warningsAsErrorsInCI
         ),
         .testTarget(
             name: "CLITests",
-            dependencies: ["switchyard", "TestTLSSupport"],
+            dependencies: ["switchyard", "TestSupport", "TestTLSSupport"],
             swiftSettings: warningsAsErrorsInCI
         ),
     ]

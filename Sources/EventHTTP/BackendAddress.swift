@@ -16,18 +16,27 @@ final class BackendAddress {
     private let port: Int
     /// `host` is a name (not an IP literal): `refresh` looks it up again.
     private let isName: Bool
-    private var lastResolvedMilliseconds: Int64 = 0
-    private var isResolving = false
+    private(set) var lastResolvedMilliseconds: Int64 = 0
+    private(set) var isResolving = false
+    private let lookup: Lookup
 
-    /// `host` is an IPv4 or IPv6 literal, `localhost` (127.0.0.1), or a name to look up.
-    init(host: String, port: Int) {
+    /// Fills `out` with an address for `host` and `port` and returns its length, 0 when the
+    /// name does not resolve.
+    typealias Lookup = @Sendable (_ host: String, _ port: Int32, _ out: UnsafeMutablePointer<sockaddr_storage>) -> Int32
+    /// getaddrinfo, through libevent.
+    static let systemLookup: Lookup = { switchyard_resolve($0, $1, $2) }
+
+    /// `host` is an IPv4 or IPv6 literal, `localhost` (127.0.0.1), or a name to look up with
+    /// `lookup` (tests pass their own, to play a name that starts resolving later).
+    init(host: String, port: Int, lookup: @escaping Lookup = BackendAddress.systemLookup) {
         self.host = host
         self.port = port
+        self.lookup = lookup
         let literal = host == "localhost" ? "127.0.0.1" : host
         length = switchyard_make_sockaddr(literal, Int32(port), &storage)
         isName = length == 0
         if isName {
-            length = switchyard_resolve(host, Int32(port), &storage)
+            length = lookup(host, Int32(port), &storage)
             lastResolvedMilliseconds = System.monotonicMilliseconds()
         }
         if length == 0 { failure = "cannot resolve backend host \"\(host)\"" }
@@ -38,6 +47,7 @@ final class BackendAddress {
         host = "localhost"
         port = 0
         isName = false
+        lookup = BackendAddress.systemLookup
         length = switchyard_make_unix_sockaddr(socketPath, &storage)
         if length == 0 {
             failure = "connect to unix:\(socketPath) failed: the path is empty or longer than 107 bytes"
@@ -62,9 +72,10 @@ final class BackendAddress {
         let host = self.host
         let port = Int32(self.port)
         let box = BackendAddressBox(self)
+        let lookup = self.lookup
         let started = spawnDetachedThread {
             var storage = sockaddr_storage()
-            let length = switchyard_resolve(host, port, &storage)
+            let length = lookup(host, port, &storage)
             let result = ResolvedAddress(storage: storage, length: length)
             loop.execute {
                 guard let address = box.address else { return }

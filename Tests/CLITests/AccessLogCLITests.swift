@@ -43,45 +43,19 @@ import Glibc
     static func serveOnce(_ arguments: [String]) throws -> (stdout: String, stderr: String) {
         let directory = try config()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = DefaultConfigServeTests.freePort()
-        let admin = DefaultConfigServeTests.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments =
-            [
-                "serve", "--config", directory, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)",
-                "--workers", "1", "--log-format", "json",
-            ] + arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        var ready = false
-        for _ in 0..<400 where !ready {
-            ready = Net.canConnect(port: admin)
-            if !ready { usleep(25_000) }
-        }
-        try #require(ready)
+        let serve = try ServeProcess(["--config", directory, "--workers", "1", "--log-format", "json"] + arguments)
+        defer { serve.kill() }
         let answer = try #require(
             DefaultConfigServeTests.post(
-                port: port,
+                port: serve.port,
                 path: "/predict?user=alice",
                 body: #"{"instances": [[12, 73.36, 2, 1]]}"#,
                 headers: ["x-request-id": "cli-1"]
             )
         )
         #expect(answer.0 == 200)
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        #expect(!process.isRunning)
-        #expect(process.terminationStatus == 0)
-        return (
-            String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-            String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        )
+        #expect(serve.stop() == 0)
+        return (serve.stdout, serve.stderr)
     }
 
     @Test func theAccessLogGoesToStandardOutputAsJSON() throws {

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -7,21 +8,8 @@ import Glibc
 
 /// The built `switchyard` binary, run as a user would: output and exit codes.
 enum CLI {
-    /// The repository root (this file is Tests/CLITests/CLITests.swift).
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-
-    static var binary: String {
-        // The test bundle sits in the build products folder beside the executable.
-        let products =
-            Bundle.main.executableURL?.deletingLastPathComponent().path
-            ?? CommandLine.arguments[0]
-        for candidate in [products + "/switchyard", root + "/.build/debug/switchyard"]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        return products + "/switchyard"
-    }
+    static var root: String { ServeProcess.root }
+    static var binary: String { ServeProcess.binary }
 
     struct Result {
         var status: Int32
@@ -39,11 +27,9 @@ enum CLI {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { process.terminate() }
+        if !eventually(within: timeout, { !process.isRunning }) { process.terminate() }
         process.waitUntilExit()
         return Result(
             status: process.terminationStatus,
@@ -53,16 +39,7 @@ enum CLI {
     }
 
     static func tempDirectory(files: [String: String]) throws -> String {
-        let path = NSTemporaryDirectory() + "switchyard-cli-" + UUID().uuidString
-        for (name, text) in files {
-            let full = path + "/" + name
-            try FileManager.default.createDirectory(
-                atPath: (full as NSString).deletingLastPathComponent,
-                withIntermediateDirectories: true
-            )
-            try text.write(toFile: full, atomically: true, encoding: .utf8)
-        }
-        return path
+        try temporaryDirectory(files: files, prefix: "switchyard-cli-")
     }
 }
 
@@ -242,41 +219,12 @@ enum CLI {
 
 /// The README's run command: the default config answering real predictions, then SIGTERM.
 @Suite struct DefaultConfigServeTests {
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        close(fd)
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     /// Sends `request` on a fresh connection to 127.0.0.1:`port` and reads the answer to EOF (5 s
     /// receive timeout); nil when the connection is refused.
     static func roundTrip(port: Int, _ request: String) -> [UInt8]? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = Net.connect(port: port, timeoutSeconds: 5)
+        guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { return nil }
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var received: [UInt8] = []
@@ -319,29 +267,12 @@ enum CLI {
     }
 
     @Test func theDefaultConfigServesPredictionsAndStopsOnSIGTERM() throws {
-        let port = Self.freePort()
-        let admin = Self.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = [
-            "serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)", "--workers", "2",
-        ]
-        process.currentDirectoryURL = URL(fileURLWithPath: CLI.root)
-        let err = Pipe()
-        process.standardError = err
-        process.standardOutput = Pipe()
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-
-        var ready = false
-        for _ in 0..<200 {
-            if Net.canConnect(port: admin) {
-                ready = true
-                break
-            }
-            usleep(25_000)
-        }
-        #expect(ready)
+        // Ports 0: the kernel picks them and the "serving" line says which.
+        let serve = try ServeProcess(["--workers", "2"])
+        defer { serve.kill() }
+        let port = serve.port
+        #expect(port > 0 && serve.adminPort > 0 && port != serve.adminPort, "\(serve.stderr)")
+        #expect(Net.canConnect(port: serve.adminPort))
 
         let r = try #require(
             Self.post(
@@ -373,27 +304,7 @@ enum CLI {
         #expect(split.0 == 200)
         #expect(["v1", "v2"].contains(split.1["x-switchyard-version"] ?? ""))
 
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        #expect(!process.isRunning)
-        #expect(process.terminationStatus == 0)
-    }
-}
-
-enum Net {
-    static func canConnect(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        } == 0
+        #expect(serve.stop() == 0)
     }
 }
 
@@ -415,24 +326,12 @@ enum Net {
     }
 
     final class Server {
-        let process = Process()
-        let port = DefaultConfigServeTests.freePort()
+        let serve: ServeProcess
+        var port: Int { serve.port }
         init(config: String) throws {
-            let admin = DefaultConfigServeTests.freePort()
-            process.executableURL = URL(fileURLWithPath: CLI.binary)
-            process.arguments = [
-                "serve", "--config", config, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)",
-                "--workers", "1",
-            ]
-            process.standardError = FileHandle.nullDevice
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            for _ in 0..<200 where !Net.canConnect(port: admin) { usleep(25_000) }
+            serve = try ServeProcess(["--config", config, "--workers", "1"])
         }
-        func stop() {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
-        }
+        func stop() { serve.stop() }
         func version(for user: String) -> String? {
             DefaultConfigServeTests.post(
                 port: port,

@@ -90,35 +90,16 @@ import Glibc
         }
     }
 
-    /// Polls until `done` holds (at most 20 s).
-    static func waitUntil(_ done: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline {
-            if done() { return true }
-            usleep(50_000)
-        }
-        return done()
-    }
-
     @Test func aFileSizeLimitLeavesOnlyWholeRecordsCountsEachLostOneAndTheLogResumes() throws {
         let directory = try CLI.tempDirectory(files: [:])
         let log = directory + "/comparisons.jsonl"
         let config = try Self.config(log: log)
         defer { for path in [directory, config] { try? FileManager.default.removeItem(atPath: path) } }
-        let port = DefaultConfigServeTests.freePort()
-        let admin = DefaultConfigServeTests.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = [
-            "-c", #"ulimit -f "$1" && exec "$2" serve --config "$3" --listen "$4" --admin "$5" --workers 1"#, "sh",
-            "\(Self.limitBlocks)", CLI.binary, config, "127.0.0.1:\(port)", "127.0.0.1:\(admin)",
-        ]
-        let errorOutput = Pipe()
-        process.standardError = errorOutput
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        #expect(Self.waitUntil { Net.canConnect(port: admin) })
+        let serve = try ServeProcess(["--config", config, "--workers", "1"], ulimit: "-f \(Self.limitBlocks)")
+        defer { serve.kill() }
+        let port = serve.port
+        let admin = serve.adminPort
+        let process = serve.process
         // The sidecar ignores SIGXFSZ, so a write past the limit fails (EFBIG) instead of killing
         // it. Checked here too because a launcher may start the child with the signal blocked,
         // which also keeps it alive (and would hide a sidecar that does not ignore it).
@@ -131,7 +112,7 @@ import Glibc
         let requests = 400
         Self.predict(port: port, count: requests)
         var lines = 0
-        let settled = Self.waitUntil {
+        let settled = eventually(within: 20) {
             lines = Self.parsedLines(log).count
             return lines > 0 && lines + Self.dropped(admin: admin) == requests
         }
@@ -152,14 +133,13 @@ import Glibc
         try handle.truncate(atOffset: 0)
         try handle.close()
         Self.predict(port: port, count: 5)
-        #expect(Self.waitUntil { Self.parsedLines(log).count == 5 })
+        #expect(eventually(within: 20) { Self.parsedLines(log).count == 5 })
         #expect(Self.parsedLines(log).allSatisfy { ($0["request_id"] as? String)?.isEmpty == false })
 
-        kill(process.processIdentifier, SIGTERM)
-        #expect(Self.waitUntil { !process.isRunning })
+        #expect(serve.stop() == 0)
         // Killed by SIGXFSZ, the reason would be `.uncaughtSignal`.
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
-        let stderr = String(decoding: errorOutput.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationReason == .exit)
+        let stderr = serve.stderr
         let failures = stderr.components(separatedBy: "cannot write comparison log").count - 1
         #expect(failures == 1, "the failure streak is logged once: \(stderr)")
         #expect(stderr.contains("comparison log writable again"))

@@ -9,33 +9,18 @@ import Glibc
 /// with `ulimit -n 64` and is sent more idle connections than it has descriptors.
 @Suite struct DescriptorLimitTests {
     /// A `switchyard serve` child started through `/bin/sh -c 'ulimit ...; exec switchyard ...'`
-    /// (so its pid is the sidecar's), logging to a file.
+    /// (so its pid is the sidecar's) on kernel-chosen ports.
     final class Child {
-        let process = Process()
-        let port = DefaultConfigServeTests.freePort()
-        let admin = DefaultConfigServeTests.freePort()
-        let logPath = NSTemporaryDirectory() + "switchyard-emfile-" + UUID().uuidString + ".log"
+        let serve: ServeProcess
+        var process: Process { serve.process }
+        var port: Int { serve.port }
+        var admin: Int { serve.adminPort }
 
         init(ulimit: String, extraArguments: [String] = []) throws {
-            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            let arguments =
-                [
-                    CLI.binary, "serve", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)",
-                    "--workers", "1",
-                ] + extraArguments
-            process.arguments = ["-c", "ulimit \(ulimit) && exec \"$@\"", "sh"] + arguments
-            process.currentDirectoryURL = URL(fileURLWithPath: CLI.root)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle(forWritingAtPath: logPath)
-            try process.run()
-            for _ in 0..<200 {
-                if Net.canConnect(port: admin) { break }
-                usleep(25_000)
-            }
+            serve = try ServeProcess(["--workers", "1"] + extraArguments, ulimit: ulimit)
         }
 
-        var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+        var log: String { serve.stderr }
 
         /// Seconds of CPU (user + system) the child has used, from /proc/PID/stat.
         var cpuSeconds: Double {
@@ -52,39 +37,16 @@ import Glibc
         func cpuRate(over seconds: Double) -> Double {
             let before = cpuSeconds
             let start = Date()
-            usleep(UInt32(seconds * 1_000_000))
+            // The scenario: a measurement window, not a wait for an event.
+            Thread.sleep(forTimeInterval: seconds)
             return (cpuSeconds - before) / Date().timeIntervalSince(start)
         }
 
-        func stop() -> Int32 {
-            kill(process.processIdentifier, SIGTERM)
-            let deadline = Date().addingTimeInterval(15)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            try? FileManager.default.removeItem(atPath: logPath)
-            return process.terminationStatus
-        }
+        func stop() -> Int32 { serve.stop() ?? -1 }
     }
 
     /// A connected TCP socket that sends nothing (an idle keep-alive client); -1 on failure.
-    static func idleConnection(port: Int) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if rc != 0 {
-            close(fd)
-            return -1
-        }
-        return fd
-    }
+    static func idleConnection(port: Int) -> Int32 { Net.connect(port: port) }
 
     /// One GET with `Connection: close`: the status and body, or nil when no whole answer came
     /// within `timeoutSeconds`.
@@ -137,7 +99,8 @@ import Glibc
             if fd >= 0 { clients.append(fd) }
         }
         #expect(clients.count == 300)
-        usleep(300_000)
+        // The episode has begun once the sidecar says it paused accepting.
+        #expect(eventually { child.log.contains("reason=reserve") }, "\(child.log)")
         let dataEpisodeCPU = child.cpuRate(over: 1)
         print("CPU while the data port is out of descriptors: \(dataEpisodeCPU) s/s")
         // The bug spun at ~1 s of CPU per second per worker.
@@ -151,7 +114,7 @@ import Glibc
             let fd = Self.idleConnection(port: child.admin)
             if fd >= 0 { clients.append(fd) }
         }
-        usleep(300_000)
+        #expect(eventually { child.log.contains("reason=emfile") }, "\(child.log)")
         let adminEpisodeCPU = child.cpuRate(over: 1)
         print("CPU while the admin port is out of descriptors: \(adminEpisodeCPU) s/s")
         #expect(adminEpisodeCPU < 0.3)
@@ -192,12 +155,8 @@ import Glibc
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         let hard = Int(limit.rlim_max)
         try #require(hard > 100 && limit.rlim_max != rlim_t.max, "the hard limit (\(hard)) leaves nothing to raise")
+        // Started means "serving" was logged; the limit is logged before it.
         let child = try Child(ulimit: "-S -n 100")
-        // "serving" comes once the signal handlers are in place; the limit is logged before it.
-        for _ in 0..<200 {
-            if child.log.contains("serving") { break }
-            usleep(25_000)
-        }
         let log = child.log
         #expect(child.stop() == 0)
         #expect(log.contains("raised the open-file limit from 100 to \(hard)"), "\(log)")

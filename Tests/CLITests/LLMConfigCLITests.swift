@@ -109,31 +109,9 @@ import Glibc
     @Test func configOnTheAdminListenerAndServesLogShowNoHeaderValue() throws {
         let directory = try Self.config()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = DefaultConfigServeTests.freePort()
-        let admin = DefaultConfigServeTests.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = [
-            "serve", "--config", directory, "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(admin)",
-            "--workers", "1",
-        ]
-        process.environment = Self.environment
-        let log = Pipe()
-        process.standardError = log
-        process.standardOutput = log
-        try process.run()
-        var stopped = false
-        func stop() -> String {
-            if !stopped {
-                stopped = true
-                kill(process.processIdentifier, SIGTERM)
-                process.waitUntilExit()
-            }
-            return String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        }
-        defer { _ = stop() }
-        let deadline = Date().addingTimeInterval(30)
-        while !Net.canConnect(port: admin), Date() < deadline, process.isRunning { usleep(25_000) }
+        let serve = try ServeProcess(["--config", directory, "--workers", "1"], environment: Self.environment)
+        defer { serve.kill() }
+        let admin = serve.adminPort
 
         let response = try #require(
             DefaultConfigServeTests.roundTrip(
@@ -155,7 +133,8 @@ import Glibc
         let routes = try #require(document["routes"] as? [[String: Any]])
         #expect(routes.first?["protocol"] as? String == "openai")
 
-        let output = stop()
+        serve.stop()
+        let output = serve.stdout + serve.stderr
         #expect(output.contains("compare output is ignored"), "\(output)")
         #expect(!output.contains(Self.secret))
     }

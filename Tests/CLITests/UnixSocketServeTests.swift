@@ -8,33 +8,7 @@ import Glibc
 /// `switchyard serve` on Unix sockets (SPEC §12), run as a user would.
 @Suite struct UnixSocketServeTests {
     /// A fresh short directory under /tmp (sun_path holds 107 bytes).
-    static func socketDirectory() -> String {
-        var template = Array("/tmp/sy-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        return String(cString: made!)
-    }
-
-    /// A Unix stream socket connected to `path`, with a 5 s receive timeout, or -1.
-    static func connect(unixPath path: String) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-        }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 {
-            close(fd)
-            return -1
-        }
-        return fd
-    }
+    static func socketDirectory() -> String { SocketDirectory().path }
 
     /// A listening Unix socket at `path` (this process plays the one that holds it).
     static func listen(unixPath path: String) -> Int32 {
@@ -55,7 +29,7 @@ import Glibc
 
     /// One request with `Connection: close` over the socket; (status line, whole response text).
     static func request(unixPath: String, _ method: String, _ target: String, body: String = "") -> (Int, String)? {
-        let fd = connect(unixPath: unixPath)
+        let fd = Net.connect(unixPath: unixPath)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let text =
@@ -75,9 +49,7 @@ import Glibc
     }
 
     static func mode(_ path: String) -> mode_t? {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return nil }
-        return info.st_mode & 0o7777
+        fileMode(path).map { $0 & 0o7777 }
     }
 
     /// Starts `serve` with `arguments` in the repository root (its default config).
@@ -95,9 +67,7 @@ import Glibc
 
     /// Waits (at most 15 s) for the process to exit; false if it is still running.
     static func waitForExit(_ process: Process) -> Bool {
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        return !process.isRunning
+        eventually(within: 15) { !process.isRunning }
     }
 
     @Test func servesOnTCPAndAUnixSocketWithTheAdminOnASocketAndRemovesTheFilesOnSIGTERM() throws {
@@ -105,19 +75,16 @@ import Glibc
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let data = directory + "/data.sock"
         let admin = directory + "/admin.sock"
-        let port = DefaultConfigServeTests.freePort()
-        let (process, _) = try Self.start([
-            "--listen", "127.0.0.1:\(port)", "--listen", "unix:\(data)", "--admin", "unix:\(admin)",
+        let serve = try ServeProcess([
+            "--listen", "127.0.0.1:0", "--listen", "unix:\(data)", "--admin", "unix:\(admin)",
             "--socket-mode", "0600", "--workers", "2",
         ])
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        defer { serve.kill() }
+        let process = serve.process
+        let port = serve.port
+        #expect(port > 0, "\(serve.stderr)")
 
-        var health: (Int, String)?
-        for _ in 0..<200 {
-            health = Self.request(unixPath: admin, "GET", "/healthz")
-            if health != nil { break }
-            usleep(25_000)
-        }
+        let health = polled { Self.request(unixPath: admin, "GET", "/healthz") }
         #expect(health?.0 == 200)
         #expect(Self.mode(data) == 0o600)
         #expect(Self.mode(admin) == 0o600)

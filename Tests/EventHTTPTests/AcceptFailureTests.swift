@@ -40,7 +40,7 @@ import Glibc
         let clients = try (0..<40).map { _ in try RawClient(port: server.value.port, receiveTimeoutMilliseconds: 3000) }
         // The first is closed without a byte: there is no idle connection to make room.
         #expect(clients[0].readUntilClose().isEmpty)
-        usleep(1_300_000)
+        usleep(1_300_000)  // the scenario: a window in which the backoff's accepts are counted
         let failures = try loop.sync { recorder.failures }
         #expect(failures.count >= 3 && failures.count <= 12, "\(failures.count) failed accepts in 1.3 s")
         #expect(failures.allSatisfy { $0.0 == .descriptorReserve })

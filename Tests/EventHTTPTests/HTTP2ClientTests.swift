@@ -333,18 +333,8 @@ struct HTTP2ClientTests {
 
     @Test("a port nobody listens on: connect failed, for every call")
     func deadPort() throws {
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(probe, $0, length) == 0 && getsockname(probe, $0, &length) == 0
-            }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
-        close(probe)
+        // Bound and never listening, held until the test process ends: nobody else takes it.
+        let port = TestSupport.deadPort()
 
         let loop = try LoopThread()
         defer { loop.shutdown() }

@@ -19,7 +19,7 @@ enum HTTP2Client {
 
     /// The venv's python, made once per test process (pip: h2, grpcio).
     static let python: Result<String, TestFailure> = {
-        let (status, output) = run("/bin/bash", [packageRoot.appendingPathComponent("scripts/test-venv").path])
+        let (status, output) = runProcess("/bin/bash", [packageRoot.appendingPathComponent("scripts/test-venv").path])
         let path = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init)
         guard status == 0, let path else {
             return .failure(TestFailure("scripts/test-venv failed (\(status)): \(output)"))
@@ -33,23 +33,10 @@ enum HTTP2Client {
         return path
     }()
 
-    static func run(_ executable: String, _ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// Runs one scenario against `port` and returns the JSON object it printed.
     static func scenario(_ name: String, port: Int) throws -> [String: Any] {
         let python = try python.get()
-        let (status, output) = run(python, [scriptPath, name, String(port)])
+        let (status, output) = runProcess(python, [scriptPath, name, String(port)])
         guard status == 0, let line = output.split(separator: "\n").last,
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         else {
@@ -298,6 +285,7 @@ private func hexString(_ bytes: [UInt8]) -> String {
         let drained = Box(false)
         try loop.sync { server.value.drain { drained.value = true } }
         // The held stream is answered after the GOAWAY; then the connection closes.
+        // An absence to check, so a fixed window: the drain must not finish while a stream is held.
         usleep(200_000)
         #expect(try loop.sync { drained.value } == false)
         try loop.sync {

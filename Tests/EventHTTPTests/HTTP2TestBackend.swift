@@ -107,12 +107,7 @@ final class HTTP2TestBackend: @unchecked Sendable {
 
     /// Polls until `condition` holds (true) or `timeoutMilliseconds` pass (false).
     func eventually(timeoutMilliseconds: Int = 5000, _ condition: (HTTP2TestBackend) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
-        while !condition(self) {
-            if Date() > deadline { return false }
-            usleep(10_000)
-        }
-        return true
+        TestSupport.eventually(within: Double(timeoutMilliseconds) / 1000) { condition(self) }
     }
 
     /// The venv's python: `scripts/test-venv` (shared with the HTTP/2 server tests) makes it once.

@@ -26,6 +26,13 @@ private func startServer(
 }
 
 @Suite struct HTTPServerTests {
+    /// Bytes received on `fd` and not yet read (peeked, without waiting).
+    static func unreadBytes(_ fd: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
+        return max(0, n)
+    }
+
     @Test func answersGetAndPost() throws {
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -128,7 +135,7 @@ private func startServer(
         let server = try startServer(loop)
         let client = try RawClient(port: server.value.port)
         client.send("POST /c HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel")
-        usleep(50_000)
+        usleep(50_000)  // the scenario: a client pausing mid-chunk, so the body comes in two reads
         client.send("lo\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
         let response = try client.readResponse()
         #expect(response.text == "POST /c hello world")
@@ -225,7 +232,7 @@ private func startServer(
         for byte in "GET / HTTP/1.1\r\nhost: a\r\n\r\n".utf8 {
             client.send([byte])
             sent += 1
-            usleep(300_000)
+            usleep(300_000)  // the scenario: a client sending a byte every 300 ms
             if Date().timeIntervalSince(started) > 0.9 { break }
         }
         let response = try client.readResponse()
@@ -396,7 +403,8 @@ private func startServer(
         let client = try RawClient(port: server.value.port)
         // Two pipelined requests: the first answer fills the socket, the second waits behind it.
         client.send("GET /a HTTP/1.1\r\nhost: a\r\n\r\nGET /b HTTP/1.1\r\nhost: a\r\n\r\n")
-        usleep(300_000)
+        // Wait until the first answer is piling up unread in the client's socket.
+        #expect(eventually { Self.unreadBytes(client.fd) >= 64 << 10 })
         let first = try client.readResponse()
         #expect(first.body.count == size && first.body.allSatisfy { $0 == UInt8(ascii: "a") })
         let second = try client.readResponse()
@@ -412,7 +420,7 @@ private func startServer(
         for i in 0..<7 {
             client.send("GET /\(i) HTTP/1.1\r\nhost: a\r\n\r\n")
             #expect(try client.readResponse().text == "GET /\(i) ")
-            usleep(150_000)
+            usleep(150_000)  // the scenario: a client busy every 150 ms, against a 300 ms idle timeout
         }
         #expect(try loop.sync { server.value.openConnections } == 1)
         let before = Date()

@@ -2,6 +2,7 @@ import Dispatch
 import EventHTTP
 import Foundation
 import HTTP1
+@_exported import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -11,11 +12,6 @@ import Glibc
 final class Box<T>: @unchecked Sendable {
     var value: T
     init(_ value: T) { self.value = value }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// An `EventLoop` running on its own thread. Objects created on it are kept until `shutdown()`,
@@ -58,12 +54,7 @@ final class LoopThread: @unchecked Sendable {
 
     /// Polls `condition` on the loop thread until it holds (or `timeoutMilliseconds` pass).
     func eventually(timeoutMilliseconds: Int = 3000, _ condition: @escaping () -> Bool) throws -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
-        while Date() < deadline {
-            if try sync(condition) { return true }
-            usleep(20_000)
-        }
-        return try sync(condition)
+        try TestSupport.eventually(within: Double(timeoutMilliseconds) / 1000) { try sync(condition) }
     }
 
     func shutdown() {
@@ -208,14 +199,6 @@ final class RawClient {
     }
 }
 
-func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
-    guard haystack.count >= needle.count else { return nil }
-    for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) {
-        return i
-    }
-    return nil
-}
-
 /// A JSON object body decoded with Foundation (tests only).
 func jsonObject(_ body: [UInt8]) -> [String: String] {
     let any = try? JSONSerialization.jsonObject(with: Data(body))
@@ -329,48 +312,12 @@ func send(
 
 /// A connected Unix stream socket, or a `TestFailure` naming the errno.
 func unixConnect(_ path: String) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("socket failed") }
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    withUnsafeMutableBytes(of: &address.sun_path) { raw in
-        for (i, byte) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
-    }
-    let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-        }
-    }
-    guard rc == 0 else {
-        let code = errno
-        Glibc.close(fd)
-        throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(code)))")
+    let fd = Net.connect(unixPath: path)
+    guard fd >= 0 else {
+        // errno of the failed connect (a successful close leaves it alone).
+        throw TestFailure("connect to unix:\(path) failed: \(String(cString: strerror(errno)))")
     }
     return fd
-}
-
-/// A fresh short directory under /tmp (sun_path holds 107 bytes), removed by `remove()`.
-struct SocketDirectory {
-    let path: String
-
-    init() throws {
-        var template = Array("/tmp/sy-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw TestFailure("mkdtemp failed")
-        }
-        path = String(cString: made)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// The file type and permission bits of `path` (lstat), or nil when nothing is there.
-func fileMode(_ path: String) -> mode_t? {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return nil }
-    return info.st_mode
 }
 
 func isSocketFile(_ path: String) -> Bool {

@@ -41,7 +41,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
 
 @Suite struct UnixSocketTests {
     @Test func aServerOnAUnixSocketAnswersAndCountsItsClientsAsLoopback() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -63,7 +63,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
 
     @Test(arguments: [0o600, 0o660, 0o666] as [UInt32])
     func theSocketFileHasTheModeAskedFor(mode: UInt32) throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -75,7 +75,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func aSocketFileNobodyListensOnIsReplaced() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -89,7 +89,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func aSocketAnotherListenerHoldsIsAStartError() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -110,7 +110,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func aFileThatIsNotASocketIsRefusedAndLeftAlone() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -135,7 +135,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func theFileIsRemovedWhenTheServerStops() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -154,7 +154,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func aFileBoundByAnotherProcessSinceIsNotRemoved() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let path = directory.file("moved.sock")
         let socket = try UnixListeningSocket(path: path)
@@ -168,7 +168,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func loopsOnTwoThreadsAcceptFromOneSocket() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let first = try LoopThread()
         let second = try LoopThread()
@@ -205,7 +205,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func anUpstreamPoolTalksToAUnixSocketAndReusesItsConnection() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }
@@ -225,7 +225,7 @@ private func get(_ path: String, _ target: String = "/") throws -> ClientRespons
     }
 
     @Test func anUpstreamPoolNamesTheSocketPathWhenItCannotConnect() throws {
-        let directory = try SocketDirectory()
+        let directory = SocketDirectory()
         defer { directory.remove() }
         let loop = try LoopThread()
         defer { loop.shutdown() }

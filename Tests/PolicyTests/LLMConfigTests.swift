@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Policy
@@ -13,18 +14,9 @@ private func remote(_ config: Config, _ model: String, _ version: String) -> Rem
 
 /// A config directory in a fresh temporary folder; removed by the caller.
 private func configDirectory(routes: String, policies: [String: String]) throws -> String {
-    let path = NSTemporaryDirectory() + "switchyard-llm-" + UUID().uuidString
     var files = ["routes/r.yaml": routes]
     for (name, text) in policies { files["policies/\(name).yaml"] = text }
-    for (name, text) in files {
-        let full = path + "/" + name
-        try FileManager.default.createDirectory(
-            atPath: (full as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
-        )
-        try text.write(toFile: full, atomically: true, encoding: .utf8)
-    }
-    return path
+    return try temporaryDirectory(files: files, prefix: "switchyard-llm-")
 }
 
 private let chatRoute = """

@@ -21,11 +21,10 @@ import Testing
 
     /// Waits (up to 10 s) until the file has at least `count` lines; returns them.
     static func waitForLines(_ path: String, count: Int) -> [String] {
-        let deadline = Date().addingTimeInterval(10)
-        var lines = Self.lines(in: path)
-        while lines.count < count, Date() < deadline {
-            usleep(10_000)
+        var lines: [String] = []
+        eventually {
             lines = Self.lines(in: path)
+            return lines.count >= count
         }
         return lines
     }
@@ -379,10 +378,7 @@ import Testing
             _ = try #require(
                 client.request("POST", "/v1/models/m:predict", headers: [("x-request-id", "rot-\(index)")], body: "{}")
             )
-            let deadline = Date().addingTimeInterval(10)
-            while Self.lines(in: path).last.map({ $0.contains("\"rot-\(index)\"") }) != true, Date() < deadline {
-                usleep(5_000)
-            }
+            eventually { Self.lines(in: path).last?.contains("\"rot-\(index)\"") == true }
         }
         let files = [path + ".2", path + ".1", path]
         #expect(!FileManager.default.fileExists(atPath: path + ".3"))
@@ -418,7 +414,7 @@ import Testing
         #expect(before == 0)
         for _ in 0..<3 { _ = try #require(httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")) }
         #expect(
-            ShadowTests.eventually {
+            eventually {
                 metricValue(
                     ShadowTests.metrics(sidecar),
                     "switchyard_access_log_records_dropped_total",

@@ -126,12 +126,11 @@ import Glibc
         let reload = try #require(httpRequest(port: sidecar.adminPort, "POST", "/reload"))
         #expect(reload.status == 200)
         #expect(reload.bodyText == #"{"generation":2}"#)
-        // Workers install the new snapshot through their loops; give them a moment.
-        var after: ClientResponse?
-        for _ in 0..<50 {
-            after = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
-            if after?.bodyText == #"{"from":2}"# { break }
-            usleep(10_000)
+        // Workers install the new snapshot through their loops: poll until one answers from it.
+        let after = polled {
+            httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}").flatMap {
+                $0.bodyText == #"{"from":2}"# ? $0 : nil
+            }
         }
         #expect(after?.bodyText == #"{"from":2}"#)
         #expect(after?.header("x-switchyard-version") == "v2")
@@ -159,23 +158,24 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path) { $0.configPollMilliseconds = 50 }
         defer { sidecar.stop() }
         try config.write("policies/m.yaml", "model: m\nversions:\n  v2: { url: \"http://127.0.0.1:\(two.port)\" }\n")
-        var after: ClientResponse?
-        for _ in 0..<200 {
-            after = httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}")
-            if after?.bodyText == #"{"from":2}"# { break }
-            usleep(20_000)
+        let after = polled {
+            httpRequest(port: sidecar.port, "POST", "/v1/models/m:predict", body: "{}").flatMap {
+                $0.bodyText == #"{"from":2}"# ? $0 : nil
+            }
         }
         #expect(after?.bodyText == #"{"from":2}"#)
     }
 
-    @Test func drainLetsSlowRequestsFinish() throws {
-        let upstream = FakeUpstream(.slow(milliseconds: 600, body: #"{"slow":true}"#))
+    @Test func drainLetsRequestsInFlightFinishAndReadyzAnswers503Meanwhile() throws {
+        // Held by the upstream until the test has seen the drain: in flight throughout it.
+        let upstream = FakeUpstream(.gated(#"{"slow":true}"#))
         defer { upstream.stop() }
         let config = try ProxyTests.remoteConfig(versions: [
-            ("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 5000 }"#)
+            ("v1", #"{ url: "http://127.0.0.1:\#(upstream.port)", timeout_ms: 10000 }"#)
         ])
         defer { config.remove() }
         let sidecar = try RunningSidecar(config: config.path, workers: 2)
+        defer { upstream.release() }
 
         let results = ResultBox()
         let closing = ResultBox()
@@ -190,16 +190,16 @@ import Glibc
                 group.leave()
             }.start()
         }
-        // Wait until every request reached the upstream, then stop.
-        for _ in 0..<100 where upstream.received.count < 4 { usleep(10_000) }
-        #expect(upstream.received.count == 4)
-        let readyBefore = sidecar.sidecar.isReady
+        // Every request reached the upstream, then stop.
+        #expect(eventually { upstream.received.count == 4 })
+        #expect(sidecar.sidecar.isReady)
+        #expect(httpRequest(port: sidecar.adminPort, "GET", "/readyz")?.status == 200)
         sidecar.sidecar.shutdown()
-        usleep(50_000)
-        #expect(readyBefore)
-        #expect(!sidecar.sidecar.isReady)
+        #expect(eventually { !sidecar.sidecar.isReady })
+        // The admin listener stays up while requests drain, and says the sidecar is not ready.
         let readyz = httpRequest(port: sidecar.adminPort, "GET", "/readyz")
-        #expect(readyz == nil || readyz?.status == 503)
+        #expect(readyz?.status == 503)
+        upstream.release()
         #expect(group.wait(timeout: .now() + 10) == .success)
         #expect(results.values == [200, 200, 200, 200])
         #expect(closing.values == [1, 1, 1, 1])

@@ -45,16 +45,6 @@ import Glibc
         return 0
     }
 
-    /// Polls until `done` holds (at most 10 s).
-    static func waitUntil(_ done: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if done() { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return done()
-    }
-
     @Test func aFullDiskLeavesOnlyWholeRecordsCountsEachLostOneAndTheLogResumesWhenSpaceReturns() throws {
         let directory = try ComparisonLogTests.directory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -84,7 +74,7 @@ import Glibc
         func written() -> [String] { ComparisonLogTests.lines(in: path) }
 
         for index in 0..<300 { log.append(ComparisonLogTests.line(index), to: path) }
-        #expect(Self.waitUntil { !written().isEmpty && written().count + dropped() == 300 })
+        #expect(eventually { !written().isEmpty && written().count + dropped() == 300 })
         let kept = written().count
         #expect(kept > 0 && kept < 300)
         #expect(written() == (0..<kept).map(ComparisonLogTests.text))
@@ -93,13 +83,13 @@ import Glibc
 
         // Still full: these are lost too, and the streak is not logged again.
         for index in 300..<310 { log.append(ComparisonLogTests.line(index), to: path) }
-        #expect(Self.waitUntil { dropped() == 310 - kept })
+        #expect(eventually { dropped() == 310 - kept })
         #expect(Self.value(metrics, "switchyard_comparison_log_errors_total", reason: "write_failed") >= 2)
 
         // Space returns: the log resumes by itself, the next record on a line of its own.
         try FileManager.default.removeItem(atPath: directory + "/filler")
         for index in 310..<320 { log.append(ComparisonLogTests.line(index), to: path) }
-        #expect(Self.waitUntil { written().count == kept + 10 })
+        #expect(eventually { written().count == kept + 10 })
         log.close()
 
         let lines = written()

@@ -27,8 +27,7 @@ import Testing
     static func append(_ log: ComparisonLog, _ range: Range<Int>, to path: String) {
         for index in range {
             log.append(line(index), to: path)
-            let deadline = Date().addingTimeInterval(10)
-            while lines(in: path).last != text(index), Date() < deadline { Thread.sleep(forTimeInterval: 0.002) }
+            eventually(every: 0.002) { lines(in: path).last == text(index) }
         }
     }
 

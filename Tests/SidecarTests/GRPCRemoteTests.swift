@@ -47,6 +47,7 @@ final class FakeGRPCUpstream: @unchecked Sendable {
                     context.abort(grpc.StatusCode.UNAVAILABLE, "backend down for maintenance")
                 if name.startswith("missing"):
                     context.abort(grpc.StatusCode.NOT_FOUND, "no model called missing here")
+                # The scenario: "slow" outlasts a call's deadline; "hold" keeps calls overlapping.
                 if name == "slow":
                     time.sleep(2)
                 if name == "hold":
@@ -247,7 +248,7 @@ enum GRPCRemoteClientScript {
     }()
 
     static func scenario(_ name: String, port: Int) throws -> [String: Any] {
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             try GRPCClients.python.get(),
             [scriptPath, name, String(port), try GRPCClients.stubs.get()]
         )
@@ -440,7 +441,7 @@ enum GRPCRemoteClientScript {
 
         var records: [[String: Any]] = []
         #expect(
-            ShadowTests.eventually {
+            eventually {
                 let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
                 records = text.split(separator: "\n").compactMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -542,7 +543,7 @@ enum GRPCRemoteClientScript {
         defer { sidecar.stop() }
         #expect(try GRPCRemoteClientScript.scenario("one", port: sidecar.port)["code"] as? String == "OK")
         try config.write("policies/up.yaml", Self.remote("up", "grpc://127.0.0.1:\(second.port)"))
-        for _ in 0..<200 where sidecar.sidecar.snapshot.generation == 1 { usleep(20_000) }
+        eventually { sidecar.sidecar.snapshot.generation != 1 }
         #expect(sidecar.sidecar.snapshot.generation == 2)
         let after = try GRPCRemoteClientScript.scenario("one", port: sidecar.port)
         #expect(after["code"] as? String == "OK", "\(after)")

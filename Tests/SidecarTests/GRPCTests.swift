@@ -12,7 +12,7 @@ enum GRPCClients {
 
     /// The venv's python (pip: grpcio, grpcio-tools, tritonclient[grpc], numpy, h2), made once.
     static let python: Result<String, TestFailure> = {
-        let (status, output) = run("/bin/bash", [packageRoot.appendingPathComponent("scripts/test-venv").path])
+        let (status, output) = runProcess("/bin/bash", [packageRoot.appendingPathComponent("scripts/test-venv").path])
         let path = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init)
         guard status == 0, let path else {
             return .failure(
@@ -34,7 +34,7 @@ enum GRPCClients {
         let out = NSTemporaryDirectory() + "switchyard-grpc-stubs-\(getpid())"
         try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let protos = packageRoot.appendingPathComponent("Protos").path
-        let (status, output) = run(
+        let (status, output) = runProcess(
             python,
             [
                 "-m", "grpc_tools.protoc", "-I\(protos)/tensorflow", "-I\(protos)/tensorflow-serving",
@@ -55,24 +55,11 @@ enum GRPCClients {
         return path
     }()
 
-    static func run(_ executable: String, _ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// Runs one scenario against `port` and returns the JSON object it printed.
     static func scenario(_ name: String, port: Int) throws -> [String: Any] {
         let python = try python.get()
         let stubs = try stubs.get()
-        let (status, output) = run(python, [scriptPath, name, String(port), stubs])
+        let (status, output) = runProcess(python, [scriptPath, name, String(port), stubs])
         guard status == 0, let line = output.split(separator: "\n").last,
             let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         else {
@@ -331,7 +318,7 @@ enum GRPCClients {
         _ = try GRPCClients.scenario("infer", port: setup.sidecar.port)
         var records: [[String: Any]] = []
         #expect(
-            ShadowTests.eventually {
+            eventually {
                 let text = (try? String(contentsOfFile: setup.comparisonLog, encoding: .utf8)) ?? ""
                 records = text.split(separator: "\n").compactMap {
                     try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

@@ -44,20 +44,18 @@ import Testing
         }
         #expect(rescued > 5)
 
-        // Within about a second the guard trips.
-        var tripped = false
-        for _ in 0..<40 {
-            let guards = httpRequest(port: sidecar.adminPort, "GET", "/guards")
-            let list = (try? JSONSerialization.jsonObject(with: Data(guards?.body ?? [])) as? [[String: Any]]) ?? []
-            if list.first?["tripped"] as? Bool == true {
-                tripped = true
-                #expect(list.first?["model"] as? String == "m")
-                #expect(list.first?["version"] as? String == "v2")
-                #expect((list.first?["reason"] as? String)?.contains("error ratio") == true)
-                #expect(list.first?["since"] as? String != nil)
-                break
-            }
-            usleep(100_000)
+        // Within about a second the guard trips (polled with a generous deadline).
+        func guards() -> [[String: Any]] {
+            let body = httpRequest(port: sidecar.adminPort, "GET", "/guards")?.body ?? []
+            return (try? JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]]) ?? []
+        }
+        let trippedGuard = polled { guards().first.flatMap { $0["tripped"] as? Bool == true ? $0 : nil } }
+        let tripped = trippedGuard != nil
+        if let trippedGuard {
+            #expect(trippedGuard["model"] as? String == "m")
+            #expect(trippedGuard["version"] as? String == "v2")
+            #expect((trippedGuard["reason"] as? String)?.contains("error ratio") == true)
+            #expect(trippedGuard["since"] as? String != nil)
         }
         #expect(tripped)
         let metrics = ShadowTests.metrics(sidecar)
@@ -82,18 +80,7 @@ import Testing
         #expect(pinned.json?["error"] as? String == "guard_open")
 
         // After the cool-down (window_s = 2 s) the guard reopens and the canary gets traffic again.
-        var reopened = false
-        for _ in 0..<60 {
-            usleep(100_000)
-            let list =
-                (try? JSONSerialization.jsonObject(
-                    with: Data(httpRequest(port: sidecar.adminPort, "GET", "/guards")?.body ?? [])
-                ) as? [[String: Any]]) ?? []
-            if list.first?["tripped"] as? Bool == false {
-                reopened = true
-                break
-            }
-        }
+        let reopened = eventually(within: 15) { guards().first?["tripped"] as? Bool == false }
         #expect(reopened)
         canary.behavior = .json(#"{"predictions":[2]}"#)
         var sawCanary = false

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Sidecar
+@_exported import TestSupport
 import Testing
 
 /// A sidecar running in this process on free ports, stopped by `stop()`.
@@ -40,7 +41,7 @@ final class RunningSidecar: @unchecked Sendable {
             finished.unlock()
         }
         runner.start()
-        for _ in 0..<200 where !sidecar.isReady { usleep(5_000) }
+        eventually { sidecar.isReady }
     }
 
     /// Drains and waits (at most 15 s) for `run` to return; true if it did.

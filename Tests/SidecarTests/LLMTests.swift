@@ -48,11 +48,10 @@ final class FakeOpenAI: @unchecked Sendable {
 
     /// Polls until it has received `count` requests (at most 10 s).
     func waitForRequests(_ count: Int) -> [[String: Any]] {
-        let deadline = Date().addingTimeInterval(10)
-        var seen = requests()
-        while seen.count < count, Date() < deadline {
-            usleep(20_000)
+        var seen: [[String: Any]] = []
+        eventually {
             seen = requests()
+            return seen.count >= count
         }
         return seen
     }
@@ -85,7 +84,7 @@ final class FakeOpenAI: @unchecked Sendable {
     /// Runs one client scenario against the sidecar and returns what it printed.
     static func client(_ scenario: String, port: Int, _ argument: String = "") throws -> Any {
         let python = try GRPCClients.python.get()
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             python,
             [scriptPath, scenario, "http://127.0.0.1:\(port)/v1", argument].filter { !$0.isEmpty }
         )
@@ -101,15 +100,15 @@ final class FakeOpenAI: @unchecked Sendable {
 
     /// Comparison log records, once `count` are there (polled for up to 10 s).
     static func records(_ path: String, count: Int) -> [[String: Any]] {
-        let deadline = Date().addingTimeInterval(10)
-        while true {
+        var lines: [[String: Any]] = []
+        eventually {
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            let lines = text.split(separator: "\n").compactMap {
+            lines = text.split(separator: "\n").compactMap {
                 try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
             }
-            if lines.count >= count || Date() >= deadline { return lines }
-            usleep(20_000)
+            return lines.count >= count
         }
+        return lines
     }
 
     /// Two versions of `assistant` behind `/v1/chat/completions` and `/v1/completions` (split

@@ -95,6 +95,7 @@ import Glibc
         var cut = false
         for byte in Array("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}".utf8) {
             client.sendRaw([byte])
+            // The scenario: a client pausing on purpose between bytes, past the header timeout.
             usleep(100_000)
             if Date().timeIntervalSince(start) > 3 { break }
             var pfd = pollfd(fd: client.fd, events: Int16(POLLIN), revents: 0)

@@ -41,7 +41,7 @@ import Testing
         let response = try #require(httpRequest(port: sidecar.port, "POST", "/predict", body: "{}"))
         #expect(response.status == 200)
         #expect(response.header("x-switchyard-fallback") == "v1")
-        #expect(ShadowTests.eventually { shadow.received.count == 1 })
+        #expect(eventually { shadow.received.count == 1 })
         #expect(sidecar.stop())  // drain flushes the log
 
         let log = try String(contentsOfFile: logPath, encoding: .utf8)

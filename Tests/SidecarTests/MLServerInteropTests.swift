@@ -14,7 +14,7 @@ import Glibc
 enum MLServerVenv {
     static let python: Result<String, TestFailure> = {
         let script = GRPCClients.packageRoot.appendingPathComponent("scripts/test-venv").path
-        let (status, output) = GRPCClients.run("/bin/bash", [script, "mlserver"])
+        let (status, output) = runProcess("/bin/bash", [script, "mlserver"])
         let path = output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init)
         guard status == 0, let path, FileManager.default.isExecutableFile(atPath: path) else {
             return .failure(
@@ -80,7 +80,7 @@ final class MLServerProcess {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         pid = process.processIdentifier
-        for _ in 0..<100 where getpgid(pid) != pid { usleep(10_000) }
+        eventually { getpgid(pid) == pid }
         guard getpgid(pid) == pid else {
             stop()
             throw TestFailure("MLServer (pid \(pid)) did not get its own process group")
@@ -90,18 +90,15 @@ final class MLServerProcess {
     /// Polls `/v2/health/ready` until MLServer says it (and so its model) is ready, up to
     /// `seconds`; throws with MLServer's log if it exits or never gets there.
     func waitUntilReady(seconds: Double = 240) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if !process.isRunning {
-                throw TestFailure("MLServer exited (\(process.terminationStatus)) before it was ready:\n\(log)")
-            }
-            if httpRequest(port: httpPort, "GET", "/v2/health/ready")?.status == 200,
-                httpRequest(port: httpPort, "GET", "/v2/models/churn/ready")?.status == 200
-            {
-                return
-            }
-            usleep(250_000)
+        let ready = eventually(within: seconds, every: 0.25) {
+            !process.isRunning
+                || (httpRequest(port: httpPort, "GET", "/v2/health/ready")?.status == 200
+                    && httpRequest(port: httpPort, "GET", "/v2/models/churn/ready")?.status == 200)
         }
+        if !process.isRunning {
+            throw TestFailure("MLServer exited (\(process.terminationStatus)) before it was ready:\n\(log)")
+        }
+        if ready { return }
         throw TestFailure("MLServer was not ready within \(Int(seconds)) s:\n\(log)")
     }
 
@@ -109,7 +106,7 @@ final class MLServerProcess {
     func stop() {
         if process.isRunning {
             kill(-pid, SIGTERM)
-            for _ in 0..<200 where process.isRunning { usleep(100_000) }
+            eventually(within: 20, every: 0.1) { !process.isRunning }
         }
         kill(-pid, SIGKILL)  // stragglers of the group, if any; ESRCH otherwise
         process.waitUntilExit()
@@ -194,7 +191,7 @@ enum MLServerClientScript {
     static func run(python: String, sidecar: Int, mlserver: MLServerProcess) throws -> [String: Any] {
         let path = NSTemporaryDirectory() + "switchyard-mlserver-client-\(getpid()).py"
         try Data(source.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-        let (status, output) = GRPCClients.run(
+        let (status, output) = runProcess(
             python,
             [path, String(sidecar), String(mlserver.grpcPort), String(mlserver.httpPort)]
         )
@@ -316,7 +313,7 @@ enum MLServerClientScript {
             + (Self.object(metadata["grpc"])["code"] as? String == "OK" ? 1 : 0)
         #expect(liveGRPC >= 2)
         var records: [[String: Any]] = []
-        let allLogged = ShadowTests.eventually {
+        let allLogged = eventually {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             records = text.split(separator: "\n").compactMap {
                 try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]

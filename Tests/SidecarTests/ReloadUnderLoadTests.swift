@@ -63,13 +63,16 @@ import Glibc
         }
         var generations = 1
         for i in 0..<15 {
-            usleep(200_000)
+            // Each reload lands while requests flow: wait until some more have been answered.
+            let answered = statuses.values.count
+            #expect(eventually { statuses.values.count >= answered + 5 })
             try config.write("policies/m.yaml", Self.policy(shapes[i % shapes.count]))
             let reload = httpRequest(port: sidecar.adminPort, "POST", "/reload")
             #expect(reload?.status == 200)
             if reload?.status == 200 { generations += 1 }
         }
-        usleep(200_000)
+        let answered = statuses.values.count
+        #expect(eventually { statuses.values.count >= answered + 5 })
         stop.add(1)
         #expect(group.wait(timeout: .now() + 10) == .success)
 
@@ -125,11 +128,9 @@ import Glibc
         #expect(rename("\(root)/..data_tmp", "\(root)/..data") == 0)
         try fm.removeItem(atPath: "\(root)/..2026_1")
 
-        var answer: String?
-        for _ in 0..<100 {
-            answer = httpRequest(port: sidecar.port, "POST", "/m", body: "{}")?.bodyText
-            if answer == #"{"from":2}"# { break }
-            usleep(20_000)
+        let answer = polled {
+            let text = httpRequest(port: sidecar.port, "POST", "/m", body: "{}")?.bodyText
+            return text == #"{"from":2}"# ? text : nil
         }
         #expect(answer == #"{"from":2}"#)
         #expect(sidecar.sidecar.snapshot.generation == 2)

@@ -45,15 +45,6 @@ import Testing
         httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
     }
 
-    /// Waits until `condition` holds (up to 5 s).
-    static func eventually(_ condition: () -> Bool) -> Bool {
-        for _ in 0..<250 {
-            if condition() { return true }
-            usleep(20_000)
-        }
-        return condition()
-    }
-
     @Test(arguments: ["slow", "dead", "garbage", "huge", "closeMidBody"])
     func aBadShadowNeverTouchesTheLiveResponse(kind: String) throws {
         let live = FakeUpstream(.json(#"{"predictions":[0.5]}"#))
@@ -87,7 +78,7 @@ import Testing
         #expect(live.received.count == 5)
         #expect(live.received.allSatisfy { $0.header("x-switchyard-shadow") == nil })
         if kind != "dead" {
-            #expect(Self.eventually { shadow.received.count == 5 })
+            #expect(eventually { shadow.received.count == 5 })
             #expect(shadow.received.allSatisfy { $0.header("x-switchyard-shadow") == "1" })
             #expect(
                 shadow.received.compactMap { $0.header("x-request-id") }.sorted() == ["r0", "r1", "r2", "r3", "r4"]
@@ -96,7 +87,7 @@ import Testing
         if kind != "slow" {
             let series =
                 #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="error"}"#
-            #expect(Self.eventually { Self.metric(Self.metrics(sidecar), series) == 5 })
+            #expect(eventually { Self.metric(Self.metrics(sidecar), series) == 5 })
         }
     }
 
@@ -135,11 +126,11 @@ import Testing
             let r = try #require(client.request("POST", "/predict", headers: [("x-request-id", "q\(i)")], body: "{}"))
             #expect(r.status == 200)
             // One request at a time, so each shadow sees its own behavior.
-            #expect(Self.eventually { shadow.received.count == i + 1 })
+            #expect(eventually { shadow.received.count == i + 1 })
         }
         let prefix = #"{model="m",live_version="v1",shadow_version="v2""#
         #expect(
-            Self.eventually {
+            eventually {
                 Self.metric(
                     Self.metrics(sidecar),
                     "switchyard_shadow_comparisons_total" + prefix + #",outcome="error"}"#
@@ -250,7 +241,7 @@ import Testing
         let failed =
             #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="error"}"#
         #expect(Self.metric(Self.metrics(sidecar), dropped) == 3)
-        #expect(Self.eventually { Self.metric(Self.metrics(sidecar), matched) == 1 })
+        #expect(eventually { Self.metric(Self.metrics(sidecar), matched) == 1 })
         #expect(Self.metric(Self.metrics(sidecar), failed) == 0)
         #expect(shadow.received.count == 1)
     }
@@ -283,7 +274,7 @@ import Testing
         #expect(r.header("x-switchyard-version") == "v1")
         let series =
             #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version="v2",outcome="match"}"#
-        #expect(Self.eventually { Self.metric(Self.metrics(sidecar), series) == 1 })
+        #expect(eventually { Self.metric(Self.metrics(sidecar), series) == 1 })
     }
 }
 

@@ -54,8 +54,7 @@ import Glibc
         defer { close(fd) }
         #expect(StreamingTests.eventuallyMetric(sidecar, "switchyard_send_timeouts_total", [:]) == 1)
         // Its upstream connection was closed with it, and the client sees the end.
-        let deadline = Date().addingTimeInterval(5)
-        while upstream.failed == 0 && Date() < deadline { usleep(20_000) }
+        #expect(eventually { upstream.failed > 0 })
         #expect(upstream.failed == 1)
         #expect(Self.drain(fd) < 256 << 20)
     }
@@ -97,6 +96,8 @@ import Glibc
         var steady = 0
         let settle = Date().addingTimeInterval(10)
         while steady < 3 && Date() < settle {
+            // A stability window (no progress over three 100 ms looks): "stopped sending" is the
+            // absence of an event, so there is nothing else to wait on.
             usleep(100_000)
             let now = upstream.totalSent
             steady = now == sent && now > 0 ? steady + 1 : 0
@@ -108,11 +109,10 @@ import Glibc
         #expect(during - before < 24 << 20, "RSS grew by \(during - before) bytes")
         // Each is cut once it has taken nothing for 2 s (the kernel may take a little more for a
         // while after the first stall, which moves its deadline on): all of them, counted.
-        let deadline = Date().addingTimeInterval(30)
         var cut = 0.0
-        while cut < Double(readers) && Date() < deadline {
+        eventually(within: 30, every: 0.2) {
             cut = metricValue(sidecar.metrics(), "switchyard_send_timeouts_total")
-            if cut < Double(readers) { usleep(200_000) }
+            return cut >= Double(readers)
         }
         #expect(cut == Double(readers))
     }
@@ -144,6 +144,7 @@ import Glibc
             let next = min(size, sent + 60_000)
             Net.send(fd, Array(body[sent..<next]))
             sent = next
+            // The scenario: a body still arriving in pieces while the drain runs.
             usleep(50_000)
         }
         let response = try #require(readFramedResponse(fd))
@@ -178,7 +179,7 @@ import Glibc
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             received += chunk[0..<n]
-            usleep(4_000)
+            usleep(4_000)  // the scenario: a slow reader
         }
         let headEnd = try #require(find([13, 10, 13, 10], in: received))
         let body = Array(received[(headEnd + 4)...])
@@ -199,8 +200,7 @@ import Glibc
         let sidecar = try RunningSidecar(config: config.path) { $0.drainTimeoutMilliseconds = 300 }
         let fd = Self.stalledRequest(port: sidecar.port)
         defer { close(fd) }
-        let begun = Date().addingTimeInterval(5)
-        while upstream.bytesSent == 0 && Date() < begun { usleep(10_000) }  // the stream is under way
+        #expect(eventually { upstream.bytesSent > 0 })  // the stream is under way
         try #require(upstream.bytesSent > 0)
         let started = Date()
         #expect(sidecar.stop())

@@ -93,6 +93,7 @@ final class PacedUpstream: @unchecked Sendable {
             }
             Net.send(fd, head + "\r\n")
             for (index, piece) in pieces.enumerated() {
+                // The scenario: an upstream pacing its pieces.
                 if index > 0 && delayMilliseconds > 0 { usleep(UInt32(delayMilliseconds) * 1000) }
                 var bytes = piece
                 if framing == .chunked {
@@ -337,16 +338,12 @@ final class ChildSidecar {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
+        let listening = eventually {
             let fd = connect()
-            if fd >= 0 {
-                close(fd)
-                return
-            }
-            usleep(20_000)
+            if fd >= 0 { close(fd) }
+            return fd >= 0
         }
-        throw TestFailure("the child sidecar did not start listening")
+        if !listening { throw TestFailure("the child sidecar did not start listening") }
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -378,11 +375,6 @@ final class ChildSidecar {
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// A process's resident set size in bytes (from /proc/PID/status).

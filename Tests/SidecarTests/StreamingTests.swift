@@ -89,15 +89,14 @@ import Glibc
         }
     }
 
-    /// A metric's value once it is non-zero (polled for up to 3 s), else 0.
+    /// A metric's value once it is non-zero (polled for up to 10 s), else 0.
     static func eventuallyMetric(_ sidecar: RunningSidecar, _ name: String, _ labels: [String: String]) -> Double {
-        let deadline = Date().addingTimeInterval(3)
-        while true {
-            let text = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
-            let value = metricValue(text, name, labels)
-            if value != 0 || Date() > deadline { return value }
-            usleep(20_000)
+        var value = 0.0
+        eventually {
+            value = metricValue(httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? "", name, labels)
+            return value != 0
         }
+        return value
     }
 
     static let events = (1...5).map { "data: {\"token\": \"t\($0)\"}\n\n" }
@@ -229,8 +228,7 @@ import Glibc
         #expect(got > 0)
         close(fd)
         // The upstream's writes fail soon: the sidecar closed its connection when the client left.
-        let deadline = Date().addingTimeInterval(5)
-        while upstream.failed == 0 && Date() < deadline { usleep(20_000) }
+        #expect(eventually { upstream.failed > 0 })
         #expect(upstream.failed == 1)
         #expect(upstream.bytesSent < 64 << 20)
         #expect(
@@ -279,7 +277,7 @@ import Glibc
             }
             reads += 1
             // Slow for the first 16 MiB (the upstream is far ahead), then as fast as it goes.
-            if bodyOffset < 16 << 20 && reads % 4 == 0 { usleep(2_000) }
+            if bodyOffset < 16 << 20 && reads % 4 == 0 { usleep(2_000) }  // the scenario: a slow reader
             if reads % 64 == 0 { peak = max(peak, residentBytes(of: sidecar.pid)) }
         }
         let headText = String(decoding: head, as: UTF8.self)
@@ -307,13 +305,7 @@ import Glibc
         let response = try #require(readFramedResponse(fd))
         #expect(response.wasChunked)
         #expect(response.bodyText == Self.events.joined())
-        var matches = 0.0
-        let deadline = Date().addingTimeInterval(5)
-        while matches == 0 && Date() < deadline {
-            let metrics = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
-            matches = metricValue(metrics, "switchyard_shadow_comparisons_total", ["outcome": "match"])
-            if matches == 0 { usleep(20_000) }
-        }
+        let matches = Self.eventuallyMetric(sidecar, "switchyard_shadow_comparisons_total", ["outcome": "match"])
         #expect(matches == 1)
     }
 
@@ -347,13 +339,7 @@ import Glibc
         let response = try #require(readFramedResponse(fd))
         // The client's stream is whole: the bound is on the copy, not on the relay.
         #expect(response.bodyText == Self.events.joined())
-        let deadline = Date().addingTimeInterval(5)
-        var errors = 0.0
-        while errors == 0 && Date() < deadline {
-            let metrics = httpRequest(port: sidecar.adminPort, "GET", "/metrics")?.bodyText ?? ""
-            errors = metricValue(metrics, "switchyard_shadow_comparisons_total", ["outcome": "error"])
-            if errors == 0 { usleep(20_000) }
-        }
+        let errors = Self.eventuallyMetric(sidecar, "switchyard_shadow_comparisons_total", ["outcome": "error"])
         #expect(errors == 1)
         sidecar.stop()  // flushes the log
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""

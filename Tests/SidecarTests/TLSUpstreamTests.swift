@@ -264,7 +264,7 @@ import Glibc
             if n <= 0 { break }
             received += chunk[0..<n]
             reads += 1
-            if reads % 8 == 0 { usleep(1_000) }
+            if reads % 8 == 0 { usleep(1_000) }  // the scenario: a slow reader
             if let end = find([48, 13, 10, 13, 10], in: Array(received.suffix(5))), end == 0 { break }
         }
         let headEnd = try #require(find([13, 10, 13, 10], in: Array(received.prefix(4096))))

@@ -92,7 +92,7 @@ import Glibc
         let seenLive = try #require(live.received.first)
         #expect(seenLive.header("traceparent") == "00-\(Self.callerTraceID)-\(client.spanID)-01")
         #expect(seenLive.header("tracestate") == "vendor=abc,other=1")
-        #expect(ShadowTests.eventually { !shadow.received.isEmpty })
+        #expect(eventually { !shadow.received.isEmpty })
         #expect(shadow.received.first?.header("traceparent") == "00-\(Self.callerTraceID)-\(copy.spanID)-01")
 
         #expect(server.name == "POST main")
@@ -321,8 +321,8 @@ import Glibc
         let client = try #require(Client(port: sidecar.port))
         for _ in 0..<6 { #expect(client.request("POST", "/predict", body: "{}")?.status == 200) }
         let dropped = #"switchyard_trace_spans_dropped_total{reason="queue_full"}"#
-        #expect(ShadowTests.eventually { (ShadowTests.metric(ShadowTests.metrics(sidecar), dropped) ?? 0) >= 1 })
-        #expect(ShadowTests.eventually { receiver.requests >= 1 })
+        #expect(eventually { (ShadowTests.metric(ShadowTests.metrics(sidecar), dropped) ?? 0) >= 1 })
+        #expect(eventually { receiver.requests >= 1 })
         #expect(sidecar.stop())
     }
 
@@ -340,7 +340,7 @@ import Glibc
         #expect(httpRequest(port: sidecar.port, "POST", "/predict", body: "{}")?.status == 200)
         let failures = #"switchyard_trace_exports_total{result="failure"}"#
         let lost = #"switchyard_trace_spans_dropped_total{reason="export_failed"}"#
-        #expect(ShadowTests.eventually { ShadowTests.metric(ShadowTests.metrics(sidecar), failures) == 1 })
+        #expect(eventually { ShadowTests.metric(ShadowTests.metrics(sidecar), failures) == 1 })
         let text = ShadowTests.metrics(sidecar)
         #expect(ShadowTests.metric(text, lost) == 2)
         #expect(ShadowTests.metric(text, #"switchyard_trace_exports_total{result="success"}"#) == 0)
@@ -566,7 +566,7 @@ final class OTLPReceiver: @unchecked Sendable {
 
     /// Waits (up to 5 s) until at least `count` spans have arrived.
     func waitForSpans(_ count: Int) -> Bool {
-        ShadowTests.eventually { spans.count >= count }
+        eventually { spans.count >= count }
     }
 
     func stop() {

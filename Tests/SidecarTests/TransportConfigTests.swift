@@ -77,7 +77,7 @@ import Testing
         #expect(sidecar.sidecar.snapshot.generation == 1)
         let before = sidecar.sidecar.snapshot.tlsContexts.values.map(ObjectIdentifier.init)
         try config.writeFile("certs/ca.pem", certificates.rotated)
-        for _ in 0..<200 where sidecar.sidecar.snapshot.generation == 1 { usleep(20_000) }
+        eventually { sidecar.sidecar.snapshot.generation != 1 }
         #expect(sidecar.sidecar.snapshot.generation == 2)
         // The rotated CA makes a new TLS context (an unchanged file would keep the old one).
         let after = sidecar.sidecar.snapshot.tlsContexts.values.map(ObjectIdentifier.init)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -93,12 +94,7 @@ public final class TLSTestServer: @unchecked Sendable {
 
     /// Polls until `condition` holds (true) or `timeoutMilliseconds` pass (false).
     public func eventually(timeoutMilliseconds: Int = 3000, _ condition: (TLSTestServer) -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(Double(timeoutMilliseconds) / 1000)
-        while !condition(self) {
-            if Date() > deadline { return false }
-            usleep(5_000)
-        }
-        return true
+        TestSupport.eventually(within: Double(timeoutMilliseconds) / 1000, every: 0.005) { condition(self) }
     }
 
     /// The body `.chunkedBody(bytes: count)` answers with: bytes 0 to 250, repeated.
