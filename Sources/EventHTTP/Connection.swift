@@ -222,22 +222,22 @@ enum StreamFraming {
     case untilClose
 }
 
-extension ByteBuffer {
+extension EventBuffer {
     /// Moves every byte of `self` to the end of `destination` (no copy).
     func moveAll(to destination: OpaquePointer) {
         evbuffer_add_buffer(destination, evbuffer)
     }
 
     /// Moves every byte of `other` to the end of `self` (no copy); `other` is left empty.
-    public func moveAll(from other: ByteBuffer) {
+    public func moveAll(from other: EventBuffer) {
         evbuffer_add_buffer(evbuffer, other.evbuffer)
     }
 
     /// Appends a copy of `other`'s bytes (real copies: `other` may be moved on right after) when
     /// the result stays within `limit` bytes; returns false, appending nothing, when it would not.
-    public func appendCopy(of other: ByteBuffer, limit: Int) -> Bool {
+    public func appendCopy(of other: EventBuffer, limit: Int) -> Bool {
         guard other.count <= limit - count else { return false }
-        ByteBuffer.copySegments(of: other.evbuffer, to: evbuffer)
+        EventBuffer.copySegments(of: other.evbuffer, to: evbuffer)
         return true
     }
 }

@@ -1,9 +1,5 @@
 internal import CLibevent
 
-#if DEBUG
-import Synchronization
-#endif
-
 /// A failure to set up a loop, a listener or a socket; `message` says what failed and why.
 public struct EventHTTPError: Error, CustomStringConvertible, Sendable {
     public var message: String
@@ -22,7 +18,13 @@ public final class EventLoop: @unchecked Sendable {
     #if DEBUG
     /// The thread that owns the loop's state (`pthread_self()`): the creating thread until
     /// `run()` starts, then the thread running it. Read from any thread by `assertInLoop()`.
-    private let ownerThread = Atomic<UInt>(0)
+    ///
+    /// A plain word, not a `Synchronization.Atomic`: importing Synchronization beside CLibevent
+    /// brings glibc's module in, whose `fd_set` clashes with libevent's (`_GNU_SOURCE`) and fails
+    /// a clean build. It is written at `init` and by the loop's thread as `run()` starts, and every
+    /// thread compares it with its own id: the loop's thread always reads its own write, so a
+    /// stale read can at worst let the creating thread pass just after `run()` began elsewhere.
+    private nonisolated(unsafe) var ownerThread: UInt = 0
     #endif
     private let wakePipe: (read: Int32, write: Int32)
     private var wakeEvent: OpaquePointer?
@@ -50,7 +52,7 @@ public final class EventLoop: @unchecked Sendable {
         self.base = base
         self.wakePipe = System.makeWakePipe()
         #if DEBUG
-        ownerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        ownerThread = UInt(pthread_self())
         #endif
         let me = Unmanaged.passUnretained(self).toOpaque()
         wakeEvent = event_new(base, wakePipe.read, Int16(EV_READ | EV_PERSIST), Callbacks.wake, me)
@@ -74,7 +76,7 @@ public final class EventLoop: @unchecked Sendable {
     /// loop's state, also after `run()` returns (until a later `run()` on another thread).
     public func run() {
         #if DEBUG
-        ownerThread.store(UInt(pthread_self()), ordering: .relaxed)
+        ownerThread = UInt(pthread_self())
         #endif
         event_base_loop(base, Int32(EVLOOP_NO_EXIT_ON_EMPTY))
     }
@@ -84,7 +86,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Always true in a release build, which records no owner.
     public var isInLoop: Bool {
         #if DEBUG
-        return ownerThread.load(ordering: .relaxed) == UInt(pthread_self())
+        return ownerThread == UInt(pthread_self())
         #else
         return true
         #endif

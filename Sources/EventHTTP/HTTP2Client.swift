@@ -16,14 +16,14 @@ final class HTTP2ClientStream {
     /// out until nghttp2 closes it.
     var call: HTTP2Call?
     /// The request body still to send (a copy: the caller's buffer is left intact).
-    let requestBody = ByteBuffer()
+    let requestBody = EventBuffer()
     var status: Int?
     var headers = HTTPHeaders()
     var trailers = HTTPHeaders()
     /// The response's first HEADERS frame ended the stream.
     var isTrailersOnly = false
     var hasHeaders = false
-    let body = ByteBuffer()
+    let body = EventBuffer()
     var headerListBytes = 0
     /// Why the answer is unusable, found by a callback (too large, malformed).
     var failure: UpstreamError?
@@ -299,7 +299,7 @@ final class HTTP2ClientConnection {
         let remaining = call.deadline - System.monotonicMilliseconds()
         let stream = HTTP2ClientStream()
         stream.call = call
-        ByteBuffer.addCopy(of: call.request.body.evbuffer, to: stream.requestBody.evbuffer)
+        EventBuffer.addCopy(of: call.request.body.evbuffer, to: stream.requestBody.evbuffer)
         stream.startedNanoseconds = System.monotonicNanoseconds()
         let timeout = GRPCFraming.timeoutValue(milliseconds: Int(max(1, remaining)))
         let id = withRequestFields(call.request, timeout: timeout) { nva, count -> Int32 in

@@ -20,9 +20,9 @@ public struct GRPCRequest {
     public var metadata: HTTPHeaders
     /// The request body: one length-prefixed gRPC message (`GRPCFraming.appendMessage`). Sent as
     /// it is and left intact (the same buffer may go to a shadow, or be retried).
-    public var body: ByteBuffer
+    public var body: EventBuffer
 
-    public init(path: String, metadata: HTTPHeaders = HTTPHeaders(), body: ByteBuffer) {
+    public init(path: String, metadata: HTTPHeaders = HTTPHeaders(), body: EventBuffer) {
         self.path = path
         self.metadata = metadata
         self.body = body
@@ -36,7 +36,7 @@ public struct GRPCResponse {
     /// The response's initial metadata, pseudo-fields left out; empty for a trailers-only answer.
     public var headers: HTTPHeaders
     /// The response body as it came: length-prefixed gRPC messages (checked to be whole).
-    public var body: ByteBuffer
+    public var body: EventBuffer
     /// The fields that ended the stream: the trailers, or for a trailers-only answer (an error
     /// status without a message) every field of its one HEADERS frame.
     public var trailers: HTTPHeaders
@@ -53,7 +53,7 @@ public struct GRPCResponse {
     public init(
         httpStatus: Int,
         headers: HTTPHeaders,
-        body: ByteBuffer,
+        body: EventBuffer,
         trailers: HTTPHeaders,
         isTrailersOnly: Bool,
         status: GRPCStatus,

@@ -43,7 +43,7 @@ final class HTTP2Stream {
     var grpcEncoding: String?
     /// The first gRPC message prefix has been checked against the limit.
     var grpcPrefixChecked = false
-    let body = ByteBuffer()
+    let body = EventBuffer()
     /// Body bytes counted in the session's `bufferedRequestBytes`.
     var accountedBytes = 0
     /// Refused (over the concurrency limit) or answered early (a limit): nothing more of the
@@ -64,7 +64,7 @@ final class HTTP2Stream {
     /// The response's last frame has been queued (END_STREAM, trailers or RST_STREAM).
     var responseEnded = false
     /// The body still to go out (moved into the socket's output frame by frame).
-    var outBody: ByteBuffer?
+    var outBody: EventBuffer?
     /// No more body will be added (a whole response, or a finished stream).
     var outFinished = false
     var trailers: HTTPHeaders?
@@ -563,15 +563,15 @@ final class HTTP2ServerSession {
             + "\"request_id\":\"\(jsonEscaped(id))\"}"
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        submit(stream, status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), trailers: nil)
+        submit(stream, status: status, headers: headers, body: EventBuffer(bytes: Array(json.utf8)), trailers: nil)
     }
 
     // MARK: Responses (from the handler, through ResponseWriter)
 
-    func respond(_ stream: HTTP2Stream, status: Int, headers: HTTPHeaders, body: ByteBuffer, trailers: HTTPHeaders?) {
+    func respond(_ stream: HTTP2Stream, status: Int, headers: HTTPHeaders, body: EventBuffer, trailers: HTTPHeaders?) {
         guard stream.isAwaitingResponse else { return }
-        let copy = ByteBuffer()
-        if stream.method != "HEAD" { ByteBuffer.addCopy(of: body.evbuffer, to: copy.evbuffer) }
+        let copy = EventBuffer()
+        if stream.method != "HEAD" { EventBuffer.addCopy(of: body.evbuffer, to: copy.evbuffer) }
         submit(stream, status: status, headers: headers, body: copy, trailers: trailers, contentLength: body.count)
         finishCounting(stream)
         pump()
@@ -581,7 +581,7 @@ final class HTTP2ServerSession {
         guard stream.isAwaitingResponse, let session else { return }
         stream.hasResponded = true
         stream.isStreaming = true
-        stream.outBody = ByteBuffer()
+        stream.outBody = EventBuffer()
         let submitted = withNameValues(status: status, headers: headers, contentLength: contentLength) { nva, count in
             var provider = dataProvider(for: stream)
             return nghttp2_submit_response(session, stream.id, nva, count, &provider)
@@ -591,7 +591,7 @@ final class HTTP2ServerSession {
     }
 
     /// Queues a piece of a streamed body; returns whether the producer should pause.
-    func streamBody(_ stream: HTTP2Stream, _ bytes: ByteBuffer) -> Bool {
+    func streamBody(_ stream: HTTP2Stream, _ bytes: EventBuffer) -> Bool {
         guard stream.isStreaming, !stream.outFinished, stream.isAwaitingResponse || !stream.responseEnded,
             let session, let out = stream.outBody
         else {
@@ -657,7 +657,7 @@ final class HTTP2ServerSession {
         _ stream: HTTP2Stream,
         status: Int,
         headers: HTTPHeaders,
-        body: ByteBuffer?,
+        body: EventBuffer?,
         trailers: HTTPHeaders?,
         contentLength: Int? = nil
     ) {

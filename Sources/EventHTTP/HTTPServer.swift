@@ -76,7 +76,7 @@ public struct RefusedRequest {
 public struct ServerRequest {
     public var head: RequestHead
     /// The payload (after de-chunking), moved out of the connection's input.
-    public var body: ByteBuffer
+    public var body: EventBuffer
     /// The client's IP address as text, e.g. `127.0.0.1` or `::1`; `127.0.0.1` for a client on a
     /// Unix socket (it is on this host, and what is passed on, as in `x-forwarded-for`, stays an
     /// IP address that consumers can parse).
@@ -84,7 +84,7 @@ public struct ServerRequest {
     /// The client connected from a loopback address or over a Unix socket.
     public var isPeerLoopback: Bool
 
-    public init(head: RequestHead, body: ByteBuffer, peerAddress: String, isPeerLoopback: Bool) {
+    public init(head: RequestHead, body: EventBuffer, peerAddress: String, isPeerLoopback: Bool) {
         self.head = head
         self.body = body
         self.peerAddress = peerAddress
@@ -142,7 +142,7 @@ public final class ResponseWriter {
     /// Sends the response. The server writes `content-length` and, when the connection will close,
     /// `connection: close`; any `content-length`, `transfer-encoding` or `connection` field in
     /// `headers` is replaced. `body` is left intact. A no-op if the client went away.
-    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer) {
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: EventBuffer) {
         connection.loop.assertInLoop()
         precondition(
             !hasResponded,
@@ -166,7 +166,7 @@ public final class ResponseWriter {
     /// `GRPCFraming.statusTrailers`). On HTTP/2: HEADERS, DATA, then a trailing HEADERS frame. On
     /// HTTP/1.1 the body goes chunked with the trailers after the last chunk; an HTTP/1.0 client
     /// gets the body without them. `body` is left intact.
-    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer, trailers: HTTPHeaders) {
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: EventBuffer, trailers: HTTPHeaders) {
         connection.loop.assertInLoop()
         if trailers.count == 0 {
             respond(status: status, headers: headers, body: body)
@@ -184,7 +184,7 @@ public final class ResponseWriter {
         }
         guard startStream(status: status, headers: headers, contentLength: nil) else { return }
         if body.count > 0 {
-            let copy = ByteBuffer()
+            let copy = EventBuffer()
             copy.append(contentsOf: body)
             streamBody(copy)
         }
@@ -194,7 +194,7 @@ public final class ResponseWriter {
     /// Sends the response with a body given as bytes.
     public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         connection.loop.assertInLoop()
-        respond(status: status, headers: headers, body: ByteBuffer(bytes: body))
+        respond(status: status, headers: headers, body: EventBuffer(bytes: body))
     }
 
     // MARK: Streamed responses (SPEC §10)
@@ -237,7 +237,7 @@ public final class ResponseWriter {
     /// whether the producer should pause: the client's socket is full, or more than
     /// `streamHighWaterBytes` wait unsent (`onDrained` says when to go on).
     @discardableResult
-    public func streamBody(_ bytes: ByteBuffer) -> Bool {
+    public func streamBody(_ bytes: EventBuffer) -> Bool {
         connection.loop.assertInLoop()
         if let http2Stream { return http2Stream.session.streamBody(http2Stream, bytes) }
         return connection.streamBody(bytes, sequence: sequence)
@@ -712,10 +712,10 @@ final class ServerConnection {
     private var requestKeepsAlive = false
     private var requestIsHTTP10 = false
     private var requestIsHEAD = false
-    @exclusivity(unchecked) private var body: ByteBuffer?
+    @exclusivity(unchecked) private var body: EventBuffer?
     /// The last request's body and writer, reused for the next request once the handler has let go
     /// of them (one allocation and one `evbuffer_new` less per request). Cleared by `close()`.
-    @exclusivity(unchecked) private var spareBody: ByteBuffer?
+    @exclusivity(unchecked) private var spareBody: EventBuffer?
     @exclusivity(unchecked) private var spareWriter: ResponseWriter?
     @exclusivity(unchecked) private var headReader = HeadReader()
     @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
@@ -1103,12 +1103,12 @@ final class ServerConnection {
     static let maxSpareBodyBytes = 16 * 1024
 
     /// The last request's body buffer, emptied, when nothing else holds it; else a new one.
-    private func reusableBody() -> ByteBuffer {
+    private func reusableBody() -> EventBuffer {
         if isKnownUniquelyReferenced(&spareBody), let spare = spareBody {
             spare.removeAll()
             return spare
         }
-        let fresh = ByteBuffer()
+        let fresh = EventBuffer()
         spareBody = fresh
         return fresh
     }
@@ -1169,7 +1169,7 @@ final class ServerConnection {
     // MARK: Writing responses
 
     /// The handler's answer to the current request.
-    func respond(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
+    func respond(status: Int, headers: HTTPHeaders, body: EventBuffer) {
         guard state == .awaitingResponse else { return }
         let willClose = write(status: status, headers: headers, body: body, forceClose: false)
         responseFinished(willClose: willClose)
@@ -1202,7 +1202,7 @@ final class ServerConnection {
             + "\"request_id\":\"\(jsonEscaped(id))\"}"
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "application/json")
-        _ = write(status: status, headers: headers, body: ByteBuffer(bytes: Array(json.utf8)), forceClose: true)
+        _ = write(status: status, headers: headers, body: EventBuffer(bytes: Array(json.utf8)), forceClose: true)
         server?.onRefused?(
             RefusedRequest(status: status, code: code, requestID: id, head: request, bodyBytes: json.utf8.count)
         )
@@ -1235,7 +1235,7 @@ final class ServerConnection {
 
     /// Queues head and body (sent by the caller's flush); returns whether the connection closes
     /// after this response.
-    private func write(status: Int, headers: HTTPHeaders, body: ByteBuffer, forceClose: Bool) -> Bool {
+    private func write(status: Int, headers: HTTPHeaders, body: EventBuffer, forceClose: Bool) -> Bool {
         guard state != .closed else { return true }
         let willClose = forceClose || mustClose
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
@@ -1247,7 +1247,7 @@ final class ServerConnection {
         // it goes out at once with a small body in the same buffer: no output chain when it all goes.
         // Inside `process`, responses are queued so a pipelined batch leaves in one write.
         if !isProcessing && outputLength == 0 && !socket.isWaitingToWrite
-            && (!sendsBody || body.count <= ByteBuffer.maxCopiedBytes)
+            && (!sendsBody || body.count <= EventBuffer.maxCopiedBytes)
         {
             if sendsBody { HeadBytes.appendBytes(of: body, to: &headScratch.bytes) }
             // Bytes the socket did not take stay queued; the caller's flush sends them or reports the error.
@@ -1256,7 +1256,7 @@ final class ServerConnection {
         }
         headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
         if sendsBody {
-            ByteBuffer.addCopy(of: body.evbuffer, to: socket.output)
+            EventBuffer.addCopy(of: body.evbuffer, to: socket.output)
         }
         return willClose
     }
@@ -1302,7 +1302,7 @@ final class ServerConnection {
     }
 
     /// Queues `bytes` as the next piece of the streamed body; returns whether the producer should pause.
-    func streamBody(_ bytes: ByteBuffer, sequence: Int) -> Bool {
+    func streamBody(_ bytes: EventBuffer, sequence: Int) -> Bool {
         guard state == .streaming, self.sequence == sequence else {
             bytes.removeAll()
             return false

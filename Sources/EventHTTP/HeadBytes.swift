@@ -84,7 +84,7 @@ enum HeadBytes {
     }
 
     /// Appends a copy of `buffer`'s bytes (one `memcpy` per segment, no zero-fill first).
-    static func appendBytes(of buffer: ByteBuffer, to out: inout [UInt8]) {
+    static func appendBytes(of buffer: EventBuffer, to out: inout [UInt8]) {
         let length = buffer.count
         guard length > 0 else { return }
         let appended = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 4) { vectors -> Bool in

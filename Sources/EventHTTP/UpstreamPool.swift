@@ -10,7 +10,7 @@ public struct UpstreamRequest {
     public var target: String
     public var headers: HTTPHeaders
     /// Sent as is and left intact (the same buffer can go to a live and a shadow backend, or be retried).
-    public var body: ByteBuffer
+    public var body: EventBuffer
     /// The caller has already dropped the hop-by-hop fields, those named by `Connection`, `host`
     /// and `content-length` from `headers`: the pool writes them without filtering them again
     /// (fields that are not tokens or hold CR, LF or NUL are still never written).
@@ -20,7 +20,7 @@ public struct UpstreamRequest {
         method: String,
         target: String,
         headers: HTTPHeaders = HTTPHeaders(),
-        body: ByteBuffer = ByteBuffer(),
+        body: EventBuffer = EventBuffer(),
         headersAreEndToEnd: Bool = false
     ) {
         self.method = method
@@ -35,7 +35,7 @@ public struct UpstreamRequest {
 public struct UpstreamResponse {
     public var head: ResponseHead
     /// The de-chunked payload.
-    public var body: ByteBuffer
+    public var body: EventBuffer
     /// The body had no length and ran until the backend closed the connection.
     public var wasReadUntilClose: Bool
     /// Set when the caller asked for the body as a stream (`BodyDisposition.stream`): its reads
@@ -47,7 +47,7 @@ public struct UpstreamResponse {
     /// handed over whole in `body` instead (pass it on as a stream's would be).
     public var wasStreamable = false
 
-    public init(head: ResponseHead, body: ByteBuffer, wasReadUntilClose: Bool) {
+    public init(head: ResponseHead, body: EventBuffer, wasReadUntilClose: Bool) {
         self.head = head
         self.body = body
         self.wasReadUntilClose = wasReadUntilClose
@@ -114,7 +114,7 @@ public final class UpstreamPool {
     let hostHeader: String
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
     @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
-    @exclusivity(unchecked) private var waiting: [Exchange] = []
+    @exclusivity(unchecked) private var waiting: [UpstreamExchange] = []
     private var isClosed = false
     /// The earliest deadline among `waiting` (connections watch the deadlines of their own exchanges).
     private var waitingTimer: DeadlineTimer?
@@ -197,7 +197,7 @@ public final class UpstreamPool {
     ) {
         loop.assertInLoop()
         let now = System.monotonicMilliseconds()
-        let exchange = Exchange(
+        let exchange = UpstreamExchange(
             pool: self,
             request: request,
             deadline: now + Int64(max(0, timeoutMilliseconds)),
@@ -243,11 +243,11 @@ public final class UpstreamPool {
 
     // MARK: Internals (loop thread)
 
-    private func finishSoon(_ exchange: Exchange, _ result: Result<UpstreamResponse, UpstreamError>) {
+    private func finishSoon(_ exchange: UpstreamExchange, _ result: Result<UpstreamResponse, UpstreamError>) {
         loop.runSoon { exchange.finish(result) }
     }
 
-    private func enqueue(_ exchange: Exchange, first: Bool = false) {
+    private func enqueue(_ exchange: UpstreamExchange, first: Bool = false) {
         if first {
             waiting.insert(exchange, at: 0)
         } else {
@@ -270,7 +270,7 @@ public final class UpstreamPool {
         for exchange in expired { exchange.finish(.failure(.timeout)) }
     }
 
-    private func openConnection(for exchange: Exchange) {
+    private func openConnection(for exchange: UpstreamExchange) {
         openConnections += 1
         connectionsOpened += 1
         let connection = UpstreamConnection(pool: self)
@@ -284,7 +284,7 @@ public final class UpstreamPool {
     }
 
     /// The deadline of `exchange`, in flight on `connection`, passed.
-    func connection(_ connection: UpstreamConnection, timedOut exchange: Exchange) {
+    func connection(_ connection: UpstreamConnection, timedOut exchange: UpstreamExchange) {
         // The backend may still answer this one: never reuse the connection.
         connection.abandon()
         exchange.finish(.failure(.timeout))
@@ -293,7 +293,7 @@ public final class UpstreamPool {
     /// A response arrived whole.
     func connection(
         _ connection: UpstreamConnection,
-        finished exchange: Exchange,
+        finished exchange: UpstreamExchange,
         with response: UpstreamResponse,
         reusable: Bool
     ) {
@@ -325,7 +325,7 @@ public final class UpstreamPool {
     }
 
     /// The connection failed during `exchange` (it has been closed already).
-    func connection(failed exchange: Exchange, with error: UpstreamError, isRetryable: Bool) {
+    func connection(failed exchange: UpstreamExchange, with error: UpstreamError, isRetryable: Bool) {
         guard isRetryable, !exchange.hasRetried, !isClosed, exchange.completion != nil else {
             exchange.finish(.failure(error))
             return
@@ -355,7 +355,7 @@ public final class UpstreamPool {
 }
 
 /// One `send`: its request, its completion and its deadline.
-final class Exchange {
+final class UpstreamExchange {
     /// Strong: a pool with exchanges in flight stays alive until they finish.
     let pool: UpstreamPool
     let request: UpstreamRequest
@@ -434,7 +434,7 @@ final class UpstreamConnection {
     private var timer: DeadlineTimer?
 
     // The exchange in progress.
-    @exclusivity(unchecked) private var exchange: Exchange?
+    @exclusivity(unchecked) private var exchange: UpstreamExchange?
     private var isReused = false
     private var hasResponseBytes = false
     /// When the request went out (monotonic nanoseconds), for the time to the response head.
@@ -443,7 +443,7 @@ final class UpstreamConnection {
     private var hasHead = false
     @exclusivity(unchecked) private var head: ResponseHead?
     private var keepsAlive = false
-    @exclusivity(unchecked) private var body = ByteBuffer()
+    @exclusivity(unchecked) private var body = EventBuffer()
     @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
     @exclusivity(unchecked) private var headReader = HeadReader()
     /// The stream the body goes to, while `state == .streaming`.
@@ -533,7 +533,7 @@ final class UpstreamConnection {
     }
 
     /// Writes `exchange`'s request and waits for its response.
-    func start(_ exchange: Exchange, isReused: Bool) {
+    func start(_ exchange: UpstreamExchange, isReused: Bool) {
         guard state != .closed else { return }
         state = .busy
         self.exchange = exchange
@@ -592,7 +592,7 @@ final class UpstreamConnection {
         }
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !socket.isWaitingToWrite
-        if canSend && bodyLength <= ByteBuffer.maxCopiedBytes && socket.outputLength == 0 {
+        if canSend && bodyLength <= EventBuffer.maxCopiedBytes && socket.outputLength == 0 {
             // Head and a small body in one buffer, sent at once: no output chain when it all goes out.
             HeadBytes.appendBytes(of: request.body, to: &headScratch.bytes)
             let left = headScratch.bytes.withUnsafeBytes { raw in socket.sendOrQueue(raw) }
@@ -600,7 +600,7 @@ final class UpstreamConnection {
             return
         }
         headScratch.bytes.withUnsafeBytes { raw in _ = evbuffer_add(socket.output, raw.baseAddress, raw.count) }
-        ByteBuffer.addCopy(of: request.body.evbuffer, to: socket.output)
+        EventBuffer.addCopy(of: request.body.evbuffer, to: socket.output)
         if canSend { flushOutput() }
     }
 
@@ -844,12 +844,12 @@ final class UpstreamConnection {
 
     /// The last response's body buffer, emptied, when nothing else holds it any more (one
     /// allocation and one `evbuffer_new` less per response); else a new one.
-    private func reusableBody() -> ByteBuffer {
+    private func reusableBody() -> EventBuffer {
         if isKnownUniquelyReferenced(&body) {
             body.removeAll()
             return body
         }
-        return ByteBuffer()
+        return EventBuffer()
     }
 
     private var overLimit: String { "upstream response body exceeds the limit of \(limits.maxBodyBytes) bytes" }
@@ -889,7 +889,7 @@ final class UpstreamConnection {
         System.monotonicNanoseconds() &- sentNanoseconds
     }
 
-    private func fail(_ exchange: Exchange, _ error: UpstreamError, isRetryable: Bool) {
+    private func fail(_ exchange: UpstreamExchange, _ error: UpstreamError, isRetryable: Bool) {
         self.exchange = nil
         close()
         exchange.pool.connection(failed: exchange, with: error, isRetryable: isRetryable)
@@ -898,7 +898,7 @@ final class UpstreamConnection {
     // MARK: Streaming the body
 
     /// Hands the head to the caller now, with a stream that the body's reads go to.
-    private func beginStream(_ exchange: Exchange, head: ResponseHead, first: ByteBuffer) {
+    private func beginStream(_ exchange: UpstreamExchange, head: ResponseHead, first: EventBuffer) {
         let stream = UpstreamStream(connection: self)
         stream.pending.moveAll(from: first)
         self.stream = stream
@@ -908,7 +908,7 @@ final class UpstreamConnection {
         setIdleDeadline()
         var response = UpstreamResponse(
             head: head,
-            body: ByteBuffer(),
+            body: EventBuffer(),
             wasReadUntilClose: bodyReader.endsAtClose
         )
         response.stream = stream
@@ -998,8 +998,8 @@ public final class UpstreamStream {
 
     private weak var connection: UpstreamConnection?
     /// Bytes read and not yet handed to the consumer.
-    let pending = ByteBuffer()
-    private var onData: ((ByteBuffer) -> Void)?
+    let pending = EventBuffer()
+    private var onData: ((EventBuffer) -> Void)?
     private var onEnd: ((End) -> Void)?
     private var ending: End?
     /// Reading the backend is paused.
@@ -1014,7 +1014,7 @@ public final class UpstreamStream {
     /// Installs the consumer: `onData` receives each read's bytes (move them out: what is left
     /// after the call is dropped), `onEnd` runs once, after the last `onData`. Bytes and an end
     /// that came before `start` are delivered at once.
-    public func start(onData: @escaping (ByteBuffer) -> Void, onEnd: @escaping (End) -> Void) {
+    public func start(onData: @escaping (EventBuffer) -> Void, onEnd: @escaping (End) -> Void) {
         self.onData = onData
         self.onEnd = onEnd
         deliver()

@@ -47,7 +47,7 @@ final class AdminServer {
         let (status, body) = route(request)
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: status.contentType)
-        writer.respond(status: status.code, headers: headers, body: ByteBuffer(bytes: body))
+        writer.respond(status: status.code, headers: headers, body: EventBuffer(bytes: body))
     }
 
     private struct Status {

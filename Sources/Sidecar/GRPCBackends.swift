@@ -160,7 +160,7 @@ extension Worker {
             response = GRPCResponse(
                 httpStatus: 200,
                 headers: HTTPHeaders(),
-                body: ByteBuffer(),
+                body: EventBuffer(),
                 trailers: GRPCFraming.trailersOnlyHeaders(response.status, message: message),
                 isTrailersOnly: true,
                 status: response.status,
@@ -171,14 +171,14 @@ extension Worker {
         let reply = Reply(
             status: Worker.httpStatus(grpc: response.status),
             headers: HTTPHeaders(),
-            body: ByteBuffer()
+            body: EventBuffer()
         )
         reply.grpcResponse = response
         switch response.status {
         case .ok:
             guard readsAnswer else { return .answered(reply) }
             do throws(UpstreamResponseError) {
-                reply.body = ByteBuffer(bytes: try Worker.restRendering(response, call: call).serialized())
+                reply.body = EventBuffer(bytes: try Worker.restRendering(response, call: call).serialized())
             } catch {
                 // A live answer goes to the client as it came (the comparison reports the error);
                 // a shadow's is compared only, and is a bad response.
@@ -279,7 +279,7 @@ extension Worker {
                 }
             }
             exchange.bytesOut = 0
-            exchange.writer.respond(status: 200, headers: headers, body: ByteBuffer())
+            exchange.writer.respond(status: 200, headers: headers, body: EventBuffer())
             return
         }
         var trailers = Forwarding.responseHeaders(response.trailers)

@@ -91,7 +91,7 @@ final class GRPCCall: @unchecked Sendable {
     /// The call's one request message (a unary call carries exactly one), or why not: framing
     /// errors keep their gRPC status (a compressed message: UNIMPLEMENTED or INTERNAL).
     static func message(
-        _ body: ByteBuffer,
+        _ body: EventBuffer,
         maxMessageBytes: Int,
         encoding: String?
     ) throws(SidecarError) -> [UInt8] {
@@ -122,7 +122,7 @@ final class GRPCCall: @unchecked Sendable {
     /// the route pins by the message (`version_from: message`): that version is the sidecar's
     /// name for the backend, not the backend's own (a REST version is asked without one too).
     /// Nil when the message names no version.
-    private(set) var unversionedBody: ByteBuffer?
+    private(set) var unversionedBody: EventBuffer?
 
     /// Decodes an inference call's message and fills `facts`, `encoding` and the REST twin.
     func decode(_ message: [UInt8]) throws(ModelError) {
@@ -171,7 +171,7 @@ final class GRPCCall: @unchecked Sendable {
     }
 
     /// `message` serialized and framed as one uncompressed gRPC message.
-    static func framed(_ message: some SwiftProtobuf.Message) throws(ModelError) -> ByteBuffer {
+    static func framed(_ message: some SwiftProtobuf.Message) throws(ModelError) -> EventBuffer {
         let bytes: [UInt8]
         do {
             bytes = try message.serializedBytes()
@@ -183,7 +183,7 @@ final class GRPCCall: @unchecked Sendable {
             0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF),
         ]
         framed += bytes
-        return ByteBuffer(bytes: framed)
+        return EventBuffer(bytes: framed)
     }
 
     /// TF Serving's `model_spec` version as text: the number, or the label; nil for neither.

@@ -125,7 +125,7 @@ extension Worker {
             exchange.writer.respond(
                 status: 200,
                 headers: headers,
-                body: ByteBuffer(bytes: framed),
+                body: EventBuffer(bytes: framed),
                 trailers: GRPCFraming.statusTrailers(.ok)
             )
         case .failure(let failure):
@@ -136,12 +136,12 @@ extension Worker {
                 headers.add(name: field.name, value: field.value)
             }
             exchange.bytesOut = 0
-            exchange.writer.respond(status: 200, headers: headers, body: ByteBuffer())
+            exchange.writer.respond(status: 200, headers: headers, body: EventBuffer())
         }
     }
 
     /// The response message for a version's REST twin answer (`body`).
-    private func grpcAnswer(_ exchange: Exchange, call: GRPCCall, body: ByteBuffer, version: String?) throws -> [UInt8]
+    private func grpcAnswer(_ exchange: Exchange, call: GRPCCall, body: EventBuffer, version: String?) throws -> [UInt8]
     {
         let json = try JSONParser.parse(body.bytes)
         switch call.method {

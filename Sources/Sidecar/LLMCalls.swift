@@ -13,8 +13,11 @@ extension Worker {
     /// `stream_options`. Nil: the client's bytes go as they are (nothing to change). Every member
     /// the rewrite does not touch keeps its bytes. Throws a 400 when the body must be changed and
     /// is not a JSON object.
-    static func llmRequestBody(_ body: ByteBuffer, modelName: String?, isShadow: Bool) throws(ModelError) -> ByteBuffer?
-    {
+    static func llmRequestBody(
+        _ body: EventBuffer,
+        modelName: String?,
+        isShadow: Bool
+    ) throws(ModelError) -> EventBuffer? {
         guard modelName != nil || isShadow else { return nil }
         var set: [(key: String, rawValue: [UInt8])] = []
         if let modelName { set.append((key: "model", rawValue: JSON.string(modelName).serialized())) }
@@ -26,7 +29,7 @@ extension Worker {
         guard let edited = JSONEdit.editTopLevel(body.bytes, set: set, remove: remove) else {
             throw ModelError.badRequest("the request body is not a JSON object (an openai route rewrites its 'model')")
         }
-        return ByteBuffer(bytes: edited)
+        return EventBuffer(bytes: edited)
     }
 
     /// Counts the usage and the time to first token of an `openai` answer read whole (a live
@@ -37,7 +40,7 @@ extension Worker {
         _ exchange: Exchange,
         version: String,
         role: SidecarMetrics.Role,
-        body: ByteBuffer,
+        body: EventBuffer,
         startNanoseconds: UInt64
     ) -> Double {
         let elapsed = Monotonic.nanoseconds() &- startNanoseconds
@@ -68,7 +71,7 @@ final class LLMStreamMeter {
         self.startNanoseconds = startNanoseconds
     }
 
-    func feed(_ bytes: ByteBuffer) {
+    func feed(_ bytes: EventBuffer) {
         if bytes.withUnsafeReadableBytes({ scanner.feed($0) }) { firstToken() }
     }
 

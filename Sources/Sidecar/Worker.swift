@@ -223,7 +223,7 @@ final class Worker: @unchecked Sendable {
                 let reply = Reply(
                     status: answer.status,
                     headers: headers,
-                    body: ByteBuffer(bytes: answer.body.serialized())
+                    body: EventBuffer(bytes: answer.body.serialized())
                 )
                 respond(exchange, reply: reply, version: nil, failedVersion: nil)
                 return
@@ -268,7 +268,7 @@ final class Worker: @unchecked Sendable {
         // nothing holding the same reply.
         @exclusivity(unchecked) var status: Int
         @exclusivity(unchecked) var headers: HTTPHeaders
-        @exclusivity(unchecked) var body: ByteBuffer
+        @exclusivity(unchecked) var body: EventBuffer
         /// A remote answer whose body is relayed as it arrives (SPEC §10); `body` is then empty.
         @exclusivity(unchecked) var stream: UpstreamStream?
         /// The streamed body's Content-Length, kept toward the client; nil: chunked or close-delimited.
@@ -284,7 +284,7 @@ final class Worker: @unchecked Sendable {
         /// is the HTTP status its gRPC status pairs with; `body` its REST rendering when read).
         @exclusivity(unchecked) var grpcResponse: GRPCResponse?
 
-        init(status: Int, headers: HTTPHeaders, body: ByteBuffer) {
+        init(status: Int, headers: HTTPHeaders, body: EventBuffer) {
             self.status = status
             self.headers = headers
             self.body = body
@@ -444,7 +444,7 @@ final class Worker: @unchecked Sendable {
         )
         if let call {
             do throws(ModelError) {
-                body = ByteBuffer(bytes: try call.restBody(for: versionProtocol))
+                body = EventBuffer(bytes: try call.restBody(for: versionProtocol))
                 GRPCCall.restHeaders(&headers)
             } catch {
                 refuseBody(error)
@@ -468,7 +468,7 @@ final class Worker: @unchecked Sendable {
                     from: routeProtocol,
                     to: versionProtocol
                 )
-                body = ByteBuffer(bytes: translated)
+                body = EventBuffer(bytes: translated)
                 headers.replaceOrAdd(name: "content-type", value: "application/json")
             } catch {
                 refuseBody(error)
@@ -622,7 +622,7 @@ final class Worker: @unchecked Sendable {
                         versionName: version,
                         id: id
                     )
-                    reply.body = ByteBuffer(bytes: bytes)
+                    reply.body = EventBuffer(bytes: bytes)
                     reply.headers.remove(name: "content-encoding")
                     reply.headers.replaceOrAdd(name: "content-type", value: "application/json")
                 } catch {
@@ -748,7 +748,7 @@ final class Worker: @unchecked Sendable {
             )
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
-            return .answered(Reply(status: 200, headers: headers, body: ByteBuffer(bytes: bytes)))
+            return .answered(Reply(status: 200, headers: headers, body: EventBuffer(bytes: bytes)))
         } catch {
             let sidecarError = SidecarError(error)
             // A table miss or a model failure is the version's; a bad request is the client's.
@@ -767,7 +767,7 @@ final class Worker: @unchecked Sendable {
         let reply = Reply(
             status: error.status,
             headers: headers,
-            body: ByteBuffer(bytes: error.body(requestID: requestID))
+            body: EventBuffer(bytes: error.body(requestID: requestID))
         )
         reply.errorCode = error.code
         reply.errorDetail = error.detail
@@ -858,7 +858,7 @@ extension Worker {
         writer.onDrained = { stream.resume() }
         writer.onClientGone = { stream.cancel() }
         let copyLimit = options.maxResponseBytes
-        let copy: ByteBuffer? = exchange.hasShadows ? ByteBuffer() : nil
+        let copy: EventBuffer? = exchange.hasShadows ? EventBuffer() : nil
         exchange.liveIsEventStream = reply.isEventStream
         // SPEC §14: a streamed `openai` answer's first token and final usage are read as it passes.
         var meter: LLMStreamMeter?

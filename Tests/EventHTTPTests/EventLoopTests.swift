@@ -60,25 +60,25 @@ import Testing
     }
 }
 
-@Suite struct ByteBufferTests {
+@Suite struct EventBufferTests {
     @Test func appendsAndReads() {
-        let buffer = ByteBuffer(bytes: [1, 2, 3])
+        let buffer = EventBuffer(bytes: [1, 2, 3])
         buffer.append([4, 5][...])
         buffer.append("hé")
         #expect(buffer.count == 8)
         #expect(buffer.bytes == [1, 2, 3, 4, 5, 0x68, 0xC3, 0xA9])
         #expect(buffer.withUnsafeReadableBytes { Array($0) } == buffer.bytes)
-        #expect(ByteBuffer().withUnsafeReadableBytes { $0.count } == 0)
+        #expect(EventBuffer().withUnsafeReadableBytes { $0.count } == 0)
     }
 
     @Test func appendingAnotherBufferLeavesItIntact() {
-        let body = ByteBuffer(bytes: Array("payload".utf8))
-        let live = ByteBuffer()
-        let shadow = ByteBuffer(bytes: Array("> ".utf8))
+        let body = EventBuffer(bytes: Array("payload".utf8))
+        let live = EventBuffer()
+        let shadow = EventBuffer(bytes: Array("> ".utf8))
         live.append(contentsOf: body)
         shadow.append(contentsOf: body)
         // A buffer holding references is copied, not referenced again.
-        let third = ByteBuffer()
+        let third = EventBuffer()
         third.append(contentsOf: live)
         body.append("!")
         #expect(body.bytes == Array("payload!".utf8))

@@ -42,7 +42,7 @@ private func request(_ method: String, metadata: [(String, String)] = [], payloa
     GRPCRequest(
         path: "/test.Echo/\(method)",
         metadata: HTTPHeaders(metadata),
-        body: ByteBuffer(bytes: framed(payload))
+        body: EventBuffer(bytes: framed(payload))
     )
 }
 

@@ -69,7 +69,7 @@ final class H2TestHandler: @unchecked Sendable {
             writer.respond(
                 status: 200,
                 headers: headers,
-                body: ByteBuffer(bytes: framed),
+                body: EventBuffer(bytes: framed),
                 trailers: GRPCFraming.statusTrailers(.ok)
             )
         case "/test.Echo/Fail":
@@ -85,7 +85,7 @@ final class H2TestHandler: @unchecked Sendable {
             writer.respond(status: 200, body: Array("ok".utf8))
         case "/stream":
             writer.startStream(status: 200, headers: HTTPHeaders([("content-type", "text/plain")]), contentLength: nil)
-            for piece in ["one ", "two ", "three"] { writer.streamBody(ByteBuffer(bytes: Array(piece.utf8))) }
+            for piece in ["one ", "two ", "three"] { writer.streamBody(EventBuffer(bytes: Array(piece.utf8))) }
             writer.finishStream(trailers: HTTPHeaders([("x-checksum", "abc")]))
         default:
             let text =

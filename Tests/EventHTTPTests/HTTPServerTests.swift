@@ -17,7 +17,7 @@ private func startServer(
                 handler(request, writer)
                 return
             }
-            let body = ByteBuffer()
+            let body = EventBuffer()
             body.append("\(request.head.method) \(request.head.target) ")
             body.append(contentsOf: request.body)
             writer.respond(status: 200, headers: HTTPHeaders([("content-type", "text/plain")]), body: body)
@@ -100,7 +100,7 @@ private func startServer(
         defer { loop.shutdown() }
         // The connection reuses a request's body buffer and writer only once nothing else holds them:
         // what a handler keeps must stay as it was while later requests (odd ones not kept) go by.
-        let kept = Box<[(body: ByteBuffer, writer: ResponseWriter)]>([])
+        let kept = Box<[(body: EventBuffer, writer: ResponseWriter)]>([])
         let server = try startServer(loop) { request, writer in
             writer.respond(status: 200, body: request.body.bytes)
             if request.head.target.hasSuffix("0") { kept.value.append((request.body, writer)) }

@@ -69,7 +69,7 @@ func tlsExchange(
     exchange.protocolVersion = session.protocolVersion
     exchange.negotiatedProtocol = session.negotiatedProtocol
 
-    let request = ByteBuffer()
+    let request = EventBuffer()
     request.append("GET / HTTP/1.1\r\nhost: \(host):\(port)\r\n\r\n")
     flushing: while true {
         switch session.flush(from: request.evbuffer) {
@@ -81,7 +81,7 @@ func tlsExchange(
         }
     }
 
-    let response = ByteBuffer()
+    let response = EventBuffer()
     while true {
         let text = String(decoding: response.bytes, as: UTF8.self)
         if let split = text.range(of: "\r\n\r\n") {

@@ -86,7 +86,7 @@ private func sendConcurrently(
         let pool = try makePool(loop, port: upstream.value.port)
         for i in 0..<5 {
             let result = try send(pool, on: loop) {
-                UpstreamRequest(method: "POST", target: "/p\(i)", body: ByteBuffer(bytes: bytes("body\(i)")))
+                UpstreamRequest(method: "POST", target: "/p\(i)", body: EventBuffer(bytes: bytes("body\(i)")))
             }
             #expect(try result.get().body == "POST /p\(i) body\(i)")
         }
@@ -101,11 +101,15 @@ private func sendConcurrently(
         let pool = try makePool(loop, port: upstream.value.port)
         // The connection reuses its response body buffer only once nothing else holds it: bodies the
         // caller keeps (even requests) must stay as they were while later responses arrive.
-        let kept = Box<[ByteBuffer]>([])
+        let kept = Box<[EventBuffer]>([])
         for i in 0..<6 {
             let done = DispatchSemaphore(value: 0)
             loop.loop.execute {
-                let request = UpstreamRequest(method: "POST", target: "/k\(i)", body: ByteBuffer(bytes: bytes("b\(i)")))
+                let request = UpstreamRequest(
+                    method: "POST",
+                    target: "/k\(i)",
+                    body: EventBuffer(bytes: bytes("b\(i)"))
+                )
                 pool.value.send(request, timeoutMilliseconds: 2000) { result in
                     if i % 2 == 0, case .success(let response) = result { kept.value.append(response.body) }
                     done.signal()
@@ -142,7 +146,7 @@ private func sendConcurrently(
                     ("Host", "client.example"), ("Transfer-Encoding", "chunked"), ("Connection", "x-hop"),
                     ("x-hop", "1"), ("Content-Length", "99"), ("x-keep", "2"),
                 ]),
-                body: ByteBuffer(bytes: bytes("abc"))
+                body: EventBuffer(bytes: bytes("abc"))
             )
         }
         let outcome = try result.get()
@@ -370,7 +374,7 @@ private func sendConcurrently(
                 options: ServerOptions(limits: HTTPLimits(maxBodyBytes: 8 << 20))
             ) { request, writer in
                 // Answers with the body twice: the response is larger than the request.
-                let body = ByteBuffer()
+                let body = EventBuffer()
                 body.append(contentsOf: request.body)
                 body.append(contentsOf: request.body)
                 writer.respond(status: 200, body: body)
@@ -383,7 +387,7 @@ private func sendConcurrently(
                 pool,
                 on: loop,
                 {
-                    UpstreamRequest(method: "POST", target: "/big", body: ByteBuffer(bytes: payload))
+                    UpstreamRequest(method: "POST", target: "/big", body: EventBuffer(bytes: payload))
                 },
                 timeoutMilliseconds: 5000
             )

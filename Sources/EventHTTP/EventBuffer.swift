@@ -1,8 +1,10 @@
 internal import CLibevent
 
 /// Bytes in a libevent `evbuffer`: request and response bodies move between sockets without
-/// being copied into Swift arrays. One owner; loop thread only (not `Sendable`).
-public final class ByteBuffer {
+/// being copied into Swift arrays. A reference type (one evbuffer, shared by every holder of the
+/// reference), unlike swift-nio's value-type `ByteBuffer`, hence its name. One owner; loop thread
+/// only (not `Sendable`).
+public final class EventBuffer {
     let evbuffer: OpaquePointer
 
     public init() {
@@ -46,8 +48,8 @@ public final class ByteBuffer {
 
     /// Appends `other`'s bytes and leaves `other` as it was (the same body can go to a live and a
     /// shadow backend). Shares `other`'s memory by reference when libevent allows it, else copies.
-    public func append(contentsOf other: ByteBuffer) {
-        ByteBuffer.addCopy(of: other.evbuffer, to: evbuffer)
+    public func append(contentsOf other: EventBuffer) {
+        EventBuffer.addCopy(of: other.evbuffer, to: evbuffer)
     }
 
     /// Calls `body` with the bytes made contiguous (`evbuffer_pullup`). The pointer is valid only
