@@ -180,7 +180,8 @@ extension Worker {
     /// accents (`switchyard bench compare-text`), too long to hold the worker's loop, so it runs
     /// on a background queue and the result comes back to the loop for the metrics and the log.
     /// At most `maxQueuedLLMComparisons` per worker wait there; beyond, the loop compares itself
-    /// (slower answers for its other clients, but no comparison lost).
+    /// (slower answers for its other clients, but no comparison lost). The exchange stays on its
+    /// loop, in `pendingLLMComparisons`: the queue gets only the two answers and a ticket.
     private func compareLLMOffLoop(
         _ exchange: Exchange,
         live: ResponseSide,
@@ -188,8 +189,9 @@ extension Worker {
         setup: ConfigSnapshot.ModelComparison
     ) {
         let threshold = setup.similarityThreshold
-        @Sendable func settle(_ comparison: Comparison) {
-            self.settle(
+        guard pendingLLMComparisons.count < Worker.maxQueuedLLMComparisons else {
+            let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
+            settle(
                 exchange,
                 live: live,
                 shadow: shadow,
@@ -197,17 +199,23 @@ extension Worker {
                 summary: ComparisonSummary(comparison),
                 comparison: comparison
             )
-        }
-        guard llmComparisonsQueued < Worker.maxQueuedLLMComparisons else {
-            settle(compareLLM(live: live, shadow: shadow, similarityThreshold: threshold))
             return
         }
-        llmComparisonsQueued += 1
+        nextLLMTicket &+= 1
+        let ticket = nextLLMTicket
+        pendingLLMComparisons[ticket] = PendingLLMComparison(exchange: exchange, setup: setup)
         Worker.comparisonQueue.async { [self] in
             let comparison = compareLLM(live: live, shadow: shadow, similarityThreshold: threshold)
             loop.execute { [self] in
-                llmComparisonsQueued -= 1
-                settle(comparison)
+                guard let pending = pendingLLMComparisons.removeValue(forKey: ticket) else { return }
+                settle(
+                    pending.exchange,
+                    live: live,
+                    shadow: shadow,
+                    setup: pending.setup,
+                    summary: ComparisonSummary(comparison),
+                    comparison: comparison
+                )
             }
         }
     }

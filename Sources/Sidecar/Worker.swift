@@ -43,8 +43,10 @@ final class Worker: @unchecked Sendable {
     @exclusivity(unchecked) var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
     @exclusivity(unchecked) var shadowsInFlight = 0
-    /// `openai` comparisons this worker has queued on `comparisonQueue` (SPEC §14).
-    @exclusivity(unchecked) var llmComparisonsQueued = 0
+    /// `openai` comparisons this worker has queued on `comparisonQueue` (SPEC §14), by ticket:
+    /// what their result needs on the loop when it comes back.
+    var pendingLLMComparisons: [Int: PendingLLMComparison] = [:]
+    var nextLLMTicket = 0
     static let maxQueuedLLMComparisons = 256
     /// Where LLM answers are compared, off every worker's loop (`Shadows.swift`).
     static let comparisonQueue = DispatchQueue(label: "switchyard.llm-compare", qos: .utility, attributes: .concurrent)
@@ -936,6 +938,12 @@ extension Worker {
             )
         }
     }
+}
+
+/// An LLM comparison running off the loop: the exchange and setup its result is settled with.
+struct PendingLLMComparison {
+    let exchange: Exchange
+    let setup: ConfigSnapshot.ModelComparison
 }
 
 /// One request on its way through a worker.
