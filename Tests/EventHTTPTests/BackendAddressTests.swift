@@ -1,24 +1,28 @@
 import Foundation
-import Synchronization
 import Testing
 
 @testable import EventHTTP
 
 /// A name lookup the test controls: it fails until `resolvable` is set, then answers
 /// 127.0.0.1, and counts its calls.
-private final class FakeLookup: Sendable {
-    private let state = Mutex((calls: 0, resolvable: false))
+/// (An `NSLock`, not `Synchronization.Mutex`: importing Synchronization beside `@testable import
+/// EventHTTP` puts glibc's module next to CLibevent's, whose `fd_set` differs, and a clean build
+/// fails.)
+private final class FakeLookup: @unchecked Sendable {  // every access under `lock`
+    private let lock = NSLock()
+    private var count = 0
+    private var resolvable = false
 
-    var calls: Int { state.withLock { $0.calls } }
-    func becomeResolvable() { state.withLock { $0.resolvable = true } }
+    var calls: Int { lock.withLock { count } }
+    func becomeResolvable() { lock.withLock { resolvable = true } }
 
     var lookup: BackendAddress.Lookup {
         { [self] _, port, out in
-            let resolvable = state.withLock {
-                $0.calls += 1
-                return $0.resolvable
+            let answers = lock.withLock {
+                count += 1
+                return resolvable
             }
-            return resolvable ? BackendAddress.systemLookup("127.0.0.1", port, out) : 0
+            return answers ? BackendAddress.systemLookup("127.0.0.1", port, out) : 0
         }
     }
 }
