@@ -6,7 +6,7 @@ public import Policy
 /// `:path` (`/inference.GRPCInferenceService/ModelInfer`), `headers` its metadata, and `grpc`
 /// what its decoded message says. Only calls with `grpc` set match gRPC routes, and only
 /// requests without it match REST routes.
-public struct RequestFacts: Sendable {
+public struct RequestFacts {  // not Sendable: `bodyKey` reads the request it was made for, on its thread
     /// As sent (`POST`); compared upper-cased.
     public var method: String
     /// The request target's path, without the query; a gRPC call's `:path`.
@@ -17,7 +17,7 @@ public struct RequestFacts: Sendable {
     public var headers: [(name: String, value: String)]
     /// Resolves a JSON pointer (RFC 6901) in the body to a key string; nil when the request has no
     /// JSON body. The sidecar supplies it and parses the body only if it is called.
-    public var bodyKey: (@Sendable (String) -> String?)?
+    public var bodyKey: ((String) -> String?)?
     /// Set for a gRPC call, nil for a REST request (which costs nothing then).
     public var grpc: GRPCCallFacts?
 
@@ -26,7 +26,7 @@ public struct RequestFacts: Sendable {
         path: String,
         query: String? = nil,
         headers: [(name: String, value: String)] = [],
-        bodyKey: (@Sendable (String) -> String?)? = nil,
+        bodyKey: ((String) -> String?)? = nil,
         grpc: GRPCCallFacts? = nil
     ) {
         self.method = method

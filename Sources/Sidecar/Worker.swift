@@ -947,7 +947,7 @@ struct PendingLLMComparison {
 }
 
 /// One request on its way through a worker.
-final class Exchange: @unchecked Sendable {  // confined to its worker's loop thread
+final class Exchange {  // confined to its worker's loop thread
     // `@exclusivity(unchecked)` below: loop thread only, and no access overlaps another (each is
     // read or set in one statement; none is passed `inout` across a call that reaches it again).
     let request: ServerRequest
@@ -1069,7 +1069,7 @@ final class Exchange: @unchecked Sendable {  // confined to its worker's loop th
             path = request.head.target
         }
         // The closure is made only when a key may need it.
-        var bodyKey: (@Sendable (String) -> String?)?
+        var bodyKey: ((String) -> String?)?
         if readsBodyKeys {
             bodyKey = { [unowned self] pointer in
                 guard let body = try? self.bodyJSON(), let value = body.value(atPointer: pointer) else { return nil }

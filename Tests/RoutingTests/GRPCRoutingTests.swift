@@ -59,8 +59,16 @@ private func decideCall(_ request: RequestFacts, seed: UInt64 = 7) -> RoutingOut
 }
 
 struct GRPCMatchCase: Sendable, CustomTestStringConvertible {
-    var request: RequestFacts
+    /// Made when read: `RequestFacts` is not `Sendable` (its body reader belongs to one thread).
+    let makeRequest: @Sendable () -> RequestFacts
     var route: String
+    var request: RequestFacts { makeRequest() }
+
+    init(request: @autoclosure @escaping @Sendable () -> RequestFacts, route: String) {
+        self.makeRequest = request
+        self.route = route
+    }
+
     var testDescription: String {
         "\(request.path) model \(request.grpc?.model ?? "none") \(request.headers.map(\.value)) → \(route)"
     }

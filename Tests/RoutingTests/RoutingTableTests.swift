@@ -4,18 +4,21 @@ import Testing
 
 /// Requests that reach every kind of outcome of the sample config: split (random and sticky),
 /// pinned by path, header and route, unknown version, no route.
-let tableRequests: [RequestFacts] = [
-    request("/v1/models/churn:predict", headers: [("x-tenant", "acme")]),
-    request("/v1/models/churn:predict", headers: [("x-tenant", "acme"), ("x-user-id", "u42")]),
-    request("/v1/models/churn/versions/v2:predict"),
-    request("/v1/models/churn/versions/candidate:predict"),
-    request("/v1/models/churn/versions/v9:predict"),
-    request("/churn/x", headers: [("x-model-version", "stable")]),
-    request("/churn/x"),
-    request("/v2/churn/predict"),
-    request("/v1/models/churn"),
-    request("/elsewhere"),
-]
+/// (Computed: `RequestFacts` is not `Sendable`, so it cannot be a stored global.)
+var tableRequests: [RequestFacts] {
+    [
+        request("/v1/models/churn:predict", headers: [("x-tenant", "acme")]),
+        request("/v1/models/churn:predict", headers: [("x-tenant", "acme"), ("x-user-id", "u42")]),
+        request("/v1/models/churn/versions/v2:predict"),
+        request("/v1/models/churn/versions/candidate:predict"),
+        request("/v1/models/churn/versions/v9:predict"),
+        request("/churn/x", headers: [("x-model-version", "stable")]),
+        request("/churn/x"),
+        request("/v2/churn/predict"),
+        request("/v1/models/churn"),
+        request("/elsewhere"),
+    ]
+}
 
 /// Deciding through a `RoutingTable` gives what deciding on the config gives, draw for draw,
 /// with and without a tripped guard.
