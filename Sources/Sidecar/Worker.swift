@@ -821,7 +821,6 @@ extension Worker {
         head.status < 500 && isEventStream(head.headers) ? .stream : .collect
     }
 
-    /// Whether a response's `content-type` is `text/event-stream` (parameters ignored).
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
     /// scan of the field's contiguous UTF-8, no String made.
     static func isEventStream(_ headers: HTTPHeaders) -> Bool {
@@ -863,21 +862,15 @@ extension Worker {
         let copy: EventBuffer? = exchange.hasShadows ? EventBuffer() : nil
         exchange.liveIsEventStream = reply.isEventStream
         // SPEC §14: a streamed `openai` answer's first token and final usage are read as it passes.
-        var meter: LLMStreamMeter?
-        if exchange.wireProtocol == .openai, (200..<300).contains(status) {
-            meter = LLMStreamMeter(
+        let meter: LLMStreamMeter? =
+            exchange.wireProtocol == .openai && (200..<300).contains(status)
+            ? LLMStreamMeter(
                 handles: metricCache.llm(metrics, model: exchange.model, version: version, role: .live),
                 startNanoseconds: exchange.attemptStartNanoseconds
-            )
-        }
+            ) : nil
         stream.start(
             onData: { bytes in
-                if let meter {
-                    meter.feed(bytes)
-                    if let first = meter.firstTokenMilliseconds, exchange.liveFirstTokenMilliseconds == nil {
-                        exchange.liveFirstTokenMilliseconds = first
-                    }
-                }
+                meter?.feed(bytes)
                 if let copy, !exchange.liveCopyTooLarge, !copy.appendCopy(of: bytes, limit: copyLimit) {
                     exchange.liveCopyTooLarge = true
                     copy.removeAll()
@@ -886,7 +879,11 @@ extension Worker {
                 if writer.streamBody(bytes) { stream.pause() }
             },
             onEnd: { [self] end in
-                meter?.finish()
+                if let meter {
+                    // Before `finishLive`, which hands the live side to the comparisons.
+                    meter.finish()
+                    exchange.liveFirstTokenMilliseconds = meter.firstTokenMilliseconds
+                }
                 switch end {
                 case .complete:
                     writer.finishStream()
