@@ -142,7 +142,12 @@ public final class ResponseWriter {
     /// Sends the response. The server writes `content-length` and, when the connection will close,
     /// `connection: close`; any `content-length`, `transfer-encoding` or `connection` field in
     /// `headers` is replaced. `body` is left intact. A no-op if the client went away.
-    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: EventBuffer) {
+    ///
+    /// `fieldLines` are more fields, already written as `name: value\r\n` lines, sent after
+    /// `headers` as they are: the caller has checked them and left out `content-length`,
+    /// `transfer-encoding` and `connection`. HTTP/1.x only (`isHTTP2` false).
+    public func respond(status: Int, headers: HTTPHeaders = HTTPHeaders(), fieldLines: [UInt8] = [], body: EventBuffer)
+    {
         connection.loop.assertInLoop()
         precondition(
             !hasResponded,
@@ -155,12 +160,16 @@ public final class ResponseWriter {
         )
         hasResponded = true
         if let http2Stream {
+            precondition(fieldLines.isEmpty, "ResponseWriter.respond takes field lines on HTTP/1.x only")
             http2Stream.session.respond(http2Stream, status: status, headers: headers, body: body, trailers: nil)
             return
         }
         guard connection.isAwaitingResponse(sequence: sequence) else { return }
-        connection.respond(status: status, headers: headers, body: body)
+        connection.respond(status: status, headers: headers, fieldLines: fieldLines, body: body)
     }
+
+    /// This writer answers an HTTP/2 stream (field lines cannot be given, see `respond`).
+    public var isHTTP2: Bool { http2Stream != nil }
 
     /// Sends a response that ends with trailer fields (gRPC's `grpc-status`, built with
     /// `GRPCFraming.statusTrailers`). On HTTP/2: HEADERS, DATA, then a trailing HEADERS frame. On
@@ -216,7 +225,12 @@ public final class ResponseWriter {
     /// and keeps it; without, it goes chunked to an HTTP/1.1 client and close-delimited to an
     /// HTTP/1.0 one. Returns false (and does nothing) if the client went away.
     @discardableResult
-    public func startStream(status: Int, headers: HTTPHeaders = HTTPHeaders(), contentLength: Int?) -> Bool {
+    public func startStream(
+        status: Int,
+        headers: HTTPHeaders = HTTPHeaders(),
+        fieldLines: [UInt8] = [],
+        contentLength: Int?
+    ) -> Bool {
         connection.loop.assertInLoop()
         precondition(
             !hasResponded,
@@ -224,12 +238,19 @@ public final class ResponseWriter {
         )
         hasResponded = true
         if let http2Stream {
+            precondition(fieldLines.isEmpty, "ResponseWriter.startStream takes field lines on HTTP/1.x only")
             guard http2Stream.isAwaitingResponse else { return false }
             http2Stream.session.startStream(http2Stream, status: status, headers: headers, contentLength: contentLength)
             return true
         }
         guard connection.isAwaitingResponse(sequence: sequence) else { return false }
-        connection.startStream(status: status, headers: headers, contentLength: contentLength, writer: self)
+        connection.startStream(
+            status: status,
+            headers: headers,
+            fieldLines: fieldLines,
+            contentLength: contentLength,
+            writer: self
+        )
         return true
     }
 
@@ -1169,9 +1190,9 @@ final class ServerConnection {
     // MARK: Writing responses
 
     /// The handler's answer to the current request.
-    func respond(status: Int, headers: HTTPHeaders, body: EventBuffer) {
+    func respond(status: Int, headers: HTTPHeaders, fieldLines: [UInt8], body: EventBuffer) {
         guard state == .awaitingResponse else { return }
-        let willClose = write(status: status, headers: headers, body: body, forceClose: false)
+        let willClose = write(status: status, headers: headers, fieldLines: fieldLines, body: body, forceClose: false)
         responseFinished(willClose: willClose)
     }
 
@@ -1212,16 +1233,30 @@ final class ServerConnection {
     /// Writes the status line, the handler's fields minus the ones the server writes itself, then
     /// `connection` when needed, into `headScratch` (kept for its capacity; the status line stays
     /// from the last response when the status is the same). The caller ends the head.
-    private func beginHead(status: Int, headers: HTTPHeaders, willClose: Bool) {
+    private func beginHead(status: Int, headers: HTTPHeaders, fieldLines: [UInt8], willClose: Bool) {
         if !headScratch.reset(keepingPrefix: status == headScratchStatus) {
             HTTPSerializer.appendStatusLine(&headScratch.bytes, status: status)
             headScratch.markPrefix()
             headScratchStatus = status
         }
         // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
-        for field in headers.fields where !ServerConnection.isFraming(field.name) {
-            HTTPSerializer.appendField(&headScratch.bytes, name: field.name, value: field.value, droppingFraming: false)
+        // Fields a parser has checked are copied as they are.
+        var index = 0
+        for field in headers.fields {
+            defer { index &+= 1 }
+            if ServerConnection.isFraming(field.name) { continue }
+            if index < headers.parsedCount {
+                HTTPSerializer.appendCheckedField(&headScratch.bytes, name: field.name, value: field.value)
+            } else {
+                HTTPSerializer.appendField(
+                    &headScratch.bytes,
+                    name: field.name,
+                    value: field.value,
+                    droppingFraming: false
+                )
+            }
         }
+        headScratch.bytes.append(contentsOf: fieldLines)
         if willClose {
             HeadBytes.append(&headScratch.bytes, "connection: close\r\n")
         } else if requestIsHTTP10 {
@@ -1235,12 +1270,18 @@ final class ServerConnection {
 
     /// Queues head and body (sent by the caller's flush); returns whether the connection closes
     /// after this response.
-    private func write(status: Int, headers: HTTPHeaders, body: EventBuffer, forceClose: Bool) -> Bool {
+    private func write(
+        status: Int,
+        headers: HTTPHeaders,
+        fieldLines: [UInt8] = [],
+        body: EventBuffer,
+        forceClose: Bool
+    ) -> Bool {
         guard state != .closed else { return true }
         let willClose = forceClose || mustClose
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
         let contentLength = hasNoBody ? nil : body.count
-        beginHead(status: status, headers: headers, willClose: willClose)
+        beginHead(status: status, headers: headers, fieldLines: fieldLines, willClose: willClose)
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: contentLength)
         let sendsBody = !hasNoBody && !requestIsHEAD
         // A response given outside `process` (after an upstream answered) with nothing queued before
@@ -1273,24 +1314,30 @@ final class ServerConnection {
 
     // MARK: Streamed responses
 
-    func startStream(status: Int, headers: HTTPHeaders, contentLength: Int?, writer: ResponseWriter) {
+    func startStream(
+        status: Int,
+        headers: HTTPHeaders,
+        fieldLines: [UInt8],
+        contentLength: Int?,
+        writer: ResponseWriter
+    ) {
         guard state == .awaitingResponse else { return }
         let hasNoBody = (100..<200).contains(status) || status == 204 || status == 304
         if let contentLength {
             streamFraming = .contentLength
             streamWillClose = mustClose
-            beginHead(status: status, headers: headers, willClose: streamWillClose)
+            beginHead(status: status, headers: headers, fieldLines: fieldLines, willClose: streamWillClose)
             HeadBytes.appendEnd(&headScratch.bytes, contentLength: hasNoBody ? nil : contentLength)
         } else if requestIsHTTP10 {
             // No chunked coding for HTTP/1.0: the body ends when the connection closes.
             streamFraming = .untilClose
             streamWillClose = true
-            beginHead(status: status, headers: headers, willClose: true)
+            beginHead(status: status, headers: headers, fieldLines: fieldLines, willClose: true)
             HeadBytes.append(&headScratch.bytes, "\r\n")
         } else {
             streamFraming = .chunked
             streamWillClose = mustClose
-            beginHead(status: status, headers: headers, willClose: streamWillClose)
+            beginHead(status: status, headers: headers, fieldLines: fieldLines, willClose: streamWillClose)
             HeadBytes.append(&headScratch.bytes, hasNoBody ? "\r\n" : "transfer-encoding: chunked\r\n\r\n")
         }
         if hasNoBody || requestIsHEAD { streamFraming = .contentLength }  // nothing of the body is sent

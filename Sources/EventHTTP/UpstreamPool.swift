@@ -15,17 +15,23 @@ public struct UpstreamRequest {
     /// and `content-length` from `headers`: the pool writes them without filtering them again
     /// (fields that are not tokens or hold CR, LF or NUL are still never written).
     public var headersAreEndToEnd: Bool
+    /// More fields, already written as `name: value\r\n` lines, sent after `headers` as they
+    /// are: the caller has checked them and left out hop-by-hop fields, `host`,
+    /// `content-length` and `transfer-encoding`.
+    public var fieldLines: [UInt8]
 
     public init(
         method: String,
         target: String,
         headers: HTTPHeaders = HTTPHeaders(),
+        fieldLines: [UInt8] = [],
         body: EventBuffer = EventBuffer(),
         headersAreEndToEnd: Bool = false
     ) {
         self.method = method
         self.target = target
         self.headers = headers
+        self.fieldLines = fieldLines
         self.body = body
         self.headersAreEndToEnd = headersAreEndToEnd
     }
@@ -52,6 +58,12 @@ public struct UpstreamResponse {
         self.body = body
         self.wasReadUntilClose = wasReadUntilClose
     }
+}
+
+/// Hears a `send`'s result, as a completion closure would, on the loop thread, exactly once:
+/// an object the caller has already, so that no closure is made per request.
+public protocol UpstreamResponder: AnyObject {
+    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>)
 }
 
 /// What to do with a response body once its head has arrived.
@@ -195,7 +207,6 @@ public final class UpstreamPool {
         disposition: ((ResponseHead) -> BodyDisposition)? = nil,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        loop.assertInLoop()
         let now = System.monotonicMilliseconds()
         let exchange = UpstreamExchange(
             pool: self,
@@ -203,6 +214,34 @@ public final class UpstreamPool {
             deadline: now + Int64(max(0, timeoutMilliseconds)),
             completion: completion
         )
+        start(exchange, now: now, idleTimeoutMilliseconds: idleTimeoutMilliseconds, disposition: disposition)
+    }
+
+    /// `send`, with the result going to `responder.upstreamFinished` instead of a closure.
+    public func send(
+        _ request: UpstreamRequest,
+        timeoutMilliseconds: Int,
+        idleTimeoutMilliseconds: Int = 30_000,
+        disposition: ((ResponseHead) -> BodyDisposition)? = nil,
+        responder: any UpstreamResponder
+    ) {
+        let now = System.monotonicMilliseconds()
+        let exchange = UpstreamExchange(
+            pool: self,
+            request: request,
+            deadline: now + Int64(max(0, timeoutMilliseconds)),
+            responder: responder
+        )
+        start(exchange, now: now, idleTimeoutMilliseconds: idleTimeoutMilliseconds, disposition: disposition)
+    }
+
+    private func start(
+        _ exchange: UpstreamExchange,
+        now: Int64,
+        idleTimeoutMilliseconds: Int,
+        disposition: ((ResponseHead) -> BodyDisposition)?
+    ) {
+        loop.assertInLoop()
         exchange.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         exchange.decideDisposition = disposition
         if isClosed {
@@ -326,7 +365,7 @@ public final class UpstreamPool {
 
     /// The connection failed during `exchange` (it has been closed already).
     func connection(failed exchange: UpstreamExchange, with error: UpstreamError, isRetryable: Bool) {
-        guard isRetryable, !exchange.hasRetried, !isClosed, exchange.completion != nil else {
+        guard isRetryable, !exchange.hasRetried, !isClosed, !exchange.isFinished else {
             exchange.finish(.failure(error))
             return
         }
@@ -359,7 +398,9 @@ final class UpstreamExchange {
     /// Strong: a pool with exchanges in flight stays alive until they finish.
     let pool: UpstreamPool
     let request: UpstreamRequest
-    var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
+    /// Who hears the result: a closure, or a responder (nil once it has been told).
+    private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
+    private var responder: (any UpstreamResponder)?
     /// When the whole exchange times out (monotonic milliseconds). The connection serving it, or
     /// the pool while it is queued, watches it.
     let deadline: Int64
@@ -390,11 +431,25 @@ final class UpstreamExchange {
         self.completion = completion
     }
 
-    /// Calls the completion if it has not been called yet.
+    init(pool: UpstreamPool, request: UpstreamRequest, deadline: Int64, responder: any UpstreamResponder) {
+        self.pool = pool
+        self.request = request
+        self.deadline = deadline
+        self.responder = responder
+    }
+
+    /// The result has been handed over.
+    var isFinished: Bool { completion == nil && responder == nil }
+
+    /// Hands the result over if it has not been yet.
     func finish(_ result: Result<UpstreamResponse, UpstreamError>) {
-        guard let completion else { return }
-        self.completion = nil
-        completion(result)
+        if let responder {
+            self.responder = nil
+            responder.upstreamFinished(result)
+        } else if let completion {
+            self.completion = nil
+            completion(result)
+        }
     }
 }
 
@@ -572,7 +627,7 @@ final class UpstreamConnection {
                     droppingFraming: sendsLength
                 )
             }
-        } else {
+        } else if request.headers.count > 0 {
             let named = HopByHop.connectionNamed(in: request.headers)
             for field in request.headers.fields {
                 let name = field.name
@@ -590,6 +645,7 @@ final class UpstreamConnection {
                 )
             }
         }
+        headScratch.bytes.append(contentsOf: request.fieldLines)
         HeadBytes.appendEnd(&headScratch.bytes, contentLength: sendsLength ? bodyLength : nil)
         let canSend = isConnected && !socket.isWaitingToWrite
         if canSend && bodyLength <= EventBuffer.maxCopiedBytes && socket.outputLength == 0 {

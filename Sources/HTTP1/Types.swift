@@ -31,9 +31,19 @@ public struct HTTPVersion: Sendable, Hashable {
 /// Header fields in arrival order. Names keep their case as received; lookups ignore case.
 public struct HTTPHeaders: Sendable, Hashable, Sequence {
     public private(set) var fields: [(name: String, value: String)]
+    /// How many leading fields came from a head parser (`init(parsed:)`), which has checked each
+    /// name is a token and each value free of CR, LF and NUL: writers copy those without checking
+    /// them again. Fields added later are checked when written.
+    public private(set) var parsedCount = 0
 
     public init(_ fields: [(name: String, value: String)] = []) {
         self.fields = fields
+    }
+
+    /// Fields a head parser has checked (see `parsedCount`).
+    public init(parsed fields: [(name: String, value: String)]) {
+        self.fields = fields
+        self.parsedCount = fields.count
     }
 
     public var count: Int { fields.count }
@@ -49,7 +59,10 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence {
     }
 
     public mutating func remove(name: String) {
+        guard let first = fields.firstIndex(where: { $0.name.asciiCaseInsensitiveEquals(name) }) else { return }
         fields.removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
+        // Fields after the first removed one have moved: they are checked again when written.
+        parsedCount = Swift.min(parsedCount, first)
     }
 
     /// The first value of the field, if any.
@@ -69,6 +82,7 @@ public struct HTTPHeaders: Sendable, Hashable, Sequence {
         fields.makeIterator()
     }
 
+    /// Equal fields in the same order (`parsedCount` is not compared).
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
         lhs.fields.count == rhs.fields.count
             && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }

@@ -1,4 +1,5 @@
 import HTTP1
+import Policy
 
 /// Header rewriting for the remote path (SPEC §4): the sidecar rebuilds every upstream request
 /// and every client response; framing and hop-by-hop fields never cross it.
@@ -64,6 +65,102 @@ enum Forwarding {
         if isShadow { kept.append((name: "x-switchyard-shadow", value: "1")) }
         if let traceparent { kept.append((name: "traceparent", value: traceparent)) }
         return HTTPHeaders(kept)
+    }
+
+    /// `upstreamHeaders` written straight into `lines` as field lines (`name: value\r\n` each),
+    /// with no field list made in between: the client's fields a head parser has checked are
+    /// copied without checking them again, the sidecar's own are constants or checked values
+    /// (the request id by `acceptableRequestID`, the peer address by the socket, `overrides`
+    /// by the config loader). `overrides` (a version's `headers:`) replace the client's fields of
+    /// the same names, as `replaceOrAdd` would. The fields a `Connection` field names are dropped.
+    static func appendUpstreamFields(
+        _ client: HTTPHeaders,
+        into lines: inout [UInt8],
+        peerAddress: String,
+        requestID: String,
+        mustReadBody: Bool,
+        isShadow: Bool,
+        traceparent: String?,
+        overrides: [VersionHeader]
+    ) {
+        let named = HopByHop.connectionNamed(in: client)
+        var forwardedFor: String?
+        var index = 0
+        for field in client.fields {
+            defer { index &+= 1 }
+            switch requestFieldRole(
+                field.name,
+                mustReadBody: mustReadBody,
+                isShadow: isShadow,
+                replacesTraceparent: traceparent != nil
+            ) {
+            case .endToEnd:
+                if !named.isEmpty && named.contains(where: { $0.asciiCaseInsensitiveEquals(field.name) }) { continue }
+                if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(field.name) }) {
+                    continue
+                }
+                if index < client.parsedCount {
+                    HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value)
+                } else {
+                    HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
+                }
+            case .forwardedFor:
+                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
+            case .connection, .dropped:
+                continue
+            }
+        }
+        // The sidecar's own fields, unless a version's `headers:` sets the same name.
+        func own(_ name: String, _ value: String) {
+            if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(name) }) { return }
+            HTTPSerializer.appendCheckedField(&lines, name: name, value: value)
+        }
+        if let forwardedFor {
+            // The client's part is checked by the parser, but may hold a comma list: checked again.
+            if overrides.isEmpty || !overrides.contains(where: { $0.name == "x-forwarded-for" }) {
+                HTTPSerializer.appendField(
+                    &lines,
+                    name: "x-forwarded-for",
+                    value: "\(forwardedFor), \(peerAddress)",
+                    droppingFraming: false
+                )
+            }
+        } else {
+            own("x-forwarded-for", peerAddress)
+        }
+        own("x-request-id", requestID)
+        if mustReadBody { own("accept-encoding", "identity") }
+        if isShadow { own("x-switchyard-shadow", "1") }
+        if let traceparent { own("traceparent", traceparent) }
+        for field in overrides { HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value) }
+    }
+
+    /// `responseHeaders` written straight into `lines` as field lines, the backend's checked
+    /// fields copied without checking them again.
+    static func appendResponseFields(_ upstream: HTTPHeaders, into lines: inout [UInt8]) {
+        let start = lines.count
+        var named: [String] = []
+        var index = 0
+        for field in upstream.fields {
+            defer { index &+= 1 }
+            let name = field.name
+            if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
+                if named.isEmpty { named = HopByHop.connectionNamed(in: upstream) }
+                continue
+            }
+            if responseFieldIsDropped(name) { continue }
+            if index < upstream.parsedCount {
+                HTTPSerializer.appendCheckedField(&lines, name: name, value: field.value)
+            } else {
+                HTTPSerializer.appendField(&lines, name: name, value: field.value, droppingFraming: true)
+            }
+        }
+        guard !named.isEmpty else { return }
+        // Rare: a `Connection` field names others. Written again without them.
+        lines.removeSubrange(start...)
+        for field in responseHeaders(upstream).fields {
+            HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
+        }
     }
 
     private enum FieldRole {

@@ -26,7 +26,8 @@ extension Worker {
             requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(headers)) ?? random.requestID(),
             // A `body:` key reads the call's REST twin.
             readsBodyKeys: snapshotReadsBodyKeys,
-            grpc: call
+            grpc: call,
+            worker: self
         )
         if let tracer { beginTrace(exchange, tracer: tracer) }
         if call.method == .unimplemented {

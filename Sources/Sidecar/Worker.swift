@@ -197,7 +197,8 @@ final class Worker: @unchecked Sendable {
             snapshot: snapshot,
             requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(request.head.headers))
                 ?? random.requestID(),
-            readsBodyKeys: snapshotReadsBodyKeys
+            readsBodyKeys: snapshotReadsBodyKeys,
+            worker: self
         )
         if let tracer { beginTrace(exchange, tracer: tracer) }
         dispatch(exchange)
@@ -285,6 +286,10 @@ final class Worker: @unchecked Sendable {
         /// A `grpc://` version's answer, passed through to the client as it came (its `status`
         /// is the HTTP status its gRPC status pairs with; `body` its REST rendering when read).
         @exclusivity(unchecked) var grpcResponse: GRPCResponse?
+        /// `headers` are a remote version's fields as they came: hop-by-hop fields and those the
+        /// sidecar sets are dropped when the response is written (`Worker.clientFields`), not
+        /// before, so that no filtered copy is made.
+        @exclusivity(unchecked) var isFromBackend = false
 
         init(status: Int, headers: HTTPHeaders, body: EventBuffer) {
             self.status = status
@@ -436,14 +441,43 @@ final class Worker: @unchecked Sendable {
                 shadow: shadow
             )
         }
-        var headers = Forwarding.upstreamHeaders(
-            head.headers,
-            peerAddress: exchange.request.peerAddress,
-            requestID: exchange.requestID,
-            mustReadBody: mustRead || isShadow,
-            isShadow: isShadow,
-            traceparent: traceparent
-        )
+        // Fields edited by name below (a gRPC call's, a translated body's) go as a field list;
+        // every other request's are written straight into field lines, with no list between.
+        let editsFields = call != nil || (translate && !isLLM)
+        var headers = HTTPHeaders()
+        var fieldLines: [UInt8] = []
+        if editsFields {
+            headers = Forwarding.upstreamHeaders(
+                head.headers,
+                peerAddress: exchange.request.peerAddress,
+                requestID: exchange.requestID,
+                mustReadBody: mustRead || isShadow,
+                isShadow: isShadow,
+                traceparent: traceparent
+            )
+        } else {
+            // The live attempt's lines in the exchange's own buffer (its capacity kept from request
+            // to request); a shadow's in its own.
+            let write = { (lines: inout [UInt8]) in
+                lines.removeAll(keepingCapacity: true)
+                Forwarding.appendUpstreamFields(
+                    head.headers,
+                    into: &lines,
+                    peerAddress: exchange.request.peerAddress,
+                    requestID: exchange.requestID,
+                    mustReadBody: mustRead || isShadow,
+                    isShadow: isShadow,
+                    traceparent: traceparent,
+                    overrides: remote.headers
+                )
+            }
+            if isShadow {
+                write(&fieldLines)
+            } else {
+                write(&exchange.upstreamFieldLines)
+                fieldLines = exchange.upstreamFieldLines
+            }
+        }
         if let call {
             do throws(ModelError) {
                 body = EventBuffer(bytes: try call.restBody(for: versionProtocol))
@@ -478,7 +512,9 @@ final class Worker: @unchecked Sendable {
             }
         }
         // A version's `headers:` replace the client's fields of the same names (SPEC §14).
-        for field in remote.headers { headers.replaceOrAdd(name: field.name, value: field.value) }
+        if editsFields {
+            for field in remote.headers { headers.replaceOrAdd(name: field.name, value: field.value) }
+        }
         let target: String
         if let call, remote.path == nil {
             target = call.restTarget(for: versionProtocol)
@@ -493,6 +529,7 @@ final class Worker: @unchecked Sendable {
             method: head.method,
             target: target,
             headers: headers,
+            fieldLines: fieldLines,
             body: body,
             headersAreEndToEnd: true
         )
@@ -520,46 +557,63 @@ final class Worker: @unchecked Sendable {
         } else {
             disposition = Worker.streamsEventStreams
         }
-        let model = exchange.model
+        guard let shadow else {
+            // The live attempt: the exchange hears the result itself (no closure made per request).
+            exchange.liveAttempt = attempt
+            exchange.liveAttemptVersion = version
+            pool.send(
+                upstream,
+                timeoutMilliseconds: attempt.timeoutMilliseconds,
+                idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
+                disposition: disposition,
+                responder: exchange
+            )
+            return
+        }
         pool.send(
             upstream,
             timeoutMilliseconds: attempt.timeoutMilliseconds,
             idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
             disposition: disposition
-        ) {
-            [self] result in
-            if case .success(let response) = result {
-                metricCache.firstByte(metrics, model: model, version: version, role: isShadow ? .shadow : .live)
-                    .record(Double(response.firstByteNanoseconds) / 1e9)
-                if isLLM, response.stream == nil, (200..<300).contains(response.head.status) {
-                    // Read whole: a shadow's answer, or a live one that was not streamed.
-                    let firstToken = self.llmAnsweredWhole(
-                        exchange,
-                        version: version,
-                        role: isShadow ? .shadow : .live,
-                        body: response.body,
-                        startNanoseconds: shadow?.startNanoseconds ?? exchange.attemptStartNanoseconds
-                    )
-                    if let shadow {
-                        shadow.firstTokenMilliseconds = firstToken
-                    } else {
-                        exchange.liveFirstTokenMilliseconds = firstToken
-                    }
+        ) { [self] result in
+            remoteFinished(result, exchange, version: version, attempt: attempt, shadow: shadow)
+        }
+    }
+
+    /// A remote version's response (or failure) is back: metrics, then `versionResult`, then to
+    /// `shadowFinished` for a shadow copy, else `conclude`.
+    func remoteFinished(
+        _ result: Result<UpstreamResponse, UpstreamError>,
+        _ exchange: Exchange,
+        version: String,
+        attempt: Attempt,
+        shadow: ShadowRun?
+    ) {
+        let isShadow = shadow != nil
+        if case .success(let response) = result {
+            metricCache.firstByte(metrics, model: exchange.model, version: version, role: isShadow ? .shadow : .live)
+                .record(Double(response.firstByteNanoseconds) / 1e9)
+            if attempt.routeProtocol == .openai, response.stream == nil, (200..<300).contains(response.head.status) {
+                // Read whole: a shadow's answer, or a live one that was not streamed.
+                let firstToken = llmAnsweredWhole(
+                    exchange,
+                    version: version,
+                    role: isShadow ? .shadow : .live,
+                    body: response.body,
+                    startNanoseconds: shadow?.startNanoseconds ?? exchange.attemptStartNanoseconds
+                )
+                if let shadow {
+                    shadow.firstTokenMilliseconds = firstToken
+                } else {
+                    exchange.liveFirstTokenMilliseconds = firstToken
                 }
             }
-            let outcome = self.versionResult(result, exchange, version: version, attempt: attempt)
-            if attempt.span.isRecording {
-                self.endChildSpan(
-                    exchange,
-                    attempt.span,
-                    version: version,
-                    isShadow: isShadow,
-                    isRemote: true,
-                    result: outcome
-                )
-            }
-            self.deliver(outcome, exchange, version: version, shadow: shadow)
         }
+        let outcome = versionResult(result, exchange, version: version, attempt: attempt)
+        if attempt.span.isRecording {
+            endChildSpan(exchange, attempt.span, version: version, isShadow: isShadow, isRemote: true, result: outcome)
+        }
+        deliver(outcome, exchange, version: version, shadow: shadow)
     }
 
     /// What a remote version's response (or failure) means for the request.
@@ -572,11 +626,13 @@ final class Worker: @unchecked Sendable {
         switch result {
         case .success(let response):
             // A shadow's reply is compared, never sent: its fields are not rewritten for a client.
+            // A shadow's reply is compared, never sent: its fields are not kept.
             let reply = Reply(
                 status: response.head.status,
-                headers: attempt.isShadow ? HTTPHeaders() : Forwarding.responseHeaders(response.head.headers),
+                headers: attempt.isShadow ? HTTPHeaders() : response.head.headers,
                 body: response.body
             )
+            reply.isFromBackend = !attempt.isShadow
             if let stream = response.stream {
                 // Relayed as it arrives (see `forward`): nothing here reads it.
                 reply.stream = stream
@@ -794,17 +850,19 @@ final class Worker: @unchecked Sendable {
             respondGRPC(exchange, call: call, reply: reply, version: version, failedVersion: failedVersion)
             return
         }
-        // The reply is this response's own: its fields are added to in place.
-        if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
-        if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
-        reply.headers.add(name: "x-request-id", value: exchange.requestID)
+        clientFields(exchange, reply, version: version, failedVersion: failedVersion)
         exchange.errorCode = reply.errorCode
         if let stream = reply.stream {
             relay(exchange, reply: reply, stream: stream, version: version ?? exchange.version)
             return
         }
         if reply.isEventStream { exchange.liveIsEventStream = true }
-        exchange.writer.respond(status: reply.status, headers: reply.headers, body: reply.body)
+        exchange.writer.respond(
+            status: reply.status,
+            headers: reply.headers,
+            fieldLines: exchange.responseFieldLines,
+            body: reply.body
+        )
         exchange.bytesOut = reply.body.count
         finishLive(exchange, status: reply.status, version: version, body: reply.body.bytes)
     }
@@ -819,6 +877,49 @@ extension Worker {
     /// Streams server-sent events (but a 5xx's); reads every other body whole.
     static func streamsEventStreams(_ head: ResponseHead) -> BodyDisposition {
         head.status < 500 && isEventStream(head.headers) ? .stream : .collect
+    }
+
+    /// Makes the client response's fields for `reply`: a backend's fields without the hop-by-hop
+    /// ones and those the sidecar sets (SPEC §4), then `x-switchyard-version`,
+    /// `x-switchyard-fallback` and `x-request-id`. Over HTTP/1.x they are written straight into
+    /// `exchange.responseFieldLines` (and `reply.headers` left empty for a backend's reply), over
+    /// HTTP/2 into `reply.headers`.
+    func clientFields(_ exchange: Exchange, _ reply: Reply, version: String?, failedVersion: String?) {
+        exchange.responseFieldLines.removeAll(keepingCapacity: true)
+        if exchange.writer.isHTTP2 {
+            if reply.isFromBackend {
+                reply.headers = Forwarding.responseHeaders(reply.headers)
+                reply.isFromBackend = false
+            }
+            if let version { reply.headers.add(name: "x-switchyard-version", value: version) }
+            if let failedVersion { reply.headers.add(name: "x-switchyard-fallback", value: failedVersion) }
+            reply.headers.add(name: "x-request-id", value: exchange.requestID)
+            return
+        }
+        if reply.isFromBackend {
+            Forwarding.appendResponseFields(reply.headers, into: &exchange.responseFieldLines)
+            reply.headers = HTTPHeaders()
+            reply.isFromBackend = false
+        }
+        // Version names are the policy's own keys: checked like any field value.
+        if let version {
+            HTTPSerializer.appendField(
+                &exchange.responseFieldLines,
+                name: "x-switchyard-version",
+                value: version,
+                droppingFraming: false
+            )
+        }
+        if let failedVersion {
+            HTTPSerializer.appendField(
+                &exchange.responseFieldLines,
+                name: "x-switchyard-fallback",
+                value: failedVersion,
+                droppingFraming: false
+            )
+        }
+        // Printable ASCII (`Forwarding.acceptableRequestID`) or made here.
+        HTTPSerializer.appendCheckedField(&exchange.responseFieldLines, name: "x-request-id", value: exchange.requestID)
     }
 
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
@@ -850,7 +951,14 @@ extension Worker {
         loop.assertInLoop()
         let writer = exchange.writer
         let status = reply.status
-        guard writer.startStream(status: status, headers: reply.headers, contentLength: reply.streamLength) else {
+        guard
+            writer.startStream(
+                status: status,
+                headers: reply.headers,
+                fieldLines: exchange.responseFieldLines,
+                contentLength: reply.streamLength
+            )
+        else {
             stream.cancel()
             metricCache.streamCut(metrics, model: exchange.model, version: version, reason: "client_closed").increment()
             finishLive(exchange, status: status, version: version, body: [])
@@ -990,6 +1098,23 @@ final class Exchange {  // confined to its worker's loop thread
     /// assigned by the request's sticky key.
     @exclusivity(unchecked) var errorCode: String?
     @exclusivity(unchecked) var bytesOut = 0
+    /// The live attempt's upstream field lines (`Forwarding.appendUpstreamFields`), and the
+    /// client response's (`Worker.respond`): buffers whose capacity is kept.
+    @exclusivity(unchecked) var upstreamFieldLines: [UInt8] = []
+    /// How the live version (the chosen one, then the fallback) is being asked, for
+    /// `upstreamFinished`.
+    @exclusivity(unchecked) var liveAttempt = Worker.Attempt(
+        timeoutMilliseconds: 0,
+        mustRead: false,
+        translate: false,
+        routeProtocol: .json,
+        versionProtocol: .json,
+        isShadow: false
+    )
+    @exclusivity(unchecked) var liveAttemptVersion = ""
+    /// The worker whose loop this exchange is confined to (it outlives every exchange).
+    let worker: Worker
+    @exclusivity(unchecked) var responseFieldLines: [UInt8] = []
     @exclusivity(unchecked) private(set) var hasStickyKey = false
     var hasShadows: Bool { !shadows.isEmpty }
     @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
@@ -1003,8 +1128,10 @@ final class Exchange {  // confined to its worker's loop thread
         snapshot: ConfigSnapshot,
         requestID: String,
         readsBodyKeys: Bool = true,
-        grpc: GRPCCall? = nil
+        grpc: GRPCCall? = nil,
+        worker: Worker
     ) {
+        self.worker = worker
         self.grpc = grpc
         self.request = request
         self.writer = writer
@@ -1012,6 +1139,8 @@ final class Exchange {  // confined to its worker's loop thread
         self.requestID = requestID
         self.readsBodyKeys = readsBodyKeys
         self.startNanoseconds = Monotonic.nanoseconds()
+        upstreamFieldLines.reserveCapacity(384)
+        responseFieldLines.reserveCapacity(384)
     }
 
     /// Records what routing decided.
@@ -1081,6 +1210,13 @@ final class Exchange {  // confined to its worker's loop thread
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )
+    }
+}
+
+extension Exchange: UpstreamResponder {
+    /// The live attempt's result (`Worker.forward`).
+    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        worker.remoteFinished(result, self, version: liveAttemptVersion, attempt: liveAttempt, shadow: nil)
     }
 }
 

@@ -1,4 +1,6 @@
 import HTTP1
+import Policy
+import TestSupport
 import Testing
 
 @testable import Sidecar
@@ -86,5 +88,98 @@ import Testing
     @Test func dropsTheFieldsConnectionNames() {
         let upstream = HTTPHeaders([("connection", "x-internal"), ("X-Internal", "1"), ("etag", "\"a\"")])
         #expect(Forwarding.responseHeaders(upstream).fields.map(\.name) == ["etag"])
+    }
+}
+
+/// The field lines written straight into a buffer (`appendUpstreamFields`,
+/// `appendResponseFields`) are the lines the field lists (`upstreamHeaders`, `responseHeaders`)
+/// give, for field lists drawn at random from the names that matter.
+@Suite struct ForwardingFieldLinesTests {
+    static let names = [
+        "accept", "x-trace", "Content-Type", "x-forwarded-for", "X-Forwarded-For", "x-request-id", "Connection",
+        "keep-alive", "TE", "upgrade", "host", "content-length", "Transfer-Encoding", "expect", "accept-encoding",
+        "x-switchyard-shadow", "traceparent", "authorization", "X-Api-Key", "x-switchyard-version",
+        "x-switchyard-fallback", "proxy-authorization", "x-secret",
+    ]
+    static let values = ["1", "gzip", "x-secret, x-trace", "a b", "10.0.0.1", "keep-alive", "Bearer t", ""]
+
+    static func lines(_ headers: HTTPHeaders) -> [UInt8] {
+        var out: [UInt8] = []
+        for field in headers.fields {
+            HTTPSerializer.appendField(&out, name: field.name, value: field.value, droppingFraming: true)
+        }
+        return out
+    }
+
+    static func randomHeaders(_ random: inout TestSupport.SplitMix64) -> HTTPHeaders {
+        var fields: [(name: String, value: String)] = []
+        for _ in 0..<Int.random(in: 0...8, using: &random) {
+            fields.append((names.randomElement(using: &random)!, values.randomElement(using: &random)!))
+        }
+        // Parsed fields (checked by the parser), or fields a caller made (checked when written).
+        return Bool.random(using: &random) ? HTTPHeaders(parsed: fields) : HTTPHeaders(fields)
+    }
+
+    @Test func upstreamLinesAreTheFieldListsLines() {
+        var random = TestSupport.SplitMix64(seed: 14)
+        for _ in 0..<3000 {
+            let client = Self.randomHeaders(&random)
+            let mustRead = Bool.random(using: &random)
+            let isShadow = Bool.random(using: &random)
+            let traceparent: String? = Bool.random(using: &random) ? "00-1-2-01" : nil
+            var overrides: [VersionHeader] = []
+            for name in ["authorization", "x-api-key", "x-request-id", "accept-encoding", "x-forwarded-for"]
+            where Int.random(in: 0..<4, using: &random) == 0 {
+                overrides.append(VersionHeader(name: name, value: "v-\(name)", template: "v-\(name)"))
+            }
+            var expected = Forwarding.upstreamHeaders(
+                client,
+                peerAddress: "10.0.0.9",
+                requestID: "r-1",
+                mustReadBody: mustRead,
+                isShadow: isShadow,
+                traceparent: traceparent
+            )
+            for field in overrides { expected.replaceOrAdd(name: field.name, value: field.value) }
+            var lines: [UInt8] = []
+            Forwarding.appendUpstreamFields(
+                client,
+                into: &lines,
+                peerAddress: "10.0.0.9",
+                requestID: "r-1",
+                mustReadBody: mustRead,
+                isShadow: isShadow,
+                traceparent: traceparent,
+                overrides: overrides
+            )
+            #expect(
+                String(decoding: lines, as: UTF8.self) == String(decoding: Self.lines(expected), as: UTF8.self),
+                "client fields \(client.fields), overrides \(overrides.map(\.name))"
+            )
+        }
+    }
+
+    @Test func responseLinesAreTheFieldListsLines() {
+        var random = TestSupport.SplitMix64(seed: 41)
+        for _ in 0..<3000 {
+            let upstream = Self.randomHeaders(&random)
+            var lines: [UInt8] = Array("kept: 1\r\n".utf8)
+            Forwarding.appendResponseFields(upstream, into: &lines)
+            let expected = Array("kept: 1\r\n".utf8) + Self.lines(Forwarding.responseHeaders(upstream))
+            #expect(
+                String(decoding: lines, as: UTF8.self) == String(decoding: expected, as: UTF8.self),
+                "backend fields \(upstream.fields)"
+            )
+        }
+    }
+
+    @Test func aRemovedFieldMovesTheRestOutOfTheParsedRun() {
+        var headers = HTTPHeaders(parsed: [("a", "1"), ("b", "2"), ("c", "3")])
+        #expect(headers.parsedCount == 3)
+        headers.add(name: "d", value: "4")
+        #expect(headers.parsedCount == 3)
+        headers.remove(name: "B")
+        #expect(headers.parsedCount == 1)
+        #expect(headers.fields.map(\.name) == ["a", "c", "d"])
     }
 }
