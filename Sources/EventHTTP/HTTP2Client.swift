@@ -69,20 +69,20 @@ final class HTTP2ClientConnection {
     private let idleTimeoutMilliseconds: Int
     private let tlsContext: TLSClientContext?
 
-    private var socket = ConnectionSocket(fd: -1)
+    @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
     private(set) var state = State.connecting
     private var session: OpaquePointer?
     private var handshake: TLSSession?
     private var isTCPConnected = false
     private var timer: DeadlineTimer?
 
-    private var streams: [Int32: HTTP2ClientStream] = [:]
+    @exclusivity(unchecked) private var streams: [Int32: HTTP2ClientStream] = [:]
     /// Calls given to the connection before it was ready.
-    private var pending: [HTTP2Call] = []
+    @exclusivity(unchecked) private var pending: [HTTP2Call] = []
     /// Results found inside nghttp2 callbacks, delivered once it has returned.
-    private var results: [(HTTP2Call, Result<GRPCResponse, UpstreamError>)] = []
+    @exclusivity(unchecked) private var results: [(HTTP2Call, Result<GRPCResponse, UpstreamError>)] = []
     /// Calls the server refused unprocessed (GOAWAY, REFUSED_STREAM), to go back to the pool.
-    private var refused: [HTTP2Call] = []
+    @exclusivity(unchecked) private var refused: [HTTP2Call] = []
     private var roomChanged = false
     /// The server's first SETTINGS frame has arrived: `capacity` is what it allows.
     private var peerSettingsReceived = false
@@ -92,8 +92,8 @@ final class HTTP2ClientConnection {
     private var isDelivering = false
 
     // Request header scratch, kept for its capacity.
-    private var nvBytes: [UInt8] = []
-    private var nvSpans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
+    @exclusivity(unchecked) private var nvBytes: [UInt8] = []
+    @exclusivity(unchecked) private var nvSpans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
 
     init(pool: HTTP2Pool) {
         self.pool = pool

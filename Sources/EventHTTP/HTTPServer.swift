@@ -110,7 +110,7 @@ public final class ResponseWriter {
     private var sequence: Int
     // Unchecked: loop thread only, and no access overlaps another (see `ServerConnection`).
     /// `respond` has been called.
-    public private(set) var hasResponded = false
+    @exclusivity(unchecked) public private(set) var hasResponded = false
 
     init(connection: ServerConnection, sequence: Int) {
         self.connection = connection
@@ -207,9 +207,9 @@ public final class ResponseWriter {
 
     /// Called when a paused streamed response's unsent bytes have all gone to the client; loop
     /// thread.
-    public var onDrained: (() -> Void)?
+    @exclusivity(unchecked) public var onDrained: (() -> Void)?
     /// Called once if the client goes away (or a write fails) before a streamed response ended.
-    public var onClientGone: (() -> Void)?
+    @exclusivity(unchecked) public var onClientGone: (() -> Void)?
 
     /// Sends the head of a response whose body follows in pieces (`streamBody`), then
     /// `finishStream()` or `cutStream()`. With `contentLength` the body is exactly that long
@@ -322,11 +322,11 @@ public final class HTTPServer {
     // `@exclusivity(unchecked)`: read and changed once per request, on the loop thread, and no
     // access overlaps another (see `ServerConnection`).
     /// Requests handed to the handler and not yet answered (on live connections).
-    public private(set) var activeRequests = 0
+    @exclusivity(unchecked) public private(set) var activeRequests = 0
     /// Called on the loop thread each time `activeRequests` falls to zero.
-    public var onNoActiveRequests: (() -> Void)?
+    @exclusivity(unchecked) public var onNoActiveRequests: (() -> Void)?
     /// `drain` was called: every response now closes its connection.
-    public private(set) var isDraining = false
+    @exclusivity(unchecked) public private(set) var isDraining = false
 
     /// Called on the loop thread each time a connection is closed because its client took no
     /// response bytes for `sendTimeoutMilliseconds`.
@@ -692,7 +692,7 @@ final class ServerConnection {
     let handler: (ServerRequest, ResponseWriter) -> Void
     let peerAddress: String
     let isPeerLoopback: Bool
-    private(set) var socket: ConnectionSocket
+    @exclusivity(unchecked) private(set) var socket: ConnectionSocket
     /// The HTTP/2 role, from the preface on (state `.http2`); kept until the connection goes,
     /// since its streams' writers reach it through this connection.
     private var http2: HTTP2ServerSession?
@@ -708,17 +708,17 @@ final class ServerConnection {
     private var sendTimer: DeadlineTimer?
 
     // The request being read. Its head goes to the handler; what its response depends on stays.
-    private var head: RequestHead?
+    @exclusivity(unchecked) private var head: RequestHead?
     private var requestKeepsAlive = false
     private var requestIsHTTP10 = false
     private var requestIsHEAD = false
-    private var body: EventBuffer?
+    @exclusivity(unchecked) private var body: EventBuffer?
     /// The last request's body and writer, reused for the next request once the handler has let go
     /// of them (one allocation and one `evbuffer_new` less per request). Cleared by `close()`.
-    private var spareBody: EventBuffer?
-    private var spareWriter: ResponseWriter?
-    private var headReader = HeadReader()
-    private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
+    @exclusivity(unchecked) private var spareBody: EventBuffer?
+    @exclusivity(unchecked) private var spareWriter: ResponseWriter?
+    @exclusivity(unchecked) private var headReader = HeadReader()
+    @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
     private var hasRequestStarted = false
     /// The header (or body) deadline starts with this pass over the input and is armed only if
     /// the head (or body) is still incomplete at its end: most requests arrive whole.
@@ -728,7 +728,7 @@ final class ServerConnection {
     private var isProcessing = false
     private var isInputClosed = false
     /// The response head being written, kept between responses for its capacity and status line.
-    private var headScratch = HeadScratch()
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
     /// The status whose line starts `headScratch`.
     private var headScratchStatus = 0
 

@@ -113,8 +113,8 @@ public final class UpstreamPool {
     private let address: BackendAddress
     let hostHeader: String
     // `@exclusivity(unchecked)`: see `ServerConnection` (loop-thread state, no overlapping access).
-    private var idle: [UpstreamConnection] = []
-    private var waiting: [UpstreamExchange] = []
+    @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
+    @exclusivity(unchecked) private var waiting: [UpstreamExchange] = []
     private var isClosed = false
     /// The earliest deadline among `waiting` (connections watch the deadlines of their own exchanges).
     private var waitingTimer: DeadlineTimer?
@@ -417,7 +417,7 @@ final class UpstreamConnection {
     private let limits: HTTPLimits
     private let hostHeader: String
     private let endpoint: String
-    private var socket = ConnectionSocket(fd: -1)
+    @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     /// The socket is connected and, for TLS, the handshake is done: requests may be written.
@@ -434,24 +434,24 @@ final class UpstreamConnection {
     private var timer: DeadlineTimer?
 
     // The exchange in progress.
-    private var exchange: UpstreamExchange?
+    @exclusivity(unchecked) private var exchange: UpstreamExchange?
     private var isReused = false
     private var hasResponseBytes = false
     /// When the request went out (monotonic nanoseconds), for the time to the response head.
     private var sentNanoseconds: UInt64 = 0
     /// The final response's head has been read (it waits in `head` for the body).
     private var hasHead = false
-    private var head: ResponseHead?
+    @exclusivity(unchecked) private var head: ResponseHead?
     private var keepsAlive = false
-    private var body = EventBuffer()
-    private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
-    private var headReader = HeadReader()
+    @exclusivity(unchecked) private var body = EventBuffer()
+    @exclusivity(unchecked) private var bodyReader = BodyReader(framing: .none, maxBodyBytes: 0)
+    @exclusivity(unchecked) private var headReader = HeadReader()
     /// The stream the body goes to, while `state == .streaming`.
-    private var stream: UpstreamStream?
+    @exclusivity(unchecked) private var stream: UpstreamStream?
     private var idleTimeoutMilliseconds = 0
     /// The request head being written, kept between requests for its capacity, its request line
     /// and `host` field.
-    private var headScratch = HeadScratch()
+    @exclusivity(unchecked) private var headScratch = HeadScratch()
     /// The method and target whose request line starts `headScratch`.
     private var headScratchMethod = ""
     private var headScratchTarget = ""

@@ -121,16 +121,16 @@ final class AccessLogger {
     private let chunk = LineBuilder(capacity: AccessLogger.chunkBytes + 4_096)
     // `@exclusivity(unchecked)`: the worker's loop thread only, each access is one statement.
     /// Lines in `chunk`.
-    private var records = 0
-    private var isFlushScheduled = false
+    @exclusivity(unchecked) private var records = 0
+    @exclusivity(unchecked) private var isFlushScheduled = false
     /// The wall-clock second `secondPrefix` was made for.
-    private var cachedSecond = Int64.min
+    @exclusivity(unchecked) private var cachedSecond = Int64.min
     /// `2026-12-03T12:41:23.`: the timestamp up to its milliseconds, remade once per second.
-    private var secondPrefix: [UInt8] = []
+    @exclusivity(unchecked) private var secondPrefix: [UInt8] = []
     /// What lines write about a version (`versionText`), by config generation, route and
     /// version name: made once, not per line (a few entries; the oldest is replaced).
-    private var upstreams: [VersionText] = []
-    private var nextUpstreamSlot = 0
+    @exclusivity(unchecked) private var upstreams: [VersionText] = []
+    @exclusivity(unchecked) private var nextUpstreamSlot = 0
 
     init(log: AccessLog, loop: EventLoop? = nil) {
         self.log = log
@@ -277,9 +277,9 @@ final class VersionText {
 /// fields of a line follow its timestamp. Its owner's thread only.
 final class LineBuilder {
     // `@exclusivity(unchecked)`: one thread, no overlapping accesses.
-    private(set) var storage: UnsafeMutablePointer<UInt8>
-    private var capacity: Int
-    private(set) var count = 0
+    @exclusivity(unchecked) private(set) var storage: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
 
     init(capacity: Int = 512) {
         self.capacity = max(64, capacity)

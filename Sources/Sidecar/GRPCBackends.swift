@@ -10,10 +10,10 @@ import SwiftProtobuf
 /// worker holds it in one stored property; loop thread only.
 final class GRPCPools {
     // `@exclusivity(unchecked)`: the worker's loop thread only, one statement per access.
-    var pools: [Worker.PoolKey: HTTP2Pool] = [:]
+    @exclusivity(unchecked) var pools: [Worker.PoolKey: HTTP2Pool] = [:]
     /// The longest `timeout_ms` of the versions using each pool: a pool dropped by a reload
     /// closes only after that, so calls begun on the old config finish.
-    var timeouts: [Worker.PoolKey: Int] = [:]
+    @exclusivity(unchecked) var timeouts: [Worker.PoolKey: Int] = [:]
 }
 
 extension Worker {

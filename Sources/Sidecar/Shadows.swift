@@ -13,13 +13,13 @@ final class ShadowRun {
     // `@exclusivity(unchecked)`: loop thread only, and each access is one statement that calls
     // back into nothing holding the same run.
     /// When the copy went out; for an embedded shadow, when its evaluation began.
-    var startNanoseconds: UInt64 = 0
-    var result: ResponseSide?
+    @exclusivity(unchecked) var startNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var result: ResponseSide?
     /// Embedded shadows wait until the live response has been written.
-    var isDeferred = false
-    var isCompared = false
+    @exclusivity(unchecked) var isDeferred = false
+    @exclusivity(unchecked) var isCompared = false
     /// An `openai` shadow's time to first token: its whole answer's (SPEC §14).
-    var firstTokenMilliseconds: Double?
+    @exclusivity(unchecked) var firstTokenMilliseconds: Double?
 
     init(version: String, spec: VersionSpec) {
         self.version = version

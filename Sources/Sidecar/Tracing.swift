@@ -128,12 +128,12 @@ final class Tracer: @unchecked Sendable {
     private let flushSpans: Int
     private let flushDelayMilliseconds: Int
     // `@exclusivity(unchecked)`: loop thread only, each access is one statement.
-    private var pending: [SpanRecord] = []
-    private var isFlushScheduled = false
+    @exclusivity(unchecked) private var pending: [SpanRecord] = []
+    @exclusivity(unchecked) private var isFlushScheduled = false
     /// The upstream address `upstream(of:version:)` found last: most client spans name the one
     /// before them, and comparing a generation, an index and a name costs less than copying the
     /// version's spec out of the routing table.
-    private var lastUpstream:
+    @exclusivity(unchecked) private var lastUpstream:
         (generation: Int, routeIndex: Int, version: String, address: String?, port: Int?)?
 
     init(options: TracingOptions, exporter: OTLPExporter) {
@@ -243,8 +243,8 @@ struct RequestTrace {
 final class TraceDetails {
     let traceState: String?
     // `@exclusivity(unchecked)`: the worker's loop thread only, each access is one statement.
-    var reason: Decision.Reason?
-    var errorType: String?
+    @exclusivity(unchecked) var reason: Decision.Reason?
+    @exclusivity(unchecked) var errorType: String?
 
     init(traceState: String?) { self.traceState = traceState }
 }

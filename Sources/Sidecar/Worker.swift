@@ -20,9 +20,9 @@ final class Worker: @unchecked Sendable {
     // `@exclusivity(unchecked)` below: each property is read and changed on the worker's loop
     // thread only, and no access overlaps another (the request path never reenters itself: a
     // mutating call on one of them calls back into nothing that touches the same property).
-    private(set) var snapshot: ConfigSnapshot
+    @exclusivity(unchecked) private(set) var snapshot: ConfigSnapshot
     /// `snapshot.readsBodyKeys`, computed once per snapshot.
-    private(set) var snapshotReadsBodyKeys: Bool
+    @exclusivity(unchecked) private(set) var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
@@ -30,19 +30,19 @@ final class Worker: @unchecked Sendable {
     let grpcPools = GRPCPools()
     /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
     /// the one before went, and comparing two keys costs less than hashing one twice.
-    private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    @exclusivity(unchecked) private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
     /// The same for shadow copies, which alternate with live requests to another pool.
-    private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
-    var random: SplitMix64
-    private(set) var isDraining = false
+    @exclusivity(unchecked) private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    @exclusivity(unchecked) var random: SplitMix64
+    @exclusivity(unchecked) private(set) var isDraining = false
     let metrics: SidecarMetrics
     let comparisonLog: ComparisonLog
-    var metricCache = MetricCache()
+    @exclusivity(unchecked) var metricCache = MetricCache()
     let guardMonitor: GuardMonitor
     /// Versions whose guard has tripped, as the admin loop last published them.
-    var guards = GuardState()
+    @exclusivity(unchecked) var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
-    var shadowsInFlight = 0
+    @exclusivity(unchecked) var shadowsInFlight = 0
     /// `openai` comparisons this worker has queued on `comparisonQueue` (SPEC §14), by ticket:
     /// what their result needs on the loop when it comes back.
     var pendingLLMComparisons: [Int: PendingLLMComparison] = [:]
@@ -53,7 +53,7 @@ final class Worker: @unchecked Sendable {
     /// Nil while tracing is off: the request path then checks only this.
     let tracer: Tracer?
     /// This worker's access log lines; nil when the log is off.
-    var accessLog: AccessLogger?
+    @exclusivity(unchecked) var accessLog: AccessLogger?
 
     struct PoolKey: Hashable {
         var host: String
@@ -268,23 +268,23 @@ final class Worker: @unchecked Sendable {
     final class Reply {
         // Unchecked: loop thread only, and each access is one statement that calls back into
         // nothing holding the same reply.
-        var status: Int
-        var headers: HTTPHeaders
-        var body: EventBuffer
+        @exclusivity(unchecked) var status: Int
+        @exclusivity(unchecked) var headers: HTTPHeaders
+        @exclusivity(unchecked) var body: EventBuffer
         /// A remote answer whose body is relayed as it arrives (SPEC §10); `body` is then empty.
-        var stream: UpstreamStream?
+        @exclusivity(unchecked) var stream: UpstreamStream?
         /// The streamed body's Content-Length, kept toward the client; nil: chunked or close-delimited.
-        var streamLength: Int?
+        @exclusivity(unchecked) var streamLength: Int?
         /// The streamed body is server-sent events.
-        var isEventStream = false
+        @exclusivity(unchecked) var isEventStream = false
         /// The sidecar's own error code when it made this reply (`errorReply`), for the access log.
-        var errorCode: String?
+        @exclusivity(unchecked) var errorCode: String?
         /// With `errorCode`: the error's detail and gRPC status, for a gRPC call's trailers.
-        var errorDetail: String?
-        var grpcStatus: GRPCStatus?
+        @exclusivity(unchecked) var errorDetail: String?
+        @exclusivity(unchecked) var grpcStatus: GRPCStatus?
         /// A `grpc://` version's answer, passed through to the client as it came (its `status`
         /// is the HTTP status its gRPC status pairs with; `body` its REST rendering when read).
-        var grpcResponse: GRPCResponse?
+        @exclusivity(unchecked) var grpcResponse: GRPCResponse?
 
         init(status: Int, headers: HTTPHeaders, body: EventBuffer) {
             self.status = status
@@ -957,42 +957,42 @@ final class Exchange {  // confined to its worker's loop thread
     /// Routing chose a version (`route(_:isGuarded:)` has run). The fields below are what the
     /// request path reads of the decision, copied once so that it keeps no `Decision`; until
     /// routing has chosen, the names are empty and `fallback` nil.
-    private(set) var isRouted = false
-    private(set) var model = ""
+    @exclusivity(unchecked) private(set) var isRouted = false
+    @exclusivity(unchecked) private(set) var model = ""
     /// The version routing chose (not the fallback).
-    private(set) var version = ""
-    private(set) var routeName = ""
+    @exclusivity(unchecked) private(set) var version = ""
+    @exclusivity(unchecked) private(set) var routeName = ""
     /// The route's position in `Config.routes`.
-    private(set) var routeIndex = 0
-    private(set) var wireProtocol = WireProtocol.json
+    @exclusivity(unchecked) private(set) var routeIndex = 0
+    @exclusivity(unchecked) private(set) var wireProtocol = WireProtocol.json
     /// The model has a guard (only then is `guardedVersion` looked up).
-    private(set) var isGuarded = false
+    @exclusivity(unchecked) private(set) var isGuarded = false
     /// The version that answers if the chosen one fails.
-    private(set) var fallback: String?
+    @exclusivity(unchecked) private(set) var fallback: String?
     /// Set once the chosen version failed and the fallback was asked.
-    var failedVersion: String?
+    @exclusivity(unchecked) var failedVersion: String?
     let startNanoseconds: UInt64
     /// When the current version (the chosen one, then the fallback) was asked.
-    var attemptStartNanoseconds: UInt64 = 0
+    @exclusivity(unchecked) var attemptStartNanoseconds: UInt64 = 0
     /// Shadow copies of this request, and the live side once it has answered.
-    var shadows: [ShadowRun] = []
-    var live: ResponseSide?
+    @exclusivity(unchecked) var shadows: [ShadowRun] = []
+    @exclusivity(unchecked) var live: ResponseSide?
     /// The request's trace while tracing is on (`Worker.beginTrace`).
-    var trace: RequestTrace?
+    @exclusivity(unchecked) var trace: RequestTrace?
     /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
-    var liveIsEventStream = false
+    @exclusivity(unchecked) var liveIsEventStream = false
     /// An `openai` live answer's time to first token (SPEC §14), for the comparison log.
-    var liveFirstTokenMilliseconds: Double?
+    @exclusivity(unchecked) var liveFirstTokenMilliseconds: Double?
     /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).
-    var liveCopyTooLarge = false
+    @exclusivity(unchecked) var liveCopyTooLarge = false
     /// For the access log: the sidecar's error code if it answered itself, the response body
     /// bytes handed to the client (streamed ones counted as they go), and whether the split was
     /// assigned by the request's sticky key.
-    var errorCode: String?
-    var bytesOut = 0
-    private(set) var hasStickyKey = false
+    @exclusivity(unchecked) var errorCode: String?
+    @exclusivity(unchecked) var bytesOut = 0
+    @exclusivity(unchecked) private(set) var hasStickyKey = false
     var hasShadows: Bool { !shadows.isEmpty }
-    private var parsedBody: Result<JSON, ModelError>?
+    @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
 
     /// Some key source of `snapshot` reads the body (see `ConfigSnapshot.readsBodyKeys`).
     let readsBodyKeys: Bool
