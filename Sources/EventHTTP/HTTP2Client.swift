@@ -69,20 +69,20 @@ final class HTTP2ClientConnection {
     private let idleTimeoutMilliseconds: Int
     private let tlsContext: TLSClientContext?
 
-    @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
+    private var socket = ConnectionSocket(fd: -1)
     private(set) var state = State.connecting
     private var session: OpaquePointer?
     private var handshake: TLSSession?
     private var isTCPConnected = false
     private var timer: DeadlineTimer?
 
-    @exclusivity(unchecked) private var streams: [Int32: HTTP2ClientStream] = [:]
+    private var streams: [Int32: HTTP2ClientStream] = [:]
     /// Calls given to the connection before it was ready.
-    @exclusivity(unchecked) private var pending: [HTTP2Call] = []
+    private var pending: [HTTP2Call] = []
     /// Results found inside nghttp2 callbacks, delivered once it has returned.
-    @exclusivity(unchecked) private var results: [(HTTP2Call, Result<GRPCResponse, UpstreamError>)] = []
+    private var results: [(HTTP2Call, Result<GRPCResponse, UpstreamError>)] = []
     /// Calls the server refused unprocessed (GOAWAY, REFUSED_STREAM), to go back to the pool.
-    @exclusivity(unchecked) private var refused: [HTTP2Call] = []
+    private var refused: [HTTP2Call] = []
     private var roomChanged = false
     /// The server's first SETTINGS frame has arrived: `capacity` is what it allows.
     private var peerSettingsReceived = false
@@ -92,8 +92,8 @@ final class HTTP2ClientConnection {
     private var isDelivering = false
 
     // Request header scratch, kept for its capacity.
-    @exclusivity(unchecked) private var nvBytes: [UInt8] = []
-    @exclusivity(unchecked) private var nvSpans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
+    private var nvBytes: [UInt8] = []
+    private var nvSpans: [(name: Int, nameLength: Int, value: Int, valueLength: Int)] = []
 
     init(pool: HTTP2Pool) {
         self.pool = pool

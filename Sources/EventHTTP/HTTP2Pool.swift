@@ -112,10 +112,10 @@ public final class HTTP2Pool {
     /// Where connections go; a host name is looked up again now and then.
     private let address: BackendAddress
 
-    @exclusivity(unchecked) private var connections: [HTTP2ClientConnection] = []
+    private var connections: [HTTP2ClientConnection] = []
     /// Connections that got GOAWAY: their streams finish, nothing new starts on them.
-    @exclusivity(unchecked) private var retiring: [HTTP2ClientConnection] = []
-    @exclusivity(unchecked) private var waiting: [HTTP2Call] = []
+    private var retiring: [HTTP2ClientConnection] = []
+    private var waiting: [HTTP2Call] = []
     /// `close()` was called: connections close as soon as their streams are done.
     private(set) var isClosed = false
     private var isDispatching = false

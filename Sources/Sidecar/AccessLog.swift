@@ -119,18 +119,20 @@ final class AccessLogger {
     private let flushDelayMilliseconds: Int
     /// The lines not yet handed over, back to back.
     private let chunk = LineBuilder(capacity: AccessLogger.chunkBytes + 4_096)
-    // `@exclusivity(unchecked)`: the worker's loop thread only, each access is one statement.
+    // Exclusivity is checked here and in `LineBuilder`: leaving it unchecked saved nothing
+    // measurable (bench/instructions.sh "--access-log a.json": 39.9k instructions/request with it
+    // unchecked, 39.4k checked).
     /// Lines in `chunk`.
-    @exclusivity(unchecked) private var records = 0
-    @exclusivity(unchecked) private var isFlushScheduled = false
+    private var records = 0
+    private var isFlushScheduled = false
     /// The wall-clock second `secondPrefix` was made for.
-    @exclusivity(unchecked) private var cachedSecond = Int64.min
+    private var cachedSecond = Int64.min
     /// `2026-12-03T12:41:23.`: the timestamp up to its milliseconds, remade once per second.
-    @exclusivity(unchecked) private var secondPrefix: [UInt8] = []
+    private var secondPrefix: [UInt8] = []
     /// What lines write about a version (`versionText`), by config generation, route and
     /// version name: made once, not per line (a few entries; the oldest is replaced).
-    @exclusivity(unchecked) private var upstreams: [VersionText] = []
-    @exclusivity(unchecked) private var nextUpstreamSlot = 0
+    private var upstreams: [VersionText] = []
+    private var nextUpstreamSlot = 0
 
     init(log: AccessLog, loop: EventLoop? = nil) {
         self.log = log
@@ -276,10 +278,9 @@ final class VersionText {
 /// store, not an array append with its uniqueness and capacity checks). The `AccessEntry`
 /// fields of a line follow its timestamp. Its owner's thread only.
 final class LineBuilder {
-    // `@exclusivity(unchecked)`: one thread, no overlapping accesses.
-    @exclusivity(unchecked) private(set) var storage: UnsafeMutablePointer<UInt8>
-    @exclusivity(unchecked) private var capacity: Int
-    @exclusivity(unchecked) private(set) var count = 0
+    private(set) var storage: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private(set) var count = 0
 
     init(capacity: Int = 512) {
         self.capacity = max(64, capacity)

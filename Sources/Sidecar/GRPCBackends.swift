@@ -9,11 +9,10 @@ import SwiftProtobuf
 /// TLS context, the context of a `grpcs://` version being its ALPN `h2` one). A class so that the
 /// worker holds it in one stored property; loop thread only.
 final class GRPCPools {
-    // `@exclusivity(unchecked)`: the worker's loop thread only, one statement per access.
-    @exclusivity(unchecked) var pools: [Worker.PoolKey: HTTP2Pool] = [:]
+    var pools: [Worker.PoolKey: HTTP2Pool] = [:]
     /// The longest `timeout_ms` of the versions using each pool: a pool dropped by a reload
     /// closes only after that, so calls begun on the old config finish.
-    @exclusivity(unchecked) var timeouts: [Worker.PoolKey: Int] = [:]
+    var timeouts: [Worker.PoolKey: Int] = [:]
 }
 
 extension Worker {
