@@ -97,6 +97,21 @@ public struct ServerRequest {
 }
 
 /// Answers one request, now or later, on the loop thread.
+/// Byte buffers a handler keeps per connection (loop thread only). Arrays, so that a buffer
+/// still held elsewhere (an HTTP/2 connection's streams overlap) is copied on write rather than
+/// overwritten.
+public final class ConnectionScratch {
+    /// The upstream request's field lines.
+    public var upstreamFieldLines: [UInt8] = []
+    /// The client response's field lines.
+    public var responseFieldLines: [UInt8] = []
+
+    init() {
+        upstreamFieldLines.reserveCapacity(512)
+        responseFieldLines.reserveCapacity(512)
+    }
+}
+
 public final class ResponseWriter {
     // Strong: a connection is closed (socket and events freed) by `close()`, never by its release,
     // and a closed connection answers `isAwaitingResponse` with false, so a writer kept after the
@@ -170,6 +185,10 @@ public final class ResponseWriter {
 
     /// This writer answers an HTTP/2 stream (field lines cannot be given, see `respond`).
     public var isHTTP2: Bool { http2Stream != nil }
+
+    /// Buffers the handler keeps per connection, for the field lines it writes (their capacity
+    /// stays from request to request: no allocation per request once warm).
+    public var scratch: ConnectionScratch { connection.scratch }
 
     /// Sends a response that ends with trailer fields (gRPC's `grpc-status`, built with
     /// `GRPCFraming.statusTrailers`). On HTTP/2: HEADERS, DATA, then a trailing HEADERS frame. On
@@ -750,6 +769,14 @@ final class ServerConnection {
     private var isInputClosed = false
     /// The response head being written, kept between responses for its capacity and status line.
     @exclusivity(unchecked) private var headScratch = HeadScratch()
+    /// The handler's buffers for this connection (`ResponseWriter.scratch`), made on first use.
+    var scratch: ConnectionScratch {
+        if let made = handlerScratch { return made }
+        let made = ConnectionScratch()
+        handlerScratch = made
+        return made
+    }
+    private var handlerScratch: ConnectionScratch?
     /// The status whose line starts `headScratch`.
     private var headScratchStatus = 0
 

@@ -14,18 +14,18 @@ public struct GuardState: Sendable, Hashable {
 }
 
 /// What routing decided for one request.
-// Indirect: copying an outcome (callers switch over it) retains one box instead of every field
-// of a decision or a route.
-public indirect enum RoutingOutcome: Sendable {
-    /// A version answers.
+public enum RoutingOutcome: Sendable {
+    /// A version answers. Not boxed: a box was one allocation per request (a `Decision` holds its
+    /// route by reference, so copying it copies no route).
     case routed(Decision)
     /// No route matches the request (404 for the caller).
     case noRoute
+    // Indirect: a whole `Route` inline would make every outcome as large as a route.
     /// The request pins a version or label the route's model does not have (404 for the caller).
-    case unknownVersion(route: Route, name: String)
+    indirect case unknownVersion(route: Route, name: String)
     /// The version this request must go to has a tripped guard and there is no usable fallback
     /// (503 for the caller): a pinned request never goes to another version.
-    case guardOpen(route: Route, version: String)
+    indirect case guardOpen(route: Route, version: String)
 
     /// The decision when a version answers, else nil.
     public var decision: Decision? {

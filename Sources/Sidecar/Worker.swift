@@ -456,7 +456,7 @@ final class Worker: @unchecked Sendable {
                 traceparent: traceparent
             )
         } else {
-            // The live attempt's lines in the exchange's own buffer (its capacity kept from request
+            // The live attempt's lines in the connection's buffer (its capacity kept from request
             // to request); a shadow's in its own.
             let write = { (lines: inout [UInt8]) in
                 lines.removeAll(keepingCapacity: true)
@@ -474,8 +474,9 @@ final class Worker: @unchecked Sendable {
             if isShadow {
                 write(&fieldLines)
             } else {
-                write(&exchange.upstreamFieldLines)
-                fieldLines = exchange.upstreamFieldLines
+                let scratch = exchange.writer.scratch
+                write(&scratch.upstreamFieldLines)
+                fieldLines = scratch.upstreamFieldLines
             }
         }
         if let call {
@@ -860,7 +861,7 @@ final class Worker: @unchecked Sendable {
         exchange.writer.respond(
             status: reply.status,
             headers: reply.headers,
-            fieldLines: exchange.responseFieldLines,
+            fieldLines: exchange.writer.scratch.responseFieldLines,
             body: reply.body
         )
         exchange.bytesOut = reply.body.count
@@ -882,10 +883,12 @@ extension Worker {
     /// Makes the client response's fields for `reply`: a backend's fields without the hop-by-hop
     /// ones and those the sidecar sets (SPEC §4), then `x-switchyard-version`,
     /// `x-switchyard-fallback` and `x-request-id`. Over HTTP/1.x they are written straight into
-    /// `exchange.responseFieldLines` (and `reply.headers` left empty for a backend's reply), over
+    /// the connection's `scratch.responseFieldLines` (and `reply.headers` left empty for a
+    /// backend's reply), over
     /// HTTP/2 into `reply.headers`.
     func clientFields(_ exchange: Exchange, _ reply: Reply, version: String?, failedVersion: String?) {
-        exchange.responseFieldLines.removeAll(keepingCapacity: true)
+        let scratch = exchange.writer.scratch
+        scratch.responseFieldLines.removeAll(keepingCapacity: true)
         if exchange.writer.isHTTP2 {
             if reply.isFromBackend {
                 reply.headers = Forwarding.responseHeaders(reply.headers)
@@ -897,14 +900,14 @@ extension Worker {
             return
         }
         if reply.isFromBackend {
-            Forwarding.appendResponseFields(reply.headers, into: &exchange.responseFieldLines)
+            Forwarding.appendResponseFields(reply.headers, into: &scratch.responseFieldLines)
             reply.headers = HTTPHeaders()
             reply.isFromBackend = false
         }
         // Version names are the policy's own keys: checked like any field value.
         if let version {
             HTTPSerializer.appendField(
-                &exchange.responseFieldLines,
+                &scratch.responseFieldLines,
                 name: "x-switchyard-version",
                 value: version,
                 droppingFraming: false
@@ -912,14 +915,14 @@ extension Worker {
         }
         if let failedVersion {
             HTTPSerializer.appendField(
-                &exchange.responseFieldLines,
+                &scratch.responseFieldLines,
                 name: "x-switchyard-fallback",
                 value: failedVersion,
                 droppingFraming: false
             )
         }
         // Printable ASCII (`Forwarding.acceptableRequestID`) or made here.
-        HTTPSerializer.appendCheckedField(&exchange.responseFieldLines, name: "x-request-id", value: exchange.requestID)
+        HTTPSerializer.appendCheckedField(&scratch.responseFieldLines, name: "x-request-id", value: exchange.requestID)
     }
 
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
@@ -955,7 +958,7 @@ extension Worker {
             writer.startStream(
                 status: status,
                 headers: reply.headers,
-                fieldLines: exchange.responseFieldLines,
+                fieldLines: exchange.writer.scratch.responseFieldLines,
                 contentLength: reply.streamLength
             )
         else {
@@ -1098,9 +1101,6 @@ final class Exchange {  // confined to its worker's loop thread
     /// assigned by the request's sticky key.
     @exclusivity(unchecked) var errorCode: String?
     @exclusivity(unchecked) var bytesOut = 0
-    /// The live attempt's upstream field lines (`Forwarding.appendUpstreamFields`), and the
-    /// client response's (`Worker.respond`): buffers whose capacity is kept.
-    @exclusivity(unchecked) var upstreamFieldLines: [UInt8] = []
     /// How the live version (the chosen one, then the fallback) is being asked, for
     /// `upstreamFinished`.
     @exclusivity(unchecked) var liveAttempt = Worker.Attempt(
@@ -1114,7 +1114,6 @@ final class Exchange {  // confined to its worker's loop thread
     @exclusivity(unchecked) var liveAttemptVersion = ""
     /// The worker whose loop this exchange is confined to (it outlives every exchange).
     let worker: Worker
-    @exclusivity(unchecked) var responseFieldLines: [UInt8] = []
     @exclusivity(unchecked) private(set) var hasStickyKey = false
     var hasShadows: Bool { !shadows.isEmpty }
     @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
@@ -1139,8 +1138,6 @@ final class Exchange {  // confined to its worker's loop thread
         self.requestID = requestID
         self.readsBodyKeys = readsBodyKeys
         self.startNanoseconds = Monotonic.nanoseconds()
-        upstreamFieldLines.reserveCapacity(384)
-        responseFieldLines.reserveCapacity(384)
     }
 
     /// Records what routing decided.
