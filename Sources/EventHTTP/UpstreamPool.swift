@@ -473,6 +473,9 @@ final class UpstreamConnection {
     private let hostHeader: String
     private let endpoint: String
     @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
+    /// The last response head's field buffer, parsed into again once that head is gone.
+    /// Unchecked: see `ConnectionScratch` (the same measurement).
+    @exclusivity(unchecked) private var fieldStorage = FieldStorage()
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     /// The socket is connected and, for TLS, the handshake is done: requests may be written.
@@ -844,7 +847,7 @@ final class UpstreamConnection {
         guard let window = headReader.window(in: socket.input, maxHeaderBytes: limits.maxHeaderBytes) else {
             return false
         }
-        switch ResponseHeadParser.parse(window, limits: headLimits, requestMethod: method) {
+        switch ResponseHeadParser.parse(window, limits: headLimits, requestMethod: method, reusing: &fieldStorage) {
         case .incomplete:
             headReader.incomplete(window)
             return false

@@ -15,6 +15,17 @@ public enum RequestHeadParser {
     /// the buffer has grown past `limits.maxHeaderBytes`: a refusal is then reported at the next
     /// LF or when the budget is passed, at the latest.
     public static func parse(_ bytes: UnsafeRawBufferPointer, limits: HTTPLimits) -> HeadParseResult<RequestHead> {
+        var storage = FieldStorage()
+        return parse(bytes, limits: limits, reusing: &storage)
+    }
+
+    /// `parse`, with the head's fields in `storage`'s buffer when nothing else holds it any more
+    /// (see `FieldStorage`); `storage` then shares the new head's.
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer,
+        limits: HTTPLimits,
+        reusing storage: inout FieldStorage
+    ) -> HeadParseResult<RequestHead> {
         let count = bytes.count
         var i = 0
         var emptyLines = 0
@@ -101,7 +112,8 @@ public enum RequestHeadParser {
         }
         let isHTTP11 = version.minor == 1
 
-        var scanned = ScannedFields()
+        var scanned = ScannedFields(reusing: &storage)
+        defer { swap(&storage.fields, &scanned.fields) }
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete
@@ -166,7 +178,18 @@ public enum ResponseHeadParser {
         limits: HTTPLimits,
         requestMethod: String
     ) -> HeadParseResult<ResponseHead> {
-        switch parseHead(bytes, limits: limits, requestMethod: requestMethod) {
+        var storage = FieldStorage()
+        return parse(bytes, limits: limits, requestMethod: requestMethod, reusing: &storage)
+    }
+
+    /// `parse`, with the head's fields in `storage`'s buffer (see `FieldStorage`).
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer,
+        limits: HTTPLimits,
+        requestMethod: String,
+        reusing storage: inout FieldStorage
+    ) -> HeadParseResult<ResponseHead> {
+        switch parseHead(bytes, limits: limits, requestMethod: requestMethod, storage: &storage) {
         case .incomplete: return .incomplete
         case .complete(let head, let consumed): return .complete(head, consumed: consumed)
         case .failure(let e): return .failure(.badRequest("upstream response: \(e.detail)"))
@@ -180,7 +203,8 @@ public enum ResponseHeadParser {
     private static func parseHead(
         _ bytes: UnsafeRawBufferPointer,
         limits: HTTPLimits,
-        requestMethod: String
+        requestMethod: String,
+        storage: inout FieldStorage
     ) -> HeadParseResult<ResponseHead> {
         let cursor = HeadCursor(count: bytes.count, headStart: 0, maxHeaderBytes: limits.maxHeaderBytes)
         let end = cursor.end
@@ -236,7 +260,8 @@ public enum ResponseHeadParser {
         guard bytes[i + 1] == ASCII.lf else { return bad("bare CR in the status line") }
         i += 2
 
-        var scanned = ScannedFields()
+        var scanned = ScannedFields(reusing: &storage)
+        defer { swap(&storage.fields, &scanned.fields) }
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete

@@ -38,6 +38,14 @@ enum ScanOutcome {
     case complete(Int)
 }
 
+/// A buffer of header fields a connection keeps from one head to the next: the next head is
+/// parsed into it when the last one is gone (no allocation per head), else into a new one.
+public struct FieldStorage {
+    var fields: [(name: String, value: String)] = []
+
+    public init() {}
+}
+
 /// Field lines plus what the framing rules need, gathered while scanning.
 struct ScannedFields {
     var fields: [(name: String, value: String)] = []
@@ -60,6 +68,14 @@ struct ScannedFields {
 
     init() {
         fields.reserveCapacity(16)
+    }
+
+    /// Scans into `storage`'s buffer (emptied, its capacity kept) when nothing else holds it any
+    /// more, else into a new one; `storage` is left empty until `finish` gives it back.
+    init(reusing storage: inout FieldStorage) {
+        swap(&fields, &storage.fields)
+        if fields.capacity == 0 { fields.reserveCapacity(16) }
+        fields.removeAll(keepingCapacity: true)
     }
 
     /// Longest Content-Length accepted: 18 digits always fit an Int.
