@@ -51,19 +51,37 @@ public enum JSONWriter {
                 output.append(UInt8(ascii: "0"))
                 return
             }
-            var digits: [UInt8] = []
-            digits.reserveCapacity(16)
+            // Least significant digit first, then reversed in place: no buffer of its own.
+            let start = output.count
             while magnitude > 0 {
-                digits.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+                output.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
                 magnitude /= 10
             }
-            output.append(contentsOf: digits.reversed())
+            output[start...].reverse()
             return
         }
         output.append(contentsOf: number.description.utf8)
     }
 
+    /// Appends a literal's UTF-8 bytes in one copy (cheaper than appending a `String`'s `utf8`).
+    @inline(__always)
+    public static func appendLiteral(_ text: StaticString, to output: inout [UInt8]) {
+        output.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
     public static func writeString(_ text: String, to output: inout [UInt8]) {
+        // Names and labels seldom need escaping: then the text goes in with one copy.
+        var text = text
+        let copied = text.withUTF8 { utf8 -> Bool in
+            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                return false
+            }
+            output.append(UInt8(ascii: "\""))
+            output.append(contentsOf: utf8)
+            output.append(UInt8(ascii: "\""))
+            return true
+        }
+        if copied { return }
         output.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {

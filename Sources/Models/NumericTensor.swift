@@ -24,28 +24,38 @@ public struct NumericTensor: Sendable, Hashable, CustomStringConvertible {
         }
         var values: [Double] = []
         values.reserveCapacity(shape.reduce(1) { $0 * max($1, 1) })
-        // Walk the nest with an explicit stack: (value, depth, position for messages).
-        var stack: [(JSON, Int, String)] = [(value, 0, "")]
-        while let (current, depth, position) = stack.popLast() {
+        // Walk the nest depth first with an explicit stack of (value, depth, index in its list).
+        // `path` holds the indexes of the current value's enclosing lists: a depth-first walk
+        // leaves there exactly the ancestors of what it pops. Positions are written out only for
+        // an error message.
+        var stack: [(JSON, Int, Int)] = [(value, 0, -1)]
+        var path: [Int] = []
+        while let (current, depth, index) = stack.popLast() {
+            if depth > 0 {
+                path.removeLast(path.count - (depth - 1))
+                path.append(index)
+            }
             if depth < shape.count {
                 guard case .array(let elements) = current else {
+                    let place = position(path)
                     return .failure(
                         TensorShapeError(
-                            "value at \(position.isEmpty ? "the top" : position) is \(current.kindDescription);"
+                            "value at \(place.isEmpty ? "the top" : place) is \(current.kindDescription);"
                                 + " expected a list of \(shape[depth]), like the first"
                         )
                     )
                 }
                 guard elements.count == shape[depth] else {
+                    let place = position(path)
                     return .failure(
                         TensorShapeError(
-                            "list at \(position.isEmpty ? "the top" : position) has \(elements.count) entries;"
+                            "list at \(place.isEmpty ? "the top" : place) has \(elements.count) entries;"
                                 + " expected \(shape[depth]), like the first (the tensor must be rectangular)"
                         )
                     )
                 }
                 for (index, element) in elements.enumerated().reversed() {
-                    stack.append((element, depth + 1, position + "[\(index)]"))
+                    stack.append((element, depth + 1, index))
                 }
                 continue
             }
@@ -56,13 +66,14 @@ public struct NumericTensor: Sendable, Hashable, CustomStringConvertible {
             case .array:
                 return .failure(
                     TensorShapeError(
-                        "value at \(position) is a list; expected a number, like the first (not rectangular)"
+                        "value at \(position(path)) is a list; expected a number, like the first (not rectangular)"
                     )
                 )
             default:
+                let place = position(path)
                 return .failure(
                     TensorShapeError(
-                        "value at \(position.isEmpty ? "the top" : position) is \(current.kindDescription);"
+                        "value at \(place.isEmpty ? "the top" : place) is \(current.kindDescription);"
                             + " expected a number"
                     )
                 )
@@ -70,6 +81,9 @@ public struct NumericTensor: Sendable, Hashable, CustomStringConvertible {
         }
         return .success(NumericTensor(shape: shape, values: values))
     }
+
+    /// `[0][2]`: where a value sits, by its list indexes from the top.
+    private static func position(_ path: [Int]) -> String { path.map { "[\($0)]" }.joined() }
 
     /// The values as nested JSON arrays following `shape` (a scalar for `[]`); NaN becomes null.
     public func nested(asBooleans: Bool = false) -> JSON {

@@ -33,6 +33,14 @@ public enum OIPDatatype: String, Sendable, Hashable, CaseIterable {
         }
     }
 
+    /// The datatype named `name`, or nil. The float types clients send most are compared first:
+    /// the synthesized `init(rawValue:)` tries every name in turn through a generic table.
+    static func named(_ name: String) -> OIPDatatype? {
+        if name == "FP32" { return .fp32 }
+        if name == "FP64" { return .fp64 }
+        return OIPDatatype(rawValue: name)
+    }
+
     /// The largest finite magnitude of a floating-point type.
     var largestMagnitude: Double? {
         switch self {
@@ -145,30 +153,55 @@ public enum OIPCodec {
             )
         }
         guard !inputList.isEmpty else { throw .badRequest("'inputs' is empty; expected at least one tensor") }
+        request.inputs.reserveCapacity(inputList.count)
         for (k, input) in inputList.enumerated() {
             request.inputs.append(try decodeTensor(input, position: "inputs[\(k)]"))
         }
         return request
     }
 
-    /// Decodes one `{"name", "shape", "datatype", "data", "parameters"?}` tensor.
-    static func decodeTensor(_ value: JSON, position: String, role: String = "input") throws(ModelError) -> OIPTensor {
+    /// Decodes one `{"name", "shape", "datatype", "data", "parameters"?}` tensor. `position`
+    /// (e.g. `inputs[0]`) is made only for an error message.
+    static func decodeTensor(
+        _ value: JSON,
+        position: @autoclosure () -> String,
+        role: String = "input"
+    ) throws(ModelError) -> OIPTensor {
         guard case .object(let object) = value else {
             throw .badRequest(
-                "\(position) must be an object with name, shape, datatype and data, got \(value.kindDescription)"
+                "\(position()) must be an object with name, shape, datatype and data, got \(value.kindDescription)"
             )
         }
-        for key in object.keys where !["name", "shape", "datatype", "data", "parameters"].contains(key) {
-            throw .badRequest("\(position): unexpected key '\(key)'; expected name, shape, datatype, data, parameters")
+        // One pass over the members: the tensor's fields (the first of a name, as a lookup would
+        // find), and any other key refused.
+        var nameValue: JSON?
+        var shapeValue: JSON?
+        var datatypeValue: JSON?
+        var data: JSON?
+        var parameters: JSON?
+        for member in object.members {
+            switch member.key {
+            case "name": if nameValue == nil { nameValue = member.value }
+            case "shape": if shapeValue == nil { shapeValue = member.value }
+            case "datatype": if datatypeValue == nil { datatypeValue = member.value }
+            case "data": if data == nil { data = member.value }
+            case "parameters": if parameters == nil { parameters = member.value }
+            default:
+                throw .badRequest(
+                    "\(position()): unexpected key '\(member.key)'; expected name, shape, datatype, data, parameters"
+                )
+            }
         }
-        guard case .string(let name)? = object["name"] else {
-            throw .badRequest("\(position) has no string \"name\"")
+        guard case .string(let name)? = nameValue else {
+            throw .badRequest("\(position()) has no string \"name\"")
         }
-        let label = "\(role) '\(name)'"
-        guard case .array(let shapeList)? = object["shape"] else {
+        // What error messages call the tensor; made only for one.
+        var label: String { "\(role) '\(name)'" }
+        guard case .array(let shapeList)? = shapeValue else {
             throw .badRequest("\(label) has no \"shape\" list")
         }
         var shape: [Int] = []
+        shape.reserveCapacity(shapeList.count)
         var elementCount = 1
         for dimension in shapeList {
             guard case .number(let number) = dimension, number >= 0, number.rounded() == number, number < 1e9 else {
@@ -179,10 +212,10 @@ public enum OIPCodec {
                 elementCount.multipliedReportingOverflow(by: Int(number)).overflow
                 ? Int.max : elementCount * Int(number)
         }
-        guard case .string(let typeName)? = object["datatype"] else {
+        guard case .string(let typeName)? = datatypeValue else {
             throw .badRequest("\(label) has no string \"datatype\"")
         }
-        guard let datatype = OIPDatatype(rawValue: typeName) else {
+        guard let datatype = OIPDatatype.named(typeName) else {
             throw .badRequest(
                 "\(label): unknown datatype '\(typeName)'; expected one of "
                     + OIPDatatype.allCases.filter { $0 != .bytes }.map(\.rawValue).joined(separator: ", ")
@@ -191,10 +224,10 @@ public enum OIPCodec {
         guard datatype != .bytes else {
             throw .badRequest("\(label): datatype BYTES is not supported; expected a numeric datatype such as FP64")
         }
-        if let parameters = object["parameters"], parameters.objectValue == nil {
+        if let parameters, parameters.objectValue == nil {
             throw .badRequest("\(label): 'parameters' must be an object, got \(parameters.kindDescription)")
         }
-        guard let data = object["data"] else { throw .badRequest("\(label) has no \"data\"") }
+        guard let data else { throw .badRequest("\(label) has no \"data\"") }
         var values: [Double] = []
         values.reserveCapacity(min(elementCount, 1 << 20))
         try flatten(data, into: &values, datatype: datatype, label: label, limit: elementCount)
@@ -207,60 +240,103 @@ public enum OIPCodec {
     }
 
     /// Appends the elements of flat or nested `data` in row-major order, checking each against
-    /// the datatype; stops early once there are more than `limit`.
+    /// the datatype; stops early once there are more than `limit`. `label` is made only for an
+    /// error message.
     private static func flatten(
         _ data: JSON,
         into values: inout [Double],
         datatype: OIPDatatype,
-        label: String,
+        label: @autoclosure () -> String,
         limit: Int
     ) throws(ModelError) {
-        guard case .array = data else {
-            throw .badRequest("\(label): data must be a list, got \(data.kindDescription)")
+        guard case .array(let top) = data else {
+            throw .badRequest("\(label()): data must be a list, got \(data.kindDescription)")
         }
-        var stack: [JSON] = [data]
+        // Flat data (the usual form) needs no stack; a nested list hands the rest to one.
+        for (k, element) in top.enumerated() {
+            if values.count > limit { return }
+            if case .array = element {
+                try flattenNested(
+                    Array(top[k...]),
+                    into: &values,
+                    datatype: datatype,
+                    label: label(),
+                    limit: limit
+                )
+                return
+            }
+            try appendElement(element, to: &values, datatype: datatype, label: label())
+        }
+    }
+
+    /// `flatten` for `elements` that hold nested lists: depth first, with an explicit stack.
+    private static func flattenNested(
+        _ elements: [JSON],
+        into values: inout [Double],
+        datatype: OIPDatatype,
+        label: @autoclosure () -> String,
+        limit: Int
+    ) throws(ModelError) {
+        var stack: [JSON] = elements.reversed()
         while let current = stack.popLast() {
             if values.count > limit { return }
-            let index = values.count
-            switch current {
-            case .array(let elements):
-                stack.append(contentsOf: elements.reversed())
-            case .number(let number):
-                if datatype == .bool {
-                    guard number == 0 || number == 1 else {
-                        throw .badRequest("\(label): element \(index) is \(current); expected true or false for BOOL")
-                    }
-                } else if let range = datatype.integerRange {
-                    guard number.rounded() == number, range.contains(number) else {
-                        throw .badRequest(
-                            "\(label): element \(index) is \(current); expected a whole number in the \(datatype.rawValue) range"
-                        )
-                    }
-                } else if let largest = datatype.largestMagnitude, abs(number) > largest {
-                    throw .badRequest(
-                        "\(label): element \(index) is \(current), outside the \(datatype.rawValue) range"
-                    )
-                }
-                values.append(number)
-            case .bool(let flag):
-                guard datatype == .bool else {
-                    throw .badRequest(
-                        "\(label): element \(index) is a boolean; expected a number for \(datatype.rawValue)"
-                    )
-                }
-                values.append(flag ? 1 : 0)
-            case .null:
-                guard datatype.isFloatingPoint else {
-                    throw .badRequest(
-                        "\(label): element \(index) is null; only FP16, FP32 and FP64 data may hold null (missing)"
-                    )
-                }
-                values.append(.nan)
-            case .string, .object:
-                throw .badRequest(
-                    "\(label): element \(index) is \(current.kindDescription); expected a number for \(datatype.rawValue)"
-                )
+            if case .array(let inner) = current {
+                stack.append(contentsOf: inner.reversed())
+            } else {
+                try appendElement(current, to: &values, datatype: datatype, label: label())
             }
+        }
+    }
+
+    /// Checks one element of `data` (not a list) against the datatype and appends its value; a
+    /// refused element is thrown as a 400 for the tensor `label` names. The check itself takes no
+    /// label, so that an accepted element costs no retain of the label's parts.
+    @inline(__always)
+    private static func appendElement(
+        _ current: JSON,
+        to values: inout [Double],
+        datatype: OIPDatatype,
+        label: @autoclosure () -> String
+    ) throws(ModelError) {
+        if let reason = append(current, to: &values, datatype: datatype) {
+            throw .badRequest("\(label()): \(reason)")
+        }
+    }
+
+    /// `appendElement` without the label: nil when the element was appended, else why not.
+    private static func append(_ current: JSON, to values: inout [Double], datatype: OIPDatatype) -> String? {
+        let index = values.count
+        switch current {
+        case .array:
+            preconditionFailure("OIPCodec.appendElement takes no lists; flatten unrolls them.")
+        case .number(let number):
+            if datatype == .bool {
+                guard number == 0 || number == 1 else {
+                    return "element \(index) is \(current); expected true or false for BOOL"
+                }
+            } else if let range = datatype.integerRange {
+                guard number.rounded() == number, range.contains(number) else {
+                    return "element \(index) is \(current); expected a whole number in the \(datatype.rawValue) range"
+                }
+            } else if let largest = datatype.largestMagnitude, abs(number) > largest {
+                return "element \(index) is \(current), outside the \(datatype.rawValue) range"
+            }
+            values.append(number)
+            return nil
+        case .bool(let flag):
+            guard datatype == .bool else {
+                return "element \(index) is a boolean; expected a number for \(datatype.rawValue)"
+            }
+            values.append(flag ? 1 : 0)
+            return nil
+        case .null:
+            guard datatype.isFloatingPoint else {
+                return "element \(index) is null; only FP16, FP32 and FP64 data may hold null (missing)"
+            }
+            values.append(.nan)
+            return nil
+        case .string, .object:
+            return "element \(index) is \(current.kindDescription); expected a number for \(datatype.rawValue)"
         }
     }
 
@@ -375,9 +451,13 @@ public enum OIPCodec {
         id: String? = nil
     ) throws(ModelError) -> [UInt8] {
         let tensor: NumericTensor
-        switch NumericTensor.fromNested(.array(predictions)) {
-        case .success(let value): tensor = value
-        case .failure(let error): throw .modelError("predictions are not a numeric tensor: \(error)")
+        if let numbers = flatNumbers(predictions) {
+            tensor = NumericTensor(shape: [predictions.count], values: numbers)
+        } else {
+            switch NumericTensor.fromNested(.array(predictions)) {
+            case .success(let value): tensor = value
+            case .failure(let error): throw .modelError("predictions are not a numeric tensor: \(error)")
+            }
         }
         return encodeResponse(
             outputs: [OIPTensor(name: outputName, datatype: datatype, tensor: tensor)],
@@ -385,6 +465,19 @@ public enum OIPCodec {
             modelVersion: modelVersion,
             id: id
         )
+    }
+
+    /// The values of predictions that are all numbers (one output per row, the usual case), as
+    /// `NumericTensor.fromNested` would read them; nil for anything else.
+    static func flatNumbers(_ predictions: [JSON]) -> [Double]? {
+        guard !predictions.isEmpty else { return nil }
+        var values: [Double] = []
+        values.reserveCapacity(predictions.count)
+        for prediction in predictions {
+            guard case .number(let number) = prediction else { return nil }
+            values.append(number)
+        }
+        return values
     }
 
     /// A response body with the given output tensors.
@@ -398,40 +491,40 @@ public enum OIPCodec {
     {
         var output: [UInt8] = []
         output.reserveCapacity(96 + outputs.reduce(0) { $0 + $1.values.count * 12 })
-        output.append(contentsOf: "{\"model_name\":".utf8)
+        JSONWriter.appendLiteral("{\"model_name\":", to: &output)
         JSONWriter.writeString(modelName, to: &output)
-        output.append(contentsOf: ",\"model_version\":".utf8)
+        JSONWriter.appendLiteral(",\"model_version\":", to: &output)
         JSONWriter.writeString(modelVersion, to: &output)
         if let id {
-            output.append(contentsOf: ",\"id\":".utf8)
+            JSONWriter.appendLiteral(",\"id\":", to: &output)
             JSONWriter.writeString(id, to: &output)
         }
-        output.append(contentsOf: ",\"outputs\":[".utf8)
+        JSONWriter.appendLiteral(",\"outputs\":[", to: &output)
         for (k, tensor) in outputs.enumerated() {
             if k > 0 { output.append(UInt8(ascii: ",")) }
             writeTensor(tensor, to: &output)
         }
-        output.append(contentsOf: "]}".utf8)
+        JSONWriter.appendLiteral("]}", to: &output)
         return output
     }
 
     /// `{"name","datatype","shape","data"}` with flat data.
     static func writeTensor(_ tensor: OIPTensor, to output: inout [UInt8]) {
-        output.append(contentsOf: "{\"name\":".utf8)
+        JSONWriter.appendLiteral("{\"name\":", to: &output)
         JSONWriter.writeString(tensor.name, to: &output)
-        output.append(contentsOf: ",\"datatype\":".utf8)
+        JSONWriter.appendLiteral(",\"datatype\":", to: &output)
         JSONWriter.writeString(tensor.datatype.rawValue, to: &output)
-        output.append(contentsOf: ",\"shape\":[".utf8)
+        JSONWriter.appendLiteral(",\"shape\":[", to: &output)
         for (k, dimension) in tensor.shape.enumerated() {
             if k > 0 { output.append(UInt8(ascii: ",")) }
             JSONWriter.writeNumber(Double(dimension), to: &output)
         }
-        output.append(contentsOf: "],\"data\":[".utf8)
+        JSONWriter.appendLiteral("],\"data\":[", to: &output)
         for (k, value) in tensor.values.enumerated() {
             if k > 0 { output.append(UInt8(ascii: ",")) }
             writeElement(value, datatype: tensor.datatype, to: &output)
         }
-        output.append(contentsOf: "]}".utf8)
+        JSONWriter.appendLiteral("]}", to: &output)
     }
 
     private static func writeElement(_ value: Double, datatype: OIPDatatype, to output: inout [UInt8]) {

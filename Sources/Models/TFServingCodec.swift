@@ -36,7 +36,7 @@ public enum TFServingCodec {
 
     /// Decodes the rows of a parsed request body into a `rows × featureCount` matrix.
     ///
-    /// `featureNames`, when given, has `featureCount` entries and enables instance objects
+    /// `featureNames`, when given, has `featureCount` distinct entries and enables instance objects
     /// and named inputs. Names in `ignoredNames` (e.g. a table's key field, `customer_id`, when
     /// one policy mixes table and model versions) are skipped in instance objects and named
     /// inputs; any other unknown name is a 400.
@@ -69,8 +69,11 @@ public enum TFServingCodec {
 
     /// The payload of a request body: exactly one of `instances` and `inputs`; `signature_name`
     /// (a string) is accepted and ignored; any other key is a 400. `example`, when given, is
-    /// shown as the expected `instances` value when both are missing.
-    public static func requestPayload(_ body: JSON, example: String? = nil) throws(ModelError) -> RequestPayload {
+    /// shown as the expected `instances` value when both are missing; it is evaluated only then.
+    public static func requestPayload(
+        _ body: JSON,
+        example: @autoclosure () -> String? = nil
+    ) throws(ModelError) -> RequestPayload {
         guard case .object(let object) = body else {
             throw .badRequest(
                 "request body must be a JSON object with \"instances\" or \"inputs\", got \(body.kindDescription)"
@@ -97,7 +100,7 @@ public enum TFServingCodec {
         case (nil, nil):
             throw .badRequest(
                 "request body has neither \"instances\" nor \"inputs\""
-                    + (example.map { "; expected {\"instances\": \($0)}" } ?? "")
+                    + (example().map { "; expected {\"instances\": \($0)}" } ?? "")
             )
         case (.some, .some):
             throw .badRequest("request body has both \"instances\" and \"inputs\"; send only one")
@@ -112,7 +115,7 @@ public enum TFServingCodec {
     public static func encodePredictions(_ values: [JSON]) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(16 + values.count * 20)
-        output.append(contentsOf: "{\"predictions\":".utf8)
+        JSONWriter.appendLiteral("{\"predictions\":", to: &output)
         JSONWriter.write(.array(values), to: &output)
         output.append(UInt8(ascii: "}"))
         return output
@@ -126,7 +129,7 @@ public enum TFServingCodec {
     /// `{"error":"..."}`, TF Serving's error body.
     public static func errorBody(_ message: String) -> [UInt8] {
         var output: [UInt8] = []
-        output.append(contentsOf: "{\"error\":".utf8)
+        JSONWriter.appendLiteral("{\"error\":", to: &output)
         JSONWriter.writeString(message, to: &output)
         output.append(UInt8(ascii: "}"))
         return output
@@ -155,10 +158,26 @@ private struct Shape {
         return featureNames.count > 20 ? shown + ", ..." : shown
     }
 
+    /// Column of each feature name, for wide models (see `column(named:guess:index:)`).
     func nameIndex() -> [String: Int] {
         var index: [String: Int] = [:]
         for (column, name) in (featureNames ?? []).enumerated() { index[name] = column }
         return index
+    }
+
+    /// Models up to this many features find a name by comparing names, without a hash table:
+    /// hashing a name costs more than comparing a few short ones.
+    static let scanLimit = 32
+
+    /// The column of the feature called `key`, or nil. `guess` is tried first: clients usually
+    /// send an instance's features in the model's order, so the column after the previous
+    /// member's is most often right. Wide models build `index` once, on the first miss.
+    func column(named key: String, guess: Int, index: inout [String: Int]?) -> Int? {
+        guard let featureNames else { return nil }
+        if guess < featureNames.count && featureNames[guess] == key { return guess }
+        if featureNames.count <= Shape.scanLimit { return featureNames.firstIndex(of: key) }
+        if index == nil { index = nameIndex() }
+        return index?[key]
     }
 
     /// One cell: a number, null (missing) or a boolean.
@@ -209,7 +228,7 @@ private struct Shape {
             )
         }
         var values = [Double](repeating: .nan, count: rows.count * featureCount)
-        let index = format == .object ? nameIndex() : [:]
+        var index: [String: Int]?
         for (instance, row) in rows.enumerated() {
             let base = instance * featureCount
             switch (format, row) {
@@ -223,14 +242,16 @@ private struct Shape {
                     values[base + column] = try number(cell, instance: instance, column: column)
                 }
             case (.object, .object(let object)):
+                var guess = 0
                 for member in object.members {
-                    guard let column = index[member.key] else {
+                    guard let column = column(named: member.key, guess: guess, index: &index) else {
                         if ignoredNames.contains(member.key) { continue }
                         throw .badRequest(
                             "instance \(instance): unknown feature '\(member.key)'; expected one of \(expectedNames())"
                         )
                     }
                     values[base + column] = try number(member.value, instance: instance, column: column)
+                    guess = column + 1
                 }
             case (.scalar, .number), (.scalar, .null), (.scalar, .bool):
                 values[base] = try number(row, instance: instance, column: 0)
@@ -260,7 +281,7 @@ private struct Shape {
         guard let first = columns.members.first(where: { !ignoredNames.contains($0.key) }) else {
             throw .badRequest("'inputs' has no feature inputs; expected one list of values per feature")
         }
-        let index = nameIndex()
+        var index: [String: Int]?
         guard case .array(let firstValues) = first.value else {
             throw .badRequest(
                 "input '\(first.key)' is \(first.value.kindDescription); expected a list with one value per instance"
@@ -271,8 +292,9 @@ private struct Shape {
             throw .badRequest("input '\(first.key)' is empty; expected one value per instance")
         }
         var values = [Double](repeating: .nan, count: rowCount * featureCount)
+        var guess = 0
         for member in columns.members {
-            guard let column = index[member.key] else {
+            guard let column = column(named: member.key, guess: guess, index: &index) else {
                 if ignoredNames.contains(member.key) { continue }
                 throw .badRequest("unknown input '\(member.key)'; expected one of \(expectedNames())")
             }
@@ -294,6 +316,7 @@ private struct Shape {
                 if case .array(let inner) = cell, inner.count == 1 { cell = inner[0] }
                 values[instance * featureCount + column] = try number(cell, instance: instance, column: column)
             }
+            guess = column + 1
         }
         return FeatureMatrix(rows: rowCount, columns: featureCount, values: values)
     }

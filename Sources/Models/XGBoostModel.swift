@@ -78,55 +78,48 @@ public struct XGBoostModel: EmbeddedModel {
     /// and binary objectives, a probability list for `multi:softprob`, a class index for
     /// `multi:softmax`.
     public func predict(_ rows: FeatureMatrix) throws(ModelError) -> [JSON] {
-        let outputs = try predictOutputs(rows)
+        try check(rows)
         let width = outputWidth
-        var predictions: [JSON] = []
-        predictions.reserveCapacity(rows.rows)
-        if width == 1 {
-            for value in outputs { predictions.append(.number(Double(value))) }
-        } else {
-            for row in 0..<rows.rows {
-                let base = row * width
-                predictions.append(.array((base..<(base + width)).map { .number(Double(outputs[$0])) }))
+        // The margins live on the machine stack for the usual few rows: a prediction allocates
+        // only the array it returns.
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: max(rows.rows * groupCount, 1)) { margins in
+            writeMargins(rows, into: margins.baseAddress!)
+            transform(margins, rows: rows.rows)
+            var predictions: [JSON] = []
+            predictions.reserveCapacity(rows.rows)
+            if width == 1 {
+                for row in 0..<rows.rows { predictions.append(.number(Double(margins[row]))) }
+            } else {
+                for row in 0..<rows.rows {
+                    let base = row * width
+                    predictions.append(.array((base..<(base + width)).map { .number(Double(margins[$0])) }))
+                }
             }
+            return predictions
         }
-        return predictions
     }
 
     /// Row-major `rows × outputWidth` outputs: probabilities, values or class indexes, as
     /// `Booster.predict` returns them.
     public func predictOutputs(_ rows: FeatureMatrix) throws(ModelError) -> [Float] {
-        var margins = try predictMargins(rows)
-        switch objective {
-        case .squaredError, .binaryLogitRaw:
-            return margins
-        case .regressionLogistic, .binaryLogistic:
-            for k in margins.indices { margins[k] = xgboostSigmoid(margins[k]) }
-            return margins
-        case .multiSoftprob:
-            margins.withUnsafeMutableBufferPointer { buffer in
-                for row in 0..<rows.rows {
-                    xgboostSoftmax(
-                        UnsafeMutableBufferPointer(rebasing: buffer[(row * groupCount)..<((row + 1) * groupCount)])
-                    )
-                }
-            }
-            return margins
-        case .multiSoftmax:
-            var classes = [Float](repeating: 0, count: rows.rows)
-            for row in 0..<rows.rows {
-                // The first largest margin, like std::max_element.
-                let base = row * groupCount
-                var best = 0
-                for group in 1..<groupCount where margins[base + group] > margins[base + best] { best = group }
-                classes[row] = Float(best)
-            }
-            return classes
-        }
+        var outputs = try predictMargins(rows)
+        outputs.withUnsafeMutableBufferPointer { transform($0, rows: rows.rows) }
+        outputs.removeLast(outputs.count - rows.rows * outputWidth)
+        return outputs
     }
 
     /// Row-major `rows × groupCount` margins (`output_margin=True`): base margin plus leaf values.
     public func predictMargins(_ rows: FeatureMatrix) throws(ModelError) -> [Float] {
+        try check(rows)
+        var margins = [Float](repeating: 0, count: rows.rows * groupCount)
+        margins.withUnsafeMutableBufferPointer { margins in
+            if let base = margins.baseAddress { writeMargins(rows, into: base) }
+        }
+        return margins
+    }
+
+    /// Refuses rows of the wrong width and values XGBoost cannot read.
+    private func check(_ rows: FeatureMatrix) throws(ModelError) {
         guard rows.columns == featureCount else {
             throw .badRequest("expected \(featureCount) features per instance, got \(rows.columns)")
         }
@@ -137,23 +130,49 @@ public struct XGBoostModel: EmbeddedModel {
                     + " outside the 32-bit float range XGBoost reads"
             )
         }
+    }
+
+    /// Writes the `rows × groupCount` margins of checked rows to `out`, row-major.
+    private func writeMargins(_ rows: FeatureMatrix, into out: UnsafeMutablePointer<Float>) {
         let groupCount = groupCount
-        var margins = [Float](repeating: 0, count: rows.rows * groupCount)
-        var features = [Float](repeating: .nan, count: featureCount)
-        features.withUnsafeMutableBufferPointer { features in
-            margins.withUnsafeMutableBufferPointer { margins in
-                rows.values.withUnsafeBufferPointer { values in
-                    for row in 0..<rows.rows {
-                        let base = row * featureCount
-                        for column in 0..<featureCount { features[column] = Float(values[base + column]) }
-                        let out = margins.baseAddress! + row * groupCount
-                        for group in 0..<groupCount { out[group] = baseMargins[group] }
-                        accumulate(features: UnsafePointer(features.baseAddress!), into: out)
-                    }
+        let featureCount = featureCount
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(featureCount, 1)) { features in
+            rows.values.withUnsafeBufferPointer { values in
+                for row in 0..<rows.rows {
+                    let base = row * featureCount
+                    for column in 0..<featureCount { features[column] = Float(values[base + column]) }
+                    let margins = out + row * groupCount
+                    for group in 0..<groupCount { margins[group] = baseMargins[group] }
+                    accumulate(features: UnsafePointer(features.baseAddress!), into: margins)
                 }
             }
         }
-        return margins
+    }
+
+    /// Turns `rows × groupCount` margins into the objective's outputs, in place: the first
+    /// `rows × outputWidth` slots then hold `predictOutputs`.
+    private func transform(_ margins: UnsafeMutableBufferPointer<Float>, rows: Int) {
+        switch objective {
+        case .squaredError, .binaryLogitRaw:
+            break
+        case .regressionLogistic, .binaryLogistic:
+            for k in 0..<(rows * groupCount) { margins[k] = xgboostSigmoid(margins[k]) }
+        case .multiSoftprob:
+            for row in 0..<rows {
+                xgboostSoftmax(
+                    UnsafeMutableBufferPointer(rebasing: margins[(row * groupCount)..<((row + 1) * groupCount)])
+                )
+            }
+        case .multiSoftmax:
+            for row in 0..<rows {
+                // The first largest margin, like std::max_element. Slot `row` is at or before this
+                // row's margins, so writing it never overwrites a margin still to be read.
+                let base = row * groupCount
+                var best = 0
+                for group in 1..<groupCount where margins[base + group] > margins[base + best] { best = group }
+                margins[row] = Float(best)
+            }
+        }
     }
 
     private func featureLabel(_ column: Int) -> String {

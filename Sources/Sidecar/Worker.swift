@@ -787,11 +787,13 @@ final class Worker: @unchecked Sendable {
                 }
                 predictions = [value]
             case .embedded(let evaluator):
+                // Only TF Serving instances can carry a table version's key field: a v2 body
+                // skips looking the model's key fields up.
                 let rows = try Protocols.rows(
                     exchange.bodyJSON(),
                     route: route,
                     model: evaluator,
-                    ignoring: exchange.snapshot.tableKeyFields[model] ?? []
+                    ignoring: route.restTwin == .v2 ? [] : exchange.snapshot.tableKeyFields[model] ?? []
                 )
                 predictions = try evaluator.predict(rows)
                 datatype = evaluator.outputDatatype

@@ -251,4 +251,42 @@ struct OIPCodecTests {
         }
         #expect(accepted > 0 && refused > 0)
     }
+    /// Data mixing flat elements and nested lists reads in row-major order, and a bad element in
+    /// the nested part is reported by its place in that order.
+    @Test func mixedFlatAndNestedData() throws {
+        #expect(rows(try decode(body("FP64", "[1, 4]", "[1, [2, [3]], 4]"))) == [[1, 2, 3, 4]])
+        #expect(
+            decodeError(body("INT32", "[1, 4]", "[1, [2, 3.5], 4]"))
+                == "input 'x': element 2 is 3.5; expected a whole number in the INT32 range"
+        )
+        #expect(
+            decodeError(body("FP64", "[1, 4]", #"[1, 2, [3, "4"]]"#))
+                == "input 'x': element 3 is a string; expected a number for FP64"
+        )
+    }
+
+    /// Responses written through the fast paths (names without escapes, integral shapes, one
+    /// number per row) read back as the same tensor; a name that needs escaping is escaped.
+    @Test func encodedResponsesReadBack() throws {
+        let bytes = try OIPCodec.encodeResponse(
+            [.number(0.25), .number(1), .number(-3)],
+            modelName: "churn \"q\"\n",
+            modelVersion: "v3",
+            id: "r-1"
+        )
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(
+            text == #"{"model_name":"churn \"q\"\n","model_version":"v3","id":"r-1","outputs":"#
+                + #"[{"name":"predict","datatype":"FP64","shape":[3],"data":[0.25,1,-3]}]}"#
+        )
+        let nested = try OIPCodec.encodeResponse(
+            [.array([.number(1), .number(2)]), .array([.number(30), .number(400)])],
+            modelName: "m",
+            modelVersion: "1"
+        )
+        #expect(
+            String(decoding: nested, as: UTF8.self)
+                == #"{"model_name":"m","model_version":"1","outputs":[{"name":"predict","datatype":"FP64","shape":[2,2],"data":[1,2,30,400]}]}"#
+        )
+    }
 }

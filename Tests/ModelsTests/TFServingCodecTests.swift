@@ -225,4 +225,32 @@ struct TFServingCodecTests {
         #expect(ModelError.noPrediction("x").code.rawValue == "no_prediction")
         #expect(ModelError.modelError("boom").description == "model_error: boom")
     }
+    /// Instance objects list features in any order: a name is found whether or not it follows
+    /// the previous one in the model's order, in narrow models (found by comparing names) and
+    /// in wide ones (found through an index).
+    @Test(arguments: [4, 40])
+    func instanceObjectsInAnyOrder(width: Int) throws {
+        let featureNames = width == 4 ? names : (0..<width).map { "feature_\($0)" }
+        // Every feature, its value its column; in reverse order, then in model order with one
+        // feature moved to the front.
+        let reversed = featureNames.indices.reversed().map { #""\#(featureNames[$0])": \#($0)"# }
+        var shifted = featureNames.indices.map { #""\#(featureNames[$0])": \#($0)"# }
+        shifted.insert(shifted.removeLast(), at: 0)
+        for members in [reversed, shifted] {
+            let body = #"{"instances": [{"# + members.joined(separator: ", ") + "}]}"
+            let matrix = try decode(body, featureNames: featureNames, featureCount: width)
+            #expect(rows(matrix) == [featureNames.indices.map { Double($0) }])
+            let columnar =
+                #"{"inputs": {"#
+                + members.map { $0.replacingOccurrences(of: ": ", with: ": [") + "]" }
+                .joined(separator: ", ") + "}}"
+            #expect(rows(try decode(columnar, featureNames: featureNames, featureCount: width)) == rows(matrix))
+        }
+        let unknown = #"{"instances": [{"\#(featureNames[1])": 1, "nope": 2}]}"#
+        #expect(
+            decodeError(unknown, featureNames: featureNames, featureCount: width)?.detail.hasPrefix(
+                "instance 0: unknown feature 'nope'; expected one of \(featureNames[0]), \(featureNames[1])"
+            ) == true
+        )
+    }
 }
