@@ -119,23 +119,23 @@ private struct OutputCache: Sendable, Hashable {
 }
 
 #if DEBUG
-    /// How many times each response body has been parsed for a comparison, in debug builds only:
-    /// lets a test see that a live answer compared with several shadows was parsed once. Keyed
-    /// by the body's bytes, so tests that run at the same time keep apart by using bodies of
-    /// their own.
-    public enum ComparisonParseCounter {
-        nonisolated(unsafe) private static var counts: [[UInt8]: Int] = [:]
-        private static let lock = NSLock()
+/// How many times each response body has been parsed for a comparison, in debug builds only:
+/// lets a test see that a live answer compared with several shadows was parsed once. Keyed
+/// by the body's bytes, so tests that run at the same time keep apart by using bodies of
+/// their own.
+public enum ComparisonParseCounter {
+    nonisolated(unsafe) private static var counts: [[UInt8]: Int] = [:]
+    private static let lock = NSLock()
 
-        /// How many times `body` has been parsed by `compare`/`compareSummary`/`prepareOutput`.
-        public static func parses(of body: [UInt8]) -> Int {
-            lock.withLock { counts[body] ?? 0 }
-        }
-
-        static func count(_ body: [UInt8]) {
-            lock.withLock { counts[body, default: 0] += 1 }
-        }
+    /// How many times `body` has been parsed by `compare`/`compareSummary`/`prepareOutput`.
+    public static func parses(of body: [UInt8]) -> Int {
+        lock.withLock { counts[body] ?? 0 }
     }
+
+    static func count(_ body: [UInt8]) {
+        lock.withLock { counts[body, default: 0] += 1 }
+    }
+}
 #endif
 
 /// The result of comparing a shadow response with the live one.
@@ -393,7 +393,7 @@ private func parsedOutput(of side: ResponseSide, pointer: JSONPointer) -> Result
     case .json(let json): body = json
     case .bytes(let bytes):
         #if DEBUG
-            ComparisonParseCounter.count(bytes)
+        ComparisonParseCounter.count(bytes)
         #endif
         do {
             body = try JSONParser.parse(bytes)

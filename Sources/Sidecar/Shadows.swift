@@ -166,21 +166,22 @@ extension Worker {
     /// pair is compared off the loop (`compareLLMOffLoop`).
     ///
     /// The live side is parsed once per request, however many shadows: before the first
-    /// comparison that reads its output, `exchange.live` keeps that output
-    /// (`ResponseSide.prepareOutput`), and every comparison after it gets that prepared value.
+    /// comparison that reads its output while other shadows are still to compare,
+    /// `exchange.live` keeps that output (`ResponseSide.prepareOutput`), and every comparison
+    /// after it gets that prepared value.
     private func compareReady(_ exchange: Exchange) {
         // One copy of the live side per call (a copy shares its bytes and its prepared output).
         guard exchange.isRouted, var live = exchange.live else { return }
-        var knownSetup: ConfigSnapshot.ModelComparison?
         for run in exchange.shadows where !run.isCompared {
             guard let shadow = run.result else { continue }
             run.isCompared = true
-            let setup = knownSetup ?? exchange.snapshot.comparison(for: exchange.model)
-            knownSetup = setup
+            let setup = exchange.snapshot.comparison(for: exchange.model)
             if !exchange.liveCopyTooLarge && !exchange.liveIsEventStream && exchange.wireProtocol != .openai
                 && (shadow.isSuccess || setup.logPath != nil) && !live.hasPreparedOutput(at: setup.spec.pointer)
+                && exchange.shadows.contains(where: { !$0.isCompared })
             {
-                // Kept on the exchange for the shadows that answer later.
+                // Kept on the exchange for the shadows still to compare (the last one, and a
+                // request's only one, parse the live answer once without keeping it).
                 live.prepareOutput(at: setup.spec.pointer)
                 exchange.live = live
             }
