@@ -1,3 +1,4 @@
+import Foundation
 import Models
 
 /// What to compare in two responses, from a policy's `compare:` block.
@@ -49,6 +50,10 @@ public struct ResponseSide: Sendable, Hashable {
     /// An LLM answer's time to first token (SPEC §14), from asking the version to the event that
     /// carried its first token, in milliseconds; set by the sidecar, written as `ttft_ms`.
     public var firstTokenMilliseconds: Double?
+    /// The body's output at one pointer, once `prepareOutput(at:)` has worked it out. Every
+    /// comparison of this side (or of a copy of it) reads it there instead of parsing the body
+    /// again: the live side of a request is parsed once however many shadows it is compared with.
+    fileprivate var outputCache = OutputCache()
 
     public init(version: String, status: Int, body: [UInt8], latencyMilliseconds: Double) {
         self.init(version: version, status: status, body: .bytes(body), latencyMilliseconds: latencyMilliseconds)
@@ -76,7 +81,62 @@ public struct ResponseSide: Sendable, Hashable {
 
     /// Whether the status is 2xx.
     public var isSuccess: Bool { (200...299).contains(status) }
+
+    /// Works out the body's output at `pointer` (parsing the body, unless it is JSON already) and
+    /// keeps it in this value, so that `compare` and `compareSummary` with a spec of the same
+    /// pointer read it instead of parsing again. A side compared with several shadows is prepared
+    /// once and the prepared value handed to each comparison. Setting `body` afterwards is a
+    /// mistake the cache does not notice: prepare the side once it is complete.
+    public mutating func prepareOutput(at pointer: JSONPointer) {
+        if let prepared = outputCache.prepared, prepared.pointer == pointer { return }
+        outputCache.prepared = PreparedOutput(pointer: pointer, result: parsedOutput(of: self, pointer: pointer))
+    }
+
+    /// Whether `prepareOutput(at:)` has kept this side's output at `pointer`.
+    public func hasPreparedOutput(at pointer: JSONPointer) -> Bool { outputCache.prepared?.pointer == pointer }
 }
+
+/// A side's output at a pointer, or why it has none. A class, so that `ResponseSide` grows by one
+/// reference and its copies (several per comparison) stay as cheap as before; never changed once
+/// made, so it is `Sendable` as it is.
+private final class PreparedOutput: Sendable {
+    let pointer: JSONPointer
+    let result: Result<JSON, OutputFailure>
+
+    init(pointer: JSONPointer, result: Result<JSON, OutputFailure>) {
+        self.pointer = pointer
+        self.result = result
+    }
+}
+
+/// Where `ResponseSide` keeps its prepared output: derived from the other fields, so it takes no
+/// part in equality or hashing (a prepared side equals the same side unprepared).
+private struct OutputCache: Sendable, Hashable {
+    var prepared: PreparedOutput?
+
+    static func == (lhs: OutputCache, rhs: OutputCache) -> Bool { true }
+    func hash(into hasher: inout Hasher) {}
+}
+
+#if DEBUG
+/// How many times each response body has been parsed for a comparison, in debug builds only:
+/// lets a test see that a live answer compared with several shadows was parsed once. Keyed
+/// by the body's bytes, so tests that run at the same time keep apart by using bodies of
+/// their own.
+public enum ComparisonParseCounter {
+    nonisolated(unsafe) private static var counts: [[UInt8]: Int] = [:]
+    private static let lock = NSLock()
+
+    /// How many times `body` has been parsed by `compare`/`compareSummary`/`prepareOutput`.
+    public static func parses(of body: [UInt8]) -> Int {
+        lock.withLock { counts[body] ?? 0 }
+    }
+
+    static func count(_ body: [UInt8]) {
+        lock.withLock { counts[body, default: 0] += 1 }
+    }
+}
+#endif
 
 /// The result of comparing a shadow response with the live one.
 public struct Comparison: Sendable, Hashable {
@@ -194,8 +254,13 @@ public struct Comparison: Sendable, Hashable {
 /// `mismatch` with no difference value. Non-numeric values (strings, booleans, null) must be
 /// equal. Labels: see `Labels.rowLabels`.
 public func compare(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSpec) -> Comparison {
-    let liveResult = extractOutput(live, role: "live", pointer: spec.pointer)
-    let shadowResult = extractOutput(shadow, role: "shadow", pointer: spec.pointer)
+    let liveOutcome = output(of: live, pointer: spec.pointer)
+    // Byte-identical bodies of two 2xx sides have the same output: the shadow's is not parsed.
+    let shadowOutcome =
+        live.isSuccess && shadow.isSuccess && haveIdenticalBytes(live, shadow)
+        ? liveOutcome : output(of: shadow, pointer: spec.pointer)
+    let liveResult = describe(liveOutcome, role: "live", pointer: spec.pointer)
+    let shadowResult = describe(shadowOutcome, role: "shadow", pointer: spec.pointer)
     let liveOutput = liveResult.output
     let shadowOutput = shadowResult.output
     let liveLabels = liveOutput.flatMap { Labels.rowLabels(of: $0, threshold: spec.threshold) }
@@ -271,25 +336,22 @@ public struct ComparisonSummary: Sendable, Hashable {
 public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: ComparisonSpec) -> ComparisonSummary {
     let error = ComparisonSummary(outcome: .error, flip: false, maxAbsDiff: nil)
     guard live.isSuccess, shadow.isSuccess else { return error }
-    let liveOutput: JSON
-    let shadowOutput: JSON
-    var mayFlip = true
-    if case .bytes(let liveBytes) = live.body, case .bytes(let shadowBytes) = shadow.body, liveBytes == shadowBytes {
-        guard case .success(let output) = output(of: live, pointer: spec.pointer) else { return error }
-        liveOutput = output
-        shadowOutput = output
-        mayFlip = false
-    } else {
-        guard case .success(let left) = output(of: live, pointer: spec.pointer),
-            case .success(let right) = output(of: shadow, pointer: spec.pointer)
-        else { return error }
-        liveOutput = left
-        shadowOutput = right
-    }
+    guard case .success(let liveOutput) = output(of: live, pointer: spec.pointer) else { return error }
     var walk = OutputWalk(tolerance: spec.tolerance, describesDifferences: false)
+    if haveIdenticalBytes(live, shadow) {
+        // One output on both sides: the same labels, so no flip.
+        walk.compare(liveOutput, liveOutput, depth: 0)
+        let hasDiff = walk.shapeDifference == nil
+        return ComparisonSummary(
+            outcome: hasDiff && walk.allAgree ? .match : .mismatch,
+            flip: false,
+            maxAbsDiff: hasDiff ? walk.maxAbsDiff : nil
+        )
+    }
+    guard case .success(let shadowOutput) = output(of: shadow, pointer: spec.pointer) else { return error }
     walk.compare(liveOutput, shadowOutput, depth: 0)
     var flip = false
-    if mayFlip, let liveLabels = Labels.rowLabels(of: liveOutput, threshold: spec.threshold),
+    if let liveLabels = Labels.rowLabels(of: liveOutput, threshold: spec.threshold),
         let shadowLabels = Labels.rowLabels(of: shadowOutput, threshold: spec.threshold),
         liveLabels.count == shadowLabels.count
     {
@@ -304,20 +366,35 @@ public func compareSummary(live: ResponseSide, shadow: ResponseSide, spec: Compa
 }
 
 /// Why a side has no output to compare.
-private enum OutputFailure: Error {
+private enum OutputFailure: Error, Sendable {
     case status(Int)
     case notJSON(JSONError)
     case noOutput
 }
 
+/// Whether both bodies are the same bytes (then they have the same output).
+private func haveIdenticalBytes(_ live: ResponseSide, _ shadow: ResponseSide) -> Bool {
+    guard case .bytes(let liveBytes) = live.body, case .bytes(let shadowBytes) = shadow.body else { return false }
+    return liveBytes == shadowBytes
+}
+
+/// The output at `pointer` of one side: the one `prepareOutput(at:)` kept, else worked out now.
+private func output(of side: ResponseSide, pointer: JSONPointer) -> Result<JSON, OutputFailure> {
+    if let prepared = side.outputCache.prepared, prepared.pointer == pointer { return prepared.result }
+    return parsedOutput(of: side, pointer: pointer)
+}
+
 /// The output at `pointer` of one side: its body parsed (unless it already is JSON) and read at
 /// the pointer; a non-2xx side has none.
-private func output(of side: ResponseSide, pointer: JSONPointer) -> Result<JSON, OutputFailure> {
+private func parsedOutput(of side: ResponseSide, pointer: JSONPointer) -> Result<JSON, OutputFailure> {
     guard side.isSuccess else { return .failure(.status(side.status)) }
     let body: JSON
     switch side.body {
     case .json(let json): body = json
     case .bytes(let bytes):
+        #if DEBUG
+        ComparisonParseCounter.count(bytes)
+        #endif
         do {
             body = try JSONParser.parse(bytes)
         } catch {
@@ -328,15 +405,15 @@ private func output(of side: ResponseSide, pointer: JSONPointer) -> Result<JSON,
     return .success(output)
 }
 
-/// `output(of:pointer:)`, with the failure said for the log record (`role` is live or shadow).
-private func extractOutput(
-    _ side: ResponseSide,
+/// A side's output, with the failure said for the log record (`role` is live or shadow).
+private func describe(
+    _ outcome: Result<JSON, OutputFailure>,
     role: String,
     pointer: JSONPointer
 ) -> (
     output: JSON?, failure: String?
 ) {
-    switch output(of: side, pointer: pointer) {
+    switch outcome {
     case .success(let output): return (output, nil)
     case .failure(.status(let status)): return (nil, "\(role) status \(status)")
     case .failure(.notJSON(let error)): return (nil, "\(role) body is not JSON: \(error)")

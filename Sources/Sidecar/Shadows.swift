@@ -75,9 +75,9 @@ extension Worker {
             status: status,
             body: .bytes(body),
             latencyMilliseconds: latencyMilliseconds,
-            totalMilliseconds: totalMilliseconds
+            totalMilliseconds: totalMilliseconds,
+            firstTokenMilliseconds: exchange.liveFirstTokenMilliseconds
         )
-        exchange.live?.firstTokenMilliseconds = exchange.liveFirstTokenMilliseconds
         for run in exchange.shadows where run.isDeferred {
             run.isDeferred = false
             loop.scheduleTimer(afterMilliseconds: 0) { [self] in
@@ -119,18 +119,18 @@ extension Worker {
         switch result {
         case .answered(let reply):
             status = reply.status
-            body = reply.body.bytes
+            body = bytes(of: reply.body, sharingWith: exchange.live?.body)
         case .failed(let error, let reply):
             status = reply?.status ?? error.status
-            if let reply { body = reply.body.bytes }
+            if let reply { body = bytes(of: reply.body, sharingWith: exchange.live?.body) }
         }
         run.result = ResponseSide(
             version: run.version,
             status: status,
-            body: body,
-            latencyMilliseconds: Double(elapsed) / 1e6
+            body: .bytes(body),
+            latencyMilliseconds: Double(elapsed) / 1e6,
+            firstTokenMilliseconds: run.firstTokenMilliseconds
         )
-        run.result?.firstTokenMilliseconds = run.firstTokenMilliseconds
         if exchange.isRouted {
             metricCache.count(
                 metrics,
@@ -146,15 +146,45 @@ extension Worker {
         compareReady(exchange)
     }
 
+    /// A shadow's answer as bytes to compare. When the live answer is already back with the same
+    /// bytes (a shadow that agrees, the common case), the live copy is shared rather than a second
+    /// one made; the comparison then finds the two identical without reading them.
+    private func bytes(of buffer: EventBuffer, sharingWith live: ResponseSide.Body?) -> [UInt8] {
+        if case .bytes(let liveBytes)? = live, liveBytes.count == buffer.count {
+            let same = buffer.withUnsafeReadableBytes { shadow in
+                liveBytes.withUnsafeBytes { live in
+                    live.count == 0 || memcmp(live.baseAddress!, shadow.baseAddress!, live.count) == 0
+                }
+            }
+            if same { return liveBytes }
+        }
+        return buffer.bytes
+    }
+
     /// Compares every shadow whose answer is back with the live answer, once each. Without a
     /// comparison log only what the metrics read is worked out (`compareSummary`). An `openai`
     /// pair is compared off the loop (`compareLLMOffLoop`).
+    ///
+    /// The live side is parsed once per request, however many shadows: before the first
+    /// comparison that reads its output while other shadows are still to compare,
+    /// `exchange.live` keeps that output (`ResponseSide.prepareOutput`), and every comparison
+    /// after it gets that prepared value.
     private func compareReady(_ exchange: Exchange) {
-        guard let live = exchange.live, exchange.isRouted else { return }
+        // One copy of the live side per call (a copy shares its bytes and its prepared output).
+        guard exchange.isRouted, var live = exchange.live else { return }
         for run in exchange.shadows where !run.isCompared {
             guard let shadow = run.result else { continue }
             run.isCompared = true
             let setup = exchange.snapshot.comparison(for: exchange.model)
+            if !exchange.liveCopyTooLarge && !exchange.liveIsEventStream && exchange.wireProtocol != .openai
+                && (shadow.isSuccess || setup.logPath != nil) && !live.hasPreparedOutput(at: setup.spec.pointer)
+                && exchange.shadows.contains(where: { !$0.isCompared })
+            {
+                // Kept on the exchange for the shadows still to compare (the last one, and a
+                // request's only one, parse the live answer once without keeping it).
+                live.prepareOutput(at: setup.spec.pointer)
+                exchange.live = live
+            }
             let comparison: Comparison?
             let summary: ComparisonSummary
             if exchange.wireProtocol == .openai && !exchange.liveCopyTooLarge {

@@ -314,3 +314,48 @@ struct ComparisonSummaryTests {
         )
     }
 }
+
+/// A live side compared with several shadows is parsed once (`ResponseSide.prepareOutput`).
+struct PreparedLiveOutputTests {
+    /// Three shadows against one prepared live side: byte-identical (a match, not parsed), other
+    /// numbers (a mismatch) and no output at the pointer (an error), each through both the
+    /// summary and the full comparison, with the live body parsed once in all.
+    #if DEBUG
+    @Test func aPreparedLiveSideIsParsedOnceForEveryShadow() throws {
+        let liveBody = #"{"predictions":[0.5],"id":"prepared-\#(UInt64.random(in: 0...UInt64.max))"}"#
+        let spec = spec()
+        let shadows: [(ResponseSide, Comparison.Outcome)] = [
+            (side(liveBody, version: "v2"), .match),
+            (side(#"{"predictions":[0.9]}"#, version: "v3"), .mismatch),
+            (side(#"{"other":1}"#, version: "v4"), .error),
+        ]
+        // What each comparison gives without a prepared side (one live parse each).
+        let unprepared = shadows.map { compare(live: side(liveBody), shadow: $0.0, spec: spec) }
+        let before = ComparisonParseCounter.parses(of: Array(liveBody.utf8))
+        #expect(before == shadows.count)
+        var live = side(liveBody)
+        live.prepareOutput(at: spec.pointer)
+        live.prepareOutput(at: spec.pointer)
+        #expect(live.hasPreparedOutput(at: spec.pointer))
+        // The kept output takes no part in equality.
+        #expect(live == side(liveBody))
+        for ((shadow, outcome), expected) in zip(shadows, unprepared) {
+            #expect(compareSummary(live: live, shadow: shadow, spec: spec).outcome == outcome)
+            let full = compare(live: live, shadow: shadow, spec: spec)
+            #expect(full.outcome == outcome)
+            #expect(full == expected)
+        }
+        #expect(ComparisonParseCounter.parses(of: Array(liveBody.utf8)) == before + 1)
+    }
+    #endif
+
+    /// A side prepared at one pointer and compared at another is read at the other.
+    @Test func aSideComparedAtAnotherPointerIsReadAtThatPointer() throws {
+        var live = side(#"{"predictions":[0.5],"scores":[0.1]}"#)
+        live.prepareOutput(at: try JSONPointer("/predictions"))
+        let shadow = side(#"{"predictions":[0.5],"scores":[0.3]}"#)
+        #expect(compareSummary(live: live, shadow: shadow, spec: spec("/predictions")).outcome == .match)
+        #expect(compareSummary(live: live, shadow: shadow, spec: spec("/scores")).outcome == .mismatch)
+        #expect(compare(live: live, shadow: shadow, spec: spec("/scores")).maxAbsDiff ?? 0 > 0.19)
+    }
+}

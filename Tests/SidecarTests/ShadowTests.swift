@@ -194,6 +194,70 @@ import Testing
         #expect((pair["agreement"] as? [String: Any])?["rate"] as? Double == 0.6)
     }
 
+    #if DEBUG
+    /// Issue 14: the live answer is parsed once however many shadows. Three shadows answer the
+    /// same bytes (a match, not parsed either), other numbers (a mismatch) and a body with no
+    /// output (an error); with and without a comparison log (the full comparison and the
+    /// summary). Each live answer is unique to the test, so the debug parse count is its own.
+    @Test(arguments: [false, true])
+    func theLiveAnswerIsParsedOnceForThreeShadows(withLog: Bool) throws {
+        let liveBodies = (0..<2).map { #"{"predictions":[0.5],"id":"\#(UUID().uuidString)-\#($0)"}"# }
+        let live = FakeUpstream(.json(liveBodies[0]))
+        let same = FakeUpstream(.json(liveBodies[0]))
+        let other = FakeUpstream(.json(#"{"predictions":[0.9]}"#))
+        let none = FakeUpstream(.json(#"{"other":1}"#))
+        defer { for upstream in [live, same, other, none] { upstream.stop() } }
+        let folder = NSTemporaryDirectory() + "switchyard-parse-once-\(UUID().uuidString)"
+        let log = withLog ? ", log: \(folder)/m.jsonl" : ""
+        let config = try TempConfig(
+            routes: """
+                routes:
+                  - { name: main, match: { path: /predict }, model: m }
+                """,
+            policies: [
+                "m": """
+                model: m
+                versions:
+                  v1: { url: "http://127.0.0.1:\(live.port)" }
+                  v2: { url: "http://127.0.0.1:\(same.port)" }
+                  v3: { url: "http://127.0.0.1:\(other.port)" }
+                  v4: { url: "http://127.0.0.1:\(none.port)" }
+                split: { v1: 100, v2: 0, v3: 0, v4: 0 }
+                shadow:
+                  - { version: v2, percent: 100 }
+                  - { version: v3, percent: 100 }
+                  - { version: v4, percent: 100 }
+                compare: { output: /predictions, tolerance: 0\(log) }
+                """
+            ]
+        )
+        defer {
+            config.remove()
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let client = try #require(Client(port: sidecar.port))
+        let prefix = #"switchyard_shadow_comparisons_total{model="m",live_version="v1",shadow_version=""#
+        for (index, body) in liveBodies.enumerated() {
+            live.behavior = .json(body)
+            same.behavior = .json(body)
+            let r = try #require(client.request("POST", "/predict", body: "{}"))
+            #expect(r.bodyText == body)
+            // Every comparison of this request counted before the next one.
+            #expect(
+                eventually {
+                    let text = Self.metrics(sidecar)
+                    return Self.metric(text, prefix + #"v2",outcome="match"}"#) == Double(index + 1)
+                        && Self.metric(text, prefix + #"v3",outcome="mismatch"}"#) == Double(index + 1)
+                        && Self.metric(text, prefix + #"v4",outcome="error"}"#) == Double(index + 1)
+                }
+            )
+            #expect(ComparisonParseCounter.parses(of: Array(body.utf8)) == 1)
+        }
+    }
+    #endif
+
     @Test func shadowsBeyondTheInFlightBoundAreDroppedAndCounted() throws {
         let live = FakeUpstream(.json(#"{"predictions":[1]}"#))
         let shadow = FakeUpstream(.slow(milliseconds: 1_000, body: #"{"predictions":[1]}"#))
