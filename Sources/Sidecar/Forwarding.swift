@@ -77,7 +77,7 @@ enum Forwarding {
         _ client: HTTPHeaders,
         into lines: inout [UInt8],
         peerAddress: String,
-        requestID: String,
+        requestID: RequestID,
         mustReadBody: Bool,
         isShadow: Bool,
         traceparent: String?,
@@ -128,7 +128,9 @@ enum Forwarding {
         } else {
             own("x-forwarded-for", peerAddress)
         }
-        own("x-request-id", requestID)
+        if overrides.isEmpty || !overrides.contains(where: { $0.name == "x-request-id" }) {
+            requestID.appendField(to: &lines)
+        }
         if mustReadBody { own("accept-encoding", "identity") }
         if isShadow { own("x-switchyard-shadow", "1") }
         if let traceparent { own("traceparent", traceparent) }

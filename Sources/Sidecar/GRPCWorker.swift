@@ -23,7 +23,10 @@ extension Worker {
             request: request,
             writer: writer,
             snapshot: snapshot,
-            requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(headers)) ?? random.requestID(),
+            requestID: RequestID(
+                client: Forwarding.acceptableRequestID(Forwarding.clientRequestID(headers)),
+                random: &random
+            ),
             // A `body:` key reads the call's REST twin.
             readsBodyKeys: snapshotReadsBodyKeys,
             grpc: call,

@@ -195,8 +195,10 @@ final class Worker: @unchecked Sendable {
             request: request,
             writer: writer,
             snapshot: snapshot,
-            requestID: Forwarding.acceptableRequestID(Forwarding.clientRequestID(request.head.headers))
-                ?? random.requestID(),
+            requestID: RequestID(
+                client: Forwarding.acceptableRequestID(Forwarding.clientRequestID(request.head.headers)),
+                random: &random
+            ),
             readsBodyKeys: snapshotReadsBodyKeys,
             worker: self
         )
@@ -464,7 +466,7 @@ final class Worker: @unchecked Sendable {
                     head.headers,
                     into: &lines,
                     peerAddress: exchange.request.peerAddress,
-                    requestID: exchange.requestID,
+                    requestID: exchange.id,
                     mustReadBody: mustRead || isShadow,
                     isShadow: isShadow,
                     traceparent: traceparent,
@@ -924,7 +926,7 @@ extension Worker {
             )
         }
         // Printable ASCII (`Forwarding.acceptableRequestID`) or made here.
-        HTTPSerializer.appendCheckedField(&scratch.responseFieldLines, name: "x-request-id", value: exchange.requestID)
+        exchange.id.appendField(to: &scratch.responseFieldLines)
     }
 
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
@@ -1063,7 +1065,16 @@ final class Exchange {  // confined to its worker's loop thread
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
-    let requestID: String
+    /// The request's id, as the sidecar writes it into field lines (`id.appendField`).
+    let id: RequestID
+    /// The request's id as a String, made on first use (a made id is 16 bytes: one allocation).
+    var requestID: String {
+        if let made = requestIDString { return made }
+        let made = id.string
+        requestIDString = made
+        return made
+    }
+    @exclusivity(unchecked) private var requestIDString: String?
     /// The decoded gRPC call, for a gRPC request (SPEC §13); nil for REST. Its REST twin body
     /// stands in for the request body everywhere the REST path reads one.
     let grpc: GRPCCall?
@@ -1127,7 +1138,7 @@ final class Exchange {  // confined to its worker's loop thread
         request: ServerRequest,
         writer: ResponseWriter,
         snapshot: ConfigSnapshot,
-        requestID: String,
+        requestID: RequestID,
         readsBodyKeys: Bool = true,
         grpc: GRPCCall? = nil,
         worker: Worker
@@ -1137,7 +1148,7 @@ final class Exchange {  // confined to its worker's loop thread
         self.request = request
         self.writer = writer
         self.snapshot = snapshot
-        self.requestID = requestID
+        self.id = requestID
         self.readsBodyKeys = readsBodyKeys
         self.startNanoseconds = Monotonic.nanoseconds()
     }

@@ -122,6 +122,7 @@ import Testing
 
     @Test func upstreamLinesAreTheFieldListsLines() {
         var random = TestSupport.SplitMix64(seed: 14)
+        var made = TestSupport.SplitMix64(seed: 7)
         for _ in 0..<3000 {
             let client = Self.randomHeaders(&random)
             let mustRead = Bool.random(using: &random)
@@ -132,10 +133,12 @@ import Testing
             where Int.random(in: 0..<4, using: &random) == 0 {
                 overrides.append(VersionHeader(name: name, value: "v-\(name)", template: "v-\(name)"))
             }
+            // The client's id, or one made here (written as hex digits without a String).
+            let id = Bool.random(using: &random) ? RequestID("r-1") : RequestID(generated: made.next())
             var expected = Forwarding.upstreamHeaders(
                 client,
                 peerAddress: "10.0.0.9",
-                requestID: "r-1",
+                requestID: id.string,
                 mustReadBody: mustRead,
                 isShadow: isShadow,
                 traceparent: traceparent
@@ -146,7 +149,7 @@ import Testing
                 client,
                 into: &lines,
                 peerAddress: "10.0.0.9",
-                requestID: "r-1",
+                requestID: id,
                 mustReadBody: mustRead,
                 isShadow: isShadow,
                 traceparent: traceparent,

@@ -107,6 +107,8 @@ public enum Net {
         while !done(buffer) {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { return (buffer, true) }
+            // A signal (a child process of another test ending) interrupts a read: read again.
+            if n < 0 && errno == EINTR { continue }
             if n < 0 { return (buffer, false) }
             buffer.append(contentsOf: chunk[0..<n])
         }
