@@ -1081,13 +1081,14 @@ final class Exchange {  // confined to its worker's loop thread
     let startNanoseconds: UInt64
     /// When the current version (the chosen one, then the fallback) was asked.
     var attemptStartNanoseconds: UInt64 = 0
-    // Unchecked (loop thread only, no overlapping access): checking `shadows`, `live` and `trace`
-    // costs +357 instructions/request, 4 checks (bench/instructions.sh "", 33,815 -> 34,172).
+    // Unchecked (loop thread only, no overlapping access): checking `shadows` costs +357
+    // instructions/request, 4 checks (bench/instructions.sh "", 33,815 -> 34,172, with `live` and `trace`,
+    // which alone cost no check).
     /// Shadow copies of this request, and the live side once it has answered.
     @exclusivity(unchecked) var shadows: [ShadowRun] = []
-    @exclusivity(unchecked) var live: ResponseSide?
+    var live: ResponseSide?
     /// The request's trace while tracing is on (`Worker.beginTrace`).
-    @exclusivity(unchecked) var trace: RequestTrace?
+    var trace: RequestTrace?
     /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
     var liveIsEventStream = false
     /// An `openai` live answer's time to first token (SPEC §14), for the comparison log.
