@@ -17,12 +17,9 @@ final class Worker: @unchecked Sendable {
     let logger: Logger
     /// One server per data listener, in `options.listen` order.
     private(set) var servers: [HTTPServer] = []
-    // `@exclusivity(unchecked)` below: each property is read and changed on the worker's loop
-    // thread only, and no access overlaps another (the request path never reenters itself: a
-    // mutating call on one of them calls back into nothing that touches the same property).
-    @exclusivity(unchecked) private(set) var snapshot: ConfigSnapshot
+    private(set) var snapshot: ConfigSnapshot
     /// `snapshot.readsBodyKeys`, computed once per snapshot.
-    @exclusivity(unchecked) private(set) var snapshotReadsBodyKeys: Bool
+    private(set) var snapshotReadsBodyKeys: Bool
     private var pools: [PoolKey: UpstreamPool] = [:]
     /// The longest `timeout_ms` of the versions using each pool.
     private var poolTimeouts: [PoolKey: Int] = [:]
@@ -30,19 +27,23 @@ final class Worker: @unchecked Sendable {
     let grpcPools = GRPCPools()
     /// The pool `pool(for:)` returned last, its key and its recorded timeout: most requests go where
     /// the one before went, and comparing two keys costs less than hashing one twice.
-    @exclusivity(unchecked) private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    private var lastPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
     /// The same for shadow copies, which alternate with live requests to another pool.
-    @exclusivity(unchecked) private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    private var lastShadowPool: (key: PoolKey, timeoutMilliseconds: Int, pool: UpstreamPool)?
+    // Unchecked (loop thread only, no overlapping access): checking it costs +259 instructions/request,
+    // 2 checks (bench/instructions.sh "", 33,815 -> 34,074).
     @exclusivity(unchecked) var random: SplitMix64
-    @exclusivity(unchecked) private(set) var isDraining = false
+    private(set) var isDraining = false
     let metrics: SidecarMetrics
     let comparisonLog: ComparisonLog
+    // Unchecked (loop thread only, no overlapping access): checking it costs +331 instructions/request,
+    // 2 checks (bench/instructions.sh "", 33,815 -> 34,146).
     @exclusivity(unchecked) var metricCache = MetricCache()
     let guardMonitor: GuardMonitor
     /// Versions whose guard has tripped, as the admin loop last published them.
-    @exclusivity(unchecked) var guards = GuardState()
+    var guards = GuardState()
     /// Shadow exchanges in flight on this worker, bounded by `options.maxShadowsInFlight`.
-    @exclusivity(unchecked) var shadowsInFlight = 0
+    var shadowsInFlight = 0
     /// `openai` comparisons this worker has queued on `comparisonQueue` (SPEC §14), by ticket:
     /// what their result needs on the loop when it comes back.
     var pendingLLMComparisons: [Int: PendingLLMComparison] = [:]
@@ -53,7 +54,7 @@ final class Worker: @unchecked Sendable {
     /// Nil while tracing is off: the request path then checks only this.
     let tracer: Tracer?
     /// This worker's access log lines; nil when the log is off.
-    @exclusivity(unchecked) var accessLog: AccessLogger?
+    var accessLog: AccessLogger?
 
     struct PoolKey: Hashable {
         var host: String
@@ -269,29 +270,29 @@ final class Worker: @unchecked Sendable {
     /// A response to send. A class so that the answering path adds its fields to the one header
     /// list it owns instead of copying it (loop thread only).
     final class Reply {
-        // Unchecked: loop thread only, and each access is one statement that calls back into
-        // nothing holding the same reply.
-        @exclusivity(unchecked) var status: Int
+        var status: Int
+        // Unchecked (loop thread only, each access one statement): checking it costs +229
+        // instructions/request, 2 checks (bench/instructions.sh "", 33,815 -> 34,044).
         @exclusivity(unchecked) var headers: HTTPHeaders
-        @exclusivity(unchecked) var body: EventBuffer
+        var body: EventBuffer
         /// A remote answer whose body is relayed as it arrives (SPEC §10); `body` is then empty.
-        @exclusivity(unchecked) var stream: UpstreamStream?
+        var stream: UpstreamStream?
         /// The streamed body's Content-Length, kept toward the client; nil: chunked or close-delimited.
-        @exclusivity(unchecked) var streamLength: Int?
+        var streamLength: Int?
         /// The streamed body is server-sent events.
-        @exclusivity(unchecked) var isEventStream = false
+        var isEventStream = false
         /// The sidecar's own error code when it made this reply (`errorReply`), for the access log.
-        @exclusivity(unchecked) var errorCode: String?
+        var errorCode: String?
         /// With `errorCode`: the error's detail and gRPC status, for a gRPC call's trailers.
-        @exclusivity(unchecked) var errorDetail: String?
-        @exclusivity(unchecked) var grpcStatus: GRPCStatus?
+        var errorDetail: String?
+        var grpcStatus: GRPCStatus?
         /// A `grpc://` version's answer, passed through to the client as it came (its `status`
         /// is the HTTP status its gRPC status pairs with; `body` its REST rendering when read).
-        @exclusivity(unchecked) var grpcResponse: GRPCResponse?
+        var grpcResponse: GRPCResponse?
         /// `headers` are a remote version's fields as they came: hop-by-hop fields and those the
         /// sidecar sets are dropped when the response is written (`Worker.clientFields`), not
         /// before, so that no filtered copy is made.
-        @exclusivity(unchecked) var isFromBackend = false
+        var isFromBackend = false
 
         init(status: Int, headers: HTTPHeaders, body: EventBuffer) {
             self.status = status
@@ -1060,8 +1061,6 @@ struct PendingLLMComparison {
 
 /// One request on its way through a worker.
 final class Exchange {  // confined to its worker's loop thread
-    // `@exclusivity(unchecked)` below: loop thread only, and no access overlaps another (each is
-    // read or set in one statement; none is passed `inout` across a call that reaches it again).
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
@@ -1074,49 +1073,52 @@ final class Exchange {  // confined to its worker's loop thread
         requestIDString = made
         return made
     }
-    @exclusivity(unchecked) private var requestIDString: String?
+    private var requestIDString: String?
     /// The decoded gRPC call, for a gRPC request (SPEC §13); nil for REST. Its REST twin body
     /// stands in for the request body everywhere the REST path reads one.
     let grpc: GRPCCall?
     /// Routing chose a version (`route(_:isGuarded:)` has run). The fields below are what the
     /// request path reads of the decision, copied once so that it keeps no `Decision`; until
     /// routing has chosen, the names are empty and `fallback` nil.
-    @exclusivity(unchecked) private(set) var isRouted = false
-    @exclusivity(unchecked) private(set) var model = ""
+    private(set) var isRouted = false
+    private(set) var model = ""
     /// The version routing chose (not the fallback).
-    @exclusivity(unchecked) private(set) var version = ""
-    @exclusivity(unchecked) private(set) var routeName = ""
+    private(set) var version = ""
+    private(set) var routeName = ""
     /// The route's position in `Config.routes`.
-    @exclusivity(unchecked) private(set) var routeIndex = 0
-    @exclusivity(unchecked) private(set) var wireProtocol = WireProtocol.json
+    private(set) var routeIndex = 0
+    private(set) var wireProtocol = WireProtocol.json
     /// The model has a guard (only then is `guardedVersion` looked up).
-    @exclusivity(unchecked) private(set) var isGuarded = false
+    private(set) var isGuarded = false
     /// The version that answers if the chosen one fails.
-    @exclusivity(unchecked) private(set) var fallback: String?
+    private(set) var fallback: String?
     /// Set once the chosen version failed and the fallback was asked.
-    @exclusivity(unchecked) var failedVersion: String?
+    var failedVersion: String?
     let startNanoseconds: UInt64
     /// When the current version (the chosen one, then the fallback) was asked.
-    @exclusivity(unchecked) var attemptStartNanoseconds: UInt64 = 0
+    var attemptStartNanoseconds: UInt64 = 0
+    // Unchecked (loop thread only, no overlapping access): checking `shadows` costs +357
+    // instructions/request, 4 checks (bench/instructions.sh "", 33,815 -> 34,172, with `live` and `trace`,
+    // which alone cost no check).
     /// Shadow copies of this request, and the live side once it has answered.
     @exclusivity(unchecked) var shadows: [ShadowRun] = []
-    @exclusivity(unchecked) var live: ResponseSide?
+    var live: ResponseSide?
     /// The request's trace while tracing is on (`Worker.beginTrace`).
-    @exclusivity(unchecked) var trace: RequestTrace?
+    var trace: RequestTrace?
     /// The live answer was streamed as server-sent events (compared byte for byte, SPEC §10).
-    @exclusivity(unchecked) var liveIsEventStream = false
+    var liveIsEventStream = false
     /// An `openai` live answer's time to first token (SPEC §14), for the comparison log.
-    @exclusivity(unchecked) var liveFirstTokenMilliseconds: Double?
+    var liveFirstTokenMilliseconds: Double?
     /// The streamed live answer outgrew the copy kept for comparisons (outcome `error`, `too_large`).
-    @exclusivity(unchecked) var liveCopyTooLarge = false
+    var liveCopyTooLarge = false
     /// For the access log: the sidecar's error code if it answered itself, the response body
     /// bytes handed to the client (streamed ones counted as they go), and whether the split was
     /// assigned by the request's sticky key.
-    @exclusivity(unchecked) var errorCode: String?
-    @exclusivity(unchecked) var bytesOut = 0
+    var errorCode: String?
+    var bytesOut = 0
     /// How the live version (the chosen one, then the fallback) is being asked, for
     /// `upstreamFinished`.
-    @exclusivity(unchecked) var liveAttempt = Worker.Attempt(
+    var liveAttempt = Worker.Attempt(
         timeoutMilliseconds: 0,
         mustRead: false,
         translate: false,
@@ -1124,12 +1126,12 @@ final class Exchange {  // confined to its worker's loop thread
         versionProtocol: .json,
         isShadow: false
     )
-    @exclusivity(unchecked) var liveAttemptVersion = ""
+    var liveAttemptVersion = ""
     /// The worker whose loop this exchange is confined to (it outlives every exchange).
     let worker: Worker
-    @exclusivity(unchecked) private(set) var hasStickyKey = false
+    private(set) var hasStickyKey = false
     var hasShadows: Bool { !shadows.isEmpty }
-    @exclusivity(unchecked) private var parsedBody: Result<JSON, ModelError>?
+    private var parsedBody: Result<JSON, ModelError>?
 
     /// Some key source of `snapshot` reads the body (see `ConfigSnapshot.readsBodyKeys`).
     let readsBodyKeys: Bool
