@@ -207,14 +207,13 @@ public final class UpstreamPool {
         disposition: ((ResponseHead) -> BodyDisposition)? = nil,
         completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
-        let now = System.monotonicMilliseconds()
-        let exchange = UpstreamExchange(
-            pool: self,
-            request: request,
-            deadline: now + Int64(max(0, timeoutMilliseconds)),
-            completion: completion
+        send(
+            request,
+            timeoutMilliseconds: timeoutMilliseconds,
+            idleTimeoutMilliseconds: idleTimeoutMilliseconds,
+            disposition: disposition,
+            responder: CompletionResponder(completion)
         )
-        start(exchange, now: now, idleTimeoutMilliseconds: idleTimeoutMilliseconds, disposition: disposition)
     }
 
     /// `send`, with the result going to `responder.upstreamFinished` instead of a closure.
@@ -225,6 +224,7 @@ public final class UpstreamPool {
         disposition: ((ResponseHead) -> BodyDisposition)? = nil,
         responder: any UpstreamResponder
     ) {
+        loop.assertInLoop()
         let now = System.monotonicMilliseconds()
         let exchange = UpstreamExchange(
             pool: self,
@@ -232,16 +232,6 @@ public final class UpstreamPool {
             deadline: now + Int64(max(0, timeoutMilliseconds)),
             responder: responder
         )
-        start(exchange, now: now, idleTimeoutMilliseconds: idleTimeoutMilliseconds, disposition: disposition)
-    }
-
-    private func start(
-        _ exchange: UpstreamExchange,
-        now: Int64,
-        idleTimeoutMilliseconds: Int,
-        disposition: ((ResponseHead) -> BodyDisposition)?
-    ) {
-        loop.assertInLoop()
         exchange.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         exchange.decideDisposition = disposition
         if isClosed {
@@ -393,13 +383,12 @@ public final class UpstreamPool {
     }
 }
 
-/// One `send`: its request, its completion and its deadline.
+/// One `send`: its request, who hears the result, and its deadline.
 final class UpstreamExchange {
     /// Strong: a pool with exchanges in flight stays alive until they finish.
     let pool: UpstreamPool
     let request: UpstreamRequest
-    /// Who hears the result: a closure, or a responder (nil once it has been told).
-    private var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
+    /// Who hears the result (nil once it has been told).
     private var responder: (any UpstreamResponder)?
     /// When the whole exchange times out (monotonic milliseconds). The connection serving it, or
     /// the pool while it is queued, watches it.
@@ -419,18 +408,6 @@ final class UpstreamExchange {
         return answer
     }
 
-    init(
-        pool: UpstreamPool,
-        request: UpstreamRequest,
-        deadline: Int64,
-        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
-    ) {
-        self.pool = pool
-        self.request = request
-        self.deadline = deadline
-        self.completion = completion
-    }
-
     init(pool: UpstreamPool, request: UpstreamRequest, deadline: Int64, responder: any UpstreamResponder) {
         self.pool = pool
         self.request = request
@@ -439,17 +416,26 @@ final class UpstreamExchange {
     }
 
     /// The result has been handed over.
-    var isFinished: Bool { completion == nil && responder == nil }
+    var isFinished: Bool { responder == nil }
 
     /// Hands the result over if it has not been yet.
     func finish(_ result: Result<UpstreamResponse, UpstreamError>) {
-        if let responder {
-            self.responder = nil
-            responder.upstreamFinished(result)
-        } else if let completion {
-            self.completion = nil
-            completion(result)
-        }
+        guard let responder else { return }
+        self.responder = nil
+        responder.upstreamFinished(result)
+    }
+}
+
+/// A completion closure as a responder (`send(_:...completion:)`).
+private final class CompletionResponder: UpstreamResponder {
+    let completion: (Result<UpstreamResponse, UpstreamError>) -> Void
+
+    init(_ completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
+        self.completion = completion
+    }
+
+    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        completion(result)
     }
 }
 

@@ -19,8 +19,8 @@ enum Forwarding {
     /// the downstream span's `traceparent` while tracing is on (off: the client's goes as it came).
     ///
     /// One pass over the client's fields: each name is classified by its length first, so most are
-    /// kept after one or two comparisons; the fields a `Connection` field names are dropped
-    /// afterwards. A client field the sidecar sets for this version (`accept-encoding` when it reads
+    /// kept after one or two comparisons; the fields a `Connection` field names are dropped in
+    /// the same pass (`forwardedClientFields`, shared with `appendUpstreamFields`). A client field the sidecar sets for this version (`accept-encoding` when it reads
     /// the body, `x-switchyard-shadow` on a shadow, `traceparent` when tracing gives one) is
     /// dropped in the same pass, so that the sidecar's own value is the only one and comes last,
     /// as `replaceOrAdd` would leave it.
@@ -34,31 +34,13 @@ enum Forwarding {
     ) -> HTTPHeaders {
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(client.count + 4)
-        var forwardedFor: String?
-        var hasConnection = false
-        for field in client.fields {
-            switch requestFieldRole(
-                field.name,
-                mustReadBody: mustReadBody,
-                isShadow: isShadow,
-                replacesTraceparent: traceparent != nil
-            ) {
-            case .endToEnd:
-                kept.append(field)
-            case .forwardedFor:
-                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
-            case .connection:
-                hasConnection = true
-            case .dropped:
-                continue
-            }
-        }
-        if hasConnection {
-            let named = HopByHop.connectionNamed(in: client)
-            if !named.isEmpty {
-                kept.removeAll { field in named.contains { $0.asciiCaseInsensitiveEquals(field.name) } }
-            }
-        }
+        let forwardedFor = forwardedClientFields(
+            client,
+            mustReadBody: mustReadBody,
+            isShadow: isShadow,
+            replacesTraceparent: traceparent != nil,
+            overrides: []
+        ) { _, field in kept.append(field) }
         kept.append((name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress))
         kept.append((name: "x-request-id", value: requestID))
         if mustReadBody { kept.append((name: "accept-encoding", value: "identity")) }
@@ -83,31 +65,17 @@ enum Forwarding {
         traceparent: String?,
         overrides: [VersionHeader]
     ) {
-        let named = HopByHop.connectionNamed(in: client)
-        var forwardedFor: String?
-        var index = 0
-        for field in client.fields {
-            defer { index &+= 1 }
-            switch requestFieldRole(
-                field.name,
-                mustReadBody: mustReadBody,
-                isShadow: isShadow,
-                replacesTraceparent: traceparent != nil
-            ) {
-            case .endToEnd:
-                if !named.isEmpty && named.contains(where: { $0.asciiCaseInsensitiveEquals(field.name) }) { continue }
-                if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(field.name) }) {
-                    continue
-                }
-                if index < client.parsedCount {
-                    HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value)
-                } else {
-                    HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
-                }
-            case .forwardedFor:
-                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
-            case .connection, .dropped:
-                continue
+        let forwardedFor = forwardedClientFields(
+            client,
+            mustReadBody: mustReadBody,
+            isShadow: isShadow,
+            replacesTraceparent: traceparent != nil,
+            overrides: overrides
+        ) { index, field in
+            if index < client.parsedCount {
+                HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value)
+            } else {
+                HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
             }
         }
         // The sidecar's own fields, unless a version's `headers:` sets the same name.
@@ -163,6 +131,44 @@ enum Forwarding {
         for field in responseHeaders(upstream).fields {
             HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
         }
+    }
+
+    /// The client's fields that go upstream, in order, each with its index: hop-by-hop fields,
+    /// those a `Connection` field names, the sidecar's own (`requestFieldRole`) and those
+    /// `overrides` set are left out. Returns the client's `x-forwarded-for` values joined, if any.
+    @inline(__always)
+    private static func forwardedClientFields(
+        _ client: HTTPHeaders,
+        mustReadBody: Bool,
+        isShadow: Bool,
+        replacesTraceparent: Bool,
+        overrides: [VersionHeader],
+        _ body: (Int, (name: String, value: String)) -> Void
+    ) -> String? {
+        let named = HopByHop.connectionNamed(in: client)
+        var forwardedFor: String?
+        var index = 0
+        for field in client.fields {
+            defer { index &+= 1 }
+            switch requestFieldRole(
+                field.name,
+                mustReadBody: mustReadBody,
+                isShadow: isShadow,
+                replacesTraceparent: replacesTraceparent
+            ) {
+            case .endToEnd:
+                if !named.isEmpty && named.contains(where: { $0.asciiCaseInsensitiveEquals(field.name) }) { continue }
+                if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(field.name) }) {
+                    continue
+                }
+                body(index, field)
+            case .forwardedFor:
+                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
+            case .connection, .dropped:
+                continue
+            }
+        }
+        return forwardedFor
     }
 
     private enum FieldRole {
