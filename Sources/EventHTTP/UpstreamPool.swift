@@ -462,8 +462,8 @@ final class UpstreamConnection {
     // with `exchange`, which alone costs no check).
     @exclusivity(unchecked) private var socket = ConnectionSocket(fd: -1)
     /// The last response head's field buffer, parsed into again once that head is gone.
-    /// Unchecked: see `ConnectionScratch` (the same measurement).
-    @exclusivity(unchecked) private var fieldStorage = FieldStorage()
+    /// Checked: see `ConnectionScratch` (the same measurement).
+    private var fieldStorage = FieldStorage()
     private var state = State.busy
     private var selfRetain: Unmanaged<UpstreamConnection>?
     /// The socket is connected and, for TLS, the handshake is done: requests may be written.
