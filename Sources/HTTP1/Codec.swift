@@ -156,7 +156,7 @@ public enum RequestHeadParser {
 
         let head = RequestHead(
             method: makeString(bytes, methodStart..<methodEnd),
-            target: makeString(bytes, targetStart..<targetEnd),
+            target: storage.target(bytes, targetStart..<targetEnd),
             version: isHTTP11 ? .http11 : .http10,
             headers: HTTPHeaders(parsed: scanned.fields),
             framing: framing,

@@ -42,8 +42,44 @@ enum ScanOutcome {
 /// parsed into it when the last one is gone (no allocation per head), else into a new one.
 public struct FieldStorage {
     var fields: [(name: String, value: String)] = []
+    /// The last request's target: a keep-alive client that asks for the same path again gets
+    /// the same String (compared byte for byte), not a new one (one allocation for a target
+    /// over 15 bytes).
+    var target = ""
 
     public init() {}
+
+    /// `bytes[range]` as a String: the last target when its bytes are the same, else a new one,
+    /// kept as the last target.
+    mutating func target(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        let n = range.count
+        // Only a long target is worth comparing: a short one is an inline String (no allocation).
+        if n > 15 && target.utf8.count == n, let base = bytes.baseAddress {
+            let same: Bool? = target.utf8.withContiguousStorageIfAvailable { last in
+                sameBytes(base + range.lowerBound, UnsafeRawPointer(last.baseAddress!), count: n)
+            }
+            if same == true { return target }
+        }
+        target = makeString(bytes, range)
+        return target
+    }
+}
+
+/// Whether `count` bytes at `a` and `b` are the same, compared a word at a time.
+@inline(__always)
+private func sameBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count n: Int) -> Bool {
+    var k = 0
+    while k &+ 8 <= n {
+        if a.loadUnaligned(fromByteOffset: k, as: UInt64.self) != b.loadUnaligned(fromByteOffset: k, as: UInt64.self) {
+            return false
+        }
+        k &+= 8
+    }
+    while k < n {
+        if a.load(fromByteOffset: k, as: UInt8.self) != b.load(fromByteOffset: k, as: UInt8.self) { return false }
+        k &+= 1
+    }
+    return true
 }
 
 /// Field lines plus what the framing rules need, gathered while scanning.

@@ -212,3 +212,40 @@ func parsesValidRequest(_ row: ValidRequest) throws {
     #expect(error.code == "unsupported_version")
     #expect(!error.detail.isEmpty)
 }
+
+/// A connection's `FieldStorage` carries the last head's fields and target into the next parse:
+/// each head must still come out exactly as a parse with a fresh storage gives it.
+@Suite struct ReusedStorageTests {
+    static func parse(_ raw: String, _ storage: inout FieldStorage) -> RequestHead? {
+        let bytes = Array(raw.utf8)
+        return bytes.withUnsafeBytes { raw in
+            Outcome(RequestHeadParser.parse(raw, limits: HTTPLimits(), reusing: &storage)).head
+        }
+    }
+
+    static func parseFresh(_ raw: String) -> RequestHead? {
+        let bytes = Array(raw.utf8)
+        return bytes.withUnsafeBytes { raw in Outcome(RequestHeadParser.parse(raw, limits: HTTPLimits())).head }
+    }
+
+    @Test func headsParsedIntoOneStorageAreTheHeadsOfFreshParses() {
+        let targets = [
+            "/v1/models/m:predict", "/v1/models/m:predict", "/v1/models/m:predicT", "/v1/models/m:predict?x=1",
+            "/short", "/v1/models/m:predict", "/v1/models/another-model-name:predict", "/v1/models/m:predict",
+        ]
+        var storage = FieldStorage()
+        var kept: [RequestHead] = []
+        for (n, target) in targets.enumerated() {
+            let raw = "POST \(target) HTTP/1.1\r\nHost: x\r\nX-N: \(n)\r\nContent-Length: 0\r\n\r\n"
+            let head = Self.parse(raw, &storage)
+            #expect(head == Self.parseFresh(raw), "request \(n)")
+            #expect(head?.target == target)
+            if let head { kept.append(head) }
+        }
+        // Heads kept from earlier parses are untouched by later ones.
+        for (n, head) in kept.enumerated() {
+            #expect(head.target == targets[n])
+            #expect(head.headers.first(name: "x-n") == "\(n)")
+        }
+    }
+}
