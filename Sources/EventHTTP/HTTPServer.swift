@@ -1277,20 +1277,8 @@ final class ServerConnection {
         }
         // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
         // Fields a parser has checked are copied as they are.
-        var index = 0
-        for field in headers.fields {
-            defer { index &+= 1 }
-            if ServerConnection.isFraming(field.name) { continue }
-            if index < headers.parsedCount {
-                HTTPSerializer.appendCheckedField(&headScratch.bytes, name: field.name, value: field.value)
-            } else {
-                HTTPSerializer.appendField(
-                    &headScratch.bytes,
-                    name: field.name,
-                    value: field.value,
-                    droppingFraming: false
-                )
-            }
+        for (index, field) in headers.fields.enumerated() where !ServerConnection.isFraming(field.name) {
+            HTTPSerializer.appendField(&headScratch.bytes, at: index, of: headers, droppingFraming: false)
         }
         headScratch.bytes.append(contentsOf: fieldLines)
         if willClose {

@@ -689,6 +689,23 @@ public enum HTTPSerializer {
         out.append(contentsOf: FieldLine(name: n, value: v))
     }
 
+    /// Appends the field at `index` of `headers`: copied as it is when a head parser checked it
+    /// (`HTTPHeaders.parsedCount`), else checked as `appendField` checks it.
+    @inline(__always)
+    public static func appendField(
+        _ out: inout [UInt8],
+        at index: Int,
+        of headers: HTTPHeaders,
+        droppingFraming: Bool
+    ) {
+        let field = headers.fields[index]
+        if index < headers.parsedCount {
+            appendCheckedField(&out, name: field.name, value: field.value)
+        } else {
+            appendField(&out, name: field.name, value: field.value, droppingFraming: droppingFraming)
+        }
+    }
+
     /// Appends `name: value\r\n` without checking either: for fields a head parser has checked
     /// (`HTTPHeaders.parsedCount`) and the sidecar's own constant or checked values.
     @inline(__always)

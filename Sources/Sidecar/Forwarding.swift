@@ -71,21 +71,19 @@ enum Forwarding {
             isShadow: isShadow,
             replacesTraceparent: traceparent != nil,
             overrides: overrides
-        ) { index, field in
-            if index < client.parsedCount {
-                HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value)
-            } else {
-                HTTPSerializer.appendField(&lines, name: field.name, value: field.value, droppingFraming: true)
-            }
+        ) { index, _ in
+            HTTPSerializer.appendField(&lines, at: index, of: client, droppingFraming: true)
         }
         // The sidecar's own fields, unless a version's `headers:` sets the same name.
+        func isOverridden(_ name: String) -> Bool {
+            !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(name) })
+        }
         func own(_ name: String, _ value: String) {
-            if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(name) }) { return }
-            HTTPSerializer.appendCheckedField(&lines, name: name, value: value)
+            if !isOverridden(name) { HTTPSerializer.appendCheckedField(&lines, name: name, value: value) }
         }
         if let forwardedFor {
             // The client's part is checked by the parser, but may hold a comma list: checked again.
-            if overrides.isEmpty || !overrides.contains(where: { $0.name == "x-forwarded-for" }) {
+            if !isOverridden("x-forwarded-for") {
                 HTTPSerializer.appendField(
                     &lines,
                     name: "x-forwarded-for",
@@ -96,7 +94,7 @@ enum Forwarding {
         } else {
             own("x-forwarded-for", peerAddress)
         }
-        if overrides.isEmpty || !overrides.contains(where: { $0.name == "x-request-id" }) {
+        if !isOverridden("x-request-id") {
             requestID.appendField(to: &lines)
         }
         if mustReadBody { own("accept-encoding", "identity") }
@@ -110,20 +108,14 @@ enum Forwarding {
     static func appendResponseFields(_ upstream: HTTPHeaders, into lines: inout [UInt8]) {
         let start = lines.count
         var named: [String] = []
-        var index = 0
-        for field in upstream.fields {
-            defer { index &+= 1 }
+        for (index, field) in upstream.fields.enumerated() {
             let name = field.name
             if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
                 if named.isEmpty { named = HopByHop.connectionNamed(in: upstream) }
                 continue
             }
             if responseFieldIsDropped(name) { continue }
-            if index < upstream.parsedCount {
-                HTTPSerializer.appendCheckedField(&lines, name: name, value: field.value)
-            } else {
-                HTTPSerializer.appendField(&lines, name: name, value: field.value, droppingFraming: true)
-            }
+            HTTPSerializer.appendField(&lines, at: index, of: upstream, droppingFraming: true)
         }
         guard !named.isEmpty else { return }
         // Rare: a `Connection` field names others. Written again without them.
