@@ -1277,7 +1277,7 @@ final class ServerConnection {
         }
         // `isFraming` has dropped `content-length` and `transfer-encoding`: no second check per field.
         // Fields a parser has checked are copied as they are.
-        for (index, field) in headers.fields.enumerated() where !ServerConnection.isFraming(field.name) {
+        for index in 0..<headers.count where !headers.withField(at: index, { n, _ in ServerConnection.isFraming(n) }) {
             HTTPSerializer.appendField(&headScratch.bytes, at: index, of: headers, droppingFraming: false)
         }
         headScratch.bytes.append(contentsOf: fieldLines)
@@ -1327,11 +1327,11 @@ final class ServerConnection {
     }
 
     /// Fields the server writes itself.
-    private static func isFraming(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 10: return name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
-        case 14: return name.asciiCaseInsensitiveEquals("content-length")
-        case 17: return name.asciiCaseInsensitiveEquals("transfer-encoding")
+    private static func isFraming(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch name.count {
+        case 10: return name.equalsIgnoringCase("connection") || name.equalsIgnoringCase("keep-alive")
+        case 14: return name.equalsIgnoringCase("content-length")
+        case 17: return name.equalsIgnoringCase("transfer-encoding")
         default: return false
         }
     }
@@ -1423,8 +1423,9 @@ final class ServerConnection {
             if let trailers, trailers.count > 0 {
                 // The last chunk, the trailer section, the blank line (RFC 9112 §7.1.2).
                 var section: [UInt8] = Array("0\r\n".utf8)
-                for field in trailers.fields where !ServerConnection.isFraming(field.name) {
-                    HTTPSerializer.appendField(&section, name: field.name, value: field.value, droppingFraming: false)
+                for index in 0..<trailers.count
+                where !trailers.withField(at: index, { n, _ in ServerConnection.isFraming(n) }) {
+                    HTTPSerializer.appendField(&section, at: index, of: trailers, droppingFraming: false)
                 }
                 section.append(contentsOf: [13, 10])
                 evbuffer_add(socket.output, section, section.count)

@@ -113,7 +113,6 @@ public enum RequestHeadParser {
         let isHTTP11 = version.minor == 1
 
         var scanned = ScannedFields(reusing: &storage)
-        defer { swap(&storage.fields, &scanned.fields) }
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete
@@ -158,7 +157,7 @@ public enum RequestHeadParser {
             method: makeString(bytes, methodStart..<methodEnd),
             target: storage.target(bytes, targetStart..<targetEnd),
             version: isHTTP11 ? .http11 : .http10,
-            headers: HTTPHeaders(parsed: scanned.fields),
+            headers: scanned.finish(bytes, end: headEnd),
             framing: framing,
             keepAlive: isHTTP11 ? !scanned.connectionClose : (scanned.connectionKeepAlive && !scanned.connectionClose),
             // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
@@ -261,7 +260,6 @@ public enum ResponseHeadParser {
         i += 2
 
         var scanned = ScannedFields(reusing: &storage)
-        defer { swap(&storage.fields, &scanned.fields) }
         let headEnd: Int
         switch scanFields(bytes, from: i, cursor: cursor, maxHeaderCount: limits.maxHeaderCount, into: &scanned) {
         case .incomplete: return .incomplete
@@ -299,7 +297,7 @@ public enum ResponseHeadParser {
             status: status,
             reason: makeString(bytes, reasonStart..<reasonEnd),
             version: isHTTP11 ? .http11 : .http10,
-            headers: HTTPHeaders(parsed: scanned.fields),
+            headers: scanned.finish(bytes, end: headEnd),
             framing: framing,
             keepAlive: keepAlive
         )
@@ -689,8 +687,8 @@ public enum HTTPSerializer {
         out.append(contentsOf: FieldLine(name: n, value: v))
     }
 
-    /// Appends the field at `index` of `headers`: copied as it is when a head parser checked it
-    /// (`HTTPHeaders.parsedCount`), else checked as `appendField` checks it.
+    /// Appends the field at `index` of `headers`: its bytes copied as they are when a head
+    /// parser checked them (`HTTPHeaders.parsedCount`), else checked as `appendField` checks them.
     @inline(__always)
     public static func appendField(
         _ out: inout [UInt8],
@@ -698,11 +696,13 @@ public enum HTTPSerializer {
         of headers: HTTPHeaders,
         droppingFraming: Bool
     ) {
-        let field = headers.fields[index]
-        if index < headers.parsedCount {
-            appendCheckedField(&out, name: field.name, value: field.value)
-        } else {
-            appendField(&out, name: field.name, value: field.value, droppingFraming: droppingFraming)
+        let checked = index < headers.parsedCount
+        headers.withField(at: index) { n, v in
+            if checked {
+                out.append(contentsOf: FieldLine(name: n, value: v))
+            } else {
+                appendField(&out, name: n, value: v, droppingFraming: droppingFraming)
+            }
         }
     }
 
@@ -833,14 +833,14 @@ public enum HTTPSerializer {
 
     private static func estimatedCapacity(_ headers: HTTPHeaders) -> Int {
         var n = 64  // start line, content-length, final CRLF
-        for field in headers.fields { n += field.name.utf8.count + field.value.utf8.count + 4 }
+        for k in 0..<headers.count { n += headers.withField(at: k) { name, value in name.count + value.count + 4 } }
         return n
     }
 
     private static func appendFields(_ out: inout [UInt8], _ headers: HTTPHeaders, _ contentLength: Int?) {
         let droppingFraming = contentLength != nil
-        for field in headers.fields {
-            appendField(&out, name: field.name, value: field.value, droppingFraming: droppingFraming)
+        for k in 0..<headers.count {
+            headers.withField(at: k) { n, v in appendField(&out, name: n, value: v, droppingFraming: droppingFraming) }
         }
         appendEnd(&out, contentLength: contentLength)
     }
@@ -932,15 +932,39 @@ public enum HopByHop {
     /// allocating) when there is no `Connection` field.
     public static func connectionNamed(in headers: HTTPHeaders) -> [String] {
         var named: [String] = []
-        for field in headers.fields
-        where field.name.utf8.count == 10 && field.name.asciiCaseInsensitiveEquals("connection") {
-            for token in field.value.utf8.split(separator: ASCII.comma) {
-                var t = token.drop(while: isOWS)
-                while let last = t.last, isOWS(last) { t = t.dropLast() }
-                if !t.isEmpty { named.append(String(decoding: t, as: UTF8.self)) }
+        // A parsed head knows whether it has a `Connection` field: most have none.
+        if headers.parsed?.connectionFields == 0 && headers.count == headers.parsed?.count { return named }
+        for k in 0..<headers.count {
+            headers.withField(at: k) { name, value in
+                guard isConnection(name) else { return }
+                for token in value.split(separator: ASCII.comma) {
+                    var t = token.drop(while: isOWS)
+                    while let last = t.last, isOWS(last) { t = t.dropLast() }
+                    if !t.isEmpty { named.append(String(decoding: t, as: UTF8.self)) }
+                }
             }
         }
         return named
+    }
+
+    /// Whether a field name is `Connection`, ignoring ASCII case.
+    @inline(__always)
+    public static func isConnection(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        name.count == 10 && name.equalsIgnoringCase("connection")
+    }
+
+    /// Whether `name` is in `names`, ignoring ASCII case.
+    public static func isHopByHop(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch name.count {
+        case 2: return name.equalsIgnoringCase("te")
+        case 7: return name.equalsIgnoringCase("trailer") || name.equalsIgnoringCase("upgrade")
+        case 10: return name.equalsIgnoringCase("connection") || name.equalsIgnoringCase("keep-alive")
+        case 16: return name.equalsIgnoringCase("proxy-connection")
+        case 17: return name.equalsIgnoringCase("transfer-encoding")
+        case 18: return name.equalsIgnoringCase("proxy-authenticate")
+        case 19: return name.equalsIgnoringCase("proxy-authorization")
+        default: return false
+        }
     }
 
     /// `headers` without the hop-by-hop fields and without the fields named in its `Connection` values.

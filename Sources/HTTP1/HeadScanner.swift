@@ -38,10 +38,11 @@ enum ScanOutcome {
     case complete(Int)
 }
 
-/// A buffer of header fields a connection keeps from one head to the next: the next head is
-/// parsed into it when the last one is gone (no allocation per head), else into a new one.
+/// What a connection keeps from one head to the next: the next head's fields are parsed into
+/// the last head's `ParsedFields` when nothing else holds them any more (no allocation per
+/// head), else into new ones.
 public struct FieldStorage {
-    var fields: [(name: String, value: String)] = []
+    var fields: ParsedFields?
     /// The last request's target: a keep-alive client that asks for the same path again gets
     /// the same String (compared byte for byte), not a new one (one allocation for a target
     /// over 15 bytes).
@@ -82,9 +83,12 @@ private func sameBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count n: In
     return true
 }
 
-/// Field lines plus what the framing rules need, gathered while scanning.
+/// Field lines (as ranges, see `ParsedFields`) plus what the framing rules need, gathered while
+/// scanning.
 struct ScannedFields {
-    var fields: [(name: String, value: String)] = []
+    let fields: ParsedFields
+    /// Where the field lines start in the scanned bytes: ranges are recorded relative to it.
+    var origin = 0
     var contentLengthCount = 0
     /// The first well-formed Content-Length value.
     var contentLength: Int? = nil
@@ -102,23 +106,29 @@ struct ScannedFields {
     /// Every Expect value is `100-continue`, ignoring case.
     var expectOnlyContinue = true
 
-    init() {
-        fields.reserveCapacity(16)
+    /// Scans into `storage`'s fields (emptied, their buffers kept) when nothing else holds them
+    /// any more, else into new ones, which `storage` keeps for the next head.
+    init(reusing storage: inout FieldStorage) {
+        if storage.fields != nil && isKnownUniquelyReferenced(&storage.fields!) {
+            fields = storage.fields!
+            fields.reset()
+        } else {
+            fields = ParsedFields()
+            storage.fields = fields
+        }
     }
 
-    /// Scans into `storage`'s buffer (emptied, its capacity kept) when nothing else holds it any
-    /// more, else into a new one; `storage` is left empty until `finish` gives it back.
-    init(reusing storage: inout FieldStorage) {
-        swap(&fields, &storage.fields)
-        if fields.capacity == 0 { fields.reserveCapacity(16) }
-        fields.removeAll(keepingCapacity: true)
+    /// The head is whole: its field lines, `bytes[origin..<end]`, are copied for the ranges.
+    func finish(_ bytes: UnsafeRawBufferPointer, end: Int) -> HTTPHeaders {
+        fields.copyLines(bytes, origin..<end)
+        return HTTPHeaders(parsed: fields)
     }
 
     /// Longest Content-Length accepted: 18 digits always fit an Int.
     static let maxContentLengthDigits = 18
 
     mutating func record(_ bytes: UnsafeRawBufferPointer, name: Range<Int>, value: Range<Int>) {
-        fields.append((makeString(bytes, name), makeString(bytes, value)))
+        fields.record(name: name, value: value, origin: origin)
         switch name.count {
         case 4:
             if bytesEqualIgnoringCase(bytes, name, "host") { hostCount += 1 }
@@ -128,7 +138,10 @@ struct ScannedFields {
                 if !bytesEqualIgnoringCase(bytes, value, "100-continue") { expectOnlyContinue = false }
             }
         case 10:
-            if bytesEqualIgnoringCase(bytes, name, "connection") { scanConnection(bytes, value) }
+            if bytesEqualIgnoringCase(bytes, name, "connection") {
+                fields.connectionFields &+= 1
+                scanConnection(bytes, value)
+            }
         case 14:
             if bytesEqualIgnoringCase(bytes, name, "content-length") { recordContentLength(bytes, value) }
         case 17:
@@ -192,6 +205,7 @@ func scanFields(
 ) -> ScanOutcome {
     let end = cursor.end
     var i = index
+    scanned.origin = index
     while true {
         guard i < end else { return cursor.exhausted() }
         let first = bytes[i]

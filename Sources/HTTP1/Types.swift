@@ -29,70 +29,271 @@ public struct HTTPVersion: Sendable, Hashable {
 }
 
 /// Header fields in arrival order. Names keep their case as received; lookups ignore case.
+///
+/// A parsed head's fields stay bytes: ranges into a copy of the head's field lines
+/// (`ParsedFields`), with no String made per field. `first(name:)`, `withField(at:)` and the
+/// writers read those bytes; a String is made only for a value a caller asks for, or for each
+/// field when a field is removed or replaced (rare on the request path). Fields added with `add`
+/// follow the parsed ones as Strings.
 public struct HTTPHeaders: Sendable, Hashable, Sequence {
-    public private(set) var fields: [(name: String, value: String)]
-    /// How many leading fields came from a head parser (`init(parsed:)`), which has checked each
-    /// name is a token and each value free of CR, LF and NUL: writers copy those without checking
-    /// them again. Fields added later are checked when written.
+    /// The parsed fields, which come first (nil: none).
+    @usableFromInline var parsed: ParsedFields?
+    /// Fields added as Strings, after the parsed ones.
+    @usableFromInline var added: [(name: String, value: String)]
+    /// How many leading fields came from a head parser, which has checked each name is a token
+    /// and each value free of CR, LF and NUL: writers copy those without checking them again.
+    /// Fields added later are checked when written.
     public private(set) var parsedCount = 0
 
     public init(_ fields: [(name: String, value: String)] = []) {
-        self.fields = fields
+        self.added = fields
     }
 
-    /// Fields a head parser has checked (see `parsedCount`).
+    /// Fields a head parser has checked (see `parsedCount`), as Strings.
     public init(parsed fields: [(name: String, value: String)]) {
-        self.fields = fields
+        self.added = fields
         self.parsedCount = fields.count
     }
 
-    public var count: Int { fields.count }
+    /// The fields a head parser left in `parsed` (see `FieldStorage`).
+    init(parsed: ParsedFields) {
+        self.parsed = parsed
+        self.added = []
+        self.parsedCount = parsed.count
+    }
+
+    @inlinable
+    public var count: Int { (parsed?.count ?? 0) &+ added.count }
+
+    /// Every field as a String pair (a String is made for each parsed field: for callers off the
+    /// request path).
+    public var fields: [(name: String, value: String)] {
+        guard let parsed else { return added }
+        var all: [(name: String, value: String)] = []
+        all.reserveCapacity(count)
+        for k in 0..<parsed.count { all.append((parsed.name(at: k), parsed.value(at: k))) }
+        all.append(contentsOf: added)
+        return all
+    }
+
+    /// The name of field `index`, as a String.
+    public func name(at index: Int) -> String {
+        if let parsed, index < parsed.count { return parsed.name(at: index) }
+        return added[index &- (parsed?.count ?? 0)].name
+    }
+
+    /// The value of field `index`, as a String.
+    public func value(at index: Int) -> String {
+        if let parsed, index < parsed.count { return parsed.value(at: index) }
+        return added[index &- (parsed?.count ?? 0)].value
+    }
+
+    /// Calls `body` with field `index`'s name and value bytes, valid only during the call: no
+    /// String is made for a parsed field.
+    @inlinable
+    public func withField<R>(
+        at index: Int,
+        _ body: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) throws -> R
+    ) rethrows -> R {
+        if let parsed, index < parsed.count {
+            return try parsed.withField(at: index, body)
+        }
+        let field = added[index &- (parsed?.count ?? 0)]
+        return try withUTF8Bytes(field.name) { n in try withUTF8Bytes(field.value) { v in try body(n, v) } }
+    }
+
+    /// Whether field `index`'s name is `name`, ignoring ASCII case.
+    @inlinable
+    public func hasName(_ name: String, at index: Int) -> Bool {
+        withUTF8Bytes(name) { wanted in
+            withField(at: index) { n, _ in asciiCaseInsensitiveEqualBytes(n, wanted) }
+        }
+    }
 
     public mutating func add(name: String, value: String) {
-        fields.append((name, value))
+        added.append((name, value))
     }
 
     /// Replaces every field of this name with one field.
     public mutating func replaceOrAdd(name: String, value: String) {
         remove(name: name)
-        fields.append((name, value))
+        added.append((name, value))
     }
 
     public mutating func remove(name: String) {
-        guard let first = fields.firstIndex(where: { $0.name.asciiCaseInsensitiveEquals(name) }) else { return }
-        fields.removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
+        guard let first = firstIndex(name: name) else { return }
+        if parsed != nil {
+            // Fields become Strings once, so that the rest can be removed from one list.
+            added = fields
+            parsed = nil
+        }
+        added.removeAll { $0.name.asciiCaseInsensitiveEquals(name) }
         // Fields after the first removed one have moved: they are checked again when written.
         parsedCount = Swift.min(parsedCount, first)
     }
 
+    /// The index of the first field of this name, if any.
+    public func firstIndex(name: String) -> Int? {
+        withUTF8Bytes(name) { wanted in
+            for k in 0..<count where withField(at: k, { n, _ in asciiCaseInsensitiveEqualBytes(n, wanted) }) {
+                return k
+            }
+            return nil
+        }
+    }
+
     /// The first value of the field, if any.
     public func first(name: String) -> String? {
-        for f in fields where f.name.asciiCaseInsensitiveEquals(name) { return f.value }
-        return nil
+        firstIndex(name: name).map { value(at: $0) }
     }
 
     /// Every value of the field, in order.
     public func values(name: String) -> [String] {
-        fields.compactMap { $0.name.asciiCaseInsensitiveEquals(name) ? $0.value : nil }
+        (0..<count).compactMap { hasName(name, at: $0) ? value(at: $0) : nil }
     }
 
-    public func contains(name: String) -> Bool { first(name: name) != nil }
+    public func contains(name: String) -> Bool { firstIndex(name: name) != nil }
 
-    public func makeIterator() -> IndexingIterator<[(name: String, value: String)]> {
-        fields.makeIterator()
+    public struct Iterator: IteratorProtocol {
+        let headers: HTTPHeaders
+        var index = 0
+
+        public mutating func next() -> (name: String, value: String)? {
+            guard index < headers.count else { return nil }
+            defer { index &+= 1 }
+            return (headers.name(at: index), headers.value(at: index))
+        }
     }
+
+    /// Each field as a String pair (a String is made for each parsed field).
+    public func makeIterator() -> Iterator { Iterator(headers: self) }
 
     /// Equal fields in the same order (`parsedCount` is not compared).
     public static func == (lhs: HTTPHeaders, rhs: HTTPHeaders) -> Bool {
-        lhs.fields.count == rhs.fields.count
-            && zip(lhs.fields, rhs.fields).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+        guard lhs.count == rhs.count else { return false }
+        for k in 0..<lhs.count {
+            let same = lhs.withField(at: k) { n1, v1 in
+                rhs.withField(at: k) { n2, v2 in n1.elementsEqual(n2) && v1.elementsEqual(v2) }
+            }
+            if !same { return false }
+        }
+        return true
     }
 
     public func hash(into hasher: inout Hasher) {
-        for f in fields {
-            hasher.combine(f.name)
-            hasher.combine(f.value)
+        for k in 0..<count {
+            withField(at: k) { n, v in
+                hasher.combine(bytes: UnsafeRawBufferPointer(n))
+                hasher.combine(0xFF as UInt8)
+                hasher.combine(bytes: UnsafeRawBufferPointer(v))
+            }
         }
+    }
+}
+
+/// Calls `body` with `text`'s UTF-8 bytes: a native String's own storage, without a copy.
+@inlinable
+func withUTF8Bytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    if let result = try text.utf8.withContiguousStorageIfAvailable(body) { return result }
+    return try Array(text.utf8).withUnsafeBufferPointer(body)
+}
+
+/// A parsed head's field lines: a copy of their bytes and each field's name and value ranges in
+/// it. Written only by the head parser, while its `FieldStorage` is the only holder (checked
+/// with `isKnownUniquelyReferenced`), then read-only: so it is safe to share between threads.
+public final class ParsedFields: @unchecked Sendable {
+    @usableFromInline struct Span {
+        @usableFromInline var nameStart: Int32
+        @usableFromInline var nameEnd: Int32
+        @usableFromInline var valueStart: Int32
+        @usableFromInline var valueEnd: Int32
+    }
+
+    // Unchecked: written only while the parser's `FieldStorage` is the only holder, read-only
+    // after, so no two accesses can overlap. Checking them costs a `swift_beginAccess` per read,
+    // several per field (bench/instructions.sh "": 36,913 instructions a request checked, against
+    // 31,663 unchecked).
+    @exclusivity(unchecked) @usableFromInline var spans: UnsafeMutablePointer<Span>
+    @exclusivity(unchecked) @usableFromInline var count = 0
+    @exclusivity(unchecked) var spanCapacity = 16
+    @exclusivity(unchecked) @usableFromInline var bytes: UnsafeMutableRawPointer
+    @exclusivity(unchecked) var capacity = 256
+    /// How many `Connection` fields there are: with none, no field names others to drop.
+    @exclusivity(unchecked) public internal(set) var connectionFields = 0
+
+    init() {
+        spans = .allocate(capacity: spanCapacity)
+        bytes = .allocate(byteCount: capacity, alignment: 8)
+    }
+
+    deinit {
+        spans.deallocate()
+        bytes.deallocate()
+    }
+
+    /// Empties it for the next head, keeping its buffers.
+    func reset() {
+        count = 0
+        connectionFields = 0
+    }
+
+    /// Records a field at ranges of the head's bytes, relative to `origin` (where the field lines
+    /// start; the bytes are copied by `copyLines` once the head is whole).
+    @inline(__always)
+    func record(name: Range<Int>, value: Range<Int>, origin: Int) {
+        if count == spanCapacity {
+            let grown = UnsafeMutablePointer<Span>.allocate(capacity: spanCapacity &* 2)
+            grown.moveInitialize(from: spans, count: count)
+            spans.deallocate()
+            spans = grown
+            spanCapacity &*= 2
+        }
+        (spans + count).initialize(
+            to: Span(
+                nameStart: Int32(truncatingIfNeeded: name.lowerBound &- origin),
+                nameEnd: Int32(truncatingIfNeeded: name.upperBound &- origin),
+                valueStart: Int32(truncatingIfNeeded: value.lowerBound &- origin),
+                valueEnd: Int32(truncatingIfNeeded: value.upperBound &- origin)
+            )
+        )
+        count &+= 1
+    }
+
+    /// Copies the field lines, `source[lines]`, that the recorded ranges point into.
+    func copyLines(_ source: UnsafeRawBufferPointer, _ lines: Range<Int>) {
+        let n = lines.count
+        if n > capacity {
+            bytes.deallocate()
+            capacity = Swift.max(n, capacity &* 2)
+            bytes = .allocate(byteCount: capacity, alignment: 8)
+        }
+        if n > 0, let base = source.baseAddress {
+            bytes.copyMemory(from: base + lines.lowerBound, byteCount: n)
+        }
+    }
+
+    @inlinable
+    func withField<R>(
+        at index: Int,
+        _ body: (_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) throws -> R
+    ) rethrows -> R {
+        precondition(index >= 0 && index < count, "header field index out of range")
+        let span = spans[index]
+        let base = UnsafeRawPointer(bytes).assumingMemoryBound(to: UInt8.self)
+        return try withExtendedLifetime(self) {
+            try body(
+                UnsafeBufferPointer(start: base + Int(span.nameStart), count: Int(span.nameEnd &- span.nameStart)),
+                UnsafeBufferPointer(start: base + Int(span.valueStart), count: Int(span.valueEnd &- span.valueStart))
+            )
+        }
+    }
+
+    func name(at index: Int) -> String {
+        withField(at: index) { n, _ in makeString(UnsafeRawBufferPointer(n), 0..<n.count) }
+    }
+
+    func value(at index: Int) -> String {
+        withField(at: index) { _, v in makeString(UnsafeRawBufferPointer(v), 0..<v.count) }
     }
 }
 
@@ -115,6 +316,25 @@ extension String {
             if lx != ly { return false }
         }
         return true
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Whether these bytes are `literal`'s, ignoring ASCII case (false when the lengths differ):
+    /// for header names read as bytes (`HTTPHeaders.withField`).
+    @inlinable @inline(__always)
+    public func equalsIgnoringCase(_ literal: StaticString) -> Bool {
+        asciiCaseInsensitiveEqualBytes(
+            self,
+            UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)
+        )
+    }
+
+    /// Whether these bytes are `text`'s UTF-8, ignoring ASCII case.
+    @inlinable
+    public func equalsIgnoringCase(string text: String) -> Bool {
+        guard count == text.utf8.count else { return false }
+        return withUTF8Bytes(text) { asciiCaseInsensitiveEqualBytes(self, $0) }
     }
 }
 

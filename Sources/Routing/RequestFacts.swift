@@ -1,3 +1,4 @@
+public import HTTP1
 public import Policy
 
 /// What routing may know about a request: its head, and a way to read a key from its JSON body.
@@ -13,8 +14,9 @@ public struct RequestFacts {  // not Sendable: `bodyKey` reads the request it wa
     public var path: String
     /// The text after `?`, without it; nil when the target has none.
     public var query: String?
-    /// In arrival order; names compare ASCII-case-insensitively.
-    public var headers: [(name: String, value: String)]
+    /// In arrival order; names compare ASCII-case-insensitively. A parsed head's fields are read
+    /// as bytes, a String made only for a value routing asks for.
+    public var headers: HTTPHeaders
     /// Resolves a JSON pointer (RFC 6901) in the body to a key string; nil when the request has no
     /// JSON body. The sidecar supplies it and parses the body only if it is called.
     public var bodyKey: ((String) -> String?)?
@@ -25,7 +27,7 @@ public struct RequestFacts {  // not Sendable: `bodyKey` reads the request it wa
         method: String,
         path: String,
         query: String? = nil,
-        headers: [(name: String, value: String)] = [],
+        headers: HTTPHeaders = HTTPHeaders(),
         bodyKey: ((String) -> String?)? = nil,
         grpc: GRPCCallFacts? = nil
     ) {
@@ -37,9 +39,21 @@ public struct RequestFacts {  // not Sendable: `bodyKey` reads the request it wa
         self.grpc = grpc
     }
 
+    /// Facts with header fields given as name/value pairs (`explain`, tests).
+    public init(
+        method: String,
+        path: String,
+        query: String? = nil,
+        headers: [(name: String, value: String)],
+        bodyKey: ((String) -> String?)? = nil,
+        grpc: GRPCCallFacts? = nil
+    ) {
+        self.init(method: method, path: path, query: query, headers: HTTPHeaders(headers), bodyKey: bodyKey, grpc: grpc)
+    }
+
     /// The first value of the header `name` (any case), or nil when it is absent.
     public func header(_ name: String) -> String? {
-        headers.first(where: { asciiCaseInsensitiveEquals($0.name, name) })?.value
+        headers.first(name: name)
     }
 }
 
@@ -85,9 +99,9 @@ public func keyValue(_ source: KeySource, in request: RequestFacts) -> String? {
     }
 }
 
-func cookieValue(_ name: String, in headers: [(name: String, value: String)]) -> String? {
-    for header in headers where asciiCaseInsensitiveEquals(header.name, "cookie") {
-        for pair in header.value.split(separator: ";", omittingEmptySubsequences: true) {
+func cookieValue(_ name: String, in headers: HTTPHeaders) -> String? {
+    for index in 0..<headers.count where headers.withField(at: index, { n, _ in n.equalsIgnoringCase("cookie") }) {
+        for pair in headers.value(at: index).split(separator: ";", omittingEmptySubsequences: true) {
             guard let equals = pair.firstIndex(of: "=") else { continue }
             let key = trimmingWhitespace(pair[..<equals])
             guard key == name else { continue }

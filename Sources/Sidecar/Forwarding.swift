@@ -40,7 +40,7 @@ enum Forwarding {
             isShadow: isShadow,
             replacesTraceparent: traceparent != nil,
             overrides: []
-        ) { _, field in kept.append(field) }
+        ) { index in kept.append((client.name(at: index), client.value(at: index))) }
         kept.append((name: "x-forwarded-for", value: forwardedFor.map { "\($0), \(peerAddress)" } ?? peerAddress))
         kept.append((name: "x-request-id", value: requestID))
         if mustReadBody { kept.append((name: "accept-encoding", value: "identity")) }
@@ -71,7 +71,7 @@ enum Forwarding {
             isShadow: isShadow,
             replacesTraceparent: traceparent != nil,
             overrides: overrides
-        ) { index, _ in
+        ) { index in
             HTTPSerializer.appendField(&lines, at: index, of: client, droppingFraming: true)
         }
         // The sidecar's own fields, unless a version's `headers:` sets the same name.
@@ -107,17 +107,18 @@ enum Forwarding {
     /// fields copied without checking them again.
     static func appendResponseFields(_ upstream: HTTPHeaders, into lines: inout [UInt8]) {
         let start = lines.count
-        var named: [String] = []
-        for (index, field) in upstream.fields.enumerated() {
-            let name = field.name
-            if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
-                if named.isEmpty { named = HopByHop.connectionNamed(in: upstream) }
-                continue
+        var hasConnection = false
+        for index in 0..<upstream.count {
+            let kept = upstream.withField(at: index) { name, _ in
+                if HopByHop.isConnection(name) {
+                    hasConnection = true
+                    return false
+                }
+                return !responseFieldIsDropped(name)
             }
-            if responseFieldIsDropped(name) { continue }
-            HTTPSerializer.appendField(&lines, at: index, of: upstream, droppingFraming: true)
+            if kept { HTTPSerializer.appendField(&lines, at: index, of: upstream, droppingFraming: true) }
         }
-        guard !named.isEmpty else { return }
+        guard hasConnection, !HopByHop.connectionNamed(in: upstream).isEmpty else { return }
         // Rare: a `Connection` field names others. Written again without them.
         lines.removeSubrange(start...)
         for field in responseHeaders(upstream).fields {
@@ -125,9 +126,10 @@ enum Forwarding {
         }
     }
 
-    /// The client's fields that go upstream, in order, each with its index: hop-by-hop fields,
-    /// those a `Connection` field names, the sidecar's own (`requestFieldRole`) and those
-    /// `overrides` set are left out. Returns the client's `x-forwarded-for` values joined, if any.
+    /// The client's fields that go upstream, in order, by index: hop-by-hop fields, those a
+    /// `Connection` field names, the sidecar's own (`requestFieldRole`) and those `overrides` set
+    /// are left out. Names are read as bytes (no String per field). Returns the client's
+    /// `x-forwarded-for` values joined, if any.
     @inline(__always)
     private static func forwardedClientFields(
         _ client: HTTPHeaders,
@@ -135,27 +137,31 @@ enum Forwarding {
         isShadow: Bool,
         replacesTraceparent: Bool,
         overrides: [VersionHeader],
-        _ body: (Int, (name: String, value: String)) -> Void
+        _ body: (Int) -> Void
     ) -> String? {
         let named = HopByHop.connectionNamed(in: client)
         var forwardedFor: String?
-        var index = 0
-        for field in client.fields {
-            defer { index &+= 1 }
-            switch requestFieldRole(
-                field.name,
-                mustReadBody: mustReadBody,
-                isShadow: isShadow,
-                replacesTraceparent: replacesTraceparent
-            ) {
-            case .endToEnd:
-                if !named.isEmpty && named.contains(where: { $0.asciiCaseInsensitiveEquals(field.name) }) { continue }
-                if !overrides.isEmpty && overrides.contains(where: { $0.name.asciiCaseInsensitiveEquals(field.name) }) {
-                    continue
+        for index in 0..<client.count {
+            let role = client.withField(at: index) { name, _ in
+                let role = requestFieldRole(
+                    name,
+                    mustReadBody: mustReadBody,
+                    isShadow: isShadow,
+                    replacesTraceparent: replacesTraceparent
+                )
+                guard role == .endToEnd else { return role }
+                if !named.isEmpty && named.contains(where: { name.equalsIgnoringCase(string: $0) }) { return .dropped }
+                if !overrides.isEmpty && overrides.contains(where: { name.equalsIgnoringCase(string: $0.name) }) {
+                    return .dropped
                 }
-                body(index, field)
+                return .endToEnd
+            }
+            switch role {
+            case .endToEnd:
+                body(index)
             case .forwardedFor:
-                forwardedFor = forwardedFor.map { "\($0), \(field.value)" } ?? field.value
+                let value = client.value(at: index)
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
             case .connection, .dropped:
                 continue
             }
@@ -173,33 +179,33 @@ enum Forwarding {
     /// `traceparent` when `replacesTraceparent` (the sidecar sets them), `x-forwarded-for` is
     /// extended, every other field is forwarded.
     private static func requestFieldRole(
-        _ name: String,
+        _ name: UnsafeBufferPointer<UInt8>,
         mustReadBody: Bool,
         isShadow: Bool,
         replacesTraceparent: Bool
     ) -> FieldRole {
         let dropped: Bool
-        switch name.utf8.count {
-        case 2: dropped = name.asciiCaseInsensitiveEquals("te")
-        case 4: dropped = name.asciiCaseInsensitiveEquals("host")
-        case 6: dropped = name.asciiCaseInsensitiveEquals("expect")
-        case 7: dropped = name.asciiCaseInsensitiveEquals("trailer") || name.asciiCaseInsensitiveEquals("upgrade")
+        switch name.count {
+        case 2: dropped = name.equalsIgnoringCase("te")
+        case 4: dropped = name.equalsIgnoringCase("host")
+        case 6: dropped = name.equalsIgnoringCase("expect")
+        case 7: dropped = name.equalsIgnoringCase("trailer") || name.equalsIgnoringCase("upgrade")
         case 10:
-            if name.asciiCaseInsensitiveEquals("connection") { return .connection }
-            dropped = name.asciiCaseInsensitiveEquals("keep-alive")
-        case 11: dropped = replacesTraceparent && name.asciiCaseInsensitiveEquals("traceparent")
-        case 12: dropped = name.asciiCaseInsensitiveEquals("x-request-id")
-        case 14: dropped = name.asciiCaseInsensitiveEquals("content-length")
+            if name.equalsIgnoringCase("connection") { return .connection }
+            dropped = name.equalsIgnoringCase("keep-alive")
+        case 11: dropped = replacesTraceparent && name.equalsIgnoringCase("traceparent")
+        case 12: dropped = name.equalsIgnoringCase("x-request-id")
+        case 14: dropped = name.equalsIgnoringCase("content-length")
         case 15:
-            if name.asciiCaseInsensitiveEquals("x-forwarded-for") { return .forwardedFor }
-            dropped = mustReadBody && name.asciiCaseInsensitiveEquals("accept-encoding")
-        case 16: dropped = name.asciiCaseInsensitiveEquals("proxy-connection")
-        case 17: dropped = name.asciiCaseInsensitiveEquals("transfer-encoding")
-        case 18: dropped = name.asciiCaseInsensitiveEquals("proxy-authenticate")
+            if name.equalsIgnoringCase("x-forwarded-for") { return .forwardedFor }
+            dropped = mustReadBody && name.equalsIgnoringCase("accept-encoding")
+        case 16: dropped = name.equalsIgnoringCase("proxy-connection")
+        case 17: dropped = name.equalsIgnoringCase("transfer-encoding")
+        case 18: dropped = name.equalsIgnoringCase("proxy-authenticate")
         case 19:
             dropped =
-                name.asciiCaseInsensitiveEquals("proxy-authorization")
-                || (isShadow && name.asciiCaseInsensitiveEquals("x-switchyard-shadow"))
+                name.equalsIgnoringCase("proxy-authorization")
+                || (isShadow && name.equalsIgnoringCase("x-switchyard-shadow"))
         default: dropped = false
         }
         return dropped ? .dropped : .endToEnd
@@ -212,13 +218,15 @@ enum Forwarding {
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(upstream.count + 3)
         var hasConnection = false
-        for field in upstream.fields {
-            let name = field.name
-            if name.utf8.count == 10 && name.asciiCaseInsensitiveEquals("connection") {
-                hasConnection = true
-            } else if !responseFieldIsDropped(name) {
-                kept.append(field)
+        for index in 0..<upstream.count {
+            let isKept = upstream.withField(at: index) { name, _ in
+                if HopByHop.isConnection(name) {
+                    hasConnection = true
+                    return false
+                }
+                return !responseFieldIsDropped(name)
             }
+            if isKept { kept.append((upstream.name(at: index), upstream.value(at: index))) }
         }
         if hasConnection {
             let named = HopByHop.connectionNamed(in: upstream)
@@ -229,22 +237,21 @@ enum Forwarding {
         return HTTPHeaders(kept)
     }
 
-    private static func responseFieldIsDropped(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 12: return name.asciiCaseInsensitiveEquals("x-request-id")
-        case 14: return name.asciiCaseInsensitiveEquals("content-length")
-        case 20: return name.asciiCaseInsensitiveEquals("x-switchyard-version")
-        case 21: return name.asciiCaseInsensitiveEquals("x-switchyard-fallback")
+    private static func responseFieldIsDropped(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch name.count {
+        case 12: return name.equalsIgnoringCase("x-request-id")
+        case 14: return name.equalsIgnoringCase("content-length")
+        case 20: return name.equalsIgnoringCase("x-switchyard-version")
+        case 21: return name.equalsIgnoringCase("x-switchyard-fallback")
         default: return HopByHop.isHopByHop(name)
         }
     }
 
-    /// The client's first `x-request-id` value, if any (`HTTPHeaders.first(name:)`, with the
-    /// length compared before the name).
+    /// The client's first `x-request-id` value, if any, read without a String per field.
     static func clientRequestID(_ client: HTTPHeaders) -> String? {
-        for field in client.fields
-        where field.name.utf8.count == 12 && field.name.asciiCaseInsensitiveEquals("x-request-id") {
-            return field.value
+        for index in 0..<client.count
+        where client.withField(at: index, { name, _ in name.count == 12 && name.equalsIgnoringCase("x-request-id") }) {
+            return client.value(at: index)
         }
         return nil
     }

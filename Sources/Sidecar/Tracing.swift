@@ -360,14 +360,16 @@ extension Worker {
         var parent: TraceParent?
         var traceparents = 0
         var traceState: String?
-        for field in exchange.request.head.headers.fields {
-            switch field.name.utf8.count {
-            case 11 where field.name.asciiCaseInsensitiveEquals("traceparent"):
+        let headers = exchange.request.head.headers
+        for index in 0..<headers.count {
+            switch headers.withField(at: index, { name, _ in name.count }) {
+            case 11 where headers.hasName("traceparent", at: index):
                 traceparents += 1
-                parent = TraceParent.parse(field.value)
-            case 10 where field.name.asciiCaseInsensitiveEquals("tracestate"):
+                parent = TraceParent.parse(headers.value(at: index))
+            case 10 where headers.hasName("tracestate", at: index):
                 // Several fields are one list (RFC 9110 §5.3).
-                traceState = traceState.map { "\($0),\(field.value)" } ?? field.value
+                let value = headers.value(at: index)
+                traceState = traceState.map { "\($0),\(value)" } ?? value
             default:
                 continue
             }

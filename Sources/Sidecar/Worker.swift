@@ -931,23 +931,16 @@ extension Worker {
     }
 
     /// Whether a response's `content-type` is `text/event-stream` (parameters ignored): a byte
-    /// scan of the field's contiguous UTF-8, no String made.
+    /// scan of the field, no String made.
     static func isEventStream(_ headers: HTTPHeaders) -> Bool {
-        guard var value = headers.first(name: "content-type") else { return false }
-        return value.withUTF8 { bytes in
+        guard let index = headers.firstIndex(name: "content-type") else { return false }
+        return headers.withField(at: index) { _, bytes in
             var start = 0
             var end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
             // The media type: up to `;`, without the spaces and tabs around it.
             while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
             while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-            let expected: StaticString = "text/event-stream"
-            guard end - start == expected.utf8CodeUnitCount else { return false }
-            for k in 0..<(end - start) {
-                let byte = bytes[start + k]
-                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-                if lower != expected.utf8Start[k] { return false }
-            }
-            return true
+            return UnsafeBufferPointer(rebasing: bytes[start..<end]).equalsIgnoringCase("text/event-stream")
         }
     }
 
@@ -1218,7 +1211,7 @@ final class Exchange {  // confined to its worker's loop thread
             method: request.head.method,
             path: path,
             query: query,
-            headers: request.head.headers.fields,
+            headers: request.head.headers,
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )

@@ -1,5 +1,8 @@
-import HTTP1
+import Foundation
+import TestSupport
 import Testing
+
+@testable import HTTP1
 
 struct ValidRequest: Sendable, CustomTestStringConvertible {
     var name: String
@@ -247,5 +250,58 @@ func parsesValidRequest(_ row: ValidRequest) throws {
             #expect(head.target == targets[n])
             #expect(head.headers.first(name: "x-n") == "\(n)")
         }
+    }
+}
+
+/// A head's fields are ranges into bytes its `FieldStorage` may reuse for the next head: reuse
+/// must happen only when the last head is gone, and never change a head someone still holds.
+@Suite struct ParsedFieldsReuseTests {
+    static func randomHead(_ random: inout SplitMix64, _ n: Int) -> String {
+        var raw = "POST /v1/models/m:predict HTTP/1.1\r\nHost: h\(n)\r\n"
+        for k in 0..<Int.random(in: 0...24, using: &random) {
+            let length = Int.random(in: 0...300, using: &random)
+            let value = String((0..<length).map { _ in "abcdefghij-/ ;=,0123456789".randomElement(using: &random)! })
+                .trimmingCharacters(in: .whitespaces)
+            raw += "X-Field-\(k)-\(n): \(value)\r\n"
+        }
+        return raw + "Content-Length: 0\r\n\r\n"
+    }
+
+    @Test(arguments: [1, 2, 3]) func keptHeadsStayWhateverIsParsedNext(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        var storage = FieldStorage()
+        var kept: [(RequestHead, RequestHead)] = []
+        for n in 0..<200 {
+            let raw = Self.randomHead(&random, n)
+            guard let head = ReusedStorageTests.parse(raw, &storage), let fresh = ReusedStorageTests.parseFresh(raw)
+            else {
+                Issue.record("head \(n) did not parse")
+                return
+            }
+            #expect(head == fresh, "head \(n)")
+            #expect(head.headers.first(name: "host") == "h\(n)")
+            // Half are kept (their bytes must not change), half dropped (their storage is reused).
+            if Bool.random(using: &random) { kept.append((head, fresh)) }
+        }
+        for (n, (head, fresh)) in kept.enumerated() {
+            #expect(head == fresh, "kept head \(n)")
+            #expect(head.headers.fields.map(\.name) == fresh.headers.fields.map(\.name))
+        }
+    }
+
+    @Test func aDroppedHeadsStorageIsReusedAndAKeptOnesIsNot() {
+        var storage = FieldStorage()
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
+        let first = ReusedStorageTests.parse(raw, &storage)
+        let firstID = first?.headers.parsed.map(ObjectIdentifier.init)
+        let second = ReusedStorageTests.parse(raw, &storage)
+        // `first` is still held: the second head has storage of its own.
+        #expect(second?.headers.parsed.map(ObjectIdentifier.init) != firstID)
+        let secondID = second?.headers.parsed.map(ObjectIdentifier.init)
+        _ = consume second
+        let third = ReusedStorageTests.parse("GET / HTTP/1.1\r\nHost: b\r\n\r\n", &storage)
+        #expect(third?.headers.parsed.map(ObjectIdentifier.init) == secondID)
+        #expect(third?.headers.first(name: "host") == "b")
+        #expect(first?.headers.first(name: "x-a") == "1")
     }
 }

@@ -5,11 +5,12 @@
 //
 //   requests=N rps=R p50_ms=A p99_ms=B errors=E non2xx=F
 //
-//   sockload [-c CONNS] [-d SECS] [-p PATH] [-b BODY] unix:/path/to.sock | HOST:PORT
+//   sockload [-c CONNS] [-d SECS] [-p PATH] [-b BODY] [-H 'Name: value']... unix:/path/to.sock | HOST:PORT
 //
 // Without -b it sends bench's ~200-byte JSON prediction (the body of shared/bench/wrk/post.lua)
 // as a POST to PATH (default /v1/models/m:predict). A connection that fails or is closed is
-// counted in errors and reopened.
+// counted in errors and reopened. Each -H adds a header field after Content-Length (at most
+// 2 KiB of them), for a request that looks like a real client's.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -122,12 +123,22 @@ int main(int argc, char **argv) {
   int conns = 32, opt;
   double dur = 5;
   const char *path = "/v1/models/m:predict", *body = DEFAULT_BODY;
-  while ((opt = getopt(argc, argv, "c:d:p:b:")) != -1) {
+  static char extra[2048];
+  size_t extralen = 0;
+  while ((opt = getopt(argc, argv, "c:d:p:b:H:")) != -1) {
     switch (opt) {
     case 'c': conns = atoi(optarg); break;
     case 'd': dur = atof(optarg); break;
     case 'p': path = optarg; break;
     case 'b': body = optarg; break;
+    case 'H': {
+      size_t n = strlen(optarg);
+      if (extralen + n + 2 >= sizeof extra) { fprintf(stderr, "-H: more than %zu bytes of fields\n", sizeof extra); return 2; }
+      memcpy(extra + extralen, optarg, n);
+      memcpy(extra + extralen + n, "\r\n", 2);
+      extralen += n + 2;
+      break;
+    }
     default: fprintf(stderr, "usage: sockload [-c CONNS] [-d SECS] [-p PATH] [-b BODY] unix:/path | HOST:PORT\n"); return 2;
     }
   }
@@ -153,7 +164,7 @@ int main(int argc, char **argv) {
   }
   reqlen = (size_t)snprintf(req, sizeof req,
                             "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                            "Content-Length: %zu\r\n\r\n%s", path, strlen(body), body);
+                            "Content-Length: %zu\r\n%.*s\r\n%s", path, strlen(body), (int)extralen, extra, body);
   hist = calloc(HIST_US, sizeof *hist);
   int ep = epoll_create1(0);
   conn *cs = calloc((size_t)conns, sizeof *cs);
