@@ -915,17 +915,7 @@ public enum HopByHop {
 
     /// Whether `name` is in `names`, ignoring ASCII case.
     public static func isHopByHop(_ name: String) -> Bool {
-        // Dispatch on the length first: most names are not hop-by-hop and share no length with one.
-        switch name.utf8.count {
-        case 2: return name.asciiCaseInsensitiveEquals("te")
-        case 7: return name.asciiCaseInsensitiveEquals("trailer") || name.asciiCaseInsensitiveEquals("upgrade")
-        case 10: return name.asciiCaseInsensitiveEquals("connection") || name.asciiCaseInsensitiveEquals("keep-alive")
-        case 16: return name.asciiCaseInsensitiveEquals("proxy-connection")
-        case 17: return name.asciiCaseInsensitiveEquals("transfer-encoding")
-        case 18: return name.asciiCaseInsensitiveEquals("proxy-authenticate")
-        case 19: return name.asciiCaseInsensitiveEquals("proxy-authorization")
-        default: return false
-        }
+        withUTF8Bytes(name) { isHopByHop($0) }
     }
 
     /// The field names listed in the `Connection` fields of `headers`, in order; empty (without

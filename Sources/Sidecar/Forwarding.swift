@@ -108,15 +108,8 @@ enum Forwarding {
     static func appendResponseFields(_ upstream: HTTPHeaders, into lines: inout [UInt8]) {
         let start = lines.count
         var hasConnection = false
-        for index in 0..<upstream.count {
-            let kept = upstream.withField(at: index) { name, _ in
-                if HopByHop.isConnection(name) {
-                    hasConnection = true
-                    return false
-                }
-                return !responseFieldIsDropped(name)
-            }
-            if kept { HTTPSerializer.appendField(&lines, at: index, of: upstream, droppingFraming: true) }
+        for index in 0..<upstream.count where responseFieldIsKept(upstream, at: index, hasConnection: &hasConnection) {
+            HTTPSerializer.appendField(&lines, at: index, of: upstream, droppingFraming: true)
         }
         guard hasConnection, !HopByHop.connectionNamed(in: upstream).isEmpty else { return }
         // Rare: a `Connection` field names others. Written again without them.
@@ -218,15 +211,8 @@ enum Forwarding {
         var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(upstream.count + 3)
         var hasConnection = false
-        for index in 0..<upstream.count {
-            let isKept = upstream.withField(at: index) { name, _ in
-                if HopByHop.isConnection(name) {
-                    hasConnection = true
-                    return false
-                }
-                return !responseFieldIsDropped(name)
-            }
-            if isKept { kept.append((upstream.name(at: index), upstream.value(at: index))) }
+        for index in 0..<upstream.count where responseFieldIsKept(upstream, at: index, hasConnection: &hasConnection) {
+            kept.append((upstream.name(at: index), upstream.value(at: index)))
         }
         if hasConnection {
             let named = HopByHop.connectionNamed(in: upstream)
@@ -235,6 +221,19 @@ enum Forwarding {
             }
         }
         return HTTPHeaders(kept)
+    }
+
+    /// Whether the backend's field at `index` goes to the client, before the names a `Connection`
+    /// field lists are looked at; notes a `Connection` field in `hasConnection`.
+    @inline(__always)
+    private static func responseFieldIsKept(_ upstream: HTTPHeaders, at index: Int, hasConnection: inout Bool) -> Bool {
+        upstream.withField(at: index) { name, _ in
+            if HopByHop.isConnection(name) {
+                hasConnection = true
+                return false
+            }
+            return !responseFieldIsDropped(name)
+        }
     }
 
     private static func responseFieldIsDropped(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
