@@ -610,32 +610,24 @@ final class UpstreamConnection {
             headScratchMethod = request.method
             headScratchTarget = request.target
         }
+        let headers = request.headers
         if request.headersAreEndToEnd {
             // Filtered by the caller already: one pass over the fields, not two.
-            for field in request.headers.fields {
-                HTTPSerializer.appendField(
-                    &headScratch.bytes,
-                    name: field.name,
-                    value: field.value,
-                    droppingFraming: sendsLength
-                )
+            for index in 0..<headers.count {
+                HTTPSerializer.appendField(&headScratch.bytes, at: index, of: headers, droppingFraming: sendsLength)
             }
-        } else if request.headers.count > 0 {
-            let named = HopByHop.connectionNamed(in: request.headers)
-            for field in request.headers.fields {
-                let name = field.name
-                if HopByHop.isHopByHop(name) || name.asciiCaseInsensitiveEquals("host")
-                    || name.asciiCaseInsensitiveEquals("content-length")
-                    || named.contains(where: { $0.asciiCaseInsensitiveEquals(name) })
-                {
-                    continue
+        } else if headers.count > 0 {
+            let named = HopByHop.connectionNamed(in: headers)
+            for index in 0..<headers.count {
+                // Names read as bytes: no String per field of a parsed head.
+                let skipped = headers.withField(at: index) { name, _ in
+                    HopByHop.isHopByHop(name) || name.equalsIgnoringCase("host")
+                        || name.equalsIgnoringCase("content-length")
+                        || named.contains { name.equalsIgnoringCase(string: $0) }
                 }
-                HTTPSerializer.appendField(
-                    &headScratch.bytes,
-                    name: name,
-                    value: field.value,
-                    droppingFraming: sendsLength
-                )
+                if !skipped {
+                    HTTPSerializer.appendField(&headScratch.bytes, at: index, of: headers, droppingFraming: sendsLength)
+                }
             }
         }
         headScratch.bytes.append(contentsOf: request.fieldLines)

@@ -12,8 +12,9 @@ struct HeadCursor {
     let maxHeaderBytes: Int
 
     init(count: Int, headStart: Int, maxHeaderBytes: Int) {
-        self.maxHeaderBytes = maxHeaderBytes
-        let budget = max(0, maxHeaderBytes)
+        // A head's field ranges are 32-bit offsets (`ParsedFields`): no budget goes past them.
+        self.maxHeaderBytes = min(max(0, maxHeaderBytes), Int(Int32.max))
+        let budget = self.maxHeaderBytes
         if count - headStart > budget {
             end = headStart + budget
             overBudget = true
