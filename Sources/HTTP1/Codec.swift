@@ -706,6 +706,12 @@ public enum HTTPSerializer {
         }
     }
 
+    /// Appends a constant field line (`name: value\r\n`, CRLF included) as it is.
+    @inline(__always)
+    public static func appendLine(_ out: inout [UInt8], _ line: StaticString) {
+        out.append(contentsOf: UnsafeBufferPointer(start: line.utf8Start, count: line.utf8CodeUnitCount))
+    }
+
     /// Appends `name: value\r\n` without checking either: for fields a head parser has checked
     /// (`HTTPHeaders.parsedCount`) and the sidecar's own constant or checked values.
     @inline(__always)

@@ -97,8 +97,13 @@ enum Forwarding {
         if !isOverridden("x-request-id") {
             requestID.appendField(to: &lines)
         }
-        if mustReadBody { own("accept-encoding", "identity") }
-        if isShadow { own("x-switchyard-shadow", "1") }
+        // Constant lines are copied whole.
+        if mustReadBody && !isOverridden("accept-encoding") {
+            HTTPSerializer.appendLine(&lines, "accept-encoding: identity\r\n")
+        }
+        if isShadow && !isOverridden("x-switchyard-shadow") {
+            HTTPSerializer.appendLine(&lines, "x-switchyard-shadow: 1\r\n")
+        }
         if let traceparent { own("traceparent", traceparent) }
         for field in overrides { HTTPSerializer.appendCheckedField(&lines, name: field.name, value: field.value) }
     }

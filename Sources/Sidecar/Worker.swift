@@ -475,6 +475,8 @@ final class Worker: @unchecked Sendable {
                 )
             }
             if isShadow {
+                // Room for the usual head at once: growing from empty cost three reallocations.
+                fieldLines.reserveCapacity(512)
                 write(&fieldLines)
             } else {
                 let scratch = exchange.writer.scratch
