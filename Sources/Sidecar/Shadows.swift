@@ -20,10 +20,33 @@ final class ShadowRun {
     var isCompared = false
     /// An `openai` shadow's time to first token: its whole answer's (SPEC §14).
     var firstTokenMilliseconds: Double?
+    /// While a remote copy is out: the exchange it belongs to (kept alive until the answer is
+    /// back, then let go, so the exchange and its shadows do not hold each other) and the attempt.
+    /// The run itself hears the pool's result (`UpstreamResponder`): no closure per copy.
+    private var sentFrom: Exchange?
+    private var sentAttempt: Worker.Attempt?
 
     init(version: String, spec: VersionSpec) {
         self.version = version
         self.spec = spec
+    }
+
+    /// Notes the exchange and attempt a remote copy is sent for, before `UpstreamPool.send`.
+    func sending(from exchange: Exchange, attempt: Worker.Attempt) {
+        sentFrom = exchange
+        sentAttempt = attempt
+    }
+}
+
+extension ShadowRun: UpstreamResponder {
+    /// The remote copy's result (`Worker.forward`), heard exactly once.
+    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        guard let exchange = sentFrom, let attempt = sentAttempt else {
+            preconditionFailure("a shadow's result came back for a copy that was not sent")
+        }
+        sentFrom = nil
+        sentAttempt = nil
+        exchange.worker.remoteFinished(result, exchange, version: version, attempt: attempt, shadow: self)
     }
 }
 

@@ -576,14 +576,15 @@ final class Worker: @unchecked Sendable {
             )
             return
         }
+        // A shadow copy: its run hears the result (no closure made per copy either).
+        shadow.sending(from: exchange, attempt: attempt)
         pool.send(
             upstream,
             timeoutMilliseconds: attempt.timeoutMilliseconds,
             idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
-            disposition: disposition
-        ) { [self] result in
-            remoteFinished(result, exchange, version: version, attempt: attempt, shadow: shadow)
-        }
+            disposition: disposition,
+            responder: shadow
+        )
     }
 
     /// A remote version's response (or failure) is back: metrics, then `versionResult`, then to
