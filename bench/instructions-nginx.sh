@@ -5,7 +5,7 @@
 # 10 s load of bench/c/sockload.c (8 connections, the benchmark's request) to the same fast
 # upstream, with shared/bench's nginx.conf (keep-alive to the upstream, access log off).
 #
-#   bench/instructions-nginx.sh          # PORT_BASE (default 18650) as in bench/instructions.sh
+#   bench/instructions-nginx.sh          # PORT_BASE (default 18650) and LOAD as in bench/instructions.sh
 # Needs: valgrind, gcc, nginx. nginx's own binary has no debug info; counts are whole-process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +26,12 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
   nginx -p "$RUN/nginx" -e "$RUN/startup.log" -c "$RUN/nginx.conf" >"$RUN/nginx.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.2; done
-"$RUN/sockload" -c 8 -d 2 127.0.0.1:$PORT >/dev/null
+LOAD=${LOAD:-}
+# shellcheck disable=SC2086
+"$RUN/sockload" -c 8 -d 2 $LOAD 127.0.0.1:$PORT >/dev/null
 callgrind_control -i on $pid >/dev/null
-line=$("$RUN/sockload" -c 8 -d 10 127.0.0.1:$PORT)
+# shellcheck disable=SC2086
+line=$("$RUN/sockload" -c 8 -d 10 $LOAD 127.0.0.1:$PORT)
 callgrind_control -i off $pid >/dev/null
 kill -TERM $pid; wait $pid || true
 requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
