@@ -305,3 +305,68 @@ func parsesValidRequest(_ row: ValidRequest) throws {
         #expect(first?.headers.first(name: "x-a") == "1")
     }
 }
+
+/// Headers read from a parsed head (ranges into its bytes) behave as the same fields given as
+/// Strings, and both as a plain list of pairs edited by hand, through any mix of lookups and edits.
+@Suite struct ParsedHeadersBehaveAsFieldListsTests {
+    static let names = ["Host", "x-a", "X-A", "content-type", "Cookie", "x-b", "Accept"]
+
+    static func same(_ a: String, _ b: String) -> Bool { a.lowercased() == b.lowercased() }
+
+    @Test(arguments: [7, 8, 9]) func editsAndLookupsAgree(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        for _ in 0..<100 {
+            var pairs: [(name: String, value: String)] = [("Host", "h")]
+            for _ in 0..<Int.random(in: 0...8, using: &random) {
+                // One Host only: a second would make the head a bad request.
+                let name = Self.names.dropFirst().randomElement(using: &random)!
+                pairs.append((name, "v\(Int.random(in: 0...99, using: &random))"))
+            }
+            let raw = "GET / HTTP/1.1\r\n" + pairs.map { "\($0.name): \($0.value)\r\n" }.joined() + "\r\n"
+            var parsed = try #require(ReusedStorageTests.parseFresh(raw)).headers
+            var list = HTTPHeaders(parsed: pairs)
+            // The model: pairs edited by hand, and how many leading ones are still as parsed.
+            var model = pairs
+            var modelParsed = pairs.count
+            #expect(parsed.parsed != nil)
+            for _ in 0..<4 {
+                let name = Self.names.randomElement(using: &random)!
+                let op = Int.random(in: 0...2, using: &random)
+                if op != 0, let first = model.firstIndex(where: { Self.same($0.name, name) }) {
+                    model.removeAll { Self.same($0.name, name) }
+                    modelParsed = min(modelParsed, first)
+                }
+                switch op {
+                case 0:
+                    parsed.add(name: name, value: "added")
+                    list.add(name: name, value: "added")
+                    model.append((name, "added"))
+                case 1:
+                    parsed.remove(name: name)
+                    list.remove(name: name)
+                default:
+                    parsed.replaceOrAdd(name: name, value: "replaced")
+                    list.replaceOrAdd(name: name, value: "replaced")
+                    model.append((name, "replaced"))
+                }
+                for headers in [parsed, list] {
+                    #expect(headers.fields.map(\.name) == model.map(\.name))
+                    #expect(headers.fields.map(\.value) == model.map(\.value))
+                    #expect(headers.parsedCount == modelParsed)
+                    for wanted in Self.names {
+                        #expect(headers.first(name: wanted) == model.first { Self.same($0.name, wanted) }?.value)
+                        #expect(
+                            headers.values(name: wanted) == model.filter { Self.same($0.name, wanted) }.map(\.value)
+                        )
+                    }
+                }
+                #expect(parsed == list)
+                var hashA = Hasher()
+                var hashB = Hasher()
+                parsed.hash(into: &hashA)
+                list.hash(into: &hashB)
+                #expect(hashA.finalize() == hashB.finalize())
+            }
+        }
+    }
+}
