@@ -570,7 +570,7 @@ final class Worker: @unchecked Sendable {
                 timeoutMilliseconds: attempt.timeoutMilliseconds,
                 idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
                 disposition: disposition,
-                responder: exchange
+                exchange: exchange
             )
             return
         }
@@ -1059,8 +1059,9 @@ struct PendingLLMComparison {
     let setup: ConfigSnapshot.ModelComparison
 }
 
-/// One request on its way through a worker.
-final class Exchange {  // confined to its worker's loop thread
+/// One request on its way through a worker. It is also the live attempt's `UpstreamExchange`:
+/// the pool carries the send on this object (no object of its own, no closure, per request).
+final class Exchange: UpstreamExchange {  // confined to its worker's loop thread
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
@@ -1153,6 +1154,12 @@ final class Exchange {  // confined to its worker's loop thread
         self.id = requestID
         self.readsBodyKeys = readsBodyKeys
         self.startNanoseconds = Monotonic.nanoseconds()
+        super.init()
+    }
+
+    /// The live attempt's result (`Worker.forward`).
+    override func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        worker.remoteFinished(result, self, version: liveAttemptVersion, attempt: liveAttempt, shadow: nil)
     }
 
     /// Records what routing decided.
@@ -1222,13 +1229,6 @@ final class Exchange {  // confined to its worker's loop thread
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )
-    }
-}
-
-extension Exchange: UpstreamResponder {
-    /// The live attempt's result (`Worker.forward`).
-    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
-        worker.remoteFinished(result, self, version: liveAttemptVersion, attempt: liveAttempt, shadow: nil)
     }
 }
 
