@@ -160,6 +160,66 @@ static inline long switchyard_read_via(struct evbuffer *buffer, evutil_socket_t 
     return (long)got;
 }
 
+// A per-thread cache of evbuffer chain blocks for libevent's allocator (event_set_mem_functions).
+// A message that arrives in an empty evbuffer gets a new chain (`switchyard_read_via`'s
+// evbuffer_add), and libevent frees every chain of a buffer drained empty, so each request read
+// and each response read cost a malloc and a free of a MIN_BUFFER_SIZE (1024-byte) chain that no
+// reuse of the evbuffer can keep. Here a freed block of that size goes to a small per-thread list
+// and the next chain takes it back. Every block is still malloc's (the list holds only blocks
+// whose malloc_usable_size is the chain size's), so memory that libevent allocated before the
+// functions were installed may be freed through them: the order libevent's documentation asks
+// for (install before any allocation) is not needed. A thread that ends leaves its list (at most
+// SWITCHYARD_CHAIN_CACHE blocks) allocated.
+#define SWITCHYARD_CHAIN_BYTES 1024
+#define SWITCHYARD_CHAIN_CACHE 16
+extern void *malloc(size_t size);
+extern void *realloc(void *pointer, size_t size);
+extern void free(void *pointer);
+extern size_t malloc_usable_size(void *pointer);
+// The state lives in functions: Swift's importer emits a header's static functions, not its
+// static variables.
+struct switchyard_chain_list {
+    void *blocks[SWITCHYARD_CHAIN_CACHE];
+    int count;
+};
+static inline struct switchyard_chain_list *switchyard_chain_list(void) {
+    static __thread struct switchyard_chain_list list;
+    return &list;
+}
+// malloc_usable_size of a SWITCHYARD_CHAIN_BYTES block; 0 until installed.
+static inline size_t *switchyard_chain_usable(void) {
+    static size_t usable;
+    return &usable;
+}
+
+static void *switchyard_chain_malloc(size_t size) {
+    struct switchyard_chain_list *list = switchyard_chain_list();
+    if (size > SWITCHYARD_CHAIN_BYTES / 2 && size <= *switchyard_chain_usable() && list->count > 0) {
+        return list->blocks[--list->count];
+    }
+    return malloc(size);
+}
+
+static void *switchyard_chain_realloc(void *pointer, size_t size) { return realloc(pointer, size); }
+
+static void switchyard_chain_free(void *pointer) {
+    struct switchyard_chain_list *list = switchyard_chain_list();
+    if (pointer != NULL && list->count < SWITCHYARD_CHAIN_CACHE
+        && malloc_usable_size(pointer) == *switchyard_chain_usable()) {
+        list->blocks[list->count++] = pointer;
+        return;
+    }
+    free(pointer);
+}
+
+// Installs the cache as libevent's allocator (once per process, any thread, any time).
+static inline void switchyard_install_chain_cache(void) {
+    void *probe = malloc(SWITCHYARD_CHAIN_BYTES);
+    *switchyard_chain_usable() = malloc_usable_size(probe);
+    free(probe);
+    event_set_mem_functions(switchyard_chain_malloc, switchyard_chain_realloc, switchyard_chain_free);
+}
+
 // Sends the start of `buffer` (up to 16 segments, one send or sendmsg, MSG_NOSIGNAL so a
 // closed peer is an EPIPE error and not a signal) and drains what the kernel took. Returns
 // the bytes sent, -1 when the socket takes nothing now (EAGAIN, EINTR), or -2 on an error

@@ -33,8 +33,14 @@ struct ConnectionSocket {
         evbuffer_free(output)
     }
 
+    /// libevent's chain blocks come from a per-thread cache (`switchyard_install_chain_cache` in
+    /// the shim): without it every request and every response read mallocs and frees a chain.
+    /// Installed before the first connection reads.
+    private static let chainCacheInstalled: Void = switchyard_install_chain_cache()
+
     /// Registers the read and write events for `fd` with `owner` as their argument.
     mutating func attach(fd: Int32, base: OpaquePointer, callback: event_callback_fn, owner: UnsafeMutableRawPointer) {
+        _ = ConnectionSocket.chainCacheInstalled
         self.fd = fd
         events = SocketEvents(base: base, fd: fd, callback: callback, owner: owner)
     }

@@ -7,7 +7,7 @@ import Routing
 
 /// One shadow copy of a live request: sent to its version, never answered to the client, and
 /// compared with the live answer once both exist (SPEC §3 "Shadow", §6).
-final class ShadowRun {
+final class ShadowRun: UpstreamExchange {
     let version: String
     let spec: VersionSpec
     // Checked access: leaving it unchecked saved nothing measurable (bench/instructions.sh with
@@ -22,13 +22,15 @@ final class ShadowRun {
     var firstTokenMilliseconds: Double?
     /// While a remote copy is out: the exchange it belongs to (kept alive until the answer is
     /// back, then let go, so the exchange and its shadows do not hold each other) and the attempt.
-    /// The run itself hears the pool's result (`UpstreamResponder`): no closure per copy.
+    /// The run itself is the pool's exchange for the copy (`UpstreamExchange`): no closure and
+    /// no object of the pool's per copy.
     private var sentFrom: Exchange?
     private var sentAttempt: Worker.Attempt?
 
     init(version: String, spec: VersionSpec) {
         self.version = version
         self.spec = spec
+        super.init()
     }
 
     /// Notes the exchange and attempt a remote copy is sent for, before `UpstreamPool.send`.
@@ -36,11 +38,9 @@ final class ShadowRun {
         sentFrom = exchange
         sentAttempt = attempt
     }
-}
 
-extension ShadowRun: UpstreamResponder {
     /// The remote copy's result (`Worker.forward`), heard exactly once.
-    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+    override func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
         guard let exchange = sentFrom, let attempt = sentAttempt else {
             preconditionFailure("a shadow's result came back for a copy that was not sent")
         }

@@ -267,6 +267,26 @@ final class Worker: @unchecked Sendable {
         case failed(SidecarError, reply: Reply?)
     }
 
+    /// The worker's last live remote `Reply`, reused for the next one when nothing else holds it
+    /// (`reusableReply`).
+    private var spareReply: Reply?
+    /// What a written reply holds instead of its body: an empty buffer of this worker's (an
+    /// evbuffer is not shared between threads), never written to.
+    private let writtenBody = EventBuffer()
+
+    /// A reply for a live remote answer: the worker's last one when nothing holds it any more
+    /// (the request it answered is written), else a new one kept for next time. One allocation
+    /// less per proxied request.
+    func reusableReply(status: Int, headers: HTTPHeaders, body: EventBuffer) -> Reply {
+        if isKnownUniquelyReferenced(&spareReply), let spare = spareReply {
+            spare.reuse(status: status, headers: headers, body: body)
+            return spare
+        }
+        let fresh = Reply(status: status, headers: headers, body: body)
+        spareReply = fresh
+        return fresh
+    }
+
     /// A response to send. A class so that the answering path adds its fields to the one header
     /// list it owns instead of copying it (loop thread only).
     final class Reply {
@@ -299,6 +319,22 @@ final class Worker: @unchecked Sendable {
             self.headers = headers
             self.body = body
         }
+
+        /// Makes a reply nothing else holds answer anew, as a new one would.
+        func reuse(status: Int, headers: HTTPHeaders, body: EventBuffer) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+            stream = nil
+            streamLength = nil
+            isEventStream = false
+            errorCode = nil
+            errorDetail = nil
+            grpcStatus = nil
+            grpcResponse = nil
+            isFromBackend = false
+        }
+
     }
 
     func conclude(_ exchange: Exchange, version: String, result: VersionResult) {
@@ -572,7 +608,7 @@ final class Worker: @unchecked Sendable {
                 timeoutMilliseconds: attempt.timeoutMilliseconds,
                 idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
                 disposition: disposition,
-                responder: exchange
+                exchange: exchange
             )
             return
         }
@@ -583,7 +619,7 @@ final class Worker: @unchecked Sendable {
             timeoutMilliseconds: attempt.timeoutMilliseconds,
             idleTimeoutMilliseconds: remote.idleTimeoutMilliseconds,
             disposition: disposition,
-            responder: shadow
+            exchange: shadow
         )
     }
 
@@ -634,12 +670,13 @@ final class Worker: @unchecked Sendable {
         case .success(let response):
             // A shadow's reply is compared, never sent: its fields are not rewritten for a client.
             // A shadow's reply is compared, never sent: its fields are not kept.
-            let reply = Reply(
-                status: response.head.status,
-                headers: attempt.isShadow ? HTTPHeaders() : response.head.headers,
-                body: response.body
-            )
-            reply.isFromBackend = !attempt.isShadow
+            let reply: Reply
+            if attempt.isShadow {
+                reply = Reply(status: response.head.status, headers: HTTPHeaders(), body: response.body)
+            } else {
+                reply = reusableReply(status: response.head.status, headers: response.head.headers, body: response.body)
+                reply.isFromBackend = true
+            }
             if let stream = response.stream {
                 // Relayed as it arrives (see `forward`): nothing here reads it.
                 reply.stream = stream
@@ -855,6 +892,9 @@ final class Worker: @unchecked Sendable {
 
     func respond(_ exchange: Exchange, reply: Reply, version: String?, failedVersion: String?) {
         loop.assertInLoop()
+        // The body is an upstream connection's buffer, which it reuses only when nothing else holds
+        // it: a reply kept for reuse (`reusableReply`) lets it go once it has been written.
+        defer { reply.body = writtenBody }
         if let call = exchange.grpc {
             respondGRPC(exchange, call: call, reply: reply, version: version, failedVersion: failedVersion)
             return
@@ -1055,8 +1095,9 @@ struct PendingLLMComparison {
     let setup: ConfigSnapshot.ModelComparison
 }
 
-/// One request on its way through a worker.
-final class Exchange {  // confined to its worker's loop thread
+/// One request on its way through a worker. It is also the live attempt's `UpstreamExchange`:
+/// the pool carries the send on this object (no object of its own, no closure, per request).
+final class Exchange: UpstreamExchange {  // confined to its worker's loop thread
     let request: ServerRequest
     let writer: ResponseWriter
     let snapshot: ConfigSnapshot
@@ -1149,6 +1190,12 @@ final class Exchange {  // confined to its worker's loop thread
         self.id = requestID
         self.readsBodyKeys = readsBodyKeys
         self.startNanoseconds = Monotonic.nanoseconds()
+        super.init()
+    }
+
+    /// The live attempt's result (`Worker.forward`).
+    override func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        worker.remoteFinished(result, self, version: liveAttemptVersion, attempt: liveAttempt, shadow: nil)
     }
 
     /// Records what routing decided.
@@ -1218,13 +1265,6 @@ final class Exchange {  // confined to its worker's loop thread
             bodyKey: bodyKey,
             grpc: grpc?.facts
         )
-    }
-}
-
-extension Exchange: UpstreamResponder {
-    /// The live attempt's result (`Worker.forward`).
-    func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
-        worker.remoteFinished(result, self, version: liveAttemptVersion, attempt: liveAttempt, shadow: nil)
     }
 }
 

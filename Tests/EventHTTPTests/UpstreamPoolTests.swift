@@ -78,6 +78,25 @@ private func sendConcurrently(
     return (0..<count).map { results.value[$0]! }
 }
 
+/// A caller's own exchange object (as the sidecar's `Exchange` is): records each answer's body
+/// and hands the count to `next`, which may send again on it. Loop thread only.
+private final class RecordingExchange: UpstreamExchange, @unchecked Sendable {
+    private let next: (RecordingExchange, Int) -> Void
+    private(set) var answers: [String] = []
+
+    init(next: @escaping (RecordingExchange, Int) -> Void) {
+        self.next = next
+    }
+
+    override func upstreamFinished(_ result: Result<UpstreamResponse, UpstreamError>) {
+        switch result {
+        case .success(let response): answers.append(String(decoding: response.body.bytes, as: UTF8.self))
+        case .failure(let error): answers.append("failed: \(error)")
+        }
+        next(self, answers.count)
+    }
+}
+
 @Suite struct UpstreamPoolTests {
     @Test func reusesOneConnectionForSequentialRequests() throws {
         let loop = try LoopThread()
@@ -120,6 +139,39 @@ private func sendConcurrently(
         let seen = try loop.sync { kept.value.map { String(decoding: $0.bytes, as: UTF8.self) } }
         #expect(seen == ["POST /k0 b0", "POST /k2 b2", "POST /k4 b4"])
         #expect(try loop.sync { pool.value.connectionsOpened } == 1)
+    }
+
+    @Test func aCallersExchangeCarriesASecondSendStartedFromItsResult() throws {
+        let loop = try LoopThread()
+        defer { loop.shutdown() }
+        let first = try echoUpstream(loop)
+        let second = try echoUpstream(loop)
+        let firstPool = try makePool(loop, port: first.value.port)
+        let secondPool = try makePool(loop, port: second.value.port)
+        // As the sidecar's fallback does: the caller's own exchange object sends again, to another
+        // backend, from inside its first result; then once more on the first pool.
+        let exchange = RecordingExchange { exchange, answers in
+            switch answers {
+            case 1:
+                let request = UpstreamRequest(method: "POST", target: "/second", body: EventBuffer(bytes: bytes("two")))
+                secondPool.value.send(request, timeoutMilliseconds: 2000, exchange: exchange)
+            case 2:
+                firstPool.value.send(
+                    UpstreamRequest(method: "GET", target: "/third"),
+                    timeoutMilliseconds: 2000,
+                    exchange: exchange
+                )
+            default:
+                break
+            }
+        }
+        loop.loop.execute {
+            let request = UpstreamRequest(method: "POST", target: "/first", body: EventBuffer(bytes: bytes("one")))
+            firstPool.value.send(request, timeoutMilliseconds: 2000, exchange: exchange)
+        }
+        #expect(try loop.eventually { exchange.answers.count == 3 })
+        #expect(try loop.sync { exchange.answers } == ["POST /first one", "POST /second two", "GET /third "])
+        #expect(try loop.sync { (firstPool.value.connectionsOpened, secondPool.value.connectionsOpened) } == (1, 1))
     }
 
     @Test func writesItsOwnFramingAndHost() throws {

@@ -166,6 +166,30 @@ import Glibc
         }
     }
 
+    @Test func streamedAndWholeAnswersTakeTurnsOnOneConnection() throws {
+        // The worker reuses its last live reply object for the next answer: a streamed answer's
+        // stream and length must not leak into the whole answer after it, nor the reverse.
+        let large = #"{"predictions":[""# + String(repeating: "7", count: 300_000) + #""]}"#
+        let small = #"{"predictions":[0.5]}"#
+        let upstream = FakeUpstream(.json(large))
+        defer { upstream.stop() }
+        let config = try Self.config(upstreamPort: upstream.port, routeProtocol: "json")
+        defer { config.remove() }
+        let sidecar = try RunningSidecar(config: config.path)
+        defer { sidecar.stop() }
+        let client = try #require(Client(port: sidecar.port))
+        for (i, body) in [large, small, large, small, small, large].enumerated() {
+            upstream.behavior = .json(body)
+            let r = try #require(
+                client.request("POST", "/v1/models/m:predict", headers: [("x-request-id", "t\(i)")], body: "{}")
+            )
+            #expect(r.status == 200)
+            #expect(r.bodyText == body, "answer \(i)")
+            #expect(r.header("content-length") == String(body.utf8.count))
+            #expect(r.header("x-request-id") == "t\(i)")
+        }
+    }
+
     @Test func anHTTP10ClientGetsAStreamDelimitedByClose() throws {
         let upstream = PacedUpstream(pieces: Self.pieces, framing: .chunked, delayMilliseconds: 10)
         defer { upstream.stop() }
