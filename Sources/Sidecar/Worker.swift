@@ -411,7 +411,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// How one version is asked, as the response handling needs it (no reference-counted fields:
-    /// the completion closure captures it for free).
+    /// the exchange or shadow run that keeps it copies it for free).
     struct Attempt {
         var timeoutMilliseconds: Int
         var mustRead: Bool
